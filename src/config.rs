@@ -1,0 +1,198 @@
+//! Module options: defaults, ranges and validation.
+//!
+//! The shim reads every option with Prosody's typed getters and hands the
+//! results over as a [`RawConfig`]; [`Config::from_raw`] checks ranges and
+//! falls back to the default, with a message for the log, where a value is
+//! out of range.
+
+use serde::Deserialize;
+
+pub const DEFAULT_IMPORTANT_BODY: &str = "New Message!";
+pub const DEFAULT_MAX_DEVICES: usize = 5;
+pub const DEFAULT_MAX_ERRORS: u32 = 16;
+pub const DEFAULT_MAX_HIBERNATION_TIMEOUT: u64 = 72 * 3600;
+pub const DEFAULT_CACHE_SIZE: usize = 10_000;
+pub const DEFAULT_PUSH_TIMEOUT: u64 = 120;
+pub const DEFAULT_MAX_PENDING: usize = 10_000;
+
+/// Options as the typed getters returned them (`None`: unset or wrong type).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct RawConfig {
+    pub push_notification_with_body: Option<bool>,
+    pub push_notification_with_sender: Option<bool>,
+    pub push_notification_important_body: Option<String>,
+    pub push_max_devices: Option<f64>,
+    pub push_max_errors: Option<f64>,
+    pub push_max_hibernation_timeout: Option<f64>,
+    pub push_registration_cache_size: Option<f64>,
+    pub push_response_timeout: Option<f64>,
+    pub push_max_pending: Option<f64>,
+}
+
+/// Validated options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Send the real message body to the app server.
+    pub with_body: bool,
+    /// Send the real sender to the app server.
+    pub with_sender: bool,
+    /// Body sent for important stanzas when the real one is not; empty: none.
+    pub important_body: String,
+    /// Registrations per user; the oldest are dropped beyond it.
+    pub max_devices: usize,
+    /// App-server errors (not of type `wait`) before a registration is removed.
+    pub max_errors: u32,
+    /// Seconds a hibernated push session is kept before its first important push.
+    pub max_hibernation_timeout: u64,
+    /// Users whose registrations are kept in memory.
+    pub cache_size: usize,
+    /// Seconds to wait for an app server's answer to a push.
+    pub response_timeout: u64,
+    /// Pushes awaiting an answer, per host, at most.
+    pub max_pending: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            with_body: false,
+            with_sender: false,
+            important_body: DEFAULT_IMPORTANT_BODY.to_owned(),
+            max_devices: DEFAULT_MAX_DEVICES,
+            max_errors: DEFAULT_MAX_ERRORS,
+            max_hibernation_timeout: DEFAULT_MAX_HIBERNATION_TIMEOUT,
+            cache_size: DEFAULT_CACHE_SIZE,
+            response_timeout: DEFAULT_PUSH_TIMEOUT,
+            max_pending: DEFAULT_MAX_PENDING,
+        }
+    }
+}
+
+/// An integral option within `min..=max`, or the default with a complaint.
+fn ranged(
+    name: &str,
+    value: Option<f64>,
+    min: u64,
+    max: u64,
+    default: u64,
+    problems: &mut Vec<String>,
+) -> u64 {
+    match value {
+        None => default,
+        Some(v) if v.fract() == 0.0 && v >= min as f64 && v <= max as f64 => v as u64,
+        Some(v) => {
+            problems.push(format!(
+                "option '{name}' is {v}, expected a whole number from {min} to {max}; using the default {default}"
+            ));
+            default
+        }
+    }
+}
+
+impl Config {
+    /// Validates raw options; returns the config and a message per rejected value.
+    pub fn from_raw(raw: &RawConfig) -> (Config, Vec<String>) {
+        let d = Config::default();
+        let mut problems = Vec::new();
+        let config = Config {
+            with_body: raw.push_notification_with_body.unwrap_or(d.with_body),
+            with_sender: raw.push_notification_with_sender.unwrap_or(d.with_sender),
+            important_body: raw
+                .push_notification_important_body
+                .clone()
+                .unwrap_or(d.important_body),
+            max_devices: ranged(
+                "push_max_devices",
+                raw.push_max_devices,
+                1,
+                1000,
+                d.max_devices as u64,
+                &mut problems,
+            ) as usize,
+            max_errors: ranged(
+                "push_max_errors",
+                raw.push_max_errors,
+                1,
+                1_000_000,
+                d.max_errors as u64,
+                &mut problems,
+            ) as u32,
+            max_hibernation_timeout: ranged(
+                "push_max_hibernation_timeout",
+                raw.push_max_hibernation_timeout,
+                0,
+                365 * 24 * 3600,
+                d.max_hibernation_timeout,
+                &mut problems,
+            ),
+            cache_size: ranged(
+                "push_registration_cache_size",
+                raw.push_registration_cache_size,
+                1,
+                100_000_000,
+                d.cache_size as u64,
+                &mut problems,
+            ) as usize,
+            response_timeout: ranged(
+                "push_response_timeout",
+                raw.push_response_timeout,
+                1,
+                86_400,
+                d.response_timeout,
+                &mut problems,
+            ),
+            max_pending: ranged(
+                "push_max_pending",
+                raw.push_max_pending,
+                1,
+                10_000_000,
+                d.max_pending as u64,
+                &mut problems,
+            ) as usize,
+        };
+        (config, problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_reference() {
+        let (c, problems) = Config::from_raw(&RawConfig::default());
+        assert!(problems.is_empty());
+        assert!(!c.with_body);
+        assert!(!c.with_sender);
+        assert_eq!(c.important_body, "New Message!");
+        assert_eq!(c.max_devices, 5);
+        assert_eq!(c.max_errors, 16);
+        assert_eq!(c.max_hibernation_timeout, 259_200);
+    }
+
+    #[test]
+    fn out_of_range_falls_back_with_a_message() {
+        let raw = RawConfig {
+            push_max_devices: Some(0.0),
+            push_max_errors: Some(2.5),
+            push_max_hibernation_timeout: Some(60.0),
+            ..Default::default()
+        };
+        let (c, problems) = Config::from_raw(&raw);
+        assert_eq!(c.max_devices, 5);
+        assert_eq!(c.max_errors, 16);
+        assert_eq!(c.max_hibernation_timeout, 60);
+        assert_eq!(problems.len(), 2);
+        assert!(problems[0].contains("push_max_devices"));
+    }
+
+    #[test]
+    fn empty_important_body_is_kept() {
+        let raw = RawConfig {
+            push_notification_important_body: Some(String::new()),
+            ..Default::default()
+        };
+        assert_eq!(Config::from_raw(&raw).0.important_body, "");
+    }
+}

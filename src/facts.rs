@@ -1,0 +1,258 @@
+//! What the core needs to know about a stanza, and nothing more.
+//!
+//! Walking a whole stanza is costly, so the binding reads the top-level
+//! attributes and, for each child, asks [`classify_child`] whether it
+//! matters. The same walk over a minidom [`Element`] ([`StanzaFacts::from_element`])
+//! serves the unit tests and any caller holding parsed XML.
+
+use minidom::Element;
+
+pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
+pub const NS_FORWARD: &str = "urn:xmpp:forward:0";
+pub const NS_OMEMO_LEGACY: &str = "eu.siacs.conversations.axolotl";
+pub const NS_OMEMO: &str = "urn:xmpp:omemo:0";
+pub const NS_OMEMO_2: &str = "urn:xmpp:omemo:2";
+pub const NS_PGP_LEGACY: &str = "jabber:x:encrypted";
+pub const NS_OX: &str = "urn:xmpp:openpgp:0";
+pub const NS_JINGLE_MESSAGE: &str = "urn:xmpp:jingle-message:0";
+pub const NS_STANZA_ID: &str = "urn:xmpp:sid:0";
+
+/// Namespaces a stanza's own children (body, subject) live in.
+fn is_stanza_ns(ns: &str) -> bool {
+    matches!(
+        ns,
+        "jabber:client" | "jabber:server" | "jabber:component:accept"
+    )
+}
+
+/// The local part of a JID (`user` of `user@host/resource`), if any.
+pub fn jid_node(jid: &str) -> Option<&str> {
+    let bare = jid.split('/').next().unwrap_or(jid);
+    bare.split_once('@')
+        .map(|(node, _)| node)
+        .filter(|n| !n.is_empty())
+}
+
+/// The stanza kind, from its element name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    Message,
+    Presence,
+    Iq,
+    #[default]
+    Other,
+}
+
+impl Kind {
+    pub fn from_name(name: &str) -> Kind {
+        match name {
+            "message" => Kind::Message,
+            "presence" => Kind::Presence,
+            "iq" => Kind::Iq,
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// What a child element means for push decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Child {
+    /// `<body/>`: its text is needed.
+    Body,
+    /// `<subject/>`.
+    Subject,
+    /// OMEMO (legacy and current), legacy PGP or OX: content the server can't read.
+    Encrypted,
+    /// A Jingle Message Initiation `<propose/>`: an incoming call.
+    Propose,
+    /// A carbon copy of a message the user sent.
+    CarbonSent,
+    /// A carbon copy of a message the user received.
+    CarbonReceived,
+    /// Something push decisions do not look at.
+    Ignored,
+}
+
+/// Classifies a child of a stanza by name and (resolved) namespace.
+pub fn classify_child(name: &str, ns: &str) -> Child {
+    match (name, ns) {
+        ("body", ns) if is_stanza_ns(ns) => Child::Body,
+        ("subject", ns) if is_stanza_ns(ns) => Child::Subject,
+        ("encrypted", NS_OMEMO_LEGACY | NS_OMEMO | NS_OMEMO_2) => Child::Encrypted,
+        ("x", NS_PGP_LEGACY) => Child::Encrypted,
+        ("openpgp", NS_OX) => Child::Encrypted,
+        ("propose", NS_JINGLE_MESSAGE) => Child::Propose,
+        ("sent", NS_CARBONS) => Child::CarbonSent,
+        ("received", NS_CARBONS) => Child::CarbonReceived,
+        _ => Child::Ignored,
+    }
+}
+
+/// Direction of a carbon copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `<sent/>`: the user's own outgoing message, copied.
+    Sent,
+    /// `<received/>`: an incoming message, copied.
+    Received,
+}
+
+/// The facts push decisions are made on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StanzaFacts {
+    pub kind: Kind,
+    pub type_: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub id: Option<String>,
+    /// The first `<body/>`'s text.
+    pub body: Option<String>,
+    pub has_subject: bool,
+    pub encrypted: bool,
+    pub propose: bool,
+    /// For a carbon copy: its direction and the forwarded message.
+    pub carbon: Option<(Direction, Box<StanzaFacts>)>,
+}
+
+impl StanzaFacts {
+    /// Records one classified child. `text` is asked for only for a body,
+    /// `forwarded` only for a carbon copy (returning the inner message's facts).
+    pub fn note_child(
+        &mut self,
+        child: Child,
+        text: impl FnOnce() -> Option<String>,
+        forwarded: impl FnOnce() -> Option<StanzaFacts>,
+    ) {
+        match child {
+            Child::Body => {
+                if self.body.is_none() {
+                    self.body = text();
+                }
+            }
+            Child::Subject => self.has_subject = true,
+            Child::Encrypted => self.encrypted = true,
+            Child::Propose => self.propose = true,
+            Child::CarbonSent | Child::CarbonReceived => {
+                if self.carbon.is_none() {
+                    if let Some(inner) = forwarded() {
+                        let dir = if child == Child::CarbonSent {
+                            Direction::Sent
+                        } else {
+                            Direction::Received
+                        };
+                        self.carbon = Some((dir, Box::new(inner)));
+                    }
+                }
+            }
+            Child::Ignored => {}
+        }
+    }
+
+    /// The message the user would read: the forwarded one for a carbon copy.
+    pub fn effective(&self) -> &StanzaFacts {
+        match &self.carbon {
+            Some((_, inner)) => inner,
+            None => self,
+        }
+    }
+
+    /// Facts of a parsed stanza (namespace of the root: `jabber:client` or alike).
+    pub fn from_element(elem: &Element) -> StanzaFacts {
+        Self::from_element_depth(elem, 0)
+    }
+
+    fn from_element_depth(elem: &Element, depth: u8) -> StanzaFacts {
+        let mut facts = StanzaFacts {
+            kind: Kind::from_name(elem.name()),
+            type_: elem.attr("type").map(str::to_owned),
+            from: elem.attr("from").map(str::to_owned),
+            to: elem.attr("to").map(str::to_owned),
+            id: elem.attr("id").map(str::to_owned),
+            ..Default::default()
+        };
+        for child in elem.children() {
+            let ns = child.ns();
+            let class = classify_child(child.name(), &ns);
+            facts.note_child(
+                class,
+                || Some(child.text()),
+                || {
+                    if depth > 0 {
+                        return None;
+                    }
+                    let fwd = child.get_child("forwarded", NS_FORWARD)?;
+                    let msg = fwd.children().find(|c| c.name() == "message")?;
+                    Some(Self::from_element_depth(msg, depth + 1))
+                },
+            );
+        }
+        facts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(xml: &str) -> StanzaFacts {
+        StanzaFacts::from_element(&xml.parse::<Element>().unwrap())
+    }
+
+    #[test]
+    fn reads_body_and_attributes() {
+        let f = parse(
+            "<message xmlns='jabber:client' from='juliet@capulet.example/balcony' to='romeo@montague.example' type='chat' id='m1'>\
+             <body>Wherefore art thou, Romeo?</body><body xml:lang='de'>zweiter</body></message>",
+        );
+        assert_eq!(f.kind, Kind::Message);
+        assert_eq!(f.type_.as_deref(), Some("chat"));
+        assert_eq!(f.from.as_deref(), Some("juliet@capulet.example/balcony"));
+        assert_eq!(f.body.as_deref(), Some("Wherefore art thou, Romeo?"));
+        assert!(!f.encrypted && !f.propose && !f.has_subject);
+    }
+
+    #[test]
+    fn body_in_another_namespace_is_not_a_body() {
+        let f =
+            parse("<message xmlns='jabber:client'><body xmlns='urn:example'>x</body></message>");
+        assert_eq!(f.body, None);
+    }
+
+    #[test]
+    fn reads_a_received_carbon() {
+        let f = parse(
+            "<message xmlns='jabber:client' from='romeo@montague.example' to='romeo@montague.example/garden'>\
+             <received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>\
+             <message xmlns='jabber:client' from='juliet@capulet.example/balcony' type='chat'><body>hi</body></message>\
+             </forwarded></received></message>",
+        );
+        let (dir, inner) = f.carbon.as_ref().unwrap();
+        assert_eq!(*dir, Direction::Received);
+        assert_eq!(inner.body.as_deref(), Some("hi"));
+        assert_eq!(
+            f.effective().from.as_deref(),
+            Some("juliet@capulet.example/balcony")
+        );
+    }
+
+    #[test]
+    fn jid_nodes() {
+        assert_eq!(jid_node("romeo@example.com/orchard"), Some("romeo"));
+        assert_eq!(jid_node("romeo@example.com"), Some("romeo"));
+        assert_eq!(jid_node("example.com"), None);
+        assert_eq!(jid_node("example.com/a@b"), None);
+    }
+
+    #[test]
+    fn classifies_encryption_and_calls() {
+        assert_eq!(
+            classify_child("encrypted", NS_OMEMO_LEGACY),
+            Child::Encrypted
+        );
+        assert_eq!(classify_child("encrypted", NS_OMEMO), Child::Encrypted);
+        assert_eq!(classify_child("x", NS_PGP_LEGACY), Child::Encrypted);
+        assert_eq!(classify_child("openpgp", NS_OX), Child::Encrypted);
+        assert_eq!(classify_child("propose", NS_JINGLE_MESSAGE), Child::Propose);
+        assert_eq!(classify_child("x", "jabber:x:data"), Child::Ignored);
+    }
+}

@@ -1,0 +1,32 @@
+//! XEP-0357 push notifications for Prosody.
+//!
+//! The crate is split in two:
+//! - the pure core (every module here but `lua`): decisions, records and the
+//!   notification XML, with no Lua in sight, unit-tested with `cargo test`;
+//! - the binding (`lua`, behind the `module` feature): the only code that
+//!   touches mlua. It converts values and exports `luaopen_cloud_notify`.
+
+pub mod config;
+pub mod error;
+pub mod facts;
+pub mod ids;
+pub mod importance;
+pub mod notification;
+pub mod pending;
+pub mod registration;
+pub mod registry;
+pub mod service;
+
+#[cfg(feature = "module")]
+mod lua;
+
+/// XEP-0357 namespace.
+pub const NS_PUSH: &str = "urn:xmpp:push:0";
+/// Summary form type of a notification.
+pub const NS_PUSH_SUMMARY: &str = "urn:xmpp:push:summary";
+/// FORM_TYPE a publish-options form must carry, when it carries one.
+pub const NS_PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publish-options";
+/// Data forms namespace.
+pub const NS_DATA_FORMS: &str = "jabber:x:data";
+/// The client namespace Prosody stanzas implicitly live in.
+pub const NS_CLIENT: &str = "jabber:client";

@@ -1,0 +1,486 @@
+//! The Lua binding: the only code that touches mlua.
+//!
+//! `require`d (through `package.loadlib`) by the shim, it exports `new`,
+//! which makes one [`Host`] per VirtualHost: a userdata owning that host's
+//! [`PushService`]. Nothing is kept in statics, so hosts never share state.
+
+mod convert;
+mod records;
+
+use crate::config::{Config, RawConfig};
+use crate::notification::Summary;
+use crate::registration::{EnableRequest, Requester};
+use crate::service::{Answer, PushJob, PushService, Response, Targets};
+use crate::NS_DATA_FORMS;
+use convert::{
+    element_to_lua, first_tag_path, lua_to_element, recipient, stanza_facts, str_field, table_field,
+};
+use mlua::{Lua, LuaSerdeExt, MultiValue, Result, Table, UserData, UserDataMethods, Value};
+use records::{
+    plan_from_lua, plan_to_lua, registration_from_lua, registration_to_lua,
+    registrations_from_store,
+};
+
+const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/// One VirtualHost's push service, as Lua sees it.
+struct Host {
+    service: PushService,
+    /// util.stanza's metatable, for the stanzas handed back to Lua.
+    stanza_mt: Table,
+}
+
+fn err_values(lua: &Lua, e: &crate::error::StanzaError) -> Result<MultiValue> {
+    let text = match &e.text {
+        Some(t) => Value::String(lua.create_string(t)?),
+        None => Value::Nil,
+    };
+    Ok(MultiValue::from_vec(vec![
+        Value::Nil,
+        Value::String(lua.create_string(e.type_)?),
+        Value::String(lua.create_string(e.condition)?),
+        text,
+    ]))
+}
+
+fn summary_to_lua(lua: &Lua, s: &Summary) -> Result<Table> {
+    let t = lua.create_table_with_capacity(0, 3)?;
+    t.raw_set("message-count", s.message_count.to_string())?;
+    t.raw_set("last-message-sender", s.sender.as_deref())?;
+    t.raw_set("last-message-body", s.body.as_deref())?;
+    Ok(t)
+}
+
+impl Host {
+    /// The `cloud_notify/push` event payloads for a batch of jobs.
+    fn jobs_to_lua(
+        &self,
+        lua: &Lua,
+        jobs: Vec<PushJob>,
+        user: &str,
+        original: &Value,
+    ) -> Result<Table> {
+        let out = lua.create_table_with_capacity(jobs.len(), 0)?;
+        for job in jobs {
+            let iq = element_to_lua(lua, &job.iq, crate::NS_CLIENT, Some(&self.stanza_mt))?;
+            // iq > pubsub > publish > item > notification
+            let payload = first_tag_path(&iq, 4)?;
+            let ev = lua.create_table_with_capacity(0, 9)?;
+            ev.raw_set("notification_stanza", iq)?;
+            ev.raw_set("notification_payload", payload)?;
+            ev.raw_set("original_stanza", original.clone())?;
+            ev.raw_set("username", user)?;
+            ev.raw_set("push_info", registration_to_lua(lua, &job.registration)?)?;
+            ev.raw_set("push_summary", summary_to_lua(lua, &job.summary)?)?;
+            ev.raw_set("important", job.summary.important())?;
+            ev.raw_set("push_id", job.id.as_str())?;
+            ev.raw_set("push_identifier", job.registration.identifier.as_str())?;
+            out.raw_push(ev)?;
+        }
+        Ok(out)
+    }
+
+    /// Pushes for `stanza` to `user` (all or some registrations), as event
+    /// payloads; `false` if the user's registrations must be loaded first.
+    fn notify(
+        &mut self,
+        lua: &Lua,
+        user: &str,
+        stanza: Value,
+        only: Option<Vec<String>>,
+        now: f64,
+    ) -> Result<Value> {
+        if !self.service.is_loaded(user) {
+            return Ok(Value::Boolean(false));
+        }
+        let facts = match &stanza {
+            Value::Table(t) => Some(stanza_facts(t)?),
+            _ => None,
+        };
+        let targets = match &only {
+            Some(ids) => Targets::Only(ids),
+            None => Targets::All,
+        };
+        let jobs = self
+            .service
+            .notify(user, facts.as_ref(), targets, now)
+            .unwrap_or_default();
+        Ok(Value::Table(self.jobs_to_lua(lua, jobs, user, &stanza)?))
+    }
+}
+
+/// Reads `<error type=… ><condition xmlns='…stanzas'/></error>`.
+fn error_of(stanza: &Table) -> Result<(String, String)> {
+    let mut type_ = String::from("cancel");
+    let mut condition = String::from("undefined-condition");
+    if let Some(tags) = table_field(stanza, "tags")? {
+        for child in tags.sequence_values::<Value>() {
+            let Value::Table(child) = child? else {
+                continue;
+            };
+            if str_field(&child, "name")?.as_deref() != Some("error") {
+                continue;
+            }
+            if let Some(attr) = table_field(&child, "attr")? {
+                if let Some(t) = str_field(&attr, "type")? {
+                    type_ = t;
+                }
+            }
+            if let Some(conds) = table_field(&child, "tags")? {
+                for c in conds.sequence_values::<Value>() {
+                    let Value::Table(c) = c? else { continue };
+                    let ns = table_field(&c, "attr")?
+                        .map(|a| str_field(&a, "xmlns"))
+                        .transpose()?
+                        .flatten();
+                    if ns.as_deref() == Some(NS_STANZAS) {
+                        if let Some(n) = str_field(&c, "name")? {
+                            condition = n;
+                            break;
+                        }
+                    }
+                }
+            }
+            break;
+        }
+    }
+    Ok((type_, condition))
+}
+
+fn strings_of(t: Option<Table>) -> Result<Option<Vec<String>>> {
+    let Some(t) = t else { return Ok(None) };
+    let mut out = Vec::new();
+    for pair in t.pairs::<Value, Value>() {
+        match pair? {
+            (Value::String(k), Value::Table(_)) | (Value::String(k), Value::Boolean(true)) => {
+                out.push(k.to_string_lossy())
+            }
+            (Value::Integer(_), Value::String(v)) => out.push(v.to_string_lossy()),
+            _ => {}
+        }
+    }
+    Ok(Some(out))
+}
+
+impl UserData for Host {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        // host:loaded(user) -> boolean
+        m.add_method("loaded", |_, this, user: String| {
+            Ok(this.service.is_loaded(&user))
+        });
+
+        // host:load(user, stored_table_or_nil) -> { messages for the log }
+        m.add_method_mut(
+            "load",
+            |lua, this, (user, stored): (String, Option<Table>)| {
+                let (regs, mut problems) = match stored {
+                    Some(t) => registrations_from_store(&t)?,
+                    None => (Vec::new(), Vec::new()),
+                };
+                for id in this.service.load(&user, regs) {
+                    problems.push(format!(
+                    "registration '{id}' of '{user}' is beyond push_max_devices and is not used"
+                ));
+                }
+                lua.create_sequence_from(problems)
+            },
+        );
+
+        // host:enable(origin, stanza, now) -> push_info, identifier | nil, type, condition, text
+        m.add_method(
+            "enable",
+            |lua, this, (origin, stanza, now): (Table, Table, f64)| {
+                let Some(enable) = convert::first_tag_path(&stanza, 1)? else {
+                    return err_values(
+                        lua,
+                        &crate::error::StanzaError::bad_request("Missing enable element"),
+                    );
+                };
+                let attr = table_field(&enable, "attr")?;
+                let get = |k: &str| -> Result<Option<String>> {
+                    match &attr {
+                        Some(a) => str_field(a, k),
+                        None => Ok(None),
+                    }
+                };
+                let mut form = None;
+                if let Some(tags) = table_field(&enable, "tags")? {
+                    for child in tags.sequence_values::<Value>() {
+                        let Value::Table(child) = child? else {
+                            continue;
+                        };
+                        let ns = table_field(&child, "attr")?
+                            .map(|a| str_field(&a, "xmlns"))
+                            .transpose()?
+                            .flatten();
+                        if str_field(&child, "name")?.as_deref() == Some("x")
+                            && ns.as_deref() == Some(NS_DATA_FORMS)
+                        {
+                            match lua_to_element(&child, NS_DATA_FORMS) {
+                                Ok(e) => form = Some(e),
+                                Err(why) => {
+                                    return err_values(
+                                        lua,
+                                        &crate::error::StanzaError::bad_request(format!(
+                                            "Invalid publish options: {why}"
+                                        )),
+                                    )
+                                }
+                            }
+                            break;
+                        }
+                    }
+                }
+                let stanza_attr = table_field(&stanza, "attr")?;
+                let language = match &stanza_attr {
+                    Some(a) => str_field(a, "xml:lang")?,
+                    None => None,
+                };
+                let username = str_field(&origin, "username")?.unwrap_or_default();
+                let host = str_field(&origin, "host")?.unwrap_or_else(|| this.service.host.clone());
+                let who = Requester {
+                    bare_jid: format!("{username}@{host}"),
+                    full_jid: str_field(&origin, "full_jid")?,
+                    client_id: str_field(&origin, "client_id")?,
+                    resource: str_field(&origin, "resource")?,
+                };
+                let req = EnableRequest {
+                    jid: get("jid")?,
+                    node: get("node")?,
+                    include_payload: get("include_payload")?,
+                    form,
+                    language,
+                };
+                match this.service.enable_request(req, &who, now) {
+                    Ok(reg) => Ok(MultiValue::from_vec(vec![
+                        Value::Table(registration_to_lua(lua, &reg)?),
+                        Value::String(lua.create_string(&reg.identifier)?),
+                    ])),
+                    Err(e) => err_values(lua, &e),
+                }
+            },
+        );
+
+        // host:plan_enable(user, identifier, push_info) -> services, removed | nil, type, condition, text
+        m.add_method(
+            "plan_enable",
+            |lua, this, (user, identifier, info): (String, String, Table)| {
+                let reg = match registration_from_lua(&identifier, &info) {
+                    Ok(r) => r,
+                    Err(why) => {
+                        return err_values(lua, &crate::error::StanzaError::bad_request(why));
+                    }
+                };
+                match this.service.plan_enable(&user, reg) {
+                    Some(plan) => {
+                        let (s, r) = plan_to_lua(lua, &plan)?;
+                        Ok(MultiValue::from_vec(vec![Value::Table(s), Value::Table(r)]))
+                    }
+                    None => err_values(
+                        lua,
+                        &crate::error::StanzaError::internal("Registrations not loaded"),
+                    ),
+                }
+            },
+        );
+
+        // host:plan_disable(user, stanza) -> services|false, removed | nil, type, condition, text
+        m.add_method(
+            "plan_disable",
+            |lua, this, (user, stanza): (String, Table)| {
+                let attr = match first_tag_path(&stanza, 1)? {
+                    Some(d) => table_field(&d, "attr")?,
+                    None => None,
+                };
+                let (jid, node) = match &attr {
+                    Some(a) => (str_field(a, "jid")?, str_field(a, "node")?),
+                    None => (None, None),
+                };
+                match this
+                    .service
+                    .plan_disable(&user, jid.as_deref(), node.as_deref())
+                {
+                    Err(e) => err_values(lua, &e),
+                    Ok(None) => err_values(
+                        lua,
+                        &crate::error::StanzaError::internal("Registrations not loaded"),
+                    ),
+                    Ok(Some(plan)) if plan.removed.is_empty() => Ok(MultiValue::from_vec(vec![
+                        Value::Boolean(false),
+                        Value::Table(lua.create_table()?),
+                    ])),
+                    Ok(Some(plan)) => {
+                        let (s, r) = plan_to_lua(lua, &plan)?;
+                        Ok(MultiValue::from_vec(vec![Value::Table(s), Value::Table(r)]))
+                    }
+                }
+            },
+        );
+
+        // host:plan_drop(user, identifier) -> services, removed | nil
+        m.add_method(
+            "plan_drop",
+            |lua, this, (user, identifier): (String, String)| match this
+                .service
+                .plan_drop(&user, &identifier)
+            {
+                Some(plan) if !plan.removed.is_empty() => {
+                    let (s, r) = plan_to_lua(lua, &plan)?;
+                    Ok(MultiValue::from_vec(vec![Value::Table(s), Value::Table(r)]))
+                }
+                _ => Ok(MultiValue::new()),
+            },
+        );
+
+        // host:commit(user, services, removed) -> { messages for the log }
+        m.add_method_mut(
+            "commit",
+            |lua, this, (user, services, removed): (String, Table, Option<Table>)| {
+                let (plan, problems) = plan_from_lua(&services, removed)?;
+                this.service.commit(&user, plan);
+                lua.create_sequence_from(problems)
+            },
+        );
+
+        // host:offline(stanza, now) -> events | false, user | nil
+        m.add_method_mut("offline", |lua, this, (stanza, now): (Table, f64)| {
+            let Some(user) = recipient(&stanza, None)? else {
+                return Ok(MultiValue::new());
+            };
+            let events = this.notify(lua, &user, Value::Table(stanza), None, now)?;
+            Ok(MultiValue::from_vec(vec![
+                events,
+                Value::String(lua.create_string(&user)?),
+            ]))
+        });
+
+        // host:ping(user, push_services_or_nil, now) -> events | false
+        m.add_method_mut(
+            "ping",
+            |lua, this, (user, services, now): (String, Option<Table>, f64)| {
+                let only = strings_of(services)?;
+                this.notify(lua, &user, Value::Nil, only, now)
+            },
+        );
+
+        // host:cancel(push_id): an event handler blocked the push
+        m.add_method_mut("cancel", |_, this, id: String| {
+            this.service.cancel(&id);
+            Ok(())
+        });
+
+        // host:response(stanza, now) -> nil (not ours) | { kind=…, … }
+        m.add_method_mut("response", |lua, this, (stanza, now): (Table, f64)| {
+            if this.service.pending() == 0 {
+                return Ok(Value::Nil);
+            }
+            let Some(attr) = table_field(&stanza, "attr")? else {
+                return Ok(Value::Nil);
+            };
+            let kind = str_field(&attr, "type")?;
+            let (Some(id), Some(from)) = (str_field(&attr, "id")?, str_field(&attr, "from")?)
+            else {
+                return Ok(Value::Nil);
+            };
+            let (err_type, condition);
+            let response = match kind.as_deref() {
+                Some("result") => Response::Result,
+                Some("error") => {
+                    (err_type, condition) = error_of(&stanza)?;
+                    Response::Error {
+                        type_: &err_type,
+                        condition: &condition,
+                    }
+                }
+                _ => return Ok(Value::Nil),
+            };
+            let answer = this.service.response(&id, &from, response.clone(), now);
+            let t = lua.create_table()?;
+            match answer {
+                Answer::NotOurs => return Ok(Value::Nil),
+                Answer::WrongSender { expected } => {
+                    t.raw_set("kind", "wrong-sender")?;
+                    t.raw_set("expected", expected)?;
+                }
+                Answer::Delivered { rtt } => {
+                    t.raw_set("kind", "delivered")?;
+                    t.raw_set("rtt", rtt)?;
+                }
+                Answer::Temporary => t.raw_set("kind", "temporary")?,
+                Answer::Counted {
+                    user,
+                    identifier,
+                    count,
+                } => {
+                    t.raw_set("kind", "counted")?;
+                    t.raw_set("user", user)?;
+                    t.raw_set("identifier", identifier)?;
+                    t.raw_set("count", count)?;
+                }
+                Answer::Disable {
+                    user,
+                    identifier,
+                    count,
+                } => {
+                    t.raw_set("kind", "disable")?;
+                    t.raw_set("user", user)?;
+                    t.raw_set("identifier", identifier)?;
+                    t.raw_set("count", count)?;
+                }
+            }
+            if let Response::Error { type_, condition } = response {
+                t.raw_set("error_type", type_)?;
+                t.raw_set("condition", condition)?;
+            }
+            t.raw_set("from", from)?;
+            Ok(Value::Table(t))
+        });
+
+        // host:expire(now) -> number of pushes nobody answered in time
+        m.add_method_mut("expire", |_, this, now: f64| Ok(this.service.expire(now)));
+
+        // host:stats() -> { users=…, registrations=…, pending=… }
+        m.add_method("stats", |lua, this, ()| {
+            let t = lua.create_table()?;
+            t.raw_set("users", this.service.loaded_users())?;
+            t.raw_set("registrations", this.service.loaded_registrations())?;
+            t.raw_set("pending", this.service.pending())?;
+            Ok(t)
+        });
+
+        // host:error_count(user, identifier) -> number
+        m.add_method(
+            "error_count",
+            |_, this, (user, identifier): (String, String)| {
+                Ok(this.service.error_count(&user, &identifier))
+            },
+        );
+    }
+}
+
+/// `new(host, options, stanza_mt) -> Host, { problems }`
+fn new_host(
+    lua: &Lua,
+    (host, options, stanza_mt): (String, Value, Table),
+) -> Result<(Host, Table)> {
+    let raw: RawConfig = match options {
+        Value::Nil => RawConfig::default(),
+        v => lua.from_value(v)?,
+    };
+    let (config, problems) = Config::from_raw(&raw);
+    Ok((
+        Host {
+            service: PushService::new(&host, config),
+            stanza_mt,
+        },
+        lua.create_sequence_from(problems)?,
+    ))
+}
+
+#[mlua::lua_module(skip_memory_check)]
+fn cloud_notify(lua: &Lua) -> Result<Table> {
+    let exports = lua.create_table()?;
+    exports.set("new", lua.create_function(new_host)?)?;
+    exports.set("version", env!("CARGO_PKG_VERSION"))?;
+    Ok(exports)
+}

@@ -1,0 +1,265 @@
+//! The notification: its summary (what the app server may learn) and the
+//! pubsub publish IQ that carries it (XEP-0357 §5).
+
+use crate::config::Config;
+use crate::facts::StanzaFacts;
+use crate::importance::is_important;
+use crate::registration::Registration;
+use crate::{NS_CLIENT, NS_PUSH_SUMMARY};
+use minidom::rxml::NcName;
+use minidom::Element;
+use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
+use xmpp_parsers::ns;
+use xmpp_parsers::push::Notification;
+
+/// The `urn:xmpp:push:summary` fields of one push.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Summary {
+    /// Always 1: the XEP leaves open what to count, and a running count
+    /// would say more about the user than the app server needs to know.
+    pub message_count: u32,
+    /// `last-message-sender`: only with `push_notification_with_sender`.
+    pub sender: Option<String>,
+    /// `last-message-body`: the real body with `push_notification_with_body`,
+    /// otherwise the configured placeholder for important stanzas.
+    pub body: Option<String>,
+}
+
+impl Summary {
+    /// A push carrying a body is an important (high-priority) one.
+    pub fn important(&self) -> bool {
+        self.body.is_some()
+    }
+}
+
+/// What a push about `stanza` may say. With no stanza (a ping), nothing.
+pub fn summarize(config: &Config, stanza: Option<&StanzaFacts>) -> Summary {
+    let mut summary = Summary {
+        message_count: 1,
+        ..Default::default()
+    };
+    let Some(facts) = stanza else {
+        return summary;
+    };
+    let msg = facts.effective();
+    if config.with_sender {
+        summary.sender = msg.from.clone();
+    }
+    let real_body = msg.body.as_deref().filter(|b| !b.is_empty());
+    if config.with_body && real_body.is_some() && is_important(facts) {
+        summary.body = real_body.map(str::to_owned);
+    } else if !config.important_body.is_empty() && is_important(facts) {
+        summary.body = Some(config.important_body.clone());
+    }
+    summary
+}
+
+/// The summary as a data form.
+pub fn summary_form(summary: &Summary) -> DataForm {
+    let mut fields = vec![Field::text_single(
+        "message-count",
+        &summary.message_count.to_string(),
+    )];
+    if let Some(sender) = &summary.sender {
+        fields.push(Field::new("last-message-sender", FieldType::JidSingle).with_value(sender));
+    }
+    if let Some(body) = &summary.body {
+        fields.push(Field::text_single("last-message-body", body));
+    }
+    DataForm::new(DataFormType::Submit, NS_PUSH_SUMMARY, fields)
+}
+
+/// The `<notification xmlns='urn:xmpp:push:0'/>` payload.
+pub fn notification(summary: &Summary) -> Element {
+    Notification {
+        form: Some(summary_form(summary)),
+        payloads: Vec::new(),
+    }
+    .into()
+}
+
+fn attr(name: &'static str) -> NcName {
+    // Only ever called with the constant names below, all valid NCNames.
+    NcName::try_from(name).unwrap_or_else(|_| unreachable!("invalid constant attribute name"))
+}
+
+/// The publish IQ, from the host to the registered app server:
+/// `<iq type='set'><pubsub><publish node=…><item><notification/></item></publish>
+/// <publish-options>…</publish-options></pubsub></iq>`.
+pub fn publish_iq(host: &str, id: &str, reg: &Registration, payload: Element) -> Element {
+    let mut publish = Element::builder("publish", ns::PUBSUB);
+    if let Some(node) = &reg.node {
+        publish = publish.attr(attr("node"), node.as_str());
+    }
+    let item = Element::builder("item", ns::PUBSUB).append(payload);
+    let mut pubsub = Element::builder("pubsub", ns::PUBSUB).append(publish.append(item).build());
+    if let Some(options) = &reg.options {
+        pubsub = pubsub.append(
+            Element::builder("publish-options", ns::PUBSUB)
+                .append(options.clone())
+                .build(),
+        );
+    }
+    Element::builder("iq", NS_CLIENT)
+        .attr(attr("type"), "set")
+        .attr(attr("id"), id)
+        .attr(attr("from"), host)
+        .attr(attr("to"), reg.jid.as_str())
+        .append(pubsub.build())
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registration::identifier;
+
+    fn facts(xml: &str) -> StanzaFacts {
+        StanzaFacts::from_element(&xml.parse::<Element>().unwrap())
+    }
+
+    fn registration(options: Option<&str>) -> Registration {
+        Registration {
+            identifier: identifier("push-5.client.example", Some("yxs32uqsflafdk3iuqo")),
+            jid: "push-5.client.example".into(),
+            node: Some("yxs32uqsflafdk3iuqo".into()),
+            include_payload: None,
+            options: options.map(|o| o.parse().unwrap()),
+            timestamp: 0.0,
+            client_id: None,
+            resource: None,
+            language: None,
+            extra: vec![],
+        }
+    }
+
+    const MSG: &str =
+        "<message xmlns='jabber:client' from='juliet@capulet.example/balcony' type='chat'>\
+        <body>Wherefore art thou, Romeo?</body></message>";
+
+    #[test]
+    fn private_by_default() {
+        let s = summarize(&Config::default(), Some(&facts(MSG)));
+        assert_eq!(s.sender, None);
+        assert_eq!(s.body.as_deref(), Some("New Message!"));
+        assert!(s.important());
+    }
+
+    #[test]
+    fn body_and_sender_when_configured() {
+        let config = Config {
+            with_body: true,
+            with_sender: true,
+            ..Config::default()
+        };
+        let s = summarize(&config, Some(&facts(MSG)));
+        assert_eq!(s.sender.as_deref(), Some("juliet@capulet.example/balcony"));
+        assert_eq!(s.body.as_deref(), Some("Wherefore art thou, Romeo?"));
+    }
+
+    #[test]
+    fn with_body_encrypted_message_still_important() {
+        let config = Config {
+            with_body: true,
+            ..Config::default()
+        };
+        let s = summarize(
+            &config,
+            Some(&facts(
+                "<message xmlns='jabber:client'><encrypted xmlns='urn:xmpp:omemo:0'/></message>",
+            )),
+        );
+        assert_eq!(s.body.as_deref(), Some("New Message!"));
+    }
+
+    #[test]
+    fn unimportant_and_ping_have_no_body() {
+        let s = summarize(
+            &Config::default(),
+            Some(&facts(
+                "<message xmlns='jabber:client' type='headline'><body>x</body></message>",
+            )),
+        );
+        assert!(!s.important());
+        let ping = summarize(&Config::default(), None);
+        assert_eq!(ping.message_count, 1);
+        assert!(!ping.important());
+    }
+
+    #[test]
+    fn empty_placeholder_means_no_body() {
+        let config = Config {
+            important_body: String::new(),
+            ..Config::default()
+        };
+        assert!(!summarize(&config, Some(&facts(MSG))).important());
+    }
+
+    #[test]
+    fn publish_matches_xep_example() {
+        // XEP-0357 Example 10, with the publish-options of Example 9.
+        let options = "<x xmlns='jabber:x:data' type='submit'>\
+            <field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
+            <field var='secret'><value>eruio234vzxc2kla-91</value></field></x>";
+        let summary = Summary {
+            message_count: 1,
+            sender: Some("juliet@capulet.example/balcony".into()),
+            body: Some("Wherefore art thou, Romeo?".into()),
+        };
+        let iq = publish_iq(
+            "example.com",
+            "n12",
+            &registration(Some(options)),
+            notification(&summary),
+        );
+        assert_eq!(iq.attr("to"), Some("push-5.client.example"));
+        assert_eq!(iq.attr("from"), Some("example.com"));
+        assert_eq!(iq.attr("type"), Some("set"));
+        let pubsub = iq.get_child("pubsub", ns::PUBSUB).unwrap();
+        let publish = pubsub.get_child("publish", ns::PUBSUB).unwrap();
+        assert_eq!(publish.attr("node"), Some("yxs32uqsflafdk3iuqo"));
+        let notif = publish
+            .get_child("item", ns::PUBSUB)
+            .and_then(|i| i.get_child("notification", crate::NS_PUSH))
+            .unwrap();
+        let parsed = Notification::try_from(notif.clone()).unwrap();
+        let form = parsed.form.unwrap();
+        assert_eq!(form.form_type(), Some(NS_PUSH_SUMMARY));
+        let value = |var: &str| {
+            form.fields
+                .iter()
+                .find(|f| f.var.as_deref() == Some(var))
+                .map(|f| f.values[0].clone())
+        };
+        assert_eq!(value("message-count").as_deref(), Some("1"));
+        assert_eq!(
+            value("last-message-sender").as_deref(),
+            Some("juliet@capulet.example/balcony")
+        );
+        assert_eq!(
+            value("last-message-body").as_deref(),
+            Some("Wherefore art thou, Romeo?")
+        );
+        let echoed = pubsub
+            .get_child("publish-options", ns::PUBSUB)
+            .and_then(|p| p.get_child("x", "jabber:x:data"))
+            .unwrap();
+        assert_eq!(echoed, &options.parse::<Element>().unwrap());
+    }
+
+    #[test]
+    fn publish_without_node_or_options() {
+        let mut reg = registration(None);
+        reg.node = None;
+        let iq = publish_iq("example.com", "n1", &reg, notification(&Summary::default()));
+        let pubsub = iq.get_child("pubsub", ns::PUBSUB).unwrap();
+        assert_eq!(
+            pubsub
+                .get_child("publish", ns::PUBSUB)
+                .unwrap()
+                .attr("node"),
+            None
+        );
+        assert!(pubsub.get_child("publish-options", ns::PUBSUB).is_none());
+    }
+}

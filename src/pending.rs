@@ -1,0 +1,154 @@
+//! Pushes awaiting the app server's answer: one bounded table per host,
+//! answered by one `iq/host` handler, instead of two hooks per push.
+//!
+//! Entries leave on answer, on timeout, or, beyond the capacity, oldest
+//! first; so neither a silent nor a chatty app server can grow it.
+
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingPush {
+    pub user: String,
+    pub identifier: String,
+    /// The app server the push went to; only it may answer.
+    pub jid: String,
+    pub sent_at: f64,
+}
+
+#[derive(Debug)]
+pub struct Pending {
+    map: HashMap<String, PendingPush>,
+    /// Ids in sending order, with their deadline. May hold ids already
+    /// answered; compacted when it grows past twice the capacity.
+    order: VecDeque<(String, f64)>,
+    capacity: usize,
+    timeout: f64,
+}
+
+impl Pending {
+    pub fn new(capacity: usize, timeout_secs: u64) -> Self {
+        Pending {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+            timeout: timeout_secs as f64,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Tracks a push. Returns how many older entries were dropped for room.
+    pub fn insert(&mut self, id: String, push: PendingPush) -> usize {
+        let mut dropped = 0;
+        while self.map.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some((old, _)) => {
+                    if self.map.remove(&old).is_some() {
+                        dropped += 1;
+                    }
+                }
+                None => break,
+            }
+        }
+        self.order
+            .push_back((id.clone(), push.sent_at + self.timeout));
+        self.map.insert(id, push);
+        if self.order.len() > 2 * self.capacity {
+            let map = &self.map;
+            self.order.retain(|(id, _)| map.contains_key(id));
+        }
+        dropped
+    }
+
+    pub fn get(&self, id: &str) -> Option<&PendingPush> {
+        self.map.get(id)
+    }
+
+    pub fn remove(&mut self, id: &str) -> Option<PendingPush> {
+        self.map.remove(id)
+    }
+
+    /// Drops every entry whose deadline has passed; returns them.
+    pub fn expire(&mut self, now: f64) -> Vec<PendingPush> {
+        let mut expired = Vec::new();
+        while let Some((_, deadline)) = self.order.front() {
+            if *deadline > now {
+                break;
+            }
+            if let Some((id, _)) = self.order.pop_front() {
+                if let Some(p) = self.map.remove(&id) {
+                    expired.push(p);
+                }
+            }
+        }
+        expired
+    }
+
+    /// Forgets pushes to the given registrations of a user.
+    pub fn forget(&mut self, user: &str, identifiers: &[String]) {
+        self.map
+            .retain(|_, p| !(p.user == user && identifiers.contains(&p.identifier)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(t: f64) -> PendingPush {
+        PendingPush {
+            user: "u".into(),
+            identifier: "p<n".into(),
+            jid: "p".into(),
+            sent_at: t,
+        }
+    }
+
+    #[test]
+    fn answers_remove_entries() {
+        let mut p = Pending::new(10, 60);
+        p.insert("a".into(), push(0.0));
+        assert!(p.remove("a").is_some());
+        assert!(p.remove("a").is_none());
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn capacity_drops_the_oldest() {
+        let mut p = Pending::new(3, 60);
+        for i in 0..10 {
+            p.insert(format!("id{i}"), push(i as f64));
+        }
+        assert_eq!(p.len(), 3);
+        assert!(p.get("id9").is_some());
+        assert!(p.get("id6").is_none());
+    }
+
+    #[test]
+    fn order_stays_bounded_when_answers_come_fast() {
+        let mut p = Pending::new(4, 60);
+        for i in 0..10_000 {
+            let id = format!("id{i}");
+            p.insert(id.clone(), push(0.0));
+            p.remove(&id);
+        }
+        assert!(p.order.len() <= 8);
+    }
+
+    #[test]
+    fn timeouts_expire() {
+        let mut p = Pending::new(10, 60);
+        p.insert("a".into(), push(0.0));
+        p.insert("b".into(), push(30.0));
+        assert_eq!(p.expire(59.0).len(), 0);
+        assert_eq!(p.expire(60.0).len(), 1);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.expire(1000.0).len(), 1);
+    }
+}

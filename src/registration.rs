@@ -1,0 +1,306 @@
+//! Push registrations: the record stored per device, and the checks an
+//! `<enable/>` request must pass before it becomes one.
+//!
+//! The stored layout is the reference module's, so that an admin can switch
+//! modules either way: per user, a map `"jid<node"` → record with the fields
+//! `jid`, `node`, `include_payload`, `options` (the publish-options form,
+//! serialised the way `util.stanza.preserialize` does), `timestamp`,
+//! `client_id`, `resource` and `language`.
+
+use crate::error::StanzaError;
+use crate::{NS_DATA_FORMS, NS_PUBLISH_OPTIONS};
+use minidom::Element;
+use xmpp_parsers::data_forms::{DataForm, DataFormType};
+use xmpp_parsers::jid::Jid;
+
+/// Longest node name accepted (bytes).
+pub const MAX_NODE_LEN: usize = 1024;
+/// Largest publish-options form accepted (bytes of names, attributes and text).
+pub const MAX_OPTIONS_SIZE: usize = 8 * 1024;
+
+/// A scalar field of a stored record this module does not know about. Kept,
+/// so that what another module version stored survives our writes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+}
+
+/// One device's push registration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registration {
+    /// The storage key: `jid<node`.
+    pub identifier: String,
+    /// The app server's JID.
+    pub jid: String,
+    pub node: Option<String>,
+    pub include_payload: Option<String>,
+    /// The `<x xmlns='jabber:x:data'/>` publish-options form, echoed on every push.
+    pub options: Option<Element>,
+    /// Seconds since the epoch when it was enabled.
+    pub timestamp: f64,
+    pub client_id: Option<String>,
+    pub resource: Option<String>,
+    pub language: Option<String>,
+    /// Unknown scalar fields, kept as they were.
+    pub extra: Vec<(String, Scalar)>,
+}
+
+/// The reference module's key for a registration.
+pub fn identifier(jid: &str, node: Option<&str>) -> String {
+    format!("{}<{}", jid, node.unwrap_or(""))
+}
+
+/// An `<enable/>` request as read from the stanza.
+#[derive(Debug, Clone, Default)]
+pub struct EnableRequest {
+    pub jid: Option<String>,
+    pub node: Option<String>,
+    pub include_payload: Option<String>,
+    /// The first `jabber:x:data` child, if any.
+    pub form: Option<Element>,
+    /// The IQ's `xml:lang`.
+    pub language: Option<String>,
+}
+
+/// Who asks.
+#[derive(Debug, Clone, Default)]
+pub struct Requester {
+    /// The user's bare JID (`user@host`).
+    pub bare_jid: String,
+    /// The sending session's full JID.
+    pub full_jid: Option<String>,
+    pub client_id: Option<String>,
+    pub resource: Option<String>,
+}
+
+/// Normalises a JID string, or says why it isn't one.
+pub fn normalize_jid(jid: &str) -> Result<String, StanzaError> {
+    Jid::new(jid)
+        .map(|j| j.to_string())
+        .map_err(|e| StanzaError::jid_malformed(format!("Invalid push service JID: {e}")))
+}
+
+/// A rough byte size of an element, to bound what a client may make us store.
+pub fn element_size(elem: &Element) -> usize {
+    let mut size = elem.name().len() + elem.ns().len();
+    for ((_, name), value) in elem.attrs().iter() {
+        size += name.len() + value.len();
+    }
+    for text in elem.texts() {
+        size += text.len();
+    }
+    for child in elem.children() {
+        size += element_size(child);
+    }
+    size
+}
+
+/// Checks a publish-options form: a data form of type `submit` or `form`
+/// (clients differ), whose FORM_TYPE, when present, is pubsub#publish-options.
+pub fn check_publish_options(form: &Element) -> Result<(), StanzaError> {
+    if element_size(form) > MAX_OPTIONS_SIZE {
+        return Err(StanzaError::not_acceptable("Publish options too large"));
+    }
+    let parsed = DataForm::try_from(form.clone())
+        .map_err(|e| StanzaError::bad_request(format!("Invalid publish options form: {e}")))?;
+    if !matches!(parsed.type_, DataFormType::Submit | DataFormType::Form) {
+        return Err(StanzaError::bad_request(
+            "Publish options form must be of type 'submit'",
+        ));
+    }
+    match parsed.form_type() {
+        None => Ok(()),
+        Some(NS_PUBLISH_OPTIONS) => Ok(()),
+        Some(other) => Err(StanzaError::bad_request(format!(
+            "Publish options FORM_TYPE must be '{NS_PUBLISH_OPTIONS}', not '{other}'"
+        ))),
+    }
+}
+
+/// Validates an `<enable/>` and builds the registration it asks for.
+pub fn registration_from_enable(
+    req: EnableRequest,
+    who: &Requester,
+    now: f64,
+) -> Result<Registration, StanzaError> {
+    let raw_jid = req
+        .jid
+        .as_deref()
+        .ok_or_else(|| StanzaError::bad_request("Missing jid"))?;
+    let jid = normalize_jid(raw_jid)?;
+    if jid == who.bare_jid || who.full_jid.as_deref() == Some(jid.as_str()) {
+        return Err(StanzaError::bad_request("JID must be different from ours"));
+    }
+    if let Some(node) = &req.node {
+        if node.len() > MAX_NODE_LEN {
+            return Err(StanzaError::not_acceptable("Node name too long"));
+        }
+    }
+    if let Some(form) = &req.form {
+        debug_assert!(form.is("x", NS_DATA_FORMS));
+        check_publish_options(form)?;
+    }
+    Ok(Registration {
+        identifier: identifier(&jid, req.node.as_deref()),
+        jid,
+        node: req.node,
+        include_payload: req.include_payload,
+        options: req.form,
+        timestamp: now,
+        client_id: who.client_id.clone(),
+        resource: if who.client_id.is_none() {
+            who.resource.clone()
+        } else {
+            None
+        },
+        language: req.language,
+        extra: Vec::new(),
+    })
+}
+
+/// Whether a `<disable jid=… node=…/>` covers this registration. Without a
+/// node, every registration with that app server does.
+pub fn disable_matches(reg: &Registration, jid: &str, node: Option<&str>) -> bool {
+    let same_jid = reg.jid == jid || normalize_jid(jid).is_ok_and(|n| n == reg.jid);
+    same_jid && node.is_none_or(|n| reg.node.as_deref() == Some(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // XEP-0357 Example 9 (enable with publish options).
+    const ENABLE_FORM: &str = "<x xmlns='jabber:x:data' type='submit'>\
+        <field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
+        <field var='secret'><value>eruio234vzxc2kla-91</value></field></x>";
+
+    fn who() -> Requester {
+        Requester {
+            bare_jid: "romeo@example.com".into(),
+            full_jid: Some("romeo@example.com/orchard".into()),
+            client_id: None,
+            resource: Some("orchard".into()),
+        }
+    }
+
+    fn req(jid: Option<&str>, node: Option<&str>, form: Option<&str>) -> EnableRequest {
+        EnableRequest {
+            jid: jid.map(Into::into),
+            node: node.map(Into::into),
+            form: form.map(|f| f.parse().unwrap()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn xep_example_enables() {
+        let r = registration_from_enable(
+            req(
+                Some("push-5.client.example"),
+                Some("yxs32uqsflafdk3iuqo"),
+                Some(ENABLE_FORM),
+            ),
+            &who(),
+            1000.0,
+        )
+        .unwrap();
+        assert_eq!(r.identifier, "push-5.client.example<yxs32uqsflafdk3iuqo");
+        assert_eq!(r.resource.as_deref(), Some("orchard"));
+        assert!(r.options.is_some());
+        assert_eq!(r.timestamp, 1000.0);
+    }
+
+    #[test]
+    fn missing_own_and_malformed_jids_are_refused() {
+        let e = registration_from_enable(req(None, Some("n"), None), &who(), 0.0).unwrap_err();
+        assert_eq!((e.type_, e.condition), ("modify", "bad-request"));
+        let e = registration_from_enable(
+            req(Some("romeo@example.com/orchard"), None, None),
+            &who(),
+            0.0,
+        )
+        .unwrap_err();
+        assert_eq!(e.condition, "bad-request");
+        let e = registration_from_enable(req(Some("romeo@example.com"), None, None), &who(), 0.0)
+            .unwrap_err();
+        assert_eq!(e.condition, "bad-request");
+        let e = registration_from_enable(req(Some("a@@b"), None, None), &who(), 0.0).unwrap_err();
+        assert_eq!(e.condition, "jid-malformed");
+        let e = registration_from_enable(req(Some(""), None, None), &who(), 0.0).unwrap_err();
+        assert_eq!(e.condition, "jid-malformed");
+    }
+
+    #[test]
+    fn publish_options_form_type_is_checked() {
+        let wrong = "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:example</value></field></x>";
+        let e = registration_from_enable(
+            req(Some("push.example"), Some("n"), Some(wrong)),
+            &who(),
+            0.0,
+        )
+        .unwrap_err();
+        assert_eq!(e.condition, "bad-request");
+        let form = "<x xmlns='jabber:x:data' type='form'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field></x>";
+        assert!(registration_from_enable(
+            req(Some("push.example"), Some("n"), Some(form)),
+            &who(),
+            0.0
+        )
+        .is_ok());
+        let no_type = "<x xmlns='jabber:x:data' type='submit'><field var='secret'><value>s</value></field></x>";
+        assert!(registration_from_enable(
+            req(Some("push.example"), Some("n"), Some(no_type)),
+            &who(),
+            0.0
+        )
+        .is_ok());
+        let result = "<x xmlns='jabber:x:data' type='result'/>";
+        assert!(registration_from_enable(
+            req(Some("push.example"), Some("n"), Some(result)),
+            &who(),
+            0.0
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn oversized_input_is_refused() {
+        let long = "n".repeat(MAX_NODE_LEN + 1);
+        let e = registration_from_enable(req(Some("push.example"), Some(&long), None), &who(), 0.0)
+            .unwrap_err();
+        assert_eq!(e.condition, "not-acceptable");
+        let big = format!(
+            "<x xmlns='jabber:x:data' type='submit'><field var='secret'><value>{}</value></field></x>",
+            "s".repeat(MAX_OPTIONS_SIZE)
+        );
+        let e = registration_from_enable(
+            req(Some("push.example"), Some("n"), Some(&big)),
+            &who(),
+            0.0,
+        )
+        .unwrap_err();
+        assert_eq!(e.condition, "not-acceptable");
+    }
+
+    #[test]
+    fn client_id_replaces_resource() {
+        let mut w = who();
+        w.client_id = Some("abc".into());
+        let r =
+            registration_from_enable(req(Some("push.example"), Some("n"), None), &w, 0.0).unwrap();
+        assert_eq!(r.client_id.as_deref(), Some("abc"));
+        assert_eq!(r.resource, None);
+    }
+
+    #[test]
+    fn disable_matching() {
+        let r = registration_from_enable(req(Some("push.example"), Some("n1"), None), &who(), 0.0)
+            .unwrap();
+        assert!(disable_matches(&r, "push.example", Some("n1")));
+        assert!(disable_matches(&r, "push.example", None));
+        assert!(!disable_matches(&r, "push.example", Some("n2")));
+        assert!(!disable_matches(&r, "other.example", None));
+    }
+}

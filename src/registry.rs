@@ -1,0 +1,291 @@
+//! The registrations of recently active users, kept in memory.
+//!
+//! Bounded: at most `capacity` users are kept (those with no registration
+//! too, so that a user without push costs one lookup, not a store read per
+//! message). Eviction is "second chance": a user read since the last sweep
+//! is spared once. Storage is the shim's business; the registry only says
+//! what to write ([`Plan`]) and takes the result once it is written.
+
+use crate::registration::Registration;
+use std::collections::{HashMap, VecDeque};
+
+/// What a change would leave: the user's new registrations, to be written
+/// and then committed, and the identifiers it removes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub regs: Vec<Registration>,
+    pub removed: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_noop(&self, before: usize) -> bool {
+        self.removed.is_empty() && self.regs.len() == before
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    regs: Vec<Registration>,
+    referenced: bool,
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    users: HashMap<String, Entry>,
+    ring: VecDeque<String>,
+    capacity: usize,
+    max_devices: usize,
+    total: usize,
+}
+
+/// Drops the oldest registrations (earliest timestamp, then earliest
+/// position) until at most `max` remain. Returns the dropped identifiers.
+fn trim_oldest(regs: &mut Vec<Registration>, max: usize, keep_last: bool) -> Vec<String> {
+    let mut dropped = Vec::new();
+    while regs.len() > max {
+        let candidates = if keep_last {
+            regs.len() - 1
+        } else {
+            regs.len()
+        };
+        let oldest = (0..candidates)
+            .min_by(|&a, &b| {
+                regs[a]
+                    .timestamp
+                    .total_cmp(&regs[b].timestamp)
+                    .then(a.cmp(&b))
+            })
+            .unwrap_or(0);
+        dropped.push(regs.remove(oldest).identifier);
+    }
+    dropped
+}
+
+impl Registry {
+    pub fn new(capacity: usize, max_devices: usize) -> Self {
+        Registry {
+            users: HashMap::new(),
+            ring: VecDeque::new(),
+            capacity: capacity.max(1),
+            max_devices: max_devices.max(1),
+            total: 0,
+        }
+    }
+
+    /// Whether the user's registrations are in memory.
+    pub fn is_loaded(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
+    /// The user's registrations, if loaded.
+    pub fn get(&mut self, user: &str) -> Option<&[Registration]> {
+        let entry = self.users.get_mut(user)?;
+        entry.referenced = true;
+        Some(&entry.regs)
+    }
+
+    /// Registrations of a loaded user, without marking them used.
+    pub fn peek(&self, user: &str) -> Option<&[Registration]> {
+        self.users.get(user).map(|e| e.regs.as_slice())
+    }
+
+    /// Users kept in memory.
+    pub fn users(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Registrations kept in memory.
+    pub fn registrations(&self) -> usize {
+        self.total
+    }
+
+    /// Takes what the store holds for a user. More than `max_devices`
+    /// (the admin lowered it) are trimmed to the newest; the trimmed
+    /// identifiers are returned so the caller can write the trimmed set.
+    pub fn load(&mut self, user: &str, mut regs: Vec<Registration>) -> Vec<String> {
+        regs.sort_by(|a, b| {
+            a.timestamp
+                .total_cmp(&b.timestamp)
+                .then_with(|| a.identifier.cmp(&b.identifier))
+        });
+        let dropped = trim_oldest(&mut regs, self.max_devices, false);
+        self.commit(user, regs);
+        dropped
+    }
+
+    /// Stores the user's registrations in memory, as written to the store.
+    pub fn commit(&mut self, user: &str, regs: Vec<Registration>) {
+        self.total += regs.len();
+        match self.users.get_mut(user) {
+            Some(entry) => {
+                self.total -= entry.regs.len();
+                entry.regs = regs;
+                entry.referenced = true;
+            }
+            None => {
+                self.evict_to(self.capacity - 1);
+                self.users.insert(
+                    user.to_owned(),
+                    Entry {
+                        regs,
+                        referenced: false,
+                    },
+                );
+                self.ring.push_back(user.to_owned());
+            }
+        }
+    }
+
+    /// Forgets a user (their registrations stay in the store).
+    pub fn forget(&mut self, user: &str) {
+        if let Some(entry) = self.users.remove(user) {
+            self.total -= entry.regs.len();
+            self.ring.retain(|u| u != user);
+        }
+    }
+
+    fn evict_to(&mut self, keep: usize) {
+        while self.users.len() > keep {
+            let Some(user) = self.ring.pop_front() else {
+                break;
+            };
+            let spare = match self.users.get_mut(&user) {
+                Some(entry) if entry.referenced => {
+                    entry.referenced = false;
+                    true
+                }
+                Some(_) => false,
+                None => continue,
+            };
+            if spare {
+                self.ring.push_back(user);
+            } else if let Some(entry) = self.users.remove(&user) {
+                self.total -= entry.regs.len();
+            }
+        }
+    }
+
+    /// The set after enabling `reg`: it replaces a registration with the
+    /// same identifier, and the oldest go beyond `max_devices`.
+    /// `None` if the user is not loaded.
+    pub fn plan_enable(&self, user: &str, reg: Registration) -> Option<Plan> {
+        let current = self.peek(user)?;
+        let mut regs: Vec<Registration> = current
+            .iter()
+            .filter(|r| r.identifier != reg.identifier)
+            .cloned()
+            .collect();
+        regs.push(reg);
+        let removed = trim_oldest(&mut regs, self.max_devices, true);
+        Some(Plan { regs, removed })
+    }
+
+    /// The set without the registrations `pred` selects.
+    /// `None` if the user is not loaded.
+    pub fn plan_remove(&self, user: &str, pred: impl Fn(&Registration) -> bool) -> Option<Plan> {
+        let current = self.peek(user)?;
+        let (removed, regs): (Vec<&Registration>, Vec<&Registration>) =
+            current.iter().partition(|r| pred(r));
+        Some(Plan {
+            regs: regs.into_iter().cloned().collect(),
+            removed: removed.into_iter().map(|r| r.identifier.clone()).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registration::identifier;
+
+    fn reg(jid: &str, node: &str, ts: f64) -> Registration {
+        Registration {
+            identifier: identifier(jid, Some(node)),
+            jid: jid.into(),
+            node: Some(node.into()),
+            include_payload: None,
+            options: None,
+            timestamp: ts,
+            client_id: None,
+            resource: None,
+            language: None,
+            extra: vec![],
+        }
+    }
+
+    #[test]
+    fn enable_replaces_same_identifier() {
+        let mut r = Registry::new(10, 5);
+        r.load("u", vec![reg("p", "a", 1.0)]);
+        let plan = r.plan_enable("u", reg("p", "a", 2.0)).unwrap();
+        assert_eq!(plan.regs.len(), 1);
+        assert_eq!(plan.regs[0].timestamp, 2.0);
+        assert!(plan.removed.is_empty());
+    }
+
+    #[test]
+    fn oldest_device_is_dropped_beyond_max() {
+        let mut r = Registry::new(10, 2);
+        r.load("u", vec![reg("p", "b", 2.0), reg("p", "a", 1.0)]);
+        let plan = r.plan_enable("u", reg("p", "c", 2.0)).unwrap();
+        assert_eq!(plan.removed, vec!["p<a".to_string()]);
+        let ids: Vec<_> = plan.regs.iter().map(|r| r.identifier.as_str()).collect();
+        assert_eq!(ids, ["p<b", "p<c"]);
+    }
+
+    #[test]
+    fn the_new_device_is_kept_even_with_an_old_clock() {
+        let mut r = Registry::new(10, 1);
+        r.load("u", vec![reg("p", "a", 100.0)]);
+        let plan = r.plan_enable("u", reg("p", "b", 50.0)).unwrap();
+        assert_eq!(plan.regs[0].identifier, "p<b");
+    }
+
+    #[test]
+    fn load_trims_to_max_devices() {
+        let mut r = Registry::new(10, 2);
+        let dropped = r.load(
+            "u",
+            vec![reg("p", "a", 3.0), reg("p", "b", 1.0), reg("p", "c", 2.0)],
+        );
+        assert_eq!(dropped, vec!["p<b".to_string()]);
+        assert_eq!(r.registrations(), 2);
+    }
+
+    #[test]
+    fn plans_change_nothing_until_committed() {
+        let mut r = Registry::new(10, 5);
+        r.load("u", vec![reg("p", "a", 1.0), reg("q", "a", 1.0)]);
+        let plan = r.plan_remove("u", |x| x.jid == "p").unwrap();
+        assert_eq!(plan.removed, vec!["p<a".to_string()]);
+        assert_eq!(r.peek("u").unwrap().len(), 2);
+        r.commit("u", plan.regs);
+        assert_eq!(r.peek("u").unwrap().len(), 1);
+        assert_eq!(r.registrations(), 1);
+    }
+
+    #[test]
+    fn unloaded_users_have_no_plan() {
+        let r = Registry::new(10, 5);
+        assert!(r.plan_enable("nobody", reg("p", "a", 1.0)).is_none());
+    }
+
+    #[test]
+    fn cache_is_bounded_with_second_chance() {
+        let mut r = Registry::new(3, 5);
+        for u in ["a", "b", "c"] {
+            r.load(u, vec![reg("p", u, 1.0)]);
+        }
+        assert!(r.get("a").is_some()); // a is used, so spared once
+        r.load("d", vec![]);
+        assert_eq!(r.users(), 3);
+        assert!(r.is_loaded("a"));
+        assert!(!r.is_loaded("b"));
+        assert_eq!(r.registrations(), 2);
+        for i in 0..1000 {
+            r.load(&format!("x{i}"), vec![reg("p", "n", 1.0)]);
+        }
+        assert_eq!(r.users(), 3);
+        assert_eq!(r.registrations(), 3);
+    }
+}
