@@ -1,0 +1,67 @@
+# mod_cloud_notify (Rust core + Lua shim) for Prosody.
+#
+#   make demo      a local Prosody with the module, a demo app server and a scripted client
+#   make test      every test: cargo test, lints, busted specs, end-to-end in real Prosody
+#   make dist      dist/mod_cloud_notify/ (shim + compiled core), ready for plugin_paths
+#   make install   copy it to $(DESTDIR)$(MODULEDIR)
+
+PREFIX ?= /usr/local
+MODULEDIR ?= $(PREFIX)/lib/prosody/modules
+CARGO ?= cargo
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+DIST := dist/mod_cloud_notify
+LIB := target/release/libcloud_notify.so
+
+.PHONY: all build dist install deps pydeps test test-rust lint test-busted test-e2e demo clean
+
+all: dist
+
+build:
+	$(CARGO) build --release --features module
+
+$(LIB): build
+
+dist: build
+	install -d $(DIST)
+	# install (not cp): overwriting a loaded .so in place crashes a running Prosody
+	install -m 0644 $(LIB) $(DIST)/cloud_notify.so
+	install -m 0644 lua/mod_cloud_notify.lua $(DIST)/mod_cloud_notify.lua
+
+install: dist
+	install -d $(DESTDIR)$(MODULEDIR)/mod_cloud_notify
+	install -m 0644 $(DIST)/cloud_notify.so $(DIST)/mod_cloud_notify.lua $(DESTDIR)$(MODULEDIR)/mod_cloud_notify/
+
+# System packages (Prosody, Lua 5.4, busted, luacheck) and the Python test client.
+deps:
+	scripts/install-deps.sh
+
+pydeps: $(VENV)/.done
+
+$(VENV)/.done: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r tests/requirements.txt
+	touch $@
+
+test: deps pydeps dist test-rust lint test-busted test-e2e
+
+test-rust:
+	$(CARGO) test
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --features module --all-targets -- -D warnings
+	luacheck lua spec
+
+test-busted: dist
+	lua5.4 /usr/bin/busted --lua=lua5.4 spec
+
+test-e2e: dist pydeps
+	$(PYTHON) -m pytest -q tests/e2e
+
+demo: deps pydeps dist
+	$(PYTHON) tests/demo.py
+
+clean:
+	$(CARGO) clean
+	rm -rf dist .work

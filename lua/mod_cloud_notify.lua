@@ -1,0 +1,236 @@
+-- XEP-0357: Push Notifications, for Prosody.
+--
+-- This file is the thin shim around the Rust core (cloud_notify.so, next to
+-- it): it reads options, hooks events, reads and writes the store, sends
+-- stanzas and fires the events other modules use. Every decision (what is
+-- important, who gets a push, error counting, the device cap) is taken by
+-- the core.
+--
+-- Drop-in for the prosody-modules mod_cloud_notify: same module name,
+-- options, store layout and events.
+
+local st = require "util.stanza";
+local time_now = require "util.time".now;
+
+local xmlns_push = "urn:xmpp:push:0";
+
+-- Configuration (typed getters; the core checks ranges and falls back to
+-- the defaults, logging what it rejected).
+local options = {
+	push_notification_with_body = module:get_option_boolean("push_notification_with_body", false);
+	push_notification_with_sender = module:get_option_boolean("push_notification_with_sender", false);
+	push_notification_important_body = module:get_option_string("push_notification_important_body", "New Message!");
+	push_max_devices = module:get_option_number("push_max_devices", 5);
+	push_max_errors = module:get_option_number("push_max_errors", 16);
+	push_max_hibernation_timeout = module:get_option_number("push_max_hibernation_timeout", 72*3600);
+	push_registration_cache_size = module:get_option_number("push_registration_cache_size", 10000);
+	push_response_timeout = module:get_option_number("push_response_timeout", 120);
+	push_max_pending = module:get_option_number("push_max_pending", 10000);
+};
+
+-- Load the core from this module's directory, without touching package.cpath.
+local function load_core()
+	local loaded = package.loaded["cloud_notify"];
+	if loaded then return loaded; end
+	local path = module:get_directory().."/cloud_notify.so";
+	local open, err = package.loadlib(path, "luaopen_cloud_notify");
+	if not open then
+		error("Could not load the cloud_notify core from "..path..": "..tostring(err));
+	end
+	loaded = open();
+	package.loaded["cloud_notify"] = loaded;
+	return loaded;
+end
+
+local cloud_notify = load_core();
+local core, problems = cloud_notify.new(module.host, options, st.stanza_mt);
+for _, problem in ipairs(problems) do
+	module:log("error", "Configuration: %s", problem);
+end
+
+local push_store = module:open_store();
+local host_sessions = prosody.hosts[module.host].sessions;
+
+local function log_all(level, messages)
+	for _, message in ipairs(messages) do
+		module:log(level, "%s", message);
+	end
+end
+
+-- Makes sure the core has the user's registrations; false on a store error.
+local function load_user(user)
+	if core:loaded(user) then return true; end
+	local stored, err = push_store:get(user);
+	if stored == nil and err ~= nil then
+		module:log("error", "Error reading push registrations of '%s': %s", user, err);
+		return false;
+	end
+	log_all("warn", core:load(user, stored));
+	return true;
+end
+
+-- Writes a planned set of registrations, then lets the core adopt it.
+local function write_plan(user, services, removed)
+	local ok, err = push_store:set(user, services);
+	if not ok then
+		module:log("error", "Error writing push registrations of '%s': %s", user, err);
+		return false;
+	end
+	log_all("warn", core:commit(user, services, removed));
+	-- Sessions of removed registrations stop pushing, from every path.
+	local user_sessions = host_sessions[user];
+	if user_sessions and next(removed) ~= nil then
+		for _, session in pairs(user_sessions.sessions) do
+			if session.push_identifier and removed[session.push_identifier] then
+				session.log("debug", "Push registration %s removed", session.push_identifier);
+				session.push_identifier = nil;
+				session.push_settings = nil;
+				session.first_hibernated_push = nil;
+			end
+		end
+	end
+	return true;
+end
+
+-- Sends the pushes the core built, unless a cloud_notify/push handler objects.
+local function dispatch(pushes)
+	for i = 1, #pushes do
+		local push_event = pushes[i];
+		if module:fire_event("cloud_notify/push", push_event) then
+			module:log("debug", "Push was blocked by event handler: %s", push_event.reason or "Unknown reason");
+			core:cancel(push_event.push_id);
+		else
+			module:log("debug", "Sending %s push notification for %s@%s to %s (%s)",
+				push_event.important and "important" or "unimportant",
+				push_event.username, module.host, push_event.push_info.jid, push_event.push_info.node);
+			module:send(push_event.notification_stanza);
+		end
+	end
+end
+
+-- https://xmpp.org/extensions/xep-0357.html#disco
+module:hook("account-disco-info", function(event)
+	(event.reply or event.stanza):tag("feature", { var = xmlns_push }):up();
+end);
+
+-- https://xmpp.org/extensions/xep-0357.html#enabling
+local function push_enable(event)
+	local origin, stanza = event.origin, event.stanza;
+	local user = origin.username;
+	if not load_user(user) then
+		origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+		return true;
+	end
+	local push_info, identifier, condition, text = core:enable(origin, stanza, os.time());
+	if not push_info then
+		origin.log("debug", "Push enable refused: %s: %s", condition, text);
+		origin.send(st.error_reply(stanza, identifier, condition, text));
+		return true;
+	end
+	if module:fire_event("cloud_notify/registration", {
+		origin = origin, stanza = stanza, push_info = push_info;
+	}) == false then
+		return true; -- the handler replied
+	end
+	local services, removed, error_condition, error_text = core:plan_enable(user, identifier, push_info);
+	if not services then
+		origin.send(st.error_reply(stanza, removed, error_condition, error_text));
+		return true;
+	end
+	if not write_plan(user, services, removed) then
+		origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+		return true;
+	end
+	origin.push_identifier = identifier;
+	origin.push_settings = push_info;
+	origin.first_hibernated_push = nil;
+	origin.log("info", "Push notifications enabled for %s (%s)", origin.full_jid, identifier);
+	origin.send(st.reply(stanza));
+	return true;
+end
+module:hook("iq-set/self/"..xmlns_push..":enable", push_enable);
+
+-- https://xmpp.org/extensions/xep-0357.html#disabling
+local function push_disable(event)
+	local origin, stanza = event.origin, event.stanza;
+	local user = origin.username;
+	if not load_user(user) then
+		origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+		return true;
+	end
+	local services, removed, condition, text = core:plan_disable(user, stanza);
+	if services == nil then
+		origin.send(st.error_reply(stanza, removed, condition, text));
+		return true;
+	end
+	if services and not write_plan(user, services, removed) then
+		origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+		return true;
+	end
+	for identifier in pairs(removed) do
+		origin.log("info", "Push notifications disabled (%s)", identifier);
+	end
+	origin.send(st.reply(stanza));
+	return true;
+end
+module:hook("iq-set/self/"..xmlns_push..":disable", push_disable);
+
+-- Offline messages: one push per registration of the recipient.
+module:hook("message/offline/handle", function(event)
+	local stanza = event.stanza;
+	local pushes, user = core:offline(stanza, time_now());
+	if pushes == false then
+		if not load_user(user) then return; end
+		pushes = core:offline(stanza, time_now());
+	end
+	if pushes then dispatch(pushes); end
+end, 1);
+
+-- cloud-notify-ping: an empty push to all (or the given) registrations.
+module:hook("cloud-notify-ping", function(event)
+	local user = event.user;
+	module:log("debug", "Handling event 'cloud-notify-ping' for user '%s'", user);
+	if not load_user(user) then return; end
+	dispatch(core:ping(user, event.push_services, time_now()));
+end);
+
+-- Answers of app servers: one handler for all pushes, no hook per push.
+local function push_response(event)
+	local answer = core:response(event.stanza, time_now());
+	if answer == nil then return; end -- not one of ours
+	local kind = answer.kind;
+	if kind == "delivered" then
+		module:log("debug", "Push delivered to %s in %.3fs", answer.from, answer.rtt);
+	elseif kind == "temporary" then
+		module:log("debug", "Push to %s failed temporarily (%s), not counted", answer.from, answer.condition);
+	elseif kind == "wrong-sender" then
+		module:log("warn", "Ignoring push answer from %s, expected %s", answer.from, answer.expected);
+	elseif kind == "counted" then
+		module:log("info", "Got error <%s:%s> for identifier '%s': error count is now %d",
+			answer.error_type, answer.condition, answer.identifier, answer.count);
+	elseif kind == "disable" then
+		module:log("warn", "Disabling push notifications for identifier '%s' after %d errors",
+			answer.identifier, answer.count);
+		if load_user(answer.user) then
+			local services, removed = core:plan_drop(answer.user, answer.identifier);
+			if services then write_plan(answer.user, services, removed); end
+		end
+	end
+	return true;
+end
+module:hook("iq/host", push_response, 10);
+
+-- Forget pushes nobody answered.
+module:add_timer(30, function()
+	local expired = core:expire(time_now());
+	if expired > 0 then
+		module:log("debug", "%d push(es) got no answer in time", expired);
+	end
+	return 30;
+end);
+
+module:log("info", "Module loaded (core %s)", cloud_notify.version);
+
+function module.unload()
+	module:log("info", "Unloading module");
+end

@@ -1,0 +1,352 @@
+"""End-to-end harness: a real Prosody on loopback, real XMPP clients (slixmpp)
+and an app-server component that records every push it receives."""
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import slixmpp
+from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+ROOT = Path(__file__).resolve().parents[2]
+DIST = ROOT / "dist"
+NS_PUSH = "urn:xmpp:push:0"
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+NS_DATA = "jabber:x:data"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
+PASSWORD = "secret"
+COMPONENT_SECRET = "component-secret"
+
+logging.getLogger("slixmpp").setLevel(logging.ERROR)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def lua_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "{ " + ", ".join(lua_value(x) for x in v) + " }"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"[{lua_value(k)}] = {lua_value(x)}" for k, x in v.items()) + " }"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def encode_host(host):
+    """Prosody's datamanager path encoding."""
+    return "".join(c if c.isalnum() or c == "_" else "%%%02x" % ord(c) for c in host)
+
+
+class Prosody:
+    """A Prosody process with a generated config, in its own directory."""
+
+    def __init__(self, hosts=("localhost",), modules=("cloud_notify",), options=None,
+                 host_options=None, component="push.localhost", command=None, plugin_paths=None):
+        self.dir = Path(tempfile.mkdtemp(prefix="cn-e2e-"))
+        self.hosts = list(hosts)
+        self.modules = list(modules)
+        self.options = dict(options or {})
+        self.host_options = dict(host_options or {})
+        self.component = component
+        self.command = command or ["lua5.4", "/usr/bin/prosody"]
+        self.plugin_paths = plugin_paths or [str(DIST)]
+        self.c2s_port = free_port()
+        self.component_port = free_port()
+        self.proc = None
+        (self.dir / "data").mkdir()
+        (self.dir / "certs").mkdir()
+
+    @property
+    def log_path(self):
+        return self.dir / "prosody.log"
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def write_config(self):
+        g = {
+            "run_as_root": True,
+            "daemonize": False,
+            "pidfile": str(self.dir / "prosody.pid"),
+            "data_path": str(self.dir / "data"),
+            "certificates": str(self.dir / "certs"),
+            "plugin_paths": self.plugin_paths,
+            "interfaces": ["127.0.0.1"],
+            "c2s_ports": [self.c2s_port],
+            "component_ports": [self.component_port],
+            "component_interfaces": ["127.0.0.1"],
+            "s2s_ports": [],
+            "http_ports": [],
+            "https_ports": [],
+            "c2s_direct_tls_ports": [],
+            "legacy_ssl_ports": [],
+            "c2s_require_encryption": False,
+            "allow_unencrypted_plain_auth": True,
+            "authentication": "internal_plain",
+            "storage": "internal",
+            "modules_enabled": ["roster", "saslauth", "disco", "ping", "carbons", "smacks", "mam",
+                                *self.modules],
+            "modules_disabled": ["s2s", "tls"],
+            "log": {"debug": str(self.log_path)},
+            "smacks_hibernation_time": 30,
+        }
+        g.update(self.options)
+        lines = [f"{k} = {lua_value(v)}" for k, v in g.items()]
+        for host in self.hosts:
+            lines.append(f'VirtualHost "{host}"')
+            for k, v in self.host_options.get(host, {}).items():
+                lines.append(f"  {k} = {lua_value(v)}")
+        if self.component:
+            lines.append(f'Component "{self.component}"')
+            lines.append(f'  component_secret = "{COMPONENT_SECRET}"')
+        (self.dir / "prosody.cfg.lua").write_text("\n".join(lines) + "\n")
+
+    def add_user(self, user, host="localhost", password=PASSWORD):
+        d = self.dir / "data" / encode_host(host) / "accounts"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{user}.dat").write_text(f'return {{ ["password"] = {lua_value(password)}; }};\n')
+        return f"{user}@{host}"
+
+    def store_file(self, user, store="cloud_notify", host="localhost"):
+        return self.dir / "data" / encode_host(host) / store / f"{user}.dat"
+
+    def start(self, timeout=20):
+        self.write_config()
+        self.proc = subprocess.Popen(
+            self.command + ["-F", "--config", str(self.dir / "prosody.cfg.lua")],
+            stdout=open(self.dir / "stdout.log", "ab"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("Prosody exited:\n" + (self.dir / "stdout.log").read_text() + self.log())
+            ports_up = all(self._port_open(p) for p in (self.c2s_port, self.component_port))
+            if ports_up and (not self.modules or "Module loaded" in self.log()):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("Prosody did not start:\n" + self.log())
+
+    @staticmethod
+    def _port_open(port):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def cleanup(self):
+        self.stop()
+        if os.environ.get("KEEP_E2E_DIRS") != "1":
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Client(slixmpp.ClientXMPP):
+    """A user's device."""
+
+    def __init__(self, jid, port, password=PASSWORD, resource="phone"):
+        super().__init__(f"{jid}/{resource}", password)
+        self.port = port
+        self.register_plugin("xep_0030")
+        self["feature_mechanisms"].unencrypted_plain = True
+        self.messages = asyncio.Queue()
+        self._started = asyncio.Event()
+        self._ended = asyncio.Event()
+        self.add_event_handler("session_start", self._on_start)
+        self.add_event_handler("message", lambda m: self.messages.put_nowait(m))
+        self.add_event_handler("disconnected", lambda _e: self._ended.set())
+        self.add_event_handler("failed_auth", lambda _e: self._ended.set())
+
+    async def _on_start(self, _event):
+        self._started.set()
+
+    async def start(self, presence=True, timeout=10):
+        self.connect(("127.0.0.1", self.port), use_ssl=False, force_starttls=False, disable_starttls=True)
+        await asyncio.wait_for(self._started.wait(), timeout)
+        if presence:
+            self.send_presence()
+        return self
+
+    async def stop(self):
+        if self._started.is_set() and not self._ended.is_set():
+            self.disconnect()
+            try:
+                await asyncio.wait_for(self._ended.wait(), 5)
+            except asyncio.TimeoutError:
+                pass
+
+    async def iq_set(self, payload_xml, timeout=10):
+        """Sends <iq type='set'> with a raw payload; returns the answer
+        (result or error) as an ElementTree element."""
+        iq = self.make_iq_set()
+        iq.append(ET.fromstring(payload_xml))
+        try:
+            reply = await iq.send(timeout=timeout)
+        except IqError as e:
+            reply = e.iq
+        except IqTimeout:
+            raise AssertionError("no answer to " + payload_xml)
+        return reply.xml
+
+    async def enable(self, jid, node, options=None, form_type="submit", extra_form=""):
+        form = ""
+        if options is not None:
+            fields = "".join(
+                f"<field var='{k}'><value>{v}</value></field>" for k, v in options.items())
+            form = f"<x xmlns='{NS_DATA}' type='{form_type}'>{fields}{extra_form}</x>"
+        node_attr = f" node='{node}'" if node is not None else ""
+        jid_attr = f" jid='{jid}'" if jid is not None else ""
+        return await self.iq_set(f"<enable xmlns='{NS_PUSH}'{jid_attr}{node_attr}>{form}</enable>")
+
+    async def disable(self, jid, node=None):
+        node_attr = f" node='{node}'" if node is not None else ""
+        jid_attr = f" jid='{jid}'" if jid is not None else ""
+        return await self.iq_set(f"<disable xmlns='{NS_PUSH}'{jid_attr}{node_attr}/>")
+
+
+def iq_type(xml):
+    return xml.get("type")
+
+
+def error_of(xml):
+    """(type, condition) of an error reply."""
+    err = xml.find("{jabber:client}error")
+    if err is None:
+        return None
+    cond = next((c.tag.split("}")[1] for c in err if c.tag.startswith("{" + NS_STANZAS)), None)
+    return err.get("type"), cond
+
+
+class Push:
+    """A publish the app server received."""
+
+    def __init__(self, xml):
+        self.xml = xml
+        pubsub = xml.find(f"{{{NS_PUBSUB}}}pubsub")
+        publish = pubsub.find(f"{{{NS_PUBSUB}}}publish")
+        self.id = xml.get("id")
+        self.sender = xml.get("from")
+        self.node = publish.get("node")
+        notif = publish.find(f"{{{NS_PUBSUB}}}item/{{{NS_PUSH}}}notification")
+        self.summary = form_values(notif.find(f"{{{NS_DATA}}}x")) if notif is not None else None
+        opts = pubsub.find(f"{{{NS_PUBSUB}}}publish-options/{{{NS_DATA}}}x")
+        self.options = form_values(opts) if opts is not None else None
+
+    @property
+    def important(self):
+        return "last-message-body" in (self.summary or {})
+
+    def __repr__(self):
+        return f"<Push node={self.node} summary={self.summary} options={self.options}>"
+
+
+def form_values(x):
+    out = {}
+    for field in x.findall(f"{{{NS_DATA}}}field"):
+        value = field.find(f"{{{NS_DATA}}}value")
+        out[field.get("var")] = value.text if value is not None else None
+    return out
+
+
+class AppServer(slixmpp.ComponentXMPP):
+    """The push app server: an XMPP component recording each publish.
+
+    mode: "result" answers with a result; ("error", type, condition) with
+    that error; "silent" never answers."""
+
+    def __init__(self, prosody, jid=None, mode="result"):
+        super().__init__(jid or prosody.component, COMPONENT_SECRET, "127.0.0.1", prosody.component_port)
+        self.mode = mode
+        self.pushes = asyncio.Queue()
+        self.received = []
+        self._started = asyncio.Event()
+        self.add_event_handler("session_start", lambda _e: self._started.set())
+        self.register_handler(Callback(
+            "push", MatchXPath(f"{{{self.default_ns}}}iq/{{{NS_PUBSUB}}}pubsub"), self._on_publish))
+
+    async def start(self, timeout=10):
+        self.connect()
+        await asyncio.wait_for(self._started.wait(), timeout)
+        return self
+
+    async def stop(self):
+        self.disconnect()
+        await asyncio.sleep(0.1)
+
+    def _on_publish(self, iq):
+        push = Push(iq.xml)
+        self.received.append(push)
+        self.pushes.put_nowait(push)
+        mode = self.mode
+        if mode == "silent":
+            return
+        to, frm, id_ = iq["from"], iq["to"], iq["id"]
+        if mode == "result":
+            self.send_raw(f"<iq type='result' id='{id_}' to='{to}' from='{frm}'/>")
+        else:
+            _, etype, cond = mode
+            self.send_raw(
+                f"<iq type='error' id='{id_}' to='{to}' from='{frm}'>"
+                f"<error type='{etype}'><{cond} xmlns='{NS_STANZAS}'/></error></iq>")
+
+    async def next_push(self, timeout=10):
+        try:
+            return await asyncio.wait_for(self.pushes.get(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError("the app server received no push") from None
+
+    async def no_push(self, within=1.5):
+        try:
+            push = await asyncio.wait_for(self.pushes.get(), within)
+        except asyncio.TimeoutError:
+            return
+        raise AssertionError(f"unexpected push: {push}")
+
+
+def run(coro, timeout=120):
+    """Runs one scenario in a fresh event loop."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+    finally:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+        asyncio.set_event_loop(None)
