@@ -1,0 +1,185 @@
+"""XEP-0357 §3 (disco), §4 (enable), §6 (disable) against a real Prosody."""
+
+import asyncio
+
+from harness import (NS_PUSH, PUBLISH_OPTIONS, AppServer, Client, error_of, iq_type, run)
+from store import read_store
+
+DISCO_INFO = "http://jabber.org/protocol/disco#info"
+
+
+def test_account_disco_advertises_push(prosody, users):
+    romeo = users("romeo")
+
+    async def scenario():
+        c = await Client(romeo, prosody.c2s_port).start()
+        info = await c["xep_0030"].get_info(jid=romeo, local=False)
+        await c.stop()
+        return info["disco_info"]["features"]
+
+    assert NS_PUSH in run(scenario())
+
+
+def test_enable_stores_the_reference_record(prosody, users):
+    romeo = users("romeo")
+
+    async def scenario():
+        c = await Client(romeo, prosody.c2s_port, resource="orchard").start()
+        reply = await c.enable("push.localhost", "yxs32uqsflafdk3iuqo",
+                               {"FORM_TYPE": PUBLISH_OPTIONS, "secret": "eruio234vzxc2kla-91"})
+        await c.stop()
+        return reply
+
+    assert iq_type(run(scenario())) == "result"
+    stored = read_store(prosody.store_file(romeo.split("@")[0]))
+    assert list(stored) == ["push.localhost<yxs32uqsflafdk3iuqo"]
+    record = stored["push.localhost<yxs32uqsflafdk3iuqo"]
+    assert record["jid"] == "push.localhost"
+    assert record["node"] == "yxs32uqsflafdk3iuqo"
+    assert record["resource"] == "orchard"
+    assert record["language"] == "en"
+    assert isinstance(record["timestamp"], int) and record["timestamp"] > 1_600_000_000
+    # publish-options kept in util.stanza's preserialized form
+    opts = record["options"]
+    assert opts["name"] == "x" and opts["attr"]["xmlns"] == "jabber:x:data"
+    fields = {f["attr"]["var"]: f["__array"][0]["__array"][0] for f in opts["__array"]}
+    assert fields == {"FORM_TYPE": PUBLISH_OPTIONS, "secret": "eruio234vzxc2kla-91"}
+
+
+def test_bad_enables_get_errors_and_the_server_keeps_serving(prosody, users):
+    romeo, juliet = users("romeo", "juliet")
+
+    async def scenario():
+        app = await AppServer(prosody).start()
+        c = await Client(romeo, prosody.c2s_port).start()
+        results = {
+            "no jid": error_of(await c.enable(None, "n")),
+            "own full jid": error_of(await c.enable(f"{romeo}/phone", "n")),
+            "own bare jid": error_of(await c.enable(romeo, "n")),
+            "malformed jid": error_of(await c.enable("a@@b", "n")),
+            "empty jid": error_of(await c.enable("", "n")),
+            "wrong FORM_TYPE": error_of(await c.enable(
+                "push.localhost", "n", {"FORM_TYPE": "urn:example:not-publish-options"})),
+            "result form": error_of(await c.enable(
+                "push.localhost", "n", {"FORM_TYPE": PUBLISH_OPTIONS}, form_type="result")),
+            "two FORM_TYPEs": error_of(await c.enable(
+                "push.localhost", "n", {"FORM_TYPE": PUBLISH_OPTIONS},
+                extra_form=f"<field var='FORM_TYPE'><value>{PUBLISH_OPTIONS}</value></field>")),
+            "huge options": error_of(await c.enable(
+                "push.localhost", "n", {"FORM_TYPE": PUBLISH_OPTIONS, "secret": "x" * 20000})),
+            "huge node": error_of(await c.enable("push.localhost", "n" * 5000)),
+            "disable without jid": error_of(await c.disable(None)),
+        }
+        # then a normal scenario still works
+        ok = await c.enable("push.localhost", "good", {"FORM_TYPE": PUBLISH_OPTIONS, "secret": "s"})
+        await c.stop()
+        j = await Client(juliet, prosody.c2s_port).start()
+        j.send_message(mto=romeo, mbody="still there?", mtype="chat")
+        push = await app.next_push()
+        await app.no_push(1.0)
+        await j.stop()
+        await app.stop()
+        return results, ok, push
+
+    results, ok, push = run(scenario())
+    assert results == {
+        "no jid": ("modify", "bad-request"),
+        "own full jid": ("modify", "bad-request"),
+        "own bare jid": ("modify", "bad-request"),
+        "malformed jid": ("modify", "jid-malformed"),
+        "empty jid": ("modify", "jid-malformed"),
+        "wrong FORM_TYPE": ("modify", "bad-request"),
+        "result form": ("modify", "bad-request"),
+        "two FORM_TYPEs": ("modify", "bad-request"),
+        "huge options": ("modify", "not-acceptable"),
+        "huge node": ("modify", "not-acceptable"),
+        "disable without jid": ("modify", "bad-request"),
+    }
+    assert iq_type(ok) == "result"
+    assert push.node == "good"
+    assert prosody.alive()
+    # nothing the refused requests asked for was stored
+    stored = read_store(prosody.store_file(romeo.split("@")[0]))
+    assert list(stored) == ["push.localhost<good"]
+
+
+def test_form_type_form_is_accepted(prosody, users):
+    romeo = users("romeo")
+
+    async def scenario():
+        c = await Client(romeo, prosody.c2s_port).start()
+        r1 = await c.enable("push.localhost", "f", {"FORM_TYPE": PUBLISH_OPTIONS}, form_type="form")
+        r2 = await c.enable("push.localhost", "g", {"secret": "no form type"})
+        await c.stop()
+        return r1, r2
+
+    r1, r2 = run(scenario())
+    assert iq_type(r1) == "result" and iq_type(r2) == "result"
+
+
+def test_enabling_again_replaces_with_latest_options(prosody, users):
+    romeo, juliet = users("romeo", "juliet")
+
+    async def scenario():
+        app = await AppServer(prosody).start()
+        c = await Client(romeo, prosody.c2s_port).start()
+        await c.enable("push.localhost", "n1", {"FORM_TYPE": PUBLISH_OPTIONS, "secret": "old"})
+        await c.enable("push.localhost", "n1", {"FORM_TYPE": PUBLISH_OPTIONS, "secret": "new"})
+        await c.stop()
+        j = await Client(juliet, prosody.c2s_port).start()
+        j.send_message(mto=romeo, mbody="hi", mtype="chat")
+        push = await app.next_push()
+        await app.no_push(1.0)
+        await j.stop()
+        await app.stop()
+        return push
+
+    push = run(scenario())
+    assert push.options == {"FORM_TYPE": PUBLISH_OPTIONS, "secret": "new"}
+
+
+def test_disable_with_node_and_without(prosody, users):
+    romeo, juliet = users("romeo", "juliet")
+
+    async def scenario():
+        app = await AppServer(prosody).start()
+        c = await Client(romeo, prosody.c2s_port).start()
+        for node in ("a", "b", "c"):
+            assert iq_type(await c.enable("push.localhost", node)) == "result"
+        assert iq_type(await c.disable("push.localhost", "b")) == "result"
+        await c.stop()
+        j = await Client(juliet, prosody.c2s_port).start()
+        j.send_message(mto=romeo, mbody="one", mtype="chat")
+        first = sorted([(await app.next_push()).node, (await app.next_push()).node])
+        await app.no_push(1.0)
+        c = await Client(romeo, prosody.c2s_port).start()
+        assert iq_type(await c.disable("push.localhost")) == "result"
+        await c.stop()
+        j.send_message(mto=romeo, mbody="two", mtype="chat")
+        await app.no_push(1.5)
+        await j.stop()
+        await app.stop()
+        return first
+
+    assert run(scenario()) == ["a", "c"]
+    assert read_store(prosody.store_file(romeo.split("@")[0])) in (None, {}, [])
+
+
+def test_disable_from_another_device_stops_pushes(prosody, users):
+    romeo, juliet = users("romeo", "juliet")
+
+    async def scenario():
+        app = await AppServer(prosody).start()
+        phone = await Client(romeo, prosody.c2s_port, resource="phone").start()
+        await phone.enable("push.localhost", "phone-node")
+        laptop = await Client(romeo, prosody.c2s_port, resource="laptop").start()
+        assert iq_type(await laptop.disable("push.localhost", "phone-node")) == "result"
+        await laptop.stop()
+        await phone.stop()
+        j = await Client(juliet, prosody.c2s_port).start()
+        j.send_message(mto=romeo, mbody="anyone?", mtype="chat")
+        await app.no_push(1.5)
+        await j.stop()
+        await app.stop()
+
+    run(scenario())
