@@ -342,7 +342,7 @@ def run(coro, timeout=120):
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        return loop.run_until_complete(asyncio.wait_for(coro, timeout) if timeout else coro)
     finally:
         pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
         for t in pending:

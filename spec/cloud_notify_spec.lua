@@ -1,0 +1,198 @@
+-- The shim and the compiled core together, under Lua 5.4, with Prosody's
+-- real util.stanza and a stand-in for the module API.
+
+local stand_in = require "spec.stand_in";
+local st = require "util.stanza";
+
+local function pubsub_parts(iq)
+	local pubsub = iq:get_child("pubsub", "http://jabber.org/protocol/pubsub");
+	local publish = pubsub:get_child("publish");
+	local notification = publish:get_child("item"):get_child("notification", "urn:xmpp:push:0");
+	local form = notification:get_child("x", "jabber:x:data");
+	local fields = {};
+	for field in form:childtags("field") do
+		fields[field.attr.var] = field:get_child_text("value");
+	end
+	return pubsub, publish, notification, fields;
+end
+
+describe("mod_cloud_notify", function()
+	local m, romeo;
+	local host_counter = 0;
+
+	before_each(function()
+		host_counter = host_counter + 1;
+		m = stand_in.load("host" .. host_counter .. ".example", { push_max_errors = 3 });
+		romeo = stand_in.session(m, "romeo");
+	end);
+
+	it("advertises urn:xmpp:push:0 in account disco", function()
+		local disco = "http://jabber.org/protocol/disco#info";
+		local reply = st.reply(st.iq({ type = "get", id = "d", from = romeo.full_jid })):query(disco);
+		m:fire_event("account-disco-info", { reply = reply });
+		local feature = reply:get_child("query", disco):get_child("feature");
+		assert.equal("urn:xmpp:push:0", feature.attr.var);
+	end);
+
+	it("stores the reference layout and marks the session", function()
+		local reply = stand_in.enable(m, romeo, "push.example", "node1", stand_in.publish_options("s3"));
+		assert.equal("result", reply.attr.type);
+		local stored = m.store.data.romeo["push.example<node1"];
+		assert.equal("push.example", stored.jid);
+		assert.equal("node1", stored.node);
+		assert.equal("phone", stored.resource);
+		assert.equal("en", stored.language);
+		assert.equal("number", type(stored.timestamp));
+		assert.equal("x", stored.options.name);
+		assert.equal("jabber:x:data", stored.options.attr.xmlns);
+		assert.equal("push.example<node1", romeo.push_identifier);
+		assert.equal("push.example", romeo.push_settings.jid);
+	end);
+
+	it("builds a util.stanza publish for an offline message", function()
+		stand_in.enable(m, romeo, "push.example", "node1", stand_in.publish_options("s3"));
+		stand_in.offline(m, "romeo@" .. m.host, "secret words");
+		assert.equal(1, #m.sent);
+		local iq = m.sent[1];
+		assert.truthy(st.is_stanza(iq));
+		assert.equal("set", iq.attr.type);
+		assert.equal(m.host, iq.attr.from);
+		assert.equal("push.example", iq.attr.to);
+		local pubsub, publish, _, fields = pubsub_parts(iq);
+		assert.equal("node1", publish.attr.node);
+		assert.same({ FORM_TYPE = "urn:xmpp:push:summary", ["message-count"] = "1",
+			["last-message-body"] = "New Message!" }, fields);
+		local options = pubsub:get_child("publish-options"):get_child("x", "jabber:x:data");
+		assert.truthy(tostring(options):find("s3", 1, true));
+		assert.falsy(tostring(iq):find("secret words", 1, true));
+		assert.falsy(tostring(iq):find("juliet", 1, true));
+	end);
+
+	it("lets cloud_notify/push handlers change or block a push", function()
+		stand_in.enable(m, romeo, "push.example", "node1");
+		local seen;
+		m:hook("cloud_notify/push", function(event)
+			seen = event;
+			event.notification_payload:tag("extra", { xmlns = "urn:example" }):up();
+		end, 10);
+		stand_in.offline(m, "romeo@" .. m.host, "hi");
+		assert.equal("romeo", seen.username);
+		assert.equal(true, seen.important);
+		assert.equal("New Message!", seen.push_summary["last-message-body"]);
+		assert.equal("push.example", seen.push_info.jid);
+		assert.equal("hi", seen.original_stanza:get_child_text("body"));
+		assert.truthy(m.sent[1]:find("{http://jabber.org/protocol/pubsub}pubsub/publish/item/{urn:xmpp:push:0}notification/{urn:example}extra"));
+		m:hook("cloud_notify/push", function(event) event.reason = "test"; return true; end, 20);
+		stand_in.offline(m, "romeo@" .. m.host, "hi");
+		assert.equal(1, #m.sent);
+	end);
+
+	it("lets cloud_notify/registration handlers veto", function()
+		m:hook("cloud_notify/registration", function(event)
+			event.origin.send(st.error_reply(event.stanza, "cancel", "not-allowed"));
+			return false;
+		end);
+		local reply = stand_in.enable(m, romeo, "push.example", "node1");
+		assert.equal("error", reply.attr.type);
+		assert.is_nil(m.store.data.romeo);
+		assert.is_nil(romeo.push_identifier);
+	end);
+
+	it("answers internal-server-error and changes nothing when the store fails", function()
+		m.store.fail = true;
+		local reply = stand_in.enable(m, romeo, "push.example", "node1");
+		assert.equal("error", reply.attr.type);
+		local err_type, condition = reply:get_error();
+		assert.equal("wait", err_type);
+		assert.equal("internal-server-error", condition);
+		assert.is_nil(romeo.push_identifier);
+		stand_in.offline(m, "romeo@" .. m.host, "hi");
+		assert.equal(0, #m.sent);
+	end);
+
+	it("disable from another session clears every session of that registration", function()
+		stand_in.enable(m, romeo, "push.example", "node1");
+		local laptop = stand_in.session(m, "romeo", "laptop");
+		assert.equal("result", stand_in.disable(m, laptop, "push.example").attr.type);
+		assert.is_nil(romeo.push_identifier);
+		assert.is_nil(romeo.push_settings);
+		stand_in.offline(m, "romeo@" .. m.host, "hi");
+		assert.equal(0, #m.sent);
+	end);
+
+	it("registers no handler per push and removes a registration at push_max_errors", function()
+		stand_in.enable(m, romeo, "push.example", "node1");
+		local handlers = m:handler_count();
+		for _ = 1, 100 do
+			stand_in.offline(m, "romeo@" .. m.host, "hi");
+			assert.equal(true, stand_in.answer(m, m.sent[#m.sent], "result"));
+		end
+		assert.equal(handlers, m:handler_count());
+		-- wait errors do not count, others do
+		for _ = 1, 5 do
+			stand_in.offline(m, "romeo@" .. m.host, "hi");
+			stand_in.answer(m, m.sent[#m.sent], "error", "wait", "resource-constraint");
+		end
+		assert.truthy(m.store.data.romeo["push.example<node1"]);
+		for _ = 1, 3 do
+			stand_in.offline(m, "romeo@" .. m.host, "hi");
+			stand_in.answer(m, m.sent[#m.sent], "error", "cancel", "item-not-found");
+		end
+		assert.is_nil(m.store.data.romeo["push.example<node1"]);
+		assert.is_nil(romeo.push_identifier);
+		local sent = #m.sent;
+		stand_in.offline(m, "romeo@" .. m.host, "hi");
+		assert.equal(sent, #m.sent);
+	end);
+
+	it("passes on IQ answers that are not for a push", function()
+		local unrelated = st.iq({ type = "result", id = "not-a-push", from = "push.example", to = m.host });
+		assert.is_nil(m:fire_event("iq/host", { stanza = unrelated }));
+	end);
+
+	it("keeps hosts apart", function()
+		local other = stand_in.load("other.example", {});
+		local romeo_other = stand_in.session(other, "romeo");
+		stand_in.enable(m, romeo, "push.example", "node1");
+		assert.equal("result", stand_in.enable(other, romeo_other, "push.other", "n2").attr.type);
+		stand_in.offline(m, "romeo@" .. m.host, "hi");
+		stand_in.offline(other, "romeo@other.example", "hi");
+		assert.equal("push.example", m.sent[1].attr.to);
+		assert.equal(1, #m.sent);
+		assert.equal("push.other", other.sent[1].attr.to);
+		assert.equal(1, #other.sent);
+	end);
+
+	it("reads the store once per user", function()
+		stand_in.offline(m, "nobody@" .. m.host, "hi");
+		stand_in.offline(m, "nobody@" .. m.host, "hi");
+		stand_in.offline(m, "nobody@" .. m.host, "hi");
+		assert.equal(1, m.store.reads);
+	end);
+
+	it("pings all or the given registrations with an empty push", function()
+		stand_in.enable(m, romeo, "push.example", "a");
+		stand_in.enable(m, romeo, "push.example", "b");
+		m:fire_event("cloud-notify-ping", { user = "romeo" });
+		assert.equal(2, #m.sent);
+		local _, _, _, fields = pubsub_parts(m.sent[1]);
+		assert.is_nil(fields["last-message-body"]);
+		m:fire_event("cloud-notify-ping", { user = "romeo",
+			push_services = { ["push.example<b"] = m.store.data.romeo["push.example<b"] } });
+		assert.equal(3, #m.sent);
+		local _, publish = pubsub_parts(m.sent[3]);
+		assert.equal("b", publish.attr.node);
+	end);
+
+	it("loads registrations the reference module stored", function()
+		m.store.data.juliet = {
+			["push.example<abc"] = {
+				jid = "push.example"; node = "abc"; timestamp = 1600000000; resource = "balcony";
+				options = st.preserialize(stand_in.publish_options("ref-secret"));
+			};
+		};
+		stand_in.offline(m, "juliet@" .. m.host, "hi");
+		assert.equal(1, #m.sent);
+		assert.truthy(tostring(m.sent[1]):find("ref-secret", 1, true));
+	end);
+end);

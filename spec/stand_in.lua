@@ -1,0 +1,133 @@
+-- A small stand-in for Prosody's module API, enough to load the shim and
+-- the compiled core under Lua 5.4 with Prosody's real util.stanza.
+
+package.path = "/usr/lib/prosody/?.lua;" .. package.path;
+package.cpath = "/usr/lib/prosody/?.so;" .. package.cpath;
+
+local st = require "util.stanza";
+
+local stand_in = {};
+
+local DIST = os.getenv("CLOUD_NOTIFY_DIST") or "dist/mod_cloud_notify";
+
+-- A store in memory; `fail` makes every write fail.
+local function new_store()
+	local store = { data = {}, fail = false, reads = 0 };
+	function store:get(user)
+		self.reads = self.reads + 1;
+		return self.data[user];
+	end
+	function store:set(user, value)
+		if self.fail then return nil, "disk on fire"; end
+		self.data[user] = value;
+		return true;
+	end
+	return store;
+end
+
+-- Loads the shim for `host` with `options`; returns the stand-in module.
+function stand_in.load(host, options)
+	_G.prosody = _G.prosody or { hosts = {} };
+	prosody.hosts[host] = { sessions = {} };
+	local m = {
+		host = host; name = "cloud_notify"; handlers = {}; sent = {}; timers = {}; logs = {};
+		store = new_store();
+	};
+	options = options or {};
+	local function getter(name, default)
+		local v = options[name];
+		if v == nil then return default; end
+		return v;
+	end
+	m.get_option_boolean = function(_, name, default) return getter(name, default); end
+	m.get_option_string = m.get_option_boolean;
+	m.get_option_number = m.get_option_boolean;
+	function m:get_directory() return DIST; end
+	function m:open_store() return self.store; end
+	function m:hook(name, fn, priority)
+		local list = self.handlers[name] or {};
+		self.handlers[name] = list;
+		list[#list+1] = { fn = fn, priority = priority or 0 };
+		table.sort(list, function(a, b) return a.priority > b.priority; end);
+	end
+	function m:fire_event(name, data)
+		for _, h in ipairs(self.handlers[name] or {}) do
+			local ret = h.fn(data);
+			if ret ~= nil then return ret; end
+		end
+	end
+	function m:send(stanza) self.sent[#self.sent+1] = stanza; end
+	function m:add_timer(delay, fn) self.timers[#self.timers+1] = { delay = delay, fn = fn }; end
+	function m:log(level, fmt, ...)
+		self.logs[#self.logs+1] = { level = level, text = fmt:format(...) };
+	end
+	function m:handler_count()
+		local n = 0;
+		for _, list in pairs(self.handlers) do n = n + #list; end
+		return n;
+	end
+	-- Like Prosody, run the module in its own environment where `module` is its API.
+	local env = setmetatable({ module = m }, { __index = _G });
+	local chunk = assert(loadfile(DIST .. "/mod_cloud_notify.lua", "t", env));
+	chunk();
+	return m;
+end
+
+-- A c2s session of `user` on `host`, recording what it is sent.
+function stand_in.session(m, user, resource)
+	local s = {
+		username = user; host = m.host; resource = resource or "phone";
+		full_jid = user .. "@" .. m.host .. "/" .. (resource or "phone");
+		type = "c2s"; replies = {};
+	};
+	s.send = function(stanza) s.replies[#s.replies+1] = stanza; return true; end
+	s.log = function() end
+	local host_sessions = prosody.hosts[m.host].sessions;
+	host_sessions[user] = host_sessions[user] or { sessions = {} };
+	host_sessions[user].sessions[s.resource] = s;
+	return s;
+end
+
+function stand_in.enable_iq(session, jid, node, form)
+	local iq = st.iq({ type = "set", id = "e1", from = session.full_jid, ["xml:lang"] = "en" })
+		:tag("enable", { xmlns = "urn:xmpp:push:0", jid = jid, node = node });
+	if form then iq:add_child(form); end
+	return iq;
+end
+
+function stand_in.enable(m, session, jid, node, form)
+	local stanza = stand_in.enable_iq(session, jid, node, form);
+	m:fire_event("iq-set/self/urn:xmpp:push:0:enable", { origin = session, stanza = stanza });
+	return session.replies[#session.replies];
+end
+
+function stand_in.disable(m, session, jid, node)
+	local stanza = st.iq({ type = "set", id = "d1", from = session.full_jid })
+		:tag("disable", { xmlns = "urn:xmpp:push:0", jid = jid, node = node });
+	m:fire_event("iq-set/self/urn:xmpp:push:0:disable", { origin = session, stanza = stanza });
+	return session.replies[#session.replies];
+end
+
+function stand_in.offline(m, to, body)
+	local msg = st.message({ to = to, from = "juliet@example.com/balcony", type = "chat", id = "m1" });
+	if body then msg:text_tag("body", body); end
+	m:fire_event("message/offline/handle", { stanza = msg, username = to:match("^[^@]+") });
+	return msg;
+end
+
+function stand_in.answer(m, push, kind, err_type, condition)
+	local reply = st.reply(push);
+	if kind == "error" then
+		reply = st.error_reply(push, err_type, condition);
+	end
+	return m:fire_event("iq/host", { stanza = reply, origin = {} });
+end
+
+function stand_in.publish_options(secret)
+	return st.stanza("x", { xmlns = "jabber:x:data", type = "submit" })
+		:tag("field", { var = "FORM_TYPE" })
+			:text_tag("value", "http://jabber.org/protocol/pubsub#publish-options"):up()
+		:tag("field", { var = "secret" }):text_tag("value", secret):up();
+end
+
+return stand_in;
