@@ -60,7 +60,7 @@ test-e2e: dist pydeps
 	$(PYTHON) -m pytest -q tests/e2e
 
 demo: deps pydeps dist
-	$(PYTHON) tests/demo.py
+	$(PYTHON) tests/demo.py $(ARGS)
 
 clean:
 	$(CARGO) clean
