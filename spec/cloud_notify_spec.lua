@@ -195,4 +195,32 @@ describe("mod_cloud_notify", function()
 		assert.equal(1, #m.sent);
 		assert.truthy(tostring(m.sent[1]):find("ref-secret", 1, true));
 	end);
+	it("refuses malformed forms with an error, never a Lua error", function()
+		local deep = st.stanza("x", { xmlns = "jabber:x:data", type = "submit" });
+		for _ = 1, 100 do deep:tag("field", { var = "v" }); end
+		local weird = st.stanza("x", { xmlns = "jabber:x:data", type = "submit" })
+			:tag("field", { var = "FORM_TYPE" })
+				:text_tag("value", "http://jabber.org/protocol/pubsub#publish-options"):up();
+		-- util.stanza refuses such names, so poke them into the tables directly
+		weird.tags[1].attr["bad attr"] = "1";
+		weird.tags[1].attr[5] = "x";
+		weird.attr.type = 42;
+		local nameless = st.stanza("x", { xmlns = "jabber:x:data", type = "submit" });
+		table.insert(nameless, { attr = {} });
+		local badname = st.stanza("x", { xmlns = "jabber:x:data", type = "submit" }):tag("field");
+		badname.tags[1].name = "no good";
+		for _, form in ipairs({ deep, weird, nameless, badname }) do
+			local ok, reply = pcall(stand_in.enable, m, romeo, "push.example", "n", form);
+			assert.is_true(ok, tostring(reply));
+			assert.equal("error", reply.attr.type);
+			local err_type, condition = reply:get_error();
+			assert.equal("modify", err_type);
+			assert.equal("bad-request", condition);
+		end
+		assert.is_nil(m.store.data.romeo);
+		-- stanzas without the usual parts do not upset the offline path either
+		local ok = pcall(m.fire_event, m, "message/offline/handle",
+			{ stanza = setmetatable({ name = "message", attr = {} }, st.stanza_mt) });
+		assert.is_true(ok);
+	end);
 end);

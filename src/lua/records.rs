@@ -87,8 +87,7 @@ pub fn registrations_from_store(stored: &Table) -> Result<(Vec<Registration>, Ve
     Ok((regs, problems))
 }
 
-fn number(lua: &Lua, n: f64) -> Value {
-    let _ = lua;
+fn number(n: f64) -> Value {
     if n.fract() == 0.0 && n.abs() < 9.0e15 {
         Value::Integer(n as mlua::Integer)
     } else {
@@ -106,14 +105,14 @@ pub fn registration_to_lua(lua: &Lua, r: &Registration) -> Result<Table> {
         // Preserialized, with xmlns on the root, as util.stanza.preserialize leaves it.
         t.raw_set("options", element_to_lua(lua, options, "", None)?)?;
     }
-    t.raw_set("timestamp", number(lua, r.timestamp))?;
+    t.raw_set("timestamp", number(r.timestamp))?;
     t.raw_set("client_id", r.client_id.as_deref())?;
     t.raw_set("resource", r.resource.as_deref())?;
     t.raw_set("language", r.language.as_deref())?;
     for (k, v) in &r.extra {
         match v {
             Scalar::Str(s) => t.raw_set(k.as_str(), s.as_str())?,
-            Scalar::Num(n) => t.raw_set(k.as_str(), number(lua, *n))?,
+            Scalar::Num(n) => t.raw_set(k.as_str(), number(*n))?,
             Scalar::Bool(b) => t.raw_set(k.as_str(), *b)?,
         }
     }
