@@ -113,14 +113,20 @@ module:hook("account-disco-info", function(event)
 	(event.reply or event.stanza):tag("feature", { var = xmlns_push }):up();
 end);
 
--- https://xmpp.org/extensions/xep-0357.html#enabling
-local function push_enable(event)
-	local origin, stanza = event.origin, event.stanza;
-	local user = origin.username;
-	if not load_user(user) then
-		origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
-		return true;
+-- An IQ handler that runs once the user's registrations are loaded.
+local function user_iq(handler)
+	return function(event)
+		local origin, stanza = event.origin, event.stanza;
+		if not load_user(origin.username) then
+			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+			return true;
+		end
+		return handler(origin, stanza, origin.username);
 	end
+end
+
+-- https://xmpp.org/extensions/xep-0357.html#enabling
+local function push_enable(origin, stanza, user)
 	local push_info, identifier, condition, text = core:enable(origin, stanza, os.time());
 	if not push_info then
 		origin.log("debug", "Push enable refused: %s: %s", condition, text);
@@ -148,16 +154,10 @@ local function push_enable(event)
 	origin.send(st.reply(stanza));
 	return true;
 end
-module:hook("iq-set/self/"..xmlns_push..":enable", push_enable);
+module:hook("iq-set/self/"..xmlns_push..":enable", user_iq(push_enable));
 
 -- https://xmpp.org/extensions/xep-0357.html#disabling
-local function push_disable(event)
-	local origin, stanza = event.origin, event.stanza;
-	local user = origin.username;
-	if not load_user(user) then
-		origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
-		return true;
-	end
+local function push_disable(origin, stanza, user)
 	local services, removed, condition, text = core:plan_disable(user, stanza);
 	if services == nil then
 		origin.send(st.error_reply(stanza, removed, condition, text));
@@ -173,7 +173,7 @@ local function push_disable(event)
 	origin.send(st.reply(stanza));
 	return true;
 end
-module:hook("iq-set/self/"..xmlns_push..":disable", push_disable);
+module:hook("iq-set/self/"..xmlns_push..":disable", user_iq(push_disable));
 
 -- Offline messages: one push per registration of the recipient.
 module:hook("message/offline/handle", function(event)

@@ -337,6 +337,16 @@ class AppServer(slixmpp.ComponentXMPP):
         raise AssertionError(f"unexpected push: {push}")
 
 
+async def message_pushes(app, sender, to, n, body="hi", quiet=1.0):
+    """`sender` sends `to` a chat message; returns the `n` pushes the app
+    server receives, and checks no further push follows within `quiet` s."""
+    sender.send_message(mto=to, mbody=body, mtype="chat")
+    pushes = [await app.next_push() for _ in range(n)]
+    if quiet:
+        await app.no_push(quiet)
+    return pushes
+
+
 def run(coro, timeout=120):
     """Runs one scenario in a fresh event loop."""
     loop = asyncio.new_event_loop()

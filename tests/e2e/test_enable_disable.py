@@ -2,7 +2,7 @@
 
 import asyncio
 
-from harness import (NS_PUSH, PUBLISH_OPTIONS, AppServer, Client, error_of, iq_type, run)
+from harness import (NS_PUSH, PUBLISH_OPTIONS, AppServer, Client, error_of, iq_type, message_pushes, run)
 from store import read_store
 
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
@@ -74,9 +74,7 @@ def test_bad_enables_get_errors_and_the_server_keeps_serving(prosody, users):
         ok = await c.enable("push.localhost", "good", {"FORM_TYPE": PUBLISH_OPTIONS, "secret": "s"})
         await c.stop()
         j = await Client(juliet, prosody.c2s_port).start()
-        j.send_message(mto=romeo, mbody="still there?", mtype="chat")
-        push = await app.next_push()
-        await app.no_push(1.0)
+        [push] = await message_pushes(app, j, romeo, 1, body="still there?")
         await j.stop()
         await app.stop()
         return results, ok, push
@@ -127,9 +125,7 @@ def test_enabling_again_replaces_with_latest_options(prosody, users):
         await c.enable("push.localhost", "n1", {"FORM_TYPE": PUBLISH_OPTIONS, "secret": "new"})
         await c.stop()
         j = await Client(juliet, prosody.c2s_port).start()
-        j.send_message(mto=romeo, mbody="hi", mtype="chat")
-        push = await app.next_push()
-        await app.no_push(1.0)
+        [push] = await message_pushes(app, j, romeo, 1)
         await j.stop()
         await app.stop()
         return push
@@ -149,9 +145,7 @@ def test_disable_with_node_and_without(prosody, users):
         assert iq_type(await c.disable("push.localhost", "b")) == "result"
         await c.stop()
         j = await Client(juliet, prosody.c2s_port).start()
-        j.send_message(mto=romeo, mbody="one", mtype="chat")
-        first = sorted([(await app.next_push()).node, (await app.next_push()).node])
-        await app.no_push(1.0)
+        first = sorted(p.node for p in await message_pushes(app, j, romeo, 2))
         c = await Client(romeo, prosody.c2s_port).start()
         assert iq_type(await c.disable("push.localhost")) == "result"
         await c.stop()

@@ -3,7 +3,7 @@ importance, and the options that shape it."""
 
 import asyncio
 
-from harness import PUBLISH_OPTIONS, AppServer, Client, iq_type, run
+from harness import PUBLISH_OPTIONS, AppServer, Client, iq_type, message_pushes, run
 
 OMEMO = ("<encrypted xmlns='eu.siacs.conversations.axolotl'><header sid='1'>"
          "<key rid='2'>a2V5</key><iv>aXY=</iv></header><payload>cA==</payload></encrypted>")
@@ -27,9 +27,7 @@ def test_one_publish_per_registration(prosody, users):
         app = await AppServer(prosody).start()
         await offline_user_with(prosody, romeo, ["a", "b"], {"FORM_TYPE": PUBLISH_OPTIONS, "secret": "s"})
         j = await Client(juliet, prosody.c2s_port).start()
-        j.send_message(mto=romeo, mbody="Wherefore art thou, Romeo?", mtype="chat")
-        pushes = [await app.next_push(), await app.next_push()]
-        await app.no_push(1.0)
+        pushes = await message_pushes(app, j, romeo, 2, body="Wherefore art thou, Romeo?")
         await j.stop()
         await app.stop()
         return pushes
@@ -118,9 +116,7 @@ def test_important_body_and_max_devices(prosody_with):
             await asyncio.sleep(1.1)  # distinct enable timestamps
         await c.stop()
         j = await Client(juliet, p.c2s_port).start()
-        j.send_message(mto=romeo, mbody="hi", mtype="chat")
-        pushes = [await app.next_push(), await app.next_push()]
-        await app.no_push(1.0)
+        pushes = await message_pushes(app, j, romeo, 2)
         await j.stop()
         await app.stop()
         return pushes
@@ -157,8 +153,7 @@ def test_bad_option_values_fall_back_to_defaults(prosody_with):
         app = await AppServer(p).start()
         await offline_user_with(p, romeo, ["a", "b", "c", "d", "e"])
         j = await Client(juliet, p.c2s_port).start()
-        j.send_message(mto=romeo, mbody="hi", mtype="chat")
-        pushes = [await app.next_push() for _ in range(5)]  # default cap of 5 devices
+        pushes = await message_pushes(app, j, romeo, 5)  # default cap of 5 devices
         await j.stop()
         await app.stop()
         return pushes

@@ -3,7 +3,7 @@ app-server errors counting against a registration."""
 
 import asyncio
 
-from harness import PUBLISH_OPTIONS, AppServer, Client, error_of, iq_type, run
+from harness import PUBLISH_OPTIONS, AppServer, Client, error_of, iq_type, message_pushes, run
 from store import read_store
 
 
@@ -50,9 +50,7 @@ def test_a_failed_store_write_answers_internal_server_error_and_changes_nothing(
         failed_disable = error_of(await c.disable("push.localhost", "kept"))
         await c.stop()
         j = await Client(juliet, p.c2s_port).start()
-        j.send_message(mto=romeo, mbody="hi", mtype="chat")
-        push = await app.next_push()
-        await app.no_push(1.0)
+        [push] = await message_pushes(app, j, romeo, 1)
         await j.stop()
         await app.stop()
         return failed_enable, failed_disable, push
@@ -78,10 +76,7 @@ def test_app_server_errors_disable_after_push_max_errors(prosody_with):
         j = await Client(juliet, p.c2s_port).start()
 
         async def message_and_pushes(n):
-            j.send_message(mto=romeo, mbody="hi", mtype="chat")
-            got = [await app.next_push() for _ in range(n)]
-            await app.no_push(0.7)
-            return sorted(x.node for x in got)
+            return sorted(x.node for x in await message_pushes(app, j, romeo, n, quiet=0.7))
 
         app.mode = "result"
         assert await message_and_pushes(2) == ["failing", "healthy"]
