@@ -17,12 +17,6 @@ pub struct Plan {
     pub removed: Vec<String>,
 }
 
-impl Plan {
-    pub fn is_noop(&self, before: usize) -> bool {
-        self.removed.is_empty() && self.regs.len() == before
-    }
-}
-
 #[derive(Debug)]
 struct Entry {
     regs: Vec<Registration>,
@@ -133,14 +127,6 @@ impl Registry {
                 );
                 self.ring.push_back(user.to_owned());
             }
-        }
-    }
-
-    /// Forgets a user (their registrations stay in the store).
-    pub fn forget(&mut self, user: &str) {
-        if let Some(entry) = self.users.remove(user) {
-            self.total -= entry.regs.len();
-            self.ring.retain(|u| u != user);
         }
     }
 

@@ -32,22 +32,6 @@ impl Targets<'_> {
     }
 }
 
-/// Why a push is sent (for logs and metrics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Offline,
-    Ping,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Offline => "offline",
-            Trigger::Ping => "ping",
-        }
-    }
-}
-
 /// One publish to send.
 #[derive(Debug, Clone)]
 pub struct PushJob {

@@ -43,7 +43,7 @@ fn text_of(t: &Table) -> Result<String> {
 }
 
 /// The first child element table with this name, in this namespace.
-fn child_named(t: &Table, name: &str, ns: &str, parent_ns: &str) -> Result<Option<Table>> {
+pub fn child_named(t: &Table, name: &str, ns: &str, parent_ns: &str) -> Result<Option<Table>> {
     let Some(tags) = table_field(t, "tags")? else {
         return Ok(None);
     };

@@ -13,7 +13,8 @@ use crate::registration::{EnableRequest, Requester};
 use crate::service::{Answer, PushJob, PushService, Response, Targets};
 use crate::NS_DATA_FORMS;
 use convert::{
-    element_to_lua, first_tag_path, lua_to_element, recipient, stanza_facts, str_field, table_field,
+    child_named, element_to_lua, first_tag_path, lua_to_element, recipient, stanza_facts,
+    str_field, table_field,
 };
 use mlua::{Lua, LuaSerdeExt, MultiValue, Result, Table, UserData, UserDataMethods, Value};
 use records::{
@@ -206,34 +207,20 @@ impl UserData for Host {
                         None => Ok(None),
                     }
                 };
-                let mut form = None;
-                if let Some(tags) = table_field(&enable, "tags")? {
-                    for child in tags.sequence_values::<Value>() {
-                        let Value::Table(child) = child? else {
-                            continue;
-                        };
-                        let ns = table_field(&child, "attr")?
-                            .map(|a| str_field(&a, "xmlns"))
-                            .transpose()?
-                            .flatten();
-                        if str_field(&child, "name")?.as_deref() == Some("x")
-                            && ns.as_deref() == Some(NS_DATA_FORMS)
-                        {
-                            match lua_to_element(&child, NS_DATA_FORMS) {
-                                Ok(e) => form = Some(e),
-                                Err(why) => {
-                                    return err_values(
-                                        lua,
-                                        &crate::error::StanzaError::bad_request(format!(
-                                            "Invalid publish options: {why}"
-                                        )),
-                                    )
-                                }
-                            }
-                            break;
+                let form = match child_named(&enable, "x", NS_DATA_FORMS, crate::NS_PUSH)? {
+                    Some(x) => match lua_to_element(&x, NS_DATA_FORMS) {
+                        Ok(e) => Some(e),
+                        Err(why) => {
+                            return err_values(
+                                lua,
+                                &crate::error::StanzaError::bad_request(format!(
+                                    "Invalid publish options: {why}"
+                                )),
+                            )
                         }
-                    }
-                }
+                    },
+                    None => None,
+                };
                 let stanza_attr = table_field(&stanza, "attr")?;
                 let language = match &stanza_attr {
                     Some(a) => str_field(a, "xml:lang")?,
