@@ -11,8 +11,13 @@
 
 local st = require "util.stanza";
 local time_now = require "util.time".now;
+local watchdog = require "util.watchdog";
 
 local xmlns_push = "urn:xmpp:push:0";
+
+-- Stanzas queued for a hibernated (or unresponsive) smacks session within
+-- this many seconds give one push (one important, one not).
+local coalesce_delay = 1;
 
 -- Configuration (typed getters; the core checks ranges and falls back to
 -- the defaults, logging what it rejected).
@@ -70,6 +75,56 @@ local function load_user(user)
 end
 
 -- Writes a planned set of registrations, then lets the core adopt it.
+-- Extended hibernation: a hibernated session with push enabled is kept for
+-- push_max_hibernation_timeout, until its first waking push. The fields are
+-- those of the reference module, so either can take over a session.
+local function extend_hibernation(session)
+	local dog = session.hibernating_watchdog;
+	if not dog or session.original_smacks_callback then return; end
+	local timeout = core:extended_hibernation(dog.timeout or 0);
+	if not timeout then return; end
+	local original_callback, original_timeout = dog.callback, dog.timeout;
+	session.original_smacks_callback, session.original_smacks_timeout = original_callback, original_timeout;
+	dog:cancel();
+	session.hibernating_watchdog = watchdog.new(timeout, function(this_dog)
+		session.log("debug", "Push-extended smacks watchdog triggered");
+		-- mod_smacks (0.12.4+, 13) ignores a call for any watchdog but the
+		-- session's current one: hand it this one, or the session leaks.
+		return original_callback(this_dog);
+	end);
+	session.log("debug", "Hibernation extended to %ds until the first push", timeout);
+end
+
+-- Back to smacks' own watchdog, counting from now.
+local function end_extension(session)
+	local original_callback, original_timeout = session.original_smacks_callback, session.original_smacks_timeout;
+	session.original_smacks_callback, session.original_smacks_timeout = nil, nil;
+	if not original_callback then return; end
+	local dog = session.hibernating_watchdog;
+	if dog and session.hibernating then
+		dog:cancel();
+		session.hibernating_watchdog = watchdog.new(original_timeout, original_callback);
+		session.log("debug", "Hibernation timeout back to %ds", original_timeout);
+	end
+end
+
+-- Drops a session's coalescing timer and its waiting batch.
+local function stop_batch(session)
+	if session.cloud_notify_timer then
+		session.cloud_notify_timer:stop();
+		session.cloud_notify_timer = nil;
+	end
+	if session.full_jid then
+		core:smacks_cancel(session.full_jid);
+	end
+end
+
+-- A session no longer pushes (its registration is gone, or we unload).
+local function release_session(session)
+	stop_batch(session);
+	end_extension(session);
+end
+
 local function write_plan(user, services, removed)
 	local ok, err = push_store:set(user, services);
 	if not ok then
@@ -86,14 +141,17 @@ local function write_plan(user, services, removed)
 				session.push_identifier = nil;
 				session.push_settings = nil;
 				session.first_hibernated_push = nil;
+				release_session(session);
 			end
 		end
 	end
 	return true;
 end
 
--- Sends the pushes the core built, unless a cloud_notify/push handler objects.
+-- Sends the pushes the core built, unless a cloud_notify/push handler
+-- objects. Returns whether a waking push was sent.
 local function dispatch(pushes)
+	local woke = false;
 	for i = 1, #pushes do
 		local push_event = pushes[i];
 		if module:fire_event("cloud_notify/push", push_event) then
@@ -104,8 +162,10 @@ local function dispatch(pushes)
 				push_event.important and "important" or "unimportant",
 				push_event.username, module.host, push_event.push_info.jid, push_event.push_info.node);
 			module:send(push_event.notification_stanza);
+			woke = woke or push_event.wakes;
 		end
 	end
+	return woke;
 end
 
 -- https://xmpp.org/extensions/xep-0357.html#disco
@@ -186,6 +246,90 @@ module:hook("message/offline/handle", function(event)
 	if pushes then dispatch(pushes); end
 end, 1);
 
+-- Bare groupchat messages to the user (a MUC with no joined device of
+-- theirs): pushed like offline messages. Not handled here: the sender still
+-- gets mod_message's error.
+module:hook("message/bare/groupchat", function(event)
+	local stanza = event.stanza;
+	local pushes, user = core:offline(stanza, time_now());
+	if pushes == false then
+		if not load_user(user) then return; end
+		pushes = core:offline(stanza, time_now());
+	end
+	if pushes then dispatch(pushes); end
+end, 1);
+
+-- Sends a session's coalesced batch.
+local function send_batch(session)
+	session.cloud_notify_timer = nil;
+	local woke = dispatch(core:smacks_flush(session.full_jid, time_now()));
+	if woke and session.hibernating and not session.first_hibernated_push then
+		session.first_hibernated_push = os.time();
+		end_extension(session);
+	end
+end
+
+-- Stanzas in a session's smacks queue: pushed to that session's
+-- registration, coalesced (or at once, at the start of hibernation).
+local function smacks_stanzas(session, stanzas, at_once)
+	local identifier, user = session.push_identifier, session.username;
+	if not identifier or not user or not session.full_jid then return; end
+	if not load_user(user) then return; end
+	local outcome = core:smacks_add(session.full_jid, user, identifier, stanzas);
+	if outcome == "nothing" then return; end
+	if at_once or outcome == "flush" then
+		if session.cloud_notify_timer then
+			session.cloud_notify_timer:stop();
+		end
+		send_batch(session);
+	elseif not session.cloud_notify_timer then
+		session.cloud_notify_timer = module:add_timer(coalesce_delay, function()
+			send_batch(session);
+		end);
+	end
+end
+
+module:hook("smacks-hibernation-start", function(event)
+	local session = event.origin;
+	session.first_hibernated_push = nil;
+	if not session.push_identifier then return; end
+	extend_hibernation(session);
+	smacks_stanzas(session, event.queue, true);
+end);
+
+module:hook("smacks-hibernation-stanza-queued", function(event)
+	smacks_stanzas(event.origin, { event.stanza });
+end);
+
+module:hook("smacks-ack-delayed", function(event)
+	smacks_stanzas(event.origin, event.stanza and { event.stanza } or event.queue);
+end);
+
+module:hook("smacks-hibernation-end", function(event)
+	local session = event.resumed;
+	if not session then return; end
+	stop_batch(session);
+	session.first_hibernated_push = nil;
+	-- mod_smacks has let our watchdog go.
+	session.original_smacks_callback, session.original_smacks_timeout = nil, nil;
+end);
+
+-- Archived messages: pushed to the registrations of devices with no live
+-- (or hibernated) session; urgent ones to all.
+module:hook("archive-message-added", function(event)
+	local for_user = event.for_user;
+	if not for_user then return; end
+	local user_sessions = host_sessions[for_user];
+	local sessions = user_sessions and user_sessions.sessions;
+	local origin_user = event.origin and event.origin.username;
+	local pushes = core:archived(for_user, event.stanza, event.id, sessions, origin_user, time_now());
+	if pushes == false then
+		if not load_user(for_user) then return; end
+		pushes = core:archived(for_user, event.stanza, event.id, sessions, origin_user, time_now());
+	end
+	if pushes then dispatch(pushes); end
+end);
+
 -- cloud-notify-ping: an empty push to all (or the given) registrations.
 module:hook("cloud-notify-ping", function(event)
 	local user = event.user;
@@ -233,4 +377,11 @@ module:log("info", "Module loaded (core %s)", cloud_notify.version);
 
 function module.unload()
 	module:log("info", "Unloading module");
+	-- Sessions go on without us: timers stopped, smacks' watchdog restored.
+	for _, user_sessions in pairs(host_sessions) do
+		for _, session in pairs(user_sessions.sessions) do
+			release_session(session);
+			session.first_hibernated_push = nil;
+		end
+	end
 end

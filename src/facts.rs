@@ -25,6 +25,13 @@ fn is_stanza_ns(ns: &str) -> bool {
     )
 }
 
+/// The key of an archived message, from its archive id (as
+/// `archive-message-added` gives it): equal to [`StanzaFacts::stable_key`]
+/// of any copy carrying the matching `<stanza-id/>`.
+pub fn archive_key(archive_id: &str) -> String {
+    format!("a:{archive_id}")
+}
+
 /// The local part of a JID (`user` of `user@host/resource`), if any.
 pub fn jid_node(jid: &str) -> Option<&str> {
     let bare = jid.split('/').next().unwrap_or(jid);
@@ -69,6 +76,8 @@ pub enum Child {
     CarbonSent,
     /// A carbon copy of a message the user received.
     CarbonReceived,
+    /// An XEP-0359 `<stanza-id by=… id=…/>`: a stable key for the message.
+    StanzaId,
     /// Something push decisions do not look at.
     Ignored,
 }
@@ -84,6 +93,7 @@ pub fn classify_child(name: &str, ns: &str) -> Child {
         ("propose", NS_JINGLE_MESSAGE) => Child::Propose,
         ("sent", NS_CARBONS) => Child::CarbonSent,
         ("received", NS_CARBONS) => Child::CarbonReceived,
+        ("stanza-id", NS_STANZA_ID) => Child::StanzaId,
         _ => Child::Ignored,
     }
 }
@@ -112,7 +122,12 @@ pub struct StanzaFacts {
     pub propose: bool,
     /// For a carbon copy: its direction and the forwarded message.
     pub carbon: Option<(Direction, Box<StanzaFacts>)>,
+    /// The first few `<stanza-id/>`s, as `(by, id)`.
+    pub stanza_ids: Vec<(String, String)>,
 }
+
+/// Stanza ids kept per stanza: one per archive that saw it is plenty.
+const MAX_STANZA_IDS: usize = 4;
 
 impl StanzaFacts {
     /// Records one classified child. `text` is asked for only for a body,
@@ -144,8 +159,37 @@ impl StanzaFacts {
                     }
                 }
             }
-            Child::Ignored => {}
+            Child::StanzaId | Child::Ignored => {}
         }
+    }
+
+    /// Records a `<stanza-id/>`.
+    pub fn note_stanza_id(&mut self, by: Option<String>, id: Option<String>) {
+        if let (Some(by), Some(id)) = (by, id) {
+            if self.stanza_ids.len() < MAX_STANZA_IDS {
+                self.stanza_ids.push((by, id));
+            }
+        }
+    }
+
+    /// A key naming this stanza stably across the copies Prosody makes of
+    /// it (mod_mam hands `archive-message-added` one copy, the offline and
+    /// smacks paths see others): the archive id of the user's own archive
+    /// (`<stanza-id by='user@host'/>`), else the sender and the stanza's
+    /// `id`. `None` for a stanza with neither.
+    pub fn stable_key(&self, user_bare: &str) -> Option<String> {
+        if let Some((_, id)) = self.stanza_ids.iter().find(|(by, _)| by == user_bare) {
+            return Some(archive_key(id));
+        }
+        let id = self.id.as_deref().filter(|id| !id.is_empty())?;
+        let from = self.from.as_deref().unwrap_or("");
+        let kind = match self.kind {
+            Kind::Message => 'm',
+            Kind::Presence => 'p',
+            Kind::Iq => 'i',
+            Kind::Other => return None,
+        };
+        Some(format!("{kind}:{from}\u{1f}{id}"))
     }
 
     /// The message the user would read: the forwarded one for a carbon copy.
@@ -173,6 +217,13 @@ impl StanzaFacts {
         for child in elem.children() {
             let ns = child.ns();
             let class = classify_child(child.name(), &ns);
+            if class == Child::StanzaId {
+                facts.note_stanza_id(
+                    child.attr("by").map(str::to_owned),
+                    child.attr("id").map(str::to_owned),
+                );
+                continue;
+            }
             facts.note_child(
                 class,
                 || Some(child.text()),
@@ -233,6 +284,28 @@ mod tests {
             f.effective().from.as_deref(),
             Some("juliet@capulet.example/balcony")
         );
+    }
+
+    #[test]
+    fn stable_keys() {
+        // XEP-0359 example: the archive's stanza-id wins over the message id.
+        let f = parse(
+            "<message xmlns='jabber:client' from='juliet@capulet.example/balcony' to='romeo@montague.example/orchard' id='m1'>\
+             <body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' by='room@muc.example' id='x'/>\
+             <stanza-id xmlns='urn:xmpp:sid:0' by='romeo@montague.example' id='5f3dbc5e'/></message>",
+        );
+        assert_eq!(
+            f.stable_key("romeo@montague.example").as_deref(),
+            Some("a:5f3dbc5e")
+        );
+        assert_eq!(archive_key("5f3dbc5e"), "a:5f3dbc5e");
+        // Someone else's stanza-id is no key for this user: sender and id are.
+        assert_eq!(
+            f.stable_key("juliet@capulet.example").as_deref(),
+            Some("m:juliet@capulet.example/balcony\u{1f}m1")
+        );
+        let none = parse("<presence xmlns='jabber:client' from='a@b/c'/>");
+        assert_eq!(none.stable_key("a@b"), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - the binding (`lua`, behind the `module` feature): the only code that
 //!   touches mlua. It converts values and exports `luaopen_cloud_notify`.
 
+pub mod coalesce;
 pub mod config;
 pub mod error;
 pub mod facts;
@@ -15,6 +16,7 @@ pub mod notification;
 pub mod pending;
 pub mod registration;
 pub mod registry;
+pub mod seen;
 pub mod service;
 
 #[cfg(feature = "module")]

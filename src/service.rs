@@ -3,16 +3,19 @@
 //! Every decision of the module is taken here; the binding converts, the
 //! shim does I/O. One instance per VirtualHost: nothing is shared.
 
+use crate::coalesce::{Added, Batches};
 use crate::config::Config;
 use crate::error::StanzaError;
 use crate::facts::StanzaFacts;
 use crate::ids::next_push_id;
+use crate::importance::{is_important, is_urgent};
 use crate::notification::{notification, publish_iq, summarize, Summary};
 use crate::pending::{Pending, PendingPush};
 use crate::registration::{
     disable_matches, registration_from_enable, EnableRequest, Registration, Requester,
 };
 use crate::registry::{Plan, Registry};
+use crate::seen::{Seen, DEFAULT_CAPACITY as SEEN_CAPACITY};
 use minidom::Element;
 use std::collections::HashMap;
 
@@ -21,6 +24,8 @@ use std::collections::HashMap;
 pub enum Targets<'a> {
     All,
     Only(&'a [String]),
+    /// All but these (the registrations of live sessions).
+    Except(&'a [String]),
 }
 
 impl Targets<'_> {
@@ -28,6 +33,7 @@ impl Targets<'_> {
         match self {
             Targets::All => true,
             Targets::Only(ids) => ids.iter().any(|i| i == identifier),
+            Targets::Except(ids) => !ids.iter().any(|i| i == identifier),
         }
     }
 }
@@ -38,6 +44,9 @@ pub struct PushJob {
     pub id: String,
     pub registration: Registration,
     pub summary: Summary,
+    /// Whether this push ends a hibernated session's extended timeout: it
+    /// is important, or importance is not told apart (no important body).
+    pub wakes: bool,
     /// The whole `<iq/>`; the notification payload sits at
     /// `pubsub/publish/item/notification`.
     pub iq: Element,
@@ -83,6 +92,10 @@ pub struct PushService {
     pending: Pending,
     /// user → identifier → consecutive errors.
     errors: HashMap<String, HashMap<String, u32>>,
+    /// Which stanza was pushed to which registration.
+    seen: Seen,
+    /// Smacks stanzas waiting to be coalesced, per session.
+    batches: Batches,
 }
 
 impl PushService {
@@ -91,6 +104,8 @@ impl PushService {
             registry: Registry::new(config.cache_size, config.max_devices),
             pending: Pending::new(config.max_pending, config.response_timeout),
             host: host.to_owned(),
+            seen: Seen::new(SEEN_CAPACITY),
+            batches: Batches::new(config.max_pending),
             config,
             errors: HashMap::new(),
         }
@@ -171,10 +186,14 @@ impl PushService {
 
     /// The publishes for a stanza (or a ping, with none) to a user's
     /// registrations. `None` if the user's registrations are not loaded.
+    ///
+    /// With a `key` ([`StanzaFacts::stable_key`]), a registration that was
+    /// already pushed that stanza, by any path, is skipped.
     pub fn notify(
         &mut self,
         user: &str,
         stanza: Option<&StanzaFacts>,
+        key: Option<&str>,
         targets: Targets<'_>,
         now: f64,
     ) -> Option<Vec<PushJob>> {
@@ -183,15 +202,23 @@ impl PushService {
             return Some(Vec::new());
         }
         let summary = summarize(&self.config, stanza);
-        let payload = notification(&summary);
+        let wakes = summary.important() || self.config.important_body.is_empty();
+        let mut payload = None;
         let mut jobs = Vec::new();
         for reg in regs.iter().filter(|r| targets.includes(&r.identifier)) {
+            if let Some(key) = key {
+                if !self.seen.insert(user, key, &reg.identifier) {
+                    continue;
+                }
+            }
+            let payload = payload.get_or_insert_with(|| notification(&summary));
             let id = next_push_id();
             let iq = publish_iq(&self.host, &id, reg, payload.clone());
             jobs.push(PushJob {
                 id,
                 registration: reg.clone(),
                 summary: summary.clone(),
+                wakes,
                 iq,
             });
         }
@@ -207,6 +234,103 @@ impl PushService {
             );
         }
         Some(jobs)
+    }
+
+    /// `archive-message-added`: pushes for a message mod_mam archived for
+    /// `for_user`, if it is addressed to them (`recipient`: the bare JID the
+    /// stanza is addressed to), to the registrations of
+    /// devices without a live (or hibernated) session — those are served by
+    /// the smacks paths. Urgent stanzas go to every registration.
+    pub fn archived(
+        &mut self,
+        for_user: &str,
+        recipient: Option<&str>,
+        stanza: &StanzaFacts,
+        archive_id: &str,
+        live: Option<&[String]>,
+        now: f64,
+    ) -> Option<Vec<PushJob>> {
+        // No session at all: the offline path serves this user.
+        let Some(live) = live else {
+            return Some(Vec::new());
+        };
+        let owner_is_recipient = recipient.is_some_and(|r| {
+            r.split_once('@')
+                .is_some_and(|(node, host)| node == for_user && host == self.host)
+        });
+        if !owner_is_recipient {
+            return Some(Vec::new());
+        }
+        let targets = if is_urgent(stanza) {
+            Targets::All
+        } else {
+            Targets::Except(live)
+        };
+        let key = crate::facts::archive_key(archive_id);
+        self.notify(for_user, Some(stanza), Some(&key), targets, now)
+    }
+
+    /// A stanza in (or entering) a session's smacks queue: gathered into
+    /// the session's batch unless it was already pushed to `identifier`.
+    ///
+    /// Returns what happened, and whether the stanza counts as important
+    /// (it is then the batch's important stanza, else its unimportant one).
+    pub fn smacks_add(
+        &mut self,
+        session: &str,
+        user: &str,
+        identifier: &str,
+        stanza: StanzaFacts,
+        key: &str,
+    ) -> (Added, bool) {
+        if !self.seen.insert(user, key, identifier) {
+            return (Added::Nothing, false);
+        }
+        let important = is_important(&stanza);
+        let added = self
+            .batches
+            .add(session, user, identifier, stanza, important, key.to_owned());
+        (added, important)
+    }
+
+    /// Sends a session's batch: at most one important and one unimportant
+    /// push, to its registration.
+    /// Returns the user and the pushes (important first).
+    pub fn smacks_flush(&mut self, session: &str, now: f64) -> Option<(String, Vec<PushJob>)> {
+        let batch = self.batches.take(session)?;
+        let only = [batch.identifier];
+        let mut jobs = Vec::new();
+        for facts in [batch.important, batch.unimportant].iter().flatten() {
+            jobs.extend(
+                self.notify(&batch.user, Some(facts), None, Targets::Only(&only), now)
+                    .unwrap_or_default(),
+            );
+        }
+        Some((batch.user, jobs))
+    }
+
+    /// Drops a session's batch unsent (the session resumed): its stanzas
+    /// may be pushed again later.
+    pub fn smacks_cancel(&mut self, session: &str) -> bool {
+        let Some(batch) = self.batches.take(session) else {
+            return false;
+        };
+        for key in &batch.keys {
+            self.seen.remove(&batch.user, key, &batch.identifier);
+        }
+        true
+    }
+
+    /// The watchdog timeout of a hibernated session with push enabled,
+    /// until its first waking push: `push_max_hibernation_timeout`, never
+    /// shorter than smacks' own (`original`). `None`: nothing to extend.
+    pub fn extended_hibernation(&self, original: f64) -> Option<f64> {
+        let extended = self.config.max_hibernation_timeout as f64;
+        (extended > original).then_some(extended)
+    }
+
+    pub fn batches(&self) -> usize {
+        self.batches.len()
     }
 
     /// A push was not sent after all (an event handler blocked it).
@@ -336,11 +460,11 @@ mod tests {
     fn not_loaded_means_none() {
         let mut s = service(16);
         assert!(s
-            .notify("romeo", Some(&chat()), Targets::All, 0.0)
+            .notify("romeo", Some(&chat()), None, Targets::All, 0.0)
             .is_none());
         s.load("romeo", vec![]);
         assert_eq!(
-            s.notify("romeo", Some(&chat()), Targets::All, 0.0)
+            s.notify("romeo", Some(&chat()), None, Targets::All, 0.0)
                 .unwrap()
                 .len(),
             0
@@ -352,12 +476,16 @@ mod tests {
         let mut s = service(16);
         enable(&mut s, "romeo", "push.example", "a");
         enable(&mut s, "romeo", "push.example", "b");
-        let jobs = s.notify("romeo", Some(&chat()), Targets::All, 0.0).unwrap();
+        let jobs = s
+            .notify("romeo", Some(&chat()), None, Targets::All, 0.0)
+            .unwrap();
         assert_eq!(jobs.len(), 2);
         assert_eq!(s.pending(), 2);
         assert!(jobs.iter().all(|j| j.summary.important()));
         let only = vec!["push.example<b".to_string()];
-        let jobs = s.notify("romeo", None, Targets::Only(&only), 0.0).unwrap();
+        let jobs = s
+            .notify("romeo", None, None, Targets::Only(&only), 0.0)
+            .unwrap();
         assert_eq!(jobs.len(), 1);
         assert!(!jobs[0].summary.important());
     }
@@ -367,7 +495,7 @@ mod tests {
         let mut s = service(3);
         let ident = enable(&mut s, "romeo", "push.example", "a");
         let push = |s: &mut PushService| {
-            s.notify("romeo", None, Targets::All, 0.0).unwrap()[0]
+            s.notify("romeo", None, None, Targets::All, 0.0).unwrap()[0]
                 .id
                 .clone()
         };
@@ -413,7 +541,12 @@ mod tests {
         ));
         let plan = s.plan_drop("romeo", &ident).unwrap();
         s.commit("romeo", plan);
-        assert_eq!(s.notify("romeo", None, Targets::All, 0.0).unwrap().len(), 0);
+        assert_eq!(
+            s.notify("romeo", None, None, Targets::All, 0.0)
+                .unwrap()
+                .len(),
+            0
+        );
         assert_eq!(s.error_count("romeo", &ident), 0);
     }
 
@@ -421,7 +554,7 @@ mod tests {
     fn answers_from_others_and_unknown_ids() {
         let mut s = service(16);
         enable(&mut s, "romeo", "push.example", "a");
-        let id = s.notify("romeo", None, Targets::All, 0.0).unwrap()[0]
+        let id = s.notify("romeo", None, None, Targets::All, 0.0).unwrap()[0]
             .id
             .clone();
         assert_eq!(
@@ -444,7 +577,7 @@ mod tests {
     fn disable_forgets_pending_and_errors() {
         let mut s = service(16);
         let ident = enable(&mut s, "romeo", "push.example", "a");
-        let id = s.notify("romeo", None, Targets::All, 0.0).unwrap()[0]
+        let id = s.notify("romeo", None, None, Targets::All, 0.0).unwrap()[0]
             .id
             .clone();
         let plan = s
@@ -465,8 +598,189 @@ mod tests {
     fn pending_expires() {
         let mut s = service(16);
         enable(&mut s, "romeo", "push.example", "a");
-        s.notify("romeo", None, Targets::All, 0.0);
+        s.notify("romeo", None, None, Targets::All, 0.0);
         assert_eq!(s.expire(10.0), 0);
         assert_eq!(s.expire(1000.0), 1);
+    }
+
+    fn facts(xml: &str) -> StanzaFacts {
+        StanzaFacts::from_element(&xml.parse().unwrap())
+    }
+
+    #[test]
+    fn a_stanza_is_pushed_once_per_registration_across_paths() {
+        let mut s = service(16);
+        let a = enable(&mut s, "romeo", "push.example", "a");
+        let b = enable(&mut s, "romeo", "push.example", "b");
+        // MAM: device a has a live session, so only b.
+        let live = vec![a.clone()];
+        let jobs = s
+            .archived(
+                "romeo",
+                Some("romeo@example.com"),
+                &chat(),
+                "arch1",
+                Some(&live),
+                0.0,
+            )
+            .unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].registration.identifier, b);
+        // The offline copy carries the archive's stanza-id: only a is left.
+        let offline = facts(
+            "<message xmlns='jabber:client' to='romeo@example.com' type='chat'><body>hi</body>\
+             <stanza-id xmlns='urn:xmpp:sid:0' by='romeo@example.com' id='arch1'/></message>",
+        );
+        let key = offline.stable_key("romeo@example.com").unwrap();
+        let jobs = s
+            .notify("romeo", Some(&offline), Some(&key), Targets::All, 0.0)
+            .unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].registration.identifier, a);
+        // And the smacks paths do not push it again either.
+        assert_eq!(
+            s.smacks_add("s1", "romeo", &a, offline.clone(), &key).0,
+            Added::Nothing
+        );
+        assert!(s
+            .notify("romeo", Some(&offline), Some(&key), Targets::All, 0.0)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn archived_only_for_the_recipient_and_urgent_to_all() {
+        let mut s = service(16);
+        let a = enable(&mut s, "romeo", "push.example", "a");
+        let live = vec![a.clone()];
+        // The sender's own archive copy: not addressed to the owner.
+        assert!(s
+            .archived(
+                "romeo",
+                Some("juliet@example.com"),
+                &chat(),
+                "x1",
+                Some(&[]),
+                0.0
+            )
+            .unwrap()
+            .is_empty());
+        // Same local part, another server: not the owner either.
+        assert!(s
+            .archived(
+                "romeo",
+                Some("romeo@elsewhere.example"),
+                &chat(),
+                "x0",
+                Some(&[]),
+                0.0
+            )
+            .unwrap()
+            .is_empty());
+        assert!(s
+            .archived(
+                "romeo",
+                Some("romeo@example.com"),
+                &chat(),
+                "x2",
+                Some(&live),
+                0.0
+            )
+            .unwrap()
+            .is_empty());
+        let call = facts(
+            "<message xmlns='jabber:client' type='chat'><propose xmlns='urn:xmpp:jingle-message:0' id='c'/></message>",
+        );
+        let jobs = s
+            .archived(
+                "romeo",
+                Some("romeo@example.com"),
+                &call,
+                "x3",
+                Some(&live),
+                0.0,
+            )
+            .unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert!(jobs[0].summary.important());
+        // Without any session, the offline path pushes instead.
+        assert!(s
+            .archived("romeo", Some("romeo@example.com"), &chat(), "x4", None, 0.0)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn hibernation_extension() {
+        let s = service(16);
+        assert_eq!(s.extended_hibernation(600.0), Some(259_200.0));
+        assert_eq!(s.extended_hibernation(300_000.0), None);
+    }
+
+    #[test]
+    fn smacks_batches_coalesce_and_cancel() {
+        let mut s = service(16);
+        let a = enable(&mut s, "romeo", "push.example", "a");
+        let receipt = facts(
+            "<message xmlns='jabber:client' type='chat'><received xmlns='urn:xmpp:receipts' id='r'/></message>",
+        );
+        assert_eq!(
+            s.smacks_add("s1", "romeo", &a, chat(), "k1").0,
+            Added::Opened
+        );
+        assert_eq!(
+            s.smacks_add("s1", "romeo", &a, chat(), "k2").0,
+            Added::Joined
+        );
+        assert_eq!(
+            s.smacks_add("s1", "romeo", &a, receipt.clone(), "k3").0,
+            Added::Joined
+        );
+        assert_eq!(
+            s.smacks_add("s1", "romeo", &a, chat(), "k1").0,
+            Added::Nothing
+        );
+        let (user, jobs) = s.smacks_flush("s1", 0.0).unwrap();
+        assert_eq!(user, "romeo");
+        assert_eq!(jobs.len(), 2); // one important, one not
+        assert_eq!(jobs.iter().filter(|j| j.summary.important()).count(), 1);
+        assert!(jobs.iter().all(|j| j.registration.identifier == a));
+        assert!(s.smacks_flush("s1", 0.0).is_none());
+        // Pushed stanzas are not pushed again; a cancelled batch's may be.
+        assert_eq!(
+            s.smacks_add("s1", "romeo", &a, chat(), "k2").0,
+            Added::Nothing
+        );
+        assert_eq!(
+            s.smacks_add("s1", "romeo", &a, chat(), "k4").0,
+            Added::Opened
+        );
+        assert!(s.smacks_cancel("s1"));
+        assert_eq!(s.batches(), 0);
+        assert_eq!(
+            s.smacks_add("s1", "romeo", &a, chat(), "k4").0,
+            Added::Opened
+        );
+        let (_, jobs) = s.smacks_flush("s1", 0.0).unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert!(jobs[0].wakes);
+    }
+
+    #[test]
+    fn unimportant_pushes_do_not_wake_unless_importance_is_off() {
+        let mut s = service(16);
+        enable(&mut s, "romeo", "push.example", "a");
+        let jobs = s.notify("romeo", None, None, Targets::All, 0.0).unwrap();
+        assert!(!jobs[0].wakes);
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                important_body: String::new(),
+                ..Config::default()
+            },
+        );
+        enable(&mut s, "romeo", "push.example", "a");
+        let jobs = s.notify("romeo", None, None, Targets::All, 0.0).unwrap();
+        assert!(jobs[0].wakes);
     }
 }

@@ -100,6 +100,12 @@ fn facts_at(stanza: &Table, parent_ns: &str, depth: u8) -> Result<StanzaFacts> {
         if class == Child::Ignored {
             continue;
         }
+        if class == Child::StanzaId {
+            if let Some(attr) = table_field(&child, "attr")? {
+                facts.note_stanza_id(str_field(&attr, "by")?, str_field(&attr, "id")?);
+            }
+            continue;
+        }
         let text = if class == Child::Body {
             Some(text_of(&child)?)
         } else {

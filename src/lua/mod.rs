@@ -7,7 +7,9 @@
 mod convert;
 mod records;
 
+use crate::coalesce::Added;
 use crate::config::{Config, RawConfig};
+use crate::facts::StanzaFacts;
 use crate::notification::Summary;
 use crate::registration::{EnableRequest, Requester};
 use crate::service::{Answer, PushJob, PushService, Response, Targets};
@@ -21,14 +23,22 @@ use records::{
     plan_from_lua, plan_to_lua, registration_from_lua, registration_to_lua,
     registrations_from_store,
 };
+use std::collections::HashMap;
 
 const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/// Field set on a stanza object that has no stable key of its own (no
+/// stanza-id, no id), so that the same object is recognised again.
+const OBJECT_KEY: &str = "_cloud_notify_key";
 
 /// One VirtualHost's push service, as Lua sees it.
 struct Host {
     service: PushService,
     /// util.stanza's metatable, for the stanzas handed back to Lua.
     stanza_mt: Table,
+    /// Per smacks batch, its last important and unimportant stanza objects
+    /// (the `original_stanza` of the pushes it gives).
+    batch_objects: HashMap<String, [Option<Table>; 2]>,
 }
 
 fn err_values(lua: &Lua, e: &crate::error::StanzaError) -> Result<MultiValue> {
@@ -66,7 +76,7 @@ impl Host {
             let iq = element_to_lua(lua, &job.iq, crate::NS_CLIENT, Some(&self.stanza_mt))?;
             // iq > pubsub > publish > item > notification
             let payload = first_tag_path(&iq, 4)?;
-            let ev = lua.create_table_with_capacity(0, 9)?;
+            let ev = lua.create_table_with_capacity(0, 10)?;
             ev.raw_set("notification_stanza", iq)?;
             ev.raw_set("notification_payload", payload)?;
             ev.raw_set("original_stanza", original.clone())?;
@@ -74,6 +84,7 @@ impl Host {
             ev.raw_set("push_info", registration_to_lua(lua, &job.registration)?)?;
             ev.raw_set("push_summary", summary_to_lua(lua, &job.summary)?)?;
             ev.raw_set("important", job.summary.important())?;
+            ev.raw_set("wakes", job.wakes)?;
             ev.raw_set("push_id", job.id.as_str())?;
             ev.raw_set("push_identifier", job.registration.identifier.as_str())?;
             out.raw_push(ev)?;
@@ -97,9 +108,13 @@ impl Host {
             Some([]) => return Ok(Value::Table(lua.create_table()?)),
             Some(_) => {}
         }
-        let facts = match &stanza {
-            Value::Table(t) => Some(stanza_facts(t)?),
-            _ => None,
+        let (facts, key) = match &stanza {
+            Value::Table(t) => {
+                let facts = stanza_facts(t)?;
+                let key = self.key_of(t, &facts, user)?;
+                (Some(facts), Some(key))
+            }
+            _ => (None, None),
         };
         let targets = match &only {
             Some(ids) => Targets::Only(ids),
@@ -107,9 +122,23 @@ impl Host {
         };
         let jobs = self
             .service
-            .notify(user, facts.as_ref(), targets, now)
+            .notify(user, facts.as_ref(), key.as_deref(), targets, now)
             .unwrap_or_default();
         Ok(Value::Table(self.jobs_to_lua(lua, jobs, user, &stanza)?))
+    }
+
+    /// The key recognising a stanza's copies; for a stanza without a stable
+    /// one, a key stored on the object itself.
+    fn key_of(&self, stanza: &Table, facts: &StanzaFacts, user: &str) -> Result<String> {
+        if let Some(key) = facts.stable_key(&format!("{user}@{}", self.service.host)) {
+            return Ok(key);
+        }
+        if let Some(key) = str_field(stanza, OBJECT_KEY)? {
+            return Ok(key);
+        }
+        let key = format!("o:{}", crate::ids::next_push_id());
+        stanza.raw_set(OBJECT_KEY, key.as_str())?;
+        Ok(key)
     }
 }
 
@@ -353,6 +382,132 @@ impl UserData for Host {
             },
         );
 
+        // host:archived(for_user, stanza, archive_id, user_sessions_or_nil, fallback_user, now)
+        //   -> events | false (load the user first)
+        // user_sessions: the user's `sessions` table (full JID → session),
+        // whose `push_identifier`s are the live registrations.
+        m.add_method_mut(
+            "archived",
+            |lua, this, args: (String, Table, String, Option<Table>, Option<String>, f64)| {
+                let (for_user, stanza, archive_id, sessions, fallback, now) = args;
+                if sessions.is_none() {
+                    // PushService::archived: with no session at all, the
+                    // offline path serves the user; skip loading them.
+                    return Ok(Value::Table(lua.create_table()?));
+                }
+                match this.service.registrations(&for_user) {
+                    None => return Ok(Value::Boolean(false)),
+                    Some([]) => return Ok(Value::Table(lua.create_table()?)),
+                    Some(_) => {}
+                }
+                let facts = stanza_facts(&stanza)?;
+                let host = this.service.host.clone();
+                let recipient = match facts.to.as_deref() {
+                    Some(to) => Some(to.split('/').next().unwrap_or(to).to_owned()),
+                    None => fallback.map(|u| format!("{u}@{host}")),
+                };
+                let live = match sessions {
+                    Some(sessions) => {
+                        let mut ids = Vec::new();
+                        for pair in sessions.pairs::<Value, Value>() {
+                            if let (_, Value::Table(session)) = pair? {
+                                if let Some(id) = str_field(&session, "push_identifier")? {
+                                    ids.push(id);
+                                }
+                            }
+                        }
+                        Some(ids)
+                    }
+                    None => None,
+                };
+                let jobs = this
+                    .service
+                    .archived(
+                        &for_user,
+                        recipient.as_deref(),
+                        &facts,
+                        &archive_id,
+                        live.as_deref(),
+                        now,
+                    )
+                    .unwrap_or_default();
+                Ok(Value::Table(this.jobs_to_lua(
+                    lua,
+                    jobs,
+                    &for_user,
+                    &Value::Table(stanza),
+                )?))
+            },
+        );
+
+        // host:smacks_add(session_id, user, identifier, stanzas)
+        //   -> "nothing" | "joined" | "opened" (start the timer) | "flush" (flush now)
+        m.add_method_mut(
+            "smacks_add",
+            |_, this, (session, user, identifier, stanzas): (String, String, String, Table)| {
+                let mut outcome = Added::Nothing;
+                for stanza in stanzas.sequence_values::<Value>() {
+                    let Value::Table(stanza) = stanza? else {
+                        continue;
+                    };
+                    let facts = stanza_facts(&stanza)?;
+                    let key = this.key_of(&stanza, &facts, &user)?;
+                    let (added, important) =
+                        this.service
+                            .smacks_add(&session, &user, &identifier, facts, &key);
+                    if added == Added::Nothing {
+                        continue;
+                    }
+                    let objects = this.batch_objects.entry(session.clone()).or_default();
+                    if added == Added::Opened || added == Added::FlushNow {
+                        *objects = Default::default();
+                    }
+                    objects[usize::from(!important)] = Some(stanza);
+                    outcome = outcome.max(added);
+                }
+                Ok(match outcome {
+                    Added::Nothing => "nothing",
+                    Added::Joined => "joined",
+                    Added::Opened => "opened",
+                    Added::FlushNow => "flush",
+                })
+            },
+        );
+
+        // host:smacks_flush(session_id, now) -> events
+        m.add_method_mut(
+            "smacks_flush",
+            |lua, this, (session, now): (String, f64)| {
+                let objects = this.batch_objects.remove(&session).unwrap_or_default();
+                let Some((user, jobs)) = this.service.smacks_flush(&session, now) else {
+                    return lua.create_table();
+                };
+                let out = lua.create_table_with_capacity(jobs.len(), 0)?;
+                for job in jobs {
+                    let slot = usize::from(!job.summary.important());
+                    let original = objects[slot].clone().map_or(Value::Nil, Value::Table);
+                    for ev in this
+                        .jobs_to_lua(lua, vec![job], &user, &original)?
+                        .sequence_values::<Table>()
+                    {
+                        out.raw_push(ev?)?;
+                    }
+                }
+                Ok(out)
+            },
+        );
+
+        // host:extended_hibernation(smacks_timeout) -> timeout | nil
+        m.add_method("extended_hibernation", |_, this, original: f64| {
+            Ok(this.service.extended_hibernation(original))
+        });
+
+        // host:smacks_cancel(session_id) -> whether a batch was waiting
+        m.add_method_mut("smacks_cancel", |_, this, session: String| {
+            this.batch_objects.remove(&session);
+            Ok(this.service.smacks_cancel(&session))
+        });
+
         // host:cancel(push_id): an event handler blocked the push
         m.add_method_mut("cancel", |_, this, id: String| {
             this.service.cancel(&id);
@@ -435,6 +590,7 @@ impl UserData for Host {
             t.raw_set("users", this.service.loaded_users())?;
             t.raw_set("registrations", this.service.loaded_registrations())?;
             t.raw_set("pending", this.service.pending())?;
+            t.raw_set("batches", this.service.batches())?;
             Ok(t)
         });
 
@@ -462,6 +618,7 @@ fn new_host(
         Host {
             service: PushService::new(&host, config),
             stanza_mt,
+            batch_objects: HashMap::new(),
         },
         lua.create_sequence_from(problems)?,
     ))

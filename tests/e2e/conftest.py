@@ -1,18 +1,27 @@
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import Prosody  # noqa: E402
+from harness import PROSODY_VERSIONS, Prosody  # noqa: E402
 
 _counter = [0]
 
 
+def pytest_generate_tests(metafunc):
+    # Every test runs against each Prosody version (PROSODY_VERSIONS="0.12"
+    # or "13" narrows it down for a quick local run).
+    if "version" in metafunc.fixturenames:
+        wanted = os.environ.get("PROSODY_VERSIONS", " ".join(PROSODY_VERSIONS)).split()
+        metafunc.parametrize("version", wanted, scope="session")
+
+
 @pytest.fixture(scope="session")
-def prosody():
-    """A Prosody 0.12 with the module and default options, shared by the tests."""
-    p = Prosody()
+def prosody(version):
+    """A Prosody with the module and default options, shared by the tests."""
+    p = Prosody(version=version)
     p.start()
     yield p
     p.cleanup()
@@ -33,11 +42,12 @@ def make_users(prosody, host="localhost"):
 
 
 @pytest.fixture
-def prosody_with():
+def prosody_with(version):
     """Starts a dedicated Prosody with extra options; stopped after the test."""
     started = []
 
     def start(**kwargs):
+        kwargs.setdefault("version", version)
         p = Prosody(**kwargs)
         started.append(p)
         return p.start()

@@ -20,6 +20,13 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "dist"
+MODULES = Path(__file__).resolve().parent / "modules"
+# Prosody 0.12.3 is Debian 12's package; 13.0.x is unpacked from
+# bookworm-backports by scripts/install-prosody13.sh.
+PROSODY_VERSIONS = {
+    "0.12": ["lua5.4", "/usr/bin/prosody"],
+    "13": ["lua5.4", str(ROOT / ".work/prosody13/usr/bin/prosody")],
+}
 NS_PUSH = "urn:xmpp:push:0"
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
 NS_DATA = "jabber:x:data"
@@ -58,15 +65,20 @@ class Prosody:
     """A Prosody process with a generated config, in its own directory."""
 
     def __init__(self, hosts=("localhost",), modules=("cloud_notify",), options=None,
-                 host_options=None, component="push.localhost", command=None, plugin_paths=None):
+                 host_options=None, component="push.localhost", command=None, plugin_paths=None,
+                 version="0.12"):
         self.dir = Path(tempfile.mkdtemp(prefix="cn-e2e-"))
         self.hosts = list(hosts)
         self.modules = list(modules)
         self.options = dict(options or {})
         self.host_options = dict(host_options or {})
         self.component = component
-        self.command = command or ["lua5.4", "/usr/bin/prosody"]
-        self.plugin_paths = plugin_paths or [str(DIST)]
+        self.version = version
+        self.command = command or PROSODY_VERSIONS[version]
+        if not Path(self.command[-1]).exists():
+            raise RuntimeError(f"Prosody {version} is not installed: {self.command[-1]}"
+                               " (make test installs it; see scripts/install-prosody13.sh)")
+        self.plugin_paths = plugin_paths or [str(DIST), str(MODULES)]
         self.c2s_port = free_port()
         self.component_port = free_port()
         self.proc = None
@@ -102,10 +114,11 @@ class Prosody:
             "authentication": "internal_plain",
             "storage": "internal",
             "modules_enabled": ["roster", "saslauth", "disco", "ping", "carbons", "smacks", "mam",
-                                *self.modules],
+                                "offline", "csi_simple", *self.modules],
             "modules_disabled": ["s2s", "tls"],
             "log": {"debug": str(self.log_path)},
             "smacks_hibernation_time": 30,
+            "smacks_max_ack_delay": 2,
         }
         g.update(self.options)
         lines = [f"{k} = {lua_value(v)}" for k, v in g.items()]
@@ -176,12 +189,20 @@ class Prosody:
 
 
 class Client(slixmpp.ClientXMPP):
-    """A user's device."""
+    """A user's device. With `smacks`, it uses XEP-0198 stream management
+    (with resumption), and can lose its connection like a phone does."""
 
-    def __init__(self, jid, port, password=PASSWORD, resource="phone"):
+    def __init__(self, jid, port, password=PASSWORD, resource="phone", smacks=False):
         super().__init__(f"{jid}/{resource}", password)
         self.port = port
+        self.smacks = smacks
         self.register_plugin("xep_0030")
+        if smacks:
+            self.register_plugin("xep_0198")
+            self._sm_enabled = asyncio.Event()
+            self._resumed = asyncio.Event()
+            self.add_event_handler("sm_enabled", lambda _e: self._sm_enabled.set())
+            self.add_event_handler("session_resumed", lambda _e: self._resumed.set())
         self["feature_mechanisms"].unencrypted_plain = True
         self.messages = asyncio.Queue()
         self._started = asyncio.Event()
@@ -195,10 +216,35 @@ class Client(slixmpp.ClientXMPP):
         self._started.set()
 
     async def start(self, presence=True, timeout=10):
-        self.connect(("127.0.0.1", self.port), use_ssl=False, force_starttls=False, disable_starttls=True)
+        self._connect()
         await asyncio.wait_for(self._started.wait(), timeout)
+        if self.smacks:
+            await asyncio.wait_for(self._sm_enabled.wait(), timeout)
         if presence:
             self.send_presence()
+        return self
+
+    def _connect(self):
+        self.connect(("127.0.0.1", self.port), use_ssl=False, force_starttls=False, disable_starttls=True)
+
+    async def kill(self):
+        """The phone loses its network: the TCP connection drops, the
+        stream is never closed, and the server hibernates the session."""
+        self._ended.clear()
+        self.abort()
+        await asyncio.wait_for(self._ended.wait(), 5)
+
+    def stop_acking(self):
+        """The phone is gone but its TCP connection still looks alive: the
+        server's <r/> requests go unanswered."""
+        self.remove_handler("Stream Management Request Ack")
+
+    async def resume(self, timeout=10):
+        """Reconnects and resumes the hibernated stream."""
+        self._resumed.clear()
+        self._ended.clear()
+        self._connect()
+        await asyncio.wait_for(self._resumed.wait(), timeout)
         return self
 
     async def stop(self):

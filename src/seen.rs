@@ -1,0 +1,127 @@
+//! Which stanza was already pushed to which registration.
+//!
+//! One stanza can reach the module several times and by several paths
+//! (smacks queue, delayed ack, MAM, offline, a clean close that hands the
+//! unacked queue to offline), each time as a different copy. They are
+//! recognised by a stable key ([`crate::facts::StanzaFacts::stable_key`]),
+//! and a registration gets at most one push per key.
+//!
+//! Bounded: the oldest keys are forgotten first.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+
+/// Keys remembered per host.
+pub const DEFAULT_CAPACITY: usize = 16_384;
+
+fn digest(user: &str, key: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    user.hash(&mut h);
+    key.hash(&mut h);
+    h.finish()
+}
+
+fn ident_digest(identifier: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    identifier.hash(&mut h);
+    h.finish()
+}
+
+/// A bounded set of (user, stanza key, registration) triples.
+pub struct Seen {
+    capacity: usize,
+    /// digest(user, key) → digests of the identifiers pushed.
+    map: HashMap<u64, Vec<u64>>,
+    order: VecDeque<u64>,
+}
+
+impl Seen {
+    pub fn new(capacity: usize) -> Self {
+        Seen {
+            capacity: capacity.max(1),
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn contains(&self, user: &str, key: &str, identifier: &str) -> bool {
+        self.map
+            .get(&digest(user, key))
+            .is_some_and(|ids| ids.contains(&ident_digest(identifier)))
+    }
+
+    /// Records a push; false if it was recorded already.
+    pub fn insert(&mut self, user: &str, key: &str, identifier: &str) -> bool {
+        let k = digest(user, key);
+        let id = ident_digest(identifier);
+        if let Some(ids) = self.map.get_mut(&k) {
+            if ids.contains(&id) {
+                return false;
+            }
+            ids.push(id);
+            return true;
+        }
+        while self.map.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.map.insert(k, vec![id]);
+        self.order.push_back(k);
+        true
+    }
+
+    /// Takes a record back (a coalesced push that was never sent).
+    pub fn remove(&mut self, user: &str, key: &str, identifier: &str) {
+        let k = digest(user, key);
+        if let Some(ids) = self.map.get_mut(&k) {
+            let id = ident_digest(identifier);
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.map.remove(&k);
+                self.order.retain(|o| *o != k);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_key_and_registration() {
+        let mut s = Seen::new(8);
+        assert!(s.insert("romeo", "a:1", "push.example<n1"));
+        assert!(!s.insert("romeo", "a:1", "push.example<n1"));
+        assert!(s.insert("romeo", "a:1", "push.example<n2"));
+        assert!(s.contains("romeo", "a:1", "push.example<n2"));
+        assert!(!s.contains("juliet", "a:1", "push.example<n1"));
+        s.remove("romeo", "a:1", "push.example<n1");
+        assert!(!s.contains("romeo", "a:1", "push.example<n1"));
+        assert!(s.contains("romeo", "a:1", "push.example<n2"));
+    }
+
+    #[test]
+    fn bounded() {
+        let mut s = Seen::new(3);
+        for i in 0..10 {
+            s.insert("u", &format!("k{i}"), "r");
+        }
+        assert_eq!(s.len(), 3);
+        assert!(s.contains("u", "k9", "r"));
+        assert!(!s.contains("u", "k0", "r"));
+    }
+}
