@@ -13,7 +13,9 @@ PYTHON := $(VENV)/bin/python
 DIST := dist/mod_cloud_notify
 LIB := target/release/libcloud_notify.so
 
-.PHONY: all build dist install deps pydeps test test-rust lint test-busted test-e2e demo clean
+PROSODY13 := .work/prosody13
+
+.PHONY: all build dist install deps prosody13 pydeps test test-rust lint test-busted test-e2e demo clean
 
 all: dist
 
@@ -36,6 +38,10 @@ install: dist
 deps:
 	scripts/install-deps.sh
 
+# Prosody 13.0.x from bookworm-backports, unpacked beside the system's 0.12.3.
+prosody13:
+	scripts/install-prosody13.sh $(PROSODY13)
+
 pydeps: $(VENV)/.done
 
 $(VENV)/.done: tests/requirements.txt
@@ -43,7 +49,7 @@ $(VENV)/.done: tests/requirements.txt
 	$(VENV)/bin/pip install -q -r tests/requirements.txt
 	touch $@
 
-test: deps pydeps dist test-rust lint test-busted test-e2e
+test: deps prosody13 pydeps dist test-rust lint test-busted test-e2e
 
 test-rust:
 	$(CARGO) test
@@ -51,12 +57,14 @@ test-rust:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --features module --all-targets -- -D warnings
-	luacheck lua spec
+	luacheck lua spec tests/e2e/modules
 
 test-busted: dist
 	lua5.4 /usr/bin/busted --lua=lua5.4 spec
 
-test-e2e: dist pydeps
+# Every e2e test runs on Prosody 0.12.3 and 13.0.x (PROSODY_VERSIONS="0.12"
+# or "13" narrows it down).
+test-e2e: dist pydeps prosody13
 	$(PYTHON) -m pytest -q tests/e2e
 
 demo: deps pydeps dist

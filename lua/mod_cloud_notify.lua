@@ -373,7 +373,7 @@ module:add_timer(30, function()
 	return 30;
 end);
 
-module:log("info", "Module loaded (core %s)", cloud_notify.version);
+module:log("info", "Module loaded (core %s, from %s)", cloud_notify.version, module:get_directory());
 
 function module.unload()
 	module:log("info", "Unloading module");

@@ -223,4 +223,62 @@ describe("mod_cloud_notify", function()
 			{ stanza = setmetatable({ name = "message", attr = {} }, st.stanza_mt) });
 		assert.is_true(ok);
 	end);
+	it("extends a hibernated push session until its first important push", function()
+		stand_in.enable(m, romeo, "push.example", "node1");
+		local destroyed_with;
+		local function smacks_callback(dog) destroyed_with = dog; end
+		local smacks_dog = package.loaded["util.watchdog"].new(600, smacks_callback);
+		romeo.hibernating, romeo.hibernating_watchdog = os.time(), smacks_dog;
+		m:fire_event("smacks-hibernation-start", { origin = romeo, queue = {} });
+		assert.is_true(smacks_dog.cancelled);
+		local extended = romeo.hibernating_watchdog;
+		assert.equal(259200, extended.timeout);
+		-- The extended watchdog hands itself to smacks' callback (0.12.4+/13
+		-- ignore a call for any other watchdog).
+		extended:callback();
+		assert.equal(extended, destroyed_with);
+		-- An unimportant stanza does not end the extension, an important one does.
+		m:fire_event("smacks-hibernation-stanza-queued", { origin = romeo,
+			stanza = st.message({ to = romeo.full_jid, from = "juliet@example.com/b", id = "cs1" })
+				:tag("active", { xmlns = "http://jabber.org/protocol/chatstates" }) });
+		m.timers[#m.timers].fn();
+		assert.equal(1, #m.sent);
+		assert.equal(extended, romeo.hibernating_watchdog);
+		m:fire_event("smacks-hibernation-stanza-queued", { origin = romeo,
+			stanza = st.message({ to = romeo.full_jid, from = "juliet@example.com/b", id = "b1" }):text_tag("body", "hi") });
+		m.timers[#m.timers].fn();
+		assert.equal(2, #m.sent);
+		assert.is_true(extended.cancelled);
+		assert.equal(600, romeo.hibernating_watchdog.timeout);
+		assert.equal(smacks_callback, romeo.hibernating_watchdog.callback);
+		assert.truthy(romeo.first_hibernated_push);
+	end);
+
+	it("restores smacks' watchdog and stops timers on unload", function()
+		stand_in.enable(m, romeo, "push.example", "node1");
+		local function smacks_callback() end
+		romeo.hibernating = os.time();
+		romeo.hibernating_watchdog = package.loaded["util.watchdog"].new(600, smacks_callback);
+		m:fire_event("smacks-hibernation-start", { origin = romeo, queue = {} });
+		m:fire_event("smacks-hibernation-stanza-queued", { origin = romeo,
+			stanza = st.message({ to = romeo.full_jid, id = "u1" }):text_tag("body", "hi") });
+		local timer = m.timers[#m.timers];
+		m.unload();
+		assert.is_true(timer.stopped);
+		assert.equal(600, romeo.hibernating_watchdog.timeout);
+		assert.equal(smacks_callback, romeo.hibernating_watchdog.callback);
+		assert.equal(0, m.sent and #m.sent);
+	end);
+
+	it("pushes a stanza once across the smacks, MAM and offline paths", function()
+		stand_in.enable(m, romeo, "push.example", "node1");
+		romeo.push_identifier = nil; -- the phone's session is gone; another stays
+		local msg = st.message({ to = "romeo@" .. m.host, from = "juliet@example.com/b", type = "chat", id = "x1" })
+			:text_tag("body", "hi");
+		m:fire_event("archive-message-added", { origin = {}, stanza = msg, for_user = "romeo", id = "arch-1" });
+		assert.equal(1, #m.sent);
+		local delivered = st.clone(msg):tag("stanza-id", { xmlns = "urn:xmpp:sid:0", by = "romeo@" .. m.host, id = "arch-1" }):up();
+		m:fire_event("message/offline/handle", { stanza = delivered, username = "romeo" });
+		assert.equal(1, #m.sent);
+	end);
 end);

@@ -8,6 +8,17 @@ local st = require "util.stanza";
 
 local stand_in = {};
 
+-- util.watchdog needs Prosody's event loop; this one only records.
+stand_in.watchdogs = {};
+package.loaded["util.watchdog"] = {
+	new = function(timeout, callback)
+		local dog = { timeout = timeout, callback = callback, cancelled = false };
+		function dog:cancel() self.cancelled = true; end
+		stand_in.watchdogs[#stand_in.watchdogs+1] = dog;
+		return dog;
+	end;
+};
+
 local DIST = os.getenv("CLOUD_NOTIFY_DIST") or "dist/mod_cloud_notify";
 
 -- A store in memory; `fail` makes every write fail.
@@ -57,7 +68,12 @@ function stand_in.load(host, options)
 		end
 	end
 	function m:send(stanza) self.sent[#self.sent+1] = stanza; end
-	function m:add_timer(delay, fn) self.timers[#self.timers+1] = { delay = delay, fn = fn }; end
+	function m:add_timer(delay, fn)
+		local timer = { delay = delay, fn = fn };
+		function timer:stop() self.stopped = true; end
+		self.timers[#self.timers+1] = timer;
+		return timer;
+	end
 	function m:log(level, fmt, ...)
 		self.logs[#self.logs+1] = { level = level, text = fmt:format(...) };
 	end
@@ -108,8 +124,10 @@ function stand_in.disable(m, session, jid, node)
 	return session.replies[#session.replies];
 end
 
+local message_ids = 0;
 function stand_in.offline(m, to, body)
-	local msg = st.message({ to = to, from = "juliet@example.com/balcony", type = "chat", id = "m1" });
+	message_ids = message_ids + 1;
+	local msg = st.message({ to = to, from = "juliet@example.com/balcony", type = "chat", id = "m"..message_ids });
 	if body then msg:text_tag("body", body); end
 	m:fire_event("message/offline/handle", { stanza = msg, username = to:match("^[^@]+") });
 	return msg;

@@ -190,3 +190,29 @@ def test_disable_from_another_device_restores_the_smacks_timeout(prosody_with):
     kept, gone = run(scenario())
     assert kept
     assert gone, "disable did not restore smacks' own hibernation timeout"
+
+
+def test_auto_disable_restores_the_smacks_timeout(prosody_with):
+    p = prosody_with(options={"smacks_hibernation_time": 2, "push_max_hibernation_timeout": 30,
+                              "push_max_errors": 1})
+    from conftest import make_users
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    destroyed = "Destroying session for hibernating too long"
+
+    async def scenario():
+        app = await AppServer(p, mode=("error", "cancel", "item-not-found")).start()
+        phone = await phone_with_push(p, romeo)
+        await phone.kill()
+        j = await Client(juliet, p.c2s_port).start()
+        raw(j, romeo, CHAT_STATE)  # an unimportant push: the extension goes on
+        push = await app.next_push()
+        await asyncio.sleep(0.5)  # the error came back: registration removed
+        disabled = "Disabling push notifications" in p.log()
+        await asyncio.sleep(4.0)
+        await j.stop()
+        await app.stop()
+        return push, disabled, destroyed in p.log()
+
+    push, disabled, gone = run(scenario())
+    assert not push.important and disabled
+    assert gone, "auto-disable did not restore smacks' own hibernation timeout"

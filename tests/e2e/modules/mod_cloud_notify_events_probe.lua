@@ -5,7 +5,7 @@
 --     adds <probe xmlns='urn:example:probe'/> to the notification payload
 --     and records the original stanza's body in the summary.
 --   <iq type='set'><ping xmlns='urn:example:probe' node='…'/></iq> to the
---     host fires cloud-notify-ping for the sender, for all registrations or
+--     account fires cloud-notify-ping for the sender, for all registrations or
 --     only those with that node (push_services as read from the store).
 local st = require "util.stanza";
 
@@ -29,7 +29,7 @@ end);
 
 local push_store = module:open_store("cloud_notify");
 
-module:hook("iq-set/host/urn:example:probe:ping", function(event)
+module:hook("iq-set/self/urn:example:probe:ping", function(event)
 	local origin, stanza = event.origin, event.stanza;
 	local node = stanza.tags[1].attr.node;
 	local services;
