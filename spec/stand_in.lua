@@ -70,7 +70,7 @@ function stand_in.load(host, options)
 	function m:send(stanza) self.sent[#self.sent+1] = stanza; end
 	function m:add_timer(delay, fn)
 		local timer = { delay = delay, fn = fn };
-		function timer:stop() self.stopped = true; end
+		timer.stop = function(t) t.stopped = true; end
 		self.timers[#self.timers+1] = timer;
 		return timer;
 	end
