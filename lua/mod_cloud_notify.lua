@@ -53,6 +53,27 @@ for _, problem in ipairs(problems) do
 	module:log("error", "Configuration: %s", problem);
 end
 
+-- Metrics (Prosody's statistics API; e.g. mod_http_openmetrics shows them).
+local metric_pushes = module:metric("counter", "pushes", "",
+	"Pushes sent to app servers, by path and importance", { "kind", "importance" });
+local metric_blocked = module:metric("counter", "blocked", "",
+	"Pushes blocked by a cloud_notify/push handler, by path", { "kind" });
+local metric_errors = module:metric("counter", "app_server_errors", "",
+	"Error answers from app servers, by error type", { "type" });
+local metric_disabled = module:metric("counter", "auto_disabled", "",
+	"Registrations removed after push_max_errors errors", {});
+local metric_rtt = module:metric("histogram", "response_time", "seconds",
+	"Time from a push to the app server's answer", {},
+	{ buckets = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120 } });
+local metric_outstanding = module:metric("gauge", "outstanding", "",
+	"Pushes awaiting an answer", {});
+local metric_registrations = module:metric("gauge", "registrations_loaded", "",
+	"Registrations held in memory", {});
+local metric_users = module:metric("gauge", "users_loaded", "",
+	"Users whose registrations are held in memory (with or without any)", {});
+local metric_store_reads = module:metric("counter", "store_reads", "",
+	"Reads of the registration store (cache misses)", {});
+
 local push_store = module:open_store();
 local host_sessions = prosody.hosts[module.host].sessions;
 
@@ -65,6 +86,8 @@ end
 -- Makes sure the core has the user's registrations; false on a store error.
 local function load_user(user)
 	if core:loaded(user) then return true; end
+	module:log("debug", "Loading push registrations of '%s'", user);
+	metric_store_reads:with_labels():add(1);
 	local stored, err = push_store:get(user);
 	if stored == nil and err ~= nil then
 		module:log("error", "Error reading push registrations of '%s': %s", user, err);
@@ -157,7 +180,9 @@ local function dispatch(pushes)
 		if module:fire_event("cloud_notify/push", push_event) then
 			module:log("debug", "Push was blocked by event handler: %s", push_event.reason or "Unknown reason");
 			core:cancel(push_event.push_id);
+			metric_blocked:with_labels(push_event.push_kind):add(1);
 		else
+			metric_pushes:with_labels(push_event.push_kind, push_event.important and "important" or "unimportant"):add(1);
 			module:log("debug", "Sending %s push notification for %s@%s to %s (%s)",
 				push_event.important and "important" or "unimportant",
 				push_event.username, module.host, push_event.push_info.jid, push_event.push_info.node);
@@ -251,10 +276,10 @@ end, 1);
 -- gets mod_message's error.
 module:hook("message/bare/groupchat", function(event)
 	local stanza = event.stanza;
-	local pushes, user = core:offline(stanza, time_now());
+	local pushes, user = core:offline(stanza, time_now(), true);
 	if pushes == false then
 		if not load_user(user) then return; end
-		pushes = core:offline(stanza, time_now());
+		pushes = core:offline(stanza, time_now(), true);
 	end
 	if pushes then dispatch(pushes); end
 end, 1);
@@ -339,12 +364,28 @@ module:hook("cloud-notify-ping", function(event)
 end);
 
 -- Answers of app servers: one handler for all pushes, no hook per push.
+-- Writes a user's registrations as the core holds them (error counts).
+local function write_current(user)
+	local services, removed = core:plan_current(user);
+	if services then write_plan(user, services, removed); end
+end
+
 local function push_response(event)
 	local answer = core:response(event.stanza, time_now());
 	if answer == nil then return; end -- not one of ours
+	if answer.kind == "load" then
+		if not load_user(answer.user) then return true; end
+		answer = core:response(event.stanza, time_now());
+		if answer == nil then return; end
+	end
 	local kind = answer.kind;
+	if answer.error_type then
+		metric_errors:with_labels(answer.error_type):add(1);
+	end
 	if kind == "delivered" then
 		module:log("debug", "Push delivered to %s in %.3fs", answer.from, answer.rtt);
+		metric_rtt:with_labels():sample(answer.rtt);
+		if answer.reset then write_current(answer.user); end
 	elseif kind == "temporary" then
 		module:log("debug", "Push to %s failed temporarily (%s), not counted", answer.from, answer.condition);
 	elseif kind == "wrong-sender" then
@@ -352,9 +393,11 @@ local function push_response(event)
 	elseif kind == "counted" then
 		module:log("info", "Got error <%s:%s> for identifier '%s': error count is now %d",
 			answer.error_type, answer.condition, answer.identifier, answer.count);
+		write_current(answer.user);
 	elseif kind == "disable" then
 		module:log("warn", "Disabling push notifications for identifier '%s' after %d errors",
 			answer.identifier, answer.count);
+		metric_disabled:with_labels():add(1);
 		if load_user(answer.user) then
 			local services, removed = core:plan_drop(answer.user, answer.identifier);
 			if services then write_plan(answer.user, services, removed); end
@@ -363,6 +406,113 @@ local function push_response(event)
 	return true;
 end
 module:hook("iq/host", push_response, 10);
+
+-- Gauges are read when statistics are collected.
+module:hook_global("stats-update", function()
+	local stats = core:stats();
+	metric_outstanding:with_labels():set(stats.pending);
+	metric_registrations:with_labels():set(stats.registrations);
+	metric_users:with_labels():set(stats.users);
+end);
+
+-- A deleted account keeps no registration and no error count (Prosody
+-- purges its stores as well; this covers backends that keep data).
+module:hook_global("user-deleted", function(event)
+	if event.host ~= module.host then return; end
+	local user = event.username;
+	core:forget_user(user);
+	local ok, err = push_store:set(user, nil);
+	if not ok and err then
+		module:log("error", "Error removing push registrations of deleted user '%s': %s", user, err);
+	end
+	module:log("debug", "Push registrations of deleted user '%s' removed", user);
+end);
+
+-- Admin commands (prosodyctl shell): push:list(jid), push:remove(jid[, identifier]),
+-- push:ping(jid). Prosody 13 takes them as "shell-command" items, routed to
+-- the JID's host; 0.12's mod_admin_shell has one shared environment, so
+-- there each host registers its handlers and a small dispatcher picks one.
+local jid_split = require "util.jid".prepped_split;
+
+local admin = {};
+
+function admin.list(print, user)
+	if not load_user(user) then return false, "Could not read the registrations"; end
+	local now, n = os.time(), 0;
+	for identifier, r in pairs(core:registrations(user) or {}) do
+		n = n + 1;
+		print(("%s\tjid=%s node=%s age=%ds errors=%d client=%s"):format(identifier, r.jid, tostring(r.node),
+			now - math.floor(r.timestamp or now), r.error_count or 0, tostring(r.client_id or r.resource)));
+	end
+	return true, ("%d registration(s)"):format(n);
+end
+
+function admin.remove(_, user, identifier)
+	if not load_user(user) then return false, "Could not read the registrations"; end
+	local services, removed;
+	if identifier then
+		services, removed = core:plan_drop(user, identifier);
+	else
+		services, removed = core:plan_remove_all(user);
+	end
+	if not services then return false, "No such registration"; end
+	if not write_plan(user, services, removed) then return false, "Could not write the registrations"; end
+	local n = 0;
+	for _ in pairs(removed) do n = n + 1; end
+	return true, ("%d registration(s) removed"):format(n);
+end
+
+function admin.ping(_, user)
+	module:fire_event("cloud-notify-ping", { user = user });
+	return true, "Ping pushed to every registration";
+end
+
+local admin_commands = {
+	{ name = "list", desc = "List a user's push registrations (identifier, app server, node, age, errors, client)" };
+	{ name = "remove", desc = "Remove one push registration of a user (by identifier), or all of them" };
+	{ name = "ping", desc = "Send a test push (cloud-notify-ping) to every registration of a user" };
+};
+
+local function user_of(self, user_jid)
+	local user, host = jid_split(user_jid);
+	if not user or host ~= module.host then
+		return nil, "Not a user of "..module.host..": "..tostring(user_jid);
+	end
+	return user, self and self.session and self.session.print or print;
+end
+
+if not prosody.version or not prosody.version:match("^0%.") then
+	for _, command in ipairs(admin_commands) do
+		local name = command.name;
+		local args = { { name = "jid"; type = "string" } };
+		if name == "remove" then args[2] = { name = "identifier"; type = "string" }; end
+		module:add_item("shell-command", {
+			section = "push"; section_desc = "Push notification registrations (XEP-0357)";
+			name = name; desc = command.desc; args = args; host_selector = "jid";
+			handler = function(self, user_jid, ...)
+				local user, out = user_of(self, user_jid);
+				if not user then return false, out; end
+				return admin[name](out, user, ...);
+			end;
+		});
+	end
+else
+	local hosts_admin = module:shared("/*/cloud_notify/admin_hosts");
+	hosts_admin[module.host] = admin;
+	local env = module:shared("/*/admin_shell/env");
+	local section = env.push or {};
+	env.push = section;
+	for _, command in ipairs(admin_commands) do
+		local name = command.name;
+		section[name] = function(self, user_jid, ...)
+			local _, host = jid_split(user_jid or "");
+			local host_admin = host and hosts_admin[host];
+			if not host_admin then return false, "Push notifications are not enabled for "..tostring(host); end
+			return host_admin[name](self.session.print, (jid_split(user_jid)), ...);
+		end;
+	end
+	admin.unregister = function() hosts_admin[module.host] = nil; end;
+end
 
 -- Forget pushes nobody answered.
 module:add_timer(30, function()
@@ -377,6 +527,7 @@ module:log("info", "Module loaded (core %s, from %s)", cloud_notify.version, mod
 
 function module.unload()
 	module:log("info", "Unloading module");
+	if admin.unregister then admin.unregister(); end
 	-- Sessions go on without us: timers stopped, smacks' watchdog restored.
 	for _, user_sessions in pairs(host_sessions) do
 		for _, session in pairs(user_sessions.sessions) do

@@ -38,7 +38,7 @@ end
 
 -- Loads the shim for `host` with `options`; returns the stand-in module.
 function stand_in.load(host, options)
-	_G.prosody = _G.prosody or { hosts = {} };
+	_G.prosody = _G.prosody or { hosts = {}, version = "0.12.3" };
 	prosody.hosts[host] = { sessions = {} };
 	local m = {
 		host = host; name = "cloud_notify"; handlers = {}; sent = {}; timers = {}; logs = {};
@@ -61,6 +61,25 @@ function stand_in.load(host, options)
 		list[#list+1] = { fn = fn, priority = priority or 0 };
 		table.sort(list, function(a, b) return a.priority > b.priority; end);
 	end
+	local shared = {};
+	function m:shared(path) shared[path] = shared[path] or {}; return shared[path]; end
+	function m:add_item() end
+	m.metrics = {};
+	function m:metric(type_, name)
+		local family = { type = type_, values = {} };
+		family.with_labels = function(fam, ...)
+			local key = table.concat({ ... }, "/");
+			local values = fam.values;
+			return {
+				add = function(_, n) values[key] = (values[key] or 0) + n; end;
+				set = function(_, n) values[key] = n; end;
+				sample = function(_, n) values[key] = n; end;
+			};
+		end
+		self.metrics[name] = family;
+		return family;
+	end
+	function m:hook_global(name, fn, priority) self:hook("global/" .. name, fn, priority); end
 	function m:fire_event(name, data)
 		for _, h in ipairs(self.handlers[name] or {}) do
 			local ret = h.fn(data);

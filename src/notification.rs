@@ -129,6 +129,7 @@ mod tests {
             client_id: None,
             resource: None,
             language: None,
+            errors: 0,
             extra: vec![],
         }
     }

@@ -43,6 +43,9 @@ pub struct Registration {
     pub client_id: Option<String>,
     pub resource: Option<String>,
     pub language: Option<String>,
+    /// Consecutive app-server errors (stored as `error_count`, when not 0,
+    /// so the count survives a restart; the reference ignores the field).
+    pub errors: u32,
     /// Unknown scalar fields, kept as they were.
     pub extra: Vec<(String, Scalar)>,
 }
@@ -156,6 +159,7 @@ pub fn registration_from_enable(
             None
         },
         language: req.language,
+        errors: 0,
         extra: Vec::new(),
     })
 }

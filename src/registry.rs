@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 
 /// What a change would leave: the user's new registrations, to be written
 /// and then committed, and the identifiers it removes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan {
     pub regs: Vec<Registration>,
     pub removed: Vec<String>,
@@ -166,6 +166,23 @@ impl Registry {
         Some(Plan { regs, removed })
     }
 
+    /// One registration, to change in place (its error count).
+    pub fn registration_mut(&mut self, user: &str, identifier: &str) -> Option<&mut Registration> {
+        self.users
+            .get_mut(user)?
+            .regs
+            .iter_mut()
+            .find(|r| r.identifier == identifier)
+    }
+
+    /// The set as it is (to write a change made in place).
+    pub fn plan_current(&self, user: &str) -> Option<Plan> {
+        Some(Plan {
+            regs: self.peek(user)?.to_vec(),
+            removed: Vec::new(),
+        })
+    }
+
     /// The set without the registrations `pred` selects.
     /// `None` if the user is not loaded.
     pub fn plan_remove(&self, user: &str, pred: impl Fn(&Registration) -> bool) -> Option<Plan> {
@@ -195,6 +212,7 @@ mod tests {
             client_id: None,
             resource: None,
             language: None,
+            errors: 0,
             extra: vec![],
         }
     }

@@ -17,7 +17,6 @@ use crate::registration::{
 use crate::registry::{Plan, Registry};
 use crate::seen::{Seen, DEFAULT_CAPACITY as SEEN_CAPACITY};
 use minidom::Element;
-use std::collections::HashMap;
 
 /// Which of a user's registrations a push goes to.
 #[derive(Debug, Clone, Copy)]
@@ -38,12 +37,37 @@ impl Targets<'_> {
     }
 }
 
+/// The path a push comes from (a metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushKind {
+    Offline,
+    Groupchat,
+    Smacks,
+    Mam,
+    Urgent,
+    Ping,
+}
+
+impl PushKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushKind::Offline => "offline",
+            PushKind::Groupchat => "groupchat",
+            PushKind::Smacks => "smacks",
+            PushKind::Mam => "mam",
+            PushKind::Urgent => "urgent",
+            PushKind::Ping => "ping",
+        }
+    }
+}
+
 /// One publish to send.
 #[derive(Debug, Clone)]
 pub struct PushJob {
     pub id: String,
     pub registration: Registration,
     pub summary: Summary,
+    pub kind: PushKind,
     /// Whether this push ends a hibernated session's extended timeout: it
     /// is important, or importance is not told apart (no important body).
     pub wakes: bool,
@@ -66,11 +90,16 @@ pub enum Answer {
     NotOurs,
     /// One of our ids, but from someone other than the app server: dropped.
     WrongSender { expected: String },
-    /// Success; the registration's error count is back to zero.
-    Delivered { rtt: f64 },
+    /// The user's registrations must be loaded first; ask again then.
+    Load { user: String },
+    /// Success; the registration's error count is back to zero. With
+    /// `reset`, it was not before: write the user's registrations
+    /// (`plan_current`) so the store forgets the count too.
+    Delivered { rtt: f64, user: String, reset: bool },
     /// A `wait` error: temporary, not counted.
     Temporary,
-    /// An error, counted against the registration.
+    /// An error, counted against the registration: write the user's
+    /// registrations (`plan_current`) to keep the count across restarts.
     Counted {
         user: String,
         identifier: String,
@@ -90,8 +119,6 @@ pub struct PushService {
     pub host: String,
     registry: Registry,
     pending: Pending,
-    /// user → identifier → consecutive errors.
-    errors: HashMap<String, HashMap<String, u32>>,
     /// Which stanza was pushed to which registration.
     seen: Seen,
     /// Smacks stanzas waiting to be coalesced, per session.
@@ -107,7 +134,6 @@ impl PushService {
             seen: Seen::new(SEEN_CAPACITY),
             batches: Batches::new(config.max_pending),
             config,
-            errors: HashMap::new(),
         }
     }
 
@@ -171,15 +197,23 @@ impl PushService {
             .plan_remove(user, |r| r.identifier == identifier)
     }
 
+    /// The user's registrations without any (admin: remove all).
+    pub fn plan_remove_all(&self, user: &str) -> Option<Plan> {
+        self.registry.plan_remove(user, |_| true)
+    }
+
+    /// The account is gone (`user-deleted`; Prosody purges its stores):
+    /// no registration, no error count, no push in flight is kept.
+    pub fn forget_user(&mut self, user: &str) {
+        let plan = self
+            .registry
+            .plan_remove(user, |_| true)
+            .unwrap_or_default();
+        self.commit(user, plan);
+    }
+
     /// Makes a written plan the user's registrations.
     pub fn commit(&mut self, user: &str, plan: Plan) {
-        let kept: Vec<&str> = plan.regs.iter().map(|r| r.identifier.as_str()).collect();
-        if let Some(counts) = self.errors.get_mut(user) {
-            counts.retain(|id, _| kept.contains(&id.as_str()));
-            if counts.is_empty() {
-                self.errors.remove(user);
-            }
-        }
         self.pending.forget(user, &plan.removed);
         self.registry.commit(user, plan.regs);
     }
@@ -195,6 +229,7 @@ impl PushService {
         stanza: Option<&StanzaFacts>,
         key: Option<&str>,
         targets: Targets<'_>,
+        kind: PushKind,
         now: f64,
     ) -> Option<Vec<PushJob>> {
         let regs = self.registry.get(user)?;
@@ -218,6 +253,7 @@ impl PushService {
                 id,
                 registration: reg.clone(),
                 summary: summary.clone(),
+                kind,
                 wakes,
                 iq,
             });
@@ -261,13 +297,13 @@ impl PushService {
         if !owner_is_recipient {
             return Some(Vec::new());
         }
-        let targets = if is_urgent(stanza) {
-            Targets::All
+        let (targets, kind) = if is_urgent(stanza) {
+            (Targets::All, PushKind::Urgent)
         } else {
-            Targets::Except(live)
+            (Targets::Except(live), PushKind::Mam)
         };
         let key = crate::facts::archive_key(archive_id);
-        self.notify(for_user, Some(stanza), Some(&key), targets, now)
+        self.notify(for_user, Some(stanza), Some(&key), targets, kind, now)
     }
 
     /// A stanza in (or entering) a session's smacks queue: gathered into
@@ -302,8 +338,15 @@ impl PushService {
         let mut jobs = Vec::new();
         for facts in [batch.important, batch.unimportant].iter().flatten() {
             jobs.extend(
-                self.notify(&batch.user, Some(facts), None, Targets::Only(&only), now)
-                    .unwrap_or_default(),
+                self.notify(
+                    &batch.user,
+                    Some(facts),
+                    None,
+                    Targets::Only(&only),
+                    PushKind::Smacks,
+                    now,
+                )
+                .unwrap_or_default(),
             );
         }
         Some((batch.user, jobs))
@@ -348,41 +391,32 @@ impl PushService {
                 expected: push.jid.clone(),
             };
         }
+        if !self.registry.is_loaded(&push.user) {
+            return Answer::Load {
+                user: push.user.clone(),
+            };
+        }
         let Some(push) = self.pending.remove(id) else {
             return Answer::NotOurs;
         };
-        match response {
-            Response::Result => {
-                if let Some(counts) = self.errors.get_mut(&push.user) {
-                    counts.remove(&push.identifier);
-                    if counts.is_empty() {
-                        self.errors.remove(&push.user);
-                    }
-                }
+        let max_errors = self.config.max_errors;
+        let reg = self.registry.registration_mut(&push.user, &push.identifier);
+        match (response, reg) {
+            (Response::Result, reg) => {
+                let reset = reg.is_some_and(|r| std::mem::take(&mut r.errors) > 0);
                 Answer::Delivered {
                     rtt: (now - push.sent_at).max(0.0),
+                    user: push.user,
+                    reset,
                 }
             }
-            Response::Error { type_: "wait", .. } => Answer::Temporary,
-            Response::Error { .. } => {
-                let still_registered = self
-                    .registry
-                    .peek(&push.user)
-                    .is_none_or(|regs| regs.iter().any(|r| r.identifier == push.identifier));
-                if !still_registered {
-                    return Answer::Temporary;
-                }
-                let count = {
-                    let c = self
-                        .errors
-                        .entry(push.user.clone())
-                        .or_default()
-                        .entry(push.identifier.clone())
-                        .or_insert(0);
-                    *c += 1;
-                    *c
-                };
-                if count >= self.config.max_errors {
+            (Response::Error { type_: "wait", .. }, _) => Answer::Temporary,
+            // Removed meanwhile: nothing left to count against.
+            (Response::Error { .. }, None) => Answer::Temporary,
+            (Response::Error { .. }, Some(reg)) => {
+                reg.errors = reg.errors.saturating_add(1);
+                let count = reg.errors;
+                if count >= max_errors {
                     Answer::Disable {
                         user: push.user,
                         identifier: push.identifier,
@@ -399,6 +433,12 @@ impl PushService {
         }
     }
 
+    /// The user's registrations as they are, to write after a change made
+    /// in place (an error count).
+    pub fn plan_current(&self, user: &str) -> Option<Plan> {
+        self.registry.plan_current(user)
+    }
+
     /// Forgets pushes nobody answered in time; returns how many.
     pub fn expire(&mut self, now: f64) -> usize {
         self.pending.expire(now).len()
@@ -406,11 +446,10 @@ impl PushService {
 
     /// Current error count of a registration.
     pub fn error_count(&self, user: &str, identifier: &str) -> u32 {
-        self.errors
-            .get(user)
-            .and_then(|m| m.get(identifier))
-            .copied()
-            .unwrap_or(0)
+        self.registry
+            .peek(user)
+            .and_then(|regs| regs.iter().find(|r| r.identifier == identifier))
+            .map_or(0, |r| r.errors)
     }
 }
 
@@ -460,13 +499,27 @@ mod tests {
     fn not_loaded_means_none() {
         let mut s = service(16);
         assert!(s
-            .notify("romeo", Some(&chat()), None, Targets::All, 0.0)
+            .notify(
+                "romeo",
+                Some(&chat()),
+                None,
+                Targets::All,
+                PushKind::Offline,
+                0.0
+            )
             .is_none());
         s.load("romeo", vec![]);
         assert_eq!(
-            s.notify("romeo", Some(&chat()), None, Targets::All, 0.0)
-                .unwrap()
-                .len(),
+            s.notify(
+                "romeo",
+                Some(&chat()),
+                None,
+                Targets::All,
+                PushKind::Offline,
+                0.0
+            )
+            .unwrap()
+            .len(),
             0
         );
     }
@@ -477,14 +530,28 @@ mod tests {
         enable(&mut s, "romeo", "push.example", "a");
         enable(&mut s, "romeo", "push.example", "b");
         let jobs = s
-            .notify("romeo", Some(&chat()), None, Targets::All, 0.0)
+            .notify(
+                "romeo",
+                Some(&chat()),
+                None,
+                Targets::All,
+                PushKind::Offline,
+                0.0,
+            )
             .unwrap();
         assert_eq!(jobs.len(), 2);
         assert_eq!(s.pending(), 2);
         assert!(jobs.iter().all(|j| j.summary.important()));
         let only = vec!["push.example<b".to_string()];
         let jobs = s
-            .notify("romeo", None, None, Targets::Only(&only), 0.0)
+            .notify(
+                "romeo",
+                None,
+                None,
+                Targets::Only(&only),
+                PushKind::Offline,
+                0.0,
+            )
             .unwrap();
         assert_eq!(jobs.len(), 1);
         assert!(!jobs[0].summary.important());
@@ -495,7 +562,8 @@ mod tests {
         let mut s = service(3);
         let ident = enable(&mut s, "romeo", "push.example", "a");
         let push = |s: &mut PushService| {
-            s.notify("romeo", None, None, Targets::All, 0.0).unwrap()[0]
+            s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
+                .unwrap()[0]
                 .id
                 .clone()
         };
@@ -542,7 +610,7 @@ mod tests {
         let plan = s.plan_drop("romeo", &ident).unwrap();
         s.commit("romeo", plan);
         assert_eq!(
-            s.notify("romeo", None, None, Targets::All, 0.0)
+            s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
                 .unwrap()
                 .len(),
             0
@@ -554,7 +622,9 @@ mod tests {
     fn answers_from_others_and_unknown_ids() {
         let mut s = service(16);
         enable(&mut s, "romeo", "push.example", "a");
-        let id = s.notify("romeo", None, None, Targets::All, 0.0).unwrap()[0]
+        let id = s
+            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
+            .unwrap()[0]
             .id
             .clone();
         assert_eq!(
@@ -577,7 +647,9 @@ mod tests {
     fn disable_forgets_pending_and_errors() {
         let mut s = service(16);
         let ident = enable(&mut s, "romeo", "push.example", "a");
-        let id = s.notify("romeo", None, None, Targets::All, 0.0).unwrap()[0]
+        let id = s
+            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
+            .unwrap()[0]
             .id
             .clone();
         let plan = s
@@ -598,7 +670,7 @@ mod tests {
     fn pending_expires() {
         let mut s = service(16);
         enable(&mut s, "romeo", "push.example", "a");
-        s.notify("romeo", None, None, Targets::All, 0.0);
+        s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0);
         assert_eq!(s.expire(10.0), 0);
         assert_eq!(s.expire(1000.0), 1);
     }
@@ -633,7 +705,14 @@ mod tests {
         );
         let key = offline.stable_key("romeo@example.com").unwrap();
         let jobs = s
-            .notify("romeo", Some(&offline), Some(&key), Targets::All, 0.0)
+            .notify(
+                "romeo",
+                Some(&offline),
+                Some(&key),
+                Targets::All,
+                PushKind::Offline,
+                0.0,
+            )
             .unwrap();
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].registration.identifier, a);
@@ -643,7 +722,14 @@ mod tests {
             Added::Nothing
         );
         assert!(s
-            .notify("romeo", Some(&offline), Some(&key), Targets::All, 0.0)
+            .notify(
+                "romeo",
+                Some(&offline),
+                Some(&key),
+                Targets::All,
+                PushKind::Offline,
+                0.0
+            )
             .unwrap()
             .is_empty());
     }
@@ -770,7 +856,9 @@ mod tests {
     fn unimportant_pushes_do_not_wake_unless_importance_is_off() {
         let mut s = service(16);
         enable(&mut s, "romeo", "push.example", "a");
-        let jobs = s.notify("romeo", None, None, Targets::All, 0.0).unwrap();
+        let jobs = s
+            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
+            .unwrap();
         assert!(!jobs[0].wakes);
         let mut s = PushService::new(
             "example.com",
@@ -780,7 +868,98 @@ mod tests {
             },
         );
         enable(&mut s, "romeo", "push.example", "a");
-        let jobs = s.notify("romeo", None, None, Targets::All, 0.0).unwrap();
+        let jobs = s
+            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
+            .unwrap();
         assert!(jobs[0].wakes);
+    }
+
+    #[test]
+    fn error_counts_live_in_the_records() {
+        let mut s = service(16);
+        let a = enable(&mut s, "romeo", "push.example", "a");
+        let id = s
+            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
+            .unwrap()[0]
+            .id
+            .clone();
+        let err = Response::Error {
+            type_: "cancel",
+            condition: "item-not-found",
+        };
+        assert!(matches!(
+            s.response(&id, "push.example", err, 1.0),
+            Answer::Counted { count: 1, .. }
+        ));
+        // What gets written carries the count; a reload brings it back.
+        let plan = s.plan_current("romeo").unwrap();
+        assert_eq!(plan.regs[0].errors, 1);
+        let mut t = service(16);
+        t.load("romeo", plan.regs);
+        assert_eq!(t.error_count("romeo", &a), 1);
+        // A result resets it, and asks for the reset to be written.
+        let id = t
+            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
+            .unwrap()[0]
+            .id
+            .clone();
+        assert!(matches!(
+            t.response(&id, "push.example", Response::Result, 1.0),
+            Answer::Delivered { reset: true, .. }
+        ));
+        assert_eq!(t.error_count("romeo", &a), 0);
+    }
+
+    #[test]
+    fn answers_for_an_evicted_user_ask_for_a_load() {
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                cache_size: 1,
+                ..Config::default()
+            },
+        );
+        enable(&mut s, "romeo", "push.example", "a");
+        let id = s
+            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
+            .unwrap()[0]
+            .id
+            .clone();
+        s.load("juliet", vec![]); // evicts romeo
+        assert_eq!(
+            s.response(&id, "push.example", Response::Result, 1.0),
+            Answer::Load {
+                user: "romeo".into()
+            }
+        );
+        s.load("romeo", vec![]);
+        assert!(matches!(
+            s.response(&id, "push.example", Response::Result, 1.0),
+            Answer::Delivered { .. }
+        ));
+    }
+
+    #[test]
+    fn a_deleted_account_keeps_nothing() {
+        let mut s = service(16);
+        let a = enable(&mut s, "romeo", "push.example", "a");
+        let id = s
+            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
+            .unwrap()[0]
+            .id
+            .clone();
+        let err = Response::Error {
+            type_: "cancel",
+            condition: "gone",
+        };
+        s.response(&id, "push.example", err, 0.0);
+        s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0);
+        assert_eq!(s.pending(), 1);
+        s.forget_user("romeo");
+        assert_eq!(s.error_count("romeo", &a), 0);
+        assert_eq!(s.pending(), 0);
+        assert_eq!(s.registrations("romeo"), Some(&[][..]));
+        s.forget_user("never-loaded");
+        assert_eq!(s.registrations("never-loaded"), Some(&[][..]));
     }
 }

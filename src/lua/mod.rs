@@ -12,7 +12,7 @@ use crate::config::{Config, RawConfig};
 use crate::facts::StanzaFacts;
 use crate::notification::Summary;
 use crate::registration::{EnableRequest, Requester};
-use crate::service::{Answer, PushJob, PushService, Response, Targets};
+use crate::service::{Answer, PushJob, PushKind, PushService, Response, Targets};
 use crate::NS_DATA_FORMS;
 use convert::{
     child_named, element_to_lua, first_tag_path, lua_to_element, recipient, stanza_facts,
@@ -76,7 +76,7 @@ impl Host {
             let iq = element_to_lua(lua, &job.iq, crate::NS_CLIENT, Some(&self.stanza_mt))?;
             // iq > pubsub > publish > item > notification
             let payload = first_tag_path(&iq, 4)?;
-            let ev = lua.create_table_with_capacity(0, 10)?;
+            let ev = lua.create_table_with_capacity(0, 11)?;
             ev.raw_set("notification_stanza", iq)?;
             ev.raw_set("notification_payload", payload)?;
             ev.raw_set("original_stanza", original.clone())?;
@@ -85,6 +85,7 @@ impl Host {
             ev.raw_set("push_summary", summary_to_lua(lua, &job.summary)?)?;
             ev.raw_set("important", job.summary.important())?;
             ev.raw_set("wakes", job.wakes)?;
+            ev.raw_set("push_kind", job.kind.as_str())?;
             ev.raw_set("push_id", job.id.as_str())?;
             ev.raw_set("push_identifier", job.registration.identifier.as_str())?;
             out.raw_push(ev)?;
@@ -100,6 +101,7 @@ impl Host {
         user: &str,
         stanza: Value,
         only: Option<Vec<String>>,
+        kind: PushKind,
         now: f64,
     ) -> Result<Value> {
         match self.service.registrations(user) {
@@ -122,7 +124,7 @@ impl Host {
         };
         let jobs = self
             .service
-            .notify(user, facts.as_ref(), key.as_deref(), targets, now)
+            .notify(user, facts.as_ref(), key.as_deref(), targets, kind, now)
             .unwrap_or_default();
         Ok(Value::Table(self.jobs_to_lua(lua, jobs, user, &stanza)?))
     }
@@ -336,6 +338,17 @@ impl UserData for Host {
             },
         );
 
+        // host:plan_remove_all(user) -> services, removed | nil
+        m.add_method("plan_remove_all", |lua, this, user: String| {
+            match this.service.plan_remove_all(&user) {
+                Some(plan) if !plan.removed.is_empty() => {
+                    let (s, r) = plan_to_lua(lua, &plan)?;
+                    Ok(MultiValue::from_vec(vec![Value::Table(s), Value::Table(r)]))
+                }
+                _ => Ok(MultiValue::new()),
+            }
+        });
+
         // host:plan_drop(user, identifier) -> services, removed | nil
         m.add_method(
             "plan_drop",
@@ -351,6 +364,37 @@ impl UserData for Host {
             },
         );
 
+        // host:registrations(user) -> { [identifier] = record (with error_count) } | nil
+        m.add_method("registrations", |lua, this, user: String| {
+            let Some(regs) = this.service.registrations(&user) else {
+                return Ok(None);
+            };
+            let t = lua.create_table()?;
+            for reg in regs {
+                let mut reg = reg.clone();
+                reg.errors = this.service.error_count(&user, &reg.identifier);
+                t.raw_set(reg.identifier.as_str(), registration_to_lua(lua, &reg)?)?;
+            }
+            Ok(Some(t))
+        });
+
+        // host:forget_user(user): the account was deleted
+        m.add_method_mut("forget_user", |_, this, user: String| {
+            this.service.forget_user(&user);
+            Ok(())
+        });
+
+        // host:plan_current(user) -> services, removed | nil
+        m.add_method("plan_current", |lua, this, user: String| {
+            match this.service.plan_current(&user) {
+                Some(plan) => {
+                    let (s, r) = plan_to_lua(lua, &plan)?;
+                    Ok(MultiValue::from_vec(vec![Value::Table(s), Value::Table(r)]))
+                }
+                None => Ok(MultiValue::new()),
+            }
+        });
+
         // host:commit(user, services, removed) -> { messages for the log }
         m.add_method_mut(
             "commit",
@@ -361,24 +405,33 @@ impl UserData for Host {
             },
         );
 
-        // host:offline(stanza, now) -> events | false, user | nil
-        m.add_method_mut("offline", |lua, this, (stanza, now): (Table, f64)| {
-            let Some(user) = recipient(&stanza, None)? else {
-                return Ok(MultiValue::new());
-            };
-            let events = this.notify(lua, &user, Value::Table(stanza), None, now)?;
-            Ok(MultiValue::from_vec(vec![
-                events,
-                Value::String(lua.create_string(&user)?),
-            ]))
-        });
+        // host:offline(stanza, now, groupchat) -> events | false, user | nil
+        // (groupchat: a bare groupchat message, pushed the same way)
+        m.add_method_mut(
+            "offline",
+            |lua, this, (stanza, now, groupchat): (Table, f64, Option<bool>)| {
+                let Some(user) = recipient(&stanza, None)? else {
+                    return Ok(MultiValue::new());
+                };
+                let kind = if groupchat == Some(true) {
+                    PushKind::Groupchat
+                } else {
+                    PushKind::Offline
+                };
+                let events = this.notify(lua, &user, Value::Table(stanza), None, kind, now)?;
+                Ok(MultiValue::from_vec(vec![
+                    events,
+                    Value::String(lua.create_string(&user)?),
+                ]))
+            },
+        );
 
         // host:ping(user, push_services_or_nil, now) -> events | false
         m.add_method_mut(
             "ping",
             |lua, this, (user, services, now): (String, Option<Table>, f64)| {
                 let only = strings_of(services)?;
-                this.notify(lua, &user, Value::Nil, only, now)
+                this.notify(lua, &user, Value::Nil, only, PushKind::Ping, now)
             },
         );
 
@@ -547,9 +600,15 @@ impl UserData for Host {
                     t.raw_set("kind", "wrong-sender")?;
                     t.raw_set("expected", expected)?;
                 }
-                Answer::Delivered { rtt } => {
+                Answer::Load { user } => {
+                    t.raw_set("kind", "load")?;
+                    t.raw_set("user", user)?;
+                }
+                Answer::Delivered { rtt, user, reset } => {
                     t.raw_set("kind", "delivered")?;
                     t.raw_set("rtt", rtt)?;
+                    t.raw_set("user", user)?;
+                    t.raw_set("reset", reset)?;
                 }
                 Answer::Temporary => t.raw_set("kind", "temporary")?,
                 Answer::Counted {

@@ -7,7 +7,8 @@ use crate::registry::Plan;
 use crate::NS_DATA_FORMS;
 use mlua::{Lua, Result, Table, Value};
 
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 9] = [
+    "error_count",
     "jid",
     "node",
     "include_payload",
@@ -34,6 +35,11 @@ pub fn registration_from_lua(
         Value::Integer(i) => i as f64,
         Value::Number(n) => n,
         _ => 0.0,
+    };
+    let errors = match t.raw_get::<Value>("error_count").map_err(e)? {
+        Value::Integer(i) => u32::try_from(i).unwrap_or(0),
+        Value::Number(n) if n >= 0.0 && n < f64::from(u32::MAX) => n as u32,
+        _ => 0,
     };
     let mut extra = Vec::new();
     for pair in t.pairs::<Value, Value>() {
@@ -63,6 +69,7 @@ pub fn registration_from_lua(
         client_id: str_field(t, "client_id").map_err(e)?,
         resource: str_field(t, "resource").map_err(e)?,
         language: str_field(t, "language").map_err(e)?,
+        errors,
         extra,
     })
 }
@@ -109,6 +116,9 @@ pub fn registration_to_lua(lua: &Lua, r: &Registration) -> Result<Table> {
     t.raw_set("client_id", r.client_id.as_deref())?;
     t.raw_set("resource", r.resource.as_deref())?;
     t.raw_set("language", r.language.as_deref())?;
+    if r.errors > 0 {
+        t.raw_set("error_count", r.errors)?;
+    }
     for (k, v) in &r.extra {
         match v {
             Scalar::Str(s) => t.raw_set(k.as_str(), s.as_str())?,

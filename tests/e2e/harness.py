@@ -83,6 +83,7 @@ class Prosody:
         self.plugin_paths = plugin_paths or [str(DIST), str(MODULES)]
         self.c2s_port = free_port()
         self.component_port = free_port()
+        self.http_port = free_port()
         self.proc = None
         (self.dir / "data").mkdir()
         (self.dir / "certs").mkdir()
@@ -107,7 +108,8 @@ class Prosody:
             "component_ports": [self.component_port],
             "component_interfaces": ["127.0.0.1"],
             "s2s_ports": [],
-            "http_ports": [],
+            "http_ports": [self.http_port],
+            "http_interfaces": ["127.0.0.1"],
             "https_ports": [],
             "c2s_direct_tls_ports": [],
             "legacy_ssl_ports": [],
@@ -133,7 +135,19 @@ class Prosody:
             lines.append(f'  component_secret = "{COMPONENT_SECRET}"')
         (self.dir / "prosody.cfg.lua").write_text("\n".join(lines) + "\n")
 
+    def ctl(self, *args, timeout=60):
+        """Runs prosodyctl (of this Prosody's version) with this config."""
+        self.write_config()
+        prosodyctl = str(Path(self.command[-1]).with_name("prosodyctl"))
+        return subprocess.run(
+            [*self.command[:-1], prosodyctl, "--config", str(self.dir / "prosody.cfg.lua"), *args],
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
     def add_user(self, user, host="localhost", password=PASSWORD):
+        if self.options.get("storage", "internal") != "internal":
+            r = self.ctl("register", user, host, password)
+            assert r.returncode == 0, r.stdout + r.stderr
+            return f"{user}@{host}"
         d = self.dir / "data" / encode_host(host) / "accounts"
         d.mkdir(parents=True, exist_ok=True)
         (d / f"{user}.dat").write_text(f'return {{ ["password"] = {lua_value(password)}; }};\n')

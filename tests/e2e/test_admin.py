@@ -1,0 +1,289 @@
+"""For admins: switching to and from the reference module, storage
+backends, metrics, admin commands, account deletion, persistent error
+counts, per-host configuration, packaging."""
+
+import asyncio
+import re
+import subprocess
+import urllib.request
+
+import pytest
+
+from conftest import make_users
+from harness import (DIST, MODULES, PUBLISH_OPTIONS, ROOT, AppServer, Client, iq_type,
+                     message_pushes, run)
+from store import read_store
+from test_smacks import pushes_within
+
+REFERENCE_0_12 = "/usr/lib/prosody/modules/mod_cloud_notify"
+
+
+def options_form(secret):
+    return {"FORM_TYPE": PUBLISH_OPTIONS, "secret": secret}
+
+
+async def enable(p, user, node, options=None, resource="phone"):
+    c = await Client(user, p.c2s_port, resource=resource).start()
+    reply = await c.enable("push.localhost", node, options)
+    await c.stop()
+    assert iq_type(reply) == "result"
+
+
+async def offline_pushes(p, sender, to, n, body="hi"):
+    app = await AppServer(p).start()
+    j = await Client(sender, p.c2s_port).start()
+    pushes = await message_pushes(app, j, to, n, body=body)
+    await j.stop()
+    await app.stop()
+    return pushes
+
+
+def reference_plugin_paths(version, tmp_path):
+    """plugin_paths that make `cloud_notify` the reference module: the
+    prosody-modules copy on 0.12, Prosody's own core module on 13."""
+    if version == "13":
+        return [str(MODULES)]
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "reference" / "mod_cloud_notify").symlink_to(REFERENCE_0_12)
+    return [str(tmp_path / "reference"), str(MODULES)]
+
+
+def ours_loaded(p):
+    return p.log().count("Module loaded (core ")
+
+
+def test_switching_from_and_to_the_reference(prosody_with, version, tmp_path):
+    reference = reference_plugin_paths(version, tmp_path)
+    p = prosody_with(plugin_paths=reference)
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    assert ours_loaded(p) == 0
+    # 1. Enabled under the reference module.
+    run(enable(p, romeo, "from-reference", options_form("r")))
+    # 2. Swap ours in: the registration is read, node and options intact.
+    p.plugin_paths = [str(DIST), str(MODULES)]
+    p.restart()
+    assert ours_loaded(p) == 1
+    [push] = run(offline_pushes(p, juliet, romeo, 1))
+    assert (push.node, push.options) == ("from-reference", options_form("r"))
+    run(enable(p, romeo, "from-ours", options_form("o"), resource="tablet"))
+    # 3. And back: the reference reads what ours wrote.
+    p.plugin_paths = reference
+    p.restart()
+    assert ours_loaded(p) == 1
+    pushes = run(offline_pushes(p, juliet, romeo, 2))
+    assert sorted((x.node, x.options["secret"]) for x in pushes) == [
+        ("from-ours", "o"), ("from-reference", "r")]
+
+
+@pytest.mark.parametrize("backend", ["internal", "sqlite", "postgres"])
+def test_storage_backends(prosody_with, request, backend):
+    options = {"push_registration_cache_size": 2}
+    if backend == "sqlite":
+        options.update(storage="sql", sql={"driver": "SQLite3", "database": "prosody.sqlite"})
+    elif backend == "postgres":
+        options.update(storage="sql", sql=request.getfixturevalue("postgres")())
+    p = prosody_with(options=options)
+    romeo, mercutio, benvolio, juliet = make_users(p)("romeo", "mercutio", "benvolio", "juliet")
+    for user in (romeo, mercutio, benvolio):
+        run(enable(p, user, "n-" + user.split("@")[0], options_form("s")))
+    p.restart()
+
+    def loads(user):
+        return p.log().count(f"Loading push registrations of '{user.split('@')[0]}'")
+
+    before = loads(romeo)
+    pushes = run(offline_pushes(p, juliet, romeo, 1))
+    pushes += run(offline_pushes(p, juliet, romeo, 1))
+    pushes += run(offline_pushes(p, juliet, romeo, 1))
+    assert [(x.node, x.options) for x in pushes] == [("n-" + romeo.split("@")[0], options_form("s"))] * 3
+    # Cached: three messages, one store read.
+    assert loads(romeo) - before == 1
+    # Bounded: two other users push romeo out of a cache of two.
+    run(offline_pushes(p, juliet, mercutio, 1))
+    run(offline_pushes(p, juliet, benvolio, 1))
+    run(offline_pushes(p, juliet, romeo, 1))
+    assert loads(romeo) - before == 2
+
+
+def scrape(p):
+    with urllib.request.urlopen(f"http://127.0.0.1:{p.http_port}/metrics", timeout=10) as r:
+        return r.read().decode()
+
+
+def metric(text, name, **labels):
+    """The value of the sample `name` whose labels include `labels` (0 if none)."""
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(r"^(\w+)\{(.*)\} (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        if all(got.get(k) == v for k, v in labels.items()):
+            total += float(m.group(3))
+    return total
+
+
+def test_metrics(prosody_with):
+    p = prosody_with(modules=("cloud_notify", "cloud_notify_events_probe", "http_openmetrics"),
+                     options={"statistics": "internal", "statistics_interval": "manual",
+                              "push_max_errors": 2})
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    for node in ("a", "b", "blocked"):
+        run(enable(p, romeo, node))
+    prefix = "prosody_mod_cloud_notify__"
+    before = scrape(p)
+
+    async def scenario():
+        app = await AppServer(p).start()
+        j = await Client(juliet, p.c2s_port).start()
+        await message_pushes(app, j, romeo, 2)  # a, b; "blocked" is blocked
+        await asyncio.sleep(0.3)
+        ok = scrape(p)
+        app.mode = ("error", "cancel", "item-not-found")
+        await message_pushes(app, j, romeo, 2)
+        await message_pushes(app, j, romeo, 2)  # second error each: auto-disabled
+        await asyncio.sleep(0.5)
+        await j.stop()
+        await app.stop()
+        return ok, scrape(p)
+
+    ok, after = run(scenario())
+    assert metric(before, prefix + "registrations_loaded", host="localhost") == 3
+    assert metric(ok, prefix + "pushes_total", host="localhost", kind="offline", importance="important") == 2
+    assert metric(ok, prefix + "blocked_total", kind="offline") == 1
+    assert metric(ok, prefix + "response_time_seconds_count") == 2
+    assert metric(ok, prefix + "outstanding") == 0
+    assert metric(after, prefix + "pushes_total", kind="offline") == 6
+    assert metric(after, prefix + "app_server_errors_total", type="cancel") == 4
+    assert metric(after, prefix + "auto_disabled_total") == 2
+    assert metric(after, prefix + "registrations_loaded") == 1  # only "blocked" is left
+    assert metric(after, prefix + "store_reads_total") >= 1
+
+
+def test_admin_shell_commands(prosody_with):
+    p = prosody_with(modules=("cloud_notify", "admin_shell"))
+    romeo = make_users(p)("romeo")
+    run(enable(p, romeo, "a", resource="phone"))
+    run(enable(p, romeo, "b", resource="tablet"))
+
+    def shell(*args):
+        r = p.ctl("shell", "push", *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    listed = shell("list", romeo)
+    assert "push.localhost<a" in listed and "node=a" in listed and "client=phone" in listed
+    assert "errors=0" in listed and "age=" in listed and "2 registration(s)" in listed
+
+    async def ping():
+        app = await AppServer(p).start()
+        out = await asyncio.to_thread(shell, "ping", romeo)
+        pushes = await pushes_within(app, 1.5)
+        await app.stop()
+        return out, pushes
+
+    out, pushes = run(ping())
+    assert sorted(x.node for x in pushes) == ["a", "b"] and not any(x.important for x in pushes)
+    assert "1 registration(s) removed" in shell("remove", romeo, "push.localhost<a")
+    listed = shell("list", romeo)
+    assert "push.localhost<a" not in listed and "1 registration(s)" in listed
+    assert "1 registration(s) removed" in shell("remove", romeo)
+    assert "0 registration(s)" in shell("list", romeo)
+
+
+def test_account_deletion_removes_registrations_and_error_counts(prosody_with):
+    p = prosody_with(modules=("cloud_notify", "register"), options={"push_max_errors": 5})
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    run(enable(p, romeo, "a"))
+
+    async def scenario():
+        app = await AppServer(p, mode=("error", "cancel", "item-not-found")).start()
+        j = await Client(juliet, p.c2s_port).start()
+        await message_pushes(app, j, romeo, 1)
+        await asyncio.sleep(0.3)
+        counted = read_store(p.store_file(romeo.split("@")[0]))
+        c = await Client(romeo, p.c2s_port).start()
+        reply = await c.iq_set("<query xmlns='jabber:iq:register'><remove/></query>")
+        await asyncio.sleep(0.5)
+        deleted_store = p.store_file(romeo.split("@")[0]).exists()
+        # The name is taken again: the new account inherits nothing.
+        p.add_user(romeo.split("@")[0])
+        j.send_message(mto=romeo, mbody="anyone?", mtype="chat")
+        await app.no_push(1.5)
+        await j.stop()
+        await app.stop()
+        return counted, reply, deleted_store
+
+    counted, reply, store_left = run(scenario())
+    assert counted["push.localhost<a"]["error_count"] == 1
+    assert iq_type(reply) == "result"
+    assert not store_left
+
+
+def test_error_counts_survive_a_restart(prosody_with):
+    p = prosody_with(options={"push_max_errors": 2})
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    run(enable(p, romeo, "a"))
+
+    async def one_failed_push():
+        app = await AppServer(p, mode=("error", "cancel", "item-not-found")).start()
+        j = await Client(juliet, p.c2s_port).start()
+        await message_pushes(app, j, romeo, 1)
+        await asyncio.sleep(0.3)
+        await j.stop()
+        await app.stop()
+
+    run(one_failed_push())
+    assert read_store(p.store_file(romeo.split("@")[0]))["push.localhost<a"]["error_count"] == 1
+    p.restart()
+    run(one_failed_push())  # the second error in a row, across the restart
+    assert "Disabling push notifications for identifier 'push.localhost<a' after 2 errors" in p.log()
+    assert "push.localhost<a" not in (read_store(p.store_file(romeo.split("@")[0])) or {})
+
+
+def test_virtual_hosts_are_separate_and_options_apply_per_host(prosody_with):
+    p = prosody_with(hosts=("localhost", "other.localhost"), host_options={
+        "other.localhost": {"push_notification_with_body": True, "push_max_devices": 1}})
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    name = romeo.split("@")[0]
+    other = p.add_user(name, "other.localhost")
+    for node in ("a", "b"):
+        run(enable(p, romeo, node))
+    for node in ("c", "d"):
+        run(enable(p, other, node))
+    here = run(offline_pushes(p, juliet, romeo, 2, body="plain secret"))
+    there = run(offline_pushes(p, juliet, other, 1, body="visible text"))
+    assert sorted(x.node for x in here) == ["a", "b"]
+    assert {x.sender for x in here} == {"localhost"}
+    assert all(x.summary["last-message-body"] == "New Message!" for x in here)
+    assert [(x.node, x.sender, x.summary["last-message-body"]) for x in there] == [
+        ("d", "other.localhost", "visible text")]
+    assert sorted(read_store(p.store_file(name))) == ["push.localhost<a", "push.localhost<b"]
+    assert sorted(read_store(p.store_file(name, host="other.localhost"))) == ["push.localhost<d"]
+
+
+def test_luarocks_make_installs_where_prosody_finds_it(prosody_with, tmp_path):
+    tree = tmp_path / "tree"
+    [rockspec] = ROOT.glob("*.rockspec")
+    r = subprocess.run(["luarocks", "--lua-version=5.4", "--tree", str(tree), "make", str(rockspec)],
+                       cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    installed = tree / "share/lua/5.4"
+    assert (installed / "mod_cloud_notify/cloud_notify.so").exists()
+    p = prosody_with(plugin_paths=[str(installed), str(MODULES)])
+    assert f"from {installed}/mod_cloud_notify)" in p.log()
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    run(enable(p, romeo, "n"))
+    [push] = run(offline_pushes(p, juliet, romeo, 1))
+    assert push.node == "n"
+
+
+def test_make_install_honours_prefix_and_destdir(prosody_with, tmp_path):
+    r = subprocess.run(["make", "install", f"DESTDIR={tmp_path}", "PREFIX=/opt/xmpp"], cwd=ROOT,
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    moddir = tmp_path / "opt/xmpp/lib/prosody/modules"
+    assert sorted(x.name for x in (moddir / "mod_cloud_notify").iterdir()) == [
+        "cloud_notify.so", "mod_cloud_notify.lua"]
+    p = prosody_with(plugin_paths=[str(moddir), str(MODULES)])
+    assert f"from {moddir}/mod_cloud_notify)" in p.log()
