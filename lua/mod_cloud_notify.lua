@@ -74,6 +74,25 @@ local metric_users = module:metric("gauge", "users_loaded", "",
 local metric_store_reads = module:metric("counter", "store_reads", "",
 	"Reads of the registration store (cache misses)", {});
 
+-- Labelled metrics, looked up once per label set (the label values come
+-- from fixed sets).
+local function labelled(family)
+	local cache = {};
+	return function(a, b)
+		local key = (a or "").."\0"..(b or "");
+		local metric = cache[key];
+		if not metric then
+			if b then metric = family:with_labels(a, b);
+			elseif a then metric = family:with_labels(a);
+			else metric = family:with_labels(); end
+			cache[key] = metric;
+		end
+		return metric;
+	end
+end
+local count_push, count_blocked, count_error = labelled(metric_pushes), labelled(metric_blocked), labelled(metric_errors);
+local count_disabled, sample_rtt, count_store_read = labelled(metric_disabled), labelled(metric_rtt), labelled(metric_store_reads);
+
 local push_store = module:open_store();
 local host_sessions = prosody.hosts[module.host].sessions;
 
@@ -87,7 +106,7 @@ end
 local function load_user(user)
 	if core:loaded(user) then return true; end
 	module:log("debug", "Loading push registrations of '%s'", user);
-	metric_store_reads:with_labels():add(1);
+	count_store_read():add(1);
 	local stored, err = push_store:get(user);
 	if stored == nil and err ~= nil then
 		module:log("error", "Error reading push registrations of '%s': %s", user, err);
@@ -180,9 +199,9 @@ local function dispatch(pushes)
 		if module:fire_event("cloud_notify/push", push_event) then
 			module:log("debug", "Push was blocked by event handler: %s", push_event.reason or "Unknown reason");
 			core:cancel(push_event.push_id);
-			metric_blocked:with_labels(push_event.push_kind):add(1);
+			count_blocked(push_event.push_kind):add(1);
 		else
-			metric_pushes:with_labels(push_event.push_kind, push_event.important and "important" or "unimportant"):add(1);
+			count_push(push_event.push_kind, push_event.important and "important" or "unimportant"):add(1);
 			module:log("debug", "Sending %s push notification for %s@%s to %s (%s)",
 				push_event.important and "important" or "unimportant",
 				push_event.username, module.host, push_event.push_info.jid, push_event.push_info.node);
@@ -380,11 +399,11 @@ local function push_response(event)
 	end
 	local kind = answer.kind;
 	if answer.error_type then
-		metric_errors:with_labels(answer.error_type):add(1);
+		count_error(answer.error_type):add(1);
 	end
 	if kind == "delivered" then
 		module:log("debug", "Push delivered to %s in %.3fs", answer.from, answer.rtt);
-		metric_rtt:with_labels():sample(answer.rtt);
+		sample_rtt():sample(answer.rtt);
 		if answer.reset then write_current(answer.user); end
 	elseif kind == "temporary" then
 		module:log("debug", "Push to %s failed temporarily (%s), not counted", answer.from, answer.condition);
@@ -397,7 +416,7 @@ local function push_response(event)
 	elseif kind == "disable" then
 		module:log("warn", "Disabling push notifications for identifier '%s' after %d errors",
 			answer.identifier, answer.count);
-		metric_disabled:with_labels():add(1);
+		count_disabled():add(1);
 		if load_user(answer.user) then
 			local services, removed = core:plan_drop(answer.user, answer.identifier);
 			if services then write_plan(answer.user, services, removed); end

@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub push_registration_cache_size: Option<f64>,
     pub push_response_timeout: Option<f64>,
     pub push_max_pending: Option<f64>,
+    /// mod_muc_cloud_notify only: `"mentions"` or `"all"`.
+    pub muc_push_policy: Option<String>,
 }
 
 /// Validated options.
@@ -51,6 +53,8 @@ pub struct Config {
     pub response_timeout: u64,
     /// Pushes awaiting an answer, per host, at most.
     pub max_pending: usize,
+    /// What a MUC pushes (mod_muc_cloud_notify).
+    pub muc_policy: crate::muc::Policy,
 }
 
 impl Default for Config {
@@ -65,6 +69,7 @@ impl Default for Config {
             cache_size: DEFAULT_CACHE_SIZE,
             response_timeout: DEFAULT_PUSH_TIMEOUT,
             max_pending: DEFAULT_MAX_PENDING,
+            muc_policy: crate::muc::Policy::default(),
         }
     }
 }
@@ -150,6 +155,15 @@ impl Config {
                 d.max_pending as u64,
                 &mut problems,
             ) as usize,
+            muc_policy: match raw.muc_push_policy.as_deref() {
+                None => d.muc_policy,
+                Some(p) => crate::muc::Policy::parse(p).unwrap_or_else(|| {
+                    problems.push(format!(
+                        "option 'muc_push_policy' is {p:?}, expected \"mentions\" or \"all\"; using the default \"mentions\""
+                    ));
+                    d.muc_policy
+                }),
+            },
         };
         (config, problems)
     }
@@ -177,13 +191,15 @@ mod tests {
             push_max_devices: Some(0.0),
             push_max_errors: Some(2.5),
             push_max_hibernation_timeout: Some(60.0),
+            muc_push_policy: Some("everything".into()),
             ..Default::default()
         };
         let (c, problems) = Config::from_raw(&raw);
+        assert_eq!(c.muc_policy, crate::muc::Policy::Mentions);
         assert_eq!(c.max_devices, 5);
         assert_eq!(c.max_errors, 16);
         assert_eq!(c.max_hibernation_timeout, 60);
-        assert_eq!(problems.len(), 2);
+        assert_eq!(problems.len(), 3);
         assert!(problems[0].contains("push_max_devices"));
     }
 

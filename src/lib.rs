@@ -12,6 +12,7 @@ pub mod error;
 pub mod facts;
 pub mod ids;
 pub mod importance;
+pub mod muc;
 pub mod notification;
 pub mod pending;
 pub mod registration;

@@ -46,6 +46,8 @@ pub enum PushKind {
     Mam,
     Urgent,
     Ping,
+    /// A room message (mod_muc_cloud_notify).
+    Muc,
 }
 
 impl PushKind {
@@ -57,6 +59,7 @@ impl PushKind {
             PushKind::Mam => "mam",
             PushKind::Urgent => "urgent",
             PushKind::Ping => "ping",
+            PushKind::Muc => "muc",
         }
     }
 }
@@ -114,6 +117,9 @@ pub enum Answer {
     },
 }
 
+/// Room messages remembered per MUC host for error bounces.
+const RECENT_ROOM_MESSAGES: usize = 4096;
+
 pub struct PushService {
     pub config: Config,
     pub host: String,
@@ -123,6 +129,32 @@ pub struct PushService {
     seen: Seen,
     /// Smacks stanzas waiting to be coalesced, per session.
     batches: Batches,
+    /// Recent room messages (MUC), for error bounces.
+    recent: crate::muc::Recent,
+    /// Notification payloads of recent summaries (with the default
+    /// privacy there are only two), built once through xmpp-parsers.
+    payloads: Payloads,
+}
+
+/// A few summaries and their notification payloads.
+struct Payloads {
+    entries: Vec<(Summary, Element)>,
+}
+
+impl Payloads {
+    const CAPACITY: usize = 4;
+
+    fn get(&mut self, summary: &Summary) -> Element {
+        if let Some(pos) = self.entries.iter().position(|(s, _)| s == summary) {
+            return self.entries[pos].1.clone();
+        }
+        let payload = notification(summary);
+        if self.entries.len() >= Self::CAPACITY {
+            self.entries.remove(0);
+        }
+        self.entries.push((summary.clone(), payload.clone()));
+        payload
+    }
 }
 
 impl PushService {
@@ -133,6 +165,10 @@ impl PushService {
             host: host.to_owned(),
             seen: Seen::new(SEEN_CAPACITY),
             batches: Batches::new(config.max_pending),
+            recent: crate::muc::Recent::new(RECENT_ROOM_MESSAGES),
+            payloads: Payloads {
+                entries: Vec::new(),
+            },
             config,
         }
     }
@@ -246,7 +282,7 @@ impl PushService {
                     continue;
                 }
             }
-            let payload = payload.get_or_insert_with(|| notification(&summary));
+            let payload = payload.get_or_insert_with(|| self.payloads.get(&summary));
             let id = next_push_id();
             let iq = publish_iq(&self.host, &id, reg, payload.clone());
             jobs.push(PushJob {
@@ -374,6 +410,63 @@ impl PushService {
 
     pub fn batches(&self) -> usize {
         self.batches.len()
+    }
+
+    /// MUC: what the room must look up for a message (and the message is
+    /// remembered, should an occupant's server bounce it).
+    pub fn muc_wants(
+        &mut self,
+        room: &str,
+        facts: &StanzaFacts,
+        refs: Vec<crate::muc::Reference>,
+    ) -> crate::muc::Wants {
+        let wants = crate::muc::wants(self.config.muc_policy, facts, &refs);
+        if wants != crate::muc::Wants::Nothing {
+            if let Some(id) = facts.id.as_deref() {
+                self.recent.remember(room, id, facts.clone(), refs);
+            }
+        }
+        wants
+    }
+
+    /// MUC: a message bounced by `occupant`'s server (bare JID; `nicks`:
+    /// its nickname in the room and its registered one). The message it
+    /// bounced, if still remembered, and whether the policy pushes it to them.
+    pub fn muc_bounced(
+        &self,
+        room: &str,
+        id: &str,
+        nicks: &[&str],
+    ) -> Option<StanzaFacts> {
+        let msg = self.recent.get(room, id)?;
+        let pushed = match crate::muc::wants(self.config.muc_policy, &msg.facts, &msg.refs) {
+            crate::muc::Wants::Nothing => false,
+            crate::muc::Wants::Members => true,
+            crate::muc::Wants::Nicks(mentioned) => {
+                mentioned.iter().any(|m| nicks.contains(&m.as_str()))
+            }
+        };
+        pushed.then(|| msg.facts.clone())
+    }
+
+    /// MUC: pushes for a room message to the absent members among
+    /// `members`, once each (users not loaded are skipped: load them first).
+    pub fn muc_push(
+        &mut self,
+        facts: &StanzaFacts,
+        key: Option<&str>,
+        members: &[crate::muc::Member],
+        now: f64,
+    ) -> Vec<(String, Vec<PushJob>)> {
+        let mut out = Vec::new();
+        for user in crate::muc::recipients(members) {
+            if let Some(jobs) = self.notify(&user, Some(facts), key, Targets::All, PushKind::Muc, now) {
+                if !jobs.is_empty() {
+                    out.push((user, jobs));
+                }
+            }
+        }
+        out
     }
 
     /// A push was not sent after all (an event handler blocked it).

@@ -157,8 +157,12 @@ fn error_of(stanza: &Table) -> Result<(String, String)> {
                 continue;
             }
             if let Some(attr) = table_field(&child, "attr")? {
+                // RFC 6120 §8.3.2: one of five; anything else counts as cancel
+                // (and never becomes an unbounded metrics label).
                 if let Some(t) = str_field(&attr, "type")? {
-                    type_ = t;
+                    if matches!(t.as_str(), "auth" | "cancel" | "continue" | "modify" | "wait") {
+                        type_ = t;
+                    }
                 }
             }
             if let Some(conds) = table_field(&child, "tags")? {

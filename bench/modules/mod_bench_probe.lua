@@ -1,0 +1,39 @@
+-- Benchmark helper, loaded in every variant (none, ref, ours):
+--   <iq type='get'><stats xmlns='urn:example:bench'/></iq> to the host answers
+--     with the Lua heap (KiB, after a full collection) and the number of
+--     event handlers on the host;
+--   <iq type='set'><ping xmlns='urn:example:bench' users='a b c' count='n'/></iq>
+--     fires cloud-notify-ping n times, round-robin over the users.
+local st = require "util.stanza";
+
+local function handler_count()
+	local n = 0;
+	for _, handlers in pairs(prosody.hosts[module.host].events._event_map) do
+		for _ in pairs(handlers) do n = n + 1; end
+	end
+	return n;
+end
+
+module:hook("iq-get/host/urn:example:bench:stats", function(event)
+	collectgarbage("collect");
+	collectgarbage("collect");
+	event.origin.send(st.reply(event.stanza):tag("stats", {
+		xmlns = "urn:example:bench";
+		heap = ("%.1f"):format(collectgarbage("count"));
+		handlers = tostring(handler_count());
+	}));
+	return true;
+end);
+
+module:hook("iq-set/host/urn:example:bench:ping", function(event)
+	local ping = event.stanza.tags[1];
+	local users = {};
+	for user in (ping.attr.users or ""):gmatch("%S+") do users[#users+1] = user; end
+	for i = 1, tonumber(ping.attr.count) or 0 do
+		module:fire_event("cloud-notify-ping", { user = users[(i - 1) % #users + 1] });
+	end
+	event.origin.send(st.reply(event.stanza));
+	return true;
+end);
+
+module:log("info", "Module loaded (bench probe)");

@@ -1,0 +1,273 @@
+//! Push for group chats, on the MUC side (mod_muc_cloud_notify).
+//!
+//! Registrations are made against the MUC domain and keyed by the user's
+//! real bare JID. A room message is pushed to members who are not joined:
+//! under the `mentions` policy (the default) only to those it mentions
+//! (XEP-0372 references of type `mention`, mapped to registered nicknames),
+//! under `all` to every absent member holding a registration. A message the
+//! room could not deliver to a (ghost) occupant is pushed to that occupant
+//! under the same policy.
+
+use crate::facts::StanzaFacts;
+use std::collections::{HashMap, VecDeque};
+
+/// What gets pushed (`muc_push_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Only mentions of absent members with a registered nickname.
+    #[default]
+    Mentions,
+    /// Every room message with a body, to absent members with a registration.
+    All,
+}
+
+impl Policy {
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s {
+            "mentions" => Some(Policy::Mentions),
+            "all" => Some(Policy::All),
+            _ => None,
+        }
+    }
+}
+
+/// References read from one message, at most.
+pub const MAX_REFERENCES: usize = 32;
+/// Longest nickname looked up, in characters.
+const MAX_NICK_CHARS: usize = 1023;
+
+/// An XEP-0372 `<reference/>`, as read from the stanza.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference {
+    pub type_: Option<String>,
+    pub begin: Option<String>,
+    pub end: Option<String>,
+}
+
+/// The nicknames a message's mentions point at, each once, in order.
+/// `begin`/`end` count characters (not bytes), `end` exclusive. A mention
+/// written as `@nick` yields both `@nick` and `nick`, for the room to
+/// resolve whichever is registered.
+pub fn mentioned_nicks(body: &str, refs: &[Reference]) -> Vec<String> {
+    let chars: Vec<char> = body.chars().collect();
+    let mut out: Vec<String> = Vec::new();
+    for r in refs.iter().take(MAX_REFERENCES) {
+        if r.type_.as_deref() != Some("mention") {
+            continue;
+        }
+        let (Some(begin), Some(end)) = (
+            r.begin.as_deref().and_then(|b| b.parse::<usize>().ok()),
+            r.end.as_deref().and_then(|e| e.parse::<usize>().ok()),
+        ) else {
+            continue;
+        };
+        if begin >= end || end > chars.len() || end - begin > MAX_NICK_CHARS {
+            continue;
+        }
+        let nick: String = chars[begin..end].iter().collect();
+        let mut push = |n: String| {
+            if !n.is_empty() && !out.contains(&n) {
+                out.push(n);
+            }
+        };
+        if let Some(stripped) = nick.strip_prefix('@') {
+            push(stripped.to_owned());
+        }
+        push(nick);
+    }
+    out
+}
+
+/// What the room must tell the core about a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Wants {
+    /// Nothing to push (no body, not a groupchat message).
+    Nothing,
+    /// The registered JIDs (and whether joined) of these nicknames.
+    Nicks(Vec<String>),
+    /// Every member with an affiliation, and whether joined.
+    Members,
+}
+
+/// Whether a room message can lead to pushes, and what the room must look up.
+pub fn wants(policy: Policy, facts: &StanzaFacts, refs: &[Reference]) -> Wants {
+    let body = match facts.body.as_deref() {
+        Some(b) if !b.is_empty() && facts.type_.as_deref() == Some("groupchat") => b,
+        _ => return Wants::Nothing,
+    };
+    match policy {
+        Policy::All => Wants::Members,
+        Policy::Mentions => {
+            let nicks = mentioned_nicks(body, refs);
+            if nicks.is_empty() {
+                Wants::Nothing
+            } else {
+                Wants::Nicks(nicks)
+            }
+        }
+    }
+}
+
+/// A member the room knows, as the room reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// Real bare JID.
+    pub jid: String,
+    /// Currently joined (under any nickname).
+    pub joined: bool,
+}
+
+/// The members a message goes to: absent ones, each once.
+pub fn recipients(members: &[Member]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in members {
+        if !m.joined && !out.contains(&m.jid) {
+            out.push(m.jid.clone());
+        }
+    }
+    out
+}
+
+/// Recent room messages, so that an error bounce (which carries the id
+/// but often not the payload) can be pushed as the message it bounced.
+pub struct Recent {
+    capacity: usize,
+    map: HashMap<(String, String), Remembered>,
+    order: VecDeque<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Remembered {
+    pub facts: StanzaFacts,
+    pub refs: Vec<Reference>,
+}
+
+impl Recent {
+    pub fn new(capacity: usize) -> Self {
+        Recent {
+            capacity: capacity.max(1),
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn remember(&mut self, room: &str, id: &str, facts: StanzaFacts, refs: Vec<Reference>) {
+        let key = (room.to_owned(), id.to_owned());
+        if self.map.contains_key(&key) {
+            self.map.insert(key, Remembered { facts, refs });
+            return;
+        }
+        while self.map.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.order.push_back(key.clone());
+        self.map.insert(key, Remembered { facts, refs });
+    }
+
+    pub fn get(&self, room: &str, id: &str) -> Option<&Remembered> {
+        self.map.get(&(room.to_owned(), id.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minidom::Element;
+
+    fn mention(begin: usize, end: usize) -> Reference {
+        Reference {
+            type_: Some("mention".into()),
+            begin: Some(begin.to_string()),
+            end: Some(end.to_string()),
+        }
+    }
+
+    #[test]
+    fn xep_0372_mention_offsets_count_characters() {
+        // XEP-0372 §3 example: "Hello Juliet" mentions begin=6 end=12.
+        assert_eq!(mentioned_nicks("Hello Juliet", &[mention(6, 12)]), ["Juliet"]);
+        // Non-ASCII before and inside the nick: characters, not bytes.
+        let body = "Grüße, Jürgen und Zoë!";
+        assert_eq!(
+            mentioned_nicks(body, &[mention(7, 13), mention(18, 21)]),
+            ["Jürgen", "Zoë"]
+        );
+        // Several mentions of one member: once.
+        assert_eq!(
+            mentioned_nicks("Zoë, Zoë", &[mention(0, 3), mention(5, 8)]),
+            ["Zoë"]
+        );
+        // "@nick" offers both spellings.
+        assert_eq!(mentioned_nicks("@Zoë hi", &[mention(0, 4)]), ["Zoë", "@Zoë"]);
+    }
+
+    #[test]
+    fn bad_references_are_ignored() {
+        let body = "short";
+        let refs = [
+            mention(3, 2),
+            mention(0, 99),
+            Reference {
+                type_: Some("data".into()),
+                begin: Some("0".into()),
+                end: Some("5".into()),
+            },
+            Reference {
+                type_: Some("mention".into()),
+                begin: Some("x".into()),
+                end: None,
+            },
+        ];
+        assert!(mentioned_nicks(body, &refs).is_empty());
+    }
+
+    #[test]
+    fn what_the_room_must_look_up() {
+        let msg = |xml: &str| StanzaFacts::from_element(&xml.parse::<Element>().unwrap());
+        let chat = msg("<message xmlns='jabber:client' type='groupchat'><body>Hello Juliet</body></message>");
+        let subject = msg("<message xmlns='jabber:client' type='groupchat'><subject>x</subject></message>");
+        assert_eq!(
+            wants(Policy::Mentions, &chat, &[mention(6, 12)]),
+            Wants::Nicks(vec!["Juliet".into()])
+        );
+        assert_eq!(wants(Policy::Mentions, &chat, &[]), Wants::Nothing);
+        assert_eq!(wants(Policy::All, &chat, &[]), Wants::Members);
+        assert_eq!(wants(Policy::All, &subject, &[]), Wants::Nothing);
+        assert_eq!(Policy::parse("all"), Some(Policy::All));
+        assert_eq!(Policy::parse("everything"), None);
+    }
+
+    #[test]
+    fn absent_members_once() {
+        let members = [
+            Member { jid: "a@x".into(), joined: false },
+            Member { jid: "b@x".into(), joined: true },
+            Member { jid: "a@x".into(), joined: false },
+        ];
+        assert_eq!(recipients(&members), ["a@x"]);
+    }
+
+    #[test]
+    fn recent_is_bounded() {
+        let mut r = Recent::new(2);
+        for i in 0..5 {
+            r.remember("room@muc", &i.to_string(), StanzaFacts::default(), vec![]);
+        }
+        assert_eq!(r.len(), 2);
+        assert!(r.get("room@muc", "4").is_some());
+        assert!(r.get("room@muc", "0").is_none());
+    }
+}
