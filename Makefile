@@ -2,20 +2,22 @@
 #
 #   make demo      a local Prosody with the module, a demo app server and a scripted client
 #   make test      every test: cargo test, lints, busted specs, end-to-end in real Prosody
-#   make dist      dist/mod_cloud_notify/ (shim + compiled core), ready for plugin_paths
-#   make install   copy it to $(DESTDIR)$(MODULEDIR)
+#   make dist      dist/mod_cloud_notify/ and dist/mod_muc_cloud_notify/ (shims +
+#                  compiled core), ready for plugin_paths
+#   make install   copy them to $(DESTDIR)$(MODULEDIR)
+#   make bench     the side-by-side benchmark against the reference module
 
 PREFIX ?= /usr/local
 MODULEDIR ?= $(PREFIX)/lib/prosody/modules
 CARGO ?= cargo
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-DIST := dist/mod_cloud_notify
+MODULES := cloud_notify muc_cloud_notify
 LIB := target/release/libcloud_notify.so
 
 PROSODY13 := .work/prosody13
 
-.PHONY: all build dist install deps prosody13 pydeps test test-rust lint test-busted test-e2e demo clean
+.PHONY: all build dist install deps prosody13 pydeps test test-rust lint test-busted test-e2e demo bench clean
 
 all: dist
 
@@ -24,15 +26,21 @@ build:
 
 $(LIB): build
 
+# Two modules, one core: each folder holds its shim, the shared
+# cloud_notify.lib.lua and the compiled core.
 dist: build
-	install -d $(DIST)
 	# install (not cp): overwriting a loaded .so in place crashes a running Prosody
-	install -m 0644 $(LIB) $(DIST)/cloud_notify.so
-	install -m 0644 lua/mod_cloud_notify.lua $(DIST)/mod_cloud_notify.lua
+	for m in $(MODULES); do \
+		install -d dist/mod_$$m && \
+		install -m 0644 $(LIB) dist/mod_$$m/cloud_notify.so && \
+		install -m 0644 lua/cloud_notify.lib.lua lua/mod_$$m.lua dist/mod_$$m/ || exit 1; \
+	done
 
 install: dist
-	install -d $(DESTDIR)$(MODULEDIR)/mod_cloud_notify
-	install -m 0644 $(DIST)/cloud_notify.so $(DIST)/mod_cloud_notify.lua $(DESTDIR)$(MODULEDIR)/mod_cloud_notify/
+	for m in $(MODULES); do \
+		install -d $(DESTDIR)$(MODULEDIR)/mod_$$m && \
+		install -m 0644 dist/mod_$$m/* $(DESTDIR)$(MODULEDIR)/mod_$$m/ || exit 1; \
+	done
 
 # System packages (Prosody, Lua 5.4, busted, luacheck) and the Python test client.
 deps:
@@ -57,7 +65,7 @@ test-rust:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --features module --all-targets -- -D warnings
-	luacheck lua spec tests/e2e/modules
+	luacheck lua spec tests/e2e/modules bench/modules
 
 test-busted: dist
 	lua5.4 /usr/bin/busted --lua=lua5.4 spec
@@ -66,6 +74,11 @@ test-busted: dist
 # or "13" narrows it down).
 test-e2e: dist pydeps prosody13
 	$(PYTHON) -m pytest -q tests/e2e
+
+# Prosody 0.12.3 three times (no push module, the reference, ours), same
+# workloads; prints CPU per message, memory and leaks side by side.
+bench: deps pydeps dist
+	$(PYTHON) bench/bench.py
 
 demo: deps pydeps dist
 	$(PYTHON) tests/demo.py $(ARGS)

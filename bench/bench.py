@@ -391,7 +391,9 @@ def main():
     }
     results = {}
     try:
-        for name, (paths, modules) in variants.items():
+        order = os.environ.get("BENCH_ORDER", "none ref ours").split()
+        for name in order:
+            paths, modules = variants[name]
             t = time.time()
             print(f"== {name}: running…", flush=True)
             results[name] = asyncio.run(run_variant(name, paths, modules))

@@ -4,7 +4,8 @@
 -- it): it reads options, hooks events, reads and writes the store, sends
 -- stanzas and fires the events other modules use. Every decision (what is
 -- important, who gets a push, error counting, the device cap) is taken by
--- the core.
+-- the core. What mod_muc_cloud_notify shares with it is in
+-- cloud_notify.lib.lua.
 --
 -- Drop-in for the prosody-modules mod_cloud_notify: same module name,
 -- options, store layout and events.
@@ -12,6 +13,7 @@
 local st = require "util.stanza";
 local time_now = require "util.time".now;
 local watchdog = require "util.watchdog";
+local lib = module:require "cloud_notify";
 
 local xmlns_push = "urn:xmpp:push:0";
 
@@ -19,104 +21,12 @@ local xmlns_push = "urn:xmpp:push:0";
 -- this many seconds give one push (one important, one not).
 local coalesce_delay = 1;
 
--- Configuration (typed getters; the core checks ranges and falls back to
--- the defaults, logging what it rejected).
-local options = {
-	push_notification_with_body = module:get_option_boolean("push_notification_with_body", false);
-	push_notification_with_sender = module:get_option_boolean("push_notification_with_sender", false);
-	push_notification_important_body = module:get_option_string("push_notification_important_body", "New Message!");
-	push_max_devices = module:get_option_number("push_max_devices", 5);
-	push_max_errors = module:get_option_number("push_max_errors", 16);
-	push_max_hibernation_timeout = module:get_option_number("push_max_hibernation_timeout", 72*3600);
-	push_registration_cache_size = module:get_option_number("push_registration_cache_size", 10000);
-	push_response_timeout = module:get_option_number("push_response_timeout", 120);
-	push_max_pending = module:get_option_number("push_max_pending", 10000);
-};
-
--- Load the core from this module's directory, without touching package.cpath.
-local function load_core()
-	local loaded = package.loaded["cloud_notify"];
-	if loaded then return loaded; end
-	local path = module:get_directory().."/cloud_notify.so";
-	local open, err = package.loadlib(path, "luaopen_cloud_notify");
-	if not open then
-		error("Could not load the cloud_notify core from "..path..": "..tostring(err));
-	end
-	loaded = open();
-	package.loaded["cloud_notify"] = loaded;
-	return loaded;
-end
-
-local cloud_notify = load_core();
-local core, problems = cloud_notify.new(module.host, options, st.stanza_mt);
-for _, problem in ipairs(problems) do
-	module:log("error", "Configuration: %s", problem);
-end
-
--- Metrics (Prosody's statistics API; e.g. mod_http_openmetrics shows them).
-local metric_pushes = module:metric("counter", "pushes", "",
-	"Pushes sent to app servers, by path and importance", { "kind", "importance" });
-local metric_blocked = module:metric("counter", "blocked", "",
-	"Pushes blocked by a cloud_notify/push handler, by path", { "kind" });
-local metric_errors = module:metric("counter", "app_server_errors", "",
-	"Error answers from app servers, by error type", { "type" });
-local metric_disabled = module:metric("counter", "auto_disabled", "",
-	"Registrations removed after push_max_errors errors", {});
-local metric_rtt = module:metric("histogram", "response_time", "seconds",
-	"Time from a push to the app server's answer", {},
-	{ buckets = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120 } });
-local metric_outstanding = module:metric("gauge", "outstanding", "",
-	"Pushes awaiting an answer", {});
-local metric_registrations = module:metric("gauge", "registrations_loaded", "",
-	"Registrations held in memory", {});
-local metric_users = module:metric("gauge", "users_loaded", "",
-	"Users whose registrations are held in memory (with or without any)", {});
-local metric_store_reads = module:metric("counter", "store_reads", "",
-	"Reads of the registration store (cache misses)", {});
-
--- Labelled metrics, looked up once per label set (the label values come
--- from fixed sets).
-local function labelled(family)
-	local cache = {};
-	return function(a, b)
-		local key = (a or "").."\0"..(b or "");
-		local metric = cache[key];
-		if not metric then
-			if b then metric = family:with_labels(a, b);
-			elseif a then metric = family:with_labels(a);
-			else metric = family:with_labels(); end
-			cache[key] = metric;
-		end
-		return metric;
-	end
-end
-local count_push, count_blocked, count_error = labelled(metric_pushes), labelled(metric_blocked), labelled(metric_errors);
-local count_disabled, sample_rtt, count_store_read = labelled(metric_disabled), labelled(metric_rtt), labelled(metric_store_reads);
-
-local push_store = module:open_store();
+local options = lib.options();
+local push = lib.new(options);
+local core, load_user, write_plan, dispatch = push.core, push.load_user, push.write_plan, push.dispatch;
+local push_store = push.store;
 local host_sessions = prosody.hosts[module.host].sessions;
 
-local function log_all(level, messages)
-	for _, message in ipairs(messages) do
-		module:log(level, "%s", message);
-	end
-end
-
--- Makes sure the core has the user's registrations; false on a store error.
-local function load_user(user)
-	if core:loaded(user) then return true; end
-	module:log("debug", "Loading push registrations of '%s'", user);
-	count_store_read():add(1);
-	local stored, err = push_store:get(user);
-	if stored == nil and err ~= nil then
-		module:log("error", "Error reading push registrations of '%s': %s", user, err);
-		return false;
-	end
-	log_all("warn", core:load(user, stored));
-	return true;
-end
-
--- Writes a planned set of registrations, then lets the core adopt it.
 -- Extended hibernation: a hibernated session with push enabled is kept for
 -- push_max_hibernation_timeout, until its first waking push. The fields are
 -- those of the reference module, so either can take over a session.
@@ -167,49 +77,19 @@ local function release_session(session)
 	end_extension(session);
 end
 
-local function write_plan(user, services, removed)
-	local ok, err = push_store:set(user, services);
-	if not ok then
-		module:log("error", "Error writing push registrations of '%s': %s", user, err);
-		return false;
-	end
-	log_all("warn", core:commit(user, services, removed));
-	-- Sessions of removed registrations stop pushing, from every path.
+-- Sessions of removed registrations stop pushing, from every path.
+function push.on_removed(user, removed)
 	local user_sessions = host_sessions[user];
-	if user_sessions and next(removed) ~= nil then
-		for _, session in pairs(user_sessions.sessions) do
-			if session.push_identifier and removed[session.push_identifier] then
-				session.log("debug", "Push registration %s removed", session.push_identifier);
-				session.push_identifier = nil;
-				session.push_settings = nil;
-				session.first_hibernated_push = nil;
-				release_session(session);
-			end
+	if not user_sessions then return; end
+	for _, session in pairs(user_sessions.sessions) do
+		if session.push_identifier and removed[session.push_identifier] then
+			session.log("debug", "Push registration %s removed", session.push_identifier);
+			session.push_identifier = nil;
+			session.push_settings = nil;
+			session.first_hibernated_push = nil;
+			release_session(session);
 		end
 	end
-	return true;
-end
-
--- Sends the pushes the core built, unless a cloud_notify/push handler
--- objects. Returns whether a waking push was sent.
-local function dispatch(pushes)
-	local woke = false;
-	for i = 1, #pushes do
-		local push_event = pushes[i];
-		if module:fire_event("cloud_notify/push", push_event) then
-			module:log("debug", "Push was blocked by event handler: %s", push_event.reason or "Unknown reason");
-			core:cancel(push_event.push_id);
-			count_blocked(push_event.push_kind):add(1);
-		else
-			count_push(push_event.push_kind, push_event.important and "important" or "unimportant"):add(1);
-			module:log("debug", "Sending %s push notification for %s@%s to %s (%s)",
-				push_event.important and "important" or "unimportant",
-				push_event.username, module.host, push_event.push_info.jid, push_event.push_info.node);
-			module:send(push_event.notification_stanza);
-			woke = woke or push_event.wakes;
-		end
-	end
-	return woke;
 end
 
 -- https://xmpp.org/extensions/xep-0357.html#disco
@@ -229,55 +109,22 @@ local function user_iq(handler)
 	end
 end
 
--- https://xmpp.org/extensions/xep-0357.html#enabling
 local function push_enable(origin, stanza, user)
-	local push_info, identifier, condition, text = core:enable(origin, stanza, os.time());
-	if not push_info then
-		origin.log("debug", "Push enable refused: %s: %s", condition, text);
-		origin.send(st.error_reply(stanza, identifier, condition, text));
-		return true;
+	local push_info, identifier = push.enable(origin, origin, stanza, user);
+	if push_info then
+		origin.push_identifier = identifier;
+		origin.push_settings = push_info;
+		origin.first_hibernated_push = nil;
+		origin.log("info", "Push notifications enabled for %s (%s)", origin.full_jid, identifier);
 	end
-	if module:fire_event("cloud_notify/registration", {
-		origin = origin, stanza = stanza, push_info = push_info;
-	}) == false then
-		return true; -- the handler replied
-	end
-	local services, removed, error_condition, error_text = core:plan_enable(user, identifier, push_info);
-	if not services then
-		origin.send(st.error_reply(stanza, removed, error_condition, error_text));
-		return true;
-	end
-	if not write_plan(user, services, removed) then
-		origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
-		return true;
-	end
-	origin.push_identifier = identifier;
-	origin.push_settings = push_info;
-	origin.first_hibernated_push = nil;
-	origin.log("info", "Push notifications enabled for %s (%s)", origin.full_jid, identifier);
-	origin.send(st.reply(stanza));
 	return true;
 end
 module:hook("iq-set/self/"..xmlns_push..":enable", user_iq(push_enable));
 
--- https://xmpp.org/extensions/xep-0357.html#disabling
-local function push_disable(origin, stanza, user)
-	local services, removed, condition, text = core:plan_disable(user, stanza);
-	if services == nil then
-		origin.send(st.error_reply(stanza, removed, condition, text));
-		return true;
-	end
-	if services and not write_plan(user, services, removed) then
-		origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
-		return true;
-	end
-	for identifier in pairs(removed) do
-		origin.log("info", "Push notifications disabled (%s)", identifier);
-	end
-	origin.send(st.reply(stanza));
+module:hook("iq-set/self/"..xmlns_push..":disable", user_iq(function(origin, stanza, user)
+	push.disable(origin, stanza, user);
 	return true;
-end
-module:hook("iq-set/self/"..xmlns_push..":disable", user_iq(push_disable));
+end));
 
 -- Offline messages: one push per registration of the recipient.
 module:hook("message/offline/handle", function(event)
@@ -372,66 +219,6 @@ module:hook("archive-message-added", function(event)
 		pushes = core:archived(for_user, event.stanza, event.id, sessions, origin_user, time_now());
 	end
 	if pushes then dispatch(pushes); end
-end);
-
--- cloud-notify-ping: an empty push to all (or the given) registrations.
-module:hook("cloud-notify-ping", function(event)
-	local user = event.user;
-	module:log("debug", "Handling event 'cloud-notify-ping' for user '%s'", user);
-	if not load_user(user) then return; end
-	dispatch(core:ping(user, event.push_services, time_now()));
-end);
-
--- Answers of app servers: one handler for all pushes, no hook per push.
--- Writes a user's registrations as the core holds them (error counts).
-local function write_current(user)
-	local services, removed = core:plan_current(user);
-	if services then write_plan(user, services, removed); end
-end
-
-local function push_response(event)
-	local answer = core:response(event.stanza, time_now());
-	if answer == nil then return; end -- not one of ours
-	if answer.kind == "load" then
-		if not load_user(answer.user) then return true; end
-		answer = core:response(event.stanza, time_now());
-		if answer == nil then return; end
-	end
-	local kind = answer.kind;
-	if answer.error_type then
-		count_error(answer.error_type):add(1);
-	end
-	if kind == "delivered" then
-		module:log("debug", "Push delivered to %s in %.3fs", answer.from, answer.rtt);
-		sample_rtt():sample(answer.rtt);
-		if answer.reset then write_current(answer.user); end
-	elseif kind == "temporary" then
-		module:log("debug", "Push to %s failed temporarily (%s), not counted", answer.from, answer.condition);
-	elseif kind == "wrong-sender" then
-		module:log("warn", "Ignoring push answer from %s, expected %s", answer.from, answer.expected);
-	elseif kind == "counted" then
-		module:log("info", "Got error <%s:%s> for identifier '%s': error count is now %d",
-			answer.error_type, answer.condition, answer.identifier, answer.count);
-		write_current(answer.user);
-	elseif kind == "disable" then
-		module:log("warn", "Disabling push notifications for identifier '%s' after %d errors",
-			answer.identifier, answer.count);
-		count_disabled():add(1);
-		if load_user(answer.user) then
-			local services, removed = core:plan_drop(answer.user, answer.identifier);
-			if services then write_plan(answer.user, services, removed); end
-		end
-	end
-	return true;
-end
-module:hook("iq/host", push_response, 10);
-
--- Gauges are read when statistics are collected.
-module:hook_global("stats-update", function()
-	local stats = core:stats();
-	metric_outstanding:with_labels():set(stats.pending);
-	metric_registrations:with_labels():set(stats.registrations);
-	metric_users:with_labels():set(stats.users);
 end);
 
 -- A deleted account keeps no registration and no error count (Prosody
@@ -533,16 +320,7 @@ else
 	admin.unregister = function() hosts_admin[module.host] = nil; end;
 end
 
--- Forget pushes nobody answered.
-module:add_timer(30, function()
-	local expired = core:expire(time_now());
-	if expired > 0 then
-		module:log("debug", "%d push(es) got no answer in time", expired);
-	end
-	return 30;
-end);
-
-module:log("info", "Module loaded (core %s, from %s)", cloud_notify.version, module:get_directory());
+module:log("info", "Module loaded (core %s, from %s)", push.version, module:get_directory());
 
 function module.unload()
 	module:log("info", "Unloading module");

@@ -54,6 +54,9 @@ function stand_in.load(host, options)
 	m.get_option_string = m.get_option_boolean;
 	m.get_option_number = m.get_option_boolean;
 	function m:get_directory() return DIST; end
+	function m:require(name)
+		return assert(loadfile(DIST .. "/" .. name .. ".lib.lua", "t", self.environment))();
+	end
 	function m:open_store() return self.store; end
 	function m:hook(name, fn, priority)
 		local list = self.handlers[name] or {};
@@ -103,6 +106,7 @@ function stand_in.load(host, options)
 	end
 	-- Like Prosody, run the module in its own environment where `module` is its API.
 	local env = setmetatable({ module = m }, { __index = _G });
+	m.environment = env;
 	local chunk = assert(loadfile(DIST .. "/mod_cloud_notify.lua", "t", env));
 	chunk();
 	return m;

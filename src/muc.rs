@@ -31,6 +31,24 @@ impl Policy {
     }
 }
 
+/// Whether an error bounced by an occupant's server shows a ghost: the
+/// conditions on which Prosody's MUC kicks the occupant.
+pub fn is_ghost_bounce(condition: &str) -> bool {
+    matches!(
+        condition,
+        "gone"
+            | "internal-server-error"
+            | "item-not-found"
+            | "jid-malformed"
+            | "recipient-unavailable"
+            | "redirect"
+            | "remote-server-not-found"
+            | "remote-server-timeout"
+            | "service-unavailable"
+            | "undefined-condition"
+    )
+}
+
 /// References read from one message, at most.
 pub const MAX_REFERENCES: usize = 32;
 /// Longest nickname looked up, in characters.
@@ -198,7 +216,10 @@ mod tests {
     #[test]
     fn xep_0372_mention_offsets_count_characters() {
         // XEP-0372 §3 example: "Hello Juliet" mentions begin=6 end=12.
-        assert_eq!(mentioned_nicks("Hello Juliet", &[mention(6, 12)]), ["Juliet"]);
+        assert_eq!(
+            mentioned_nicks("Hello Juliet", &[mention(6, 12)]),
+            ["Juliet"]
+        );
         // Non-ASCII before and inside the nick: characters, not bytes.
         let body = "Grüße, Jürgen und Zoë!";
         assert_eq!(
@@ -211,7 +232,10 @@ mod tests {
             ["Zoë"]
         );
         // "@nick" offers both spellings.
-        assert_eq!(mentioned_nicks("@Zoë hi", &[mention(0, 4)]), ["Zoë", "@Zoë"]);
+        assert_eq!(
+            mentioned_nicks("@Zoë hi", &[mention(0, 4)]),
+            ["Zoë", "@Zoë"]
+        );
     }
 
     #[test]
@@ -237,8 +261,11 @@ mod tests {
     #[test]
     fn what_the_room_must_look_up() {
         let msg = |xml: &str| StanzaFacts::from_element(&xml.parse::<Element>().unwrap());
-        let chat = msg("<message xmlns='jabber:client' type='groupchat'><body>Hello Juliet</body></message>");
-        let subject = msg("<message xmlns='jabber:client' type='groupchat'><subject>x</subject></message>");
+        let chat = msg(
+            "<message xmlns='jabber:client' type='groupchat'><body>Hello Juliet</body></message>",
+        );
+        let subject =
+            msg("<message xmlns='jabber:client' type='groupchat'><subject>x</subject></message>");
         assert_eq!(
             wants(Policy::Mentions, &chat, &[mention(6, 12)]),
             Wants::Nicks(vec!["Juliet".into()])
@@ -253,11 +280,28 @@ mod tests {
     #[test]
     fn absent_members_once() {
         let members = [
-            Member { jid: "a@x".into(), joined: false },
-            Member { jid: "b@x".into(), joined: true },
-            Member { jid: "a@x".into(), joined: false },
+            Member {
+                jid: "a@x".into(),
+                joined: false,
+            },
+            Member {
+                jid: "b@x".into(),
+                joined: true,
+            },
+            Member {
+                jid: "a@x".into(),
+                joined: false,
+            },
         ];
         assert_eq!(recipients(&members), ["a@x"]);
+    }
+
+    #[test]
+    fn ghost_bounces() {
+        assert!(is_ghost_bounce("service-unavailable"));
+        assert!(is_ghost_bounce("recipient-unavailable"));
+        assert!(!is_ghost_bounce("not-acceptable"));
+        assert!(!is_ghost_bounce("forbidden"));
     }
 
     #[test]

@@ -436,8 +436,12 @@ impl PushService {
         &self,
         room: &str,
         id: &str,
+        condition: &str,
         nicks: &[&str],
     ) -> Option<StanzaFacts> {
+        if !crate::muc::is_ghost_bounce(condition) {
+            return None;
+        }
         let msg = self.recent.get(room, id)?;
         let pushed = match crate::muc::wants(self.config.muc_policy, &msg.facts, &msg.refs) {
             crate::muc::Wants::Nothing => false,
@@ -460,7 +464,9 @@ impl PushService {
     ) -> Vec<(String, Vec<PushJob>)> {
         let mut out = Vec::new();
         for user in crate::muc::recipients(members) {
-            if let Some(jobs) = self.notify(&user, Some(facts), key, Targets::All, PushKind::Muc, now) {
+            if let Some(jobs) =
+                self.notify(&user, Some(facts), key, Targets::All, PushKind::Muc, now)
+            {
                 if !jobs.is_empty() {
                     out.push((user, jobs));
                 }

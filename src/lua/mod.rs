@@ -10,6 +10,7 @@ mod records;
 use crate::coalesce::Added;
 use crate::config::{Config, RawConfig};
 use crate::facts::StanzaFacts;
+use crate::muc::{Member, Reference, Wants, MAX_REFERENCES};
 use crate::notification::Summary;
 use crate::registration::{EnableRequest, Requester};
 use crate::service::{Answer, PushJob, PushKind, PushService, Response, Targets};
@@ -26,6 +27,7 @@ use records::{
 use std::collections::HashMap;
 
 const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+const NS_REFERENCE: &str = "urn:xmpp:reference:0";
 
 /// Field set on a stanza object that has no stable key of its own (no
 /// stanza-id, no id), so that the same object is recognised again.
@@ -160,7 +162,10 @@ fn error_of(stanza: &Table) -> Result<(String, String)> {
                 // RFC 6120 §8.3.2: one of five; anything else counts as cancel
                 // (and never becomes an unbounded metrics label).
                 if let Some(t) = str_field(&attr, "type")? {
-                    if matches!(t.as_str(), "auth" | "cancel" | "continue" | "modify" | "wait") {
+                    if matches!(
+                        t.as_str(),
+                        "auth" | "cancel" | "continue" | "modify" | "wait"
+                    ) {
                         type_ = t;
                     }
                 }
@@ -184,6 +189,50 @@ fn error_of(stanza: &Table) -> Result<(String, String)> {
         }
     }
     Ok((type_, condition))
+}
+
+/// The XEP-0372 references among a stanza's children (a bounded number).
+fn references(stanza: &Table) -> Result<Vec<Reference>> {
+    let mut out = Vec::new();
+    let Some(tags) = table_field(stanza, "tags")? else {
+        return Ok(out);
+    };
+    for child in tags.sequence_values::<Value>() {
+        let Value::Table(child) = child? else {
+            continue;
+        };
+        if str_field(&child, "name")?.as_deref() != Some("reference") {
+            continue;
+        }
+        let Some(attr) = table_field(&child, "attr")? else {
+            continue;
+        };
+        if str_field(&attr, "xmlns")?.as_deref() != Some(NS_REFERENCE) {
+            continue;
+        }
+        out.push(Reference {
+            type_: str_field(&attr, "type")?,
+            begin: str_field(&attr, "begin")?,
+            end: str_field(&attr, "end")?,
+        });
+        if out.len() >= MAX_REFERENCES {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// `{ { jid = …, joined = … }, … }` from the room.
+fn members_of(t: &Table) -> Result<Vec<Member>> {
+    let mut out = Vec::new();
+    for m in t.clone().sequence_values::<Value>() {
+        let Value::Table(m) = m? else { continue };
+        if let Some(jid) = str_field(&m, "jid")? {
+            let joined = matches!(m.raw_get::<Value>("joined")?, Value::Boolean(true));
+            out.push(Member { jid, joined });
+        }
+    }
+    Ok(out)
 }
 
 fn strings_of(t: Option<Table>) -> Result<Option<Vec<String>>> {
@@ -564,6 +613,83 @@ impl UserData for Host {
             this.batch_objects.remove(&session);
             Ok(this.service.smacks_cancel(&session))
         });
+
+        // MUC: host:muc_wants(room_jid, stanza) -> nil | "members" | { nick, … }
+        m.add_method_mut("muc_wants", |lua, this, (room, stanza): (String, Table)| {
+            let facts = stanza_facts(&stanza)?;
+            if facts.body.is_none() {
+                return Ok(Value::Nil);
+            }
+            let refs = references(&stanza)?;
+            Ok(match this.service.muc_wants(&room, &facts, refs) {
+                Wants::Nothing => Value::Nil,
+                Wants::Members => Value::String(lua.create_string("members")?),
+                Wants::Nicks(nicks) => Value::Table(lua.create_sequence_from(nicks)?),
+            })
+        });
+
+        // MUC: host:muc_push(room_jid, stanza, members, now) -> events
+        // members: { { jid = real bare JID, joined = bool }, … }, loaded first.
+        m.add_method_mut(
+            "muc_push",
+            |lua, this, (room, stanza, members, now): (String, Table, Table, f64)| {
+                let facts = stanza_facts(&stanza)?;
+                let members = members_of(&members)?;
+                let key = facts.stable_key(&room);
+                let pushes = this.service.muc_push(&facts, key.as_deref(), &members, now);
+                let out = lua.create_table()?;
+                let original = Value::Table(stanza);
+                for (user, jobs) in pushes {
+                    for ev in this
+                        .jobs_to_lua(lua, jobs, &user, &original)?
+                        .sequence_values::<Table>()
+                    {
+                        out.raw_push(ev?)?;
+                    }
+                }
+                Ok(out)
+            },
+        );
+
+        // MUC: host:muc_bounced(room_jid, error_stanza, user, nicks, now) -> events
+        // A kickable error from an occupant (user: real bare JID, loaded
+        // first; nicks: its nickname in the room and its registered one).
+        m.add_method_mut(
+            "muc_bounced",
+            |lua, this, (room, stanza, user, nicks, now): (String, Table, String, Table, f64)| {
+                let Some(id) = table_field(&stanza, "attr")?
+                    .map(|a| str_field(&a, "id"))
+                    .transpose()?
+                    .flatten()
+                else {
+                    return lua.create_table();
+                };
+                let nicks: Vec<String> =
+                    nicks.sequence_values::<String>().collect::<Result<_>>()?;
+                let nick_refs: Vec<&str> = nicks.iter().map(String::as_str).collect();
+                let (_, condition) = error_of(&stanza)?;
+                let Some(facts) = this.service.muc_bounced(&room, &id, &condition, &nick_refs)
+                else {
+                    return lua.create_table();
+                };
+                let member = [Member {
+                    jid: user.clone(),
+                    joined: false,
+                }];
+                let key = facts.stable_key(&room);
+                let pushes = this.service.muc_push(&facts, key.as_deref(), &member, now);
+                let out = lua.create_table()?;
+                for (user, jobs) in pushes {
+                    for ev in this
+                        .jobs_to_lua(lua, jobs, &user, &Value::Nil)?
+                        .sequence_values::<Table>()
+                    {
+                        out.raw_push(ev?)?;
+                    }
+                }
+                Ok(out)
+            },
+        );
 
         // host:cancel(push_id): an event handler blocked the push
         m.add_method_mut("cancel", |_, this, id: String| {

@@ -68,7 +68,7 @@ class Prosody:
 
     def __init__(self, hosts=("localhost",), modules=("cloud_notify",), options=None,
                  host_options=None, component="push.localhost", command=None, plugin_paths=None,
-                 version="0.12"):
+                 version="0.12", muc=None, muc_options=None):
         self.dir = Path(tempfile.mkdtemp(prefix="cn-e2e-"))
         self.hosts = list(hosts)
         self.modules = list(modules)
@@ -76,6 +76,8 @@ class Prosody:
         self.host_options = dict(host_options or {})
         self.component = component
         self.version = version
+        self.muc = muc  # a MUC component with mod_muc_cloud_notify
+        self.muc_options = dict(muc_options or {})
         self.command = command or PROSODY_VERSIONS[version]
         if not Path(self.command[-1]).exists():
             raise RuntimeError(f"Prosody {version} is not installed: {self.command[-1]}"
@@ -129,6 +131,13 @@ class Prosody:
         for host in self.hosts:
             lines.append(f'VirtualHost "{host}"')
             for k, v in self.host_options.get(host, {}).items():
+                lines.append(f"  {k} = {lua_value(v)}")
+        if self.muc:
+            lines.append(f'Component "{self.muc}" "muc"')
+            muc = {"modules_enabled": ["muc_cloud_notify"], "muc_room_locking": False,
+                   "allow_unaffiliated_register": True}
+            muc.update(self.muc_options)
+            for k, v in muc.items():
                 lines.append(f"  {k} = {lua_value(v)}")
         if self.component:
             lines.append(f'Component "{self.component}"')

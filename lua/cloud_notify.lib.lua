@@ -1,0 +1,264 @@
+-- What mod_cloud_notify and mod_muc_cloud_notify share: loading the Rust
+-- core (cloud_notify.so, in the module's own directory), options, metrics,
+-- the registration store and its cache, sending pushes (with the
+-- cloud_notify/push event), enable/disable, and the app servers' answers.
+-- Loaded with module:require("cloud_notify"), in the module's environment.
+-- As in the shims, every decision is the core's.
+
+local st = require "util.stanza";
+local time_now = require "util.time".now;
+
+local lib = {};
+
+-- The options both modules read (typed getters; the core checks ranges
+-- and falls back to the defaults, logging what it rejected).
+function lib.options()
+	return {
+		push_notification_with_body = module:get_option_boolean("push_notification_with_body", false);
+		push_notification_with_sender = module:get_option_boolean("push_notification_with_sender", false);
+		push_notification_important_body = module:get_option_string("push_notification_important_body", "New Message!");
+		push_max_devices = module:get_option_number("push_max_devices", 5);
+		push_max_errors = module:get_option_number("push_max_errors", 16);
+		push_max_hibernation_timeout = module:get_option_number("push_max_hibernation_timeout", 72*3600);
+		push_registration_cache_size = module:get_option_number("push_registration_cache_size", 10000);
+		push_response_timeout = module:get_option_number("push_response_timeout", 120);
+		push_max_pending = module:get_option_number("push_max_pending", 10000);
+	};
+end
+
+-- Loads the core from this module's directory, without touching package.cpath.
+local function load_core()
+	local loaded = package.loaded["cloud_notify"];
+	if loaded then return loaded; end
+	local path = module:get_directory().."/cloud_notify.so";
+	local open, err = package.loadlib(path, "luaopen_cloud_notify");
+	if not open then
+		error("Could not load the cloud_notify core from "..path..": "..tostring(err));
+	end
+	loaded = open();
+	package.loaded["cloud_notify"] = loaded;
+	return loaded;
+end
+
+-- Labelled metrics, looked up once per label set (the label values come
+-- from fixed sets).
+local function labelled(family)
+	local cache = {};
+	return function(a, b)
+		local key = (a or "").."\0"..(b or "");
+		local metric = cache[key];
+		if not metric then
+			if b then metric = family:with_labels(a, b);
+			elseif a then metric = family:with_labels(a);
+			else metric = family:with_labels(); end
+			cache[key] = metric;
+		end
+		return metric;
+	end
+end
+
+local function log_all(level, messages)
+	for _, message in ipairs(messages) do
+		module:log(level, "%s", message);
+	end
+end
+
+-- The host's push service. `h.on_removed(user, removed)`, if set, is
+-- called after registrations were removed (to release sessions).
+function lib.new(options)
+	local cloud_notify = load_core();
+	local core, problems = cloud_notify.new(module.host, options, st.stanza_mt);
+	log_all("error", problems);
+	local h = { core = core, version = cloud_notify.version };
+	local push_store = module:open_store();
+	h.store = push_store;
+
+	-- Metrics (Prosody's statistics API; e.g. mod_http_openmetrics shows them).
+	local count_push = labelled(module:metric("counter", "pushes", "",
+		"Pushes sent to app servers, by path and importance", { "kind", "importance" }));
+	local count_blocked = labelled(module:metric("counter", "blocked", "",
+		"Pushes blocked by a cloud_notify/push handler, by path", { "kind" }));
+	local count_error = labelled(module:metric("counter", "app_server_errors", "",
+		"Error answers from app servers, by error type", { "type" }));
+	local count_disabled = labelled(module:metric("counter", "auto_disabled", "",
+		"Registrations removed after push_max_errors errors", {}));
+	local sample_rtt = labelled(module:metric("histogram", "response_time", "seconds",
+		"Time from a push to the app server's answer", {},
+		{ buckets = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120 } }));
+	local gauge_outstanding = labelled(module:metric("gauge", "outstanding", "",
+		"Pushes awaiting an answer", {}));
+	local gauge_registrations = labelled(module:metric("gauge", "registrations_loaded", "",
+		"Registrations held in memory", {}));
+	local gauge_users = labelled(module:metric("gauge", "users_loaded", "",
+		"Users whose registrations are held in memory (with or without any)", {}));
+	local count_store_read = labelled(module:metric("counter", "store_reads", "",
+		"Reads of the registration store (cache misses)", {}));
+
+	-- Makes sure the core has the user's registrations; false on a store error.
+	function h.load_user(user)
+		if core:loaded(user) then return true; end
+		module:log("debug", "Loading push registrations of '%s'", user);
+		count_store_read():add(1);
+		local stored, err = push_store:get(user);
+		if stored == nil and err ~= nil then
+			module:log("error", "Error reading push registrations of '%s': %s", user, err);
+			return false;
+		end
+		log_all("warn", core:load(user, stored));
+		return true;
+	end
+
+	-- Writes a planned set of registrations, then lets the core adopt it.
+	function h.write_plan(user, services, removed)
+		local ok, err = push_store:set(user, services);
+		if not ok then
+			module:log("error", "Error writing push registrations of '%s': %s", user, err);
+			return false;
+		end
+		log_all("warn", core:commit(user, services, removed));
+		if h.on_removed and next(removed) ~= nil then
+			h.on_removed(user, removed);
+		end
+		return true;
+	end
+
+	-- Writes a user's registrations as the core holds them (error counts).
+	function h.write_current(user)
+		local services, removed = core:plan_current(user);
+		if services then h.write_plan(user, services, removed); end
+	end
+
+	-- Sends the pushes the core built, unless a cloud_notify/push handler
+	-- objects. Returns whether a waking push was sent.
+	function h.dispatch(pushes)
+		local woke = false;
+		for i = 1, #pushes do
+			local push_event = pushes[i];
+			if module:fire_event("cloud_notify/push", push_event) then
+				module:log("debug", "Push was blocked by event handler: %s", push_event.reason or "Unknown reason");
+				core:cancel(push_event.push_id);
+				count_blocked(push_event.push_kind):add(1);
+			else
+				count_push(push_event.push_kind, push_event.important and "important" or "unimportant"):add(1);
+				module:log("debug", "Sending %s push notification for %s@%s to %s (%s)",
+					push_event.important and "important" or "unimportant",
+					push_event.username, module.host, push_event.push_info.jid, push_event.push_info.node);
+				module:send(push_event.notification_stanza);
+				woke = woke or push_event.wakes;
+			end
+		end
+		return woke;
+	end
+
+	-- https://xmpp.org/extensions/xep-0357.html#enabling
+	-- `who` describes the requester to the core (username, host, full_jid,
+	-- client_id, resource); replies go through `origin`. Returns the new
+	-- registration and its identifier once stored and answered.
+	function h.enable(origin, who, stanza, user)
+		local push_info, identifier, condition, text = core:enable(who, stanza, os.time());
+		if not push_info then
+			module:log("debug", "Push enable refused: %s: %s", condition, text);
+			origin.send(st.error_reply(stanza, identifier, condition, text));
+			return;
+		end
+		if module:fire_event("cloud_notify/registration", {
+			origin = origin, stanza = stanza, push_info = push_info;
+		}) == false then
+			return; -- the handler replied
+		end
+		local services, removed, error_condition, error_text = core:plan_enable(user, identifier, push_info);
+		if not services then
+			origin.send(st.error_reply(stanza, removed, error_condition, error_text));
+			return;
+		end
+		if not h.write_plan(user, services, removed) then
+			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+			return;
+		end
+		origin.send(st.reply(stanza));
+		return push_info, identifier;
+	end
+
+	-- https://xmpp.org/extensions/xep-0357.html#disabling
+	function h.disable(origin, stanza, user)
+		local services, removed, condition, text = core:plan_disable(user, stanza);
+		if services == nil then
+			origin.send(st.error_reply(stanza, removed, condition, text));
+			return;
+		end
+		if services and not h.write_plan(user, services, removed) then
+			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+			return;
+		end
+		for identifier in pairs(removed) do
+			module:log("info", "Push notifications disabled for %s (%s)", user, identifier);
+		end
+		origin.send(st.reply(stanza));
+	end
+
+	-- cloud-notify-ping: an empty push to all (or the given) registrations.
+	module:hook("cloud-notify-ping", function(event)
+		local user = event.user;
+		module:log("debug", "Handling event 'cloud-notify-ping' for user '%s'", user);
+		if not h.load_user(user) then return; end
+		h.dispatch(core:ping(user, event.push_services, time_now()));
+	end);
+
+	-- Answers of app servers: one handler for all pushes, no hook per push.
+	module:hook("iq/host", function(event)
+		local answer = core:response(event.stanza, time_now());
+		if answer == nil then return; end -- not one of ours
+		if answer.kind == "load" then
+			if not h.load_user(answer.user) then return true; end
+			answer = core:response(event.stanza, time_now());
+			if answer == nil then return; end
+		end
+		local kind = answer.kind;
+		if answer.error_type then
+			count_error(answer.error_type):add(1);
+		end
+		if kind == "delivered" then
+			module:log("debug", "Push delivered to %s in %.3fs", answer.from, answer.rtt);
+			sample_rtt():sample(answer.rtt);
+			if answer.reset then h.write_current(answer.user); end
+		elseif kind == "temporary" then
+			module:log("debug", "Push to %s failed temporarily (%s), not counted", answer.from, answer.condition);
+		elseif kind == "wrong-sender" then
+			module:log("warn", "Ignoring push answer from %s, expected %s", answer.from, answer.expected);
+		elseif kind == "counted" then
+			module:log("info", "Got error <%s:%s> for identifier '%s': error count is now %d",
+				answer.error_type, answer.condition, answer.identifier, answer.count);
+			h.write_current(answer.user);
+		elseif kind == "disable" then
+			module:log("warn", "Disabling push notifications for identifier '%s' after %d errors",
+				answer.identifier, answer.count);
+			count_disabled():add(1);
+			if h.load_user(answer.user) then
+				local services, removed = core:plan_drop(answer.user, answer.identifier);
+				if services then h.write_plan(answer.user, services, removed); end
+			end
+		end
+		return true;
+	end, 10);
+
+	-- Gauges are read when statistics are collected.
+	module:hook_global("stats-update", function()
+		local stats = core:stats();
+		gauge_outstanding():set(stats.pending);
+		gauge_registrations():set(stats.registrations);
+		gauge_users():set(stats.users);
+	end);
+
+	-- Forget pushes nobody answered.
+	module:add_timer(30, function()
+		local expired = core:expire(time_now());
+		if expired > 0 then
+			module:log("debug", "%d push(es) got no answer in time", expired);
+		end
+		return 30;
+	end);
+
+	return h;
+end
+
+return lib;

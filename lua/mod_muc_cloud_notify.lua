@@ -1,0 +1,117 @@
+-- XEP-0357 push notifications for group chats, on the MUC side.
+--
+-- Enabled on a MUC component. Users enable and disable push against the
+-- MUC domain (as Converse does with enable_muc_push); registrations are
+-- keyed by their real bare JID. Room messages are pushed to members who
+-- are not joined: by default only those a message mentions (XEP-0372
+-- references to registered nicknames), with muc_push_policy = "all" every
+-- absent member holding a registration. A message an occupant's server
+-- bounces (a ghost occupant) is pushed to that occupant, and the room then
+-- kicks it as usual. No smacks integration: a MUC can't see a remote
+-- user's stream management queue.
+--
+-- A thin shim over the same Rust core as mod_cloud_notify (cloud_notify.so,
+-- next to it); every decision is the core's.
+
+local jid = require "util.jid";
+local st = require "util.stanza";
+local time_now = require "util.time".now;
+local lib = module:require "cloud_notify";
+
+local xmlns_push = "urn:xmpp:push:0";
+
+local options = lib.options();
+options.muc_push_policy = module:get_option_string("muc_push_policy", "mentions");
+local push = lib.new(options);
+local core, load_user, dispatch = push.core, push.load_user, push.dispatch;
+
+local mod_muc = module:depends("muc");
+
+module:add_feature(xmlns_push);
+
+-- Enable and disable, addressed to the MUC domain, keyed by the real bare JID.
+local function domain_iq(handler)
+	return function(event)
+		local origin, stanza = event.origin, event.stanza;
+		local node, host, resource = jid.prepped_split(stanza.attr.from);
+		if not node then
+			origin.send(st.error_reply(stanza, "cancel", "not-allowed",
+				"Push notifications are for user accounts"));
+			return true;
+		end
+		local user = node.."@"..host;
+		if not load_user(user) then
+			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+			return true;
+		end
+		local who = { username = node, host = host, full_jid = stanza.attr.from, resource = resource };
+		handler(origin, who, stanza, user);
+		return true;
+	end
+end
+
+module:hook("iq-set/host/"..xmlns_push..":enable", domain_iq(function(origin, who, stanza, user)
+	local _, identifier = push.enable(origin, who, stanza, user);
+	if identifier then
+		module:log("info", "MUC push notifications enabled for %s (%s)", user, identifier);
+	end
+end));
+
+-- Looks up exactly what enable stored: the same key (the original looked
+-- under another one, so its disable never removed anything).
+module:hook("iq-set/host/"..xmlns_push..":disable", domain_iq(function(origin, _, stanza, user)
+	push.disable(origin, stanza, user);
+end));
+
+-- The real bare JIDs of the room's occupants.
+local function joined_jids(room)
+	local joined = {};
+	for _, occupant in room:each_occupant() do
+		joined[occupant.bare_jid] = true;
+	end
+	return joined;
+end
+
+-- A room message: the core says what it needs to know, the room tells it.
+module:hook("muc-broadcast-message", function(event)
+	local room, stanza = event.room, event.stanza;
+	local wants = core:muc_wants(room.jid, stanza);
+	if not wants then return; end
+	local joined = joined_jids(room);
+	local members = {};
+	local function add(member_jid)
+		if member_jid and load_user(member_jid) then
+			members[#members+1] = { jid = member_jid, joined = joined[member_jid] == true };
+		end
+	end
+	if wants == "members" then
+		for member_jid in room:each_affiliation() do
+			add(member_jid);
+		end
+	else
+		for _, nick in ipairs(wants) do
+			add(room:get_registered_jid(nick));
+		end
+	end
+	dispatch(core:muc_push(room.jid, stanza, members, time_now()));
+end, -1);
+
+-- Ghost occupants: an error bounce from an occupant's real JID, to the room
+-- or to an occupant JID. Pushed, then left to mod_muc, which kicks them.
+local function bounced(event)
+	local stanza = event.stanza;
+	if stanza.attr.type ~= "error" then return; end
+	local room = mod_muc.get_room_from_jid(jid.bare(stanza.attr.to));
+	if not room then return; end
+	local occupant = room:get_occupant_by_real_jid(stanza.attr.from);
+	if not occupant then return; end
+	local user = jid.bare(stanza.attr.from);
+	if not load_user(user) then return; end
+	local nicks = { select(3, jid.split(occupant.nick)) };
+	nicks[#nicks+1] = room:get_registered_nick(user);
+	dispatch(core:muc_bounced(room.jid, stanza, user, nicks, time_now()));
+end
+module:hook("message/bare", bounced, 10);
+module:hook("message/full", bounced, 10);
+
+module:log("info", "Module loaded (core %s, from %s)", push.version, module:get_directory());
