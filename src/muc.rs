@@ -179,8 +179,8 @@ impl Recent {
 
     pub fn remember(&mut self, room: &str, id: &str, facts: StanzaFacts, refs: Vec<Reference>) {
         let key = (room.to_owned(), id.to_owned());
-        if self.map.contains_key(&key) {
-            self.map.insert(key, Remembered { facts, refs });
+        if let Some(entry) = self.map.get_mut(&key) {
+            *entry = Remembered { facts, refs };
             return;
         }
         while self.map.len() >= self.capacity {

@@ -1061,4 +1061,64 @@ mod tests {
         s.forget_user("never-loaded");
         assert_eq!(s.registrations("never-loaded"), Some(&[][..]));
     }
+
+    #[test]
+    fn muc_mentions_and_bounces() {
+        use crate::muc::{Member, Reference, Wants};
+        let mut s = service(16);
+        // MUC registrations are keyed by the real bare JID.
+        let who = Requester {
+            bare_jid: "juliet@example.com".into(),
+            ..Default::default()
+        };
+        let req = EnableRequest {
+            jid: Some("push.example".into()),
+            node: Some("j".into()),
+            ..Default::default()
+        };
+        let reg = s.enable_request(req, &who, 1.0).unwrap();
+        s.load("juliet@example.com", vec![]);
+        let plan = s.plan_enable("juliet@example.com", reg).unwrap();
+        s.commit("juliet@example.com", plan);
+        let msg = StanzaFacts::from_element(
+            &"<message xmlns='jabber:client' type='groupchat' id='g1' from='room@muc.example/Romeo'>\
+              <body>Hi Jürgen</body></message>"
+                .parse()
+                .unwrap(),
+        );
+        let refs = vec![Reference {
+            type_: Some("mention".into()),
+            begin: Some("3".into()),
+            end: Some("9".into()),
+        }];
+        assert_eq!(
+            s.muc_wants("room@muc.example", &msg, refs),
+            Wants::Nicks(vec!["Jürgen".into()])
+        );
+        let absent = [Member {
+            jid: "juliet@example.com".into(),
+            joined: false,
+        }];
+        let pushes = s.muc_push(&msg, Some("k1"), &absent, 0.0);
+        assert_eq!(pushes.len(), 1);
+        assert_eq!(pushes[0].1[0].kind, PushKind::Muc);
+        let joined = [Member {
+            jid: "juliet@example.com".into(),
+            joined: true,
+        }];
+        assert!(s.muc_push(&msg, Some("k2"), &joined, 0.0).is_empty());
+        // A ghost's bounce of that message: pushed if the policy would have.
+        assert!(s
+            .muc_bounced("room@muc.example", "g1", "service-unavailable", &["Jürgen"])
+            .is_some());
+        assert!(s
+            .muc_bounced("room@muc.example", "g1", "service-unavailable", &["Nurse"])
+            .is_none());
+        assert!(s
+            .muc_bounced("room@muc.example", "g1", "not-acceptable", &["Jürgen"])
+            .is_none());
+        assert!(s
+            .muc_bounced("room@muc.example", "unknown", "gone", &["Jürgen"])
+            .is_none());
+    }
 }
