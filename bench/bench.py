@@ -248,8 +248,12 @@ async def send_round_robin(senders, recipients, n, offset=0):
     await asyncio.gather(*(s.sync() for s in senders))
 
 
-async def measure(p, app, expected, body):
-    """CPU seconds Prosody spends on `body` until `expected` pushes came in."""
+async def measure(p, app, expected, body, admin=None):
+    """CPU seconds Prosody spends on `body` until `expected` pushes came in.
+    With `admin`, a full garbage collection first (outside the window), so
+    every variant starts a workload from the same collector state."""
+    if admin is not None:
+        await stats(admin)
     start_pushes = app.pushes
     cpu0 = cpu_seconds(p.proc.pid)
     await body()
@@ -305,22 +309,36 @@ async def run_variant(name, plugin_paths, modules):
         to_w1 = [f"{u}@{HOST}" for u in w1]
         await send_round_robin(send, to_w1, 500)  # warm-up, not measured
         # The smallest of three runs: W1's target is a 1% difference.
-        runs = [(await measure(p, app, None, lambda: send_round_robin(send, to_w1, N1)))[0] for _ in range(3)]
+        runs = [(await measure(p, app, None, lambda: send_round_robin(send, to_w1, N1), admin))[0]
+                for _ in range(3)]
         result["w1"] = (min(runs), 0, N1)
+        # In-process A/B: the same Prosody with the module unloaded and
+        # loaded again, alternately, which takes the differences between
+        # processes out of the comparison.
+        if name != "none":
+            on, off = 0.0, 0.0
+            for _ in range(3):
+                await admin.iq(f"<iq type='set' id='unload' to='{HOST}'><module xmlns='urn:example:bench' "
+                               f"name='cloud_notify' load='false'/></iq>", "unload")
+                off += (await measure(p, app, None, lambda: send_round_robin(send, to_w1, N1), admin))[0]
+                await admin.iq(f"<iq type='set' id='load' to='{HOST}'><module xmlns='urn:example:bench' "
+                               f"name='cloud_notify' load='true'/></iq>", "load")
+                on += (await measure(p, app, None, lambda: send_round_robin(send, to_w1, N1), admin))[0]
+            result["w1_ab"] = (on, off)
 
         # W2: offline recipients, one registration each.
         result["w2"] = (*await measure(p, app, N2 if name != "none" else None,
-                                       lambda: send_round_robin(send, [f"{u}@{HOST}" for u in w2], N2)), N2)
+                                       lambda: send_round_robin(send, [f"{u}@{HOST}" for u in w2], N2), admin), N2)
         # W3: offline recipients, five registrations each.
         result["w3"] = (*await measure(p, app, 5 * N3 if name != "none" else None,
-                                       lambda: send_round_robin(send, [f"{u}@{HOST}" for u in w3], N3)), N3)
+                                       lambda: send_round_robin(send, [f"{u}@{HOST}" for u in w3], N3), admin), N3)
         # W4: one device online (no push), one registration of a device gone: MAM path.
         devices = [await Stream(p.c2s_port, u, "laptop").connect() for u in w4]
         for s in devices:
             s.start_draining()
         await asyncio.sleep(0.5)
         result["w4"] = (*await measure(p, app, N4 if name != "none" else None,
-                                       lambda: send_round_robin(send, [f"{u}@{HOST}" for u in w4], N4)), N4)
+                                       lambda: send_round_robin(send, [f"{u}@{HOST}" for u in w4], N4), admin), N4)
 
         # W5: hibernated smacks sessions with push enabled; one message each
         # per round, rounds 1.5 s apart (each round coalesces into one push).
@@ -337,13 +355,21 @@ async def run_variant(name, plugin_paths, modules):
         await asyncio.sleep(2.0)
         result["w5_setup_pushes"] = app.pushes - setup_start
 
-        async def rounds():
-            for r in range(ROUNDS5):
+        # Each round is measured over the same window in every variant: the
+        # messages, then 1.4 s (the coalescing timer fires after 1 s).
+        cpu5, pushes5 = 0.0, 0
+        for r in range(ROUNDS5):
+            async def one_round(r=r):
                 await send_round_robin(send, [f"{u}@{HOST}/phone" for u in w5], R5, offset=r * R5)
-                await asyncio.sleep(1.5)
-
+                await asyncio.sleep(1.1)
+            cpu, pushes = await measure(p, app, R5 if name != "none" else None, one_round, admin)
+            cpu5, pushes5 = cpu5 + cpu, pushes5 + pushes
         n5 = R5 * ROUNDS5
-        result["w5"] = (*await measure(p, app, n5 if name != "none" else None, rounds), n5)
+        result["w5"] = (cpu5, pushes5, n5)
+        # Idle: what Prosody burns doing nothing, for scale.
+        cpu_idle = cpu_seconds(pid)
+        await asyncio.sleep(3)
+        result["idle"] = (cpu_seconds(pid) - cpu_idle) / 3
 
         # Memory: R_MEM users, one registration each, each loaded into the
         # module by a cloud-notify-ping (which also pushes once).
@@ -430,6 +456,13 @@ def report(r):
           f"{ref['w5_setup_pushes']}, ours {ours['w5_setup_pushes']})")
     print(f"W1: Δ(ours) = {out['w1']:+.1f}% of CPU(none) (target ≤ 1%); Δ(ref) = "
           f"{(ref['w1'][0] - none['w1'][0]) / none['w1'][0] * 100:+.1f}%")
+    ab = {}
+    for k in ("ref", "ours"):
+        on, off = r[k]["w1_ab"]
+        ab[k] = (on - off) / off * 100
+    print(f"W1 in-process A/B (module loaded vs unloaded, 3×{N1} messages each, same process): "
+          f"ref {ab['ref']:+.1f}%, ours {ab['ours']:+.1f}%")
+    print("Idle CPU: " + ", ".join(f"{k} {v['idle'] * 1e3:.1f} ms/s" for k, v in r.items()))
     print()
     rss = {k: v["mem"][0] for k, v in r.items()}
     heap = {k: v["mem"][2] - v["mem"][3] for k, v in r.items()}
@@ -445,7 +478,7 @@ def report(r):
               f"({dh / max(pushes, 1):.2f}/push), Lua heap {dheap:+.0f} KiB "
               f"({dheap * 1024 / max(pushes, 1):+.1f} B/push), {cpu / max(pushes, 1) * 1e6:.0f} µs CPU/push")
     dh, dheap, _, pushes = ours["leak"]
-    print(f"RESULT w1={out['w1']:.2f}% w2={out['w2']:.2f} w3={out['w3']:.2f} w4={out['w4']:.2f} "
+    print(f"RESULT w1={out['w1']:.2f}% w1_ab={ab['ours']:.2f}% w2={out['w2']:.2f} w3={out['w3']:.2f} w4={out['w4']:.2f} "
           f"w5={out['w5']:.2f} rss={d_rss_ours / d_rss_ref if d_rss_ref else float('nan'):.2f} "
           f"handlers_per_push={dh / max(pushes, 1):.3f} heap_per_push={dheap * 1024 / max(pushes, 1):.1f}B")
 

@@ -79,14 +79,15 @@ module:hook("muc-broadcast-message", function(event)
 	if not wants then return; end
 	local joined = joined_jids(room);
 	local members = {};
-	local function add(member_jid)
+	local function add(member_jid, affiliation)
 		if member_jid and load_user(member_jid) then
-			members[#members+1] = { jid = member_jid, joined = joined[member_jid] == true };
+			members[#members+1] = { jid = member_jid, joined = joined[member_jid] == true,
+				affiliation = affiliation or room:get_affiliation(member_jid) };
 		end
 	end
 	if wants == "members" then
-		for member_jid in room:each_affiliation() do
-			add(member_jid);
+		for member_jid, affiliation in room:each_affiliation() do
+			add(member_jid, affiliation);
 		end
 	else
 		for _, nick in ipairs(wants) do

@@ -133,13 +133,15 @@ pub struct Member {
     pub jid: String,
     /// Currently joined (under any nickname).
     pub joined: bool,
+    /// Banned from the room: never pushed.
+    pub outcast: bool,
 }
 
 /// The members a message goes to: absent ones, each once.
 pub fn recipients(members: &[Member]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for m in members {
-        if !m.joined && !out.contains(&m.jid) {
+        if !m.joined && !m.outcast && !out.contains(&m.jid) {
             out.push(m.jid.clone());
         }
     }
@@ -279,19 +281,16 @@ mod tests {
 
     #[test]
     fn absent_members_once() {
+        let member = |jid: &str, joined: bool, outcast: bool| Member {
+            jid: jid.into(),
+            joined,
+            outcast,
+        };
         let members = [
-            Member {
-                jid: "a@x".into(),
-                joined: false,
-            },
-            Member {
-                jid: "b@x".into(),
-                joined: true,
-            },
-            Member {
-                jid: "a@x".into(),
-                joined: false,
-            },
+            member("a@x", false, false),
+            member("b@x", true, false),
+            member("a@x", false, false),
+            member("c@x", false, true),
         ];
         assert_eq!(recipients(&members), ["a@x"]);
     }

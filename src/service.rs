@@ -1098,6 +1098,7 @@ mod tests {
         let absent = [Member {
             jid: "juliet@example.com".into(),
             joined: false,
+            outcast: false,
         }];
         let pushes = s.muc_push(&msg, Some("k1"), &absent, 0.0);
         assert_eq!(pushes.len(), 1);
@@ -1105,6 +1106,7 @@ mod tests {
         let joined = [Member {
             jid: "juliet@example.com".into(),
             joined: true,
+            outcast: false,
         }];
         assert!(s.muc_push(&msg, Some("k2"), &joined, 0.0).is_empty());
         // A ghost's bounce of that message: pushed if the policy would have.

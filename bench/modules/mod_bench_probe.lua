@@ -3,7 +3,9 @@
 --     with the Lua heap (KiB, after a full collection) and the number of
 --     event handlers on the host;
 --   <iq type='set'><ping xmlns='urn:example:bench' users='a b c' count='n'/></iq>
---     fires cloud-notify-ping n times, round-robin over the users.
+--     fires cloud-notify-ping n times, round-robin over the users;
+--   <iq type='set'><module xmlns='urn:example:bench' name='…' load='true|false'/></iq>
+--     loads or unloads a module on the host (for in-process A/B runs).
 local st = require "util.stanza";
 
 local function handler_count()
@@ -33,6 +35,23 @@ module:hook("iq-set/host/urn:example:bench:ping", function(event)
 		module:fire_event("cloud-notify-ping", { user = users[(i - 1) % #users + 1] });
 	end
 	event.origin.send(st.reply(event.stanza));
+	return true;
+end);
+
+module:hook("iq-set/host/urn:example:bench:module", function(event)
+	local modulemanager = require "core.modulemanager";
+	local spec = event.stanza.tags[1].attr;
+	local ok, err;
+	if spec.load == "true" then
+		ok, err = modulemanager.load(module.host, spec.name);
+	else
+		ok, err = modulemanager.unload(module.host, spec.name);
+	end
+	if ok then
+		event.origin.send(st.reply(event.stanza));
+	else
+		event.origin.send(st.error_reply(event.stanza, "cancel", "internal-server-error", tostring(err)));
+	end
 	return true;
 end);
 

@@ -229,7 +229,12 @@ fn members_of(t: &Table) -> Result<Vec<Member>> {
         let Value::Table(m) = m? else { continue };
         if let Some(jid) = str_field(&m, "jid")? {
             let joined = matches!(m.raw_get::<Value>("joined")?, Value::Boolean(true));
-            out.push(Member { jid, joined });
+            let outcast = str_field(&m, "affiliation")?.as_deref() == Some("outcast");
+            out.push(Member {
+                jid,
+                joined,
+                outcast,
+            });
         }
     }
     Ok(out)
@@ -629,7 +634,8 @@ impl UserData for Host {
         });
 
         // MUC: host:muc_push(room_jid, stanza, members, now) -> events
-        // members: { { jid = real bare JID, joined = bool }, … }, loaded first.
+        // members: { { jid = real bare JID, joined = bool, affiliation = … }, … },
+        // their registrations loaded first.
         m.add_method_mut(
             "muc_push",
             |lua, this, (room, stanza, members, now): (String, Table, Table, f64)| {
@@ -675,6 +681,7 @@ impl UserData for Host {
                 let member = [Member {
                     jid: user.clone(),
                     joined: false,
+                    outcast: false,
                 }];
                 let key = facts.stable_key(&room);
                 let pushes = this.service.muc_push(&facts, key.as_deref(), &member, now);
