@@ -270,6 +270,7 @@ def test_luarocks_make_installs_where_prosody_finds_it(prosody_with, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     installed = tree / "share/lua/5.4"
     assert (installed / "mod_cloud_notify/cloud_notify.so").exists()
+    assert (installed / "mod_muc_cloud_notify/mod_muc_cloud_notify.lua").exists()
     p = prosody_with(plugin_paths=[str(installed), str(MODULES)])
     assert f"from {installed}/mod_cloud_notify)" in p.log()
     romeo, juliet = make_users(p)("romeo", "juliet")
@@ -283,7 +284,8 @@ def test_make_install_honours_prefix_and_destdir(prosody_with, tmp_path):
                        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     moddir = tmp_path / "opt/xmpp/lib/prosody/modules"
-    assert sorted(x.name for x in (moddir / "mod_cloud_notify").iterdir()) == [
-        "cloud_notify.so", "mod_cloud_notify.lua"]
+    for module in ("cloud_notify", "muc_cloud_notify"):
+        assert sorted(x.name for x in (moddir / f"mod_{module}").iterdir()) == [
+            "cloud_notify.lib.lua", "cloud_notify.so", f"mod_{module}.lua"]
     p = prosody_with(plugin_paths=[str(moddir), str(MODULES)])
     assert f"from {moddir}/mod_cloud_notify)" in p.log()
