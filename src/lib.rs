@@ -6,6 +6,7 @@
 //! - the binding (`lua`, behind the `module` feature): the only code that
 //!   touches mlua. It converts values and exports `luaopen_cloud_notify`.
 
+pub mod bounded;
 pub mod coalesce;
 pub mod config;
 pub mod error;

@@ -8,8 +8,8 @@
 //! room could not deliver to a (ghost) occupant is pushed to that occupant
 //! under the same policy.
 
+use crate::bounded::Fifo;
 use crate::facts::StanzaFacts;
-use std::collections::{HashMap, VecDeque};
 
 /// What gets pushed (`muc_push_policy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -151,9 +151,7 @@ pub fn recipients(members: &[Member]) -> Vec<String> {
 /// Recent room messages, so that an error bounce (which carries the id
 /// but often not the payload) can be pushed as the message it bounced.
 pub struct Recent {
-    capacity: usize,
-    map: HashMap<(String, String), Remembered>,
-    order: VecDeque<(String, String)>,
+    map: Fifo<(String, String), Remembered>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,9 +163,7 @@ pub struct Remembered {
 impl Recent {
     pub fn new(capacity: usize) -> Self {
         Recent {
-            capacity: capacity.max(1),
-            map: HashMap::new(),
-            order: VecDeque::new(),
+            map: Fifo::new(capacity),
         }
     }
 
@@ -180,21 +176,8 @@ impl Recent {
     }
 
     pub fn remember(&mut self, room: &str, id: &str, facts: StanzaFacts, refs: Vec<Reference>) {
-        let key = (room.to_owned(), id.to_owned());
-        if let Some(entry) = self.map.get_mut(&key) {
-            *entry = Remembered { facts, refs };
-            return;
-        }
-        while self.map.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
-                None => break,
-            }
-        }
-        self.order.push_back(key.clone());
-        self.map.insert(key, Remembered { facts, refs });
+        self.map
+            .insert((room.to_owned(), id.to_owned()), Remembered { facts, refs });
     }
 
     pub fn get(&self, room: &str, id: &str) -> Option<&Remembered> {

@@ -8,8 +8,8 @@
 //!
 //! Bounded: the oldest keys are forgotten first.
 
+use crate::bounded::Fifo;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
 /// Keys remembered per host.
@@ -30,18 +30,14 @@ fn ident_digest(identifier: &str) -> u64 {
 
 /// A bounded set of (user, stanza key, registration) triples.
 pub struct Seen {
-    capacity: usize,
     /// digest(user, key) → digests of the identifiers pushed.
-    map: HashMap<u64, Vec<u64>>,
-    order: VecDeque<u64>,
+    map: Fifo<u64, Vec<u64>>,
 }
 
 impl Seen {
     pub fn new(capacity: usize) -> Self {
         Seen {
-            capacity: capacity.max(1),
-            map: HashMap::new(),
-            order: VecDeque::new(),
+            map: Fifo::new(capacity),
         }
     }
 
@@ -63,35 +59,27 @@ impl Seen {
     pub fn insert(&mut self, user: &str, key: &str, identifier: &str) -> bool {
         let k = digest(user, key);
         let id = ident_digest(identifier);
-        if let Some(ids) = self.map.get_mut(&k) {
-            if ids.contains(&id) {
-                return false;
+        match self.map.get_mut(&k) {
+            Some(ids) if ids.contains(&id) => false,
+            Some(ids) => {
+                ids.push(id);
+                true
             }
-            ids.push(id);
-            return true;
-        }
-        while self.map.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
-                None => break,
+            None => {
+                self.map.insert(k, vec![id]);
+                true
             }
         }
-        self.map.insert(k, vec![id]);
-        self.order.push_back(k);
-        true
     }
 
     /// Takes a record back (a coalesced push that was never sent).
     pub fn remove(&mut self, user: &str, key: &str, identifier: &str) {
         let k = digest(user, key);
+        let id = ident_digest(identifier);
         if let Some(ids) = self.map.get_mut(&k) {
-            let id = ident_digest(identifier);
             ids.retain(|i| *i != id);
             if ids.is_empty() {
                 self.map.remove(&k);
-                self.order.retain(|o| *o != k);
             }
         }
     }

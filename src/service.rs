@@ -586,6 +586,21 @@ mod tests {
         id
     }
 
+    /// Pushes to romeo's registrations; the first push's id.
+    fn first_push_id(s: &mut PushService) -> String {
+        s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
+            .unwrap()[0]
+            .id
+            .clone()
+    }
+
+    /// An archived chat for romeo from `recipient`'s point of view gives no push.
+    fn nothing_archived(s: &mut PushService, recipient: &str, id: &str) -> bool {
+        s.archived("romeo", Some(recipient), &chat(), id, Some(&[]), 0.0)
+            .unwrap()
+            .is_empty()
+    }
+
     fn chat() -> StanzaFacts {
         StanzaFacts::from_element(
             &"<message xmlns='jabber:client' type='chat'><body>hi</body></message>"
@@ -660,12 +675,7 @@ mod tests {
     fn errors_count_wait_does_not_result_resets() {
         let mut s = service(3);
         let ident = enable(&mut s, "romeo", "push.example", "a");
-        let push = |s: &mut PushService| {
-            s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
-                .unwrap()[0]
-                .id
-                .clone()
-        };
+        let push = |s: &mut PushService| first_push_id(s);
         let err = Response::Error {
             type_: "cancel",
             condition: "item-not-found",
@@ -721,11 +731,7 @@ mod tests {
     fn answers_from_others_and_unknown_ids() {
         let mut s = service(16);
         enable(&mut s, "romeo", "push.example", "a");
-        let id = s
-            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
-            .unwrap()[0]
-            .id
-            .clone();
+        let id = first_push_id(&mut s);
         assert_eq!(
             s.response("nope", "push.example", Response::Result, 0.0),
             Answer::NotOurs
@@ -746,11 +752,7 @@ mod tests {
     fn disable_forgets_pending_and_errors() {
         let mut s = service(16);
         let ident = enable(&mut s, "romeo", "push.example", "a");
-        let id = s
-            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
-            .unwrap()[0]
-            .id
-            .clone();
+        let id = first_push_id(&mut s);
         let plan = s
             .plan_disable("romeo", Some("push.example"), None)
             .unwrap()
@@ -839,29 +841,9 @@ mod tests {
         let a = enable(&mut s, "romeo", "push.example", "a");
         let live = vec![a.clone()];
         // The sender's own archive copy: not addressed to the owner.
-        assert!(s
-            .archived(
-                "romeo",
-                Some("juliet@example.com"),
-                &chat(),
-                "x1",
-                Some(&[]),
-                0.0
-            )
-            .unwrap()
-            .is_empty());
+        assert!(nothing_archived(&mut s, "juliet@example.com", "x1"));
         // Same local part, another server: not the owner either.
-        assert!(s
-            .archived(
-                "romeo",
-                Some("romeo@elsewhere.example"),
-                &chat(),
-                "x0",
-                Some(&[]),
-                0.0
-            )
-            .unwrap()
-            .is_empty());
+        assert!(nothing_archived(&mut s, "romeo@elsewhere.example", "x0"));
         assert!(s
             .archived(
                 "romeo",
@@ -977,11 +959,7 @@ mod tests {
     fn error_counts_live_in_the_records() {
         let mut s = service(16);
         let a = enable(&mut s, "romeo", "push.example", "a");
-        let id = s
-            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
-            .unwrap()[0]
-            .id
-            .clone();
+        let id = first_push_id(&mut s);
         let err = Response::Error {
             type_: "cancel",
             condition: "item-not-found",
@@ -1019,11 +997,7 @@ mod tests {
             },
         );
         enable(&mut s, "romeo", "push.example", "a");
-        let id = s
-            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
-            .unwrap()[0]
-            .id
-            .clone();
+        let id = first_push_id(&mut s);
         s.load("juliet", vec![]); // evicts romeo
         assert_eq!(
             s.response(&id, "push.example", Response::Result, 1.0),
@@ -1042,11 +1016,7 @@ mod tests {
     fn a_deleted_account_keeps_nothing() {
         let mut s = service(16);
         let a = enable(&mut s, "romeo", "push.example", "a");
-        let id = s
-            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
-            .unwrap()[0]
-            .id
-            .clone();
+        let id = first_push_id(&mut s);
         let err = Response::Error {
             type_: "cancel",
             condition: "gone",

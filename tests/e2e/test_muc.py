@@ -71,16 +71,23 @@ async def member_with_push(p, user, room, nick, node):
 BODY = "Grüße, Jürgen!"  # "Jürgen" is characters 7–13 (bytes 8–15)
 
 
+async def romeo_and_absent_juliet(p, romeo, juliet, room):
+    """The app server; romeo in the room; juliet registered as "Jürgen"
+    with push enabled, gone."""
+    app = await AppServer(p).start()
+    r = await Client(romeo, p.c2s_port).start()
+    await join(r, room, "Romeo")
+    j = await member_with_push(p, juliet, room, "Jürgen", "j-node")
+    return app, r, j
+
+
 def test_mentions_of_absent_members(prosody_with):
     p = muc_prosody(prosody_with)
     romeo, juliet = make_users(p)("romeo", "juliet")
     room = f"verona@{MUC}"
 
     async def scenario():
-        app = await AppServer(p).start()
-        r = await Client(romeo, p.c2s_port).start()
-        await join(r, room, "Romeo")
-        j = await member_with_push(p, juliet, room, "Jürgen", "j-node")
+        app, r, j = await romeo_and_absent_juliet(p, romeo, juliet, room)
         say(r, room, BODY, mentions=[(7, 13), (7, 13)], id_="m1")  # mentioned twice: one push
         mention = await pushes_within(app, 2.0)
         say(r, room, "No mention here", id_="m2")
@@ -151,10 +158,7 @@ def test_ghost_occupant_gets_a_push_and_is_kicked(prosody_with):
     room = f"verona@{MUC}"
 
     async def scenario():
-        app = await AppServer(p).start()
-        r = await Client(romeo, p.c2s_port).start()
-        await join(r, room, "Romeo")
-        j = await member_with_push(p, juliet, room, "Jürgen", "j-node")
+        app, r, j = await romeo_and_absent_juliet(p, romeo, juliet, room)
         await join(j, room, "Jürgen")
         say(r, room, BODY, mentions=[(7, 13)], id_="g1")
         delivered = await pushes_within(app, 1.0)  # joined: nothing yet

@@ -32,6 +32,16 @@ async def phone_with_push(prosody, user, node="phone", resource="phone"):
     return c
 
 
+async def hibernated_phone(prosody, romeo, juliet):
+    """The app server, romeo's phone with push (its connection just died,
+    the session hibernates), and juliet online."""
+    app = await AppServer(prosody).start()
+    phone = await phone_with_push(prosody, romeo)
+    j = await Client(juliet, prosody.c2s_port).start()
+    await phone.kill()
+    return app, phone, j
+
+
 def raw(client, to, inner, mtype="chat", id_=None):
     id_attr = f" id='{id_}'" if id_ else ""
     client.send_raw(f"<message to='{to}' type='{mtype}'{id_attr}>{inner}</message>")
@@ -41,10 +51,7 @@ def test_hibernation_pushes_coalesced(prosody, users):
     romeo, juliet = users("romeo", "juliet")
 
     async def scenario():
-        app = await AppServer(prosody).start()
-        phone = await phone_with_push(prosody, romeo)
-        j = await Client(juliet, prosody.c2s_port).start()
-        await phone.kill()
+        app, phone, j = await hibernated_phone(prosody, romeo, juliet)
         # Nothing was left unacked: hibernating alone pushes nothing.
         await app.no_push(1.5)
         # A burst within the coalescing window: one important push.
@@ -69,10 +76,7 @@ def test_resume_stops_the_timer_and_nothing_is_pushed_twice(prosody, users):
     romeo, juliet = users("romeo", "juliet")
 
     async def scenario():
-        app = await AppServer(prosody).start()
-        phone = await phone_with_push(prosody, romeo)
-        j = await Client(juliet, prosody.c2s_port).start()
-        await phone.kill()
+        app, phone, j = await hibernated_phone(prosody, romeo, juliet)
         await app.no_push(0.5)
         # Resumed within the coalescing window: the pending push is dropped.
         raw(j, romeo, "<body>quick</body>")

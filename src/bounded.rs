@@ -1,0 +1,85 @@
+//! A map with a fixed capacity that forgets its oldest entries first:
+//! the shape of every memory the core keeps about traffic (stanzas pushed,
+//! recent room messages), so that nobody's traffic can grow it without bound.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+
+pub struct Fifo<K, V> {
+    capacity: usize,
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
+}
+
+impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
+    pub fn new(capacity: usize) -> Self {
+        Fifo {
+            capacity: capacity.max(1),
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.map.get_mut(key)
+    }
+
+    /// Inserts or replaces; a new key beyond capacity evicts the oldest.
+    pub fn insert(&mut self, key: K, value: V) {
+        if let Some(v) = self.map.get_mut(&key) {
+            *v = value;
+            return;
+        }
+        while self.map.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.order.push_back(key.clone());
+        self.map.insert(key, value);
+    }
+
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let v = self.map.remove(key)?;
+        if let Some(pos) = self.order.iter().position(|k| k == key) {
+            self.order.remove(pos);
+        }
+        Some(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oldest_go_first() {
+        let mut f = Fifo::new(2);
+        f.insert("a", 1);
+        f.insert("b", 2);
+        f.insert("a", 10); // replacing keeps its place
+        f.insert("c", 3);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f.get(&"a"), None);
+        assert_eq!(f.get(&"b"), Some(&2));
+        assert_eq!(f.remove(&"b"), Some(2));
+        f.insert("d", 4);
+        assert_eq!(f.get(&"c"), Some(&3));
+        assert_eq!(f.get(&"d"), Some(&4));
+    }
+}
