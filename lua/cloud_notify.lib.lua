@@ -132,6 +132,7 @@ function lib.new(options)
 	-- objects. Returns whether a waking push was sent.
 	function h.dispatch(pushes)
 		local woke = false;
+		if not pushes then return woke; end
 		for i = 1, #pushes do
 			local push_event = pushes[i];
 			if module:fire_event("cloud_notify/push", push_event) then

@@ -31,8 +31,10 @@ module:hook("iq-set/host/urn:example:bench:ping", function(event)
 	local ping = event.stanza.tags[1];
 	local users = {};
 	for user in (ping.attr.users or ""):gmatch("%S+") do users[#users+1] = user; end
+	-- load_only: an empty push_services (no push; ours still loads the user)
+	local services = ping.attr.load_only == "true" and {} or nil;
 	for i = 1, tonumber(ping.attr.count) or 0 do
-		module:fire_event("cloud-notify-ping", { user = users[(i - 1) % #users + 1] });
+		module:fire_event("cloud-notify-ping", { user = users[(i - 1) % #users + 1], push_services = services });
 	end
 	event.origin.send(st.reply(event.stanza));
 	return true;

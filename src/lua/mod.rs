@@ -19,7 +19,9 @@ use convert::{
     child_named, element_to_lua, first_tag_path, lua_to_element, recipient, stanza_facts,
     str_field, table_field,
 };
-use mlua::{Lua, LuaSerdeExt, MultiValue, Result, Table, UserData, UserDataMethods, Value};
+use mlua::{
+    Lua, LuaSerdeExt, LuaString, MultiValue, Result, Table, UserData, UserDataMethods, Value,
+};
 use records::{
     plan_from_lua, plan_to_lua, registration_from_lua, registration_to_lua,
     registrations_from_store,
@@ -32,6 +34,16 @@ const NS_REFERENCE: &str = "urn:xmpp:reference:0";
 /// Field set on a stanza object that has no stable key of its own (no
 /// stanza-id, no id), so that the same object is recognised again.
 const OBJECT_KEY: &str = "_cloud_notify_key";
+
+/// `archived(for_user, stanza, archive_id, sessions, fallback_user, now)`.
+type ArchivedArgs = (
+    LuaString,
+    Table,
+    LuaString,
+    Option<Table>,
+    Option<LuaString>,
+    f64,
+);
 
 /// One VirtualHost's push service, as Lua sees it.
 struct Host {
@@ -109,7 +121,7 @@ impl Host {
         match self.service.registrations(user) {
             None => return Ok(Value::Boolean(false)),
             // The common case: no push for this user; read nothing of the stanza.
-            Some([]) => return Ok(Value::Table(lua.create_table()?)),
+            Some([]) => return Ok(Value::Nil),
             Some(_) => {}
         }
         let (facts, key) = match &stanza {
@@ -497,59 +509,62 @@ impl UserData for Host {
         //   -> events | false (load the user first)
         // user_sessions: the user's `sessions` table (full JID → session),
         // whose `push_identifier`s are the live registrations.
-        m.add_method_mut(
-            "archived",
-            |lua, this, args: (String, Table, String, Option<Table>, Option<String>, f64)| {
-                let (for_user, stanza, archive_id, sessions, fallback, now) = args;
-                if sessions.is_none() {
-                    // PushService::archived: with no session at all, the
-                    // offline path serves the user; skip loading them.
-                    return Ok(Value::Table(lua.create_table()?));
-                }
-                match this.service.registrations(&for_user) {
-                    None => return Ok(Value::Boolean(false)),
-                    Some([]) => return Ok(Value::Table(lua.create_table()?)),
-                    Some(_) => {}
-                }
-                let facts = stanza_facts(&stanza)?;
-                let host = this.service.host.clone();
-                let recipient = match facts.to.as_deref() {
-                    Some(to) => Some(to.split('/').next().unwrap_or(to).to_owned()),
-                    None => fallback.map(|u| format!("{u}@{host}")),
-                };
-                let live = match sessions {
-                    Some(sessions) => {
-                        let mut ids = Vec::new();
-                        for pair in sessions.pairs::<Value, Value>() {
-                            if let (_, Value::Table(session)) = pair? {
-                                if let Some(id) = str_field(&session, "push_identifier")? {
-                                    ids.push(id);
-                                }
+        m.add_method_mut("archived", |lua, this, args: ArchivedArgs| {
+            // Called for every archived message: borrowed strings, and
+            // nothing read or built for users without registrations.
+            let (for_user, stanza, archive_id, sessions, fallback, now) = args;
+            if sessions.is_none() {
+                // PushService::archived: with no session at all, the
+                // offline path serves the user; skip loading them.
+                return Ok(Value::Nil);
+            }
+            let for_user = for_user.to_str()?;
+            let for_user: &str = &for_user;
+            match this.service.registrations(for_user) {
+                None => return Ok(Value::Boolean(false)),
+                Some([]) => return Ok(Value::Nil),
+                Some(_) => {}
+            }
+            let archive_id = archive_id.to_string_lossy();
+            let fallback = fallback.map(|f| f.to_string_lossy());
+            let facts = stanza_facts(&stanza)?;
+            let host = this.service.host.clone();
+            let recipient = match facts.to.as_deref() {
+                Some(to) => Some(to.split('/').next().unwrap_or(to).to_owned()),
+                None => fallback.map(|u| format!("{u}@{host}")),
+            };
+            let live = match sessions {
+                Some(sessions) => {
+                    let mut ids = Vec::new();
+                    for pair in sessions.pairs::<Value, Value>() {
+                        if let (_, Value::Table(session)) = pair? {
+                            if let Some(id) = str_field(&session, "push_identifier")? {
+                                ids.push(id);
                             }
                         }
-                        Some(ids)
                     }
-                    None => None,
-                };
-                let jobs = this
-                    .service
-                    .archived(
-                        &for_user,
-                        recipient.as_deref(),
-                        &facts,
-                        &archive_id,
-                        live.as_deref(),
-                        now,
-                    )
-                    .unwrap_or_default();
-                Ok(Value::Table(this.jobs_to_lua(
-                    lua,
-                    jobs,
-                    &for_user,
-                    &Value::Table(stanza),
-                )?))
-            },
-        );
+                    Some(ids)
+                }
+                None => None,
+            };
+            let jobs = this
+                .service
+                .archived(
+                    for_user,
+                    recipient.as_deref(),
+                    &facts,
+                    &archive_id,
+                    live.as_deref(),
+                    now,
+                )
+                .unwrap_or_default();
+            Ok(Value::Table(this.jobs_to_lua(
+                lua,
+                jobs,
+                for_user,
+                &Value::Table(stanza),
+            )?))
+        });
 
         // host:smacks_add(session_id, user, identifier, stanzas)
         //   -> "nothing" | "joined" | "opened" (start the timer) | "flush" (flush now)
