@@ -12,7 +12,9 @@ workloads; what is measured is the Prosody process's CPU time
 (utime + stime from /proc), not wall time.
 
 The module's cost is Δ = CPU(variant) − CPU(none). The last line is
-machine-readable. BENCH_SCALE (default 1) scales the message counts.
+machine-readable. BENCH_SCALE (default 1) scales the message counts;
+BENCH_ROUNDS (default 1) repeats the three runs, alternating their order,
+and reports medians.
 """
 
 import asyncio
@@ -415,18 +417,36 @@ def main():
         "ref": ([str(refdir), str(PROBE)], ("bench_probe", "cloud_notify")),
         "ours": ([str(DIST), str(PROBE)], ("bench_probe", "cloud_notify")),
     }
-    results = {}
+    runs = {name: [] for name in variants}
+    rounds = int(os.environ.get("BENCH_ROUNDS", "1"))
     try:
         order = os.environ.get("BENCH_ORDER", "none ref ours").split()
-        for name in order:
-            paths, modules = variants[name]
-            t = time.time()
-            print(f"== {name}: running…", flush=True)
-            results[name] = asyncio.run(run_variant(name, paths, modules))
-            print(f"   done in {time.time() - t:.0f} s", flush=True)
+        for r in range(rounds):
+            # Alternate the order between rounds, so that a slow spell of
+            # the machine does not always fall on the same variant.
+            for name in (order if r % 2 == 0 else order[::-1]):
+                paths, modules = variants[name]
+                t = time.time()
+                print(f"== {name} (round {r + 1}/{rounds}): running…", flush=True)
+                runs[name].append(asyncio.run(run_variant(name, paths, modules)))
+                print(f"   done in {time.time() - t:.0f} s", flush=True)
     finally:
         shutil.rmtree(refdir, ignore_errors=True)
-    report(results)
+    report({name: median_result(rs) for name, rs in runs.items()})
+
+
+def median_result(rs):
+    """Per field, the median over rounds (of each number in a tuple)."""
+    def med(values):
+        values = sorted(values)
+        return values[len(values) // 2]
+    out = {}
+    for key, first in rs[0].items():
+        if isinstance(first, tuple):
+            out[key] = tuple(med([r[key][i] for r in rs]) for i in range(len(first)))
+        else:
+            out[key] = med([r[key] for r in rs])
+    return out
 
 
 def report(r):
