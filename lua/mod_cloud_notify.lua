@@ -209,7 +209,7 @@ end);
 -- (or hibernated) session; urgent ones to all.
 module:hook("archive-message-added", function(event)
 	local for_user = event.for_user;
-	if not for_user then return; end
+	if not for_user or not event.id then return; end
 	local user_sessions = host_sessions[for_user];
 	local sessions = user_sessions and user_sessions.sessions;
 	local origin_user = event.origin and event.origin.username;
