@@ -241,10 +241,7 @@ impl PushService {
     /// The account is gone (`user-deleted`; Prosody purges its stores):
     /// no registration, no error count, no push in flight is kept.
     pub fn forget_user(&mut self, user: &str) {
-        let plan = self
-            .registry
-            .plan_remove(user, |_| true)
-            .unwrap_or_default();
+        let plan = self.plan_remove_all(user).unwrap_or_default();
         self.commit(user, plan);
     }
 
@@ -366,26 +363,31 @@ impl PushService {
     }
 
     /// Sends a session's batch: at most one important and one unimportant
-    /// push, to its registration.
-    /// Returns the user and the pushes (important first).
-    pub fn smacks_flush(&mut self, session: &str, now: f64) -> Option<(String, Vec<PushJob>)> {
+    /// push, to its registration. Returns the user and the pushes for the
+    /// batch's important stanza (slot 0) and for its unimportant one (slot 1).
+    pub fn smacks_flush(&mut self, session: &str, now: f64) -> Option<(String, [Vec<PushJob>; 2])> {
         let batch = self.batches.take(session)?;
         let only = [batch.identifier];
-        let mut jobs = Vec::new();
-        for facts in [batch.important, batch.unimportant].iter().flatten() {
-            jobs.extend(
-                self.notify(
-                    &batch.user,
-                    Some(facts),
-                    None,
-                    Targets::Only(&only),
-                    PushKind::Smacks,
-                    now,
-                )
-                .unwrap_or_default(),
-            );
-        }
-        Some((batch.user, jobs))
+        let mut push = |facts: Option<&StanzaFacts>| -> Vec<PushJob> {
+            let Some(facts) = facts else {
+                return Vec::new();
+            };
+            let targets = Targets::Only(&only);
+            self.notify(
+                &batch.user,
+                Some(facts),
+                None,
+                targets,
+                PushKind::Smacks,
+                now,
+            )
+            .unwrap_or_default()
+        };
+        let slots = [
+            push(batch.important.as_ref()),
+            push(batch.unimportant.as_ref()),
+        ];
+        Some((batch.user, slots))
     }
 
     /// Drops a session's batch unsent (the session resumed): its stanzas
@@ -907,11 +909,15 @@ mod tests {
             s.smacks_add("s1", "romeo", &a, chat(), "k1").0,
             Added::Nothing
         );
-        let (user, jobs) = s.smacks_flush("s1", 0.0).unwrap();
+        let (user, [important, unimportant]) = s.smacks_flush("s1", 0.0).unwrap();
         assert_eq!(user, "romeo");
-        assert_eq!(jobs.len(), 2); // one important, one not
-        assert_eq!(jobs.iter().filter(|j| j.summary.important()).count(), 1);
-        assert!(jobs.iter().all(|j| j.registration.identifier == a));
+        // one push for the important stanzas, one for the rest
+        assert_eq!((important.len(), unimportant.len()), (1, 1));
+        assert!(important[0].summary.important() && !unimportant[0].summary.important());
+        assert!(
+            important[0].registration.identifier == a
+                && unimportant[0].registration.identifier == a
+        );
         assert!(s.smacks_flush("s1", 0.0).is_none());
         // Pushed stanzas are not pushed again; a cancelled batch's may be.
         assert_eq!(
@@ -928,9 +934,28 @@ mod tests {
             s.smacks_add("s1", "romeo", &a, chat(), "k4").0,
             Added::Opened
         );
-        let (_, jobs) = s.smacks_flush("s1", 0.0).unwrap();
-        assert_eq!(jobs.len(), 1);
-        assert!(jobs[0].wakes);
+        let (_, [important, unimportant]) = s.smacks_flush("s1", 0.0).unwrap();
+        assert_eq!((important.len(), unimportant.len()), (1, 0));
+        assert!(important[0].wakes);
+    }
+
+    #[test]
+    fn smacks_slots_follow_the_stanza_not_the_summary() {
+        // Without a placeholder body no summary is important, yet the
+        // batch's important stanza still goes out of slot 0 (its push is
+        // the one whose original_stanza is that stanza).
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                important_body: String::new(),
+                ..Config::default()
+            },
+        );
+        let a = enable(&mut s, "romeo", "push.example", "a");
+        s.smacks_add("s1", "romeo", &a, chat(), "k1");
+        let (_, [important, unimportant]) = s.smacks_flush("s1", 0.0).unwrap();
+        assert_eq!((important.len(), unimportant.len()), (1, 0));
+        assert!(!important[0].summary.important());
     }
 
     #[test]

@@ -86,6 +86,19 @@ impl Host {
         original: &Value,
     ) -> Result<Table> {
         let out = lua.create_table_with_capacity(jobs.len(), 0)?;
+        self.append_jobs(lua, &out, jobs, user, original)?;
+        Ok(out)
+    }
+
+    /// Appends the `cloud_notify/push` event payloads of `jobs` to `out`.
+    fn append_jobs(
+        &self,
+        lua: &Lua,
+        out: &Table,
+        jobs: Vec<PushJob>,
+        user: &str,
+        original: &Value,
+    ) -> Result<()> {
         for job in jobs {
             let iq = element_to_lua(lua, &job.iq, crate::NS_CLIENT, Some(&self.stanza_mt))?;
             // iq > pubsub > publish > item > notification
@@ -104,7 +117,7 @@ impl Host {
             ev.raw_set("push_identifier", job.registration.identifier.as_str())?;
             out.raw_push(ev)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Pushes for `stanza` to `user` (all or some registrations), as event
@@ -605,19 +618,14 @@ impl UserData for Host {
             "smacks_flush",
             |lua, this, (session, now): (String, f64)| {
                 let objects = this.batch_objects.remove(&session).unwrap_or_default();
-                let Some((user, jobs)) = this.service.smacks_flush(&session, now) else {
-                    return lua.create_table();
+                let out = lua.create_table()?;
+                let Some((user, slots)) = this.service.smacks_flush(&session, now) else {
+                    return Ok(out);
                 };
-                let out = lua.create_table_with_capacity(jobs.len(), 0)?;
-                for job in jobs {
-                    let slot = usize::from(!job.summary.important());
-                    let original = objects[slot].clone().map_or(Value::Nil, Value::Table);
-                    for ev in this
-                        .jobs_to_lua(lua, vec![job], &user, &original)?
-                        .sequence_values::<Table>()
-                    {
-                        out.raw_push(ev?)?;
-                    }
+                // Slot 0: the batch's important stanza, slot 1: its unimportant one.
+                for (jobs, object) in slots.into_iter().zip(objects) {
+                    let original = object.map_or(Value::Nil, Value::Table);
+                    this.append_jobs(lua, &out, jobs, &user, &original)?;
                 }
                 Ok(out)
             },
@@ -661,12 +669,7 @@ impl UserData for Host {
                 let out = lua.create_table()?;
                 let original = Value::Table(stanza);
                 for (user, jobs) in pushes {
-                    for ev in this
-                        .jobs_to_lua(lua, jobs, &user, &original)?
-                        .sequence_values::<Table>()
-                    {
-                        out.raw_push(ev?)?;
-                    }
+                    this.append_jobs(lua, &out, jobs, &user, &original)?;
                 }
                 Ok(out)
             },
@@ -702,12 +705,7 @@ impl UserData for Host {
                 let pushes = this.service.muc_push(&facts, key.as_deref(), &member, now);
                 let out = lua.create_table()?;
                 for (user, jobs) in pushes {
-                    for ev in this
-                        .jobs_to_lua(lua, jobs, &user, &Value::Nil)?
-                        .sequence_values::<Table>()
-                    {
-                        out.raw_push(ev?)?;
-                    }
+                    this.append_jobs(lua, &out, jobs, &user, &Value::Nil)?;
                 }
                 Ok(out)
             },
