@@ -2,19 +2,30 @@
 """`make bench`: the module's cost to Prosody, side by side with the Lua
 reference, in one run.
 
-A real Prosody 0.12.3 is started three times, fresh each time, with the same
-generated config (mod_mam, mod_smacks, mod_offline, internal storage, an
-app-server component answering every publish with a result), differing only
-in the push module: none (the floor), ref (Debian's prosody-modules
-mod_cloud_notify) and ours (dist/mod_cloud_notify). A raw-socket load
-generator (pre-authenticated c2s streams writing pre-built XML) drives the
-workloads; what is measured is the Prosody process's CPU time
-(utime + stime from /proc), not wall time.
+A real Prosody 0.12.3 is started three times, fresh, with the same generated
+config (mod_mam, mod_smacks, mod_offline, internal storage, an app-server
+component answering every publish with a result), differing only in the push
+module: none (the floor), ref (Debian's prosody-modules mod_cloud_notify) and
+ours (dist/mod_cloud_notify). A raw-socket load generator (pre-authenticated
+c2s streams writing pre-built XML) drives the workloads.
 
-The module's cost is Δ = CPU(variant) − CPU(none). The last line is
-machine-readable. BENCH_SCALE (default 1) scales the message counts;
-BENCH_ROUNDS (default 1) repeats the three runs, alternating their order,
-and reports medians.
+Two measurements:
+
+1. CPU time of the Prosody process (utime+stime; read at nanosecond
+   resolution from /proc/PID/task/*/schedstat, which is what utime+stime
+   are made from). The three processes are alive at the same time and every
+   workload runs in rounds, each round on each variant in turn (the order
+   rotating), so a slow spell of a shared machine falls on all three alike.
+   Per round Δ = CPU(variant) − CPU(none); the medians over rounds are
+   reported.
+2. Instructions (valgrind's callgrind, one Prosody per variant): repeatable
+   to a few hundredths of a percent, so a 1% difference is visible. Skipped
+   with BENCH_CALLGRIND=0.
+
+Then memory (RSS with 20,000 users' registrations loaded) and leaks (event
+handlers and Lua heap around 50,000 answered pushes). The last line is
+machine-readable. BENCH_SCALE scales the message counts, BENCH_ROUNDS the
+rounds (default 7), BENCH_USERS and BENCH_PINGS the memory and leak runs.
 """
 
 import asyncio
@@ -23,6 +34,7 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/e2e"))
-from harness import (COMPONENT_SECRET, DIST, PASSWORD, Prosody,  # noqa: E402
+from harness import (COMPONENT_SECRET, DIST, PASSWORD, PROSODY_VERSIONS, Prosody,  # noqa: E402
                      encode_host, lua_value)
 
 PROBE = ROOT / "bench/modules"
@@ -38,6 +50,8 @@ REFERENCE = Path("/usr/lib/prosody/modules/mod_cloud_notify")
 HOST = "localhost"
 APP = "push.localhost"
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "7")))
+CALLGRIND = os.environ.get("BENCH_CALLGRIND", "1") != "0"
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -45,22 +59,38 @@ def scaled(n):
     return max(10, int(n * SCALE))
 
 
-N1 = scaled(6000)         # W1 messages (no registrations)
-R2, N2 = 500, scaled(2000)  # W2 recipients, messages (1 registration each)
-R3, N3 = 200, scaled(1000)  # W3 recipients, messages (5 registrations each)
-R4, N4 = 100, scaled(2000)  # W4 recipients, messages (MAM path)
-R5 = 200                    # W5 hibernated recipients,
-ROUNDS5 = max(2, int(5 * SCALE))  # one message each per round, rounds 1.5 s apart
+# Messages per round and variant (CPU runs), and per variant (callgrind runs).
+CHUNK = {"w1": scaled(2000), "w2": scaled(400), "w3": scaled(200), "w4": scaled(400)}
+CG_N = {"w1": scaled(1000), "w2": scaled(200), "w3": scaled(60), "w4": scaled(200)}
+R1, R2, R3, R4 = 50, 500, 200, 100  # recipients: W1 online, W2/W3 offline, W4 MAM
+R5, CG_R5 = 200, 40  # W5 hibernated recipients, one message each per round
+CG_ROUNDS5 = 2
 R_MEM = int(os.environ.get("BENCH_USERS", "20000"))
 PINGS = int(os.environ.get("BENCH_PINGS", "50000"))
 SENDERS = 10
+WORKLOADS = {
+    "w1": "W1 online, no registration",
+    "w2": "W2 offline, 1 registration",
+    "w3": "W3 offline, 5 registrations",
+    "w4": "W4 MAM, 1 gone device",
+    "w5": "W5 hibernated (smacks)",
+}
+PUSHES_PER_MSG = {"w1": 0, "w2": 1, "w3": 5, "w4": 1, "w5": 1}
 
 
 # ---------------------------------------------------------------- measuring
 
 def cpu_seconds(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
+    """utime+stime of all the process's threads, at nanosecond resolution
+    (schedstat's run time; /proc/PID/stat rounds the same figure to ticks)."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e9
+    except (OSError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK
 
 
 def rss_kib(pid):
@@ -163,6 +193,7 @@ class AppServer:
     def __init__(self, port):
         self.port = port
         self.pushes = 0
+        self.waiters = {}
 
     async def start(self):
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -207,8 +238,23 @@ class AppServer:
                     self.pushes += 1
                     out.append(b"<iq type='result' id='%s' to='%s' from='%s'/>" % (
                         attrs[b"id"], attrs[b"from"], attrs[b"to"]))
+                elif attrs.get(b"type") == b"result":
+                    fut = self.waiters.pop(attrs.get(b"id", b"").decode(), None)
+                    if fut:
+                        fut.set_result(True)
             if out:
                 self.writer.write(b"".join(out))
+
+    async def sync(self):
+        """Returns once Prosody processed every answer written before: a
+        ping from the component, answered after them (one stream, in order)."""
+        sync_id = f"appsync{time.monotonic_ns()}"
+        fut = asyncio.get_running_loop().create_future()
+        self.waiters[sync_id] = fut
+        self.writer.write(f"<iq type='get' id='{sync_id}' from='{APP}' to='{HOST}'>"
+                          f"<ping xmlns='urn:xmpp:ping'/></iq>".encode())
+        await self.writer.drain()
+        await asyncio.wait_for(fut, 900)
 
     async def wait_for(self, total, timeout=900):
         deadline = time.monotonic() + timeout
@@ -240,29 +286,12 @@ def chat(to, i):
             f"</message>").encode()
 
 
-# ---------------------------------------------------------------- a run
-
 async def send_round_robin(senders, recipients, n, offset=0):
     for i in range(n):
-        senders[i % len(senders)].send(chat(recipients[i % len(recipients)], offset + i))
+        senders[i % len(senders)].send(chat(recipients[(offset + i) % len(recipients)], offset + i))
         if i % 200 == 199:
             await asyncio.gather(*(s.writer.drain() for s in senders))
     await asyncio.gather(*(s.sync() for s in senders))
-
-
-async def measure(p, app, expected, body, admin=None):
-    """CPU seconds Prosody spends on `body` until `expected` pushes came in.
-    With `admin`, a full garbage collection first (outside the window), so
-    every variant starts a workload from the same collector state."""
-    if admin is not None:
-        await stats(admin)
-    start_pushes = app.pushes
-    cpu0 = cpu_seconds(p.proc.pid)
-    await body()
-    if expected is not None:
-        await app.wait_for(start_pushes + expected)
-    await asyncio.sleep(0.3)
-    return cpu_seconds(p.proc.pid) - cpu0, app.pushes - start_pushes
 
 
 async def stats(stream, n=[0]):
@@ -275,232 +304,408 @@ async def stats(stream, n=[0]):
     return heap, handlers
 
 
-async def run_variant(name, plugin_paths, modules):
-    p = Prosody(modules=modules, plugin_paths=plugin_paths, options={
-        "smacks_hibernation_time": 600,
-        "push_registration_cache_size": R_MEM + 5000,
-    })
-    p.options["log"] = {"info": str(p.log_path)}  # debug logging would dwarf what we measure
-    # Users: senders, and per workload their recipients (registrations
-    # written straight into the store, in the reference module's layout).
-    senders = [f"s{i}" for i in range(SENDERS)]
-    w1 = [f"a{i}" for i in range(50)]
-    w2 = [f"b{i}" for i in range(R2)]
-    w3 = [f"c{i}" for i in range(R3)]
-    w4 = [f"d{i}" for i in range(R4)]
-    w5 = [f"e{i}" for i in range(R5)]
-    mem = [f"m{i}" for i in range(R_MEM)]
-    make_users(p, senders + w1 + w5 + ["admin"])
-    make_users(p, w2 + w4 + mem, nodes=1)
-    make_users(p, w3, nodes=5)
-    p.start(timeout=60)
-    pid = p.proc.pid
-    result = {}
-    try:
-        app = await AppServer(p.component_port).start()
-        send = [await Stream(p.c2s_port, s, "load").connect(presence=False) for s in senders]
-        for s in send:
-            s.start_draining()
-        admin = await Stream(p.c2s_port, "admin", "probe").connect(presence=False)
+# ---------------------------------------------------------------- a variant
 
-        # W1: online recipients without registrations.
-        online = [await Stream(p.c2s_port, u, "phone").connect() for u in w1]
+class Variant:
+    """One Prosody with one of the push modules, its users and streams."""
+
+    def __init__(self, name, plugin_paths, modules, callgrind=False):
+        self.name, self.callgrind = name, callgrind
+        self.pushing = name != "none"
+        command = None
+        if callgrind:
+            self.cg_dir = Path(tempfile.mkdtemp(prefix="bench-cg-"))
+            command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.cg_dir}/cg.%p",
+                       *PROSODY_VERSIONS["0.12"]]
+        self.p = Prosody(modules=modules, plugin_paths=plugin_paths, command=command, options={
+            "smacks_hibernation_time": 600,
+            "push_registration_cache_size": R_MEM + 5000,
+        })
+        self.p.options["log"] = {"info": str(self.p.log_path)}  # debug logging would dwarf what we measure
+        self.senders = [f"s{i}" for i in range(SENDERS)]
+        self.users = {
+            "w1": [f"a{i}" for i in range(R1)],
+            "w2": [f"b{i}" for i in range(R2)],
+            "w3": [f"c{i}" for i in range(R3)],
+            "w4": [f"d{i}" for i in range(R4)],
+            "w5": [f"e{i}" for i in range(CG_R5 if callgrind else R5)],
+            "mem": [] if callgrind else [f"m{i}" for i in range(R_MEM)],
+        }
+        make_users(self.p, self.senders + self.users["w1"] + self.users["w5"] + ["admin"])
+        make_users(self.p, self.users["w2"] + self.users["w4"] + self.users["mem"], nodes=1)
+        make_users(self.p, self.users["w3"], nodes=5)
+        self.offset = {w: 0 for w in WORKLOADS}
+        self.module_loaded = True
+
+    @property
+    def pid(self):
+        return self.p.proc.pid
+
+    async def start(self):
+        self.p.start(timeout=600 if self.callgrind else 60)
+        self.app = await AppServer(self.p.component_port).start()
+        self.send = [await Stream(self.p.c2s_port, s, "load").connect(presence=False) for s in self.senders]
+        for s in self.send:
+            s.start_draining()
+        self.admin = await Stream(self.p.c2s_port, "admin", "probe").connect(presence=False)
+        online = [await Stream(self.p.c2s_port, u, "phone").connect() for u in self.users["w1"]]
         for s in online:
             s.start_draining()
-        await asyncio.sleep(0.5)
-        to_w1 = [f"{u}@{HOST}" for u in w1]
-        await send_round_robin(send, to_w1, 500)  # warm-up, not measured
-        # The smallest of three runs: W1's target is a 1% difference.
-        runs = [(await measure(p, app, None, lambda: send_round_robin(send, to_w1, N1), admin))[0]
-                for _ in range(3)]
-        result["w1"] = (min(runs), 0, N1)
-        # In-process A/B: the same Prosody with the module unloaded and
-        # loaded again, alternately, which takes the differences between
-        # processes out of the comparison.
-        if name != "none":
-            on, off = 0.0, 0.0
-            for _ in range(3):
-                await admin.iq(f"<iq type='set' id='unload' to='{HOST}'><module xmlns='urn:example:bench' "
-                               f"name='cloud_notify' load='false'/></iq>", "unload")
-                off += (await measure(p, app, None, lambda: send_round_robin(send, to_w1, N1), admin))[0]
-                await admin.iq(f"<iq type='set' id='load' to='{HOST}'><module xmlns='urn:example:bench' "
-                               f"name='cloud_notify' load='true'/></iq>", "load")
-                on += (await measure(p, app, None, lambda: send_round_robin(send, to_w1, N1), admin))[0]
-            result["w1_ab"] = (on, off)
-
-        # W2: offline recipients, one registration each.
-        result["w2"] = (*await measure(p, app, N2 if name != "none" else None,
-                                       lambda: send_round_robin(send, [f"{u}@{HOST}" for u in w2], N2), admin), N2)
-        # W3: offline recipients, five registrations each.
-        result["w3"] = (*await measure(p, app, 5 * N3 if name != "none" else None,
-                                       lambda: send_round_robin(send, [f"{u}@{HOST}" for u in w3], N3), admin), N3)
-        # W4: one device online (no push), one registration of a device gone: MAM path.
-        devices = [await Stream(p.c2s_port, u, "laptop").connect() for u in w4]
+        # W4: one device online (no push) beside a registration of a device gone.
+        devices = [await Stream(self.p.c2s_port, u, "laptop").connect() for u in self.users["w4"]]
         for s in devices:
             s.start_draining()
-        await asyncio.sleep(0.5)
-        result["w4"] = (*await measure(p, app, N4 if name != "none" else None,
-                                       lambda: send_round_robin(send, [f"{u}@{HOST}" for u in w4], N4), admin), N4)
+        await self.app.sync()
+        await send_round_robin(self.send, [f"{u}@{HOST}" for u in self.users["w1"]], 200, 10 ** 6)  # warm-up
+        return self
 
-        # W5: hibernated smacks sessions with push enabled; one message each
-        # per round, rounds 1.5 s apart (each round coalesces into one push).
-        setup_start = app.pushes
-        for u in w5:
-            s = await Stream(p.c2s_port, u, "phone").connect(presence=True, smacks=True)
-            await s.iq(f"<iq type='set' id='push1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='{u}'/></iq>",
-                       "push1")
-            await asyncio.sleep(0.05)
-            s.send(b"<a xmlns='urn:xmpp:sm:3' h='2'/>")  # own presence + the IQ result
-            await s.writer.drain()
-            await asyncio.sleep(0.05)
+    async def hibernate_w5(self):
+        """W5's recipients: smacks sessions with push enabled, then the
+        connection drops (hibernation)."""
+        for u in self.users["w5"]:
+            s = await Stream(self.p.c2s_port, u, "phone").connect(presence=True, smacks=True)
+            got = await s.iq(f"<iq type='set' id='push1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='{u}'/></iq>",
+                             "push1")
+            if b"<presence" not in got:
+                await s._read_until(b"<presence")
+            # Acknowledge both (own presence, the IQ result), then ask for the
+            # server's count: its answer means it has processed the ack.
+            s.send(b"<a xmlns='urn:xmpp:sm:3' h='2'/><r xmlns='urn:xmpp:sm:3'/>")
+            await s._read_until(b"<a ")
             s.kill()
-        await asyncio.sleep(2.0)
-        result["w5_setup_pushes"] = app.pushes - setup_start
+        # Let hibernation settle (and its pushes, if any, come in) before measuring.
+        await self.settle()
 
-        # Each round is measured over the same window in every variant: the
-        # messages, then 1.4 s (the coalescing timer fires after 1 s).
-        cpu5, pushes5 = 0.0, 0
-        for r in range(ROUNDS5):
-            async def one_round(r=r):
-                await send_round_robin(send, [f"{u}@{HOST}/phone" for u in w5], R5, offset=r * R5)
-                await asyncio.sleep(1.1)
-            cpu, pushes = await measure(p, app, R5 if name != "none" else None, one_round, admin)
-            cpu5, pushes5 = cpu5 + cpu, pushes5 + pushes
-        n5 = R5 * ROUNDS5
-        result["w5"] = (cpu5, pushes5, n5)
-        # Idle: what Prosody burns doing nothing, for scale.
-        cpu_idle = cpu_seconds(pid)
-        await asyncio.sleep(3)
-        result["idle"] = (cpu_seconds(pid) - cpu_idle) / 3
+    async def settle(self):
+        last = -1
+        while last != self.app.pushes:
+            last = self.app.pushes
+            await asyncio.sleep(3 if self.callgrind else 1.5)
+            await self.app.sync()
 
-        # Memory: R_MEM users, one registration each, each loaded into the
-        # module by a cloud-notify-ping (which also pushes once).
-        heap0, _ = await stats(admin)
-        rss0 = rss_kib(pid)
-        start = app.pushes
-        for b in range(0, R_MEM, 1000):
+    def _cg(self, *args):
+        subprocess.run(["callgrind_control", *args, str(self.pid)], capture_output=True, check=True)
+
+    def _cg_total(self):
+        dumps = sorted(self.cg_dir.glob(f"cg.{self.pid}.*"), key=lambda f: int(f.name.rsplit(".", 1)[1]))
+        with open(dumps[-1]) as f:
+            for line in f:
+                if line.startswith("totals:"):
+                    return int(line.split()[1])
+        raise RuntimeError(f"no totals in {dumps[-1]}")
+
+    async def measure(self, expected, body):
+        """CPU seconds (and, under callgrind, instructions) Prosody spends on
+        `body` until `expected` pushes came in and their answers were
+        processed. A full garbage collection first, outside the window."""
+        await stats(self.admin)
+        start = self.app.pushes
+        if self.callgrind:
+            self._cg("--dump=before")
+        cpu0 = cpu_seconds(self.pid)
+        await body()
+        if expected and self.pushing:
+            await self.app.wait_for(start + expected)
+        await self.app.sync()
+        cpu = cpu_seconds(self.pid) - cpu0
+        ir = None
+        if self.callgrind:
+            self._cg("--dump=workload")
+            ir = self._cg_total()
+        return {"cpu": cpu, "pushes": self.app.pushes - start, "ir": ir}
+
+    async def workload(self, w, n):
+        """n messages of workload w (w5: one to each hibernated recipient)."""
+        if w == "w5":
+            recipients = [f"{u}@{HOST}/phone" for u in self.users["w5"]]
+            n = len(recipients)
+
+            async def body():
+                await send_round_robin(self.send, recipients, n, self.offset[w])
+                await asyncio.sleep(1.2)  # the coalescing window is 1 s
+        else:
+            recipients = [f"{u}@{HOST}" for u in self.users[w]]
+
+            async def body():
+                await send_round_robin(self.send, recipients, n, self.offset[w])
+        self.offset[w] += n
+        result = await self.measure(n * PUSHES_PER_MSG[w], body)
+        result["msgs"] = n
+        return result
+
+    async def warm(self, w):
+        """One message to each of w's recipients, not measured: the module
+        has their registrations in memory (as it has after the first push)
+        when the rounds start."""
+        recipients = [f"{u}@{HOST}" for u in self.users[w]]
+        start = self.app.pushes
+        await send_round_robin(self.send, recipients, len(recipients), 10 ** 7)
+        if self.pushing:
+            await self.app.wait_for(start + len(recipients) * PUSHES_PER_MSG[w])
+        await self.app.sync()
+
+    async def set_module(self, load):
+        if load == self.module_loaded:
+            return
+        await self.admin.iq(f"<iq type='set' id='mod' to='{HOST}'><module xmlns='urn:example:bench' "
+                            f"name='cloud_notify' load='{str(load).lower()}'/></iq>", "mod")
+        self.module_loaded = load
+
+    async def fire(self, count):
+        """CPU per archive-message-added event fired in-process, in ns."""
+        out = {}
+        for user in ("a0", "nobody"):
+            reply = await self.admin.iq(f"<iq type='set' id='fire' to='{HOST}'><fire xmlns='urn:example:bench' "
+                                        f"user='{user}' count='{count}'/></iq>", "fire")
+            reply += await self.admin._read_until(b"/>")
+            out[user] = float(re.search(rb"cpu='([\d.]+)'", reply).group(1)) / count * 1e9
+        return out
+
+    async def memory(self):
+        """RSS and Lua heap once R_MEM users' registrations are loaded into
+        the module (a cloud-notify-ping each, which pushes once)."""
+        heap0, _ = await stats(self.admin)
+        rss0 = rss_kib(self.pid)
+        start = self.app.pushes
+        mem = self.users["mem"]
+        for b in range(0, len(mem), 1000):
             batch = mem[b:b + 1000]
-            await admin.iq(f"<iq type='set' id='load{b}' to='{HOST}'><ping xmlns='urn:example:bench' "
-                           f"users='{' '.join(batch)}' count='{len(batch)}'/></iq>", f"load{b}")
-            if name != "none":
-                await app.wait_for(start + b + len(batch))
-        heap1, _ = await stats(admin)
-        result["mem"] = (rss_kib(pid), rss0, heap1, heap0)
+            await self.admin.iq(f"<iq type='set' id='load{b}' to='{HOST}'><ping xmlns='urn:example:bench' "
+                                f"users='{' '.join(batch)}' count='{len(batch)}'/></iq>", f"load{b}")
+            if self.pushing:
+                await self.app.wait_for(start + b + len(batch))
+        await self.app.sync()
+        heap1, _ = await stats(self.admin)
+        return {"rss": rss_kib(self.pid), "rss0": rss0, "heap": heap1 - heap0}
 
-        # Leaks: handlers and Lua heap around PINGS pings, each answered.
-        if name != "none":
-            heap_a, handlers_a = await stats(admin)
-            start = app.pushes
-            users = " ".join(w2[:100])
-            cpu0 = cpu_seconds(pid)
-            for b in range(0, PINGS, 1000):
-                count = min(1000, PINGS - b)
-                await admin.iq(f"<iq type='set' id='ping{b}' to='{HOST}'>"
-                               f"<ping xmlns='urn:example:bench' users='{users}' count='{count}'/></iq>", f"ping{b}")
-                await app.wait_for(start + b + count)
-            cpu_pings = cpu_seconds(pid) - cpu0
-            await asyncio.sleep(0.5)
-            heap_b, handlers_b = await stats(admin)
-            result["leak"] = (handlers_b - handlers_a, heap_b - heap_a, cpu_pings, app.pushes - start)
+    async def leaks(self):
+        """Handlers and Lua heap around PINGS pings, each answered."""
+        heap_a, handlers_a = await stats(self.admin)
+        start = self.app.pushes
+        users = " ".join(self.users["w2"][:100])
+        cpu0 = cpu_seconds(self.pid)
+        for b in range(0, PINGS, 1000):
+            count = min(1000, PINGS - b)
+            await self.admin.iq(f"<iq type='set' id='ping{b}' to='{HOST}'>"
+                                f"<ping xmlns='urn:example:bench' users='{users}' count='{count}'/></iq>", f"ping{b}")
+            await self.app.wait_for(start + b + count)
+        await self.app.sync()
+        cpu = cpu_seconds(self.pid) - cpu0
+        heap_b, handlers_b = await stats(self.admin)
+        return {"handlers": handlers_b - handlers_a, "heap": heap_b - heap_a, "cpu": cpu,
+                "pushes": self.app.pushes - start}
+
+    def stop(self):
+        self.p.cleanup()
+        if self.callgrind:
+            shutil.rmtree(self.cg_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- runs
+
+def variant_specs(refdir):
+    return {
+        "none": ([str(PROBE)], ("bench_probe",)),
+        "ref": ([str(refdir), str(PROBE)], ("bench_probe", "cloud_notify")),
+        "ours": ([str(DIST), str(PROBE)], ("bench_probe", "cloud_notify")),
+    }
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+async def cpu_runs(specs):
+    """The three processes side by side; each workload in ROUNDS rounds,
+    each round on every variant in turn."""
+    vs = [Variant(name, *spec) for name, spec in specs.items()]
+    out = {v.name: {w: [] for w in WORKLOADS} for v in vs}
+    try:
+        for v in vs:
+            await v.start()
+        for v in vs:
+            await v.hibernate_w5()
+        for v in vs:
+            out[v.name]["w5_setup_pushes"] = v.app.pushes
+        for w in WORKLOADS:
+            t = time.time()
+            if w in ("w2", "w3", "w4"):
+                for v in vs:
+                    await v.warm(w)
+            for r in range(ROUNDS):
+                for v in vs[r % 3:] + vs[:r % 3]:
+                    out[v.name][w].append(await v.workload(w, CHUNK.get(w, R5)))
+            log(f"   {w}: {ROUNDS} rounds in {time.time() - t:.0f} s")
+        # W1 in-process A/B: the same process with the module unloaded and
+        # loaded, alternately (off-on, then on-off), which takes the
+        # differences between processes out.
+        t = time.time()
+        for v in vs:
+            out[v.name]["ab"] = {"on": [], "off": []}
+        for r in range(ROUNDS):
+            for v in vs[1:]:
+                for state in ((False, True) if r % 2 == 0 else (True, False)):
+                    await v.set_module(state)
+                    res = await v.workload("w1", CHUNK["w1"])
+                    out[v.name]["ab"]["on" if state else "off"].append(res["cpu"])
+                await v.set_module(True)
+        log(f"   W1 A/B: {ROUNDS} rounds in {time.time() - t:.0f} s")
+        for v in vs:
+            out[v.name]["fire"] = await v.fire(200000)
+        cpu0 = {v.name: cpu_seconds(v.pid) for v in vs}
+        await asyncio.sleep(3)
+        for v in vs:
+            out[v.name]["idle"] = (cpu_seconds(v.pid) - cpu0[v.name]) / 3
+        t = time.time()
+        for v in vs:
+            out[v.name]["mem"] = await v.memory()
+        log(f"   memory: {time.time() - t:.0f} s")
+        t = time.time()
+        for v in vs[1:]:
+            out[v.name]["leak"] = await v.leaks()
+        log(f"   leaks: {time.time() - t:.0f} s")
     finally:
-        p.cleanup()
-    return result
+        for v in vs:
+            v.stop()
+    return out
+
+
+async def callgrind_runs(specs):
+    """Instructions per workload, one Prosody under callgrind per variant."""
+    out = {}
+    for name, spec in specs.items():
+        t = time.time()
+        v = Variant(name, *spec, callgrind=True)
+        try:
+            await v.start()
+            await v.hibernate_w5()
+            res = {}
+            for w, n in CG_N.items():
+                if w != "w1":
+                    await v.warm(w)
+                res[w] = await v.workload(w, n)
+            w5 = [await v.workload("w5", 0) for _ in range(CG_ROUNDS5)]
+            res["w5"] = {k: sum(x[k] for x in w5) for k in ("cpu", "pushes", "ir", "msgs")}
+            out[name] = res
+        finally:
+            v.stop()
+        log(f"   callgrind {name}: {time.time() - t:.0f} s")
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+def median(values):
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+
+def report(cpu, ir):
+    out = {}
+    log("")
+    log(f"Prosody 0.12.3. CPU time of the Prosody process (utime+stime, ns resolution), three processes side by "
+        f"side, {ROUNDS} rounds each on every variant in turn; medians over rounds. BENCH_SCALE={SCALE:g}")
+    log(f"{'workload':<30}{'msgs':>6}{'pushes':>8}{'none µs/msg':>13}{'Δref µs':>10}{'Δours µs':>10}"
+        f"{'ours/ref':>10}{'spread':>14}")
+    for w, label in WORKLOADS.items():
+        rounds = list(zip(cpu["none"][w], cpu["ref"][w], cpu["ours"][w]))
+        per = lambda x: x["cpu"] / x["msgs"] * 1e6  # noqa: E731
+        base = median([per(n) for n, _, _ in rounds])
+        d_ref = [per(r) - per(n) for n, r, _ in rounds]
+        d_ours = [per(o) - per(n) for n, _, o in rounds]
+        ratios = sorted(o / r for r, o in zip(d_ref, d_ours) if r > 0) if w != "w1" else []
+        dr, do = median(d_ref), median(d_ours)
+        msgs = sum(n["msgs"] for n, _, _ in rounds)
+        pr, po = sum(r["pushes"] for _, r, _ in rounds), sum(o["pushes"] for _, _, o in rounds)
+        ratio = do / dr if dr > 0 else float("nan")
+        spread = f"{ratios[len(ratios) // 4]:.2f}–{ratios[(3 * len(ratios)) // 4]:.2f}" if ratios else ""
+        log(f"{label:<30}{msgs:>6}{po:>8}{base:>13.0f}{dr:>10.0f}{do:>10.0f}{ratio:>10.2f}{spread:>14}")
+        expected = msgs * PUSHES_PER_MSG[w]
+        if pr != po or po != expected:
+            log(f"   !! push counts: expected {expected}, ref {pr}, ours {po}")
+        out[w] = do / base * 100 if w == "w1" else ratio
+    log(f"(Δ per message; W3 makes 5 pushes per message. 'spread': quartiles of the per-round ratio. "
+        f"Pushes at the start of hibernation, before W5: ref {cpu['ref']['w5_setup_pushes']}, "
+        f"ours {cpu['ours']['w5_setup_pushes']})")
+    ab = {}
+    for k in ("ref", "ours"):
+        on, off = cpu[k]["ab"]["on"], cpu[k]["ab"]["off"]
+        ab[k] = (median(on) - median(off)) / median(off) * 100
+    log(f"W1: Δ(ours) = {out['w1']:+.1f}% of CPU(none) across processes; in-process A/B (module loaded vs "
+        f"unloaded, {ROUNDS}×{CHUNK['w1']} messages each): ref {ab['ref']:+.1f}%, ours {ab['ours']:+.1f}%")
+    fire = {k: cpu[k]["fire"] for k in cpu}
+    log("archive-message-added fired in-process, CPU per event (recipient online without registration / "
+        "without session): " + ", ".join(f"{k} {f['a0']:.0f} / {f['nobody']:.0f} ns" for k, f in fire.items()))
+    log("Idle CPU: " + ", ".join(f"{k} {v['idle'] * 1e3:.1f} ms/s" for k, v in cpu.items()))
+
+    if ir:
+        log("")
+        log("Instructions executed by Prosody (callgrind, one process per variant, repeatable):")
+        log(f"{'workload':<30}{'msgs':>6}{'pushes':>8}{'none kIr/msg':>14}{'Δref kIr':>10}{'Δours kIr':>11}"
+            f"{'ours/ref':>10}")
+        for w, label in WORKLOADS.items():
+            n, r, o = ir["none"][w], ir["ref"][w], ir["ours"][w]
+            msgs = n["msgs"]
+            base = n["ir"] / msgs / 1e3
+            dr, do = (r["ir"] - n["ir"]) / msgs / 1e3, (o["ir"] - n["ir"]) / msgs / 1e3
+            ratio = do / dr if dr > 0 else float("nan")
+            log(f"{label:<30}{msgs:>6}{o['pushes']:>8}{base:>14.0f}{dr:>10.1f}{do:>11.1f}{ratio:>10.2f}")
+            if r["pushes"] != o["pushes"] or o["pushes"] != msgs * PUSHES_PER_MSG[w]:
+                log(f"   !! push counts: expected {msgs * PUSHES_PER_MSG[w]}, ref {r['pushes']}, "
+                    f"ours {o['pushes']}")
+            out[f"{w}_ir"] = do / base * 100 if w == "w1" else ratio
+        log(f"W1: Δ(ours) = {out['w1_ir']:+.2f}% of none's instructions (target ≤ 1%); Δ(ref) = "
+            f"{(ir['ref']['w1']['ir'] - ir['none']['w1']['ir']) / ir['none']['w1']['ir'] * 100:+.2f}%")
+
+    log("")
+    mem = {k: cpu[k]["mem"] for k in cpu}
+    d_ref, d_ours = mem["ref"]["rss"] - mem["none"]["rss"], mem["ours"]["rss"] - mem["none"]["rss"]
+    out["rss"] = d_ours / d_ref if d_ref > 0 else float("nan")
+    log(f"Memory with {R_MEM} users' registrations loaded: RSS none {mem['none']['rss'] / 1024:.1f} MiB, "
+        f"ref {d_ref / 1024:+.1f} MiB, ours {d_ours / 1024:+.1f} MiB over none (ours/ref {out['rss']:.2f}); "
+        f"Lua heap growth none {mem['none']['heap'] / 1024:+.1f} MiB, ref {mem['ref']['heap'] / 1024:+.1f} MiB, "
+        f"ours {mem['ours']['heap'] / 1024:+.1f} MiB")
+    for k in ("ref", "ours"):
+        lk = cpu[k]["leak"]
+        pushes = max(lk["pushes"], 1)
+        log(f"{PINGS} pings answered, {k:>4}: {lk['pushes']} pushes, {lk['handlers']:+d} handlers "
+            f"({lk['handlers'] / pushes:.2f}/push), Lua heap {lk['heap']:+.0f} KiB "
+            f"({lk['heap'] * 1024 / pushes:+.1f} B/push), {lk['cpu'] / pushes * 1e6:.0f} µs CPU/push")
+    lk = cpu["ours"]["leak"]
+    fields = [f"w1={out['w1']:.2f}%", f"w1_ab={ab['ours']:.2f}%"]
+    if ir:
+        fields.append(f"w1_ir={out['w1_ir']:.2f}%")
+    fields += [f"{w}={out[w]:.2f}" for w in ("w2", "w3", "w4", "w5")]
+    if ir:
+        fields += [f"{w}_ir={out[w + '_ir']:.2f}" for w in ("w2", "w3", "w4", "w5")]
+    fields += [f"rss={out['rss']:.2f}", f"handlers_per_push={lk['handlers'] / max(lk['pushes'], 1):.3f}",
+               f"heap_per_push={lk['heap'] * 1024 / max(lk['pushes'], 1):.1f}B"]
+    log("RESULT " + " ".join(fields))
 
 
 def main():
     if not REFERENCE.exists():
         sys.exit("The reference module is missing: apt-get install prosody-modules (make deps)")
+    if CALLGRIND and not shutil.which("callgrind_control"):
+        sys.exit("valgrind is missing: apt-get install valgrind (make bench installs it), or BENCH_CALLGRIND=0")
     refdir = Path(tempfile.mkdtemp(prefix="bench-ref-"))
     (refdir / "mod_cloud_notify").symlink_to(REFERENCE)
-    variants = {
-        "none": ([str(PROBE)], ("bench_probe",)),
-        "ref": ([str(refdir), str(PROBE)], ("bench_probe", "cloud_notify")),
-        "ours": ([str(DIST), str(PROBE)], ("bench_probe", "cloud_notify")),
-    }
-    runs = {name: [] for name in variants}
-    rounds = int(os.environ.get("BENCH_ROUNDS", "1"))
+    specs = variant_specs(refdir)
     try:
-        order = os.environ.get("BENCH_ORDER", "none ref ours").split()
-        for r in range(rounds):
-            # Alternate the order between rounds, so that a slow spell of
-            # the machine does not always fall on the same variant.
-            for name in (order if r % 2 == 0 else order[::-1]):
-                paths, modules = variants[name]
-                t = time.time()
-                print(f"== {name} (round {r + 1}/{rounds}): running…", flush=True)
-                runs[name].append(asyncio.run(run_variant(name, paths, modules)))
-                print(f"   done in {time.time() - t:.0f} s", flush=True)
+        t = time.time()
+        log(f"== CPU: none, ref and ours side by side, {ROUNDS} rounds")
+        cpu = asyncio.run(cpu_runs(specs))
+        log(f"   done in {time.time() - t:.0f} s")
+        ir = None
+        if CALLGRIND:
+            t = time.time()
+            log("== instructions: each variant under callgrind")
+            ir = asyncio.run(callgrind_runs(specs))
+            log(f"   done in {time.time() - t:.0f} s")
     finally:
         shutil.rmtree(refdir, ignore_errors=True)
-    report({name: median_result(rs) for name, rs in runs.items()})
-
-
-def median_result(rs):
-    """Per field, the median over rounds (of each number in a tuple)."""
-    def med(values):
-        values = sorted(values)
-        return values[len(values) // 2]
-    out = {}
-    for key, first in rs[0].items():
-        if isinstance(first, tuple):
-            out[key] = tuple(med([r[key][i] for r in rs]) for i in range(len(first)))
-        else:
-            out[key] = med([r[key] for r in rs])
-    return out
-
-
-def report(r):
-    none, ref, ours = r["none"], r["ref"], r["ours"]
-    print()
-    print(f"Prosody 0.12.3, CPU time of the Prosody process (utime+stime), BENCH_SCALE={SCALE:g}")
-    print(f"{'workload':<34}{'msgs':>6}{'pushes':>8}{'none µs/msg':>13}{'Δref µs':>10}{'Δours µs':>10}{'ours/ref':>10}")
-    labels = {
-        "w1": "W1 online, no registration",
-        "w2": "W2 offline, 1 registration",
-        "w3": "W3 offline, 5 registrations",
-        "w4": "W4 MAM, 1 gone device",
-        "w5": "W5 hibernated, coalesced",
-    }
-    out = {}
-    for w, label in labels.items():
-        cn, _, msgs = none[w]
-        cr, pr, _ = ref[w]
-        co, po, _ = ours[w]
-        d_ref, d_ours = (cr - cn) / msgs * 1e6, (co - cn) / msgs * 1e6
-        ratio = d_ours / d_ref if d_ref > 0 else float("nan")
-        print(f"{label:<34}{msgs:>6}{po:>8}{cn / msgs * 1e6:>13.0f}{d_ref:>10.0f}{d_ours:>10.0f}{ratio:>10.2f}")
-        if w != "w1" and pr != po:
-            print(f"   !! push counts differ: ref {pr}, ours {po}")
-        out[w] = (d_ours / (cn / msgs * 1e6) * 100) if w == "w1" else ratio
-    print(f"(W3 has 5 pushes per message; Δ per message. W5 hibernation pushes: ref "
-          f"{ref['w5_setup_pushes']}, ours {ours['w5_setup_pushes']})")
-    print(f"W1: Δ(ours) = {out['w1']:+.1f}% of CPU(none) (target ≤ 1%); Δ(ref) = "
-          f"{(ref['w1'][0] - none['w1'][0]) / none['w1'][0] * 100:+.1f}%")
-    ab = {}
-    for k in ("ref", "ours"):
-        on, off = r[k]["w1_ab"]
-        ab[k] = (on - off) / off * 100
-    print(f"W1 in-process A/B (module loaded vs unloaded, 3×{N1} messages each, same process): "
-          f"ref {ab['ref']:+.1f}%, ours {ab['ours']:+.1f}%")
-    print("Idle CPU: " + ", ".join(f"{k} {v['idle'] * 1e3:.1f} ms/s" for k, v in r.items()))
-    print()
-    rss = {k: v["mem"][0] for k, v in r.items()}
-    heap = {k: v["mem"][2] - v["mem"][3] for k, v in r.items()}
-    d_rss_ref, d_rss_ours = rss["ref"] - rss["none"], rss["ours"] - rss["none"]
-    print(f"Memory with {R_MEM} users' registrations loaded: RSS none {rss['none'] / 1024:.1f} MiB, "
-          f"ref {d_rss_ref / 1024:+.1f} MiB, ours {d_rss_ours / 1024:+.1f} MiB over none "
-          f"(ours/ref {d_rss_ours / d_rss_ref if d_rss_ref else float('nan'):.2f}); "
-          f"Lua heap growth none {heap['none'] / 1024:+.1f} MiB, ref {heap['ref'] / 1024:+.1f} MiB, "
-          f"ours {heap['ours'] / 1024:+.1f} MiB")
-    for k in ("ref", "ours"):
-        dh, dheap, cpu, pushes = r[k]["leak"]
-        print(f"{PINGS} pings answered, {k:>4}: {pushes} pushes, {dh:+d} handlers "
-              f"({dh / max(pushes, 1):.2f}/push), Lua heap {dheap:+.0f} KiB "
-              f"({dheap * 1024 / max(pushes, 1):+.1f} B/push), {cpu / max(pushes, 1) * 1e6:.0f} µs CPU/push")
-    dh, dheap, _, pushes = ours["leak"]
-    print(f"RESULT w1={out['w1']:.2f}% w1_ab={ab['ours']:.2f}% w2={out['w2']:.2f} w3={out['w3']:.2f} w4={out['w4']:.2f} "
-          f"w5={out['w5']:.2f} rss={d_rss_ours / d_rss_ref if d_rss_ref else float('nan'):.2f} "
-          f"handlers_per_push={dh / max(pushes, 1):.3f} heap_per_push={dheap * 1024 / max(pushes, 1):.1f}B")
+    report(cpu, ir)
 
 
 if __name__ == "__main__":

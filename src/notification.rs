@@ -96,7 +96,7 @@ pub fn publish_iq(host: &str, id: &str, reg: &Registration, payload: Element) ->
     if let Some(options) = &reg.options {
         pubsub = pubsub.append(
             Element::builder("publish-options", ns::PUBSUB)
-                .append(options.clone())
+                .append((**options).clone())
                 .build(),
         );
     }
@@ -124,7 +124,7 @@ mod tests {
             jid: "push-5.client.example".into(),
             node: Some("yxs32uqsflafdk3iuqo".into()),
             include_payload: None,
-            options: options.map(|o| o.parse().unwrap()),
+            options: options.map(|o| Box::new(o.parse().unwrap())),
             timestamp: 0.0,
             client_id: None,
             resource: None,

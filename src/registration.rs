@@ -37,7 +37,7 @@ pub struct Registration {
     pub node: Option<String>,
     pub include_payload: Option<String>,
     /// The `<x xmlns='jabber:x:data'/>` publish-options form, echoed on every push.
-    pub options: Option<Element>,
+    pub options: Option<Box<Element>>,
     /// Seconds since the epoch when it was enabled.
     pub timestamp: f64,
     pub client_id: Option<String>,
@@ -150,7 +150,7 @@ pub fn registration_from_enable(
         jid,
         node: req.node,
         include_payload: req.include_payload,
-        options: req.form,
+        options: req.form.map(Box::new),
         timestamp: now,
         client_id: who.client_id.clone(),
         resource: if who.client_id.is_none() {

@@ -19,7 +19,8 @@ pub struct Plan {
 
 #[derive(Debug)]
 struct Entry {
-    regs: Vec<Registration>,
+    /// Exactly as many as there are (a `Vec` would keep room for four).
+    regs: Box<[Registration]>,
     referenced: bool,
 }
 
@@ -80,7 +81,7 @@ impl Registry {
 
     /// Registrations of a loaded user, without marking them used.
     pub fn peek(&self, user: &str) -> Option<&[Registration]> {
-        self.users.get(user).map(|e| e.regs.as_slice())
+        self.users.get(user).map(|e| &*e.regs)
     }
 
     /// Users kept in memory.
@@ -113,7 +114,7 @@ impl Registry {
         match self.users.get_mut(user) {
             Some(entry) => {
                 self.total -= entry.regs.len();
-                entry.regs = regs;
+                entry.regs = regs.into_boxed_slice();
                 entry.referenced = true;
             }
             None => {
@@ -121,7 +122,7 @@ impl Registry {
                 self.users.insert(
                     user.to_owned(),
                     Entry {
-                        regs,
+                        regs: regs.into_boxed_slice(),
                         referenced: false,
                     },
                 );

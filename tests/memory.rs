@@ -50,7 +50,11 @@ fn bytes_per_loaded_user() {
             errors: 0,
             extra: Vec::new(),
         };
-        s.load(&format!("m{i}"), vec![reg]);
+        // With room for four, as a Vec grown by push (the binding's store
+        // reader) has: the core must not keep the slack.
+        let mut regs = Vec::with_capacity(4);
+        regs.extend([reg]);
+        s.load(&format!("m{i}"), regs);
     }
     let per_user = (LIVE.load(Ordering::Relaxed) - before) / users as isize;
     eprintln!("MEMORY {per_user} bytes per loaded user (one registration)");

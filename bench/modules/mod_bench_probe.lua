@@ -5,7 +5,15 @@
 --   <iq type='set'><ping xmlns='urn:example:bench' users='a b c' count='n'/></iq>
 --     fires cloud-notify-ping n times, round-robin over the users;
 --   <iq type='set'><module xmlns='urn:example:bench' name='…' load='true|false'/></iq>
---     loads or unloads a module on the host (for in-process A/B runs).
+--     loads or unloads a module on the host (for in-process A/B runs);
+--   <iq type='set'><fire xmlns='urn:example:bench' user='u' count='n'/></iq>
+--     fires archive-message-added n times for a chat message to u (as
+--     mod_mam does for every archived message) and answers with the CPU
+--     seconds that took (os.clock), for a per-handler figure;
+--   <iq type='set'><send xmlns='urn:example:bench' to='app' count='n'/></iq>
+--     sends n publish IQs shaped like a push (empty notification form) from
+--     the host to the app server: what routing a push costs Prosody
+--     whichever module builds it.
 local st = require "util.stanza";
 
 local function handler_count()
@@ -54,6 +62,53 @@ module:hook("iq-set/host/urn:example:bench:module", function(event)
 	else
 		event.origin.send(st.error_reply(event.stanza, "cancel", "internal-server-error", tostring(err)));
 	end
+	return true;
+end);
+
+module:hook("iq-set/host/urn:example:bench:fire", function(event)
+	local spec = event.stanza.tags[1].attr;
+	local to = spec.user.."@"..module.host;
+	local stanza = st.message({ to = to, from = "s0@"..module.host.."/load", type = "chat", id = "fire" })
+		:tag("body"):text("Benchmark message"):up();
+	local fired = { origin = event.origin, stanza = stanza, for_user = spec.user, id = "archive-id" };
+	local count = tonumber(spec.count) or 0;
+	local t0 = os.clock();
+	for _ = 1, count do
+		module:fire_event("archive-message-added", fired);
+	end
+	local elapsed = os.clock() - t0;
+	event.origin.send(st.reply(event.stanza):tag("fire", { xmlns = "urn:example:bench"; cpu = ("%.6f"):format(elapsed) }));
+	return true;
+end);
+
+local sent = 0;
+local function push_shaped(to)
+	sent = sent + 1;
+	return st.iq({ type = "set", from = module.host, to = to, id = "bench-send-"..sent })
+		:tag("pubsub", { xmlns = "http://jabber.org/protocol/pubsub" })
+			:tag("publish", { node = "bench-node" })
+				:tag("item")
+					:tag("notification", { xmlns = "urn:xmpp:push:0" })
+						:tag("x", { xmlns = "jabber:x:data", type = "form" })
+							:tag("field", { var = "FORM_TYPE" })
+								:text_tag("value", "urn:xmpp:push:summary"):up()
+							:tag("field", { var = "message-count" })
+								:text_tag("value", "1"):up()
+						:up()
+					:up()
+				:up()
+			:up()
+		:up();
+end
+
+module:hook("iq-set/host/urn:example:bench:send", function(event)
+	local spec = event.stanza.tags[1].attr;
+	-- reuse='true': one stanza object sent again and again (routing alone)
+	local reused = spec.reuse == "true" and push_shaped(spec.to);
+	for _ = 1, tonumber(spec.count) or 0 do
+		module:send(reused or push_shaped(spec.to));
+	end
+	event.origin.send(st.reply(event.stanza));
 	return true;
 end);
 

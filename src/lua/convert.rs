@@ -8,7 +8,7 @@ use crate::facts::{classify_child, jid_node, Child, Kind, StanzaFacts, NS_FORWAR
 use crate::NS_CLIENT;
 use minidom::rxml::{Namespace, NcName};
 use minidom::Element;
-use mlua::{Lua, Result, Table, Value};
+use mlua::{Result, Table, Value};
 
 /// Deepest element accepted from Lua.
 const MAX_DEPTH: usize = 32;
@@ -144,60 +144,6 @@ pub fn recipient(stanza: &Table, fallback: Option<String>) -> Result<Option<Stri
         .or(fallback))
 }
 
-/// Converts an element (and its children) into a `util.stanza` object,
-/// omitting `xmlns` where inherited. `mt` is util.stanza's `stanza_mt`;
-/// `None` gives the plain, preserialized form used in storage.
-pub fn element_to_lua(
-    lua: &Lua,
-    elem: &Element,
-    parent_ns: &str,
-    mt: Option<&Table>,
-) -> Result<Table> {
-    let t = lua.create_table()?;
-    t.raw_set("name", elem.name())?;
-    let attr = lua.create_table()?;
-    let ns = elem.ns();
-    if ns != parent_ns {
-        attr.raw_set("xmlns", ns.as_str())?;
-    }
-    for ((attr_ns, name), value) in elem.attrs().iter() {
-        if attr_ns.is_empty() {
-            attr.raw_set(name.as_str(), value.as_str())?;
-        } else if **attr_ns == *Namespace::XML {
-            attr.raw_set(format!("xml:{}", name.as_str()), value.as_str())?;
-        } else {
-            attr.raw_set(
-                format!("{}\u{1}{}", attr_ns.as_str(), name.as_str()),
-                value.as_str(),
-            )?;
-        }
-    }
-    t.raw_set("attr", attr)?;
-    let tags = if mt.is_some() {
-        Some(lua.create_table()?)
-    } else {
-        None
-    };
-    let mut i = 0;
-    for node in elem.nodes() {
-        i += 1;
-        if let Some(child) = node.as_element() {
-            let c = element_to_lua(lua, child, &ns, mt)?;
-            if let Some(tags) = &tags {
-                tags.raw_push(c.clone())?;
-            }
-            t.raw_seti(i, c)?;
-        } else if let Some(text) = node.as_text() {
-            t.raw_seti(i, text)?;
-        }
-    }
-    if let Some(mt) = mt {
-        t.raw_set("tags", tags)?;
-        t.set_metatable(Some(mt.clone()))?;
-    }
-    Ok(t)
-}
-
 /// Converts a `util.stanza` object, or its preserialized form, into an
 /// element. Bounded in depth and size; attribute names that are not XML
 /// names are left out.
@@ -269,8 +215,7 @@ fn to_element(
     Ok(elem)
 }
 
-/// Follows `tags[1]` down `levels` times (to find the payload in a
-/// publish IQ built by [`element_to_lua`]).
+/// Follows `tags[1]` down `levels` times.
 pub fn first_tag_path(t: &Table, levels: usize) -> Result<Option<Table>> {
     let mut cur = t.clone();
     for _ in 0..levels {

@@ -5,6 +5,7 @@
 //! [`PushService`]. Nothing is kept in statics, so hosts never share state.
 
 mod convert;
+mod raw;
 mod records;
 
 use crate::coalesce::Added;
@@ -16,12 +17,12 @@ use crate::registration::{EnableRequest, Requester};
 use crate::service::{Answer, PushJob, PushKind, PushService, Response, Targets};
 use crate::NS_DATA_FORMS;
 use convert::{
-    child_named, element_to_lua, first_tag_path, lua_to_element, recipient, stanza_facts,
-    str_field, table_field,
+    child_named, first_tag_path, lua_to_element, recipient, stanza_facts, str_field, table_field,
 };
 use mlua::{
-    Lua, LuaSerdeExt, LuaString, MultiValue, Result, Table, UserData, UserDataMethods, Value,
+    ffi, Lua, LuaSerdeExt, LuaString, MultiValue, Result, Table, UserData, UserDataMethods, Value,
 };
+use raw::{options_shape, push_element, push_first_tag_path, push_registration, Shape};
 use records::{
     plan_from_lua, plan_to_lua, registration_from_lua, registration_to_lua,
     registrations_from_store,
@@ -68,12 +69,19 @@ fn err_values(lua: &Lua, e: &crate::error::StanzaError) -> Result<MultiValue> {
     ]))
 }
 
-fn summary_to_lua(lua: &Lua, s: &Summary) -> Result<Table> {
-    let t = lua.create_table_with_capacity(0, 3)?;
-    t.raw_set("message-count", s.message_count.to_string())?;
-    t.raw_set("last-message-sender", s.sender.as_deref())?;
-    t.raw_set("last-message-body", s.body.as_deref())?;
-    Ok(t)
+/// Pushes a push's summary (`push_summary`: the form's values).
+///
+/// # Safety
+/// `l` is valid inside a protected call, with room for three values.
+unsafe fn push_summary(l: *mut ffi::lua_State, s: &Summary) {
+    unsafe {
+        ffi::lua_createtable(l, 0, 3);
+        ffi::lua_pushinteger(l, ffi::lua_Integer::from(s.message_count));
+        ffi::lua_tolstring(l, -1, std::ptr::null_mut());
+        ffi::lua_setfield(l, -2, c"message-count".as_ptr());
+        raw::set_opt(l, c"last-message-sender", s.sender.as_deref());
+        raw::set_opt(l, c"last-message-body", s.body.as_deref());
+    }
 }
 
 impl Host {
@@ -90,7 +98,8 @@ impl Host {
         Ok(out)
     }
 
-    /// Appends the `cloud_notify/push` event payloads of `jobs` to `out`.
+    /// Appends the `cloud_notify/push` event payloads of `jobs` to `out`,
+    /// in one protected call (see `raw`).
     fn append_jobs(
         &self,
         lua: &Lua,
@@ -99,25 +108,50 @@ impl Host {
         user: &str,
         original: &Value,
     ) -> Result<()> {
-        for job in jobs {
-            let iq = element_to_lua(lua, &job.iq, crate::NS_CLIENT, Some(&self.stanza_mt))?;
-            // iq > pubsub > publish > item > notification
-            let payload = first_tag_path(&iq, 4)?;
-            let ev = lua.create_table_with_capacity(0, 11)?;
-            ev.raw_set("notification_stanza", iq)?;
-            ev.raw_set("notification_payload", payload)?;
-            ev.raw_set("original_stanza", original.clone())?;
-            ev.raw_set("username", user)?;
-            ev.raw_set("push_info", registration_to_lua(lua, &job.registration)?)?;
-            ev.raw_set("push_summary", summary_to_lua(lua, &job.summary)?)?;
-            ev.raw_set("important", job.summary.important())?;
-            ev.raw_set("wakes", job.wakes)?;
-            ev.raw_set("push_kind", job.kind.as_str())?;
-            ev.raw_set("push_id", job.id.as_str())?;
-            ev.raw_set("push_identifier", job.registration.identifier.as_str())?;
-            out.raw_push(ev)?;
+        if jobs.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let shapes: Vec<(Shape, Option<Shape>)> = jobs
+            .iter()
+            .map(|j| {
+                (
+                    Shape::of(&j.iq, crate::NS_CLIENT),
+                    options_shape(&j.registration),
+                )
+            })
+            .collect();
+        let args = (out.clone(), self.stanza_mt.clone(), original.clone());
+        // SAFETY: the closure only borrows (`jobs`, `shapes`, `user`); the
+        // stack holds out, stanza_mt and the original stanza at 1..3.
+        unsafe {
+            lua.exec_raw::<()>(args, |l| {
+                let mut n = ffi::lua_rawlen(l, 1) as ffi::lua_Integer;
+                for (job, (iq_shape, options_shape)) in jobs.iter().zip(&shapes) {
+                    ffi::luaL_checkstack(l, 8, c"push event".as_ptr());
+                    ffi::lua_createtable(l, 0, 11);
+                    push_element(l, &job.iq, iq_shape, &mut 0, 2, 0);
+                    // iq > pubsub > publish > item > notification
+                    push_first_tag_path(l, 4);
+                    ffi::lua_setfield(l, -3, c"notification_payload".as_ptr());
+                    ffi::lua_setfield(l, -2, c"notification_stanza".as_ptr());
+                    ffi::lua_pushvalue(l, 3);
+                    ffi::lua_setfield(l, -2, c"original_stanza".as_ptr());
+                    raw::set_str(l, c"username", user);
+                    push_registration(l, &job.registration, options_shape.as_ref());
+                    ffi::lua_setfield(l, -2, c"push_info".as_ptr());
+                    push_summary(l, &job.summary);
+                    ffi::lua_setfield(l, -2, c"push_summary".as_ptr());
+                    raw::set_bool(l, c"important", job.summary.important());
+                    raw::set_bool(l, c"wakes", job.wakes);
+                    raw::set_str(l, c"push_kind", job.kind.as_str());
+                    raw::set_str(l, c"push_id", &job.id);
+                    raw::set_str(l, c"push_identifier", &job.registration.identifier);
+                    n += 1;
+                    ffi::lua_rawseti(l, 1, n);
+                }
+                ffi::lua_settop(l, 0);
+            })
+        }
     }
 
     /// Pushes for `stanza` to `user` (all or some registrations), as event

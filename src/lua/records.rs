@@ -1,7 +1,8 @@
 //! Registration records ↔ the Lua tables the store holds (the reference
 //! module's layout: `{ ["jid<node"] = { jid=…, node=…, options=…, … } }`).
 
-use super::convert::{element_to_lua, lua_to_element, str_field};
+use super::convert::{lua_to_element, str_field};
+use super::raw::{options_shape, push_registration};
 use crate::registration::{normalize_jid, Registration, Scalar};
 use crate::registry::Plan;
 use crate::NS_DATA_FORMS;
@@ -28,7 +29,7 @@ pub fn registration_from_lua(
     let raw_jid = str_field(t, "jid").map_err(e)?.ok_or("no jid")?;
     let jid = normalize_jid(&raw_jid).unwrap_or(raw_jid);
     let options = match t.raw_get::<Value>("options").map_err(e)? {
-        Value::Table(o) => Some(lua_to_element(&o, NS_DATA_FORMS)?),
+        Value::Table(o) => Some(Box::new(lua_to_element(&o, NS_DATA_FORMS)?)),
         _ => None,
     };
     let timestamp = match t.raw_get::<Value>("timestamp").map_err(e)? {
@@ -94,39 +95,11 @@ pub fn registrations_from_store(stored: &Table) -> Result<(Vec<Registration>, Ve
     Ok((regs, problems))
 }
 
-fn number(n: f64) -> Value {
-    if n.fract() == 0.0 && n.abs() < 9.0e15 {
-        Value::Integer(n as mlua::Integer)
-    } else {
-        Value::Number(n)
-    }
-}
-
 /// A registration as the record the store and event handlers see (`push_info`).
 pub fn registration_to_lua(lua: &Lua, r: &Registration) -> Result<Table> {
-    let t = lua.create_table_with_capacity(0, 8)?;
-    t.raw_set("jid", r.jid.as_str())?;
-    t.raw_set("node", r.node.as_deref())?;
-    t.raw_set("include_payload", r.include_payload.as_deref())?;
-    if let Some(options) = &r.options {
-        // Preserialized, with xmlns on the root, as util.stanza.preserialize leaves it.
-        t.raw_set("options", element_to_lua(lua, options, "", None)?)?;
-    }
-    t.raw_set("timestamp", number(r.timestamp))?;
-    t.raw_set("client_id", r.client_id.as_deref())?;
-    t.raw_set("resource", r.resource.as_deref())?;
-    t.raw_set("language", r.language.as_deref())?;
-    if r.errors > 0 {
-        t.raw_set("error_count", r.errors)?;
-    }
-    for (k, v) in &r.extra {
-        match v {
-            Scalar::Str(s) => t.raw_set(k.as_str(), s.as_str())?,
-            Scalar::Num(n) => t.raw_set(k.as_str(), number(*n))?,
-            Scalar::Bool(b) => t.raw_set(k.as_str(), *b)?,
-        }
-    }
-    Ok(t)
+    let options = options_shape(r);
+    // SAFETY: the closure only borrows; it leaves the record alone on the stack.
+    unsafe { lua.exec_raw((), |l| push_registration(l, r, options.as_ref())) }
 }
 
 /// A plan as `(store table, removed)`: the table to write for the user and
