@@ -52,6 +52,7 @@ APP = "push.localhost"
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "7")))
 CALLGRIND = os.environ.get("BENCH_CALLGRIND", "1") != "0"
+CPU_RUNS = os.environ.get("BENCH_CPU", "1") != "0"  # 0: the callgrind part alone (a quick look)
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -63,6 +64,7 @@ def scaled(n):
 CHUNK = {"w1": scaled(2000), "w2": scaled(400), "w3": scaled(200), "w4": scaled(400)}
 CG_N = {"w1": scaled(1000), "w2": scaled(200), "w3": scaled(60), "w4": scaled(200)}
 R1, R2, R3, R4 = 50, 500, 200, 100  # recipients: W1 online, W2/W3 offline, W4 MAM
+CG_R2, CG_R3, CG_R4 = 100, 30, 50  # fewer under callgrind (each is warmed up first)
 R5, CG_R5 = 200, 40  # W5 hibernated recipients, one message each per round
 CG_ROUNDS5 = 2
 R_MEM = int(os.environ.get("BENCH_USERS", "20000"))
@@ -325,9 +327,9 @@ class Variant:
         self.senders = [f"s{i}" for i in range(SENDERS)]
         self.users = {
             "w1": [f"a{i}" for i in range(R1)],
-            "w2": [f"b{i}" for i in range(R2)],
-            "w3": [f"c{i}" for i in range(R3)],
-            "w4": [f"d{i}" for i in range(R4)],
+            "w2": [f"b{i}" for i in range(CG_R2 if callgrind else R2)],
+            "w3": [f"c{i}" for i in range(CG_R3 if callgrind else R3)],
+            "w4": [f"d{i}" for i in range(CG_R4 if callgrind else R4)],
             "w5": [f"e{i}" for i in range(CG_R5 if callgrind else R5)],
             "mem": [] if callgrind else [f"m{i}" for i in range(R_MEM)],
         }
@@ -601,8 +603,7 @@ def median(values):
     return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
 
 
-def report(cpu, ir):
-    out = {}
+def report_cpu(cpu, out):
     log("")
     log(f"Prosody 0.12.3. CPU time of the Prosody process (utime+stime, ns resolution), three processes side by "
         f"side, {ROUNDS} rounds each on every variant in turn; medians over rounds. BENCH_SCALE={SCALE:g}")
@@ -639,25 +640,31 @@ def report(cpu, ir):
         "without session): " + ", ".join(f"{k} {f['a0']:.0f} / {f['nobody']:.0f} ns" for k, f in fire.items()))
     log("Idle CPU: " + ", ".join(f"{k} {v['idle'] * 1e3:.1f} ms/s" for k, v in cpu.items()))
 
-    if ir:
-        log("")
-        log("Instructions executed by Prosody (callgrind, one process per variant, repeatable):")
-        log(f"{'workload':<30}{'msgs':>6}{'pushes':>8}{'none kIr/msg':>14}{'Δref kIr':>10}{'Δours kIr':>11}"
-            f"{'ours/ref':>10}")
-        for w, label in WORKLOADS.items():
-            n, r, o = ir["none"][w], ir["ref"][w], ir["ours"][w]
-            msgs = n["msgs"]
-            base = n["ir"] / msgs / 1e3
-            dr, do = (r["ir"] - n["ir"]) / msgs / 1e3, (o["ir"] - n["ir"]) / msgs / 1e3
-            ratio = do / dr if dr > 0 else float("nan")
-            log(f"{label:<30}{msgs:>6}{o['pushes']:>8}{base:>14.0f}{dr:>10.1f}{do:>11.1f}{ratio:>10.2f}")
-            if r["pushes"] != o["pushes"] or o["pushes"] != msgs * PUSHES_PER_MSG[w]:
-                log(f"   !! push counts: expected {msgs * PUSHES_PER_MSG[w]}, ref {r['pushes']}, "
-                    f"ours {o['pushes']}")
-            out[f"{w}_ir"] = do / base * 100 if w == "w1" else ratio
-        log(f"W1: Δ(ours) = {out['w1_ir']:+.2f}% of none's instructions (target ≤ 1%); Δ(ref) = "
-            f"{(ir['ref']['w1']['ir'] - ir['none']['w1']['ir']) / ir['none']['w1']['ir'] * 100:+.2f}%")
+    out["w1_ab"] = ab["ours"]
 
+
+def report_ir(ir, out):
+    log("")
+    log("Instructions executed by Prosody (callgrind, one process per variant, repeatable):")
+    log(f"{'workload':<30}{'msgs':>6}{'pushes':>8}{'none kIr/msg':>14}{'Δref kIr':>10}{'Δours kIr':>11}"
+        f"{'ours/ref':>10}")
+    for w, label in WORKLOADS.items():
+        n, r, o = ir["none"][w], ir["ref"][w], ir["ours"][w]
+        msgs = n["msgs"]
+        base = n["ir"] / msgs / 1e3
+        dr, do = (r["ir"] - n["ir"]) / msgs / 1e3, (o["ir"] - n["ir"]) / msgs / 1e3
+        ratio = do / dr if dr > 0 else float("nan")
+        log(f"{label:<30}{msgs:>6}{o['pushes']:>8}{base:>14.0f}{dr:>10.1f}{do:>11.1f}{ratio:>10.2f}")
+        if r["pushes"] != o["pushes"] or o["pushes"] != msgs * PUSHES_PER_MSG[w]:
+            log(f"   !! push counts: expected {msgs * PUSHES_PER_MSG[w]}, ref {r['pushes']}, "
+                f"ours {o['pushes']}")
+        out[f"{w}_ir"] = do / base * 100 if w == "w1" else ratio
+    log(f"W1: Δ(ours) = {out['w1_ir']:+.2f}% of none's instructions (target ≤ 1%); Δ(ref) = "
+        f"{(ir['ref']['w1']['ir'] - ir['none']['w1']['ir']) / ir['none']['w1']['ir'] * 100:+.2f}%")
+
+
+
+def report_memory(cpu, out):
     log("")
     mem = {k: cpu[k]["mem"] for k in cpu}
     d_ref, d_ours = mem["ref"]["rss"] - mem["none"]["rss"], mem["ours"]["rss"] - mem["none"]["rss"]
@@ -673,15 +680,23 @@ def report(cpu, ir):
             f"({lk['handlers'] / pushes:.2f}/push), Lua heap {lk['heap']:+.0f} KiB "
             f"({lk['heap'] * 1024 / pushes:+.1f} B/push), {lk['cpu'] / pushes * 1e6:.0f} µs CPU/push")
     lk = cpu["ours"]["leak"]
-    fields = [f"w1={out['w1']:.2f}%", f"w1_ab={ab['ours']:.2f}%"]
+    out["handlers_per_push"] = lk["handlers"] / max(lk["pushes"], 1)
+    out["heap_per_push"] = lk["heap"] * 1024 / max(lk["pushes"], 1)
+
+
+def report(cpu, ir):
+    out = {}
+    if cpu:
+        report_cpu(cpu, out)
     if ir:
-        fields.append(f"w1_ir={out['w1_ir']:.2f}%")
-    fields += [f"{w}={out[w]:.2f}" for w in ("w2", "w3", "w4", "w5")]
-    if ir:
-        fields += [f"{w}_ir={out[w + '_ir']:.2f}" for w in ("w2", "w3", "w4", "w5")]
-    fields += [f"rss={out['rss']:.2f}", f"handlers_per_push={lk['handlers'] / max(lk['pushes'], 1):.3f}",
-               f"heap_per_push={lk['heap'] * 1024 / max(lk['pushes'], 1):.1f}B"]
-    log("RESULT " + " ".join(fields))
+        report_ir(ir, out)
+    if cpu:
+        report_memory(cpu, out)
+    formats = [("w1", "{:.2f}%"), ("w1_ab", "{:.2f}%"), ("w1_ir", "{:.2f}%")]
+    formats += [(w, "{:.2f}") for w in ("w2", "w3", "w4", "w5")]
+    formats += [(w + "_ir", "{:.2f}") for w in ("w2", "w3", "w4", "w5")]
+    formats += [("rss", "{:.2f}"), ("handlers_per_push", "{:.3f}"), ("heap_per_push", "{:.1f}B")]
+    log("RESULT " + " ".join(f"{k}={fmt.format(out[k])}" for k, fmt in formats if k in out))
 
 
 def main():
@@ -693,11 +708,12 @@ def main():
     (refdir / "mod_cloud_notify").symlink_to(REFERENCE)
     specs = variant_specs(refdir)
     try:
-        t = time.time()
-        log(f"== CPU: none, ref and ours side by side, {ROUNDS} rounds")
-        cpu = asyncio.run(cpu_runs(specs))
-        log(f"   done in {time.time() - t:.0f} s")
-        ir = None
+        cpu = ir = None
+        if CPU_RUNS:
+            t = time.time()
+            log(f"== CPU: none, ref and ours side by side, {ROUNDS} rounds")
+            cpu = asyncio.run(cpu_runs(specs))
+            log(f"   done in {time.time() - t:.0f} s")
         if CALLGRIND:
             t = time.time()
             log("== instructions: each variant under callgrind")

@@ -45,13 +45,17 @@ end
 local function labelled(family)
 	local cache = {};
 	return function(a, b)
-		local key = (a or "").."\0"..(b or "");
-		local metric = cache[key];
+		local by_a = cache[a or ""];
+		if not by_a then
+			by_a = {};
+			cache[a or ""] = by_a;
+		end
+		local metric = by_a[b or ""];
 		if not metric then
 			if b then metric = family:with_labels(a, b);
 			elseif a then metric = family:with_labels(a);
 			else metric = family:with_labels(); end
-			cache[key] = metric;
+			by_a[b or ""] = metric;
 		end
 		return metric;
 	end
@@ -67,7 +71,10 @@ end
 -- called after registrations were removed (to release sessions).
 function lib.new(options)
 	local cloud_notify = load_core();
-	local core, problems = cloud_notify.new(module.host, options, st.stanza_mt);
+	-- get_handlers: the core shares notification payloads between pushes
+	-- only while nothing hooks cloud_notify/push.
+	local host_events = prosody.hosts[module.host].events;
+	local core, problems = cloud_notify.new(module.host, options, st.stanza_mt, host_events.get_handlers);
 	log_all("error", problems);
 	local h = { core = core, version = cloud_notify.version };
 	local push_store = module:open_store();
@@ -207,22 +214,24 @@ function lib.new(options)
 
 	-- Answers of app servers: one handler for all pushes, no hook per push.
 	module:hook("iq/host", function(event)
-		local answer = core:response(event.stanza, time_now());
-		if answer == nil then return; end -- not one of ours
-		if answer.kind == "load" then
+		local kind, answer, write_user, from = core:response(event.stanza, time_now());
+		if kind == nil then return; end -- not one of ours
+		if kind == "load" then
 			if not h.load_user(answer.user) then return true; end
-			answer = core:response(event.stanza, time_now());
-			if answer == nil then return; end
+			kind, answer, write_user, from = core:response(event.stanza, time_now());
+			if kind == nil then return; end
 		end
-		local kind = answer.kind;
+		if kind == "delivered" then
+			-- answer: the round-trip time; write_user: whose error count was reset
+			module:log("debug", "Push delivered to %s in %.3fs", from, answer);
+			sample_rtt():sample(answer);
+			if write_user then h.write_current(write_user); end
+			return true;
+		end
 		if answer.error_type then
 			count_error(answer.error_type):add(1);
 		end
-		if kind == "delivered" then
-			module:log("debug", "Push delivered to %s in %.3fs", answer.from, answer.rtt);
-			sample_rtt():sample(answer.rtt);
-			if answer.reset then h.write_current(answer.user); end
-		elseif kind == "temporary" then
+		if kind == "temporary" then
 			module:log("debug", "Push to %s failed temporarily (%s), not counted", answer.from, answer.condition);
 		elseif kind == "wrong-sender" then
 			module:log("warn", "Ignoring push answer from %s, expected %s", answer.from, answer.expected);

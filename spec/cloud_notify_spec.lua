@@ -87,6 +87,33 @@ describe("mod_cloud_notify", function()
 		assert.equal(1, #m.sent);
 	end);
 
+	it("shares a notification payload between pushes only while nothing hooks cloud_notify/push", function()
+		stand_in.enable(m, romeo, "push.example", "node1");
+		stand_in.offline(m, "romeo@" .. m.host, "one");
+		stand_in.offline(m, "romeo@" .. m.host, "two");
+		local _, _, first = pubsub_parts(m.sent[1]);
+		local _, _, second = pubsub_parts(m.sent[2]);
+		assert.equal(first, second);
+		assert.are_not.equal(m.sent[1], m.sent[2]);
+		-- A handler may change one push's payload: from then on, each its own.
+		local calls = 0;
+		m:hook("cloud_notify/push", function(event)
+			calls = calls + 1;
+			if calls == 1 then
+				event.notification_payload:tag("extra", { xmlns = "urn:example" }):up();
+			end
+		end);
+		stand_in.offline(m, "romeo@" .. m.host, "three");
+		stand_in.offline(m, "romeo@" .. m.host, "four");
+		local _, _, third = pubsub_parts(m.sent[3]);
+		local _, _, fourth = pubsub_parts(m.sent[4]);
+		assert.are_not.equal(third, fourth);
+		assert.truthy(third:get_child("extra", "urn:example"));
+		assert.falsy(fourth:get_child("extra", "urn:example"));
+		assert.falsy(first:get_child("extra", "urn:example"));
+		assert.equal(tostring(first), tostring(fourth));
+	end);
+
 	it("lets cloud_notify/registration handlers veto", function()
 		m:hook("cloud_notify/registration", function(event)
 			event.origin.send(st.error_reply(event.stanza, "cancel", "not-allowed"));

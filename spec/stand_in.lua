@@ -39,11 +39,14 @@ end
 -- Loads the shim for `host` with `options`; returns the stand-in module.
 function stand_in.load(host, options)
 	_G.prosody = _G.prosody or { hosts = {}, version = "0.12.3" };
-	prosody.hosts[host] = { sessions = {} };
 	local m = {
 		host = host; name = "cloud_notify"; handlers = {}; sent = {}; timers = {}; logs = {};
 		store = new_store();
 	};
+	-- As util.events: the handler list of an event, nil if none.
+	prosody.hosts[host] = { sessions = {}, events = {
+		get_handlers = function(name) return m.handlers[name]; end;
+	} };
 	options = options or {};
 	local function getter(name, default)
 		local v = options[name];

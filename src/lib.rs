@@ -34,3 +34,5 @@ pub const NS_PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publish-
 pub const NS_DATA_FORMS: &str = "jabber:x:data";
 /// The client namespace Prosody stanzas implicitly live in.
 pub const NS_CLIENT: &str = "jabber:client";
+/// XEP-0060 pubsub.
+pub const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";

@@ -17,6 +17,7 @@ use crate::registration::{
 use crate::registry::{Plan, Registry};
 use crate::seen::{Seen, DEFAULT_CAPACITY as SEEN_CAPACITY};
 use minidom::Element;
+use std::rc::Rc;
 
 /// Which of a user's registrations a push goes to.
 #[derive(Debug, Clone, Copy)]
@@ -74,9 +75,19 @@ pub struct PushJob {
     /// Whether this push ends a hibernated session's extended timeout: it
     /// is important, or importance is not told apart (no important body).
     pub wakes: bool,
-    /// The whole `<iq/>`; the notification payload sits at
-    /// `pubsub/publish/item/notification`.
-    pub iq: Element,
+    /// The `<notification/>` payload, shared by the pushes of one summary.
+    pub payload: Rc<Element>,
+    /// Tells payloads apart: the same number, the same payload, for as long
+    /// as the service lives.
+    pub payload_id: u64,
+}
+
+impl PushJob {
+    /// The publish IQ to send, from `host` (see [`publish_iq`]; the binding
+    /// writes the same shape straight into Lua, without building it).
+    pub fn iq(&self, host: &str) -> Element {
+        publish_iq(host, &self.id, &self.registration, (*self.payload).clone())
+    }
 }
 
 /// The app server's answer to a push.
@@ -138,22 +149,25 @@ pub struct PushService {
 
 /// A few summaries and their notification payloads.
 struct Payloads {
-    entries: Vec<(Summary, Element)>,
+    entries: Vec<(Summary, Rc<Element>, u64)>,
+    serial: u64,
 }
 
 impl Payloads {
     const CAPACITY: usize = 4;
 
-    fn get(&mut self, summary: &Summary) -> Element {
-        if let Some(pos) = self.entries.iter().position(|(s, _)| s == summary) {
-            return self.entries[pos].1.clone();
+    fn get(&mut self, summary: &Summary) -> (Rc<Element>, u64) {
+        if let Some((_, payload, id)) = self.entries.iter().find(|(s, _, _)| s == summary) {
+            return (Rc::clone(payload), *id);
         }
-        let payload = notification(summary);
+        let payload = Rc::new(notification(summary));
         if self.entries.len() >= Self::CAPACITY {
             self.entries.remove(0);
         }
-        self.entries.push((summary.clone(), payload.clone()));
-        payload
+        self.serial += 1;
+        self.entries
+            .push((summary.clone(), Rc::clone(&payload), self.serial));
+        (payload, self.serial)
     }
 }
 
@@ -167,6 +181,7 @@ impl PushService {
             batches: Batches::new(config.max_pending),
             recent: crate::muc::Recent::new(RECENT_ROOM_MESSAGES),
             payloads: Payloads {
+                serial: 0,
                 entries: Vec::new(),
             },
             config,
@@ -280,15 +295,14 @@ impl PushService {
                 }
             }
             let payload = payload.get_or_insert_with(|| self.payloads.get(&summary));
-            let id = next_push_id();
-            let iq = publish_iq(&self.host, &id, reg, payload.clone());
             jobs.push(PushJob {
-                id,
+                id: next_push_id(),
                 registration: reg.clone(),
                 summary: summary.clone(),
                 kind,
                 wakes,
-                iq,
+                payload: Rc::clone(&payload.0),
+                payload_id: payload.1,
             });
         }
         for job in &jobs {
@@ -658,6 +672,17 @@ mod tests {
         assert_eq!(jobs.len(), 2);
         assert_eq!(s.pending(), 2);
         assert!(jobs.iter().all(|j| j.summary.important()));
+        // One payload for both, shared; each IQ addressed and numbered apart.
+        assert!(Rc::ptr_eq(&jobs[0].payload, &jobs[1].payload));
+        let iq = jobs[0].iq("example.com");
+        assert_eq!(iq.attr("id"), Some(jobs[0].id.as_str()));
+        assert_eq!(iq.attr("to"), Some(jobs[0].registration.jid.as_str()));
+        let item = iq
+            .get_child("pubsub", crate::NS_PUBSUB)
+            .and_then(|p| p.get_child("publish", crate::NS_PUBSUB))
+            .and_then(|p| p.get_child("item", crate::NS_PUBSUB))
+            .unwrap();
+        assert_eq!(item.children().next(), Some(&*jobs[0].payload));
         let only = vec!["push.example<b".to_string()];
         let jobs = s
             .notify(

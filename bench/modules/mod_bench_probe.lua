@@ -3,7 +3,9 @@
 --     with the Lua heap (KiB, after a full collection) and the number of
 --     event handlers on the host;
 --   <iq type='set'><ping xmlns='urn:example:bench' users='a b c' count='n'/></iq>
---     fires cloud-notify-ping n times, round-robin over the users;
+--     fires cloud-notify-ping n times, round-robin over the users (with
+--     allocated='true' it answers with the KiB of Lua heap allocated while
+--     firing, the collector stopped);
 --   <iq type='set'><module xmlns='urn:example:bench' name='…' load='true|false'/></iq>
 --     loads or unloads a module on the host (for in-process A/B runs);
 --   <iq type='set'><fire xmlns='urn:example:bench' user='u' count='n'/></iq>
@@ -41,10 +43,17 @@ module:hook("iq-set/host/urn:example:bench:ping", function(event)
 	for user in (ping.attr.users or ""):gmatch("%S+") do users[#users+1] = user; end
 	-- load_only: an empty push_services (no push; ours still loads the user)
 	local services = ping.attr.load_only == "true" and {} or nil;
+	-- allocated='true': the Lua heap allocated meanwhile (collector stopped)
+	local measure = ping.attr.allocated == "true";
+	if measure then collectgarbage("collect"); collectgarbage("stop"); end
+	local before = collectgarbage("count");
 	for i = 1, tonumber(ping.attr.count) or 0 do
 		module:fire_event("cloud-notify-ping", { user = users[(i - 1) % #users + 1], push_services = services });
 	end
-	event.origin.send(st.reply(event.stanza));
+	local allocated = collectgarbage("count") - before;
+	if measure then collectgarbage("restart"); end
+	event.origin.send(st.reply(event.stanza):tag("ping", { xmlns = "urn:example:bench";
+		allocated = measure and ("%.1f"):format(allocated) or nil }));
 	return true;
 end);
 

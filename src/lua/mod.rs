@@ -22,7 +22,10 @@ use convert::{
 use mlua::{
     ffi, Lua, LuaSerdeExt, LuaString, MultiValue, Result, Table, UserData, UserDataMethods, Value,
 };
-use raw::{options_shape, push_element, push_first_tag_path, push_registration, Shape};
+use raw::{
+    options_shape, push_cached_payload, push_first_tag_path, push_publish, push_registration,
+    read_attrs, PayloadFrom, PublishShapes, Shape,
+};
 use records::{
     plan_from_lua, plan_to_lua, registration_from_lua, registration_to_lua,
     registrations_from_store,
@@ -51,6 +54,11 @@ struct Host {
     service: PushService,
     /// util.stanza's metatable, for the stanzas handed back to Lua.
     stanza_mt: Table,
+    /// Notification payload tables shared between pushes (see `raw`).
+    payload_tables: Table,
+    /// The host's `events.get_handlers`, to tell whether anything hooks
+    /// `cloud_notify/push` (then no payload is shared).
+    get_handlers: Option<mlua::Function>,
     /// Per smacks batch, its last important and unimportant stanza objects
     /// (the `original_stanza` of the pushes it gives).
     batch_objects: HashMap<String, [Option<Table>; 2]>,
@@ -111,25 +119,64 @@ impl Host {
         if jobs.is_empty() {
             return Ok(());
         }
-        let shapes: Vec<(Shape, Option<Shape>)> = jobs
+        // Payload tables are shared between pushes while nothing hooks
+        // cloud_notify/push (a handler could change one push's payload).
+        let mut share = false;
+        let mut cached = vec![false; jobs.len()];
+        if let Some(get_handlers) = &self.get_handlers {
+            let args = (self.payload_tables.clone(), get_handlers.clone());
+            // SAFETY: the closure writes plain data only (`share`, `cached`).
+            unsafe {
+                lua.exec_raw::<()>(args, |l| {
+                    ffi::lua_pushvalue(l, 2);
+                    ffi::lua_pushstring(l, c"cloud_notify/push".as_ptr());
+                    ffi::lua_call(l, 1, 1);
+                    if ffi::lua_type(l, -1) != ffi::LUA_TNIL {
+                        return;
+                    }
+                    share = true;
+                    for (job, hit) in jobs.iter().zip(cached.iter_mut()) {
+                        *hit = push_cached_payload(l, 1, job.payload_id);
+                        ffi::lua_settop(l, 2 + 1);
+                    }
+                })?;
+            }
+        }
+        let shapes: Vec<(PublishShapes, Option<Shape>)> = jobs
             .iter()
-            .map(|j| {
+            .zip(&cached)
+            .map(|(j, &hit)| {
+                let payload = (!hit).then_some(&*j.payload);
                 (
-                    Shape::of(&j.iq, crate::NS_CLIENT),
+                    PublishShapes::of(payload, j.registration.options.as_deref()),
                     options_shape(&j.registration),
                 )
             })
             .collect();
-        let args = (out.clone(), self.stanza_mt.clone(), original.clone());
+        let host = self.service.host.as_str();
+        let from = if share {
+            PayloadFrom::Cache(4)
+        } else {
+            PayloadFrom::Built
+        };
+        let args = (
+            out.clone(),
+            self.stanza_mt.clone(),
+            original.clone(),
+            self.payload_tables.clone(),
+        );
         // SAFETY: the closure only borrows (`jobs`, `shapes`, `user`); the
-        // stack holds out, stanza_mt and the original stanza at 1..3.
+        // stack holds out, stanza_mt, the original stanza and the payload
+        // cache at 1..4.
         unsafe {
             lua.exec_raw::<()>(args, |l| {
                 let mut n = ffi::lua_rawlen(l, 1) as ffi::lua_Integer;
-                for (job, (iq_shape, options_shape)) in jobs.iter().zip(&shapes) {
+                for (job, (publish_shapes, options_shape)) in jobs.iter().zip(&shapes) {
                     ffi::luaL_checkstack(l, 8, c"push event".as_ptr());
                     ffi::lua_createtable(l, 0, 11);
-                    push_element(l, &job.iq, iq_shape, &mut 0, 2, 0);
+                    let reg = &job.registration;
+                    let payload = (&*job.payload, job.payload_id);
+                    push_publish(l, host, &job.id, reg, payload, publish_shapes, from, 2);
                     // iq > pubsub > publish > item > notification
                     push_first_tag_path(l, 4);
                     ffi::lua_setfield(l, -3, c"notification_payload".as_ptr());
@@ -752,17 +799,18 @@ impl UserData for Host {
         });
 
         // host:response(stanza, now) -> nil (not ours) | { kind=…, … }
+        // host:response(stanza, now) -> nil (not an answer to one of our
+        // pushes) | "delivered", rtt, user_to_write|nil, from | kind, details
+        // (a table: user, identifier, count, expected, error_type,
+        // condition, from). The common case returns no table.
         m.add_method_mut("response", |lua, this, (stanza, now): (Table, f64)| {
+            let nothing = || Ok((Value::Nil, Value::Nil, Value::Nil, Value::Nil));
             if this.service.pending() == 0 {
-                return Ok(Value::Nil);
+                return nothing();
             }
-            let Some(attr) = table_field(&stanza, "attr")? else {
-                return Ok(Value::Nil);
-            };
-            let kind = str_field(&attr, "type")?;
-            let (Some(id), Some(from)) = (str_field(&attr, "id")?, str_field(&attr, "from")?)
-            else {
-                return Ok(Value::Nil);
+            let [kind, id, from] = read_attrs(lua, &stanza, [c"type", c"id", c"from"])?;
+            let (Some(id), Some(from)) = (id, from) else {
+                return nothing();
             };
             let (err_type, condition);
             let response = match kind.as_deref() {
@@ -774,54 +822,66 @@ impl UserData for Host {
                         condition: &condition,
                     }
                 }
-                _ => return Ok(Value::Nil),
+                _ => return nothing(),
             };
             let answer = this.service.response(&id, &from, response.clone(), now);
+            let from = Value::String(lua.create_string(&from)?);
             let t = lua.create_table()?;
-            match answer {
-                Answer::NotOurs => return Ok(Value::Nil),
+            let kind = match answer {
+                Answer::NotOurs => return nothing(),
+                Answer::Delivered { rtt, user, reset } => {
+                    let user = match reset {
+                        true => Value::String(lua.create_string(&user)?),
+                        false => Value::Nil,
+                    };
+                    return Ok((
+                        Value::String(lua.create_string("delivered")?),
+                        Value::Number(rtt),
+                        user,
+                        from,
+                    ));
+                }
                 Answer::WrongSender { expected } => {
-                    t.raw_set("kind", "wrong-sender")?;
                     t.raw_set("expected", expected)?;
+                    "wrong-sender"
                 }
                 Answer::Load { user } => {
-                    t.raw_set("kind", "load")?;
                     t.raw_set("user", user)?;
+                    "load"
                 }
-                Answer::Delivered { rtt, user, reset } => {
-                    t.raw_set("kind", "delivered")?;
-                    t.raw_set("rtt", rtt)?;
-                    t.raw_set("user", user)?;
-                    t.raw_set("reset", reset)?;
-                }
-                Answer::Temporary => t.raw_set("kind", "temporary")?,
+                Answer::Temporary => "temporary",
                 Answer::Counted {
                     user,
                     identifier,
                     count,
                 } => {
-                    t.raw_set("kind", "counted")?;
                     t.raw_set("user", user)?;
                     t.raw_set("identifier", identifier)?;
                     t.raw_set("count", count)?;
+                    "counted"
                 }
                 Answer::Disable {
                     user,
                     identifier,
                     count,
                 } => {
-                    t.raw_set("kind", "disable")?;
                     t.raw_set("user", user)?;
                     t.raw_set("identifier", identifier)?;
                     t.raw_set("count", count)?;
+                    "disable"
                 }
-            }
+            };
             if let Response::Error { type_, condition } = response {
                 t.raw_set("error_type", type_)?;
                 t.raw_set("condition", condition)?;
             }
             t.raw_set("from", from)?;
-            Ok(Value::Table(t))
+            Ok((
+                Value::String(lua.create_string(kind)?),
+                Value::Table(t),
+                Value::Nil,
+                Value::Nil,
+            ))
         });
 
         // host:expire(now) -> number of pushes nobody answered in time
@@ -847,10 +907,10 @@ impl UserData for Host {
     }
 }
 
-/// `new(host, options, stanza_mt) -> Host, { problems }`
+/// `new(host, options, stanza_mt[, get_handlers]) -> Host, { problems }`
 fn new_host(
     lua: &Lua,
-    (host, options, stanza_mt): (String, Value, Table),
+    (host, options, stanza_mt, get_handlers): (String, Value, Table, Option<mlua::Function>),
 ) -> Result<(Host, Table)> {
     let raw: RawConfig = match options {
         Value::Nil => RawConfig::default(),
@@ -861,6 +921,8 @@ fn new_host(
         Host {
             service: PushService::new(&host, config),
             stanza_mt,
+            payload_tables: lua.create_table()?,
+            get_handlers,
             batch_objects: HashMap::new(),
         },
         lua.create_sequence_from(problems)?,

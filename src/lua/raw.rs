@@ -12,9 +12,10 @@
 //! `String`) is collected beforehand into a [`Shape`].
 
 use crate::registration::{Registration, Scalar};
+use crate::NS_PUBSUB;
 use minidom::rxml::Namespace;
 use minidom::Element;
-use mlua::ffi;
+use mlua::{ffi, Lua, Result, Table};
 use std::ffi::{c_int, CStr};
 
 /// Deepest element built (what is built comes from the core, or from a
@@ -101,6 +102,90 @@ unsafe fn push_number(l: *mut ffi::lua_State, n: f64) {
     }
 }
 
+/// An element being written: its table's stack index and child counts.
+/// Only integers, so nothing is lost if a Lua error jumps over it.
+struct Open {
+    t: c_int,
+    nodes: ffi::lua_Integer,
+    tags: ffi::lua_Integer,
+    mt: c_int,
+}
+
+/// Starts an element: pushes its table and, on top of it, its `attr`
+/// table (with `xmlns` if given), for the caller to fill.
+///
+/// # Safety
+/// `l` is valid inside a protected call.
+unsafe fn open(
+    l: *mut ffi::lua_State,
+    name: &str,
+    xmlns: Option<&str>,
+    nodes: usize,
+    attrs: usize,
+    mt: c_int,
+) -> Open {
+    unsafe {
+        ffi::luaL_checkstack(l, 6, c"stanza too deep".as_ptr());
+        ffi::lua_createtable(l, nodes as c_int, 3);
+        let t = ffi::lua_gettop(l);
+        set_str(l, c"name", name);
+        ffi::lua_createtable(l, 0, (attrs + usize::from(xmlns.is_some())) as c_int);
+        if let Some(ns) = xmlns {
+            set_str(l, c"xmlns", ns);
+        }
+        Open {
+            t,
+            nodes: 0,
+            tags: 0,
+            mt,
+        }
+    }
+}
+
+/// Ends the attributes (the table on top) and, for a stanza object,
+/// pushes the `tags` table.
+///
+/// # Safety
+/// Right after [`open`] and the attributes.
+unsafe fn attrs_done(l: *mut ffi::lua_State, o: &Open, elements: usize) {
+    unsafe {
+        ffi::lua_setfield(l, o.t, c"attr".as_ptr());
+        if o.mt != 0 {
+            ffi::lua_createtable(l, elements as c_int, 0);
+        }
+    }
+}
+
+/// Pops the child element on top of the stack into `o`.
+///
+/// # Safety
+/// The child was pushed after [`attrs_done`] for `o`.
+unsafe fn add_element(l: *mut ffi::lua_State, o: &mut Open) {
+    unsafe {
+        if o.mt != 0 {
+            o.tags += 1;
+            ffi::lua_pushvalue(l, -1);
+            ffi::lua_rawseti(l, o.t + 1, o.tags);
+        }
+        o.nodes += 1;
+        ffi::lua_rawseti(l, o.t, o.nodes);
+    }
+}
+
+/// Ends `o`, leaving it on top of the stack.
+///
+/// # Safety
+/// All of `o`'s children were added.
+unsafe fn close(l: *mut ffi::lua_State, o: Open) {
+    unsafe {
+        if o.mt != 0 {
+            ffi::lua_setfield(l, o.t, c"tags".as_ptr());
+            ffi::lua_pushvalue(l, o.mt);
+            ffi::lua_setmetatable(l, o.t);
+        }
+    }
+}
+
 /// Pushes `elem` as a util.stanza object whose metatable is at absolute
 /// stack index `mt`, or with `mt == 0` in the preserialized form
 /// (`{ name, attr, [i] = children }`, no `tags`, no metatable).
@@ -117,18 +202,10 @@ pub unsafe fn push_element(
     depth: usize,
 ) {
     unsafe {
-        ffi::luaL_checkstack(l, 6, c"stanza too deep".as_ptr());
         let xmlns = shape.0.get(*next).and_then(|ns| ns.as_deref());
         *next += 1;
-        let nodes = elem.nodes().len();
-        ffi::lua_createtable(l, nodes as c_int, 3);
-        let t = ffi::lua_gettop(l);
-        set_str(l, c"name", elem.name());
         let attrs = elem.attrs();
-        ffi::lua_createtable(l, 0, (attrs.len() + usize::from(xmlns.is_some())) as c_int);
-        if let Some(ns) = xmlns {
-            set_str(l, c"xmlns", ns);
-        }
+        let mut o = open(l, elem.name(), xmlns, elem.nodes().len(), attrs.len(), mt);
         for ((attr_ns, name), value) in attrs.iter() {
             if attr_ns.is_empty() {
                 push_str(l, name.as_str());
@@ -145,36 +222,190 @@ pub unsafe fn push_element(
             push_str(l, value.as_str());
             ffi::lua_rawset(l, -3);
         }
-        ffi::lua_setfield(l, t, c"attr".as_ptr());
-        let with_tags = mt != 0;
-        if with_tags {
-            ffi::lua_createtable(l, elem.children().count() as c_int, 0);
-        }
-        let (mut i, mut tags) = (0, 0);
+        attrs_done(l, &o, elem.children().count());
         for node in elem.nodes() {
             if let Some(child) = node.as_element() {
-                if depth >= MAX_DEPTH {
-                    continue;
-                }
-                push_element(l, child, shape, next, mt, depth + 1);
-                if with_tags {
-                    tags += 1;
-                    ffi::lua_pushvalue(l, -1);
-                    ffi::lua_rawseti(l, t + 1, tags);
+                if depth < MAX_DEPTH {
+                    push_element(l, child, shape, next, mt, depth + 1);
+                    add_element(l, &mut o);
                 }
             } else if let Some(text) = node.as_text() {
                 push_str(l, text);
-            } else {
-                continue;
+                o.nodes += 1;
+                ffi::lua_rawseti(l, o.t, o.nodes);
             }
-            i += 1;
-            ffi::lua_rawseti(l, t, i);
         }
-        if with_tags {
-            ffi::lua_setfield(l, t, c"tags".as_ptr());
-            ffi::lua_pushvalue(l, mt);
-            ffi::lua_setmetatable(l, t);
+        close(l, o);
+    }
+}
+
+/// A Lua string found by a raw read: valid while the table holding it is.
+#[derive(Clone, Copy)]
+struct Found(*const std::ffi::c_char, usize);
+
+/// Reads `stanza.attr[key]` for each key (strings only; raw, no
+/// metamethods), in one protected call instead of one per field.
+pub fn read_attrs<const N: usize>(
+    lua: &Lua,
+    stanza: &Table,
+    keys: [&CStr; N],
+) -> Result<[Option<String>; N]> {
+    let mut found = [Found(std::ptr::null(), 0); N];
+    // SAFETY: the closure writes plain data only; the strings it finds are
+    // held by `stanza.attr`, which the caller keeps alive (and unchanged:
+    // no Lua runs) until they are copied below.
+    unsafe {
+        lua.exec_raw::<()>(stanza.clone(), |l| {
+            if ffi::lua_type(l, 1) != ffi::LUA_TTABLE {
+                return;
+            }
+            ffi::lua_pushstring(l, c"attr".as_ptr());
+            if ffi::lua_rawget(l, 1) != ffi::LUA_TTABLE {
+                return;
+            }
+            for (key, slot) in keys.iter().zip(found.iter_mut()) {
+                ffi::lua_pushstring(l, key.as_ptr());
+                if ffi::lua_rawget(l, -2) == ffi::LUA_TSTRING {
+                    let mut len = 0;
+                    let ptr = ffi::lua_tolstring(l, -1, &mut len);
+                    *slot = Found(ptr, len);
+                }
+                ffi::lua_settop(l, -2);
+            }
+        })?;
+    }
+    Ok(found.map(|Found(ptr, len)| {
+        (!ptr.is_null()).then(|| {
+            // SAFETY: see above; `len` bytes at `ptr` belong to a live Lua string.
+            let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+            String::from_utf8_lossy(bytes).into_owned()
+        })
+    }))
+}
+
+/// Shapes of what a publish IQ carries besides its fixed wrapper (no
+/// payload shape when the payload comes from the cache).
+pub struct PublishShapes {
+    payload: Option<Shape>,
+    options: Option<Shape>,
+}
+
+impl PublishShapes {
+    pub fn of(payload: Option<&Element>, options: Option<&Element>) -> Self {
+        PublishShapes {
+            payload: payload.map(|p| Shape::of(p, NS_PUBSUB)),
+            options: options.map(|form| Shape::of(form, NS_PUBSUB)),
         }
+    }
+}
+
+/// Payload tables kept for reuse: slots `2k+1` (payload number) and `2k+2`
+/// (the table), k = number mod 8. Bounded by construction.
+const PAYLOAD_SLOTS: u64 = 8;
+
+fn payload_slot(id: u64) -> ffi::lua_Integer {
+    (id % PAYLOAD_SLOTS) as ffi::lua_Integer * 2
+}
+
+/// Pushes the cached payload table `id` from the cache at `cache`, or
+/// pushes nothing and returns false.
+///
+/// # Safety
+/// `l` is valid inside a protected call; `cache` is a table's absolute index.
+pub unsafe fn push_cached_payload(l: *mut ffi::lua_State, cache: c_int, id: u64) -> bool {
+    unsafe {
+        let slot = payload_slot(id);
+        ffi::lua_rawgeti(l, cache, slot + 1);
+        let hit =
+            ffi::lua_isinteger(l, -1) != 0 && ffi::lua_tointeger(l, -1) == id as ffi::lua_Integer;
+        ffi::lua_settop(l, -2);
+        if hit {
+            ffi::lua_rawgeti(l, cache, slot + 2);
+        }
+        hit
+    }
+}
+
+/// Where a publish IQ's payload comes from.
+#[derive(Clone, Copy)]
+pub enum PayloadFrom {
+    /// Built for this push alone.
+    Built,
+    /// Shared with other pushes of the same payload, through the cache
+    /// table at this stack index (only while nothing hooks
+    /// `cloud_notify/push`, which could change one push's payload).
+    Cache(c_int),
+}
+
+/// Pushes a push's publish IQ as a util.stanza object (metatable at `mt`):
+/// the shape of [`crate::notification::publish_iq`], written directly
+/// from its parts (`payload` and `options` converted by reference).
+///
+/// # Safety
+/// `l` is valid inside a protected call; `shapes` was made from `payload`
+/// (unless it is cached) and `reg.options`; `mt` is a table's absolute
+/// index.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn push_publish(
+    l: *mut ffi::lua_State,
+    host: &str,
+    id: &str,
+    reg: &Registration,
+    payload: (&Element, u64),
+    shapes: &PublishShapes,
+    from: PayloadFrom,
+    mt: c_int,
+) {
+    unsafe {
+        let options = reg.options.as_deref().zip(shapes.options.as_ref());
+        let pubsub_children = 1 + usize::from(options.is_some());
+        let mut iq = open(l, "iq", None, 1, 4, mt);
+        set_str(l, c"type", "set");
+        set_str(l, c"id", id);
+        set_str(l, c"from", host);
+        set_str(l, c"to", &reg.jid);
+        attrs_done(l, &iq, 1);
+        let mut pubsub = open(l, "pubsub", Some(NS_PUBSUB), pubsub_children, 0, mt);
+        attrs_done(l, &pubsub, pubsub_children);
+        let mut publish = open(l, "publish", None, 1, 1, mt);
+        set_opt(l, c"node", reg.node.as_deref());
+        attrs_done(l, &publish, 1);
+        let mut item = open(l, "item", None, 1, 0, mt);
+        attrs_done(l, &item, 1);
+        let (element, payload_id) = payload;
+        let cached = match from {
+            PayloadFrom::Cache(cache) => push_cached_payload(l, cache, payload_id),
+            PayloadFrom::Built => false,
+        };
+        if !cached {
+            match &shapes.payload {
+                Some(shape) => push_element(l, element, shape, &mut 0, mt, 0),
+                None => ffi::lua_pushnil(l), // not reached: no shape only for a cached payload
+            }
+            if let PayloadFrom::Cache(cache) = from {
+                let slot = payload_slot(payload_id);
+                ffi::lua_pushinteger(l, payload_id as ffi::lua_Integer);
+                ffi::lua_rawseti(l, cache, slot + 1);
+                ffi::lua_pushvalue(l, -1);
+                ffi::lua_rawseti(l, cache, slot + 2);
+            }
+        }
+        add_element(l, &mut item);
+        close(l, item);
+        add_element(l, &mut publish);
+        close(l, publish);
+        add_element(l, &mut pubsub);
+        if let Some((form, shape)) = options {
+            let mut publish_options = open(l, "publish-options", None, 1, 0, mt);
+            attrs_done(l, &publish_options, 1);
+            push_element(l, form, shape, &mut 0, mt, 0);
+            add_element(l, &mut publish_options);
+            close(l, publish_options);
+            add_element(l, &mut pubsub);
+        }
+        close(l, pubsub);
+        add_element(l, &mut iq);
+        close(l, iq);
     }
 }
 
