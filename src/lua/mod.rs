@@ -6,6 +6,7 @@
 
 mod convert;
 mod raw;
+mod read;
 mod records;
 
 use crate::coalesce::Added;
@@ -16,9 +17,7 @@ use crate::notification::Summary;
 use crate::registration::{EnableRequest, Requester};
 use crate::service::{Answer, PushJob, PushKind, PushService, Response, Targets};
 use crate::NS_DATA_FORMS;
-use convert::{
-    child_named, first_tag_path, lua_to_element, recipient, stanza_facts, str_field, table_field,
-};
+use convert::{child_named, first_tag_path, lua_to_element, recipient, str_field, table_field};
 use mlua::{
     ffi, Lua, LuaSerdeExt, LuaString, MultiValue, Result, Table, UserData, UserDataMethods, Value,
 };
@@ -220,7 +219,7 @@ impl Host {
         }
         let (facts, key) = match &stanza {
             Value::Table(t) => {
-                let facts = stanza_facts(t)?;
+                let facts = read::stanza_facts(lua, t)?;
                 let key = self.key_of(t, &facts, user)?;
                 (Some(facts), Some(key))
             }
@@ -621,24 +620,14 @@ impl UserData for Host {
             }
             let archive_id = archive_id.to_string_lossy();
             let fallback = fallback.map(|f| f.to_string_lossy());
-            let facts = stanza_facts(&stanza)?;
+            let facts = read::stanza_facts(lua, &stanza)?;
             let host = this.service.host.clone();
             let recipient = match facts.to.as_deref() {
                 Some(to) => Some(to.split('/').next().unwrap_or(to).to_owned()),
                 None => fallback.map(|u| format!("{u}@{host}")),
             };
             let live = match sessions {
-                Some(sessions) => {
-                    let mut ids = Vec::new();
-                    for pair in sessions.pairs::<Value, Value>() {
-                        if let (_, Value::Table(session)) = pair? {
-                            if let Some(id) = str_field(&session, "push_identifier")? {
-                                ids.push(id);
-                            }
-                        }
-                    }
-                    Some(ids)
-                }
+                Some(sessions) => Some(read::push_identifiers(lua, &sessions)?),
                 None => None,
             };
             let jobs = this
@@ -664,13 +653,13 @@ impl UserData for Host {
         //   -> "nothing" | "joined" | "opened" (start the timer) | "flush" (flush now)
         m.add_method_mut(
             "smacks_add",
-            |_, this, (session, user, identifier, stanzas): (String, String, String, Table)| {
+            |lua, this, (session, user, identifier, stanzas): (String, String, String, Table)| {
                 let mut outcome = Added::Nothing;
                 for stanza in stanzas.sequence_values::<Value>() {
                     let Value::Table(stanza) = stanza? else {
                         continue;
                     };
-                    let facts = stanza_facts(&stanza)?;
+                    let facts = read::stanza_facts(lua, &stanza)?;
                     let key = this.key_of(&stanza, &facts, &user)?;
                     let (added, important) =
                         this.service
@@ -725,7 +714,7 @@ impl UserData for Host {
 
         // MUC: host:muc_wants(room_jid, stanza) -> nil | "members" | { nick, … }
         m.add_method_mut("muc_wants", |lua, this, (room, stanza): (String, Table)| {
-            let facts = stanza_facts(&stanza)?;
+            let facts = read::stanza_facts(lua, &stanza)?;
             if facts.body.is_none() {
                 return Ok(Value::Nil);
             }
@@ -743,7 +732,7 @@ impl UserData for Host {
         m.add_method_mut(
             "muc_push",
             |lua, this, (room, stanza, members, now): (String, Table, Table, f64)| {
-                let facts = stanza_facts(&stanza)?;
+                let facts = read::stanza_facts(lua, &stanza)?;
                 let members = members_of(&members)?;
                 let key = facts.stable_key(&room);
                 let pushes = this.service.muc_push(&facts, key.as_deref(), &members, now);
@@ -934,5 +923,18 @@ fn cloud_notify(lua: &Lua) -> Result<Table> {
     let exports = lua.create_table()?;
     exports.set("new", lua.create_function(new_host)?)?;
     exports.set("version", env!("CARGO_PKG_VERSION"))?;
+    // Diagnostics: what push decisions read from a stanza, as text (`slow`:
+    // through mlua's table API rather than the raw reader; both must agree).
+    exports.set(
+        "stanza_facts",
+        lua.create_function(|lua, (stanza, slow): (Table, Option<bool>)| {
+            let facts = if slow == Some(true) {
+                convert::stanza_facts(&stanza)?
+            } else {
+                read::stanza_facts(lua, &stanza)?
+            };
+            Ok(format!("{facts:?}"))
+        })?,
+    )?;
     Ok(exports)
 }

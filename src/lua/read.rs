@@ -1,0 +1,371 @@
+//! Reading what push decisions need from a Lua stanza with raw
+//! `mlua::ffi` calls, in one protected call: the fields [`facts_at`]
+//! reads through `Table::raw_get` (one protected call and one registry
+//! reference each), for every message that may be pushed.
+//!
+//! The closure records where the strings are (plain pointers into Lua
+//! strings the stanza holds); they are copied into Rust once it returns,
+//! before any Lua runs. What does not fit (more classified children than
+//! [`MAX_CHILDREN`], a body of several text nodes, a second carbon) is read
+//! again the ordinary way.
+//!
+//! [`facts_at`]: super::convert::stanza_facts
+
+use super::convert::stanza_facts as stanza_facts_slow;
+use crate::facts::{classify_child, Child, Kind, StanzaFacts, NS_FORWARD};
+use crate::NS_CLIENT;
+use mlua::{ffi, Lua, Result, Table};
+use std::ffi::{c_char, c_int, CStr};
+
+/// Classified children recorded per stanza.
+const MAX_CHILDREN: usize = 8;
+
+/// A Lua string: where it is and how long.
+#[derive(Clone, Copy)]
+struct Found(*const c_char, usize);
+
+impl Found {
+    const NONE: Found = Found(std::ptr::null(), 0);
+
+    /// # Safety
+    /// The Lua string is alive.
+    unsafe fn bytes(&self) -> Option<&[u8]> {
+        (!self.0.is_null())
+            .then(|| unsafe { std::slice::from_raw_parts(self.0.cast::<u8>(), self.1) })
+    }
+
+    /// # Safety
+    /// As [`Found::bytes`].
+    unsafe fn str(&self) -> Option<&str> {
+        unsafe { self.bytes() }.and_then(|b| std::str::from_utf8(b).ok())
+    }
+
+    /// # Safety
+    /// As [`Found::bytes`].
+    unsafe fn string(&self) -> Option<String> {
+        unsafe { self.bytes() }.map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+}
+
+/// A classified child: a stanza-id's `by` and `id`, or a body's text (`a`).
+#[derive(Clone, Copy)]
+struct RawChild {
+    class: Child,
+    a: Found,
+    b: Found,
+}
+
+/// One stanza level, as found.
+#[derive(Clone, Copy)]
+struct RawStanza {
+    name: Found,
+    type_: Found,
+    from: Found,
+    to: Found,
+    id: Found,
+    children: [RawChild; MAX_CHILDREN],
+    count: usize,
+}
+
+impl RawStanza {
+    const EMPTY: RawStanza = RawStanza {
+        name: Found::NONE,
+        type_: Found::NONE,
+        from: Found::NONE,
+        to: Found::NONE,
+        id: Found::NONE,
+        children: [RawChild {
+            class: Child::Ignored,
+            a: Found::NONE,
+            b: Found::NONE,
+        }; MAX_CHILDREN],
+        count: 0,
+    };
+}
+
+/// Pushes `t[key]` (raw) and returns its type.
+///
+/// # Safety
+/// `l` is valid inside a protected call; `t` is a table's absolute index.
+unsafe fn get(l: *mut ffi::lua_State, t: c_int, key: &CStr) -> c_int {
+    unsafe {
+        ffi::lua_pushstring(l, key.as_ptr());
+        ffi::lua_rawget(l, t)
+    }
+}
+
+/// `t[key]` if it is a string.
+///
+/// # Safety
+/// As [`get`]; the string stays alive while `t` holds it.
+unsafe fn get_str(l: *mut ffi::lua_State, t: c_int, key: &CStr) -> Found {
+    unsafe {
+        let found = if get(l, t, key) == ffi::LUA_TSTRING {
+            let mut len = 0;
+            Found(ffi::lua_tolstring(l, -1, &mut len), len)
+        } else {
+            Found::NONE
+        };
+        ffi::lua_settop(l, -2);
+        found
+    }
+}
+
+/// An element's name and its own `xmlns` (`Found::NONE` if inherited).
+///
+/// # Safety
+/// As [`get`].
+unsafe fn name_and_xmlns(l: *mut ffi::lua_State, t: c_int) -> (Found, Found) {
+    unsafe {
+        let name = get_str(l, t, c"name");
+        let mut xmlns = Found::NONE;
+        if get(l, t, c"attr") == ffi::LUA_TTABLE {
+            xmlns = get_str(l, ffi::lua_gettop(l), c"xmlns");
+        }
+        ffi::lua_settop(l, -2);
+        (name, xmlns)
+    }
+}
+
+/// The namespace an element is in: its own `xmlns`, else `parent_ns`.
+///
+/// # Safety
+/// As [`Found::bytes`].
+unsafe fn resolve<'a>(xmlns: &'a Found, parent_ns: &'a str) -> &'a str {
+    if xmlns.0.is_null() {
+        parent_ns
+    } else {
+        unsafe { xmlns.str() }.unwrap_or("")
+    }
+}
+
+/// Pushes the first child element of the element at `t` with this name
+/// in this namespace (children inherit `parent_ns`), or pushes nothing and
+/// returns false.
+///
+/// # Safety
+/// As [`get`].
+unsafe fn push_child(
+    l: *mut ffi::lua_State,
+    t: c_int,
+    name: &str,
+    ns: &str,
+    parent_ns: &str,
+) -> bool {
+    unsafe {
+        let top = ffi::lua_gettop(l);
+        if get(l, t, c"tags") == ffi::LUA_TTABLE {
+            let tags = ffi::lua_gettop(l);
+            for i in 1..=ffi::lua_rawlen(l, tags) as ffi::lua_Integer {
+                if ffi::lua_rawgeti(l, tags, i) == ffi::LUA_TTABLE {
+                    let (child_name, xmlns) = name_and_xmlns(l, ffi::lua_gettop(l));
+                    if child_name.str() == Some(name) && resolve(&xmlns, parent_ns) == ns {
+                        ffi::lua_replace(l, top + 1);
+                        ffi::lua_settop(l, top + 1);
+                        return true;
+                    }
+                }
+                ffi::lua_settop(l, tags);
+            }
+        }
+        ffi::lua_settop(l, top);
+        false
+    }
+}
+
+/// Reads one stanza level at `t` into `out`; a carbon copy's forwarded
+/// message (at the top level only) into `inner`. False if something did
+/// not fit.
+///
+/// # Safety
+/// As [`get`].
+unsafe fn read_level(
+    l: *mut ffi::lua_State,
+    t: c_int,
+    parent_ns: &str,
+    out: &mut RawStanza,
+    mut inner: Option<&mut RawStanza>,
+) -> bool {
+    unsafe {
+        ffi::luaL_checkstack(l, 8, c"stanza".as_ptr());
+        let top = ffi::lua_gettop(l);
+        out.name = get_str(l, t, c"name");
+        let mut xmlns = Found::NONE;
+        if get(l, t, c"attr") == ffi::LUA_TTABLE {
+            let attr = ffi::lua_gettop(l);
+            out.type_ = get_str(l, attr, c"type");
+            out.from = get_str(l, attr, c"from");
+            out.to = get_str(l, attr, c"to");
+            out.id = get_str(l, attr, c"id");
+            xmlns = get_str(l, attr, c"xmlns");
+        }
+        ffi::lua_settop(l, top);
+        let ns = resolve(&xmlns, parent_ns);
+        if get(l, t, c"tags") != ffi::LUA_TTABLE {
+            ffi::lua_settop(l, top);
+            return true;
+        }
+        let tags = ffi::lua_gettop(l);
+        let mut complete = true;
+        for i in 1..=ffi::lua_rawlen(l, tags) as ffi::lua_Integer {
+            ffi::lua_settop(l, tags);
+            if ffi::lua_rawgeti(l, tags, i) != ffi::LUA_TTABLE {
+                continue;
+            }
+            let child = ffi::lua_gettop(l);
+            let (name, xmlns) = name_and_xmlns(l, child);
+            let Some(name) = name.str() else {
+                continue;
+            };
+            let child_ns = resolve(&xmlns, ns);
+            let class = classify_child(name, child_ns);
+            let mut raw = RawChild {
+                class,
+                a: Found::NONE,
+                b: Found::NONE,
+            };
+            match class {
+                Child::Ignored => continue,
+                Child::StanzaId => {
+                    if get(l, child, c"attr") == ffi::LUA_TTABLE {
+                        let attr = ffi::lua_gettop(l);
+                        raw.a = get_str(l, attr, c"by");
+                        raw.b = get_str(l, attr, c"id");
+                    }
+                }
+                Child::Body => {
+                    for j in 1..=ffi::lua_rawlen(l, child) as ffi::lua_Integer {
+                        if ffi::lua_rawgeti(l, child, j) == ffi::LUA_TSTRING {
+                            if !raw.a.0.is_null() {
+                                complete = false; // text in pieces
+                            }
+                            let mut len = 0;
+                            raw.a = Found(ffi::lua_tolstring(l, -1, &mut len), len);
+                        }
+                        ffi::lua_settop(l, child);
+                    }
+                }
+                Child::CarbonSent | Child::CarbonReceived => {
+                    if let Some(inner) = inner.take() {
+                        // Marks that the forwarded message was found.
+                        if push_child(l, child, "forwarded", NS_FORWARD, child_ns) {
+                            let fwd = ffi::lua_gettop(l);
+                            if push_child(l, fwd, "message", NS_CLIENT, NS_FORWARD) {
+                                let msg = ffi::lua_gettop(l);
+                                complete &= read_level(l, msg, NS_FORWARD, inner, None);
+                                raw.a = Found(c"".as_ptr(), 0);
+                            }
+                        }
+                    } else {
+                        complete = false; // a second carbon, or one nested
+                    }
+                }
+                _ => {}
+            }
+            if out.count == MAX_CHILDREN {
+                complete = false;
+                break;
+            }
+            out.children[out.count] = raw;
+            out.count += 1;
+        }
+        ffi::lua_settop(l, top);
+        complete
+    }
+}
+
+/// Builds the facts of a level read by [`read_level`].
+///
+/// # Safety
+/// The strings `raw` points to are alive.
+unsafe fn facts_of(raw: &RawStanza, inner: &RawStanza) -> StanzaFacts {
+    unsafe {
+        let mut facts = StanzaFacts {
+            kind: Kind::from_name(raw.name.str().unwrap_or("")),
+            type_: raw.type_.string(),
+            from: raw.from.string(),
+            to: raw.to.string(),
+            id: raw.id.string(),
+            ..Default::default()
+        };
+        for child in &raw.children[..raw.count] {
+            match child.class {
+                Child::StanzaId => facts.note_stanza_id(child.a.string(), child.b.string()),
+                Child::Body => facts.note_child(
+                    Child::Body,
+                    || Some(child.a.string().unwrap_or_default()),
+                    || None,
+                ),
+                class @ (Child::CarbonSent | Child::CarbonReceived) => facts.note_child(
+                    class,
+                    || None,
+                    || (!child.a.0.is_null()).then(|| facts_of(inner, &RawStanza::EMPTY)),
+                ),
+                class => facts.note_child(class, || None, || None),
+            }
+        }
+        facts
+    }
+}
+
+/// What push decisions need from a stanza (see [`StanzaFacts`]).
+pub fn stanza_facts(lua: &Lua, stanza: &Table) -> Result<StanzaFacts> {
+    let mut outer = RawStanza::EMPTY;
+    let mut inner = RawStanza::EMPTY;
+    let mut complete = false;
+    // SAFETY: the closure writes plain data only; the strings it finds are
+    // held by the stanza, which the caller keeps alive and unchanged (no
+    // Lua runs) until `facts_of` has copied them.
+    unsafe {
+        lua.exec_raw::<()>(stanza.clone(), |l| {
+            complete = read_level(l, 1, NS_CLIENT, &mut outer, Some(&mut inner));
+        })?;
+        if complete {
+            return Ok(facts_of(&outer, &inner));
+        }
+    }
+    stanza_facts_slow(stanza)
+}
+
+/// Sessions read at once by [`push_identifiers`]; more are read the slow way.
+const MAX_SESSIONS: usize = 16;
+
+/// The `push_identifier` of each session in a user's `sessions` table.
+pub fn push_identifiers(lua: &Lua, sessions: &Table) -> Result<Vec<String>> {
+    let mut found = [Found::NONE; MAX_SESSIONS];
+    let mut count = 0;
+    let mut complete = true;
+    // SAFETY: as in `stanza_facts`: plain data out, strings held by the
+    // sessions, copied before any Lua runs.
+    unsafe {
+        lua.exec_raw::<()>(sessions.clone(), |l| {
+            ffi::lua_pushnil(l);
+            while ffi::lua_next(l, 1) != 0 {
+                if ffi::lua_type(l, -1) == ffi::LUA_TTABLE {
+                    let id = get_str(l, ffi::lua_gettop(l), c"push_identifier");
+                    if !id.0.is_null() {
+                        if count == MAX_SESSIONS {
+                            complete = false;
+                        } else {
+                            found[count] = id;
+                            count += 1;
+                        }
+                    }
+                }
+                ffi::lua_settop(l, -2);
+            }
+        })?;
+        if complete {
+            return Ok(found[..count].iter().filter_map(|f| f.string()).collect());
+        }
+    }
+    let mut ids = Vec::new();
+    for pair in sessions.pairs::<mlua::Value, mlua::Value>() {
+        if let (_, mlua::Value::Table(session)) = pair? {
+            if let Some(id) = super::convert::str_field(&session, "push_identifier")? {
+                ids.push(id);
+            }
+        }
+    }
+    Ok(ids)
+}
