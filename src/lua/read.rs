@@ -173,6 +173,22 @@ unsafe fn push_child(
     }
 }
 
+/// A `<stanza-id/>`'s `by` and `id`.
+///
+/// # Safety
+/// As [`get`].
+unsafe fn stanza_id_of(l: *mut ffi::lua_State, t: c_int) -> (Found, Found) {
+    unsafe {
+        let mut found = (Found::NONE, Found::NONE);
+        if get(l, t, c"attr") == ffi::LUA_TTABLE {
+            let attr = ffi::lua_gettop(l);
+            found = (get_str(l, attr, c"by"), get_str(l, attr, c"id"));
+        }
+        ffi::lua_settop(l, -2);
+        found
+    }
+}
+
 /// Reads one stanza level at `t` into `out`; a carbon copy's forwarded
 /// message (at the top level only) into `inner`. False if something did
 /// not fit.
@@ -226,13 +242,7 @@ unsafe fn read_level(
             };
             match class {
                 Child::Ignored => continue,
-                Child::StanzaId => {
-                    if get(l, child, c"attr") == ffi::LUA_TTABLE {
-                        let attr = ffi::lua_gettop(l);
-                        raw.a = get_str(l, attr, c"by");
-                        raw.b = get_str(l, attr, c"id");
-                    }
-                }
+                Child::StanzaId => (raw.a, raw.b) = stanza_id_of(l, child),
                 Child::Body => {
                     for j in 1..=ffi::lua_rawlen(l, child) as ffi::lua_Integer {
                         if ffi::lua_rawgeti(l, child, j) == ffi::LUA_TSTRING {
