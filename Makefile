@@ -76,8 +76,10 @@ test-e2e: dist pydeps prosody13
 	$(PYTHON) -m pytest -q tests/e2e
 
 # Prosody 0.12.3 three times (no push module, the reference, ours), same
-# workloads; prints CPU per message, memory and leaks side by side.
-bench: deps pydeps dist
+# workloads side by side; then each under callgrind (instructions); prints
+# CPU and instructions per message, memory and leaks. About 15 minutes.
+bench: pydeps dist
+	scripts/install-deps.sh valgrind
 	$(PYTHON) bench/bench.py
 
 demo: deps pydeps dist

@@ -61,7 +61,7 @@ def scaled(n):
 
 
 # Messages per round and variant (CPU runs), and per variant (callgrind runs).
-CHUNK = {"w1": scaled(2000), "w2": scaled(400), "w3": scaled(200), "w4": scaled(400)}
+CHUNK = {"w1": scaled(2000), "w2": scaled(800), "w3": scaled(300), "w4": scaled(800)}
 CG_N = {"w1": scaled(1000), "w2": scaled(200), "w3": scaled(60), "w4": scaled(200)}
 R1, R2, R3, R4 = 50, 500, 200, 100  # recipients: W1 online, W2/W3 offline, W4 MAM
 CG_R2, CG_R3, CG_R4 = 100, 30, 50  # fewer under callgrind (each is warmed up first)
@@ -350,12 +350,11 @@ class Variant:
         for s in self.send:
             s.start_draining()
         self.admin = await Stream(self.p.c2s_port, "admin", "probe").connect(presence=False)
-        online = [await Stream(self.p.c2s_port, u, "phone").connect() for u in self.users["w1"]]
-        for s in online:
-            s.start_draining()
+        # Kept (with their reading tasks) for as long as the variant runs.
+        self.online = [await Stream(self.p.c2s_port, u, "phone").connect() for u in self.users["w1"]]
         # W4: one device online (no push) beside a registration of a device gone.
-        devices = [await Stream(self.p.c2s_port, u, "laptop").connect() for u in self.users["w4"]]
-        for s in devices:
+        self.devices = [await Stream(self.p.c2s_port, u, "laptop").connect() for u in self.users["w4"]]
+        for s in self.online + self.devices:
             s.start_draining()
         await self.app.sync()
         await send_round_robin(self.send, [f"{u}@{HOST}" for u in self.users["w1"]], 200, 10 ** 6)  # warm-up
@@ -625,7 +624,7 @@ def report_cpu(cpu, out):
         expected = msgs * PUSHES_PER_MSG[w]
         if pr != po or po != expected:
             log(f"   !! push counts: expected {expected}, ref {pr}, ours {po}")
-        out[w] = do / base * 100 if w == "w1" else ratio
+        out["w1_cpu" if w == "w1" else w] = do / base * 100 if w == "w1" else ratio
     log(f"(Δ per message; W3 makes 5 pushes per message. 'spread': quartiles of the per-round ratio. "
         f"Pushes at the start of hibernation, before W5: ref {cpu['ref']['w5_setup_pushes']}, "
         f"ours {cpu['ours']['w5_setup_pushes']})")
@@ -633,7 +632,7 @@ def report_cpu(cpu, out):
     for k in ("ref", "ours"):
         on, off = cpu[k]["ab"]["on"], cpu[k]["ab"]["off"]
         ab[k] = (median(on) - median(off)) / median(off) * 100
-    log(f"W1: Δ(ours) = {out['w1']:+.1f}% of CPU(none) across processes; in-process A/B (module loaded vs "
+    log(f"W1: Δ(ours) = {out['w1_cpu']:+.1f}% of CPU(none) across processes; in-process A/B (module loaded vs "
         f"unloaded, {ROUNDS}×{CHUNK['w1']} messages each): ref {ab['ref']:+.1f}%, ours {ab['ours']:+.1f}%")
     fire = {k: cpu[k]["fire"] for k in cpu}
     log("archive-message-added fired in-process, CPU per event (recipient online without registration / "
@@ -658,8 +657,9 @@ def report_ir(ir, out):
         if r["pushes"] != o["pushes"] or o["pushes"] != msgs * PUSHES_PER_MSG[w]:
             log(f"   !! push counts: expected {msgs * PUSHES_PER_MSG[w]}, ref {r['pushes']}, "
                 f"ours {o['pushes']}")
-        out[f"{w}_ir"] = do / base * 100 if w == "w1" else ratio
-    log(f"W1: Δ(ours) = {out['w1_ir']:+.2f}% of none's instructions (target ≤ 1%); Δ(ref) = "
+        # W1's figure is this one: the only measurement here that resolves 1%.
+        out["w1" if w == "w1" else f"{w}_ir"] = do / base * 100 if w == "w1" else ratio
+    log(f"W1: Δ(ours) = {out['w1']:+.2f}% of none's instructions (target ≤ 1%); Δ(ref) = "
         f"{(ir['ref']['w1']['ir'] - ir['none']['w1']['ir']) / ir['none']['w1']['ir'] * 100:+.2f}%")
 
 
@@ -692,7 +692,7 @@ def report(cpu, ir):
         report_ir(ir, out)
     if cpu:
         report_memory(cpu, out)
-    formats = [("w1", "{:.2f}%"), ("w1_ab", "{:.2f}%"), ("w1_ir", "{:.2f}%")]
+    formats = [("w1", "{:.2f}%"), ("w1_cpu", "{:.2f}%"), ("w1_ab", "{:.2f}%")]
     formats += [(w, "{:.2f}") for w in ("w2", "w3", "w4", "w5")]
     formats += [(w + "_ir", "{:.2f}") for w in ("w2", "w3", "w4", "w5")]
     formats += [("rss", "{:.2f}"), ("handlers_per_push", "{:.3f}"), ("heap_per_push", "{:.1f}B")]
@@ -700,6 +700,11 @@ def report(cpu, ir):
 
 
 def main():
+    # The Prosodys' data (internal storage: offline messages, archives) on
+    # tmpfs, so that disk writeback does not land in one variant's round.
+    shm = os.environ.get("BENCH_TMPDIR", "/dev/shm")
+    if os.path.isdir(shm) and os.access(shm, os.W_OK):
+        tempfile.tempdir = shm
     if not REFERENCE.exists():
         sys.exit("The reference module is missing: apt-get install prosody-modules (make deps)")
     if CALLGRIND and not shutil.which("callgrind_control"):

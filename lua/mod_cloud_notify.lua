@@ -210,6 +210,8 @@ end);
 module:hook("archive-message-added", function(event)
 	local for_user = event.for_user;
 	if not for_user or not event.id then return; end
+	-- Most archived messages are for users without push: asked cheaply first.
+	if core:has_push(for_user) == nil then return; end
 	local user_sessions = host_sessions[for_user];
 	local sessions = user_sessions and user_sessions.sessions;
 	local origin_user = event.origin and event.origin.username;

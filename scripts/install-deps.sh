@@ -2,9 +2,13 @@
 # Installs what the build, the demo and the tests need, if missing:
 # Debian 12's Prosody 0.12.3 and prosody-modules (the reference module),
 # Lua 5.4, busted and luacheck; the SQL drivers and a PostgreSQL server for the
-# storage tests (started privately by the tests, on loopback); luarocks. Needs root (or sudo) only when something is missing.
+# storage tests (started privately by the tests, on loopback); luarocks; and
+# what is named on the command line. Needs root (or sudo) only when something
+# is missing.
 set -eu
 packages="prosody prosody-modules lua5.4 lua-busted lua-check python3-venv lua-dbi-sqlite3 lua-dbi-postgresql postgresql luarocks liblua5.4-dev"
+# Extra packages for one target (make bench: valgrind).
+packages="$packages $*"
 missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -527,6 +527,17 @@ impl UserData for Host {
             },
         );
 
+        // host:has_push(user) -> true (registrations in memory) | nil (in
+        // memory: none) | false (not loaded). One cheap question before the
+        // archive path hands over a whole event.
+        m.add_method("has_push", |_, this, user: LuaString| {
+            Ok(match this.service.registrations(&user.to_str()?) {
+                None => Some(false),
+                Some([]) => None,
+                Some(_) => Some(true),
+            })
+        });
+
         // host:registrations(user) -> { [identifier] = record (with error_count) } | nil
         m.add_method("registrations", |lua, this, user: String| {
             let Some(regs) = this.service.registrations(&user) else {
