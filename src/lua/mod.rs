@@ -824,10 +824,8 @@ impl UserData for Host {
                 }
                 _ => return nothing(),
             };
-            let answer = this.service.response(&id, &from, response.clone(), now);
-            let from = Value::String(lua.create_string(&from)?);
-            let t = lua.create_table()?;
-            let kind = match answer {
+            // Only an answer that is not a plain delivery gets a table.
+            let (kind, t) = match this.service.response(&id, &from, response.clone(), now) {
                 Answer::NotOurs => return nothing(),
                 Answer::Delivered { rtt, user, reset } => {
                     let user = match reset {
@@ -838,37 +836,41 @@ impl UserData for Host {
                         Value::String(lua.create_string("delivered")?),
                         Value::Number(rtt),
                         user,
-                        from,
+                        Value::String(lua.create_string(&from)?),
                     ));
                 }
                 Answer::WrongSender { expected } => {
+                    let t = lua.create_table()?;
                     t.raw_set("expected", expected)?;
-                    "wrong-sender"
+                    ("wrong-sender", t)
                 }
                 Answer::Load { user } => {
+                    let t = lua.create_table()?;
                     t.raw_set("user", user)?;
-                    "load"
+                    ("load", t)
                 }
-                Answer::Temporary => "temporary",
+                Answer::Temporary => ("temporary", lua.create_table()?),
                 Answer::Counted {
                     user,
                     identifier,
                     count,
                 } => {
+                    let t = lua.create_table()?;
                     t.raw_set("user", user)?;
                     t.raw_set("identifier", identifier)?;
                     t.raw_set("count", count)?;
-                    "counted"
+                    ("counted", t)
                 }
                 Answer::Disable {
                     user,
                     identifier,
                     count,
                 } => {
+                    let t = lua.create_table()?;
                     t.raw_set("user", user)?;
                     t.raw_set("identifier", identifier)?;
                     t.raw_set("count", count)?;
-                    "disable"
+                    ("disable", t)
                 }
             };
             if let Response::Error { type_, condition } = response {
