@@ -23,7 +23,7 @@ use mlua::{
 };
 use raw::{
     options_shape, push_cached_payload, push_first_tag_path, push_publish, push_registration,
-    read_attrs, PayloadFrom, PublishShapes, Shape,
+    PayloadFrom, PublishShapes, Shape,
 };
 use records::{
     plan_from_lua, plan_to_lua, registration_from_lua, registration_to_lua,
@@ -808,7 +808,7 @@ impl UserData for Host {
             if this.service.pending() == 0 {
                 return nothing();
             }
-            let [kind, id, from] = read_attrs(lua, &stanza, [c"type", c"id", c"from"])?;
+            let [kind, id, from] = read::read_attrs(lua, &stanza, [c"type", c"id", c"from"])?;
             let (Some(id), Some(from)) = (id, from) else {
                 return nothing();
             };

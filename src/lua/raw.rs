@@ -15,7 +15,7 @@ use crate::registration::{Registration, Scalar};
 use crate::NS_PUBSUB;
 use minidom::rxml::Namespace;
 use minidom::Element;
-use mlua::{ffi, Lua, Result, Table};
+use mlua::ffi;
 use std::ffi::{c_int, CStr};
 
 /// Deepest element built (what is built comes from the core, or from a
@@ -237,50 +237,6 @@ pub unsafe fn push_element(
         }
         close(l, o);
     }
-}
-
-/// A Lua string found by a raw read: valid while the table holding it is.
-#[derive(Clone, Copy)]
-struct Found(*const std::ffi::c_char, usize);
-
-/// Reads `stanza.attr[key]` for each key (strings only; raw, no
-/// metamethods), in one protected call instead of one per field.
-pub fn read_attrs<const N: usize>(
-    lua: &Lua,
-    stanza: &Table,
-    keys: [&CStr; N],
-) -> Result<[Option<String>; N]> {
-    let mut found = [Found(std::ptr::null(), 0); N];
-    // SAFETY: the closure writes plain data only; the strings it finds are
-    // held by `stanza.attr`, which the caller keeps alive (and unchanged:
-    // no Lua runs) until they are copied below.
-    unsafe {
-        lua.exec_raw::<()>(stanza.clone(), |l| {
-            if ffi::lua_type(l, 1) != ffi::LUA_TTABLE {
-                return;
-            }
-            ffi::lua_pushstring(l, c"attr".as_ptr());
-            if ffi::lua_rawget(l, 1) != ffi::LUA_TTABLE {
-                return;
-            }
-            for (key, slot) in keys.iter().zip(found.iter_mut()) {
-                ffi::lua_pushstring(l, key.as_ptr());
-                if ffi::lua_rawget(l, -2) == ffi::LUA_TSTRING {
-                    let mut len = 0;
-                    let ptr = ffi::lua_tolstring(l, -1, &mut len);
-                    *slot = Found(ptr, len);
-                }
-                ffi::lua_settop(l, -2);
-            }
-        })?;
-    }
-    Ok(found.map(|Found(ptr, len)| {
-        (!ptr.is_null()).then(|| {
-            // SAFETY: see above; `len` bytes at `ptr` belong to a live Lua string.
-            let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
-            String::from_utf8_lossy(bytes).into_owned()
-        })
-    }))
 }
 
 /// Shapes of what a publish IQ carries besides its fixed wrapper (no

@@ -1,7 +1,8 @@
-//! Reading what push decisions need from a Lua stanza with raw
-//! `mlua::ffi` calls, in one protected call: the fields [`facts_at`]
-//! reads through `Table::raw_get` (one protected call and one registry
-//! reference each), for every message that may be pushed.
+//! Reading what push decisions need from Lua with raw `mlua::ffi` calls,
+//! in one protected call: a stanza's facts (the fields [`facts_at`] reads
+//! through `Table::raw_get`, one protected call and one registry reference
+//! each), an app server's answer's attributes, the sessions' push
+//! identifiers.
 //!
 //! The closure records where the strings are (plain pointers into Lua
 //! strings the stanza holds); they are copied into Rust once it returns,
@@ -335,6 +336,29 @@ pub fn stanza_facts(lua: &Lua, stanza: &Table) -> Result<StanzaFacts> {
         }
     }
     stanza_facts_slow(stanza)
+}
+
+/// Reads `stanza.attr[key]` for each key (strings only, raw), in one
+/// protected call instead of one per field.
+pub fn read_attrs<const N: usize>(
+    lua: &Lua,
+    stanza: &Table,
+    keys: [&CStr; N],
+) -> Result<[Option<String>; N]> {
+    let mut found = [Found::NONE; N];
+    // SAFETY: as in `stanza_facts`: plain data out, strings held by
+    // `stanza.attr`, copied before any Lua runs.
+    unsafe {
+        lua.exec_raw::<()>(stanza.clone(), |l| {
+            if ffi::lua_type(l, 1) == ffi::LUA_TTABLE && get(l, 1, c"attr") == ffi::LUA_TTABLE {
+                let attr = ffi::lua_gettop(l);
+                for (key, slot) in keys.iter().zip(found.iter_mut()) {
+                    *slot = get_str(l, attr, key);
+                }
+            }
+        })?;
+        Ok(found.map(|f| f.string()))
+    }
 }
 
 /// Sessions read at once by [`push_identifiers`]; more are read the slow way.
