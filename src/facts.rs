@@ -127,7 +127,7 @@ pub struct StanzaFacts {
 }
 
 /// Stanza ids kept per stanza: one per archive that saw it is plenty.
-const MAX_STANZA_IDS: usize = 4;
+pub const MAX_STANZA_IDS: usize = 4;
 
 impl StanzaFacts {
     /// Records one classified child. `text` is asked for only for a body,

@@ -1,11 +1,11 @@
-//! Lua `util.stanza` tables ↔ minidom elements, and the facts of a stanza.
+//! Lua `util.stanza` tables → minidom elements (forms from clients and the
+//! store), and small field readers; stanza facts are read in `read`.
 //!
 //! Prosody stanzas are tables `{ name=…, attr={…}, tags={…}, [1..n]=children }`
 //! whose `attr.xmlns` is absent where the namespace is inherited (and on the
 //! root, which lives in the stream's namespace).
 
-use crate::facts::{classify_child, jid_node, Child, Kind, StanzaFacts, NS_FORWARD};
-use crate::NS_CLIENT;
+use crate::facts::jid_node;
 use minidom::rxml::{Namespace, NcName};
 use minidom::Element;
 use mlua::{Result, Table, Value};
@@ -31,17 +31,6 @@ pub fn table_field(t: &Table, key: &str) -> Result<Option<Table>> {
     }
 }
 
-/// The concatenated text children of an element table (`get_text`).
-fn text_of(t: &Table) -> Result<String> {
-    let mut out = String::new();
-    for v in t.clone().sequence_values::<Value>() {
-        if let Value::String(s) = v? {
-            out.push_str(&s.to_string_lossy());
-        }
-    }
-    Ok(out)
-}
-
 /// The first child element table with this name, in this namespace.
 pub fn child_named(t: &Table, name: &str, ns: &str, parent_ns: &str) -> Result<Option<Table>> {
     let Some(tags) = table_field(t, "tags")? else {
@@ -65,70 +54,6 @@ fn element_ns(t: &Table, parent_ns: &str) -> Result<String> {
         Some(attr) => str_field(&attr, "xmlns")?.unwrap_or_else(|| parent_ns.to_owned()),
         None => parent_ns.to_owned(),
     })
-}
-
-/// Reads what push decisions need from a stanza: its attributes and, of
-/// its children, only those [`classify_child`] cares about.
-pub fn stanza_facts(stanza: &Table) -> Result<StanzaFacts> {
-    facts_at(stanza, NS_CLIENT, 0)
-}
-
-fn facts_at(stanza: &Table, parent_ns: &str, depth: u8) -> Result<StanzaFacts> {
-    let ns = element_ns(stanza, parent_ns)?;
-    let mut facts = StanzaFacts {
-        kind: Kind::from_name(str_field(stanza, "name")?.as_deref().unwrap_or("")),
-        ..Default::default()
-    };
-    if let Some(attr) = table_field(stanza, "attr")? {
-        facts.type_ = str_field(&attr, "type")?;
-        facts.from = str_field(&attr, "from")?;
-        facts.to = str_field(&attr, "to")?;
-        facts.id = str_field(&attr, "id")?;
-    }
-    let Some(tags) = table_field(stanza, "tags")? else {
-        return Ok(facts);
-    };
-    for child in tags.sequence_values::<Value>() {
-        let Value::Table(child) = child? else {
-            continue;
-        };
-        let Some(name) = str_field(&child, "name")? else {
-            continue;
-        };
-        let child_ns = element_ns(&child, &ns)?;
-        let class = classify_child(&name, &child_ns);
-        if class == Child::Ignored {
-            continue;
-        }
-        if class == Child::StanzaId {
-            if let Some(attr) = table_field(&child, "attr")? {
-                facts.note_stanza_id(str_field(&attr, "by")?, str_field(&attr, "id")?);
-            }
-            continue;
-        }
-        let text = if class == Child::Body {
-            Some(text_of(&child)?)
-        } else {
-            None
-        };
-        let forwarded = if depth == 0 && matches!(class, Child::CarbonSent | Child::CarbonReceived)
-        {
-            match child_named(&child, "forwarded", NS_FORWARD, &child_ns)? {
-                Some(fwd) => {
-                    let msg = child_named(&fwd, "message", NS_CLIENT, NS_FORWARD)?;
-                    match msg {
-                        Some(msg) => Some(facts_at(&msg, NS_FORWARD, depth + 1)?),
-                        None => None,
-                    }
-                }
-                None => None,
-            }
-        } else {
-            None
-        };
-        facts.note_child(class, || text, || forwarded);
-    }
-    Ok(facts)
 }
 
 /// The user a stanza is addressed to (local part of `to`), else `fallback`.

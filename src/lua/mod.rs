@@ -632,10 +632,9 @@ impl UserData for Host {
             let archive_id = archive_id.to_string_lossy();
             let fallback = fallback.map(|f| f.to_string_lossy());
             let facts = read::stanza_facts(lua, &stanza)?;
-            let host = this.service.host.clone();
             let recipient = match facts.to.as_deref() {
                 Some(to) => Some(to.split('/').next().unwrap_or(to).to_owned()),
-                None => fallback.map(|u| format!("{u}@{host}")),
+                None => fallback.map(|u| format!("{u}@{}", this.service.host)),
             };
             let live = match sessions {
                 Some(sessions) => Some(read::push_identifiers(lua, &sessions)?),
@@ -936,17 +935,11 @@ fn cloud_notify(lua: &Lua) -> Result<Table> {
     let exports = lua.create_table()?;
     exports.set("new", lua.create_function(new_host)?)?;
     exports.set("version", env!("CARGO_PKG_VERSION"))?;
-    // Diagnostics: what push decisions read from a stanza, as text (`slow`:
-    // through mlua's table API rather than the raw reader; both must agree).
+    // Diagnostics: what push decisions read from a stanza, as text.
     exports.set(
         "stanza_facts",
-        lua.create_function(|lua, (stanza, slow): (Table, Option<bool>)| {
-            let facts = if slow == Some(true) {
-                convert::stanza_facts(&stanza)?
-            } else {
-                read::stanza_facts(lua, &stanza)?
-            };
-            Ok(format!("{facts:?}"))
+        lua.create_function(|lua, stanza: Table| {
+            Ok(format!("{:?}", read::stanza_facts(lua, &stanza)?))
         })?,
     )?;
     Ok(exports)

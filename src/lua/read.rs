@@ -6,20 +6,22 @@
 //!
 //! The closure records where the strings are (plain pointers into Lua
 //! strings the stanza holds); they are copied into Rust once it returns,
-//! before any Lua runs. What does not fit (more classified children than
-//! [`MAX_CHILDREN`], a body of several text nodes, a second carbon) is read
-//! again the ordinary way.
+//! before any Lua runs. What is recorded is what [`StanzaFacts`] keeps (the
+//! first body, the first carbon with its forwarded message, the first
+//! [`MAX_STANZA_IDS`] stanza-ids, flags), so any number of children fits;
+//! a body's text is kept in at most [`MAX_PIECES`] pieces.
 //!
-//! [`facts_at`]: super::convert::stanza_facts
-
-use super::convert::stanza_facts as stanza_facts_slow;
-use crate::facts::{classify_child, Child, Kind, StanzaFacts, NS_FORWARD};
+//! [`facts_at`]: crate::facts::StanzaFacts
+use crate::facts::{
+    classify_child, Child, Direction, Kind, StanzaFacts, MAX_STANZA_IDS, NS_FORWARD,
+};
 use crate::NS_CLIENT;
 use mlua::{ffi, Lua, Result, Table};
 use std::ffi::{c_char, c_int, CStr};
 
-/// Classified children recorded per stanza.
-const MAX_CHILDREN: usize = 8;
+/// Text nodes of a body kept (Prosody's parser gives one; more are only
+/// ever built by hand).
+const MAX_PIECES: usize = 16;
 
 /// A Lua string: where it is and how long.
 #[derive(Clone, Copy)]
@@ -48,15 +50,7 @@ impl Found {
     }
 }
 
-/// A classified child: a stanza-id's `by` and `id`, or a body's text (`a`).
-#[derive(Clone, Copy)]
-struct RawChild {
-    class: Child,
-    a: Found,
-    b: Found,
-}
-
-/// One stanza level, as found.
+/// One stanza level, as found: what [`StanzaFacts`] keeps of it.
 #[derive(Clone, Copy)]
 struct RawStanza {
     name: Found,
@@ -64,8 +58,17 @@ struct RawStanza {
     from: Found,
     to: Found,
     id: Found,
-    children: [RawChild; MAX_CHILDREN],
-    count: usize,
+    /// The first body's text nodes (`body_pieces` of them; none: no body).
+    body: Option<[Found; MAX_PIECES]>,
+    body_pieces: usize,
+    has_subject: bool,
+    encrypted: bool,
+    propose: bool,
+    /// The first carbon copy whose forwarded message was found (read into
+    /// the caller's inner level).
+    carbon: Option<Direction>,
+    stanza_ids: [(Found, Found); MAX_STANZA_IDS],
+    stanza_id_count: usize,
 }
 
 impl RawStanza {
@@ -75,12 +78,14 @@ impl RawStanza {
         from: Found::NONE,
         to: Found::NONE,
         id: Found::NONE,
-        children: [RawChild {
-            class: Child::Ignored,
-            a: Found::NONE,
-            b: Found::NONE,
-        }; MAX_CHILDREN],
-        count: 0,
+        body: None,
+        body_pieces: 0,
+        has_subject: false,
+        encrypted: false,
+        propose: false,
+        carbon: None,
+        stanza_ids: [(Found::NONE, Found::NONE); MAX_STANZA_IDS],
+        stanza_id_count: 0,
     };
 }
 
@@ -191,8 +196,7 @@ unsafe fn stanza_id_of(l: *mut ffi::lua_State, t: c_int) -> (Found, Found) {
 }
 
 /// Reads one stanza level at `t` into `out`; a carbon copy's forwarded
-/// message (at the top level only) into `inner`. False if something did
-/// not fit.
+/// message (at the top level only, `inner` given) into `inner`.
 ///
 /// # Safety
 /// As [`get`].
@@ -202,7 +206,7 @@ unsafe fn read_level(
     parent_ns: &str,
     out: &mut RawStanza,
     mut inner: Option<&mut RawStanza>,
-) -> bool {
+) {
     unsafe {
         ffi::luaL_checkstack(l, 8, c"stanza".as_ptr());
         let top = ffi::lua_gettop(l);
@@ -220,10 +224,9 @@ unsafe fn read_level(
         let ns = resolve(&xmlns, parent_ns);
         if get(l, t, c"tags") != ffi::LUA_TTABLE {
             ffi::lua_settop(l, top);
-            return true;
+            return;
         }
         let tags = ffi::lua_gettop(l);
-        let mut complete = true;
         for i in 1..=ffi::lua_rawlen(l, tags) as ffi::lua_Integer {
             ffi::lua_settop(l, tags);
             if ffi::lua_rawgeti(l, tags, i) != ffi::LUA_TTABLE {
@@ -235,53 +238,55 @@ unsafe fn read_level(
                 continue;
             };
             let child_ns = resolve(&xmlns, ns);
-            let class = classify_child(name, child_ns);
-            let mut raw = RawChild {
-                class,
-                a: Found::NONE,
-                b: Found::NONE,
-            };
-            match class {
-                Child::Ignored => continue,
-                Child::StanzaId => (raw.a, raw.b) = stanza_id_of(l, child),
-                Child::Body => {
+            match classify_child(name, child_ns) {
+                Child::Ignored => {}
+                Child::Subject => out.has_subject = true,
+                Child::Encrypted => out.encrypted = true,
+                Child::Propose => out.propose = true,
+                Child::StanzaId => {
+                    let (by, id) = stanza_id_of(l, child);
+                    if !by.0.is_null() && !id.0.is_null() && out.stanza_id_count < MAX_STANZA_IDS {
+                        out.stanza_ids[out.stanza_id_count] = (by, id);
+                        out.stanza_id_count += 1;
+                    }
+                }
+                Child::Body if out.body.is_none() => {
+                    let mut pieces = [Found::NONE; MAX_PIECES];
                     for j in 1..=ffi::lua_rawlen(l, child) as ffi::lua_Integer {
-                        if ffi::lua_rawgeti(l, child, j) == ffi::LUA_TSTRING {
-                            if !raw.a.0.is_null() {
-                                complete = false; // text in pieces
-                            }
+                        if ffi::lua_rawgeti(l, child, j) == ffi::LUA_TSTRING
+                            && out.body_pieces < MAX_PIECES
+                        {
                             let mut len = 0;
-                            raw.a = Found(ffi::lua_tolstring(l, -1, &mut len), len);
+                            pieces[out.body_pieces] =
+                                Found(ffi::lua_tolstring(l, -1, &mut len), len);
+                            out.body_pieces += 1;
                         }
                         ffi::lua_settop(l, child);
                     }
+                    out.body = Some(pieces);
                 }
-                Child::CarbonSent | Child::CarbonReceived => {
-                    if let Some(inner) = inner.take() {
-                        // Marks that the forwarded message was found.
-                        if push_child(l, child, "forwarded", NS_FORWARD, child_ns) {
-                            let fwd = ffi::lua_gettop(l);
-                            if push_child(l, fwd, "message", NS_CLIENT, NS_FORWARD) {
-                                let msg = ffi::lua_gettop(l);
-                                complete &= read_level(l, msg, NS_FORWARD, inner, None);
-                                raw.a = Found(c"".as_ptr(), 0);
-                            }
+                Child::Body => {}
+                class @ (Child::CarbonSent | Child::CarbonReceived) => {
+                    // The first carbon whose forwarded message is there.
+                    let Some(into) = inner.as_deref_mut() else {
+                        continue;
+                    };
+                    if push_child(l, child, "forwarded", NS_FORWARD, child_ns) {
+                        let fwd = ffi::lua_gettop(l);
+                        if push_child(l, fwd, "message", NS_CLIENT, NS_FORWARD) {
+                            let msg = ffi::lua_gettop(l);
+                            read_level(l, msg, NS_FORWARD, into, None);
+                            out.carbon = Some(match class {
+                                Child::CarbonSent => Direction::Sent,
+                                _ => Direction::Received,
+                            });
+                            inner = None;
                         }
-                    } else {
-                        complete = false; // a second carbon, or one nested
                     }
                 }
-                _ => {}
             }
-            if out.count == MAX_CHILDREN {
-                complete = false;
-                break;
-            }
-            out.children[out.count] = raw;
-            out.count += 1;
         }
         ffi::lua_settop(l, top);
-        complete
     }
 }
 
@@ -291,31 +296,31 @@ unsafe fn read_level(
 /// The strings `raw` points to are alive.
 unsafe fn facts_of(raw: &RawStanza, inner: &RawStanza) -> StanzaFacts {
     unsafe {
-        let mut facts = StanzaFacts {
+        let body = raw.body.map(|pieces| {
+            let mut text = Vec::new();
+            for piece in &pieces[..raw.body_pieces] {
+                text.extend_from_slice(piece.bytes().unwrap_or_default());
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        });
+        StanzaFacts {
             kind: Kind::from_name(raw.name.str().unwrap_or("")),
             type_: raw.type_.string(),
             from: raw.from.string(),
             to: raw.to.string(),
             id: raw.id.string(),
-            ..Default::default()
-        };
-        for child in &raw.children[..raw.count] {
-            match child.class {
-                Child::StanzaId => facts.note_stanza_id(child.a.string(), child.b.string()),
-                Child::Body => facts.note_child(
-                    Child::Body,
-                    || Some(child.a.string().unwrap_or_default()),
-                    || None,
-                ),
-                class @ (Child::CarbonSent | Child::CarbonReceived) => facts.note_child(
-                    class,
-                    || None,
-                    || (!child.a.0.is_null()).then(|| facts_of(inner, &RawStanza::EMPTY)),
-                ),
-                class => facts.note_child(class, || None, || None),
-            }
+            body,
+            has_subject: raw.has_subject,
+            encrypted: raw.encrypted,
+            propose: raw.propose,
+            carbon: raw
+                .carbon
+                .map(|dir| (dir, Box::new(facts_of(inner, &RawStanza::EMPTY)))),
+            stanza_ids: raw.stanza_ids[..raw.stanza_id_count]
+                .iter()
+                .filter_map(|(by, id)| Some((by.string()?, id.string()?)))
+                .collect(),
         }
-        facts
     }
 }
 
@@ -323,19 +328,15 @@ unsafe fn facts_of(raw: &RawStanza, inner: &RawStanza) -> StanzaFacts {
 pub fn stanza_facts(lua: &Lua, stanza: &Table) -> Result<StanzaFacts> {
     let mut outer = RawStanza::EMPTY;
     let mut inner = RawStanza::EMPTY;
-    let mut complete = false;
     // SAFETY: the closure writes plain data only; the strings it finds are
     // held by the stanza, which the caller keeps alive and unchanged (no
     // Lua runs) until `facts_of` has copied them.
     unsafe {
         lua.exec_raw::<()>(stanza.clone(), |l| {
-            complete = read_level(l, 1, NS_CLIENT, &mut outer, Some(&mut inner));
+            read_level(l, 1, NS_CLIENT, &mut outer, Some(&mut inner));
         })?;
-        if complete {
-            return Ok(facts_of(&outer, &inner));
-        }
+        Ok(facts_of(&outer, &inner))
     }
-    stanza_facts_slow(stanza)
 }
 
 /// Reads `stanza.attr[key]` for each key (strings only, raw), in one
@@ -361,16 +362,13 @@ pub fn read_attrs<const N: usize>(
     }
 }
 
-/// Sessions read at once by [`push_identifiers`]; more are read the slow way.
-const MAX_SESSIONS: usize = 16;
-
 /// The `push_identifier` of each session in a user's `sessions` table.
 pub fn push_identifiers(lua: &Lua, sessions: &Table) -> Result<Vec<String>> {
-    let mut found = [Found::NONE; MAX_SESSIONS];
-    let mut count = 0;
-    let mut complete = true;
-    // SAFETY: as in `stanza_facts`: plain data out, strings held by the
-    // sessions, copied before any Lua runs.
+    // Owned by this frame, not the closure's: a Lua error leaving the
+    // closure skips nothing that owns memory.
+    let mut found = Vec::new();
+    // SAFETY: as in `stanza_facts`: the strings are held by the sessions
+    // and copied before any Lua runs.
     unsafe {
         lua.exec_raw::<()>(sessions.clone(), |l| {
             ffi::lua_pushnil(l);
@@ -378,28 +376,12 @@ pub fn push_identifiers(lua: &Lua, sessions: &Table) -> Result<Vec<String>> {
                 if ffi::lua_type(l, -1) == ffi::LUA_TTABLE {
                     let id = get_str(l, ffi::lua_gettop(l), c"push_identifier");
                     if !id.0.is_null() {
-                        if count == MAX_SESSIONS {
-                            complete = false;
-                        } else {
-                            found[count] = id;
-                            count += 1;
-                        }
+                        found.push(id);
                     }
                 }
                 ffi::lua_settop(l, -2);
             }
         })?;
-        if complete {
-            return Ok(found[..count].iter().filter_map(|f| f.string()).collect());
-        }
+        Ok(found.iter().filter_map(|f| f.string()).collect())
     }
-    let mut ids = Vec::new();
-    for pair in sessions.pairs::<mlua::Value, mlua::Value>() {
-        if let (_, mlua::Value::Table(session)) = pair? {
-            if let Some(id) = super::convert::str_field(&session, "push_identifier")? {
-                ids.push(id);
-            }
-        }
-    }
-    Ok(ids)
 }
