@@ -85,6 +85,8 @@ function lib.new(options)
 		"Pushes sent to app servers, by path and importance", { "kind", "importance" }));
 	local count_blocked = labelled(module:metric("counter", "blocked", "",
 		"Pushes blocked by a cloud_notify/push handler, by path", { "kind" }));
+	local count_handler_error = labelled(module:metric("counter", "handler_errors", "",
+		"Pushes not sent because a cloud_notify/push handler raised an error, by path", { "kind" }));
 	local count_error = labelled(module:metric("counter", "app_server_errors", "",
 		"Error answers from app servers, by error type", { "type" }));
 	local count_disabled = labelled(module:metric("counter", "auto_disabled", "",
@@ -136,13 +138,21 @@ function lib.new(options)
 	end
 
 	-- Sends the pushes the core built, unless a cloud_notify/push handler
-	-- objects. Returns whether a waking push was sent.
+	-- objects. A handler that raises costs its own push only: it is logged
+	-- and not sent, and the others go on. Returns whether a waking push was
+	-- sent.
 	function h.dispatch(pushes)
 		local woke = false;
 		if not pushes then return woke; end
 		for i = 1, #pushes do
 			local push_event = pushes[i];
-			if module:fire_event("cloud_notify/push", push_event) then
+			local ok, blocked = pcall(module.fire_event, module, "cloud_notify/push", push_event);
+			if not ok then
+				module:log("error", "A cloud_notify/push handler failed for %s of '%s', push not sent: %s",
+					push_event.push_identifier, push_event.username, blocked);
+				core:cancel(push_event.push_id);
+				count_handler_error(push_event.push_kind):add(1);
+			elseif blocked then
 				module:log("debug", "Push was blocked by event handler: %s", push_event.reason or "Unknown reason");
 				core:cancel(push_event.push_id);
 				count_blocked(push_event.push_kind):add(1);
@@ -176,6 +186,8 @@ function lib.new(options)
 		end
 		local services, removed, error_condition, error_text = core:plan_enable(user, identifier, push_info);
 		if not services then
+			-- (e.g. cloud_notify/registration handlers grew the record past its bounds)
+			module:log("warn", "Push registration %s of '%s' refused: %s", identifier, user, tostring(error_text));
 			origin.send(st.error_reply(stanza, removed, error_condition, error_text));
 			return;
 		end

@@ -16,6 +16,12 @@ local function pubsub_parts(iq)
 	return pubsub, publish, notification, fields;
 end
 
+-- An error reply's type and condition.
+local function error_of(reply)
+	local err_type, condition = reply:get_error();
+	return err_type, condition;
+end
+
 describe("mod_cloud_notify", function()
 	local m, romeo;
 	local host_counter = 0;
@@ -123,6 +129,82 @@ describe("mod_cloud_notify", function()
 		assert.equal("error", reply.attr.type);
 		assert.is_nil(m.store.data.romeo);
 		assert.is_nil(romeo.push_identifier);
+	end);
+
+	it("keeps what cloud_notify/registration handlers put on push_info, nested, for every push", function()
+		m:hook("cloud_notify/registration", function(event)
+			event.push_info.encryption = { algorithm = "aes-128-gcm", key_base64 = "a2V5" };
+			event.push_info.muted_jids = { ["spam@example.org"] = true };
+			event.push_info.groupchat_rules = { ["room@muc.example"] = { when = "mentioned", nick = "romeo" } };
+			event.push_info.list = { 1, 2.5, "three", { deep = { deeper = true } } };
+		end);
+		assert.equal("result", stand_in.enable(m, romeo, "push.example", "node1").attr.type);
+		local stored = m.store.data.romeo["push.example<node1"];
+		assert.same({ algorithm = "aes-128-gcm", key_base64 = "a2V5" }, stored.encryption);
+		assert.same({ ["spam@example.org"] = true }, stored.muted_jids);
+		assert.same({ ["room@muc.example"] = { when = "mentioned", nick = "romeo" } }, stored.groupchat_rules);
+		assert.same({ 1, 2.5, "three", { deep = { deeper = true } } }, stored.list);
+		assert.equal("integer", math.type(stored.list[1]));
+		assert.equal("float", math.type(stored.list[2]));
+		local seen = {};
+		m:hook("cloud_notify/push", function(event) seen[#seen+1] = event.push_info; end);
+		stand_in.offline(m, "romeo@" .. m.host, "hi");
+		-- A new user object reads the store again (as after a restart).
+		local m2 = stand_in.load("again." .. m.host, {});
+		m2.store.data.romeo = m.store.data.romeo;
+		m2:hook("cloud_notify/push", function(event) seen[#seen+1] = event.push_info; end);
+		stand_in.offline(m2, "romeo@again." .. m.host, "hi");
+		assert.equal(2, #seen);
+		for _, push_info in ipairs(seen) do
+			assert.same(stored.encryption, push_info.encryption);
+			assert.same(stored.groupchat_rules, push_info.groupchat_rules);
+			assert.same(stored.list, push_info.list);
+		end
+	end);
+
+	it("refuses a registration its handlers grew past the bounds, and one holding a function", function()
+		local grow;
+		m:hook("cloud_notify/registration", function(event) grow(event.push_info); end);
+		grow = function(push_info)
+			local blob = {};
+			for i = 1, 1000 do blob[i] = ("%020d"):format(i); end
+			push_info.blob = blob;
+		end;
+		local reply = stand_in.enable(m, romeo, "push.example", "big");
+		assert.same({ "modify", "not-acceptable" }, { error_of(reply) });
+		grow = function(push_info)
+			local t = {};
+			t.self = t; -- a table inside itself: too deep, never a stack overflow
+			push_info.loop = t;
+		end;
+		reply = stand_in.enable(m, romeo, "push.example", "loop");
+		assert.same({ "modify", "not-acceptable" }, { error_of(reply) });
+		grow = function(push_info) push_info.callback = print; end;
+		reply = stand_in.enable(m, romeo, "push.example", "fn");
+		assert.same({ "modify", "not-acceptable" }, { error_of(reply) });
+		assert.is_nil(m.store.data.romeo);
+		assert.is_nil(romeo.push_identifier);
+	end);
+
+	it("sends the other pushes when a cloud_notify/push handler raises", function()
+		for _, node in ipairs({ "a", "raise", "b" }) do
+			stand_in.enable(m, romeo, "push.example", node);
+		end
+		m.sent = {};
+		m:hook("cloud_notify/push", function(event)
+			if event.push_info.node == "raise" then error("on purpose"); end
+		end);
+		stand_in.offline(m, "romeo@" .. m.host, "hi");
+		local nodes = {};
+		for _, iq in ipairs(m.sent) do
+			local _, publish = pubsub_parts(iq);
+			nodes[#nodes+1] = publish.attr.node;
+		end
+		table.sort(nodes);
+		assert.same({ "a", "b" }, nodes);
+		m:fire_event("global/stats-update", {});
+		assert.equal(2, m.metrics.outstanding.values[""]);
+		assert.equal(1, m.metrics.handler_errors.values["offline"]);
 	end);
 
 	it("answers internal-server-error and changes nothing when the store fails", function()

@@ -11,6 +11,7 @@ pub mod coalesce;
 pub mod config;
 pub mod error;
 pub mod facts;
+pub mod fields;
 pub mod ids;
 pub mod importance;
 pub mod muc;

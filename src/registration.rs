@@ -8,6 +8,7 @@
 //! `client_id`, `resource` and `language`.
 
 use crate::error::StanzaError;
+use crate::fields::Field;
 use crate::{NS_DATA_FORMS, NS_PUBLISH_OPTIONS};
 use minidom::Element;
 use xmpp_parsers::data_forms::{DataForm, DataFormType};
@@ -17,15 +18,6 @@ use xmpp_parsers::jid::Jid;
 pub const MAX_NODE_LEN: usize = 1024;
 /// Largest publish-options form accepted (bytes of names, attributes and text).
 pub const MAX_OPTIONS_SIZE: usize = 8 * 1024;
-
-/// A scalar field of a stored record this module does not know about. Kept,
-/// so that what another module version stored survives our writes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Scalar {
-    Str(String),
-    Num(f64),
-    Bool(bool),
-}
 
 /// One device's push registration.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,8 +38,9 @@ pub struct Registration {
     /// Consecutive app-server errors (stored as `error_count`, when not 0,
     /// so the count survives a restart; the reference ignores the field).
     pub errors: u32,
-    /// Unknown scalar fields, kept as they were.
-    pub extra: Vec<(String, Scalar)>,
+    /// Fields other modules set (`cloud_notify/registration` handlers, or
+    /// another module version), kept as they were: see [`crate::fields`].
+    pub extra: Vec<(String, Field)>,
 }
 
 /// The reference module's key for a registration.

@@ -56,6 +56,16 @@ fn trim_oldest(regs: &mut Vec<Registration>, max: usize, keep_last: bool) -> Vec
     dropped
 }
 
+/// Sorts by timestamp, ties by identifier (records read back from a Lua
+/// table come in no particular order).
+fn oldest_first(regs: &mut [Registration]) {
+    regs.sort_by(|a, b| {
+        a.timestamp
+            .total_cmp(&b.timestamp)
+            .then_with(|| a.identifier.cmp(&b.identifier))
+    });
+}
+
 impl Registry {
     pub fn new(capacity: usize, max_devices: usize) -> Self {
         Registry {
@@ -98,18 +108,16 @@ impl Registry {
     /// (the admin lowered it) are trimmed to the newest; the trimmed
     /// identifiers are returned so the caller can write the trimmed set.
     pub fn load(&mut self, user: &str, mut regs: Vec<Registration>) -> Vec<String> {
-        regs.sort_by(|a, b| {
-            a.timestamp
-                .total_cmp(&b.timestamp)
-                .then_with(|| a.identifier.cmp(&b.identifier))
-        });
+        oldest_first(&mut regs);
         let dropped = trim_oldest(&mut regs, self.max_devices, false);
         self.commit(user, regs);
         dropped
     }
 
-    /// Stores the user's registrations in memory, as written to the store.
-    pub fn commit(&mut self, user: &str, regs: Vec<Registration>) {
+    /// Stores the user's registrations in memory, as written to the store
+    /// (in any order: they are kept oldest first).
+    pub fn commit(&mut self, user: &str, mut regs: Vec<Registration>) {
+        oldest_first(&mut regs);
         self.total += regs.len();
         match self.users.get_mut(user) {
             Some(entry) => {
@@ -155,13 +163,23 @@ impl Registry {
     /// The set after enabling `reg`: it replaces a registration with the
     /// same identifier, and the oldest go beyond `max_devices`.
     /// `None` if the user is not loaded.
-    pub fn plan_enable(&self, user: &str, reg: Registration) -> Option<Plan> {
+    ///
+    /// The new registration is the newest, whatever the clock says: its
+    /// timestamp is made later than every other one's (by a millisecond
+    /// where the clock, in whole seconds, would tie), so the order survives
+    /// the store and a restart.
+    pub fn plan_enable(&self, user: &str, mut reg: Registration) -> Option<Plan> {
         let current = self.peek(user)?;
         let mut regs: Vec<Registration> = current
             .iter()
             .filter(|r| r.identifier != reg.identifier)
             .cloned()
             .collect();
+        if let Some(newest) = regs.iter().map(|r| r.timestamp).max_by(f64::total_cmp) {
+            if reg.timestamp <= newest {
+                reg.timestamp = ((newest + 0.001) * 1000.0).round() / 1000.0;
+            }
+        }
         regs.push(reg);
         let removed = trim_oldest(&mut regs, self.max_devices, true);
         Some(Plan { regs, removed })
@@ -244,6 +262,47 @@ mod tests {
         r.load("u", vec![reg("p", "a", 100.0)]);
         let plan = r.plan_enable("u", reg("p", "b", 50.0)).unwrap();
         assert_eq!(plan.regs[0].identifier, "p<b");
+    }
+
+    #[test]
+    fn the_newest_win_within_one_second() {
+        // Issue seen on both Prosody versions: three enables in the same
+        // second (os.time()) with push_max_devices = 2 kept the first.
+        for max in [2, 5] {
+            let mut r = Registry::new(10, max);
+            r.load("u", vec![]);
+            let mut enabled = Vec::new();
+            for i in 0..(max + 3) {
+                let node = format!("n{i}");
+                let plan = r.plan_enable("u", reg("p", &node, 1000.0)).unwrap();
+                // What the store hands back comes in no particular order.
+                let mut regs = plan.regs;
+                regs.reverse();
+                r.commit("u", regs);
+                enabled.push(format!("p<{node}"));
+            }
+            let mut kept: Vec<String> = r
+                .peek("u")
+                .unwrap()
+                .iter()
+                .map(|x| x.identifier.clone())
+                .collect();
+            kept.sort();
+            let mut newest = enabled[enabled.len() - max..].to_vec();
+            newest.sort();
+            assert_eq!(kept, newest, "max {max}");
+        }
+    }
+
+    #[test]
+    fn tied_timestamps_step_by_a_millisecond() {
+        let mut r = Registry::new(10, 5);
+        r.load("u", vec![reg("p", "a", 1000.0)]);
+        let plan = r.plan_enable("u", reg("p", "b", 1000.0)).unwrap();
+        assert_eq!(plan.regs[1].timestamp, 1000.001);
+        // Re-enabling alone keeps the clock's value.
+        let plan = r.plan_enable("u", reg("p", "a", 1000.0)).unwrap();
+        assert_eq!(plan.regs[0].timestamp, 1000.0);
     }
 
     #[test]

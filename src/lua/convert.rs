@@ -8,7 +8,7 @@
 use crate::facts::jid_node;
 use minidom::rxml::{Namespace, NcName};
 use minidom::Element;
-use mlua::{Result, Table, Value};
+use mlua::{Lua, Result, Table, Value};
 
 /// Deepest element accepted from Lua.
 const MAX_DEPTH: usize = 32;
@@ -153,4 +153,36 @@ pub fn first_tag_path(t: &Table, levels: usize) -> Result<Option<Table>> {
         }
     }
     Ok(Some(cur))
+}
+
+/// A util.stanza `<message/>` rebuilt from what the core remembers of one
+/// (type, from, id, body), addressed to `to`: the `original_stanza` of a
+/// push whose stanza is gone (a room message an occupant's server bounced).
+pub fn message_from_facts(
+    lua: &Lua,
+    stanza_mt: &Table,
+    facts: &crate::facts::StanzaFacts,
+    to: &str,
+) -> Result<Table> {
+    let element = |name: &str| -> Result<Table> {
+        let t = lua.create_table()?;
+        t.raw_set("name", name)?;
+        t.raw_set("attr", lua.create_table()?)?;
+        t.raw_set("tags", lua.create_table()?)?;
+        t.set_metatable(Some(stanza_mt.clone()))?;
+        Ok(t)
+    };
+    let message = element("message")?;
+    let attr: Table = message.raw_get("attr")?;
+    attr.raw_set("to", to)?;
+    attr.raw_set("type", facts.type_.as_deref())?;
+    attr.raw_set("from", facts.from.as_deref())?;
+    attr.raw_set("id", facts.id.as_deref())?;
+    if let Some(text) = &facts.body {
+        let body = element("body")?;
+        body.raw_set(1, text.as_str())?;
+        message.raw_set(1, &body)?;
+        message.raw_get::<Table>("tags")?.raw_set(1, body)?;
+    }
+    Ok(message)
 }

@@ -451,9 +451,7 @@ impl UserData for Host {
             |lua, this, (user, identifier, info): (String, String, Table)| {
                 let reg = match registration_from_lua(&identifier, &info) {
                     Ok(r) => r,
-                    Err(why) => {
-                        return err_values(lua, &crate::error::StanzaError::bad_request(why));
-                    }
+                    Err(e) => return err_values(lua, &e),
                 };
                 match this.service.plan_enable(&user, reg) {
                     Some(plan) => {
@@ -784,8 +782,18 @@ impl UserData for Host {
                 let key = facts.stable_key(&room);
                 let pushes = this.service.muc_push(&facts, key.as_deref(), &member, now);
                 let out = lua.create_table()?;
+                if pushes.is_empty() {
+                    return Ok(out);
+                }
+                // The room message that bounced, as the core remembers it.
+                let original = Value::Table(convert::message_from_facts(
+                    lua,
+                    &this.stanza_mt,
+                    &facts,
+                    &user,
+                )?);
                 for (user, jobs) in pushes {
-                    this.append_jobs(lua, &out, jobs, &user, &Value::Nil)?;
+                    this.append_jobs(lua, &out, jobs, &user, &original)?;
                 }
                 Ok(out)
             },

@@ -11,7 +11,8 @@
 //! allocating (an element's namespace, which minidom hands out as a new
 //! `String`) is collected beforehand into a [`Shape`].
 
-use crate::registration::{Registration, Scalar};
+use crate::fields::{Field, Key};
+use crate::registration::Registration;
 use crate::NS_PUBSUB;
 use minidom::rxml::Namespace;
 use minidom::Element;
@@ -422,12 +423,36 @@ pub unsafe fn push_registration(l: *mut ffi::lua_State, r: &Registration, option
         }
         for (k, v) in &r.extra {
             push_str(l, k);
-            match v {
-                Scalar::Str(s) => push_str(l, s),
-                Scalar::Num(n) => push_number(l, *n),
-                Scalar::Bool(b) => ffi::lua_pushboolean(l, c_int::from(*b)),
-            }
+            push_field(l, v);
             ffi::lua_rawset(l, -3);
+        }
+    }
+}
+
+/// Pushes another module's field value (tables rebuilt to their depth,
+/// which [`crate::fields`] bounds).
+///
+/// # Safety
+/// `l` is valid inside a protected call.
+unsafe fn push_field(l: *mut ffi::lua_State, v: &Field) {
+    unsafe {
+        match v {
+            Field::Str(s) => push_str(l, s),
+            Field::Int(i) => ffi::lua_pushinteger(l, *i),
+            Field::Num(n) => ffi::lua_pushnumber(l, *n),
+            Field::Bool(b) => ffi::lua_pushboolean(l, c_int::from(*b)),
+            Field::Table(pairs) => {
+                ffi::luaL_checkstack(l, 3, c"registration field".as_ptr());
+                ffi::lua_createtable(l, 0, c_int::try_from(pairs.len()).unwrap_or(0));
+                for (k, v) in pairs {
+                    match k {
+                        Key::Str(s) => push_str(l, s),
+                        Key::Int(i) => ffi::lua_pushinteger(l, *i),
+                    }
+                    push_field(l, v);
+                    ffi::lua_rawset(l, -3);
+                }
+            }
         }
     }
 }

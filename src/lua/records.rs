@@ -3,7 +3,9 @@
 
 use super::convert::{lua_to_element, str_field};
 use super::raw::{options_shape, push_registration};
-use crate::registration::{normalize_jid, Registration, Scalar};
+use crate::error::StanzaError;
+use crate::fields::{Budget, Field, Key, Refused, ENTRY_COST};
+use crate::registration::{normalize_jid, Registration};
 use crate::registry::Plan;
 use crate::NS_DATA_FORMS;
 use mlua::{Lua, Result, Table, Value};
@@ -20,16 +22,73 @@ const KNOWN: [&str; 9] = [
     "language",
 ];
 
-/// A record as stored, into a registration. `Err` says why it is unusable.
+/// Another module's field value, read within the record's [`Budget`];
+/// `depth` is 1 for a field's own value.
+fn field_from_lua(
+    key: &str,
+    v: Value,
+    depth: usize,
+    budget: &mut Budget,
+) -> std::result::Result<Field, StanzaError> {
+    let refused = |r: Refused| StanzaError::not_acceptable(format!("Registration refused: {r}"));
+    let field = match v {
+        Value::String(s) => {
+            budget
+                .spend(ENTRY_COST + s.as_bytes().len())
+                .map_err(refused)?;
+            Field::Str(s.to_string_lossy())
+        }
+        Value::Integer(i) => Field::Int(i),
+        Value::Number(n) => Field::Num(n),
+        Value::Boolean(b) => Field::Bool(b),
+        Value::Table(t) => {
+            Budget::enter(depth).map_err(refused)?;
+            budget.spend(ENTRY_COST).map_err(refused)?;
+            let mut pairs = Vec::new();
+            for pair in t.pairs::<Value, Value>() {
+                let (k, v) = pair.map_err(|e| StanzaError::bad_request(e.to_string()))?;
+                let k = match k {
+                    Value::String(s) => {
+                        budget
+                            .spend(ENTRY_COST + s.as_bytes().len())
+                            .map_err(refused)?;
+                        Key::Str(s.to_string_lossy())
+                    }
+                    Value::Integer(i) => {
+                        budget.spend(ENTRY_COST).map_err(refused)?;
+                        Key::Int(i)
+                    }
+                    _ => return Err(refused(Refused::NotData(key.to_owned()))),
+                };
+                pairs.push((k, field_from_lua(key, v, depth + 1, budget)?));
+            }
+            return Ok(Field::Table(pairs));
+        }
+        _ => return Err(refused(Refused::NotData(key.to_owned()))),
+    };
+    if !matches!(field, Field::Str(_)) {
+        budget.spend(ENTRY_COST).map_err(refused)?;
+    }
+    Ok(field)
+}
+
+/// A record as stored (or as `cloud_notify/registration` handlers left
+/// `push_info`), into a registration. `Err` says why it is unusable:
+/// `bad-request` for a record without a usable `jid`, `not-acceptable` for
+/// other modules' fields beyond the bounds of [`crate::fields`].
 pub fn registration_from_lua(
     identifier: &str,
     t: &Table,
-) -> std::result::Result<Registration, String> {
-    let e = |e: mlua::Error| e.to_string();
-    let raw_jid = str_field(t, "jid").map_err(e)?.ok_or("no jid")?;
+) -> std::result::Result<Registration, StanzaError> {
+    let e = |e: mlua::Error| StanzaError::bad_request(e.to_string());
+    let raw_jid = str_field(t, "jid")
+        .map_err(e)?
+        .ok_or_else(|| StanzaError::bad_request("no jid"))?;
     let jid = normalize_jid(&raw_jid).unwrap_or(raw_jid);
     let options = match t.raw_get::<Value>("options").map_err(e)? {
-        Value::Table(o) => Some(Box::new(lua_to_element(&o, NS_DATA_FORMS)?)),
+        Value::Table(o) => Some(Box::new(
+            lua_to_element(&o, NS_DATA_FORMS).map_err(StanzaError::bad_request)?,
+        )),
         _ => None,
     };
     let timestamp = match t.raw_get::<Value>("timestamp").map_err(e)? {
@@ -43,6 +102,7 @@ pub fn registration_from_lua(
         _ => 0,
     };
     let mut extra = Vec::new();
+    let mut budget = Budget::default();
     for pair in t.pairs::<Value, Value>() {
         let (Value::String(k), v) = pair.map_err(e)? else {
             continue;
@@ -51,13 +111,10 @@ pub fn registration_from_lua(
         if KNOWN.contains(&k.as_str()) {
             continue;
         }
-        let v = match v {
-            Value::String(s) => Scalar::Str(s.to_string_lossy()),
-            Value::Integer(i) => Scalar::Num(i as f64),
-            Value::Number(n) => Scalar::Num(n),
-            Value::Boolean(b) => Scalar::Bool(b),
-            _ => continue,
-        };
+        budget
+            .spend(ENTRY_COST + k.len())
+            .map_err(|r| StanzaError::not_acceptable(format!("Registration refused: {r}")))?;
+        let v = field_from_lua(&k, v, 1, &mut budget)?;
         extra.push((k, v));
     }
     Ok(Registration {
@@ -86,7 +143,10 @@ pub fn registrations_from_store(stored: &Table) -> Result<(Vec<Registration>, Ve
                 let k = k.to_string_lossy();
                 match registration_from_lua(&k, &v) {
                     Ok(r) => regs.push(r),
-                    Err(why) => problems.push(format!("ignoring stored registration '{k}': {why}")),
+                    Err(why) => problems.push(format!(
+                        "ignoring stored registration '{k}': {}",
+                        why.text.as_deref().unwrap_or(why.condition)
+                    )),
                 }
             }
             _ => problems.push("ignoring a stored registration that is not a table".into()),

@@ -303,6 +303,10 @@ class Client(slixmpp.ClientXMPP):
         jid_attr = f" jid='{jid}'" if jid is not None else ""
         return await self.iq_set(f"<enable xmlns='{NS_PUSH}'{jid_attr}{node_attr}>{form}</enable>")
 
+    async def enable_with(self, node, children="", jid="push.localhost"):
+        """An <enable/> with extra children (for extension modules)."""
+        return await self.iq_set(f"<enable xmlns='{NS_PUSH}' jid='{jid}' node='{node}'>{children}</enable>")
+
     async def disable(self, jid, node=None):
         node_attr = f" node='{node}'" if node is not None else ""
         jid_attr = f" jid='{jid}'" if jid is not None else ""
@@ -333,7 +337,9 @@ class Push:
         self.sender = xml.get("from")
         self.node = publish.get("node")
         notif = publish.find(f"{{{NS_PUBSUB}}}item/{{{NS_PUSH}}}notification")
-        self.summary = form_values(notif.find(f"{{{NS_DATA}}}x")) if notif is not None else None
+        self.notification = notif
+        form = notif.find(f"{{{NS_DATA}}}x") if notif is not None else None
+        self.summary = form_values(form) if form is not None else None
         opts = pubsub.find(f"{{{NS_PUBSUB}}}publish-options/{{{NS_DATA}}}x")
         self.options = form_values(opts) if opts is not None else None
 
