@@ -6,6 +6,7 @@
 -- As in the shims, every decision is the core's.
 
 local st = require "util.stanza";
+local async = require "util.async";
 local time_now = require "util.time".now;
 
 local lib = {};
@@ -103,6 +104,69 @@ function lib.new(options)
 	local count_store_read = labelled(module:metric("counter", "store_reads", "",
 		"Reads of the registration store (cache misses)", {}));
 
+	-- Per-user write lock. Storage may yield (handlers run in util.async
+	-- runners), so every change of a user's registrations (plan, write,
+	-- commit) runs holding the user's lock, planned from what the core
+	-- holds once the lock is taken: two devices enabling at once, or an
+	-- enable during an error-count write, never lose one another.
+	-- locks[user] = { owner = coroutine, depth = n, waiting = { done… }, later = { fn… } }
+	local locks = {};
+
+	local function acquire(user)
+		local me = coroutine.running();
+		local lock = locks[user];
+		if not lock then
+			locks[user] = { owner = me, depth = 1, waiting = {}, later = {} };
+			return true;
+		end
+		if lock.owner == me then
+			lock.depth = lock.depth + 1;
+			return true;
+		end
+		if not async.ready() then return false; end -- can't wait here
+		local wait, done = async.waiter();
+		lock.waiting[#lock.waiting+1] = done;
+		wait(); -- resumed by release(), which handed the lock over
+		lock.owner, lock.depth = me, 1;
+		return true;
+	end
+
+	local function release(user)
+		local lock = locks[user];
+		lock.depth = lock.depth - 1;
+		if lock.depth > 0 then return; end
+		local next_waiter = table.remove(lock.waiting, 1);
+		if next_waiter then
+			next_waiter();
+			return;
+		end
+		locks[user] = nil;
+		for _, later in ipairs(lock.later) do later(); end
+	end
+
+	-- Runs fn() holding the user's lock; returns its results, or nil,
+	-- "busy" where the lock is held elsewhere and this context can't wait.
+	function h.locked(user, fn)
+		if not acquire(user) then return nil, "busy"; end
+		local ret = table.pack(pcall(fn));
+		release(user);
+		if not ret[1] then error(ret[2], 0); end
+		return table.unpack(ret, 2, ret.n);
+	end
+
+	-- Runs fn() holding the user's lock: now if possible, else as soon as
+	-- the lock is free (for writes outside an async context).
+	function h.soon(user, fn)
+		if not acquire(user) then
+			local later = locks[user].later;
+			later[#later+1] = function() h.locked(user, fn); end;
+			return;
+		end
+		local ok, err = pcall(fn);
+		release(user);
+		if not ok then error(err, 0); end
+	end
+
 	-- Makes sure the core has the user's registrations; false on a store error.
 	function h.load_user(user)
 		if core:loaded(user) then return true; end
@@ -113,18 +177,35 @@ function lib.new(options)
 			module:log("error", "Error reading push registrations of '%s': %s", user, err);
 			return false;
 		end
-		log_all("warn", core:load(user, stored));
+		-- The read may have yielded: what another handler loaded (and maybe
+		-- changed) meanwhile is newer than what was read.
+		if core:loaded(user) then return true; end
+		local load_problems, trimmed = core:load(user, stored);
+		log_all("warn", load_problems);
+		if trimmed then
+			-- Beyond push_max_devices (the admin lowered it): the store
+			-- follows, and sessions of trimmed registrations stop pushing.
+			h.soon(user, function()
+				local services, removed = core:plan_current(user);
+				if services then h.write_plan(user, services, removed, trimmed); end
+			end);
+		end
 		return true;
 	end
 
 	-- Writes a planned set of registrations, then lets the core adopt it.
-	function h.write_plan(user, services, removed)
+	-- `released`: identifiers already gone from the core whose sessions
+	-- must stop pushing as well.
+	function h.write_plan(user, services, removed, released)
 		local ok, err = push_store:set(user, services);
 		if not ok then
 			module:log("error", "Error writing push registrations of '%s': %s", user, err);
 			return false;
 		end
 		log_all("warn", core:commit(user, services, removed));
+		if released then
+			for identifier in pairs(released) do removed[identifier] = true; end
+		end
 		if h.on_removed and next(removed) ~= nil then
 			h.on_removed(user, removed);
 		end
@@ -133,8 +214,10 @@ function lib.new(options)
 
 	-- Writes a user's registrations as the core holds them (error counts).
 	function h.write_current(user)
-		local services, removed = core:plan_current(user);
-		if services then h.write_plan(user, services, removed); end
+		h.soon(user, function()
+			local services, removed = core:plan_current(user);
+			if services then h.write_plan(user, services, removed); end
+		end);
 	end
 
 	-- Sends the pushes the core built, unless a cloud_notify/push handler
@@ -183,6 +266,11 @@ function lib.new(options)
 			origin = origin, stanza = stanza, push_info = push_info;
 		}) == false then
 			return; -- the handler replied
+		end
+		-- (handlers may have yielded, and the user left the cache meanwhile)
+		if not h.load_user(user) then
+			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+			return;
 		end
 		local services, removed, error_condition, error_text = core:plan_enable(user, identifier, push_info);
 		if not services then
@@ -255,10 +343,12 @@ function lib.new(options)
 			module:log("warn", "Disabling push notifications for identifier '%s' after %d errors",
 				answer.identifier, answer.count);
 			count_disabled():add(1);
-			if h.load_user(answer.user) then
-				local services, removed = core:plan_drop(answer.user, answer.identifier);
-				if services then h.write_plan(answer.user, services, removed); end
-			end
+			local user, identifier = answer.user, answer.identifier;
+			h.soon(user, function()
+				if not h.load_user(user) then return; end
+				local services, removed = core:plan_drop(user, identifier);
+				if services then h.write_plan(user, services, removed); end
+			end);
 		end
 		return true;
 	end, 10);

@@ -97,15 +97,24 @@ module:hook("account-disco-info", function(event)
 	(event.reply or event.stanza):tag("feature", { var = xmlns_push }):up();
 end);
 
--- An IQ handler that runs once the user's registrations are loaded.
+-- An IQ handler that runs holding the user's lock, once the user's
+-- registrations are loaded.
 local function user_iq(handler)
 	return function(event)
 		local origin, stanza = event.origin, event.stanza;
-		if not load_user(origin.username) then
-			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+		local user = origin.username;
+		local handled = push.locked(user, function()
+			if not load_user(user) then
+				origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+				return true;
+			end
+			handler(origin, stanza, user);
 			return true;
+		end);
+		if handled == nil then
+			origin.send(st.error_reply(stanza, "wait", "resource-constraint", "Busy, try again"));
 		end
-		return handler(origin, stanza, origin.username);
+		return true;
 	end
 end
 
@@ -228,12 +237,14 @@ end);
 module:hook_global("user-deleted", function(event)
 	if event.host ~= module.host then return; end
 	local user = event.username;
-	core:forget_user(user);
-	local ok, err = push_store:set(user, nil);
-	if not ok and err then
-		module:log("error", "Error removing push registrations of deleted user '%s': %s", user, err);
-	end
-	module:log("debug", "Push registrations of deleted user '%s' removed", user);
+	push.soon(user, function()
+		core:forget_user(user);
+		local ok, err = push_store:set(user, nil);
+		if not ok and err then
+			module:log("error", "Error removing push registrations of deleted user '%s': %s", user, err);
+		end
+		module:log("debug", "Push registrations of deleted user '%s' removed", user);
+	end);
 end);
 
 -- Admin commands (prosodyctl shell): push:list(jid), push:remove(jid[, identifier]),
@@ -256,18 +267,22 @@ function admin.list(print, user)
 end
 
 function admin.remove(_, user, identifier)
-	if not load_user(user) then return false, "Could not read the registrations"; end
-	local services, removed;
-	if identifier then
-		services, removed = core:plan_drop(user, identifier);
-	else
-		services, removed = core:plan_remove_all(user);
-	end
-	if not services then return false, "No such registration"; end
-	if not write_plan(user, services, removed) then return false, "Could not write the registrations"; end
-	local n = 0;
-	for _ in pairs(removed) do n = n + 1; end
-	return true, ("%d registration(s) removed"):format(n);
+	local ok, message = push.locked(user, function()
+		if not load_user(user) then return false, "Could not read the registrations"; end
+		local services, removed;
+		if identifier then
+			services, removed = core:plan_drop(user, identifier);
+		else
+			services, removed = core:plan_remove_all(user);
+		end
+		if not services then return false, "No such registration"; end
+		if not write_plan(user, services, removed) then return false, "Could not write the registrations"; end
+		local n = 0;
+		for _ in pairs(removed) do n = n + 1; end
+		return true, ("%d registration(s) removed"):format(n);
+	end);
+	if ok == nil then return false, "The user's registrations are being changed, try again"; end
+	return ok, message;
 end
 
 function admin.ping(_, user)

@@ -40,12 +40,18 @@ local function domain_iq(handler)
 			return true;
 		end
 		local user = node.."@"..host;
-		if not load_user(user) then
-			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+		local handled = push.locked(user, function()
+			if not load_user(user) then
+				origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+				return true;
+			end
+			local who = { username = node, host = host, full_jid = stanza.attr.from, resource = resource };
+			handler(origin, who, stanza, user);
 			return true;
+		end);
+		if handled == nil then
+			origin.send(st.error_reply(stanza, "wait", "resource-constraint", "Busy, try again"));
 		end
-		local who = { username = node, host = host, full_jid = stanza.attr.from, resource = resource };
-		handler(origin, who, stanza, user);
 		return true;
 	end
 end

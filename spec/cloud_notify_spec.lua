@@ -3,6 +3,7 @@
 
 local stand_in = require "spec.stand_in";
 local st = require "util.stanza";
+local async = require "util.async";
 
 local function pubsub_parts(iq)
 	local pubsub = iq:get_child("pubsub", "http://jabber.org/protocol/pubsub");
@@ -205,6 +206,63 @@ describe("mod_cloud_notify", function()
 		m:fire_event("global/stats-update", {});
 		assert.equal(2, m.metrics.outstanding.values[""]);
 		assert.equal(1, m.metrics.handler_errors.values["offline"]);
+	end);
+
+	-- A store whose calls wait (as a networked one does) until the test
+	-- lets them go on: they yield inside util.async runners. A read
+	-- answers what was stored when it was asked; a write lands when it
+	-- is let go.
+	local function pausing_store(method)
+		local paused = {};
+		local plain = m.store[method];
+		m.store[method] = function(self, ...)
+			local wait, done = async.waiter();
+			paused[#paused+1] = done;
+			if method == "get" then
+				local value = plain(self, ...);
+				wait();
+				return value;
+			end
+			wait();
+			return plain(self, ...);
+		end;
+		return paused;
+	end
+
+	local function in_runner(fn)
+		async.runner(function(f) f(); end):run(fn);
+	end
+
+	it("serialises a user's changes when store writes yield", function()
+		local paused = pausing_store("set");
+		local tablet = stand_in.session(m, "romeo", "tablet");
+		in_runner(function() stand_in.enable(m, romeo, "push.example", "phone"); end);
+		in_runner(function() stand_in.enable(m, tablet, "push.example", "tablet"); end);
+		-- The phone's write is under way; the tablet waits for it.
+		assert.equal(1, #paused);
+		paused[1]();
+		assert.equal(2, #paused);
+		paused[2]();
+		assert.equal("result", romeo.replies[1].attr.type);
+		assert.equal("result", tablet.replies[1].attr.type);
+		assert.truthy(m.store.data.romeo["push.example<phone"]);
+		assert.truthy(m.store.data.romeo["push.example<tablet"]);
+		m.sent = {};
+		stand_in.offline(m, "romeo@" .. m.host, "hi");
+		assert.equal(2, #m.sent);
+	end);
+
+	it("keeps what was loaded meanwhile when a store read yields", function()
+		local paused = pausing_store("get");
+		in_runner(function() stand_in.enable(m, romeo, "push.example", "phone"); end);
+		-- A message arrives while the enable's read is under way: its own read waits too.
+		in_runner(function() stand_in.offline(m, "romeo@" .. m.host, "hi"); end);
+		assert.equal(2, #paused);
+		paused[1](); -- the enable reads nothing, stores the phone
+		assert.equal("result", romeo.replies[1].attr.type);
+		m.sent = {};
+		paused[2](); -- the message's older read must not undo it
+		assert.equal(1, #m.sent);
 	end);
 
 	it("answers internal-server-error and changes nothing when the store fails", function()

@@ -40,6 +40,9 @@ pub enum Added {
 pub struct Batches {
     capacity: usize,
     map: HashMap<String, Batch>,
+    /// Open batches per user: their registrations stay in memory until
+    /// the batches are sent or dropped (see [`Batches::holds`]).
+    users: HashMap<String, usize>,
 }
 
 impl Batches {
@@ -47,6 +50,7 @@ impl Batches {
         Batches {
             capacity: capacity.max(1),
             map: HashMap::new(),
+            users: HashMap::new(),
         }
     }
 
@@ -75,7 +79,8 @@ impl Batches {
             Some(b) if b.identifier == identifier && b.user == user => b,
             _ => {
                 opened = true;
-                self.map.insert(
+                *self.users.entry(user.to_owned()).or_default() += 1;
+                let old = self.map.insert(
                     session.to_owned(),
                     Batch {
                         user: user.to_owned(),
@@ -83,6 +88,9 @@ impl Batches {
                         ..Default::default()
                     },
                 );
+                if let Some(old) = old {
+                    release(&mut self.users, &old.user);
+                }
                 self.map.get_mut(session).expect("just inserted")
             }
         };
@@ -102,7 +110,24 @@ impl Batches {
     }
 
     pub fn take(&mut self, session: &str) -> Option<Batch> {
-        self.map.remove(session)
+        let batch = self.map.remove(session)?;
+        release(&mut self.users, &batch.user);
+        Some(batch)
+    }
+
+    /// Whether a batch of this user's is waiting: the registry must not
+    /// evict them meanwhile, or the batch would find no registration.
+    pub fn holds(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+}
+
+fn release(users: &mut HashMap<String, usize>, user: &str) {
+    if let Some(n) = users.get_mut(user) {
+        *n -= 1;
+        if *n == 0 {
+            users.remove(user);
+        }
     }
 }
 
@@ -135,5 +160,12 @@ mod tests {
         assert!(batch.important.is_some() && batch.unimportant.is_some());
         assert_eq!(batch.keys, ["k1", "k2"]);
         assert!(b.take("s1").is_none());
+        assert!(b.holds("romeo")); // s2's batch
+        b.take("s2");
+        assert!(!b.holds("romeo") && b.holds("juliet"));
+        // A session whose registration changed: its old batch is replaced.
+        b.add("s3", "juliet", "p<other", f.clone(), false, "k5".into());
+        b.take("s3");
+        assert!(!b.holds("juliet"));
     }
 }

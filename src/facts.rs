@@ -189,7 +189,59 @@ impl StanzaFacts {
             Kind::Iq => 'i',
             Kind::Other => return None,
         };
-        Some(format!("{kind}:{from}\u{1f}{id}"))
+        // Senders reuse ids (counters restarting per connection, bots):
+        // the content takes part, so two different messages with one id
+        // are never taken for copies of each other.
+        Some(format!(
+            "{kind}:{from}\u{1f}{id}\u{1f}{:016x}",
+            self.content_digest()
+        ))
+    }
+
+    /// A digest of what a push says about this stanza (type, body, flags,
+    /// a carbon's direction and message): equal for the copies Prosody
+    /// makes of one stanza, different for different messages.
+    pub fn content_digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        fn feed(f: &StanzaFacts, h: &mut std::collections::hash_map::DefaultHasher) {
+            f.type_.hash(h);
+            f.body.hash(h);
+            (f.has_subject, f.encrypted, f.propose).hash(h);
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        feed(self, &mut h);
+        if let Some((dir, inner)) = &self.carbon {
+            (*dir == Direction::Sent).hash(&mut h);
+            inner.from.hash(&mut h);
+            inner.id.hash(&mut h);
+            feed(inner, &mut h);
+        }
+        h.finish()
+    }
+
+    /// Whether this stanza may be read as a carbon copy for `user_bare`:
+    /// XEP-0280 §11, a copy counts only when it comes from the user's own
+    /// bare JID (anyone can wrap a forged `<received/>` around a message).
+    /// True for a stanza that is no carbon.
+    pub fn carbon_trusted(&self, user_bare: &str) -> bool {
+        self.carbon.is_none()
+            || self
+                .from
+                .as_deref()
+                .is_some_and(|f| f.split('/').next() == Some(user_bare))
+    }
+
+    /// The stanza as `user_bare` gets it: a carbon copy not from their own
+    /// bare JID is a plain message (its outer sender, body and flags).
+    pub fn received_by(self, user_bare: &str) -> StanzaFacts {
+        if self.carbon_trusted(user_bare) {
+            self
+        } else {
+            StanzaFacts {
+                carbon: None,
+                ..self
+            }
+        }
     }
 
     /// The message the user would read: the forwarded one for a carbon copy.
@@ -300,12 +352,63 @@ mod tests {
         );
         assert_eq!(archive_key("5f3dbc5e"), "a:5f3dbc5e");
         // Someone else's stanza-id is no key for this user: sender and id are.
-        assert_eq!(
-            f.stable_key("juliet@capulet.example").as_deref(),
-            Some("m:juliet@capulet.example/balcony\u{1f}m1")
+        let key = f.stable_key("juliet@capulet.example").unwrap();
+        assert!(
+            key.starts_with("m:juliet@capulet.example/balcony\u{1f}m1\u{1f}"),
+            "{key}"
         );
         let none = parse("<presence xmlns='jabber:client' from='a@b/c'/>");
         assert_eq!(none.stable_key("a@b"), None);
+    }
+
+    #[test]
+    fn a_reused_id_is_not_a_copy() {
+        // Clients whose counters restart per connection, bots: one sender,
+        // one id, two messages.
+        let first = parse(
+            "<message xmlns='jabber:client' from='bot@example.org/x' type='chat' id='1'><body>Build failed</body></message>",
+        );
+        let second = parse(
+            "<message xmlns='jabber:client' from='bot@example.org/x' type='chat' id='1'><body>Build fixed</body></message>",
+        );
+        let user = "romeo@montague.example";
+        assert_ne!(first.stable_key(user), second.stable_key(user));
+        // A copy of the same stanza (another path, another object) is one.
+        let copy = parse(
+            "<message xmlns='jabber:client' from='bot@example.org/x' type='chat' id='1' to='romeo@montague.example'>\
+             <body>Build failed</body><delay xmlns='urn:xmpp:delay' stamp='2026-12-02T01:00:00Z'/></message>",
+        );
+        assert_eq!(first.stable_key(user), copy.stable_key(user));
+    }
+
+    #[test]
+    fn forged_carbons_are_plain_messages() {
+        // XEP-0280 §11: only the user's own bare JID sends carbons.
+        let forged = parse(
+            "<message xmlns='jabber:client' from='mallory@evil.example/x' to='romeo@montague.example' type='chat'>\
+             <received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>\
+             <message xmlns='jabber:client' from='bank@trusted.example/web' type='chat'><body>Send money</body></message>\
+             </forwarded></received></message>",
+        );
+        assert!(!forged.carbon_trusted("romeo@montague.example"));
+        let plain = forged.clone().received_by("romeo@montague.example");
+        assert!(plain.carbon.is_none());
+        assert_eq!(
+            plain.effective().from.as_deref(),
+            Some("mallory@evil.example/x")
+        );
+        assert_eq!(plain.effective().body, None);
+        let real = StanzaFacts {
+            from: Some("romeo@montague.example".into()),
+            ..forged
+        };
+        assert!(real.carbon_trusted("romeo@montague.example"));
+        assert!(real
+            .clone()
+            .received_by("romeo@montague.example")
+            .carbon
+            .is_some());
+        assert!(!real.carbon_trusted("juliet@capulet.example"));
     }
 
     #[test]

@@ -16,8 +16,18 @@ use xmpp_parsers::jid::Jid;
 
 /// Longest node name accepted (bytes).
 pub const MAX_NODE_LEN: usize = 1024;
-/// Largest publish-options form accepted (bytes of names, attributes and text).
+/// Largest publish-options form accepted (bytes of names, attributes and
+/// text, plus [`ELEMENT_COST`] per element).
 pub const MAX_OPTIONS_SIZE: usize = 8 * 1024;
+/// Most elements in a publish-options form (a form of 30 fields fits).
+pub const MAX_OPTIONS_ELEMENTS: usize = 64;
+/// What an element counts for in [`element_size`] beyond its text: an
+/// empty element is not free.
+pub const ELEMENT_COST: usize = 16;
+/// Longest `include_payload` accepted (bytes).
+pub const MAX_INCLUDE_PAYLOAD_LEN: usize = 64;
+/// Longest `xml:lang` accepted (bytes; BCP 47 tags are far shorter).
+pub const MAX_LANGUAGE_LEN: usize = 64;
 
 /// One device's push registration.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +90,7 @@ pub fn normalize_jid(jid: &str) -> Result<String, StanzaError> {
 
 /// A rough byte size of an element, to bound what a client may make us store.
 pub fn element_size(elem: &Element) -> usize {
-    let mut size = elem.name().len() + elem.ns().len();
+    let mut size = ELEMENT_COST + elem.name().len() + elem.ns().len();
     for ((_, name), value) in elem.attrs().iter() {
         size += name.len() + value.len();
     }
@@ -93,10 +103,15 @@ pub fn element_size(elem: &Element) -> usize {
     size
 }
 
+/// The number of elements in a tree, the root included.
+pub fn element_count(elem: &Element) -> usize {
+    1 + elem.children().map(element_count).sum::<usize>()
+}
+
 /// Checks a publish-options form: a data form of type `submit` or `form`
 /// (clients differ), whose FORM_TYPE, when present, is pubsub#publish-options.
 pub fn check_publish_options(form: &Element) -> Result<(), StanzaError> {
-    if element_size(form) > MAX_OPTIONS_SIZE {
+    if element_size(form) > MAX_OPTIONS_SIZE || element_count(form) > MAX_OPTIONS_ELEMENTS {
         return Err(StanzaError::not_acceptable("Publish options too large"));
     }
     let parsed = DataForm::try_from(form.clone())
@@ -129,10 +144,16 @@ pub fn registration_from_enable(
     if jid == who.bare_jid || who.full_jid.as_deref() == Some(jid.as_str()) {
         return Err(StanzaError::bad_request("JID must be different from ours"));
     }
-    if let Some(node) = &req.node {
-        if node.len() > MAX_NODE_LEN {
-            return Err(StanzaError::not_acceptable("Node name too long"));
-        }
+    let too_long =
+        |value: &Option<String>, max: usize| value.as_ref().is_some_and(|v| v.len() > max);
+    if too_long(&req.node, MAX_NODE_LEN) {
+        return Err(StanzaError::not_acceptable("Node name too long"));
+    }
+    if too_long(&req.include_payload, MAX_INCLUDE_PAYLOAD_LEN) {
+        return Err(StanzaError::not_acceptable("include_payload too long"));
+    }
+    if too_long(&req.language, MAX_LANGUAGE_LEN) {
+        return Err(StanzaError::not_acceptable("xml:lang too long"));
     }
     if let Some(form) = &req.form {
         debug_assert!(form.is("x", NS_DATA_FORMS));
@@ -279,6 +300,31 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.condition, "not-acceptable");
+        // Hundreds of empty elements carry no text but still count.
+        let empty = format!(
+            "<x xmlns='jabber:x:data' type='submit'>{}</x>",
+            "<field/>".repeat(MAX_OPTIONS_ELEMENTS)
+        );
+        let e = registration_from_enable(
+            req(Some("push.example"), Some("n"), Some(&empty)),
+            &who(),
+            0.0,
+        )
+        .unwrap_err();
+        assert_eq!(e.condition, "not-acceptable");
+        let mut r = req(Some("push.example"), Some("n"), None);
+        r.include_payload = Some("p".repeat(MAX_INCLUDE_PAYLOAD_LEN + 1));
+        let e = registration_from_enable(r, &who(), 0.0).unwrap_err();
+        assert_eq!(e.condition, "not-acceptable");
+        let mut r = req(Some("push.example"), Some("n"), None);
+        r.language = Some("l".repeat(MAX_LANGUAGE_LEN + 1));
+        let e = registration_from_enable(r, &who(), 0.0).unwrap_err();
+        assert_eq!(e.condition, "not-acceptable");
+        // What real clients send fits.
+        let mut r = req(Some("push.example"), Some("n"), Some(ENABLE_FORM));
+        r.include_payload = Some("stripped".into());
+        r.language = Some("en-GB".into());
+        assert!(registration_from_enable(r, &who(), 0.0).is_ok());
     }
 
     #[test]

@@ -107,16 +107,38 @@ impl Registry {
     /// Takes what the store holds for a user. More than `max_devices`
     /// (the admin lowered it) are trimmed to the newest; the trimmed
     /// identifiers are returned so the caller can write the trimmed set.
-    pub fn load(&mut self, user: &str, mut regs: Vec<Registration>) -> Vec<String> {
+    pub fn load(&mut self, user: &str, regs: Vec<Registration>) -> Vec<String> {
+        self.load_with(user, regs, |_| false)
+    }
+
+    /// [`Registry::load`], never evicting a user `pinned` names.
+    pub fn load_with(
+        &mut self,
+        user: &str,
+        mut regs: Vec<Registration>,
+        pinned: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
         oldest_first(&mut regs);
         let dropped = trim_oldest(&mut regs, self.max_devices, false);
-        self.commit(user, regs);
+        self.commit_with(user, regs, pinned);
         dropped
     }
 
     /// Stores the user's registrations in memory, as written to the store
     /// (in any order: they are kept oldest first).
-    pub fn commit(&mut self, user: &str, mut regs: Vec<Registration>) {
+    pub fn commit(&mut self, user: &str, regs: Vec<Registration>) {
+        self.commit_with(user, regs, |_| false)
+    }
+
+    /// [`Registry::commit`], never evicting a user `pinned` names (one
+    /// whose smacks batch is waiting): the cache may then hold a few more
+    /// users than its capacity, until those batches are gone.
+    pub fn commit_with(
+        &mut self,
+        user: &str,
+        mut regs: Vec<Registration>,
+        pinned: impl Fn(&str) -> bool,
+    ) {
         oldest_first(&mut regs);
         self.total += regs.len();
         match self.users.get_mut(user) {
@@ -126,7 +148,7 @@ impl Registry {
                 entry.referenced = true;
             }
             None => {
-                self.evict_to(self.capacity - 1);
+                self.evict_to(self.capacity - 1, pinned);
                 self.users.insert(
                     user.to_owned(),
                     Entry {
@@ -139,12 +161,16 @@ impl Registry {
         }
     }
 
-    fn evict_to(&mut self, keep: usize) {
-        while self.users.len() > keep {
+    fn evict_to(&mut self, keep: usize, pinned: impl Fn(&str) -> bool) {
+        // Each user is looked at at most twice (once to clear its mark).
+        let mut budget = 2 * self.ring.len();
+        while self.users.len() > keep && budget > 0 {
+            budget -= 1;
             let Some(user) = self.ring.pop_front() else {
                 break;
             };
             let spare = match self.users.get_mut(&user) {
+                Some(_) if pinned(&user) => true,
                 Some(entry) if entry.referenced => {
                     entry.referenced = false;
                     true
@@ -326,6 +352,22 @@ mod tests {
         r.commit("u", plan.regs);
         assert_eq!(r.peek("u").unwrap().len(), 1);
         assert_eq!(r.registrations(), 1);
+    }
+
+    #[test]
+    fn pinned_users_are_not_evicted() {
+        let mut r = Registry::new(2, 5);
+        r.load("a", vec![reg("p", "a", 1.0)]);
+        r.load("b", vec![reg("p", "b", 1.0)]);
+        for i in 0..10 {
+            r.load_with(&format!("x{i}"), vec![], |u| u == "a");
+        }
+        assert!(r.is_loaded("a"));
+        assert!(!r.is_loaded("b"));
+        assert_eq!(r.users(), 2);
+        // Everyone pinned: the cache grows past its capacity, never loops.
+        r.load_with("c", vec![], |_| true);
+        assert_eq!(r.users(), 3);
     }
 
     #[test]

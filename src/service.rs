@@ -171,6 +171,16 @@ impl Payloads {
     }
 }
 
+/// The bare JID of a user key: the main module keys users by their local
+/// part on `host`, the MUC module by their bare JID.
+pub fn bare_jid(host: &str, user: &str) -> String {
+    if user.contains('@') {
+        user.to_owned()
+    } else {
+        format!("{user}@{host}")
+    }
+}
+
 impl PushService {
     pub fn new(host: &str, config: Config) -> Self {
         PushService {
@@ -195,7 +205,8 @@ impl PushService {
     /// Takes a user's registrations as read from the store. Returns the
     /// identifiers trimmed beyond `push_max_devices`.
     pub fn load(&mut self, user: &str, regs: Vec<Registration>) -> Vec<String> {
-        self.registry.load(user, regs)
+        let batches = &self.batches;
+        self.registry.load_with(user, regs, |u| batches.holds(u))
     }
 
     pub fn registrations(&self, user: &str) -> Option<&[Registration]> {
@@ -263,7 +274,9 @@ impl PushService {
     /// Makes a written plan the user's registrations.
     pub fn commit(&mut self, user: &str, plan: Plan) {
         self.pending.forget(user, &plan.removed);
-        self.registry.commit(user, plan.regs);
+        let batches = &self.batches;
+        self.registry
+            .commit_with(user, plan.regs, |u| batches.holds(u));
     }
 
     /// The publishes for a stanza (or a ping, with none) to a user's
@@ -284,6 +297,16 @@ impl PushService {
         if regs.is_empty() {
             return Some(Vec::new());
         }
+        // A forged carbon (not from the user's own bare JID) is read as the
+        // plain message it is.
+        let plain;
+        let stanza = match stanza {
+            Some(f) if f.carbon.is_some() && !f.carbon_trusted(&bare_jid(&self.host, user)) => {
+                plain = f.clone().received_by(&bare_jid(&self.host, user));
+                Some(&plain)
+            }
+            other => other,
+        };
         let summary = summarize(&self.config, stanza);
         let wakes = summary.important() || self.config.important_body.is_empty();
         let mut payload = None;
@@ -369,6 +392,10 @@ impl PushService {
         if !self.seen.insert(user, key, identifier) {
             return (Added::Nothing, false);
         }
+        let stanza = match stanza.carbon {
+            Some(_) => stanza.received_by(&bare_jid(&self.host, user)),
+            None => stanza,
+        };
         let important = is_important(&stanza);
         let added = self
             .batches
@@ -623,6 +650,95 @@ mod tests {
                 .parse()
                 .unwrap(),
         )
+    }
+
+    #[test]
+    fn forged_carbons_show_the_real_sender_on_every_path() {
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                with_body: true,
+                with_sender: true,
+                ..Config::default()
+            },
+        );
+        let id = enable(&mut s, "romeo", "push.example", "n");
+        let forged = StanzaFacts::from_element(
+            &"<message xmlns='jabber:client' from='mallory@evil.example/x' to='romeo@example.com' type='chat' id='f1'>\
+              <received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>\
+              <message xmlns='jabber:client' from='bank@trusted.example/web' type='chat'><body>Send money</body></message>\
+              </forwarded></received></message>"
+                .parse()
+                .unwrap(),
+        );
+        // Offline (and bare groupchat, MUC: the same notify).
+        let jobs = s
+            .notify(
+                "romeo",
+                Some(&forged),
+                None,
+                Targets::All,
+                PushKind::Offline,
+                0.0,
+            )
+            .unwrap();
+        assert_eq!(
+            jobs[0].summary.sender.as_deref(),
+            Some("mallory@evil.example/x")
+        );
+        assert_eq!(jobs[0].summary.body, None);
+        // MAM.
+        let jobs = s
+            .archived(
+                "romeo",
+                Some("romeo@example.com"),
+                &forged,
+                "a1",
+                Some(&[]),
+                0.0,
+            )
+            .unwrap();
+        assert_eq!(
+            jobs[0].summary.sender.as_deref(),
+            Some("mallory@evil.example/x")
+        );
+        // Smacks: not important (no outer body), and the push says so.
+        let (added, important) =
+            s.smacks_add("romeo@example.com/phone", "romeo", &id, forged, "k1");
+        assert_eq!((added, important), (Added::Opened, false));
+        let (_, [imp, unimp]) = s.smacks_flush("romeo@example.com/phone", 0.0).unwrap();
+        assert!(imp.is_empty());
+        assert_eq!(
+            unimp[0].summary.sender.as_deref(),
+            Some("mallory@evil.example/x")
+        );
+        assert_eq!(unimp[0].summary.body, None);
+    }
+
+    #[test]
+    fn a_waiting_smacks_batch_keeps_its_user_loaded() {
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                cache_size: 2,
+                ..Config::default()
+            },
+        );
+        let id = enable(&mut s, "romeo", "push.example", "n");
+        let (added, _) = s.smacks_add("romeo@example.com/phone", "romeo", &id, chat(), "k1");
+        assert_eq!(added, Added::Opened);
+        // Within the coalescing window, other users fill the cache.
+        for i in 0..5 {
+            s.load(&format!("user{i}"), vec![]);
+        }
+        assert!(s.is_loaded("romeo"));
+        let (_, [important, _]) = s.smacks_flush("romeo@example.com/phone", 1.0).unwrap();
+        assert_eq!(important.len(), 1, "the batch was lost");
+        // Once sent, romeo may go like anyone else.
+        for i in 5..10 {
+            s.load(&format!("user{i}"), vec![]);
+        }
+        assert!(!s.is_loaded("romeo"));
     }
 
     #[test]

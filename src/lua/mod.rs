@@ -367,7 +367,8 @@ impl UserData for Host {
             Ok(this.service.is_loaded(&user))
         });
 
-        // host:load(user, stored_table_or_nil) -> { messages for the log }
+        // host:load(user, stored_table_or_nil) -> { messages for the log },
+        //   { [identifier] = true } trimmed beyond push_max_devices | nil
         m.add_method_mut(
             "load",
             |lua, this, (user, stored): (String, Option<Table>)| {
@@ -375,12 +376,20 @@ impl UserData for Host {
                     Some(t) => registrations_from_store(&t)?,
                     None => (Vec::new(), Vec::new()),
                 };
-                for id in this.service.load(&user, regs) {
+                let trimmed = this.service.load(&user, regs);
+                let trimmed_set = match trimmed.is_empty() {
+                    true => None,
+                    false => Some(lua.create_table()?),
+                };
+                for id in trimmed {
                     problems.push(format!(
-                    "registration '{id}' of '{user}' is beyond push_max_devices and is not used"
-                ));
+                        "registration '{id}' of '{user}' is beyond push_max_devices and is removed"
+                    ));
+                    if let Some(set) = &trimmed_set {
+                        set.raw_set(id, true)?;
+                    }
                 }
-                lua.create_sequence_from(problems)
+                Ok((lua.create_sequence_from(problems)?, trimmed_set))
             },
         );
 
