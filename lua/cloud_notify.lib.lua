@@ -202,7 +202,9 @@ function lib.new(options)
 			module:log("error", "Error writing push registrations of '%s': %s", user, err);
 			return false;
 		end
+		local had = h.on_committed and core:has_push(user) == true;
 		log_all("warn", core:commit(user, services, removed));
+		if h.on_committed then h.on_committed(user, had, core:has_push(user) == true); end
 		if released then
 			for identifier in pairs(released) do removed[identifier] = true; end
 		end

@@ -22,12 +22,39 @@ local xmlns_push = "urn:xmpp:push:0";
 
 local options = lib.options();
 options.muc_push_policy = module:get_option_string("muc_push_policy", "mentions");
+-- What users of other servers may register (see the README's Security section).
+options.muc_push_local_only = module:get_option_boolean("muc_push_local_only", false);
+options.muc_push_max_users_per_domain = module:get_option_number("muc_push_max_users_per_domain", 100);
+options.muc_push_max_remote_users = module:get_option_number("muc_push_max_remote_users", 10000);
+options.muc_push_enables_per_minute = module:get_option_number("muc_push_enables_per_minute", 10);
 local push = lib.new(options);
 local core, load_user, dispatch = push.core, push.load_user, push.dispatch;
 
 local mod_muc = module:depends("muc");
 
 module:add_feature(xmlns_push);
+
+-- Whether a bare JID is a user of one of this server's hosts.
+local function is_local(user)
+	local host = prosody.hosts[jid.host(user)];
+	return host ~= nil and host.type == "local";
+end
+
+-- Remote users with registrations count against their domain's bound:
+-- those already stored, then every change.
+function push.on_committed(user, had, has)
+	if had ~= has and not is_local(user) then core:muc_note(user, had, has); end
+end
+if push.store.users then
+	local n = 0;
+	for user in push.store:users() do
+		if not is_local(user) then
+			core:muc_note(user, false, true);
+			n = n + 1;
+		end
+	end
+	module:log("debug", "%d remote user(s) with push registrations", n);
+end
 
 -- Enable and disable, addressed to the MUC domain, keyed by the real bare JID.
 local function domain_iq(handler)
@@ -57,6 +84,12 @@ local function domain_iq(handler)
 end
 
 module:hook("iq-set/host/"..xmlns_push..":enable", domain_iq(function(origin, who, stanza, user)
+	local admitted, error_type, condition, text = core:muc_admit(user, is_local(user), time_now());
+	if not admitted then
+		module:log("debug", "MUC push enable from %s refused: %s", user, text);
+		origin.send(st.error_reply(stanza, error_type, condition, text));
+		return;
+	end
 	local _, identifier = push.enable(origin, who, stanza, user);
 	if identifier then
 		module:log("info", "MUC push notifications enabled for %s (%s)", user, identifier);

@@ -28,6 +28,21 @@ impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
         self.map.is_empty()
     }
 
+    /// The most entries kept.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Removes and returns the oldest entry.
+    pub fn pop_oldest(&mut self) -> Option<(K, V)> {
+        while let Some(key) = self.order.pop_front() {
+            if let Some(v) = self.map.remove(&key) {
+                return Some((key, v));
+            }
+        }
+        None
+    }
+
     pub fn get(&self, key: &K) -> Option<&V> {
         self.map.get(key)
     }

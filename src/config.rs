@@ -30,6 +30,11 @@ pub struct RawConfig {
     pub push_max_pending: Option<f64>,
     /// mod_muc_cloud_notify only: `"mentions"` or `"all"`.
     pub muc_push_policy: Option<String>,
+    /// mod_muc_cloud_notify only: bounds on remote users ([`crate::quota`]).
+    pub muc_push_local_only: Option<bool>,
+    pub muc_push_max_users_per_domain: Option<f64>,
+    pub muc_push_max_remote_users: Option<f64>,
+    pub muc_push_enables_per_minute: Option<f64>,
 }
 
 /// Validated options.
@@ -55,6 +60,8 @@ pub struct Config {
     pub max_pending: usize,
     /// What a MUC pushes (mod_muc_cloud_notify).
     pub muc_policy: crate::muc::Policy,
+    /// What remote users may register with a MUC (mod_muc_cloud_notify).
+    pub muc_limits: crate::quota::Limits,
 }
 
 impl Default for Config {
@@ -70,6 +77,7 @@ impl Default for Config {
             response_timeout: DEFAULT_PUSH_TIMEOUT,
             max_pending: DEFAULT_MAX_PENDING,
             muc_policy: crate::muc::Policy::default(),
+            muc_limits: crate::quota::Limits::default(),
         }
     }
 }
@@ -163,6 +171,33 @@ impl Config {
                     ));
                     d.muc_policy
                 }),
+            },
+            muc_limits: crate::quota::Limits {
+                local_only: raw.muc_push_local_only.unwrap_or(d.muc_limits.local_only),
+                per_domain: ranged(
+                    "muc_push_max_users_per_domain",
+                    raw.muc_push_max_users_per_domain,
+                    0,
+                    10_000_000,
+                    d.muc_limits.per_domain as u64,
+                    &mut problems,
+                ) as usize,
+                remote_total: ranged(
+                    "muc_push_max_remote_users",
+                    raw.muc_push_max_remote_users,
+                    0,
+                    100_000_000,
+                    d.muc_limits.remote_total as u64,
+                    &mut problems,
+                ) as usize,
+                enables_per_minute: ranged(
+                    "muc_push_enables_per_minute",
+                    raw.muc_push_enables_per_minute,
+                    1,
+                    1_000_000,
+                    u64::from(d.muc_limits.enables_per_minute),
+                    &mut problems,
+                ) as u32,
             },
         };
         (config, problems)

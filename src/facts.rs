@@ -117,6 +117,10 @@ pub struct StanzaFacts {
     pub id: Option<String>,
     /// The first `<body/>`'s text.
     pub body: Option<String>,
+    /// A (non-empty) body is known to be there but its text is not kept
+    /// (a room message the MUC module remembers): important, and pushed
+    /// with the placeholder body, never with text.
+    pub body_withheld: bool,
     pub has_subject: bool,
     pub encrypted: bool,
     pub propose: bool,

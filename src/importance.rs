@@ -28,7 +28,7 @@ pub fn is_important(facts: &StanzaFacts) -> bool {
     if type_ == Some("groupchat") && msg.has_subject {
         return false;
     }
-    msg.body.as_deref().is_some_and(|b| !b.is_empty())
+    msg.body_withheld || msg.body.as_deref().is_some_and(|b| !b.is_empty())
 }
 
 /// Urgent stanzas are time-critical (an incoming call): they are pushed to

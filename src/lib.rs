@@ -17,6 +17,7 @@ pub mod importance;
 pub mod muc;
 pub mod notification;
 pub mod pending;
+pub mod quota;
 pub mod registration;
 pub mod registry;
 pub mod seen;

@@ -149,21 +149,61 @@ pub fn recipients(members: &[Member]) -> Vec<String> {
 }
 
 /// Recent room messages, so that an error bounce (which carries the id
-/// but often not the payload) can be pushed as the message it bounced.
+/// but not always the payload) can be pushed as the message it bounced.
+///
+/// Only what the rules need is kept, bounded in bytes as well as in
+/// entries: the sender (occupant JID), the nicknames the message
+/// mentioned, and a digest of the body, never the body itself. A bounce
+/// that echoes the body (RFC 6120 §8.3.1 asks it to) gets it back only when
+/// the digest matches, so the occupant's server can't make the push say
+/// anything the sender did not write.
 pub struct Recent {
     map: Fifo<(String, String), Remembered>,
+    /// Bytes held, by [`Remembered::bytes`].
+    bytes: usize,
+    max_bytes: usize,
 }
 
-#[derive(Debug, Clone)]
+/// What is kept of one room message.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Remembered {
-    pub facts: StanzaFacts,
-    pub refs: Vec<Reference>,
+    /// The occupant JID it came from.
+    pub from: Option<String>,
+    /// Digest of the body ([`body_digest`]).
+    pub body_digest: u64,
+    /// The nicknames it mentioned (for the `mentions` policy).
+    pub mentioned: Vec<String>,
+}
+
+/// Bytes an entry counts for beyond its strings.
+const ENTRY_OVERHEAD: usize = 96;
+
+/// A digest of a message body, to recognise it in a bounce.
+pub fn body_digest(body: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    h.finish()
+}
+
+impl Remembered {
+    /// Bytes this entry holds, its key included.
+    pub fn bytes(&self, room: &str, id: &str) -> usize {
+        ENTRY_OVERHEAD
+            + room.len()
+            + id.len()
+            + self.from.as_ref().map_or(0, String::len)
+            + self.mentioned.iter().map(String::len).sum::<usize>()
+    }
 }
 
 impl Recent {
-    pub fn new(capacity: usize) -> Self {
+    /// At most `capacity` messages and `max_bytes` bytes.
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
         Recent {
             map: Fifo::new(capacity),
+            bytes: 0,
+            max_bytes,
         }
     }
 
@@ -175,9 +215,37 @@ impl Recent {
         self.map.is_empty()
     }
 
-    pub fn remember(&mut self, room: &str, id: &str, facts: StanzaFacts, refs: Vec<Reference>) {
-        self.map
-            .insert((room.to_owned(), id.to_owned()), Remembered { facts, refs });
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Remembers a room message that could lead to pushes (it has a body).
+    pub fn remember(&mut self, room: &str, id: &str, facts: &StanzaFacts, mentioned: Vec<String>) {
+        let Some(body) = facts.body.as_deref() else {
+            return;
+        };
+        let entry = Remembered {
+            from: facts.from.clone(),
+            body_digest: body_digest(body),
+            mentioned,
+        };
+        let size = entry.bytes(room, id);
+        if size > self.max_bytes {
+            return;
+        }
+        let key = (room.to_owned(), id.to_owned());
+        if let Some(old) = self.map.remove(&key) {
+            self.bytes -= old.bytes(room, id);
+        }
+        while self.bytes + size > self.max_bytes || self.map.len() >= self.map.capacity() {
+            let Some(((r, i), old)) = self.map.pop_oldest() else {
+                break;
+            };
+            self.bytes -= old.bytes(&r, &i);
+        }
+        self.bytes += size;
+        self.map.insert(key, entry);
     }
 
     pub fn get(&self, room: &str, id: &str) -> Option<&Remembered> {
@@ -286,14 +354,52 @@ mod tests {
         assert!(!is_ghost_bounce("forbidden"));
     }
 
+    fn said(body: &str) -> StanzaFacts {
+        StanzaFacts {
+            from: Some("room@muc/Romeo".into()),
+            body: Some(body.into()),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn recent_is_bounded() {
-        let mut r = Recent::new(2);
+        let mut r = Recent::new(2, 1 << 20);
         for i in 0..5 {
-            r.remember("room@muc", &i.to_string(), StanzaFacts::default(), vec![]);
+            r.remember("room@muc", &i.to_string(), &said("hi"), vec![]);
         }
         assert_eq!(r.len(), 2);
         assert!(r.get("room@muc", "4").is_some());
         assert!(r.get("room@muc", "0").is_none());
+        // Nothing without a body is kept.
+        r.remember("room@muc", "5", &StanzaFacts::default(), vec![]);
+        assert!(r.get("room@muc", "5").is_none());
+    }
+
+    #[test]
+    fn recent_keeps_no_body_and_is_bounded_in_bytes() {
+        let mut r = Recent::new(4096, 64 * 1024);
+        let big = "x".repeat(200_000);
+        for i in 0..400 {
+            r.remember(
+                "room@muc",
+                &format!("m{i}"),
+                &said(&big),
+                vec!["Jürgen".into()],
+            );
+        }
+        // 400 messages of 200 kB: a few kB, not 80 MB.
+        assert_eq!(r.len(), 400);
+        assert!(r.bytes() < 400 * 200, "{}", r.bytes());
+        let m = r.get("room@muc", "m7").unwrap();
+        assert_eq!(m.body_digest, body_digest(&big));
+        assert_eq!(m.mentioned, ["Jürgen"]);
+        // Many mentions per message: the byte bound holds.
+        let nicks: Vec<String> = (0..32).map(|i| format!("{i:01000}")).collect();
+        for i in 0..1000 {
+            r.remember("room@muc", &format!("n{i}"), &said("hi"), nicks.clone());
+        }
+        assert!(r.bytes() <= 64 * 1024, "{}", r.bytes());
+        assert!(r.get("room@muc", "n999").is_some());
     }
 }

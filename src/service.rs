@@ -130,6 +130,9 @@ pub enum Answer {
 
 /// Room messages remembered per MUC host for error bounces.
 const RECENT_ROOM_MESSAGES: usize = 4096;
+/// Bytes the recent room messages may hold (ids, senders, mentioned
+/// nicknames: no bodies), per MUC host.
+const RECENT_ROOM_BYTES: usize = 1024 * 1024;
 
 pub struct PushService {
     pub config: Config,
@@ -142,6 +145,8 @@ pub struct PushService {
     batches: Batches,
     /// Recent room messages (MUC), for error bounces.
     recent: crate::muc::Recent,
+    /// Remote users' registrations (MUC).
+    quota: crate::quota::RemoteQuota,
     /// Notification payloads of recent summaries (with the default
     /// privacy there are only two), built once through xmpp-parsers.
     payloads: Payloads,
@@ -189,7 +194,8 @@ impl PushService {
             host: host.to_owned(),
             seen: Seen::new(SEEN_CAPACITY),
             batches: Batches::new(config.max_pending),
-            recent: crate::muc::Recent::new(RECENT_ROOM_MESSAGES),
+            recent: crate::muc::Recent::new(RECENT_ROOM_MESSAGES, RECENT_ROOM_BYTES),
+            quota: crate::quota::RemoteQuota::new(config.muc_limits),
             payloads: Payloads {
                 serial: 0,
                 entries: Vec::new(),
@@ -464,36 +470,67 @@ impl PushService {
         refs: Vec<crate::muc::Reference>,
     ) -> crate::muc::Wants {
         let wants = crate::muc::wants(self.config.muc_policy, facts, &refs);
-        if wants != crate::muc::Wants::Nothing {
-            if let Some(id) = facts.id.as_deref() {
-                self.recent.remember(room, id, facts.clone(), refs);
+        if let Some(id) = facts.id.as_deref() {
+            match &wants {
+                crate::muc::Wants::Nothing => {}
+                crate::muc::Wants::Members => self.recent.remember(room, id, facts, Vec::new()),
+                crate::muc::Wants::Nicks(nicks) => {
+                    self.recent.remember(room, id, facts, nicks.clone())
+                }
             }
         }
         wants
     }
 
     /// MUC: a message bounced by `occupant`'s server (bare JID; `nicks`:
-    /// its nickname in the room and its registered one). The message it
-    /// bounced, if still remembered, and whether the policy pushes it to them.
+    /// its nickname in the room and its registered one; `echoed`: the body
+    /// the bounce carries, if any). The message it bounced, as remembered,
+    /// if the policy pushes it to them: its body only when the echoed one
+    /// is the body that was sent (by digest), else withheld.
     pub fn muc_bounced(
         &self,
         room: &str,
         id: &str,
         condition: &str,
         nicks: &[&str],
+        echoed: Option<&str>,
     ) -> Option<StanzaFacts> {
         if !crate::muc::is_ghost_bounce(condition) {
             return None;
         }
         let msg = self.recent.get(room, id)?;
-        let pushed = match crate::muc::wants(self.config.muc_policy, &msg.facts, &msg.refs) {
-            crate::muc::Wants::Nothing => false,
-            crate::muc::Wants::Members => true,
-            crate::muc::Wants::Nicks(mentioned) => {
-                mentioned.iter().any(|m| nicks.contains(&m.as_str()))
+        let pushed = match self.config.muc_policy {
+            crate::muc::Policy::All => true,
+            crate::muc::Policy::Mentions => {
+                msg.mentioned.iter().any(|m| nicks.contains(&m.as_str()))
             }
         };
-        pushed.then(|| msg.facts.clone())
+        if !pushed {
+            return None;
+        }
+        let body = echoed.filter(|b| crate::muc::body_digest(b) == msg.body_digest);
+        Some(StanzaFacts {
+            kind: crate::facts::Kind::Message,
+            type_: Some("groupchat".into()),
+            from: msg.from.clone(),
+            id: Some(id.to_owned()),
+            body_withheld: body.is_none(),
+            body: body.map(str::to_owned),
+            ..Default::default()
+        })
+    }
+
+    /// MUC: may `user` (a bare JID; `local`: of one of this server's
+    /// hosts) enable now? Checks and counts [`crate::quota`]'s bounds.
+    pub fn muc_admit(&mut self, user: &str, local: bool, now: f64) -> Result<(), StanzaError> {
+        let has_push = self.registry.peek(user).is_some_and(|r| !r.is_empty());
+        self.quota.admit(user, local, has_push, now)
+    }
+
+    /// MUC: a remote user's registrations went from `had` to `has` (any /
+    /// none): counted against its domain's bound.
+    pub fn muc_note(&mut self, user: &str, had: bool, has: bool) {
+        self.quota.note(user, had, has);
     }
 
     /// MUC: pushes for a room message to the absent members among
@@ -1246,17 +1283,46 @@ mod tests {
         }];
         assert!(s.muc_push(&msg, Some("k2"), &joined, 0.0).is_empty());
         // A ghost's bounce of that message: pushed if the policy would have.
+        let bounced = |body| {
+            s.muc_bounced(
+                "room@muc.example",
+                "g1",
+                "service-unavailable",
+                &["Jürgen"],
+                body,
+            )
+        };
+        // Without the body: important, but no text.
+        let plain = bounced(None).unwrap();
+        assert!(crate::importance::is_important(&plain) && plain.body.is_none());
+        assert_eq!(plain.from.as_deref(), Some("room@muc.example/Romeo"));
+        // The body it echoes counts only if it is the one that was sent.
+        assert_eq!(
+            bounced(Some("Hi Jürgen")).unwrap().body.as_deref(),
+            Some("Hi Jürgen")
+        );
+        let forged = bounced(Some("Your account is locked, log in at evil.example")).unwrap();
+        assert_eq!(forged.body, None);
         assert!(s
-            .muc_bounced("room@muc.example", "g1", "service-unavailable", &["Jürgen"])
-            .is_some());
-        assert!(s
-            .muc_bounced("room@muc.example", "g1", "service-unavailable", &["Nurse"])
+            .muc_bounced(
+                "room@muc.example",
+                "g1",
+                "service-unavailable",
+                &["Nurse"],
+                None
+            )
             .is_none());
         assert!(s
-            .muc_bounced("room@muc.example", "g1", "not-acceptable", &["Jürgen"])
+            .muc_bounced(
+                "room@muc.example",
+                "g1",
+                "not-acceptable",
+                &["Jürgen"],
+                None
+            )
             .is_none());
         assert!(s
-            .muc_bounced("room@muc.example", "unknown", "gone", &["Jürgen"])
+            .muc_bounced("room@muc.example", "unknown", "gone", &["Jürgen"], None)
             .is_none());
     }
 }

@@ -779,7 +779,11 @@ impl UserData for Host {
                     nicks.sequence_values::<String>().collect::<Result<_>>()?;
                 let nick_refs: Vec<&str> = nicks.iter().map(String::as_str).collect();
                 let (_, condition) = error_of(&stanza)?;
-                let Some(facts) = this.service.muc_bounced(&room, &id, &condition, &nick_refs)
+                // The body the bounce echoes (checked against the one sent).
+                let echoed = read::stanza_facts(lua, &stanza)?.body;
+                let Some(facts) =
+                    this.service
+                        .muc_bounced(&room, &id, &condition, &nick_refs, echoed.as_deref())
                 else {
                     return lua.create_table();
                 };
@@ -805,6 +809,28 @@ impl UserData for Host {
                     this.append_jobs(lua, &out, jobs, &user, &original)?;
                 }
                 Ok(out)
+            },
+        );
+
+        // MUC: host:muc_admit(user_bare_jid, local, now) -> true | nil, type, condition, text
+        m.add_method_mut(
+            "muc_admit",
+            |lua, this, (user, local, now): (String, bool, f64)| match this
+                .service
+                .muc_admit(&user, local, now)
+            {
+                Ok(()) => Ok(MultiValue::from_vec(vec![Value::Boolean(true)])),
+                Err(e) => err_values(lua, &e),
+            },
+        );
+
+        // MUC: host:muc_note(user_bare_jid, had, has): a remote user's
+        // registrations went from any/none to any/none
+        m.add_method_mut(
+            "muc_note",
+            |_, this, (user, had, has): (String, bool, bool)| {
+                this.service.muc_note(&user, had, has);
+                Ok(())
             },
         );
 

@@ -310,6 +310,7 @@ unsafe fn facts_of(raw: &RawStanza, inner: &RawStanza) -> StanzaFacts {
             to: raw.to.string(),
             id: raw.id.string(),
             body,
+            body_withheld: false,
             has_subject: raw.has_subject,
             encrypted: raw.encrypted,
             propose: raw.propose,

@@ -68,7 +68,7 @@ class Prosody:
 
     def __init__(self, hosts=("localhost",), modules=("cloud_notify",), options=None,
                  host_options=None, component="push.localhost", command=None, plugin_paths=None,
-                 version="0.12", muc=None, muc_options=None):
+                 version="0.12", muc=None, muc_options=None, components=()):
         self.dir = Path(tempfile.mkdtemp(prefix="cn-e2e-"))
         self.hosts = list(hosts)
         self.modules = list(modules)
@@ -78,6 +78,7 @@ class Prosody:
         self.version = version
         self.muc = muc  # a MUC component with mod_muc_cloud_notify
         self.muc_options = dict(muc_options or {})
+        self.components = list(components)  # more components (e.g. a "remote" server's users)
         self.command = command or PROSODY_VERSIONS[version]
         if not Path(self.command[-1]).exists():
             raise RuntimeError(f"Prosody {version} is not installed: {self.command[-1]}"
@@ -139,8 +140,8 @@ class Prosody:
             muc.update(self.muc_options)
             for k, v in muc.items():
                 lines.append(f"  {k} = {lua_value(v)}")
-        if self.component:
-            lines.append(f'Component "{self.component}"')
+        for component in ([self.component] if self.component else []) + self.components:
+            lines.append(f'Component "{component}"')
             lines.append(f'  component_secret = "{COMPONENT_SECRET}"')
         (self.dir / "prosody.cfg.lua").write_text("\n".join(lines) + "\n")
 
