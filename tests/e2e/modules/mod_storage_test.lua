@@ -48,6 +48,7 @@ function keyval:users()
 end
 
 local driver = {};
+-- luacheck: ignore 212/self
 
 function driver:open(store, typ)
 	if typ and typ ~= "keyval" then return nil, "unsupported-store"; end
