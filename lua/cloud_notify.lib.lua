@@ -330,7 +330,7 @@ function lib.new(options)
 			if write_user then h.write_current(write_user); end
 			return true;
 		end
-		if answer.error_type then
+		if answer.error_type and kind ~= "wrong-sender" then
 			count_error(answer.error_type):add(1);
 		end
 		if kind == "temporary" then
@@ -363,13 +363,14 @@ function lib.new(options)
 		gauge_users():set(stats.users);
 	end);
 
-	-- Forget pushes nobody answered.
-	module:add_timer(30, function()
+	-- Forget pushes nobody answered (an answer after that is not ours).
+	local sweep = math.min(30, math.max(1, options.push_response_timeout or 30));
+	module:add_timer(sweep, function()
 		local expired = core:expire(time_now());
 		if expired > 0 then
 			module:log("debug", "%d push(es) got no answer in time", expired);
 		end
-		return 30;
+		return sweep;
 	end);
 
 	return h;
