@@ -6,6 +6,7 @@
 #                  compiled core), ready for plugin_paths
 #   make install   copy them to $(DESTDIR)$(MODULEDIR)
 #   make bench     the side-by-side benchmark against the reference module
+#   make fuzz      10^7 inputs through the core, 10^6 through the binding and shim
 
 PREFIX ?= /usr/local
 MODULEDIR ?= $(PREFIX)/lib/prosody/modules
@@ -17,7 +18,7 @@ LIB := target/release/libcloud_notify.so
 
 PROSODY13 := .work/prosody13
 
-.PHONY: all build dist install deps prosody13 pydeps test test-rust lint test-busted test-e2e demo bench clean
+.PHONY: all build dist install deps prosody13 pydeps test test-rust lint test-busted test-fuzz test-e2e demo bench fuzz clean
 
 all: dist
 
@@ -57,7 +58,7 @@ $(VENV)/.done: tests/requirements.txt
 	$(VENV)/bin/pip install -q -r tests/requirements.txt
 	touch $@
 
-test: deps prosody13 pydeps dist test-rust lint test-busted test-e2e
+test: deps prosody13 pydeps dist test-rust lint test-busted test-fuzz test-e2e
 
 test-rust:
 	$(CARGO) test
@@ -65,10 +66,21 @@ test-rust:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --features module --all-targets -- -D warnings
-	luacheck lua spec tests/e2e/modules bench/modules
+	luacheck lua spec fuzz tests/e2e/modules bench/modules
 
 test-busted: dist
 	lua5.4 /usr/bin/busted --lua=lua5.4 spec
+
+# A short slice of `make fuzz` (cargo test runs 20,000 inputs through the core).
+test-fuzz: dist
+	lua5.4 fuzz/fuzz_binding.lua 20000
+
+# Random and mutated stanzas, enables and answers: 10^7 through the core
+# alone, 10^6 through the shipped shim and binding (about 5 minutes).
+FUZZ_SEED ?= 1
+fuzz: dist
+	FUZZ_CORE_INPUTS=10000000 FUZZ_SEED=$(FUZZ_SEED) $(CARGO) test --release --test fuzz_core -- --nocapture
+	lua5.4 fuzz/fuzz_binding.lua 1000000 $(FUZZ_SEED)
 
 # Every e2e test runs on Prosody 0.12.3 and 13.0.x (PROSODY_VERSIONS="0.12"
 # or "13" narrows it down).

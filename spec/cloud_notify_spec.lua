@@ -265,6 +265,21 @@ describe("mod_cloud_notify", function()
 		assert.equal(1, #m.sent);
 	end);
 
+	it("trims registrations beyond a lowered push_max_devices in the store, and their sessions stop pushing", function()
+		local m1 = stand_in.load("trim." .. m.host, { push_max_devices = 1 });
+		m1.store.data.romeo = {
+			["push.example<old"] = { jid = "push.example", node = "old", timestamp = 100 };
+			["push.example<new"] = { jid = "push.example", node = "new", timestamp = 200 };
+		};
+		local phone = stand_in.session(m1, "romeo", "phone");
+		phone.push_identifier = "push.example<old";
+		stand_in.offline(m1, "romeo@trim." .. m.host, "hi");
+		assert.equal(1, #m1.sent);
+		assert.is_nil(m1.store.data.romeo["push.example<old"]);
+		assert.truthy(m1.store.data.romeo["push.example<new"]);
+		assert.is_nil(phone.push_identifier);
+	end);
+
 	it("answers internal-server-error and changes nothing when the store fails", function()
 		m.store.fail = true;
 		local reply = stand_in.enable(m, romeo, "push.example", "node1");

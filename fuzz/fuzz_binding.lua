@@ -1,0 +1,220 @@
+-- Fuzzes the shipped module through the real binding and core: the shim
+-- (dist/mod_cloud_notify) and cloud_notify.so under Lua 5.4, with Prosody's
+-- own util.stanza and the spec's stand-in module API. Random and mutated
+-- stanzas (seeded from XEP examples and what real clients send), <enable/>
+-- and <disable/> IQs, smacks events, archived messages and app-server
+-- answers, each fired as Prosody would. Any Lua error (from the shim or
+-- the binding) or panic is a failure.
+--
+--   lua5.4 fuzz/fuzz_binding.lua [inputs] [seed]
+package.path = "./?.lua;" .. package.path;
+local stand_in = require "spec.stand_in";
+local st = require "util.stanza";
+
+local inputs = tonumber(arg[1]) or 100000;
+local seed = tonumber(arg[2]) or 1;
+math.randomseed(seed);
+local random = math.random;
+
+local function pick(t) return t[random(#t)]; end
+
+local NAMES = { "body", "subject", "received", "sent", "forwarded", "message", "encrypted", "propose",
+	"retract", "stanza-id", "x", "field", "value", "reference", "delay", "active", "markable",
+	"displayed", "openpgp", "store", "no-store", "error", "enable", "disable", "encrypt", "item", "junk" };
+local NAMESPACES = { "urn:xmpp:carbons:2", "urn:xmpp:forward:0", "jabber:client", "jabber:x:data",
+	"urn:xmpp:push:0", "eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2", "urn:xmpp:jingle-message:0",
+	"urn:xmpp:sid:0", "urn:xmpp:reference:0", "urn:xmpp:hints", "urn:xmpp:chat-markers:0",
+	"http://jabber.org/protocol/chatstates", "urn:ietf:params:xml:ns:xmpp-stanzas", "tigase:push:encrypt:0",
+	"urn:xmpp:openpgp:0", "jabber:x:encrypted", "", nil };
+local TYPES = { "chat", "groupchat", "normal", "headline", "error", "result", "set", "get", "", "💥", nil };
+-- Strings as Prosody's parser hands them over: any valid UTF-8 without
+-- control characters (util.stanza refuses anything else).
+local WORDS = { "", "hi", "Wherefore art thou, Romeo?", "Grüße, Jürgen!", "romeo@localhost",
+	"romeo@localhost/phone", "juliet@capulet.example/balcony", "push.example", "a@@b", "@", "/", "<",
+	"0", "-1", "99999999999999999999", "1e309", "localhost", "conference.localhost", "romeo@fuzz.example",
+	"http://jabber.org/protocol/pubsub#publish-options", "FORM_TYPE", "secret", "mention", "7", "13" };
+local CHARS = { "a", "Z", "0", " ", "@", "/", "<", ">", "&", "'", "\"", "é", "ü", "💥", "\u{10FFFF}",
+	"\u{202E}", "\t", "\n" };
+
+local function word()
+	local r = random(20);
+	if r == 1 then return string.rep(pick(WORDS), random(300)); end
+	if r == 2 then
+		local t = {};
+		for i = 1, random(40) do t[i] = pick(CHARS); end
+		return table.concat(t);
+	end
+	return pick(WORDS);
+end
+
+local function attrs()
+	local a = {};
+	if random(3) == 1 then a.xmlns = pick(NAMESPACES); end
+	for _, k in ipairs({ "from", "to", "id", "type", "by", "jid", "node", "var", "begin", "end", "uri",
+		"alg", "include_payload", "xml:lang" }) do
+		if random(5) == 1 then a[k] = (k == "type") and pick(TYPES) or word(); end
+	end
+	return a;
+end
+
+local function tree(depth)
+	local el = st.stanza(pick(NAMES), attrs());
+	if depth > 0 then
+		for _ = 1, random(0, 4) do
+			if random(3) == 1 then el:text(word()); else el:add_child(tree(depth - 1)); end
+		end
+	end
+	return el;
+end
+
+-- Seeds: shapes real traffic has (XEP-0357, XEP-0280, XEP-0384, XEP-0353,
+-- XEP-0359, XEP-0372), completed with random parts.
+local function seeded_message(to)
+	local m = st.message({ to = to, from = pick({ "juliet@localhost/balcony", "romeo@localhost", word() }),
+		type = pick(TYPES), id = random(3) == 1 and word() or tostring(random(50)) });
+	local r = random(8);
+	if r == 1 then m:text_tag("body", word());
+	elseif r == 2 then
+		m:tag(pick({ "received", "sent" }), { xmlns = "urn:xmpp:carbons:2" })
+			:tag("forwarded", { xmlns = "urn:xmpp:forward:0" })
+				:tag("message", { from = word(), type = pick(TYPES) }):text_tag("body", word()):up():up():up();
+	elseif r == 3 then m:tag("encrypted", { xmlns = pick(NAMESPACES) }):up();
+	elseif r == 4 then m:tag("propose", { xmlns = "urn:xmpp:jingle-message:0", id = word() }):up();
+	elseif r == 5 then m:tag("stanza-id", { xmlns = "urn:xmpp:sid:0", by = pick({ to, word() }), id = word() }):up();
+	elseif r == 6 then
+		m:text_tag("body", word()):tag("reference", { xmlns = "urn:xmpp:reference:0", type = "mention",
+			begin = word(), ["end"] = word(), uri = word() }):up();
+	end
+	for _ = 1, random(0, 3) do m:add_child(tree(random(0, 4))); end
+	return m;
+end
+
+local function enable_iq(session, kind)
+	local iq = st.iq({ type = "set", id = "e" .. random(1000), from = session.full_jid,
+		["xml:lang"] = random(4) == 1 and word() or "en" });
+	local attr = { xmlns = "urn:xmpp:push:0" };
+	if random(6) ~= 1 then attr.jid = pick({ "push.example", "push2.example", word() }); end
+	if random(3) ~= 1 then attr.node = pick({ "n1", "n2", "n3", word() }); end
+	if random(5) == 1 then attr.include_payload = word(); end
+	iq:tag(kind, attr);
+	if random(2) == 1 then
+		iq:tag("x", { xmlns = "jabber:x:data", type = pick({ "submit", "form", "result", word() }) });
+		for _ = 1, random(0, 6) do
+			iq:tag("field", { var = pick(WORDS), type = random(3) == 1 and "hidden" or nil })
+				:text_tag("value", word()):up();
+		end
+		if random(4) == 1 then iq:add_child(tree(random(0, 6))); end
+		iq:up();
+	end
+	if random(4) == 1 then iq:add_child(tree(random(0, 3))); end
+	return iq;
+end
+
+local m = stand_in.load("fuzz.example", { push_max_devices = 3, push_max_errors = 4,
+	push_notification_with_body = random(2) == 1, push_notification_with_sender = true,
+	push_registration_cache_size = 4 });
+local users = { "romeo", "juliet", "nurse", "tybalt", "benvolio", "mercutio" };
+local sessions = {};
+for _, u in ipairs(users) do
+	sessions[#sessions+1] = stand_in.session(m, u, "phone");
+	sessions[#sessions+1] = stand_in.session(m, u, "laptop");
+end
+
+local failures, counts = 0, {};
+local function count(kind) counts[kind] = (counts[kind] or 0) + 1; end
+
+-- Each step builds its input, then returns what fires it: only firing
+-- runs under pcall (the input itself is always valid util.stanza).
+local function fire(name, data)
+	return function() m:fire_event(name, data); end
+end
+
+local steps = {
+	function() -- an enable or disable
+		local s = pick(sessions);
+		local kind = random(3) == 1 and "disable" or "enable";
+		count(kind);
+		return fire("iq-set/self/urn:xmpp:push:0:" .. kind, { origin = s, stanza = enable_iq(s, kind) });
+	end,
+	function() -- an offline message (or a bare groupchat one)
+		local to = pick(users) .. "@fuzz.example";
+		local msg = random(2) == 1 and seeded_message(to) or tree(random(0, 5));
+		msg.attr.to = random(8) == 1 and word() or to;
+		count("offline");
+		return fire(random(4) == 1 and "message/bare/groupchat" or "message/offline/handle",
+			{ stanza = msg, username = pick(users) });
+	end,
+	function() -- an archived message
+		local user = pick(users);
+		count("archive");
+		return fire("archive-message-added", { for_user = random(8) == 1 and word() or user,
+			stanza = seeded_message(user .. "@fuzz.example"), id = random(5) ~= 1 and word() or nil,
+			origin = random(2) == 1 and pick(sessions) or nil });
+	end,
+	function() -- smacks: hibernation, queued stanzas, delayed acks, resumption, timers
+		local s = pick(sessions);
+		if random(2) == 1 then s.push_identifier = s.push_identifier or ("push.example<" .. pick({ "n1", "n2" })); end
+		local r = random(5);
+		count("smacks");
+		if r == 1 then
+			s.hibernating = os.time();
+			s.hibernating_watchdog = package.loaded["util.watchdog"].new(30, function() end);
+			return fire("smacks-hibernation-start", { origin = s, queue = { seeded_message(s.full_jid), tree(2) } });
+		elseif r == 2 then
+			return fire("smacks-hibernation-stanza-queued", { origin = s, stanza = seeded_message(s.full_jid) });
+		elseif r == 3 then
+			return fire("smacks-ack-delayed", { origin = s,
+				stanza = random(2) == 1 and seeded_message(s.full_jid) or nil, queue = { tree(3) } });
+		elseif r == 4 then
+			s.hibernating = nil;
+			return fire("smacks-hibernation-end", { origin = s, resumed = s });
+		end
+		local timers = m.timers;
+		m.timers = {};
+		return function()
+			for _, timer in ipairs(timers) do
+				if not timer.stopped then timer.fn(); end
+			end
+		end;
+	end,
+	function() -- an app server's answer: to a push we sent, or anything
+		count("answer");
+		local push = m.sent[random(math.max(1, #m.sent))];
+		local reply;
+		if push and random(4) ~= 1 then
+			reply = random(2) == 1 and st.reply(push) or st.error_reply(push, pick(TYPES) or "cancel",
+				pick(NAMES), word());
+			if random(6) == 1 then reply.attr.from = word(); end
+			if random(6) == 1 then reply:add_child(tree(3)); end
+		else
+			reply = st.iq({ type = pick(TYPES) or "result", id = word(), from = word(), to = "fuzz.example" });
+			if random(2) == 1 then reply:add_child(tree(4)); end
+		end
+		return fire("iq/host", { stanza = reply, origin = {} });
+	end,
+	function() -- a ping
+		count("ping");
+		return fire("cloud-notify-ping", { user = pick(users), push_services = random(3) == 1 and {} or nil });
+	end,
+};
+
+local pushed = 0;
+local started = os.clock();
+for i = 1, inputs do
+	local ok, err = pcall(pick(steps)());
+	if not ok then
+		failures = failures + 1;
+		if failures <= 5 then io.stderr:write(("input %d: %s\n"):format(i, tostring(err))); end
+	end
+	if #m.sent > 200 then pushed = pushed + #m.sent; m.sent = {}; end
+	if i % 5000 == 0 then m:fire_event("global/stats-update", {}); end
+end
+local elapsed = os.clock() - started;
+
+local parts = {};
+for k, v in pairs(counts) do parts[#parts+1] = k .. "=" .. v; end
+table.sort(parts);
+pushed = pushed + #m.sent;
+print(("binding fuzz: %d inputs (%s), %d pushes, %d Lua errors, %.1f s, %.1f µs/input, seed %d"):format(
+	inputs, table.concat(parts, " "), pushed, failures, elapsed, elapsed * 1e6 / inputs, seed));
+os.exit(failures == 0 and 0 or 1);
