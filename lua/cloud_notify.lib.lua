@@ -24,6 +24,7 @@ function lib.options()
 		push_registration_cache_size = module:get_option_number("push_registration_cache_size", 10000);
 		push_response_timeout = module:get_option_number("push_response_timeout", 120);
 		push_max_pending = module:get_option_number("push_max_pending", 10000);
+		push_wake_before_expiry = module:get_option_number("push_wake_before_expiry", 60);
 	};
 end
 
@@ -90,6 +91,11 @@ function lib.new(options)
 		"Pushes not sent because a cloud_notify/push handler raised an error, by path", { "kind" }));
 	local count_error = labelled(module:metric("counter", "app_server_errors", "",
 		"Error answers from app servers, by error type", { "type" }));
+	local count_remote_disabled = labelled(module:metric("counter", "remote_disabled", "",
+		"Registrations the app server ended (XEP-0357 affiliation none)", {}));
+	function h.count_remote_disable(removed)
+		for _ in pairs(removed) do count_remote_disabled():add(1); end
+	end
 	local count_disabled = labelled(module:metric("counter", "auto_disabled", "",
 		"Registrations removed after push_max_errors errors", {}));
 	local sample_rtt = labelled(module:metric("histogram", "response_time", "seconds",

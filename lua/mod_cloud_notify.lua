@@ -27,6 +27,33 @@ local core, load_user, write_plan, dispatch = push.core, push.load_user, push.wr
 local push_store = push.store;
 local host_sessions = prosody.hosts[module.host].sessions;
 
+-- The last wake-up: push_wake_before_expiry seconds before a hibernated
+-- push session's time is up (extended or smacks' own), one unimportant
+-- push, so the app can reconnect and resume before its queue is dropped.
+-- One per hibernation; none once resumed.
+local function stop_wake(session)
+	if session.cloud_notify_wake_timer then
+		session.cloud_notify_wake_timer:stop();
+		session.cloud_notify_wake_timer = nil;
+	end
+end
+
+local function schedule_wake(session, timeout)
+	stop_wake(session);
+	if session.cloud_notify_woken or not timeout then return; end
+	local delay = core:wake_delay(timeout);
+	if not delay then return; end
+	session.cloud_notify_wake_timer = module:add_timer(delay, function()
+		session.cloud_notify_wake_timer = nil;
+		local user, identifier = session.username, session.push_identifier;
+		if not session.hibernating or not identifier or session.cloud_notify_woken then return; end
+		if not load_user(user) then return; end
+		session.cloud_notify_woken = true;
+		session.log("debug", "Hibernation ends in %ds: waking the device", timeout - delay);
+		dispatch(core:wake(user, identifier, time_now()));
+	end);
+end
+
 -- Extended hibernation: a hibernated session with push enabled is kept for
 -- push_max_hibernation_timeout, until its first waking push. The fields are
 -- those of the reference module, so either can take over a session.
@@ -45,6 +72,7 @@ local function extend_hibernation(session)
 		return original_callback(this_dog);
 	end);
 	session.log("debug", "Hibernation extended to %ds until the first push", timeout);
+	schedule_wake(session, timeout);
 end
 
 -- Back to smacks' own watchdog, counting from now.
@@ -57,6 +85,7 @@ local function end_extension(session)
 		dog:cancel();
 		session.hibernating_watchdog = watchdog.new(original_timeout, original_callback);
 		session.log("debug", "Hibernation timeout back to %ds", original_timeout);
+		schedule_wake(session, original_timeout);
 	end
 end
 
@@ -75,6 +104,7 @@ end
 local function release_session(session)
 	stop_batch(session);
 	end_extension(session);
+	stop_wake(session);
 end
 
 -- Sessions of removed registrations stop pushing, from every path.
@@ -135,6 +165,50 @@ module:hook("iq-set/self/"..xmlns_push..":disable", user_iq(function(origin, sta
 	return true;
 end));
 
+-- XEP-0357 §7: an app server ends a registration by setting the user's
+-- affiliation with its node to none. The core checks that it comes from
+-- that registration's own app server.
+local xmlns_pubsub_event = "http://jabber.org/protocol/pubsub#event";
+local jid_node = require "util.jid".node;
+module:hook("message/bare", function(event)
+	local stanza = event.stanza;
+	if not stanza:get_child("event", xmlns_pubsub_event) then return; end
+	local user = jid_node(stanza.attr.to);
+	if not user then return; end
+	-- Handled (and not delivered) when it ends a registration.
+	return push.locked(user, function()
+		if not load_user(user) then return nil; end
+		local services, removed = core:remote_disable(user, stanza);
+		if not services then
+			module:log("debug", "Ignoring pubsub affiliations from %s for '%s'", stanza.attr.from, user);
+			return nil;
+		end
+		if write_plan(user, services, removed) then
+			for identifier in pairs(removed) do
+				module:log("info", "Push notifications disabled by the app server for %s (%s)", user, identifier);
+			end
+			push.count_remote_disable(removed);
+		end
+		return true;
+	end);
+end, 10);
+
+-- A device that reconnects without enabling again gets its stored
+-- registration back (same SASL2 client_id, else same resource), so the
+-- smacks paths and the extended hibernation work for it as if it had.
+module:hook("resource-bind", function(event)
+	local session = event.session;
+	local user = session.username;
+	if not user or session.push_identifier then return; end
+	if not load_user(user) then return; end
+	local identifier, push_info = core:reattach(user, session.client_id, session.resource);
+	if identifier then
+		session.push_identifier, session.push_settings = identifier, push_info;
+		session.first_hibernated_push = nil;
+		session.log("debug", "Push registration %s re-attached to this session", identifier);
+	end
+end);
+
 -- Offline messages: one push per registration of the recipient.
 module:hook("message/offline/handle", function(event)
 	local stanza = event.stanza;
@@ -191,9 +265,13 @@ end
 
 module:hook("smacks-hibernation-start", function(event)
 	local session = event.origin;
-	session.first_hibernated_push = nil;
+	session.first_hibernated_push, session.cloud_notify_woken = nil, nil;
 	if not session.push_identifier then return; end
 	extend_hibernation(session);
+	if not session.original_smacks_callback then -- not extended: smacks' own time
+		local dog = session.hibernating_watchdog;
+		schedule_wake(session, dog and dog.timeout);
+	end
 	smacks_stanzas(session, event.queue, true);
 end);
 
@@ -209,7 +287,8 @@ module:hook("smacks-hibernation-end", function(event)
 	local session = event.resumed;
 	if not session then return; end
 	stop_batch(session);
-	session.first_hibernated_push = nil;
+	stop_wake(session);
+	session.first_hibernated_push, session.cloud_notify_woken = nil, nil;
 	-- mod_smacks has let our watchdog go.
 	session.original_smacks_callback, session.original_smacks_timeout = nil, nil;
 end);

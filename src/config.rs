@@ -14,6 +14,7 @@ pub const DEFAULT_MAX_HIBERNATION_TIMEOUT: u64 = 72 * 3600;
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
 pub const DEFAULT_PUSH_TIMEOUT: u64 = 120;
 pub const DEFAULT_MAX_PENDING: usize = 10_000;
+pub const DEFAULT_WAKE_BEFORE_EXPIRY: u64 = 60;
 
 /// Options as the typed getters returned them (`None`: unset or wrong type).
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -28,6 +29,7 @@ pub struct RawConfig {
     pub push_registration_cache_size: Option<f64>,
     pub push_response_timeout: Option<f64>,
     pub push_max_pending: Option<f64>,
+    pub push_wake_before_expiry: Option<f64>,
     /// mod_muc_cloud_notify only: `"mentions"` or `"all"`.
     pub muc_push_policy: Option<String>,
     /// mod_muc_cloud_notify only: bounds on remote users ([`crate::quota`]).
@@ -58,6 +60,9 @@ pub struct Config {
     pub response_timeout: u64,
     /// Pushes awaiting an answer, per host, at most.
     pub max_pending: usize,
+    /// Seconds before a hibernated push session expires that it gets one
+    /// last (unimportant) push; 0: none.
+    pub wake_before_expiry: u64,
     /// What a MUC pushes (mod_muc_cloud_notify).
     pub muc_policy: crate::muc::Policy,
     /// What remote users may register with a MUC (mod_muc_cloud_notify).
@@ -76,6 +81,7 @@ impl Default for Config {
             cache_size: DEFAULT_CACHE_SIZE,
             response_timeout: DEFAULT_PUSH_TIMEOUT,
             max_pending: DEFAULT_MAX_PENDING,
+            wake_before_expiry: DEFAULT_WAKE_BEFORE_EXPIRY,
             muc_policy: crate::muc::Policy::default(),
             muc_limits: crate::quota::Limits::default(),
         }
@@ -163,6 +169,14 @@ impl Config {
                 d.max_pending as u64,
                 &mut problems,
             ) as usize,
+            wake_before_expiry: ranged(
+                "push_wake_before_expiry",
+                raw.push_wake_before_expiry,
+                0,
+                365 * 24 * 3600,
+                d.wake_before_expiry,
+                &mut problems,
+            ),
             muc_policy: match raw.muc_push_policy.as_deref() {
                 None => d.muc_policy,
                 Some(p) => crate::muc::Policy::parse(p).unwrap_or_else(|| {

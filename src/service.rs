@@ -49,6 +49,8 @@ pub enum PushKind {
     Ping,
     /// A room message (mod_muc_cloud_notify).
     Muc,
+    /// The last wake-up before a hibernated session expires.
+    Wake,
 }
 
 impl PushKind {
@@ -61,6 +63,7 @@ impl PushKind {
             PushKind::Urgent => "urgent",
             PushKind::Ping => "ping",
             PushKind::Muc => "muc",
+            PushKind::Wake => "wake",
         }
     }
 }
@@ -270,6 +273,53 @@ impl PushService {
         self.registry.plan_remove(user, |_| true)
     }
 
+    /// XEP-0357 §7: the app server `from` ends registrations by setting a
+    /// user's affiliation with `node` to `none`. The user's registrations
+    /// without those of `from` for `node` — if `affiliated` (bare JID) is the
+    /// user and the affiliation is `none`; `None` when nothing matches (an
+    /// affiliation change from anyone but the registered app server
+    /// changes nothing).
+    pub fn remote_disable(
+        &self,
+        user: &str,
+        from: &str,
+        node: Option<&str>,
+        affiliations: &[(String, String)],
+    ) -> Option<Plan> {
+        let bare = bare_jid(&self.host, user);
+        let ended = affiliations.iter().any(|(jid, affiliation)| {
+            affiliation == "none" && jid.split('/').next() == Some(bare.as_str())
+        });
+        if !ended {
+            return None;
+        }
+        let plan = self
+            .registry
+            .plan_remove(user, |r| r.jid == from && r.node.as_deref() == node)?;
+        (!plan.removed.is_empty()).then_some(plan)
+    }
+
+    /// A device reconnecting in a new session without `<enable/>`: the
+    /// stored registration it made, if any — the newest whose `client_id`
+    /// is the session's (SASL2), or, for a session without one, whose
+    /// `resource` is the session's (the record keeps `resource` only when
+    /// there was no `client_id`). A registration the device disabled is no
+    /// longer stored, so it is never re-attached.
+    pub fn reattach(
+        &self,
+        user: &str,
+        client_id: Option<&str>,
+        resource: Option<&str>,
+    ) -> Option<&Registration> {
+        let regs = self.registry.peek(user)?;
+        regs.iter().rev().find(|r| match client_id {
+            Some(c) => r.client_id.as_deref() == Some(c),
+            None => {
+                r.client_id.is_none() && resource.is_some() && r.resource.as_deref() == resource
+            }
+        })
+    }
+
     /// The account is gone (`user-deleted`; Prosody purges its stores):
     /// no registration, no error count, no push in flight is kept.
     pub fn forget_user(&mut self, user: &str) {
@@ -447,6 +497,29 @@ impl PushService {
             self.seen.remove(&batch.user, key, &batch.identifier);
         }
         true
+    }
+
+    /// A hibernated push session whose hibernation ends in `timeout`
+    /// seconds: in how many seconds its last wake-up push is due
+    /// (`push_wake_before_expiry` before the end), or `None` for none (the
+    /// option is 0, or not shorter than the timeout).
+    pub fn wake_delay(&self, timeout: f64) -> Option<f64> {
+        let before = self.config.wake_before_expiry as f64;
+        (before > 0.0 && before < timeout).then(|| timeout - before)
+    }
+
+    /// The wake-up push to a hibernated session's registration: one
+    /// unimportant push, so the app reconnects and resumes before the
+    /// server drops the session and its queue.
+    pub fn wake(&mut self, user: &str, identifier: &str, now: f64) -> Vec<PushJob> {
+        let only = [identifier.to_owned()];
+        let mut jobs = self
+            .notify(user, None, None, Targets::Only(&only), PushKind::Wake, now)
+            .unwrap_or_default();
+        for job in &mut jobs {
+            job.wakes = false; // it ends no extended hibernation
+        }
+        jobs
     }
 
     /// The watchdog timeout of a hibernated session with push enabled,
@@ -776,6 +849,127 @@ mod tests {
             s.load(&format!("user{i}"), vec![]);
         }
         assert!(!s.is_loaded("romeo"));
+    }
+
+    #[test]
+    fn reconnecting_devices_find_their_registration() {
+        let mut s = service(16);
+        let mut enable_as = |node: &str, client_id: Option<&str>, resource: &str| {
+            let who = Requester {
+                bare_jid: "romeo@example.com".into(),
+                client_id: client_id.map(Into::into),
+                resource: Some(resource.into()),
+                ..Default::default()
+            };
+            let req = EnableRequest {
+                jid: Some("push.example".into()),
+                node: Some(node.into()),
+                ..Default::default()
+            };
+            let reg = s.enable_request(req, &who, 1.0).unwrap();
+            if !s.is_loaded("romeo") {
+                s.load("romeo", vec![]);
+            }
+            let plan = s.plan_enable("romeo", reg).unwrap();
+            s.commit("romeo", plan);
+        };
+        enable_as("by-resource", None, "phone");
+        enable_as("by-client-id", Some("c-1"), "tablet");
+        let found = |s: &PushService, c: Option<&str>, r: Option<&str>| {
+            s.reattach("romeo", c, r).map(|r| r.node.clone().unwrap())
+        };
+        assert_eq!(
+            found(&s, None, Some("phone")).as_deref(),
+            Some("by-resource")
+        );
+        // The SASL2 client id wins, whatever the resource.
+        assert_eq!(
+            found(&s, Some("c-1"), Some("other")).as_deref(),
+            Some("by-client-id")
+        );
+        // A client id never matches a record stored by resource, nor the reverse.
+        assert_eq!(found(&s, Some("c-2"), Some("phone")), None);
+        assert_eq!(found(&s, None, Some("tablet")), None);
+        assert_eq!(found(&s, None, None), None);
+        assert_eq!(s.reattach("juliet", None, Some("phone")), None);
+    }
+
+    #[test]
+    fn app_servers_end_their_own_registrations_only() {
+        let mut s = service(16);
+        enable(&mut s, "romeo", "push.example", "n1");
+        enable(&mut s, "romeo", "push.example", "n2");
+        enable(&mut s, "romeo", "other.example", "n1");
+        let none = |jid: &str| vec![(jid.to_owned(), "none".to_owned())];
+        // XEP-0357 §7's example shape: the node's affiliation for the user goes to none.
+        let plan = s
+            .remote_disable(
+                "romeo",
+                "push.example",
+                Some("n1"),
+                &none("romeo@example.com"),
+            )
+            .unwrap();
+        assert_eq!(plan.removed, ["push.example<n1"]);
+        assert_eq!(plan.regs.len(), 2);
+        // Not the registered app server, another user, another affiliation, unknown node.
+        assert!(s
+            .remote_disable(
+                "romeo",
+                "evil.example",
+                Some("n2"),
+                &none("romeo@example.com")
+            )
+            .is_none());
+        assert!(s
+            .remote_disable(
+                "romeo",
+                "push.example",
+                Some("n2"),
+                &none("juliet@example.com")
+            )
+            .is_none());
+        let member = vec![("romeo@example.com".to_owned(), "member".to_owned())];
+        assert!(s
+            .remote_disable("romeo", "push.example", Some("n2"), &member)
+            .is_none());
+        assert!(s
+            .remote_disable(
+                "romeo",
+                "push.example",
+                Some("n9"),
+                &none("romeo@example.com")
+            )
+            .is_none());
+    }
+
+    #[test]
+    fn the_last_wake_up_before_expiry() {
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                wake_before_expiry: 60,
+                ..Config::default()
+            },
+        );
+        assert_eq!(s.wake_delay(600.0), Some(540.0));
+        assert_eq!(s.wake_delay(60.0), None);
+        assert_eq!(s.wake_delay(30.0), None);
+        let id = enable(&mut s, "romeo", "push.example", "phone");
+        enable(&mut s, "romeo", "push.example", "tablet");
+        let jobs = s.wake("romeo", &id, 0.0);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].registration.identifier, id);
+        assert!(!jobs[0].summary.important() && !jobs[0].wakes);
+        assert_eq!(jobs[0].kind, PushKind::Wake);
+        let off = PushService::new(
+            "example.com",
+            Config {
+                wake_before_expiry: 0,
+                ..Config::default()
+            },
+        );
+        assert_eq!(off.wake_delay(600.0), None);
     }
 
     #[test]

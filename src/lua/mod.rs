@@ -33,6 +33,7 @@ use std::collections::HashMap;
 
 const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const NS_REFERENCE: &str = "urn:xmpp:reference:0";
+const NS_PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
 
 /// Field set on a stanza object that has no stable key of its own (no
 /// stanza-id, no id), so that the same object is recognised again.
@@ -327,6 +328,48 @@ fn references(stanza: &Table) -> Result<Vec<Reference>> {
     Ok(out)
 }
 
+/// Most `<affiliation/>`s read from one pubsub event.
+const MAX_AFFILIATIONS: usize = 16;
+
+/// A pubsub event's first `<affiliations node=…>`: the node and its
+/// `(jid, affiliation)` pairs (a bounded number).
+#[allow(clippy::type_complexity)]
+fn affiliations_of(stanza: &Table) -> Result<Option<(Option<String>, Vec<(String, String)>)>> {
+    let Some(event) = child_named(stanza, "event", NS_PUBSUB_EVENT, crate::NS_CLIENT)? else {
+        return Ok(None);
+    };
+    let Some(affs) = child_named(&event, "affiliations", NS_PUBSUB_EVENT, NS_PUBSUB_EVENT)? else {
+        return Ok(None);
+    };
+    let node = table_field(&affs, "attr")?
+        .map(|a| str_field(&a, "node"))
+        .transpose()?
+        .flatten();
+    let mut out = Vec::new();
+    if let Some(tags) = table_field(&affs, "tags")? {
+        for child in tags.sequence_values::<Value>() {
+            let Value::Table(child) = child? else {
+                continue;
+            };
+            if str_field(&child, "name")?.as_deref() != Some("affiliation") {
+                continue;
+            }
+            let Some(attr) = table_field(&child, "attr")? else {
+                continue;
+            };
+            if let (Some(jid), Some(affiliation)) =
+                (str_field(&attr, "jid")?, str_field(&attr, "affiliation")?)
+            {
+                out.push((jid, affiliation));
+            }
+            if out.len() >= MAX_AFFILIATIONS {
+                break;
+            }
+        }
+    }
+    Ok(Some((node, out)))
+}
+
 /// `{ { jid = …, joined = … }, … }` from the room.
 fn members_of(t: &Table) -> Result<Vec<Member>> {
     let mut out = Vec::new();
@@ -559,6 +602,50 @@ impl UserData for Host {
             Ok(Some(t))
         });
 
+        // host:remote_disable(user, message) -> services, removed | nil
+        // (an app server's <event><affiliations node=…><affiliation jid=… affiliation='none'/>)
+        m.add_method(
+            "remote_disable",
+            |lua, this, (user, stanza): (String, Table)| {
+                let from = table_field(&stanza, "attr")?
+                    .map(|a| str_field(&a, "from"))
+                    .transpose()?
+                    .flatten();
+                let (Some(from), Some((node, affiliations))) = (from, affiliations_of(&stanza)?)
+                else {
+                    return Ok(MultiValue::new());
+                };
+                match this
+                    .service
+                    .remote_disable(&user, &from, node.as_deref(), &affiliations)
+                {
+                    Some(plan) => {
+                        let (s, r) = plan_to_lua(lua, &plan)?;
+                        Ok(MultiValue::from_vec(vec![Value::Table(s), Value::Table(r)]))
+                    }
+                    None => Ok(MultiValue::new()),
+                }
+            },
+        );
+
+        // host:reattach(user, client_id, resource) -> identifier, record | nil
+        // (a device reconnecting without <enable/>)
+        m.add_method(
+            "reattach",
+            |lua, this, (user, client_id, resource): (String, Option<String>, Option<String>)| {
+                match this
+                    .service
+                    .reattach(&user, client_id.as_deref(), resource.as_deref())
+                {
+                    Some(reg) => Ok((
+                        Some(reg.identifier.clone()),
+                        Some(registration_to_lua(lua, reg)?),
+                    )),
+                    None => Ok((None, None)),
+                }
+            },
+        );
+
         // host:forget_user(user): the account was deleted
         m.add_method_mut("forget_user", |_, this, user: String| {
             this.service.forget_user(&user);
@@ -715,6 +802,20 @@ impl UserData for Host {
                     this.append_jobs(lua, &out, jobs, &user, &original)?;
                 }
                 Ok(out)
+            },
+        );
+
+        // host:wake_delay(hibernation_timeout) -> seconds until the wake-up push | nil
+        m.add_method("wake_delay", |_, this, timeout: f64| {
+            Ok(this.service.wake_delay(timeout))
+        });
+
+        // host:wake(user, identifier, now) -> events (the wake-up push)
+        m.add_method_mut(
+            "wake",
+            |lua, this, (user, identifier, now): (String, String, f64)| {
+                let jobs = this.service.wake(&user, &identifier, now);
+                this.jobs_to_lua(lua, jobs, &user, &Value::Nil)
             },
         );
 

@@ -1,0 +1,129 @@
+"""Registrations that last: re-attached when a device reconnects without
+enabling again, ended by the app server itself (XEP-0357 §7), and a last
+wake-up before a hibernated session expires."""
+
+import asyncio
+
+import pytest
+
+from conftest import make_users
+from harness import AppServer, Client, iq_type, run
+from store import read_store
+from test_smacks import CHAT_STATE, phone_with_push, pushes_within, raw
+
+DESTROYED = "Destroying session for hibernating too long"
+
+
+def test_a_device_that_reconnects_without_enabling_gets_its_registration_back(prosody_with):
+    p = prosody_with(options={"smacks_hibernation_time": 2, "push_max_hibernation_timeout": 8})
+    romeo, juliet = make_users(p)("romeo", "juliet")
+
+    async def scenario():
+        app = await AppServer(p).start()
+        # The phone enabled once, then went away cleanly; the tablet enabled
+        # and disabled again; the laptop never enabled.
+        phone = await phone_with_push(p, romeo, node="phone", resource="phone")
+        await phone.stop()
+        tablet = await phone_with_push(p, romeo, node="tablet", resource="tablet")
+        assert iq_type(await tablet.disable("push.localhost", "tablet")) == "result"
+        await tablet.stop()
+        # All three come back in new sessions, without <enable/>, and die.
+        devices = {}
+        for resource in ("phone", "tablet", "laptop"):
+            c = await Client(romeo, p.c2s_port, smacks=True, resource=resource).start()
+            await asyncio.sleep(0.3)
+            devices[resource] = c
+        j = await Client(juliet, p.c2s_port).start()
+        for c in devices.values():
+            await c.kill()
+        # A chat state (unimportant: the extension goes on) is queued for
+        # each; only the phone's registration pushes, through smacks.
+        for resource in devices:
+            raw(j, f"{romeo}/{resource}", CHAT_STATE)
+        pushes = await pushes_within(app, 1.5)
+        # Past smacks' own 2 s: only the phone's session is kept.
+        await asyncio.sleep(2.0)
+        destroyed = p.log().count(DESTROYED)
+        resumed = await devices["phone"].resume()
+        for c in (resumed, j):
+            await c.stop()
+        await app.stop()
+        return pushes, destroyed
+
+    pushes, destroyed = run(scenario())
+    assert [(x.node, x.important) for x in pushes] == [("phone", False)]
+    assert destroyed == 2  # the tablet (disabled since) and the laptop (never enabled)
+    assert "Push registration push.localhost<phone re-attached" in p.log()
+
+
+def test_the_app_server_ends_a_registration(prosody_with):
+    p = prosody_with(components=["other.localhost"])
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    store = p.store_file(romeo.split("@")[0])
+
+    def affiliation_none(node):
+        return (f"<event xmlns='http://jabber.org/protocol/pubsub#event'><affiliations node='{node}'>"
+                f"<affiliation jid='{romeo}' affiliation='none'/></affiliations></event>")
+
+    async def scenario():
+        app = await AppServer(p).start()
+        other = await AppServer(p, jid="other.localhost").start()
+        c = await Client(romeo, p.c2s_port).start()
+        for node in ("n1", "n2"):
+            assert iq_type(await c.enable("push.localhost", node)) == "result"
+        await c.stop()
+        # From anyone but the registered app server: nothing changes.
+        other.send_raw(f"<message from='other.localhost' to='{romeo}'>{affiliation_none('n1')}</message>")
+        await asyncio.sleep(0.5)
+        before = sorted(read_store(store))
+        # From the app server: that node's registration ends.
+        app.send_raw(f"<message from='push.localhost' to='{romeo}'>{affiliation_none('n1')}</message>")
+        await asyncio.sleep(0.5)
+        after = sorted(read_store(store))
+        while not app.pushes.empty():  # (the other's message was an ordinary one, pushed)
+            app.pushes.get_nowait()
+        j = await Client(juliet, p.c2s_port).start()
+        j.send_message(mto=romeo, mbody="hi", mtype="chat")
+        pushes = await pushes_within(app, 1.5)
+        await j.stop()
+        await other.stop()
+        await app.stop()
+        return before, after, pushes
+
+    before, after, pushes = run(scenario())
+    assert before == ["push.localhost<n1", "push.localhost<n2"]
+    assert after == ["push.localhost<n2"]
+    assert [x.node for x in pushes] == ["n2"]
+    assert "Push notifications disabled by the app server for romeo" in p.log()
+
+
+@pytest.mark.parametrize("extended", [False, True])
+def test_a_last_wake_up_before_the_hibernated_session_expires(prosody_with, extended):
+    # smacks' own 4 s, or extended to 6 s; the wake-up 2 s before the end.
+    options = {"smacks_hibernation_time": 4, "push_wake_before_expiry": 2,
+               "push_max_hibernation_timeout": 6 if extended else 0}
+    p = prosody_with(options=options)
+    romeo = make_users(p)("romeo")
+    due = 4.0 if extended else 2.0
+
+    async def scenario():
+        app = await AppServer(p).start()
+        phone = await phone_with_push(p, romeo)
+        loop = asyncio.get_running_loop()
+        await phone.kill()
+        killed = loop.time()
+        pushes = await pushes_within(app, due + 3.0)
+        # Resumed in time: no wake-up.
+        phone2 = await phone_with_push(p, romeo, node="phone2", resource="phone2")
+        await phone2.kill()
+        await asyncio.sleep(0.5)
+        phone2 = await phone2.resume()
+        quiet = await pushes_within(app, due + 1.5)
+        await phone2.stop()
+        await app.stop()
+        return pushes, killed, quiet
+
+    pushes, killed, quiet = run(scenario())
+    assert [(x.node, x.important) for x in pushes] == [("phone", False)]
+    assert quiet == []
+    assert p.log().count("waking the device") == 1
