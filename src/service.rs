@@ -505,7 +505,7 @@ impl PushService {
     /// option is 0, or not shorter than the timeout).
     pub fn wake_delay(&self, timeout: f64) -> Option<f64> {
         let before = self.config.wake_before_expiry as f64;
-        (before > 0.0 && before < timeout).then(|| timeout - before)
+        (before > 0.0 && before < timeout).then_some(timeout - before)
     }
 
     /// The wake-up push to a hibernated session's registration: one
