@@ -11,6 +11,14 @@ local time_now = require "util.time".now;
 
 local lib = {};
 
+-- A plain list of numbers (what is not one becomes -1, which the core
+-- rejects with a message).
+local function numbers(list)
+	local out = {};
+	for i, v in ipairs(list) do out[i] = tonumber(v) or -1; end
+	return out;
+end
+
 -- The options both modules read (typed getters; the core checks ranges
 -- and falls back to the defaults, logging what it rejected).
 function lib.options()
@@ -25,6 +33,8 @@ function lib.options()
 		push_response_timeout = module:get_option_number("push_response_timeout", 120);
 		push_max_pending = module:get_option_number("push_max_pending", 10000);
 		push_wake_before_expiry = module:get_option_number("push_wake_before_expiry", 60);
+		push_retry_delays = numbers(module:get_option_array("push_retry_delays", { 5, 30, 120 }));
+		push_max_retries = module:get_option_number("push_max_retries", 1000);
 	};
 end
 
@@ -96,6 +106,8 @@ function lib.new(options)
 	function h.count_remote_disable(removed)
 		for _ in pairs(removed) do count_remote_disabled():add(1); end
 	end
+	local count_given_up = labelled(module:metric("counter", "retries_given_up", "",
+		"Pushes given up after every retry got a wait error", {}));
 	local count_disabled = labelled(module:metric("counter", "auto_disabled", "",
 		"Registrations removed after push_max_errors errors", {}));
 	local sample_rtt = labelled(module:metric("histogram", "response_time", "seconds",
@@ -340,7 +352,18 @@ function lib.new(options)
 			count_error(answer.error_type):add(1);
 		end
 		if kind == "temporary" then
-			module:log("debug", "Push to %s failed temporarily (%s), not counted", answer.from, answer.condition);
+			if answer.retry_in then
+				module:log("debug", "Push to %s failed temporarily (%s), not counted; retried in %.1fs",
+					answer.from, answer.condition, answer.retry_in);
+				h.schedule_retries(answer.retry_in);
+			elseif answer.full then
+				module:log("warn", "Push to %s failed temporarily (%s); too many retries waiting, not retried",
+					answer.from, answer.condition);
+			else
+				module:log("info", "Push for identifier '%s' of '%s' failed temporarily (%s) after every retry: given up",
+					answer.identifier, answer.user, answer.condition);
+				count_given_up():add(1);
+			end
 		elseif kind == "wrong-sender" then
 			module:log("warn", "Ignoring push answer from %s, expected %s", answer.from, answer.expected);
 		elseif kind == "counted" then
@@ -360,6 +383,27 @@ function lib.new(options)
 		end
 		return true;
 	end, 10);
+
+	-- Retries of pushes answered with a wait error: one timer for all of
+	-- them, set for the next one due.
+	local retry_timer, retry_timer_at;
+	function h.schedule_retries(delay)
+		local now = time_now();
+		if retry_timer and retry_timer_at <= now + delay then return; end
+		if retry_timer then retry_timer:stop(); end
+		retry_timer_at = now + delay;
+		retry_timer = module:add_timer(delay, function()
+			h.dispatch(core:retries_due(time_now()));
+			local next_in = core:next_retry_in(time_now());
+			if not next_in then
+				retry_timer, retry_timer_at = nil, nil;
+				return nil;
+			end
+			next_in = math.max(next_in, 0.05);
+			retry_timer_at = time_now() + next_in;
+			return next_in;
+		end);
+	end
 
 	-- Gauges are read when statistics are collected.
 	module:hook_global("stats-update", function()

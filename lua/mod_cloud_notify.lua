@@ -151,6 +151,7 @@ end
 local function push_enable(origin, stanza, user)
 	local push_info, identifier = push.enable(origin, origin, stanza, user);
 	if push_info then
+		core:retry_cancel(user, identifier); -- the device is here
 		origin.push_identifier = identifier;
 		origin.push_settings = push_info;
 		origin.first_hibernated_push = nil;
@@ -205,6 +206,7 @@ module:hook("resource-bind", function(event)
 	if identifier then
 		session.push_identifier, session.push_settings = identifier, push_info;
 		session.first_hibernated_push = nil;
+		core:retry_cancel(user, identifier); -- the device is here
 		session.log("debug", "Push registration %s re-attached to this session", identifier);
 	end
 end);
@@ -288,6 +290,9 @@ module:hook("smacks-hibernation-end", function(event)
 	if not session then return; end
 	stop_batch(session);
 	stop_wake(session);
+	if session.push_identifier and session.username then
+		core:retry_cancel(session.username, session.push_identifier); -- the device is back
+	end
 	session.first_hibernated_push, session.cloud_notify_woken = nil, nil;
 	-- mod_smacks has let our watchdog go.
 	session.original_smacks_callback, session.original_smacks_timeout = nil, nil;
@@ -336,13 +341,23 @@ local admin = {};
 
 function admin.list(print, user)
 	if not load_user(user) then return false, "Could not read the registrations"; end
-	local now, n = os.time(), 0;
-	for identifier, r in pairs(core:registrations(user) or {}) do
-		n = n + 1;
-		print(("%s\tjid=%s node=%s age=%ds errors=%d client=%s"):format(identifier, r.jid, tostring(r.node),
-			now - math.floor(r.timestamp or now), r.error_count or 0, tostring(r.client_id or r.resource)));
+	local now = time_now();
+	local attached = {};
+	local user_sessions = host_sessions[user];
+	for _, session in pairs(user_sessions and user_sessions.sessions or {}) do
+		if session.push_identifier then
+			attached[session.push_identifier] = session.hibernating and "hibernated" or "live";
+		end
 	end
-	return true, ("%d registration(s)"):format(n);
+	local view = core:admin_view(user, now) or {};
+	for _, r in ipairs(view) do
+		local last_error = r.last_error and ("%s %ds ago"):format(r.last_error, math.floor(now - r.last_error_at)) or "none";
+		local retry = r.retry_in and ("attempt %d in %ds"):format(r.retry_attempt, math.ceil(r.retry_in)) or "none";
+		print(("%s\tjid=%s node=%s age=%ds errors=%d last_error=%s retry=%s session=%s client=%s"):format(
+			r.identifier, r.jid, tostring(r.node), math.floor(now - (r.timestamp or now)), r.errors,
+			last_error, retry, attached[r.identifier] or "none", tostring(r.client)));
+	end
+	return true, ("%d registration(s)"):format(#view);
 end
 
 function admin.remove(_, user, identifier)

@@ -56,6 +56,7 @@ function stand_in.load(host, options)
 	m.get_option_boolean = function(_, name, default) return getter(name, default); end
 	m.get_option_string = m.get_option_boolean;
 	m.get_option_number = m.get_option_boolean;
+	m.get_option_array = m.get_option_boolean;
 	function m:get_directory() return DIST; end
 	function m:require(name)
 		return assert(loadfile(DIST .. "/" .. name .. ".lib.lua", "t", self.environment))();

@@ -15,6 +15,8 @@ pub const DEFAULT_CACHE_SIZE: usize = 10_000;
 pub const DEFAULT_PUSH_TIMEOUT: u64 = 120;
 pub const DEFAULT_MAX_PENDING: usize = 10_000;
 pub const DEFAULT_WAKE_BEFORE_EXPIRY: u64 = 60;
+pub const DEFAULT_RETRY_DELAYS: [f64; 3] = [5.0, 30.0, 120.0];
+pub const DEFAULT_MAX_RETRIES: usize = 1000;
 
 /// Options as the typed getters returned them (`None`: unset or wrong type).
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -30,6 +32,8 @@ pub struct RawConfig {
     pub push_response_timeout: Option<f64>,
     pub push_max_pending: Option<f64>,
     pub push_wake_before_expiry: Option<f64>,
+    pub push_retry_delays: Option<Vec<f64>>,
+    pub push_max_retries: Option<f64>,
     /// mod_muc_cloud_notify only: `"mentions"` or `"all"`.
     pub muc_push_policy: Option<String>,
     /// mod_muc_cloud_notify only: bounds on remote users ([`crate::quota`]).
@@ -63,6 +67,10 @@ pub struct Config {
     /// Seconds before a hibernated push session expires that it gets one
     /// last (unimportant) push; 0: none.
     pub wake_before_expiry: u64,
+    /// Seconds before each retry of a push answered with a `wait` error.
+    pub retry_delays: Vec<f64>,
+    /// Retries waiting, per host, at most.
+    pub max_retries: usize,
     /// What a MUC pushes (mod_muc_cloud_notify).
     pub muc_policy: crate::muc::Policy,
     /// What remote users may register with a MUC (mod_muc_cloud_notify).
@@ -82,6 +90,8 @@ impl Default for Config {
             response_timeout: DEFAULT_PUSH_TIMEOUT,
             max_pending: DEFAULT_MAX_PENDING,
             wake_before_expiry: DEFAULT_WAKE_BEFORE_EXPIRY,
+            retry_delays: DEFAULT_RETRY_DELAYS.to_vec(),
+            max_retries: DEFAULT_MAX_RETRIES,
             muc_policy: crate::muc::Policy::default(),
             muc_limits: crate::quota::Limits::default(),
         }
@@ -177,6 +187,29 @@ impl Config {
                 d.wake_before_expiry,
                 &mut problems,
             ),
+            retry_delays: match &raw.push_retry_delays {
+                None => d.retry_delays.clone(),
+                Some(delays)
+                    if delays.len() <= 10 && delays.iter().all(|&s| s > 0.0 && s <= 86_400.0) =>
+                {
+                    delays.clone()
+                }
+                Some(delays) => {
+                    problems.push(format!(
+                        "option 'push_retry_delays' is {delays:?}, expected at most 10 delays of 0 to 86400 seconds; using the default {:?}",
+                        d.retry_delays
+                    ));
+                    d.retry_delays.clone()
+                }
+            },
+            max_retries: ranged(
+                "push_max_retries",
+                raw.push_max_retries,
+                0,
+                10_000_000,
+                d.max_retries as u64,
+                &mut problems,
+            ) as usize,
             muc_policy: match raw.muc_push_policy.as_deref() {
                 None => d.muc_policy,
                 Some(p) => crate::muc::Policy::parse(p).unwrap_or_else(|| {

@@ -22,6 +22,12 @@ pub fn next_push_id() -> String {
     format!("push-{:016x}{:016x}", a.hash_one(n), b.hash_one(n))
 }
 
+/// A number in `[0, 1)` no one can predict (jitter for retries).
+pub fn jitter() -> f64 {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    (KEYS.1.hash_one(!n) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

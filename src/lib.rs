@@ -20,6 +20,7 @@ pub mod pending;
 pub mod quota;
 pub mod registration;
 pub mod registry;
+pub mod retry;
 pub mod seen;
 pub mod service;
 

@@ -13,6 +13,11 @@ pub struct PendingPush {
     /// The app server the push went to; only it may answer.
     pub jid: String,
     pub sent_at: f64,
+    /// 0 for a first push, n for its n-th retry.
+    pub attempt: u8,
+    /// What it said, bounded ([`crate::retry::kept_summary`]): a retry
+    /// says it again.
+    pub summary: crate::notification::Summary,
 }
 
 #[derive(Debug)]
@@ -107,6 +112,8 @@ mod tests {
             identifier: "p<n".into(),
             jid: "p".into(),
             sent_at: t,
+            attempt: 0,
+            summary: Default::default(),
         }
     }
 

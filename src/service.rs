@@ -51,6 +51,8 @@ pub enum PushKind {
     Muc,
     /// The last wake-up before a hibernated session expires.
     Wake,
+    /// A push retried after a `wait` error.
+    Retry,
 }
 
 impl PushKind {
@@ -64,6 +66,7 @@ impl PushKind {
             PushKind::Ping => "ping",
             PushKind::Muc => "muc",
             PushKind::Wake => "wake",
+            PushKind::Retry => "retry",
         }
     }
 }
@@ -113,8 +116,12 @@ pub enum Answer {
     /// `reset`, it was not before: write the user's registrations
     /// (`plan_current`) so the store forgets the count too.
     Delivered { rtt: f64, user: String, reset: bool },
-    /// A `wait` error: temporary, not counted.
-    Temporary,
+    /// A `wait` error: temporary, not counted; what became of its retry.
+    Temporary {
+        user: String,
+        identifier: String,
+        retry: crate::retry::Scheduled,
+    },
     /// An error, counted against the registration: write the user's
     /// registrations (`plan_current`) to keep the count across restarts.
     Counted {
@@ -150,6 +157,10 @@ pub struct PushService {
     recent: crate::muc::Recent,
     /// Remote users' registrations (MUC).
     quota: crate::quota::RemoteQuota,
+    /// Pushes to retry after `wait` errors.
+    retries: crate::retry::Retries,
+    /// The last error condition and time per registration (for admins).
+    last_errors: crate::bounded::Fifo<(String, String), (String, f64)>,
     /// Notification payloads of recent summaries (with the default
     /// privacy there are only two), built once through xmpp-parsers.
     payloads: Payloads,
@@ -199,6 +210,8 @@ impl PushService {
             batches: Batches::new(config.max_pending),
             recent: crate::muc::Recent::new(RECENT_ROOM_MESSAGES, RECENT_ROOM_BYTES),
             quota: crate::quota::RemoteQuota::new(config.muc_limits),
+            retries: crate::retry::Retries::new(config.retry_delays.clone(), config.max_retries),
+            last_errors: crate::bounded::Fifo::new(config.max_pending),
             payloads: Payloads {
                 serial: 0,
                 entries: Vec::new(),
@@ -214,8 +227,9 @@ impl PushService {
     /// Takes a user's registrations as read from the store. Returns the
     /// identifiers trimmed beyond `push_max_devices`.
     pub fn load(&mut self, user: &str, regs: Vec<Registration>) -> Vec<String> {
-        let batches = &self.batches;
-        self.registry.load_with(user, regs, |u| batches.holds(u))
+        let (batches, retries) = (&self.batches, &self.retries);
+        self.registry
+            .load_with(user, regs, |u| batches.holds(u) || retries.holds(u))
     }
 
     pub fn registrations(&self, user: &str) -> Option<&[Registration]> {
@@ -330,9 +344,12 @@ impl PushService {
     /// Makes a written plan the user's registrations.
     pub fn commit(&mut self, user: &str, plan: Plan) {
         self.pending.forget(user, &plan.removed);
-        let batches = &self.batches;
+        for identifier in &plan.removed {
+            self.retries.cancel(user, identifier);
+        }
+        let (batches, retries) = (&self.batches, &self.retries);
         self.registry
-            .commit_with(user, plan.regs, |u| batches.holds(u));
+            .commit_with(user, plan.regs, |u| batches.holds(u) || retries.holds(u));
     }
 
     /// The publishes for a stanza (or a ping, with none) to a user's
@@ -385,17 +402,81 @@ impl PushService {
             });
         }
         for job in &jobs {
-            self.pending.insert(
-                job.id.clone(),
-                PendingPush {
-                    user: user.to_owned(),
-                    identifier: job.registration.identifier.clone(),
-                    jid: job.registration.jid.clone(),
-                    sent_at: now,
-                },
-            );
+            self.await_answer(user, job, 0, now);
         }
         Some(jobs)
+    }
+
+    /// Records a sent push as awaiting its answer.
+    fn await_answer(&mut self, user: &str, job: &PushJob, attempt: u8, now: f64) {
+        self.pending.insert(
+            job.id.clone(),
+            PendingPush {
+                user: user.to_owned(),
+                identifier: job.registration.identifier.clone(),
+                jid: job.registration.jid.clone(),
+                sent_at: now,
+                attempt,
+                summary: crate::retry::kept_summary(&job.summary, &self.config.important_body),
+            },
+        );
+    }
+
+    /// The retries that are due: one push each, to its registration, with
+    /// the latest summary (by user). A registration gone meanwhile is
+    /// skipped.
+    pub fn retries_due(&mut self, now: f64) -> Vec<(String, Vec<PushJob>)> {
+        let mut out: Vec<(String, Vec<PushJob>)> = Vec::new();
+        for (user, identifier, retry) in self.retries.due(now) {
+            let Some(reg) = self
+                .registry
+                .peek(&user)
+                .and_then(|regs| regs.iter().find(|r| r.identifier == identifier))
+                .cloned()
+            else {
+                continue;
+            };
+            let (payload, payload_id) = self.payloads.get(&retry.summary);
+            let job = PushJob {
+                id: next_push_id(),
+                registration: reg,
+                wakes: retry.summary.important() || self.config.important_body.is_empty(),
+                summary: retry.summary,
+                kind: PushKind::Retry,
+                payload,
+                payload_id,
+            };
+            self.await_answer(&user, &job, retry.attempt, now);
+            match out.iter_mut().find(|(u, _)| *u == user) {
+                Some((_, jobs)) => jobs.push(job),
+                None => out.push((user, vec![job])),
+            }
+        }
+        out
+    }
+
+    /// Seconds until the next retry is due (`None`: none waiting).
+    pub fn next_retry_in(&self, now: f64) -> Option<f64> {
+        self.retries.next_in(now)
+    }
+
+    /// The device of a registration connected: its retry is moot.
+    pub fn retry_cancel(&mut self, user: &str, identifier: &str) -> bool {
+        self.retries.cancel(user, identifier)
+    }
+
+    /// The last error an app server answered for a registration: its
+    /// condition and when.
+    pub fn last_error(&self, user: &str, identifier: &str) -> Option<&(String, f64)> {
+        self.last_errors
+            .get(&(user.to_owned(), identifier.to_owned()))
+    }
+
+    /// The registration's waiting retry: its attempt and seconds until due.
+    pub fn retry_of(&self, user: &str, identifier: &str, now: f64) -> Option<(u8, f64)> {
+        self.retries
+            .get(user, identifier)
+            .map(|r| (r.attempt, (r.due - now).max(0.0)))
     }
 
     /// `archive-message-added`: pushes for a message mod_mam archived for
@@ -651,20 +732,44 @@ impl PushService {
         let Some(push) = self.pending.remove(id) else {
             return Answer::NotOurs;
         };
+        if let Response::Error { condition, .. } = &response {
+            let condition: String = condition.chars().take(64).collect();
+            self.last_errors.insert(
+                (push.user.clone(), push.identifier.clone()),
+                (condition, now),
+            );
+        }
         let max_errors = self.config.max_errors;
         let reg = self.registry.registration_mut(&push.user, &push.identifier);
         match (response, reg) {
             (Response::Result, reg) => {
                 let reset = reg.is_some_and(|r| std::mem::take(&mut r.errors) > 0);
+                // Delivered: an older push's retry has nothing left to say.
+                self.retries.cancel(&push.user, &push.identifier);
                 Answer::Delivered {
                     rtt: (now - push.sent_at).max(0.0),
                     user: push.user,
                     reset,
                 }
             }
-            (Response::Error { type_: "wait", .. }, _) => Answer::Temporary,
-            // Removed meanwhile: nothing left to count against.
-            (Response::Error { .. }, None) => Answer::Temporary,
+            (Response::Error { type_: "wait", .. }, Some(_)) => Answer::Temporary {
+                retry: self.retries.schedule(
+                    &push.user,
+                    &push.identifier,
+                    push.summary,
+                    push.attempt,
+                    now,
+                    crate::ids::jitter(),
+                ),
+                user: push.user,
+                identifier: push.identifier,
+            },
+            // Removed meanwhile: nothing left to count against or retry.
+            (Response::Error { .. }, None) => Answer::Temporary {
+                user: push.user,
+                identifier: push.identifier,
+                retry: crate::retry::Scheduled::GaveUp,
+            },
             (Response::Error { .. }, Some(reg)) => {
                 reg.errors = reg.errors.saturating_add(1);
                 let count = reg.errors;
@@ -973,6 +1078,99 @@ mod tests {
     }
 
     #[test]
+    fn wait_errors_are_retried_with_the_latest_summary_then_given_up() {
+        use crate::retry::Scheduled;
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                retry_delays: vec![5.0, 30.0],
+                cache_size: 1,
+                ..Config::default()
+            },
+        );
+        let id = enable(&mut s, "romeo", "push.example", "phone");
+        let wait = || Response::Error {
+            type_: "wait",
+            condition: "resource-constraint",
+        };
+        let chat = |body: &str| {
+            StanzaFacts::from_element(
+                &format!(
+                    "<message xmlns='jabber:client' type='chat'><body>{body}</body></message>"
+                )
+                .parse()
+                .unwrap(),
+            )
+        };
+        let push = |s: &mut PushService, f: &StanzaFacts| {
+            s.notify("romeo", Some(f), None, Targets::All, PushKind::Offline, 0.0)
+                .unwrap()
+                .remove(0)
+                .id
+        };
+        let first = push(&mut s, &chat("one"));
+        let second = push(&mut s, &chat("two"));
+        let Answer::Temporary {
+            retry: Scheduled::In(delay),
+            ..
+        } = s.response(&first, "push.example", wait(), 0.0)
+        else {
+            panic!("not retried");
+        };
+        assert!((4.0..=6.0).contains(&delay), "{delay}");
+        // A second wait for the same registration: one retry, latest summary.
+        assert!(matches!(
+            s.response(&second, "push.example", wait(), 1.0),
+            Answer::Temporary {
+                retry: Scheduled::Merged(_),
+                ..
+            }
+        ));
+        // Its user stays loaded while it waits, whatever the cache does.
+        s.load("juliet", vec![]);
+        assert!(s.is_loaded("romeo"));
+        assert!(s.retries_due(delay - 0.1).is_empty());
+        let due = s.retries_due(delay);
+        let [(user, jobs)] = <[_; 1]>::try_from(due).unwrap();
+        assert_eq!((user.as_str(), jobs.len()), ("romeo", 1));
+        assert_eq!(jobs[0].kind, PushKind::Retry);
+        assert_eq!(jobs[0].registration.identifier, id);
+        // Placeholder body (privacy by default), the latest summary's.
+        assert!(jobs[0].summary.important());
+        // The retry is throttled too: the next delay; then given up.
+        let retry = jobs[0].id.clone();
+        assert!(matches!(
+            s.response(&retry, "push.example", wait(), 10.0),
+            Answer::Temporary {
+                retry: Scheduled::In(_),
+                ..
+            }
+        ));
+        let due = s.retries_due(100.0);
+        let last = due[0].1[0].id.clone();
+        assert!(matches!(
+            s.response(&last, "push.example", wait(), 100.0),
+            Answer::Temporary {
+                retry: Scheduled::GaveUp,
+                ..
+            }
+        ));
+        assert_eq!(s.error_count("romeo", &id), 0, "wait never counts");
+        // A retry is dropped when the device connects.
+        let again = push(&mut s, &chat("three"));
+        s.response(&again, "push.example", wait(), 200.0);
+        assert!(s.retry_of("romeo", &id, 200.0).is_some());
+        assert!(s.retry_cancel("romeo", &id));
+        assert!(s.retries_due(1000.0).is_empty());
+        // And when the registration goes.
+        let again = push(&mut s, &chat("four"));
+        s.response(&again, "push.example", wait(), 300.0);
+        let plan = s.plan_remove_all("romeo").unwrap();
+        s.commit("romeo", plan);
+        assert!(s.retries_due(1000.0).is_empty());
+    }
+
+    #[test]
     fn not_loaded_means_none() {
         let mut s = service(16);
         assert!(s
@@ -1068,10 +1266,13 @@ mod tests {
             type_: "wait",
             condition: "resource-constraint",
         };
-        assert_eq!(
+        assert!(matches!(
             s.response(&id, "push.example", wait, 1.0),
-            Answer::Temporary
-        );
+            Answer::Temporary {
+                retry: crate::retry::Scheduled::In(_),
+                ..
+            }
+        ));
         assert_eq!(s.error_count("romeo", &ident), 1);
         let id = push(&mut s);
         assert!(matches!(

@@ -15,6 +15,7 @@ use crate::facts::StanzaFacts;
 use crate::muc::{Member, Reference, Wants, MAX_REFERENCES};
 use crate::notification::Summary;
 use crate::registration::{EnableRequest, Requester};
+use crate::retry::Scheduled;
 use crate::service::{Answer, PushJob, PushKind, PushService, Response, Targets};
 use crate::NS_DATA_FORMS;
 use convert::{child_named, first_tag_path, lua_to_element, recipient, str_field, table_field};
@@ -805,6 +806,59 @@ impl UserData for Host {
             },
         );
 
+        // host:retries_due(now) -> events (the retries due, each to its registration)
+        m.add_method_mut("retries_due", |lua, this, now: f64| {
+            let out = lua.create_table()?;
+            for (user, jobs) in this.service.retries_due(now) {
+                this.append_jobs(lua, &out, jobs, &user, &Value::Nil)?;
+            }
+            Ok(out)
+        });
+
+        // host:next_retry_in(now) -> seconds | nil
+        m.add_method("next_retry_in", |_, this, now: f64| {
+            Ok(this.service.next_retry_in(now))
+        });
+
+        // host:retry_cancel(user, identifier): the device connected
+        m.add_method_mut(
+            "retry_cancel",
+            |_, this, (user, identifier): (String, String)| {
+                Ok(this.service.retry_cancel(&user, &identifier))
+            },
+        );
+
+        // host:admin_view(user, now) -> { { identifier, jid, node, timestamp,
+        //   errors, last_error, last_error_at, retry_attempt, retry_in, client }, … } | nil
+        m.add_method("admin_view", |lua, this, (user, now): (String, f64)| {
+            let Some(regs) = this.service.registrations(&user) else {
+                return Ok(None);
+            };
+            let out = lua.create_table()?;
+            for (i, reg) in regs.iter().enumerate() {
+                let t = lua.create_table()?;
+                t.raw_set("identifier", reg.identifier.as_str())?;
+                t.raw_set("jid", reg.jid.as_str())?;
+                t.raw_set("node", reg.node.as_deref())?;
+                t.raw_set("timestamp", reg.timestamp)?;
+                t.raw_set("errors", reg.errors)?;
+                t.raw_set(
+                    "client",
+                    reg.client_id.as_deref().or(reg.resource.as_deref()),
+                )?;
+                if let Some((condition, at)) = this.service.last_error(&user, &reg.identifier) {
+                    t.raw_set("last_error", condition.as_str())?;
+                    t.raw_set("last_error_at", *at)?;
+                }
+                if let Some((attempt, due)) = this.service.retry_of(&user, &reg.identifier, now) {
+                    t.raw_set("retry_attempt", attempt)?;
+                    t.raw_set("retry_in", due)?;
+                }
+                out.raw_set(i + 1, t)?;
+            }
+            Ok(Some(out))
+        });
+
         // host:wake_delay(hibernation_timeout) -> seconds until the wake-up push | nil
         m.add_method("wake_delay", |_, this, timeout: f64| {
             Ok(this.service.wake_delay(timeout))
@@ -992,7 +1046,25 @@ impl UserData for Host {
                     t.raw_set("user", user)?;
                     ("load", t)
                 }
-                Answer::Temporary => ("temporary", lua.create_table()?),
+                Answer::Temporary {
+                    user,
+                    identifier,
+                    retry,
+                } => {
+                    let t = lua.create_table()?;
+                    match retry {
+                        Scheduled::In(delay) => t.raw_set("retry_in", delay)?,
+                        Scheduled::Merged(delay) => {
+                            t.raw_set("retry_in", delay)?;
+                            t.raw_set("merged", true)?;
+                        }
+                        Scheduled::GaveUp => t.raw_set("gave_up", true)?,
+                        Scheduled::Full => t.raw_set("full", true)?,
+                    }
+                    t.raw_set("user", user)?;
+                    t.raw_set("identifier", identifier)?;
+                    ("temporary", t)
+                }
                 Answer::Counted {
                     user,
                     identifier,

@@ -332,6 +332,7 @@ class Push:
 
     def __init__(self, xml):
         self.xml = xml
+        self.at = time.monotonic()  # when it arrived (asyncio's loop.time() clock)
         pubsub = xml.find(f"{{{NS_PUBSUB}}}pubsub")
         publish = pubsub.find(f"{{{NS_PUBSUB}}}publish")
         self.id = xml.get("id")

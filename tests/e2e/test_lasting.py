@@ -127,3 +127,104 @@ def test_a_last_wake_up_before_the_hibernated_session_expires(prosody_with, exte
     assert [(x.node, x.important) for x in pushes] == [("phone", False)]
     assert quiet == []
     assert p.log().count("waking the device") == 1
+
+
+WAIT = ("error", "wait", "resource-constraint")
+
+
+def test_wait_errors_are_retried_with_the_latest_summary_then_given_up(prosody_with):
+    p = prosody_with(options={"push_retry_delays": [1, 2], "push_notification_with_body": True})
+    romeo, juliet = make_users(p)("romeo", "juliet")
+
+    async def scenario():
+        app = await AppServer(p, mode=WAIT).start()
+        c = await Client(romeo, p.c2s_port).start()
+        assert iq_type(await c.enable("push.localhost", "phone")) == "result"
+        await c.stop()
+        j = await Client(juliet, p.c2s_port).start()
+        loop = asyncio.get_running_loop()
+        # Throttled throughout: the push, a retry after ~1 s, one after ~2 s more, then nothing.
+        j.send_message(mto=romeo, mbody="one", mtype="chat")
+        j.send_message(mto=romeo, mbody="two", mtype="chat")
+        start = loop.time()
+        throttled = []
+        for push in await pushes_within(app, 6.0):
+            throttled.append((round(push.at - start, 1), push.summary["last-message-body"]))
+        # Throttled once, then through: one retry, delivered, no more.
+        j.send_message(mto=romeo, mbody="three", mtype="chat")
+        await app.next_push()
+        app.mode = "result"
+        recovered = await pushes_within(app, 3.0)
+        await j.stop()
+        await app.stop()
+        return throttled, recovered
+
+    throttled, recovered = run(scenario())
+    bodies = [b for _, b in throttled]
+    # Two pushes, then one retry per delay carrying the latest summary ("two").
+    assert bodies == ["one", "two", "two", "two"], throttled
+    assert 0.7 <= throttled[2][0] <= 1.6 and 2.2 <= throttled[3][0] <= 4.0, throttled
+    assert "after every retry: given up" in p.log()
+    assert [x.summary["last-message-body"] for x in recovered] == ["three"]
+    record = read_store(p.store_file(romeo.split("@")[0]))["push.localhost<phone"]
+    assert "error_count" not in record  # wait never counts
+
+
+def test_a_retry_is_dropped_when_the_device_connects(prosody_with):
+    p = prosody_with(options={"push_retry_delays": [1.5]})
+    romeo, juliet = make_users(p)("romeo", "juliet")
+
+    async def scenario():
+        app = await AppServer(p, mode=WAIT).start()
+        c = await Client(romeo, p.c2s_port, resource="phone").start()
+        assert iq_type(await c.enable("push.localhost", "phone")) == "result"
+        await c.stop()
+        j = await Client(juliet, p.c2s_port).start()
+        j.send_message(mto=romeo, mbody="hi", mtype="chat")
+        await app.next_push()
+        # The phone comes back (without enabling again) before the retry is due.
+        phone = await Client(romeo, p.c2s_port, resource="phone").start()
+        retried = await pushes_within(app, 2.5)
+        for x in (phone, j):
+            await x.stop()
+        await app.stop()
+        return retried
+
+    assert run(scenario()) == []
+
+
+def test_push_list_shows_errors_retries_and_sessions(prosody_with):
+    p = prosody_with(modules=("cloud_notify", "admin_shell"),
+                     options={"push_retry_delays": [30], "push_max_errors": 5})
+    romeo, juliet = make_users(p)("romeo", "juliet")
+
+    def listed():
+        r = p.ctl("shell", "push", "list", romeo)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return {line.split("\t")[0]: line for line in r.stdout.splitlines() if "\t" in line}
+
+    async def scenario():
+        app = await AppServer(p, mode=("error", "cancel", "item-not-found")).start()
+        for node in ("a", "b"):
+            c = await Client(romeo, p.c2s_port, resource=node).start()
+            assert iq_type(await c.enable("push.localhost", node)) == "result"
+            await c.stop()
+        j = await Client(juliet, p.c2s_port).start()
+        j.send_message(mto=romeo, mbody="hi", mtype="chat")
+        await pushes_within(app, 1.0)  # a and b: one error each
+        app.mode = WAIT
+        j.send_message(mto=romeo, mbody="again", mtype="chat")
+        await pushes_within(app, 1.0)  # a and b: throttled, a retry each
+        # The phone ("a") is back, in a session of its own.
+        phone = await Client(romeo, p.c2s_port, resource="a").start()
+        lines = await asyncio.to_thread(listed)
+        for c in (phone, j):
+            await c.stop()
+        await app.stop()
+        return lines
+
+    lines = run(scenario())
+    a, b = lines["push.localhost<a"], lines["push.localhost<b"]
+    assert "errors=1" in a and "last_error=resource-constraint" in a and "session=live" in a
+    assert "retry=none" in a  # the device connected: its retry was dropped
+    assert "errors=1" in b and "retry=attempt 1 in" in b and "session=none" in b
