@@ -9,6 +9,10 @@ import pytest
 from conftest import make_users
 from harness import AppServer, Client, iq_type, run
 from store import read_store
+from test_admin import metric, scrape
+
+METRICS = {"statistics": "internal", "statistics_interval": "manual"}
+PREFIX = "prosody_mod_cloud_notify__"
 from test_smacks import CHAT_STATE, phone_with_push, pushes_within, raw
 
 DESTROYED = "Destroying session for hibernating too long"
@@ -57,7 +61,8 @@ def test_a_device_that_reconnects_without_enabling_gets_its_registration_back(pr
 
 
 def test_the_app_server_ends_a_registration(prosody_with):
-    p = prosody_with(components=["other.localhost"])
+    p = prosody_with(modules=("cloud_notify", "http_openmetrics"), options=METRICS,
+                     components=["other.localhost"])
     romeo, juliet = make_users(p)("romeo", "juliet")
     store = p.store_file(romeo.split("@")[0])
 
@@ -95,6 +100,7 @@ def test_the_app_server_ends_a_registration(prosody_with):
     assert after == ["push.localhost<n2"]
     assert [x.node for x in pushes] == ["n2"]
     assert "Push notifications disabled by the app server for romeo" in p.log()
+    assert metric(scrape(p), PREFIX + "remote_disabled_total") == 1
 
 
 @pytest.mark.parametrize("extended", [False, True])
@@ -102,7 +108,7 @@ def test_a_last_wake_up_before_the_hibernated_session_expires(prosody_with, exte
     # smacks' own 4 s, or extended to 6 s; the wake-up 2 s before the end.
     options = {"smacks_hibernation_time": 4, "push_wake_before_expiry": 2,
                "push_max_hibernation_timeout": 6 if extended else 0}
-    p = prosody_with(options=options)
+    p = prosody_with(modules=("cloud_notify", "http_openmetrics"), options={**options, **METRICS})
     romeo = make_users(p)("romeo")
     due = 4.0 if extended else 2.0
 
@@ -127,13 +133,15 @@ def test_a_last_wake_up_before_the_hibernated_session_expires(prosody_with, exte
     assert [(x.node, x.important) for x in pushes] == [("phone", False)]
     assert quiet == []
     assert p.log().count("waking the device") == 1
+    assert metric(scrape(p), PREFIX + "pushes_total", kind="wake") == 1
 
 
 WAIT = ("error", "wait", "resource-constraint")
 
 
 def test_wait_errors_are_retried_with_the_latest_summary_then_given_up(prosody_with):
-    p = prosody_with(options={"push_retry_delays": [1, 2], "push_notification_with_body": True})
+    p = prosody_with(modules=("cloud_notify", "http_openmetrics"),
+                     options={**METRICS, "push_retry_delays": [1, 2], "push_notification_with_body": True})
     romeo, juliet = make_users(p)("romeo", "juliet")
 
     async def scenario():
@@ -168,6 +176,9 @@ def test_wait_errors_are_retried_with_the_latest_summary_then_given_up(prosody_w
     assert [x.summary["last-message-body"] for x in recovered] == ["three"]
     record = read_store(p.store_file(romeo.split("@")[0]))["push.localhost<phone"]
     assert "error_count" not in record  # wait never counts
+    metrics = scrape(p)
+    assert metric(metrics, PREFIX + "pushes_total", kind="retry") == 3
+    assert metric(metrics, PREFIX + "retries_given_up_total") == 1
 
 
 def test_a_retry_is_dropped_when_the_device_connects(prosody_with):
