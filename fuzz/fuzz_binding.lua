@@ -123,6 +123,69 @@ end
 local failures, counts = 0, {};
 local function count(kind) counts[kind] = (counts[kind] or 0) + 1; end
 
+-- A store that, inside async runners, now and then yields until a later
+-- step lets it go on (as a networked one would).
+local async = require "util.async";
+local paused = {};
+for _, method in ipairs({ "get", "set" }) do
+	local plain = m.store[method];
+	m.store[method] = function(self, ...)
+		if async.ready() and random(3) == 1 and #paused < 64 then
+			local wait, done = async.waiter();
+			paused[#paused+1] = done;
+			if method == "get" then
+				local value = plain(self, ...);
+				wait();
+				return value;
+			end
+			wait();
+		end
+		return plain(self, ...);
+	end;
+end
+
+-- A cloud_notify/registration handler, as extension modules have: random
+-- nested push_info fields (any bytes), now and then too large or deep.
+local function value(depth)
+	local r = random(7);
+	if r == 1 and depth < 20 then
+		local t = {};
+		for i = 1, random(0, 6) do
+			if random(2) == 1 then t[i] = value(depth + 1); else t[word()] = value(depth + 1); end
+		end
+		return t;
+	elseif r == 2 then
+		local b = {};
+		for i = 1, random(0, 12) do b[i] = string.char(random(0, 255)); end
+		return table.concat(b);
+	elseif r == 3 then return random(-1000, 1000);
+	elseif r == 4 then return random() * 1e10;
+	elseif r == 5 then return random(2) == 1;
+	elseif r == 6 then return string.rep("x", random(0, 40000));
+	end
+	return word();
+end
+local handlers_on = true;
+m:hook("cloud_notify/registration", function(event)
+	if not handlers_on then return; end
+	if random(2) == 1 then event.push_info[word()] = value(1); end
+	if random(20) == 1 then event.push_info.callback = print; end
+end);
+m:hook("cloud_notify/push", function()
+	if handlers_on and random(200) == 1 then error("a handler failing on purpose"); end
+end);
+
+-- Errors inside runners reach their error watcher, not pcall.
+local function in_runner(fn)
+	local runner = async.runner(function(f) f(); end, {
+		error = function(_, err)
+			failures = failures + 1;
+			if failures <= 5 then io.stderr:write("in a runner: " .. tostring(err) .. "\n"); end
+		end;
+	});
+	runner:run(fn);
+end
+
 -- Each step builds its input, then returns what fires it: only firing
 -- runs under pcall (the input itself is always valid util.stanza).
 local function fire(name, data)
@@ -196,12 +259,27 @@ local steps = {
 		count("ping");
 		return fire("cloud-notify-ping", { user = pick(users), push_services = random(3) == 1 and {} or nil });
 	end,
+	function() -- store calls that were waiting go on, in some order
+		count("resume");
+		local n = #paused;
+		return function()
+			for _ = 1, random(0, n) do
+				local done = table.remove(paused, random(#paused));
+				if done then done(); end
+			end
+		end;
+	end,
 };
 
 local pushed = 0;
 local started = os.clock();
 for i = 1, inputs do
-	local ok, err = pcall(pick(steps)());
+	local step = pick(steps)();
+	if random(2) == 1 then -- half of them as Prosody runs stanza handlers: in an async runner
+		local run = step;
+		step = function() in_runner(run); end;
+	end
+	local ok, err = pcall(step);
 	if not ok then
 		failures = failures + 1;
 		if failures <= 5 then io.stderr:write(("input %d: %s\n"):format(i, tostring(err))); end
@@ -214,6 +292,35 @@ local elapsed = os.clock() - started;
 local parts = {};
 for k, v in pairs(counts) do parts[#parts+1] = k .. "=" .. v; end
 table.sort(parts);
+-- Let everything waiting finish, then every lock must be free: an enable
+-- from each user goes through.
+handlers_on = false;
+local function handovers()
+	local ran = false;
+	local timers = m.timers;
+	m.timers = {};
+	for _, timer in ipairs(timers) do
+		if not timer.stopped and timer.delay == 0 then timer.fn(); ran = true; end
+	end
+	return ran;
+end
+repeat
+	local progress = #paused > 0;
+	while #paused > 0 do table.remove(paused)(); end
+	progress = handovers() or progress;
+until not progress
+for _, s in ipairs(sessions) do
+	s.replies = {};
+	m:fire_event("iq-set/self/urn:xmpp:push:0:enable", { origin = s,
+		stanza = st.iq({ type = "set", id = "final", from = s.full_jid })
+			:tag("enable", { xmlns = "urn:xmpp:push:0", jid = "push.example", node = "final" }) });
+	local reply = s.replies[1];
+	if not (reply and reply.attr.type == "result") then
+		failures = failures + 1;
+		io.stderr:write(("final enable of %s: %s (a lock never freed?)\n"):format(s.full_jid,
+			reply and tostring(reply) or "no answer"));
+	end
+end
 pushed = pushed + #m.sent;
 print(("binding fuzz: %d inputs (%s), %d pushes, %d Lua errors, %.1f s, %.1f µs/input, seed %d"):format(
 	inputs, table.concat(parts, " "), pushed, failures, elapsed, elapsed * 1e6 / inputs, seed));

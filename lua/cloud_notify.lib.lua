@@ -127,7 +127,8 @@ function lib.new(options)
 	-- commit) runs holding the user's lock, planned from what the core
 	-- holds once the lock is taken: two devices enabling at once, or an
 	-- enable during an error-count write, never lose one another.
-	-- locks[user] = { owner = coroutine, depth = n, waiting = { done… }, later = { fn… } }
+	-- locks[user] = { owner = coroutine, depth = n,
+	--   waiting = { { thread, done }… }, later = { [key or i] = fn… } }
 	local locks = {};
 
 	local function acquire(user)
@@ -143,23 +144,44 @@ function lib.new(options)
 		end
 		if not async.ready() then return false; end -- can't wait here
 		local wait, done = async.waiter();
-		lock.waiting[#lock.waiting+1] = done;
-		wait(); -- resumed by release(), which handed the lock over
-		lock.owner, lock.depth = me, 1;
+		lock.waiting[#lock.waiting+1] = { thread = me, done = done };
+		wait(); -- resumed by hand_over(), which gave the lock to this thread
 		return true;
 	end
 
-	local function release(user)
+	local release;
+
+	-- Gives the free lock to the next waiter, from the event loop rather
+	-- than from the releaser's stack (a chain of waiters must not nest
+	-- resumes); with none left, runs the writes queued for later.
+	local function hand_over(user, lock)
+		local next_waiter = table.remove(lock.waiting, 1);
+		if not next_waiter then
+			locks[user] = nil;
+			for key, later in pairs(lock.later) do
+				local ok, err = pcall(later);
+				if not ok then
+					module:log("error", "A queued change of '%s' (%s) failed: %s", user, tostring(key), err);
+				end
+			end
+			return;
+		end
+		lock.owner, lock.depth = next_waiter.thread, 1; -- reserved for it
+		module:add_timer(0, function()
+			if locks[user] ~= lock or lock.owner ~= next_waiter.thread then return; end
+			if coroutine.status(next_waiter.thread) ~= "suspended" then
+				release(user); -- it is gone: the next one
+				return;
+			end
+			next_waiter.done();
+		end);
+	end
+
+	function release(user)
 		local lock = locks[user];
 		lock.depth = lock.depth - 1;
 		if lock.depth > 0 then return; end
-		local next_waiter = table.remove(lock.waiting, 1);
-		if next_waiter then
-			next_waiter();
-			return;
-		end
-		locks[user] = nil;
-		for _, later in ipairs(lock.later) do later(); end
+		hand_over(user, lock);
 	end
 
 	-- Runs fn() holding the user's lock; returns its results, or nil,
@@ -172,32 +194,53 @@ function lib.new(options)
 		return table.unpack(ret, 2, ret.n);
 	end
 
-	-- Runs fn() holding the user's lock: now if possible, else as soon as
-	-- the lock is free (for writes outside an async context).
-	function h.soon(user, fn)
-		if not acquire(user) then
-			local later = locks[user].later;
-			later[#later+1] = function() h.locked(user, fn); end;
+	-- Runs fn() holding the user's lock: now if the lock is free (or
+	-- ours), else once it is free — never waiting, so that an app server's
+	-- answers (one s2s or component stream for all its users) are never
+	-- held up by one user's store. Queued changes with the same `key`
+	-- are done once.
+	function h.soon(user, fn, key)
+		local lock = locks[user];
+		if lock and lock.owner ~= coroutine.running() then
+			lock.later[key or (#lock.later + 1)] = function() h.locked(user, fn); end;
 			return;
 		end
+		acquire(user);
 		local ok, err = pcall(fn);
 		release(user);
 		if not ok then error(err, 0); end
 	end
 
+	-- Every commit, counted: a store read that yielded while one happened
+	-- may be older than what was committed (and maybe evicted since).
+	local commits = 0;
+	function h.note_commit() commits = commits + 1; end
+
 	-- Makes sure the core has the user's registrations; false on a store error.
 	function h.load_user(user)
 		if core:loaded(user) then return true; end
-		module:log("debug", "Loading push registrations of '%s'", user);
-		count_store_read():add(1);
-		local stored, err = push_store:get(user);
-		if stored == nil and err ~= nil then
-			module:log("error", "Error reading push registrations of '%s': %s", user, err);
+		local stored;
+		for _ = 1, 3 do
+			module:log("debug", "Loading push registrations of '%s'", user);
+			count_store_read():add(1);
+			local before = commits;
+			local err;
+			stored, err = push_store:get(user);
+			if stored == nil and err ~= nil then
+				module:log("error", "Error reading push registrations of '%s': %s", user, err);
+				return false;
+			end
+			-- The read may have yielded: what another handler loaded (and
+			-- maybe changed) meanwhile is newer than what was read, and a
+			-- commit meanwhile may have made it old: read again.
+			if core:loaded(user) then return true; end
+			if commits == before then break; end
+			stored = false;
+		end
+		if stored == false then
+			module:log("warn", "Push registrations of '%s' kept changing while being read", user);
 			return false;
 		end
-		-- The read may have yielded: what another handler loaded (and maybe
-		-- changed) meanwhile is newer than what was read.
-		if core:loaded(user) then return true; end
 		local load_problems, trimmed = core:load(user, stored);
 		log_all("warn", load_problems);
 		if trimmed then
@@ -215,13 +258,14 @@ function lib.new(options)
 	-- `released`: identifiers already gone from the core whose sessions
 	-- must stop pushing as well.
 	function h.write_plan(user, services, removed, released)
+		local had = h.on_committed and core:has_push(user) == true;
 		local ok, err = push_store:set(user, services);
 		if not ok then
 			module:log("error", "Error writing push registrations of '%s': %s", user, err);
 			return false;
 		end
-		local had = h.on_committed and core:has_push(user) == true;
 		log_all("warn", core:commit(user, services, removed));
+		h.note_commit();
 		if h.on_committed then h.on_committed(user, had, core:has_push(user) == true); end
 		if released then
 			for identifier in pairs(released) do removed[identifier] = true; end
@@ -237,7 +281,7 @@ function lib.new(options)
 		h.soon(user, function()
 			local services, removed = core:plan_current(user);
 			if services then h.write_plan(user, services, removed); end
-		end);
+		end, "error counts");
 	end
 
 	-- Sends the pushes the core built, unless a cloud_notify/push handler

@@ -323,6 +323,7 @@ module:hook_global("user-deleted", function(event)
 	local user = event.username;
 	push.soon(user, function()
 		core:forget_user(user);
+		push.note_commit();
 		local ok, err = push_store:set(user, nil);
 		if not ok and err then
 			module:log("error", "Error removing push registrations of deleted user '%s': %s", user, err);

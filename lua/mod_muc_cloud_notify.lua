@@ -34,10 +34,16 @@ local mod_muc = module:depends("muc");
 
 module:add_feature(xmlns_push);
 
--- Whether a bare JID is a user of one of this server's hosts.
+-- Whether a bare JID is a user of one of this server's hosts (active, or
+-- configured as a VirtualHost but not activated yet: at startup, hosts
+-- come up one by one).
+local configmanager = require "core.configmanager";
 local function is_local(user)
-	local host = prosody.hosts[jid.host(user)];
-	return host ~= nil and host.type == "local";
+	local name = jid.host(user);
+	local host = name and prosody.hosts[name];
+	if host then return host.type == "local"; end
+	local config = name and rawget(configmanager.getconfig(), name);
+	return type(config) == "table" and rawget(config, "component_module") == nil;
 end
 
 -- Remote users with registrations count against their domain's bound:

@@ -163,6 +163,21 @@ describe("mod_cloud_notify", function()
 		end
 	end);
 
+	it("keeps stored registrations with large other fields, and their bytes as they are", function()
+		local muted = {};
+		for i = 1, 1000 do muted["someone" .. i .. "@example.org"] = true; end
+		m.store.data.romeo = {
+			["push.example<old"] = { jid = "push.example", node = "old", timestamp = 100,
+				muted_jids = muted, raw = "\255\0\128" };
+		};
+		local tablet = stand_in.session(m, "romeo", "tablet");
+		assert.equal("result", stand_in.enable(m, tablet, "push.example", "tablet").attr.type);
+		local old = m.store.data.romeo["push.example<old"];
+		assert.truthy(old, "dropped from the store");
+		assert.same(muted, old.muted_jids);
+		assert.equal("\255\0\128", old.raw);
+	end);
+
 	it("refuses a registration its handlers grew past the bounds, and one holding a function", function()
 		local grow;
 		m:hook("cloud_notify/registration", function(event) grow(event.push_info); end);
@@ -233,6 +248,17 @@ describe("mod_cloud_notify", function()
 		async.runner(function(f) f(); end):run(fn);
 	end
 
+	-- Runs the timers due (the lock hands over from the event loop).
+	local function run_timers()
+		while #m.timers > 0 do
+			local timers = m.timers;
+			m.timers = {};
+			for _, timer in ipairs(timers) do
+				if not timer.stopped and timer.delay == 0 then timer.fn(); end
+			end
+		end
+	end
+
 	it("serialises a user's changes when store writes yield", function()
 		local paused = pausing_store("set");
 		local tablet = stand_in.session(m, "romeo", "tablet");
@@ -241,8 +267,10 @@ describe("mod_cloud_notify", function()
 		-- The phone's write is under way; the tablet waits for it.
 		assert.equal(1, #paused);
 		paused[1]();
+		run_timers();
 		assert.equal(2, #paused);
 		paused[2]();
+		run_timers();
 		assert.equal("result", romeo.replies[1].attr.type);
 		assert.equal("result", tablet.replies[1].attr.type);
 		assert.truthy(m.store.data.romeo["push.example<phone"]);
@@ -250,6 +278,49 @@ describe("mod_cloud_notify", function()
 		m.sent = {};
 		stand_in.offline(m, "romeo@" .. m.host, "hi");
 		assert.equal(2, #m.sent);
+	end);
+
+	it("hands the lock down a long line of waiters without nesting", function()
+		local paused = pausing_store("set");
+		local devices = {};
+		for i = 1, 300 do
+			devices[i] = stand_in.session(m, "romeo", "d" .. i);
+			in_runner(function() stand_in.enable(m, devices[i], "push.example", "n" .. (i % 3)); end);
+		end
+		-- Each write lands; the next enable gets the lock from the event loop.
+		local done = 0;
+		while done < #paused do
+			done = done + 1;
+			paused[done]();
+			run_timers();
+		end
+		for i = 1, 300 do
+			assert.equal("result", devices[i].replies[1] and devices[i].replies[1].attr.type, "device " .. i);
+		end
+		-- And the lock is free: the next enable goes straight to its write.
+		in_runner(function() stand_in.enable(m, romeo, "push.example", "last"); end);
+		assert.equal(301, #paused);
+		paused[301]();
+		assert.equal("result", romeo.replies[1].attr.type);
+	end);
+
+	it("never loads a read older than a commit made meanwhile, even once evicted", function()
+		local m1 = stand_in.load("stale." .. m.host, { push_registration_cache_size = 1 });
+		m = m1; -- (for pausing_store)
+		local phone = stand_in.session(m1, "romeo", "phone");
+		local tablet = stand_in.session(m1, "romeo", "tablet");
+		local paused = pausing_store("get");
+		in_runner(function() stand_in.offline(m1, "romeo@" .. m1.host, "hi"); end); -- B: its read is under way
+		in_runner(function() stand_in.enable(m1, phone, "push.example", "phone"); end); -- A
+		assert.equal(2, #paused);
+		paused[2](); -- A reads, writes, commits
+		assert.equal("result", phone.replies[1].attr.type);
+		m1.store.get = function(self, user) return self.data[user]; end; -- no more pauses
+		stand_in.offline(m1, "juliet@" .. m1.host, "x"); -- evicts romeo (cache of one)
+		paused[1](); -- B's old read lands: read again, not loaded as it was
+		stand_in.enable(m1, tablet, "push.example", "tablet");
+		assert.truthy(m1.store.data.romeo["push.example<tablet"]);
+		assert.truthy(m1.store.data.romeo["push.example<phone"], "phone lost from the store");
 	end);
 
 	it("keeps what was loaded meanwhile when a store read yields", function()

@@ -57,6 +57,14 @@ unsafe fn push_str(l: *mut ffi::lua_State, s: &str) {
     unsafe { ffi::lua_pushlstring(l, s.as_ptr().cast(), s.len()) };
 }
 
+/// Pushes the bytes `s` onto the stack (a Lua string need not be UTF-8).
+///
+/// # Safety
+/// `l` is a valid state with room for one more value.
+unsafe fn push_bytes(l: *mut ffi::lua_State, s: &[u8]) {
+    unsafe { ffi::lua_pushlstring(l, s.as_ptr().cast(), s.len()) };
+}
+
 /// `t[key] = s` for the table on top of the stack.
 ///
 /// # Safety
@@ -437,7 +445,7 @@ pub unsafe fn push_registration(l: *mut ffi::lua_State, r: &Registration, option
 unsafe fn push_field(l: *mut ffi::lua_State, v: &Field) {
     unsafe {
         match v {
-            Field::Str(s) => push_str(l, s),
+            Field::Str(s) => push_bytes(l, s),
             Field::Int(i) => ffi::lua_pushinteger(l, *i),
             Field::Num(n) => ffi::lua_pushnumber(l, *n),
             Field::Bool(b) => ffi::lua_pushboolean(l, c_int::from(*b)),
@@ -446,7 +454,7 @@ unsafe fn push_field(l: *mut ffi::lua_State, v: &Field) {
                 ffi::lua_createtable(l, 0, c_int::try_from(pairs.len()).unwrap_or(0));
                 for (k, v) in pairs {
                     match k {
-                        Key::Str(s) => push_str(l, s),
+                        Key::Str(s) => push_bytes(l, s),
                         Key::Int(i) => ffi::lua_pushinteger(l, *i),
                     }
                     push_field(l, v);

@@ -4,7 +4,7 @@
 use super::convert::{lua_to_element, str_field};
 use super::raw::{options_shape, push_registration};
 use crate::error::StanzaError;
-use crate::fields::{Budget, Field, Key, Refused, ENTRY_COST};
+use crate::fields::{Budget, Field, Key, Refused, ENTRY_COST, MAX_BYTES, MAX_STORED_BYTES};
 use crate::registration::{normalize_jid, Registration};
 use crate::registry::Plan;
 use crate::NS_DATA_FORMS;
@@ -36,7 +36,7 @@ fn field_from_lua(
             budget
                 .spend(ENTRY_COST + s.as_bytes().len())
                 .map_err(refused)?;
-            Field::Str(s.to_string_lossy())
+            Field::Str(s.as_bytes().to_vec())
         }
         Value::Integer(i) => Field::Int(i),
         Value::Number(n) => Field::Num(n),
@@ -52,7 +52,7 @@ fn field_from_lua(
                         budget
                             .spend(ENTRY_COST + s.as_bytes().len())
                             .map_err(refused)?;
-                        Key::Str(s.to_string_lossy())
+                        Key::Str(s.as_bytes().to_vec())
                     }
                     Value::Integer(i) => {
                         budget.spend(ENTRY_COST).map_err(refused)?;
@@ -72,14 +72,69 @@ fn field_from_lua(
     Ok(field)
 }
 
-/// A record as stored (or as `cloud_notify/registration` handlers left
-/// `push_info`), into a registration. `Err` says why it is unusable:
-/// `bad-request` for a record without a usable `jid`, `not-acceptable` for
-/// other modules' fields beyond the bounds of [`crate::fields`].
+/// Other modules' fields of a record, within `max_bytes`.
+fn extra_fields(
+    t: &Table,
+    max_bytes: usize,
+) -> std::result::Result<Vec<(String, Field)>, StanzaError> {
+    let e = |e: mlua::Error| StanzaError::bad_request(e.to_string());
+    let mut extra = Vec::new();
+    let mut budget = Budget::new(max_bytes);
+    for pair in t.pairs::<Value, Value>() {
+        let (Value::String(k), v) = pair.map_err(e)? else {
+            continue;
+        };
+        let k = k.to_string_lossy();
+        if KNOWN.contains(&k.as_str()) {
+            continue;
+        }
+        budget
+            .spend(ENTRY_COST + k.len())
+            .map_err(|r| StanzaError::not_acceptable(format!("Registration refused: {r}")))?;
+        let v = field_from_lua(&k, v, 1, &mut budget)?;
+        extra.push((k, v));
+    }
+    Ok(extra)
+}
+
+/// A record as `cloud_notify/registration` handlers left `push_info`, into
+/// a registration. `Err` says why it is refused: `bad-request` for a
+/// record without a usable `jid`, `not-acceptable` for other modules'
+/// fields beyond the bounds of [`crate::fields`] ([`MAX_BYTES`]).
 pub fn registration_from_lua(
     identifier: &str,
     t: &Table,
 ) -> std::result::Result<Registration, StanzaError> {
+    let mut reg = record_from_lua(identifier, t)?;
+    reg.extra = extra_fields(t, MAX_BYTES)?;
+    Ok(reg)
+}
+
+/// A record as stored, into a registration: other modules' fields are
+/// kept up to [`MAX_STORED_BYTES`]; past that (or unreadable) the
+/// registration is kept without them, with a message for the log.
+pub fn stored_registration_from_lua(
+    identifier: &str,
+    t: &Table,
+) -> std::result::Result<(Registration, Option<String>), StanzaError> {
+    let mut reg = record_from_lua(identifier, t)?;
+    match extra_fields(t, MAX_STORED_BYTES) {
+        Ok(extra) => {
+            reg.extra = extra;
+            Ok((reg, None))
+        }
+        Err(why) => Ok((
+            reg,
+            Some(format!(
+                "stored registration '{identifier}' keeps none of its other fields: {}",
+                why.text.as_deref().unwrap_or(why.condition)
+            )),
+        )),
+    }
+}
+
+/// The fields this module uses, of a record.
+fn record_from_lua(identifier: &str, t: &Table) -> std::result::Result<Registration, StanzaError> {
     let e = |e: mlua::Error| StanzaError::bad_request(e.to_string());
     let raw_jid = str_field(t, "jid")
         .map_err(e)?
@@ -101,22 +156,6 @@ pub fn registration_from_lua(
         Value::Number(n) if n >= 0.0 && n < f64::from(u32::MAX) => n as u32,
         _ => 0,
     };
-    let mut extra = Vec::new();
-    let mut budget = Budget::default();
-    for pair in t.pairs::<Value, Value>() {
-        let (Value::String(k), v) = pair.map_err(e)? else {
-            continue;
-        };
-        let k = k.to_string_lossy();
-        if KNOWN.contains(&k.as_str()) {
-            continue;
-        }
-        budget
-            .spend(ENTRY_COST + k.len())
-            .map_err(|r| StanzaError::not_acceptable(format!("Registration refused: {r}")))?;
-        let v = field_from_lua(&k, v, 1, &mut budget)?;
-        extra.push((k, v));
-    }
     Ok(Registration {
         identifier: identifier.to_owned(),
         jid,
@@ -128,7 +167,7 @@ pub fn registration_from_lua(
         resource: str_field(t, "resource").map_err(e)?,
         language: str_field(t, "language").map_err(e)?,
         errors,
-        extra,
+        extra: Vec::new(),
     })
 }
 
@@ -141,8 +180,11 @@ pub fn registrations_from_store(stored: &Table) -> Result<(Vec<Registration>, Ve
         match (k, v) {
             (Value::String(k), Value::Table(v)) => {
                 let k = k.to_string_lossy();
-                match registration_from_lua(&k, &v) {
-                    Ok(r) => regs.push(r),
+                match stored_registration_from_lua(&k, &v) {
+                    Ok((r, problem)) => {
+                        problems.extend(problem);
+                        regs.push(r);
+                    }
                     Err(why) => problems.push(format!(
                         "ignoring stored registration '{k}': {}",
                         why.text.as_deref().unwrap_or(why.condition)
