@@ -128,20 +128,9 @@ local function count(kind) counts[kind] = (counts[kind] or 0) + 1; end
 local async = require "util.async";
 local paused = {};
 for _, method in ipairs({ "get", "set" }) do
-	local plain = m.store[method];
-	m.store[method] = function(self, ...)
-		if async.ready() and random(3) == 1 and #paused < 64 then
-			local wait, done = async.waiter();
-			paused[#paused+1] = done;
-			if method == "get" then
-				local value = plain(self, ...);
-				wait();
-				return value;
-			end
-			wait();
-		end
-		return plain(self, ...);
-	end;
+	stand_in.pausing_store(m, method, function()
+		return async.ready() and random(3) == 1 and #paused < 64;
+	end, paused);
 end
 
 -- A cloud_notify/registration handler, as extension modules have: random

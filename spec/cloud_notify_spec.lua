@@ -223,25 +223,9 @@ describe("mod_cloud_notify", function()
 		assert.equal(1, m.metrics.handler_errors.values["offline"]);
 	end);
 
-	-- A store whose calls wait (as a networked one does) until the test
-	-- lets them go on: they yield inside util.async runners. A read
-	-- answers what was stored when it was asked; a write lands when it
-	-- is let go.
+	-- Every call of the store's `method` waits until the test lets it go on.
 	local function pausing_store(method)
-		local paused = {};
-		local plain = m.store[method];
-		m.store[method] = function(self, ...)
-			local wait, done = async.waiter();
-			paused[#paused+1] = done;
-			if method == "get" then
-				local value = plain(self, ...);
-				wait();
-				return value;
-			end
-			wait();
-			return plain(self, ...);
-		end;
-		return paused;
+		return stand_in.pausing_store(m, method, function() return true; end);
 	end
 
 	local function in_runner(fn)

@@ -168,6 +168,30 @@ function stand_in.answer(m, push, kind, err_type, condition)
 	return m:fire_event("iq/host", { stanza = reply, origin = {} });
 end
 
+-- Makes the stand-in store's `method` ("get" or "set") wait, when
+-- `should_pause()` says so, until the caller lets it go on: it yields
+-- inside util.async runners, as a networked store does. A read answers
+-- what was stored when it was asked; a write lands when it is let go.
+-- Returns the list of `done` functions of the calls waiting.
+function stand_in.pausing_store(m, method, should_pause, paused)
+	local async = require "util.async";
+	paused = paused or {};
+	local plain = m.store[method];
+	m.store[method] = function(self, ...)
+		if not should_pause() then return plain(self, ...); end
+		local wait, done = async.waiter();
+		paused[#paused+1] = done;
+		if method == "get" then
+			local value = plain(self, ...);
+			wait();
+			return value;
+		end
+		wait();
+		return plain(self, ...);
+	end;
+	return paused;
+end
+
 function stand_in.publish_options(secret)
 	return st.stanza("x", { xmlns = "jabber:x:data", type = "submit" })
 		:tag("field", { var = "FORM_TYPE" })

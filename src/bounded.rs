@@ -78,6 +78,33 @@ impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
     }
 }
 
+/// How many of something each user has (open smacks batches, waiting
+/// retries): the users the registry must keep in memory meanwhile.
+#[derive(Debug, Default)]
+pub struct PerUser(HashMap<String, usize>);
+
+impl PerUser {
+    /// One more for `user`.
+    pub fn add(&mut self, user: &str) {
+        *self.0.entry(user.to_owned()).or_default() += 1;
+    }
+
+    /// One less for `user`.
+    pub fn remove(&mut self, user: &str) {
+        if let Some(n) = self.0.get_mut(user) {
+            *n -= 1;
+            if *n == 0 {
+                self.0.remove(user);
+            }
+        }
+    }
+
+    /// Whether `user` has any.
+    pub fn contains(&self, user: &str) -> bool {
+        self.0.contains_key(user)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

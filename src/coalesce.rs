@@ -6,6 +6,7 @@
 //! the keys it took, so a cancelled batch can give them back. Memory per
 //! batch is bounded, and so is the number of batches.
 
+use crate::bounded::PerUser;
 use crate::facts::StanzaFacts;
 use std::collections::HashMap;
 
@@ -42,7 +43,7 @@ pub struct Batches {
     map: HashMap<String, Batch>,
     /// Open batches per user: their registrations stay in memory until
     /// the batches are sent or dropped (see [`Batches::holds`]).
-    users: HashMap<String, usize>,
+    users: PerUser,
 }
 
 impl Batches {
@@ -50,7 +51,7 @@ impl Batches {
         Batches {
             capacity: capacity.max(1),
             map: HashMap::new(),
-            users: HashMap::new(),
+            users: PerUser::default(),
         }
     }
 
@@ -79,7 +80,7 @@ impl Batches {
             Some(b) if b.identifier == identifier && b.user == user => b,
             _ => {
                 opened = true;
-                *self.users.entry(user.to_owned()).or_default() += 1;
+                self.users.add(user);
                 let old = self.map.insert(
                     session.to_owned(),
                     Batch {
@@ -89,7 +90,7 @@ impl Batches {
                     },
                 );
                 if let Some(old) = old {
-                    release(&mut self.users, &old.user);
+                    self.users.remove(&old.user);
                 }
                 self.map.get_mut(session).expect("just inserted")
             }
@@ -111,23 +112,14 @@ impl Batches {
 
     pub fn take(&mut self, session: &str) -> Option<Batch> {
         let batch = self.map.remove(session)?;
-        release(&mut self.users, &batch.user);
+        self.users.remove(&batch.user);
         Some(batch)
     }
 
     /// Whether a batch of this user's is waiting: the registry must not
     /// evict them meanwhile, or the batch would find no registration.
     pub fn holds(&self, user: &str) -> bool {
-        self.users.contains_key(user)
-    }
-}
-
-fn release(users: &mut HashMap<String, usize>, user: &str) {
-    if let Some(n) = users.get_mut(user) {
-        *n -= 1;
-        if *n == 0 {
-            users.remove(user);
-        }
+        self.users.contains(user)
     }
 }
 

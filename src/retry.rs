@@ -9,6 +9,7 @@
 //! (`push_max_retries`); dropped when the device connects or the
 //! registration goes. The shim runs one timer per host for all of them.
 
+use crate::bounded::PerUser;
 use crate::notification::Summary;
 use std::collections::HashMap;
 
@@ -46,7 +47,7 @@ pub struct Retries {
     delays: Vec<f64>,
     capacity: usize,
     map: HashMap<(String, String), Retry>,
-    users: HashMap<String, usize>,
+    users: PerUser,
 }
 
 impl Retries {
@@ -55,7 +56,7 @@ impl Retries {
             delays,
             capacity,
             map: HashMap::new(),
-            users: HashMap::new(),
+            users: PerUser::default(),
         }
     }
 
@@ -71,7 +72,7 @@ impl Retries {
     /// Whether a retry of this user's is waiting (its registrations stay
     /// in memory meanwhile).
     pub fn holds(&self, user: &str) -> bool {
-        self.users.contains_key(user)
+        self.users.contains(user)
     }
 
     /// The registration's waiting retry, if any.
@@ -111,7 +112,7 @@ impl Retries {
                 summary,
             },
         );
-        *self.users.entry(user.to_owned()).or_default() += 1;
+        self.users.add(user);
         Scheduled::In(delay)
     }
 
@@ -126,7 +127,7 @@ impl Retries {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             if let Some(retry) = self.map.remove(&key) {
-                self.release(&key.0);
+                self.users.remove(&key.0);
                 out.push((key.0, key.1, retry));
             }
         }
@@ -149,18 +150,9 @@ impl Retries {
             .remove(&(user.to_owned(), identifier.to_owned()))
             .is_some();
         if removed {
-            self.release(user);
+            self.users.remove(user);
         }
         removed
-    }
-
-    fn release(&mut self, user: &str) {
-        if let Some(n) = self.users.get_mut(user) {
-            *n -= 1;
-            if *n == 0 {
-                self.users.remove(user);
-            }
-        }
     }
 }
 
