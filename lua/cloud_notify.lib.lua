@@ -146,7 +146,7 @@ function lib.new(options)
 		local wait, done = async.waiter();
 		lock.waiting[#lock.waiting+1] = { thread = me, done = done };
 		wait(); -- resumed by hand_over(), which gave the lock to this thread
-		return true;
+		return not lock.closed; -- (or by close(): the module is going away)
 	end
 
 	local release;
@@ -179,9 +179,22 @@ function lib.new(options)
 
 	function release(user)
 		local lock = locks[user];
+		if not lock or lock.closed then return; end
 		lock.depth = lock.depth - 1;
 		if lock.depth > 0 then return; end
 		hand_over(user, lock);
+	end
+
+	-- The module unloads: its timers will not run, so every waiter is let
+	-- go now, without the lock (its change is answered as busy).
+	function h.close()
+		for user, lock in pairs(locks) do
+			locks[user] = nil;
+			lock.closed = true;
+			for _, waiter in ipairs(lock.waiting) do
+				if coroutine.status(waiter.thread) == "suspended" then pcall(waiter.done); end
+			end
+		end
 	end
 
 	-- Runs fn() holding the user's lock; returns its results, or nil,
@@ -211,10 +224,14 @@ function lib.new(options)
 		if not ok then error(err, 0); end
 	end
 
-	-- Every commit, counted: a store read that yielded while one happened
-	-- may be older than what was committed (and maybe evicted since).
-	local commits = 0;
-	function h.note_commit() commits = commits + 1; end
+	-- Reads under way, by user: a commit of that user's meanwhile marks
+	-- them, as such a read may be older than what was committed (and maybe
+	-- evicted since).
+	local reading = {};
+	function h.note_commit(user)
+		local marks = reading[user];
+		if marks then marks.stale = true; end
+	end
 
 	-- Makes sure the core has the user's registrations; false on a store error.
 	function h.load_user(user)
@@ -223,18 +240,22 @@ function lib.new(options)
 		for _ = 1, 3 do
 			module:log("debug", "Loading push registrations of '%s'", user);
 			count_store_read():add(1);
-			local before = commits;
-			local err;
-			stored, err = push_store:get(user);
+			local marks = reading[user] or { readers = 0 };
+			reading[user], marks.readers, marks.stale = marks, marks.readers + 1, false;
+			local ok, value, err = pcall(push_store.get, push_store, user);
+			marks.readers = marks.readers - 1;
+			if marks.readers == 0 then reading[user] = nil; end
+			if not ok then value, err = nil, value; end
+			stored = value;
 			if stored == nil and err ~= nil then
 				module:log("error", "Error reading push registrations of '%s': %s", user, err);
 				return false;
 			end
 			-- The read may have yielded: what another handler loaded (and
 			-- maybe changed) meanwhile is newer than what was read, and a
-			-- commit meanwhile may have made it old: read again.
+			-- commit of this user's meanwhile may have made it old: read again.
 			if core:loaded(user) then return true; end
-			if commits == before then break; end
+			if not marks.stale then break; end
 			stored = false;
 		end
 		if stored == false then
@@ -265,7 +286,7 @@ function lib.new(options)
 			return false;
 		end
 		log_all("warn", core:commit(user, services, removed));
-		h.note_commit();
+		h.note_commit(user);
 		if h.on_committed then h.on_committed(user, had, core:has_push(user) == true); end
 		if released then
 			for identifier in pairs(released) do removed[identifier] = true; end
@@ -400,6 +421,9 @@ function lib.new(options)
 				module:log("debug", "Push to %s failed temporarily (%s), not counted; retried in %.1fs",
 					answer.from, answer.condition, answer.retry_in);
 				h.schedule_retries(answer.retry_in);
+			elseif answer.gone then
+				module:log("debug", "Push to %s failed temporarily (%s); its registration is gone",
+					answer.from, answer.condition);
 			elseif answer.full then
 				module:log("warn", "Push to %s failed temporarily (%s); too many retries waiting, not retried",
 					answer.from, answer.condition);
@@ -433,11 +457,13 @@ function lib.new(options)
 	local retry_timer, retry_timer_at;
 	function h.schedule_retries(delay)
 		local now = time_now();
-		if retry_timer and retry_timer_at <= now + delay then return; end
+		-- (a timer whose time is long past has died: start another)
+		if retry_timer and retry_timer_at <= now + delay and retry_timer_at > now - 5 then return; end
 		if retry_timer then retry_timer:stop(); end
 		retry_timer_at = now + delay;
 		retry_timer = module:add_timer(delay, function()
-			h.dispatch(core:retries_due(time_now()));
+			local ok, err = pcall(function() h.dispatch(core:retries_due(time_now())); end);
+			if not ok then module:log("error", "Sending retries failed: %s", err); end
 			local next_in = core:next_retry_in(time_now());
 			if not next_in then
 				retry_timer, retry_timer_at = nil, nil;

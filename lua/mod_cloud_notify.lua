@@ -46,7 +46,7 @@ local function schedule_wake(session, timeout)
 	session.cloud_notify_wake_timer = module:add_timer(delay, function()
 		session.cloud_notify_wake_timer = nil;
 		local user, identifier = session.username, session.push_identifier;
-		if not session.hibernating or not identifier or session.cloud_notify_woken then return; end
+		if session.destroyed or not session.hibernating or not identifier or session.cloud_notify_woken then return; end
 		if not load_user(user) then return; end
 		session.cloud_notify_woken = true;
 		session.log("debug", "Hibernation ends in %ds: waking the device", timeout - delay);
@@ -175,23 +175,27 @@ module:hook("message/bare", function(event)
 	local stanza = event.stanza;
 	if not stanza:get_child("event", xmlns_pubsub_event) then return; end
 	local user = jid_node(stanza.attr.to);
-	if not user then return; end
+	if not user or not core:remote_ends(user, stanza) then return; end
 	-- Handled (and not delivered) when it ends a registration.
-	return push.locked(user, function()
+	local function disable()
 		if not load_user(user) then return nil; end
 		local services, removed = core:remote_disable(user, stanza);
 		if not services then
 			module:log("debug", "Ignoring pubsub affiliations from %s for '%s'", stanza.attr.from, user);
 			return nil;
 		end
-		if write_plan(user, services, removed) then
-			for identifier in pairs(removed) do
-				module:log("info", "Push notifications disabled by the app server for %s (%s)", user, identifier);
-			end
-			push.count_remote_disable(removed);
+		if not write_plan(user, services, removed) then return nil; end
+		for identifier in pairs(removed) do
+			module:log("info", "Push notifications disabled by the app server for %s (%s)", user, identifier);
 		end
+		push.count_remote_disable(removed);
 		return true;
-	end);
+	end
+	local handled, busy = push.locked(user, disable);
+	if handled == nil and busy then
+		push.soon(user, disable); -- (no async runner here: done once the lock is free)
+	end
+	return handled or nil;
 end, 10);
 
 -- A device that reconnects without enabling again gets its stored
@@ -204,6 +208,13 @@ module:hook("resource-bind", function(event)
 	if not load_user(user) then return; end
 	local identifier, push_info = core:reattach(user, session.client_id, session.resource);
 	if identifier then
+		-- The device's older session (still hibernating, say) no longer pushes.
+		for _, other in pairs(host_sessions[user] and host_sessions[user].sessions or {}) do
+			if other ~= session and other.push_identifier == identifier then
+				other.push_identifier, other.push_settings = nil, nil;
+				release_session(other);
+			end
+		end
 		session.push_identifier, session.push_settings = identifier, push_info;
 		session.first_hibernated_push = nil;
 		core:retry_cancel(user, identifier); -- the device is here
@@ -285,6 +296,15 @@ module:hook("smacks-ack-delayed", function(event)
 	smacks_stanzas(event.origin, event.stanza and { event.stanza } or event.queue);
 end);
 
+-- A session that is gone (closed, replaced, timed out) keeps no timer
+-- (its watchdog is smacks' business now: nothing is restored).
+module:hook("resource-unbind", function(event)
+	local session = event.session;
+	if not session then return; end
+	stop_batch(session);
+	stop_wake(session);
+end);
+
 module:hook("smacks-hibernation-end", function(event)
 	local session = event.resumed;
 	if not session then return; end
@@ -323,7 +343,7 @@ module:hook_global("user-deleted", function(event)
 	local user = event.username;
 	push.soon(user, function()
 		core:forget_user(user);
-		push.note_commit();
+		push.note_commit(user);
 		local ok, err = push_store:set(user, nil);
 		if not ok and err then
 			module:log("error", "Error removing push registrations of deleted user '%s': %s", user, err);
@@ -436,6 +456,7 @@ module:log("info", "Module loaded (core %s, from %s)", push.version, module:get_
 
 function module.unload()
 	module:log("info", "Unloading module");
+	push.close();
 	if admin.unregister then admin.unregister(); end
 	-- Sessions go on without us: timers stopped, smacks' watchdog restored.
 	for _, user_sessions in pairs(host_sessions) do

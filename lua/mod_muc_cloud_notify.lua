@@ -161,3 +161,7 @@ module:hook("message/bare", bounced, 10);
 module:hook("message/full", bounced, 10);
 
 module:log("info", "Module loaded (core %s, from %s)", push.version, module:get_directory());
+
+function module.unload()
+	push.close(); -- let every waiter for a user's lock go
+end

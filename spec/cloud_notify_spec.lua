@@ -307,6 +307,43 @@ describe("mod_cloud_notify", function()
 		assert.truthy(m1.store.data.romeo["push.example<phone"], "phone lost from the store");
 	end);
 
+	it("re-reads only for a commit of the same user, not of another", function()
+		local paused = pausing_store("get");
+		local juliet = stand_in.session(m, "juliet", "phone");
+		in_runner(function() stand_in.offline(m, "romeo@" .. m.host, "hi"); end); -- romeo's read waits
+		m.store.get = function(self, user) return self.data[user]; end;
+		stand_in.enable(m, juliet, "push.example", "j"); -- juliet's commit meanwhile
+		paused[1]();
+		assert.equal(1, m.metrics.store_reads.values[""] - 1); -- romeo once, juliet once: no re-read
+	end);
+
+	it("keeps sending retries after a send failed, and a re-attached device's old session stops pushing", function()
+		local m1 = stand_in.load("retry." .. m.host, { push_retry_delays = { 0.001 } });
+		local phone = stand_in.session(m1, "romeo", "phone");
+		stand_in.enable(m1, phone, "push.example", "phone");
+		stand_in.offline(m1, "romeo@retry." .. m.host, "hi");
+		local plain_send = m1.send;
+		m1.send = function() error("routing failed"); end;
+		stand_in.answer(m1, m1.sent[1], "error", "wait", "resource-constraint");
+		local timer = m1.timers[#m1.timers];
+		local t0 = os.clock(); while os.clock() - t0 < 0.005 do end -- the retry is due
+		assert.equal(nil, timer.fn()); -- the retry's send raised: logged, nothing left to wait for
+		m1.send = plain_send;
+		-- The next throttled push is retried again (the timer is not stuck).
+		stand_in.offline(m1, "romeo@retry." .. m.host, "again");
+		stand_in.answer(m1, m1.sent[#m1.sent], "error", "wait", "resource-constraint");
+		local before = #m1.sent;
+		t0 = os.clock(); while os.clock() - t0 < 0.005 do end
+		m1.timers[#m1.timers].fn();
+		assert.equal(before + 1, #m1.sent);
+		-- A new session of the phone's resource takes its registration over.
+		local new = stand_in.session(m1, "romeo", "phone2");
+		new.resource = "phone";
+		m1:fire_event("resource-bind", { session = new });
+		assert.equal("push.example<phone", new.push_identifier);
+		assert.is_nil(phone.push_identifier);
+	end);
+
 	it("keeps what was loaded meanwhile when a store read yields", function()
 		local paused = pausing_store("get");
 		in_runner(function() stand_in.enable(m, romeo, "push.example", "phone"); end);

@@ -24,6 +24,9 @@ pub struct Retry {
     pub attempt: u8,
     /// When it is due (seconds, the caller's clock).
     pub due: f64,
+    /// When the push it retries (the latest merged in) was sent: only the
+    /// delivery of a push sent since then makes it moot.
+    pub after: f64,
     /// What the push says.
     pub summary: Summary,
 }
@@ -39,6 +42,8 @@ pub enum Scheduled {
     GaveUp,
     /// No room for another retry on this host.
     Full,
+    /// The registration is gone: nothing to retry.
+    Gone,
 }
 
 /// The waiting retries of one host, by (user, registration identifier).
@@ -80,21 +85,26 @@ impl Retries {
         self.map.get(&(user.to_owned(), identifier.to_owned()))
     }
 
-    /// A push that was attempt `attempt` (0: the first push) got a `wait`
-    /// error. `jitter` in `[0, 1)` spreads the delay by ±20 %.
+    /// A push sent at `sent_at`, attempt `attempt` (0: the first push),
+    /// got a `wait` error. `jitter` in `[0, 1)` spreads the delay by ±20 %.
+    #[allow(clippy::too_many_arguments)]
     pub fn schedule(
         &mut self,
         user: &str,
         identifier: &str,
         summary: Summary,
         attempt: u8,
+        sent_at: f64,
         now: f64,
         jitter: f64,
     ) -> Scheduled {
         let key = (user.to_owned(), identifier.to_owned());
         if let Some(waiting) = self.map.get_mut(&key) {
             // Coalesced: the latest summary, the waiting retry's time.
-            waiting.summary = summary;
+            if sent_at >= waiting.after {
+                waiting.summary = summary;
+                waiting.after = sent_at;
+            }
             return Scheduled::Merged((waiting.due - now).max(0.0));
         }
         let Some(delay) = self.delays.get(usize::from(attempt)) else {
@@ -109,6 +119,7 @@ impl Retries {
             Retry {
                 attempt: attempt.saturating_add(1),
                 due: now + delay,
+                after: sent_at,
                 summary,
             },
         );
@@ -142,8 +153,17 @@ impl Retries {
             .min_by(f64::total_cmp)
     }
 
-    /// Drops the registration's waiting retry (the device connected, a
-    /// later push got through, or the registration went).
+    /// A push sent at `sent_at` was delivered: the waiting retry is moot
+    /// unless it retries a push sent after that one.
+    pub fn delivered(&mut self, user: &str, identifier: &str, sent_at: f64) -> bool {
+        match self.get(user, identifier) {
+            Some(retry) if retry.after <= sent_at => self.cancel(user, identifier),
+            _ => false,
+        }
+    }
+
+    /// Drops the registration's waiting retry (the device connected, or
+    /// the registration went).
     pub fn cancel(&mut self, user: &str, identifier: &str) -> bool {
         let removed = self
             .map
@@ -191,24 +211,24 @@ mod tests {
     fn back_off_then_give_up() {
         let mut r = Retries::new(vec![5.0, 30.0, 120.0], 10);
         assert_eq!(
-            r.schedule("u", "p<n", summary("a"), 0, 0.0, 0.5),
+            r.schedule("u", "p<n", summary("a"), 0, 0.0, 0.0, 0.5),
             Scheduled::In(5.0)
         );
         assert!(r.due(4.9).is_empty());
         let [(user, id, retry)] = <[_; 1]>::try_from(r.due(5.0)).unwrap();
         assert_eq!((user.as_str(), id.as_str(), retry.attempt), ("u", "p<n", 1));
         assert_eq!(
-            r.schedule("u", "p<n", summary("a"), 1, 5.0, 0.0),
+            r.schedule("u", "p<n", summary("a"), 1, 5.0, 5.0, 0.0),
             Scheduled::In(24.0)
         );
         r.due(100.0);
         assert_eq!(
-            r.schedule("u", "p<n", summary("a"), 2, 30.0, 0.999),
+            r.schedule("u", "p<n", summary("a"), 2, 30.0, 30.0, 0.999),
             Scheduled::In(120.0 * 1.1996)
         );
         r.due(1000.0);
         assert_eq!(
-            r.schedule("u", "p<n", summary("a"), 3, 200.0, 0.5),
+            r.schedule("u", "p<n", summary("a"), 3, 200.0, 200.0, 0.5),
             Scheduled::GaveUp
         );
         assert!(r.is_empty() && !r.holds("u"));
@@ -217,11 +237,15 @@ mod tests {
     #[test]
     fn one_retry_per_registration_with_the_latest_summary() {
         let mut r = Retries::new(vec![5.0], 10);
-        r.schedule("u", "p<n", summary("first"), 0, 0.0, 0.5);
+        r.schedule("u", "p<n", summary("first"), 0, 0.0, 0.0, 0.5);
         assert_eq!(
-            r.schedule("u", "p<n", summary("second"), 0, 2.0, 0.5),
+            r.schedule("u", "p<n", summary("second"), 0, 1.0, 2.0, 0.5),
             Scheduled::Merged(3.0)
         );
+        // An older push's late wait does not bring its older summary back,
+        // and an older push's late delivery does not make the retry moot.
+        r.schedule("u", "p<n", summary("older"), 0, 0.5, 2.5, 0.5);
+        assert!(!r.delivered("u", "p<n", 0.9));
         assert_eq!(r.len(), 1);
         let due = r.due(5.0);
         assert_eq!(due[0].2.summary.body.as_deref(), Some("second"));
@@ -230,16 +254,18 @@ mod tests {
     #[test]
     fn bounded_and_cancelled() {
         let mut r = Retries::new(vec![5.0], 2);
-        r.schedule("a", "p<1", summary("x"), 0, 0.0, 0.5);
-        r.schedule("b", "p<1", summary("x"), 0, 0.0, 0.5);
+        r.schedule("a", "p<1", summary("x"), 0, 0.0, 0.0, 0.5);
+        r.schedule("b", "p<1", summary("x"), 0, 0.0, 0.0, 0.5);
         assert_eq!(
-            r.schedule("c", "p<1", summary("x"), 0, 0.0, 0.5),
+            r.schedule("c", "p<1", summary("x"), 0, 0.0, 0.0, 0.5),
             Scheduled::Full
         );
         assert!(r.holds("a"));
         assert!(r.cancel("a", "p<1"));
         assert!(!r.holds("a") && !r.cancel("a", "p<1"));
         assert_eq!(r.next_in(1.0), Some(4.0));
+        assert!(r.delivered("b", "p<1", 0.0));
+        assert_eq!(r.next_in(1.0), None);
     }
 
     #[test]

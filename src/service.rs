@@ -300,17 +300,22 @@ impl PushService {
         node: Option<&str>,
         affiliations: &[(String, String)],
     ) -> Option<Plan> {
-        let bare = bare_jid(&self.host, user);
-        let ended = affiliations.iter().any(|(jid, affiliation)| {
-            affiliation == "none" && jid.split('/').next() == Some(bare.as_str())
-        });
-        if !ended {
+        if !self.affiliation_ends(user, affiliations) {
             return None;
         }
         let plan = self
             .registry
             .plan_remove(user, |r| r.jid == from && r.node.as_deref() == node)?;
         (!plan.removed.is_empty()).then_some(plan)
+    }
+
+    /// Whether pubsub affiliations set `user`'s to `none` (before anything
+    /// is loaded: most pubsub events are nothing of the kind).
+    pub fn affiliation_ends(&self, user: &str, affiliations: &[(String, String)]) -> bool {
+        let bare = bare_jid(&self.host, user);
+        affiliations.iter().any(|(jid, affiliation)| {
+            affiliation == "none" && jid.split('/').next() == Some(bare.as_str())
+        })
     }
 
     /// A device reconnecting in a new session without `<enable/>`: the
@@ -744,8 +749,9 @@ impl PushService {
         match (response, reg) {
             (Response::Result, reg) => {
                 let reset = reg.is_some_and(|r| std::mem::take(&mut r.errors) > 0);
-                // Delivered: an older push's retry has nothing left to say.
-                self.retries.cancel(&push.user, &push.identifier);
+                // Delivered: a retry of an older push has nothing left to say.
+                self.retries
+                    .delivered(&push.user, &push.identifier, push.sent_at);
                 Answer::Delivered {
                     rtt: (now - push.sent_at).max(0.0),
                     user: push.user,
@@ -758,6 +764,7 @@ impl PushService {
                     &push.identifier,
                     push.summary,
                     push.attempt,
+                    push.sent_at,
                     now,
                     crate::ids::jitter(),
                 ),
@@ -768,7 +775,7 @@ impl PushService {
             (Response::Error { .. }, None) => Answer::Temporary {
                 user: push.user,
                 identifier: push.identifier,
-                retry: crate::retry::Scheduled::GaveUp,
+                retry: crate::retry::Scheduled::Gone,
             },
             (Response::Error { .. }, Some(reg)) => {
                 reg.errors = reg.errors.saturating_add(1);

@@ -629,6 +629,15 @@ impl UserData for Host {
             },
         );
 
+        // host:remote_ends(user, message) -> whether it is a pubsub event that
+        // sets the user's affiliation to none (nothing loaded or decided yet)
+        m.add_method("remote_ends", |_, this, (user, stanza): (String, Table)| {
+            Ok(match affiliations_of(&stanza)? {
+                Some((_, affiliations)) => this.service.affiliation_ends(&user, &affiliations),
+                None => false,
+            })
+        });
+
         // host:reattach(user, client_id, resource) -> identifier, record | nil
         // (a device reconnecting without <enable/>)
         m.add_method(
@@ -1059,6 +1068,7 @@ impl UserData for Host {
                             t.raw_set("merged", true)?;
                         }
                         Scheduled::GaveUp => t.raw_set("gave_up", true)?,
+                        Scheduled::Gone => t.raw_set("gone", true)?,
                         Scheduled::Full => t.raw_set("full", true)?,
                     }
                     t.raw_set("user", user)?;
