@@ -211,11 +211,12 @@ function lib.new(options)
 	-- ours), else once it is free — never waiting, so that an app server's
 	-- answers (one s2s or component stream for all its users) are never
 	-- held up by one user's store. Queued changes with the same `key`
-	-- are done once.
+	-- are done once, so what waits per user is bounded by the keys a
+	-- caller uses (each names a change of that user's registrations).
 	function h.soon(user, fn, key)
 		local lock = locks[user];
 		if lock and lock.owner ~= coroutine.running() then
-			lock.later[key or (#lock.later + 1)] = function() h.locked(user, fn); end;
+			lock.later[key] = function() h.locked(user, fn); end;
 			return;
 		end
 		acquire(user);
@@ -270,7 +271,7 @@ function lib.new(options)
 			h.soon(user, function()
 				local services, removed = core:plan_current(user);
 				if services then h.write_plan(user, services, removed, trimmed); end
-			end);
+			end, "trim");
 		end
 		return true;
 	end
@@ -447,7 +448,7 @@ function lib.new(options)
 				if not h.load_user(user) then return; end
 				local services, removed = core:plan_drop(user, identifier);
 				if services then h.write_plan(user, services, removed); end
-			end);
+			end, "disable "..identifier);
 		end
 		return true;
 	end, 10);

@@ -192,8 +192,16 @@ module:hook("message/bare", function(event)
 		return true;
 	end
 	local handled, busy = push.locked(user, disable);
-	if handled == nil and busy then
-		push.soon(user, disable); -- (no async runner here: done once the lock is free)
+	if handled == nil and busy and core:loaded(user) then
+		-- (no async runner here: done once the lock is free; queued only
+		-- when it names real registrations, once per registration set)
+		local _, removed = core:remote_disable(user, stanza);
+		if removed then
+			local ids = {};
+			for identifier in pairs(removed) do ids[#ids+1] = identifier; end
+			table.sort(ids);
+			push.soon(user, disable, "remote disable "..table.concat(ids, " "));
+		end
 	end
 	return handled or nil;
 end, 10);
@@ -349,7 +357,7 @@ module:hook_global("user-deleted", function(event)
 			module:log("error", "Error removing push registrations of deleted user '%s': %s", user, err);
 		end
 		module:log("debug", "Push registrations of deleted user '%s' removed", user);
-	end);
+	end, "account deleted");
 end);
 
 -- Admin commands (prosodyctl shell): push:list(jid), push:remove(jid[, identifier]),

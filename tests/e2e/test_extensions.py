@@ -19,11 +19,10 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import make_users
-from harness import (DIST, MODULES, NS_DATA, AppServer, Client, Prosody, error_of, iq_type,
-                     message_pushes, run)
+from harness import DIST, MODULES, AppServer, Client, Prosody, error_of, iq_type, run
 from store import read_store
 from test_admin import metric, ours_loaded, reference_plugin_paths, scrape
-from test_muc import MUC, NS_REFERENCE, enable_muc_push, join, register_nick, say
+from test_muc import MUC, NS_REFERENCE, join, register_nick, say
 from test_rules import PROPOSE
 from test_smacks import CHAT_STATE, pushes_within, raw
 
@@ -351,7 +350,6 @@ def test_push_info_on_the_muc_paths(ext):
     probe_ok(b, original_id="b1", original_type="groupchat", original_from=f"{room}/Romeo")
     [m] = mention
     probe_ok(m, original_id="b2", original_type="groupchat", original_from=f"{room}/Romeo")
-    assert enable_muc_push  # (the plain enable is tested in test_muc)
 
 
 # -- importance, refusals, errors --------------------------------------------

@@ -6,7 +6,6 @@ and the server keeps serving."""
 import asyncio
 import os
 import random
-import re
 import signal
 
 from conftest import make_users
