@@ -20,8 +20,12 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(scope="session")
 def prosody(version):
-    """A Prosody with the module and default options, shared by the tests."""
-    p = Prosody(version=version)
+    """A Prosody with the module and default options, shared by the tests.
+
+    Without retries: a push one test leaves failing (its app server gone)
+    would otherwise be retried into a later test's app server. Retries are
+    tested on dedicated servers (test_lasting.py)."""
+    p = Prosody(version=version, options={"push_retry_delays": []})
     p.start()
     yield p
     p.cleanup()
