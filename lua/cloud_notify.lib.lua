@@ -35,6 +35,7 @@ function lib.options()
 		push_wake_before_expiry = module:get_option_number("push_wake_before_expiry", 60);
 		push_retry_delays = numbers(module:get_option_array("push_retry_delays", { 5, 30, 120 }));
 		push_max_retries = module:get_option_number("push_max_retries", 1000);
+		push_grace_period = module:get_option_number("push_grace_period", 0);
 	};
 end
 
@@ -484,6 +485,19 @@ function lib.new(options)
 		gauge_users():set(stats.users);
 	end);
 
+	-- Unread counts change with every push: written in batches (each
+	-- sweep, and on unload), not once per message.
+	function h.write_counts()
+		for _, user in ipairs(core:counts_to_write()) do
+			h.write_current(user);
+		end
+	end
+
+	module:hook_global("server-stopping", function()
+		local ok, err = pcall(h.write_counts);
+		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
+	end);
+
 	-- Forget pushes nobody answered (an answer after that is not ours).
 	local sweep = math.min(30, math.max(1, options.push_response_timeout or 30));
 	module:add_timer(sweep, function()
@@ -491,6 +505,8 @@ function lib.new(options)
 		if expired > 0 then
 			module:log("debug", "%d push(es) got no answer in time", expired);
 		end
+		local ok, err = pcall(h.write_counts);
+		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
 		return sweep;
 	end);
 

@@ -152,6 +152,7 @@ local function push_enable(origin, stanza, user)
 	local push_info, identifier = push.enable(origin, origin, stanza, user);
 	if push_info then
 		core:retry_cancel(user, identifier); -- the device is here
+		core:connected(user, identifier); -- nothing is unread for it
 		origin.push_identifier = identifier;
 		origin.push_settings = push_info;
 		origin.first_hibernated_push = nil;
@@ -226,6 +227,7 @@ module:hook("resource-bind", function(event)
 		session.push_identifier, session.push_settings = identifier, push_info;
 		session.first_hibernated_push = nil;
 		core:retry_cancel(user, identifier); -- the device is here
+		core:connected(user, identifier);
 		session.log("debug", "Push registration %s re-attached to this session", identifier);
 	end
 end);
@@ -270,7 +272,7 @@ local function smacks_stanzas(session, stanzas, at_once)
 	local identifier, user = session.push_identifier, session.username;
 	if not identifier or not user or not session.full_jid then return; end
 	if not load_user(user) then return; end
-	local outcome = core:smacks_add(session.full_jid, user, identifier, stanzas);
+	local outcome = core:smacks_add(session.full_jid, user, identifier, stanzas, time_now());
 	if outcome == "nothing" then return; end
 	if at_once or outcome == "flush" then
 		if session.cloud_notify_timer then
@@ -320,11 +322,77 @@ module:hook("smacks-hibernation-end", function(event)
 	stop_wake(session);
 	if session.push_identifier and session.username then
 		core:retry_cancel(session.username, session.push_identifier); -- the device is back
+		core:connected(session.username, session.push_identifier);
 	end
 	session.first_hibernated_push, session.cloud_notify_woken = nil, nil;
 	-- mod_smacks has let our watchdog go.
 	session.original_smacks_callback, session.original_smacks_timeout = nil, nil;
 end);
+
+-- What the user does on one device changes the pushes to the others: a
+-- message sent (the grace period), a chat read (displayed marker: the
+-- unread count drops), a call answered or declined (the others stop
+-- ringing). The core decides; this hands it each message once.
+local function outgoing(event)
+	local session, stanza = event.origin, event.stanza;
+	local user = session.username;
+	if not user or session.type ~= "c2s" then return; end
+	local pushes = core:outgoing(user, session.push_identifier, stanza, time_now());
+	if pushes == false then
+		if not load_user(user) then return; end
+		pushes = core:outgoing(user, session.push_identifier, stanza, time_now());
+	end
+	if pushes then dispatch(pushes); end
+	-- Pushes held back meanwhile go out when the window ends, unless read.
+	if options.push_grace_period > 0 then push.schedule_retries(options.push_grace_period); end
+end
+module:hook("pre-message/full", outgoing, 1);
+module:hook("pre-message/bare", outgoing, 1);
+module:hook("pre-message/host", outgoing, 1);
+
+-- XEP-0490 (Message Displayed Synchronization): a chat read, published to
+-- the user's own PEP service.
+local xmlns_pubsub = "http://jabber.org/protocol/pubsub";
+module:hook("pre-iq/bare", function(event)
+	local session, stanza = event.origin, event.stanza;
+	local user = session.username;
+	if not user or not event.to_self or stanza.attr.type ~= "set" then return; end
+	local publish = stanza:get_child("pubsub", xmlns_pubsub);
+	publish = publish and publish:get_child("publish");
+	local item = publish and publish:get_child("item");
+	local node, item_id = publish and publish.attr.node, item and item.attr.id;
+	if not node or not item_id then return; end
+	local pushes = core:published(user, session.push_identifier, node, item_id, time_now());
+	if pushes == false then
+		if not load_user(user) then return; end
+		pushes = core:published(user, session.push_identifier, node, item_id, time_now());
+	end
+	if pushes then dispatch(pushes); end
+	if options.push_grace_period > 0 then push.schedule_retries(options.push_grace_period); end
+end, 1);
+
+-- A presence subscription request: an unimportant push that says how many
+-- wait (XEP-0357 pending-subscription-count), before mod_presence records it.
+local rostermanager = require "core.rostermanager";
+local jid_bare = require "util.jid".bare;
+module:hook("presence/bare", function(event)
+	local stanza = event.stanza;
+	if stanza.attr.type ~= "subscribe" then return; end
+	local user = jid_node(stanza.attr.to);
+	if not user or core:has_push(user) == nil then return; end
+	if not load_user(user) then return; end
+	local roster = rostermanager.load_roster(user, module.host);
+	if not roster then return; end
+	local from = jid_bare(stanza.attr.from);
+	local pending = roster[false] and roster[false].pending or {};
+	local waiting = 0;
+	for _ in pairs(pending) do waiting = waiting + 1; end
+	local item = roster[from];
+	local approved = item ~= nil and (item.subscription == "from" or item.subscription == "both");
+	local user_sessions = host_sessions[user];
+	dispatch(core:subscription_request(user, waiting, pending[from] ~= nil, approved,
+		user_sessions and user_sessions.sessions, time_now()));
+end, 1);
 
 -- Archived messages: pushed to the registrations of devices with no live
 -- (or hibernated) session; urgent ones to all.
@@ -464,6 +532,7 @@ module:log("info", "Module loaded (core %s, from %s)", push.version, module:get_
 
 function module.unload()
 	module:log("info", "Unloading module");
+	push.write_counts(); -- (what the sweep has not written yet)
 	push.close();
 	if admin.unregister then admin.unregister(); end
 	-- Sessions go on without us: timers stopped, smacks' watchdog restored.

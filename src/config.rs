@@ -17,6 +17,8 @@ pub const DEFAULT_MAX_PENDING: usize = 10_000;
 pub const DEFAULT_WAKE_BEFORE_EXPIRY: u64 = 60;
 pub const DEFAULT_RETRY_DELAYS: [f64; 3] = [5.0, 30.0, 120.0];
 pub const DEFAULT_MAX_RETRIES: usize = 1000;
+/// Longest grace period accepted (seconds).
+pub const MAX_GRACE_PERIOD: u64 = 3600;
 
 /// Options as the typed getters returned them (`None`: unset or wrong type).
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -34,6 +36,7 @@ pub struct RawConfig {
     pub push_wake_before_expiry: Option<f64>,
     pub push_retry_delays: Option<Vec<f64>>,
     pub push_max_retries: Option<f64>,
+    pub push_grace_period: Option<f64>,
     /// mod_muc_cloud_notify only: `"mentions"` or `"all"`.
     pub muc_push_policy: Option<String>,
     /// mod_muc_cloud_notify only: bounds on remote users ([`crate::quota`]).
@@ -71,6 +74,9 @@ pub struct Config {
     pub retry_delays: Vec<f64>,
     /// Retries waiting, per host, at most.
     pub max_retries: usize,
+    /// Seconds after a session of the user was active during which other
+    /// registrations get no push (calls excepted); 0: off.
+    pub grace_period: u64,
     /// What a MUC pushes (mod_muc_cloud_notify).
     pub muc_policy: crate::muc::Policy,
     /// What remote users may register with a MUC (mod_muc_cloud_notify).
@@ -92,6 +98,7 @@ impl Default for Config {
             wake_before_expiry: DEFAULT_WAKE_BEFORE_EXPIRY,
             retry_delays: DEFAULT_RETRY_DELAYS.to_vec(),
             max_retries: DEFAULT_MAX_RETRIES,
+            grace_period: 0,
             muc_policy: crate::muc::Policy::default(),
             muc_limits: crate::quota::Limits::default(),
         }
@@ -202,6 +209,14 @@ impl Config {
                     d.retry_delays.clone()
                 }
             },
+            grace_period: ranged(
+                "push_grace_period",
+                raw.push_grace_period,
+                0,
+                MAX_GRACE_PERIOD,
+                d.grace_period,
+                &mut problems,
+            ),
             max_retries: ranged(
                 "push_max_retries",
                 raw.push_max_retries,

@@ -15,7 +15,42 @@ pub const NS_OMEMO_2: &str = "urn:xmpp:omemo:2";
 pub const NS_PGP_LEGACY: &str = "jabber:x:encrypted";
 pub const NS_OX: &str = "urn:xmpp:openpgp:0";
 pub const NS_JINGLE_MESSAGE: &str = "urn:xmpp:jingle-message:0";
+/// The namespace's next version (mod_mam archives both).
+pub const NS_JINGLE_MESSAGE_1: &str = "urn:xmpp:jingle-message:1";
 pub const NS_STANZA_ID: &str = "urn:xmpp:sid:0";
+pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+pub const NS_CHAT_MARKERS: &str = "urn:xmpp:chat-markers:0";
+
+/// Longest call id kept (bytes): a longer one is not tracked as a call.
+pub const MAX_CALL_ID_LEN: usize = 256;
+
+/// A Jingle Message Initiation (XEP-0353) signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallSignal {
+    /// `<propose/>`: the caller rings the callee's devices.
+    Propose,
+    /// `<retract/>`: the caller hung up before anyone answered.
+    Retract,
+    /// `<accept/>`: one of the callee's devices answered (to its own account).
+    Accept,
+    /// `<proceed/>`: one of the callee's devices answered (to the caller).
+    Proceed,
+    /// `<reject/>`: one of the callee's devices declined.
+    Reject,
+}
+
+impl CallSignal {
+    fn from_name(name: &str) -> Option<CallSignal> {
+        Some(match name {
+            "propose" => CallSignal::Propose,
+            "retract" => CallSignal::Retract,
+            "accept" => CallSignal::Accept,
+            "proceed" => CallSignal::Proceed,
+            "reject" => CallSignal::Reject,
+            _ => return None,
+        })
+    }
+}
 
 /// Namespaces a stanza's own children (body, subject) live in.
 fn is_stanza_ns(ns: &str) -> bool {
@@ -70,8 +105,12 @@ pub enum Child {
     Subject,
     /// OMEMO (legacy and current), legacy PGP or OX: content the server can't read.
     Encrypted,
-    /// A Jingle Message Initiation `<propose/>`: an incoming call.
-    Propose,
+    /// A Jingle Message Initiation signal (`<propose/>`: an incoming call).
+    Call(CallSignal),
+    /// A chat state that shows the user at work: active, composing, paused.
+    ChatState,
+    /// A XEP-0333 `<displayed/>` marker: the chat was read.
+    Displayed,
     /// A carbon copy of a message the user sent.
     CarbonSent,
     /// A carbon copy of a message the user received.
@@ -90,7 +129,12 @@ pub fn classify_child(name: &str, ns: &str) -> Child {
         ("encrypted", NS_OMEMO_LEGACY | NS_OMEMO | NS_OMEMO_2) => Child::Encrypted,
         ("x", NS_PGP_LEGACY) => Child::Encrypted,
         ("openpgp", NS_OX) => Child::Encrypted,
-        ("propose", NS_JINGLE_MESSAGE) => Child::Propose,
+        (name, NS_JINGLE_MESSAGE | NS_JINGLE_MESSAGE_1) => match CallSignal::from_name(name) {
+            Some(signal) => Child::Call(signal),
+            None => Child::Ignored,
+        },
+        ("active" | "composing" | "paused", NS_CHATSTATES) => Child::ChatState,
+        ("displayed", NS_CHAT_MARKERS) => Child::Displayed,
         ("sent", NS_CARBONS) => Child::CarbonSent,
         ("received", NS_CARBONS) => Child::CarbonReceived,
         ("stanza-id", NS_STANZA_ID) => Child::StanzaId,
@@ -124,6 +168,12 @@ pub struct StanzaFacts {
     pub has_subject: bool,
     pub encrypted: bool,
     pub propose: bool,
+    /// The first Jingle Message Initiation signal and its call id.
+    pub call: Option<(CallSignal, Option<String>)>,
+    /// An active, composing or paused chat state.
+    pub chat_state: bool,
+    /// A chat marker `<displayed/>`.
+    pub displayed: bool,
     /// For a carbon copy: its direction and the forwarded message.
     pub carbon: Option<(Direction, Box<StanzaFacts>)>,
     /// The first few `<stanza-id/>`s, as `(by, id)`.
@@ -150,7 +200,9 @@ impl StanzaFacts {
             }
             Child::Subject => self.has_subject = true,
             Child::Encrypted => self.encrypted = true,
-            Child::Propose => self.propose = true,
+            Child::Call(signal) => self.note_call(signal, None),
+            Child::ChatState => self.chat_state = true,
+            Child::Displayed => self.displayed = true,
             Child::CarbonSent | Child::CarbonReceived => {
                 if self.carbon.is_none() {
                     if let Some(inner) = forwarded() {
@@ -164,6 +216,26 @@ impl StanzaFacts {
                 }
             }
             Child::StanzaId | Child::Ignored => {}
+        }
+    }
+
+    /// Records a call signal with its `id` (the first signal only; an id
+    /// longer than [`MAX_CALL_ID_LEN`] is not kept).
+    pub fn note_call(&mut self, signal: CallSignal, id: Option<String>) {
+        if signal == CallSignal::Propose {
+            self.propose = true;
+        }
+        if self.call.is_none() {
+            let id = id.filter(|id| !id.is_empty() && id.len() <= MAX_CALL_ID_LEN);
+            self.call = Some((signal, id));
+        }
+    }
+
+    /// The call this stanza signals about: its signal and id.
+    pub fn call_signal(&self) -> Option<(CallSignal, &str)> {
+        match &self.call {
+            Some((signal, Some(id))) => Some((*signal, id.as_str())),
+            _ => None,
         }
     }
 
@@ -210,7 +282,8 @@ impl StanzaFacts {
         fn feed(f: &StanzaFacts, h: &mut std::collections::hash_map::DefaultHasher) {
             f.type_.hash(h);
             f.body.hash(h);
-            (f.has_subject, f.encrypted, f.propose).hash(h);
+            (f.has_subject, f.encrypted, f.propose, &f.call).hash(h);
+            (f.chat_state, f.displayed).hash(h);
         }
         let mut h = std::collections::hash_map::DefaultHasher::new();
         feed(self, &mut h);
@@ -278,6 +351,10 @@ impl StanzaFacts {
                     child.attr("by").map(str::to_owned),
                     child.attr("id").map(str::to_owned),
                 );
+                continue;
+            }
+            if let Child::Call(signal) = class {
+                facts.note_call(signal, child.attr("id").map(str::to_owned));
                 continue;
             }
             facts.note_child(
@@ -432,7 +509,10 @@ mod tests {
         assert_eq!(classify_child("encrypted", NS_OMEMO), Child::Encrypted);
         assert_eq!(classify_child("x", NS_PGP_LEGACY), Child::Encrypted);
         assert_eq!(classify_child("openpgp", NS_OX), Child::Encrypted);
-        assert_eq!(classify_child("propose", NS_JINGLE_MESSAGE), Child::Propose);
+        assert_eq!(
+            classify_child("propose", NS_JINGLE_MESSAGE),
+            Child::Call(CallSignal::Propose)
+        );
         assert_eq!(classify_child("x", "jabber:x:data"), Child::Ignored);
     }
 }

@@ -7,11 +7,14 @@
 //!   touches mlua. It converts values and exports `luaopen_cloud_notify`.
 
 pub mod bounded;
+pub mod calls;
 pub mod coalesce;
 pub mod config;
+pub mod counts;
 pub mod error;
 pub mod facts;
 pub mod fields;
+pub mod grace;
 pub mod ids;
 pub mod importance;
 pub mod muc;
@@ -39,3 +42,5 @@ pub const NS_DATA_FORMS: &str = "jabber:x:data";
 pub const NS_CLIENT: &str = "jabber:client";
 /// XEP-0060 pubsub.
 pub const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+/// XEP-0490 Message Displayed Synchronization: the PEP node.
+pub const NS_MDS: &str = "urn:xmpp:mds:displayed:0";

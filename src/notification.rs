@@ -15,9 +15,12 @@ use xmpp_parsers::push::Notification;
 /// The `urn:xmpp:push:summary` fields of one push.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Summary {
-    /// Always 1: the XEP leaves open what to count, and a running count
-    /// would say more about the user than the app server needs to know.
+    /// The registration's unread count ([`crate::counts`]): important
+    /// messages pushed to it since its device last had a session, less
+    /// the chats read since on any device.
     pub message_count: u32,
+    /// `pending-subscription-count`: on a push for a subscription request.
+    pub pending_subscriptions: Option<u32>,
     /// `last-message-sender`: only with `push_notification_with_sender`.
     pub sender: Option<String>,
     /// `last-message-body`: the real body with `push_notification_with_body`,
@@ -60,6 +63,12 @@ pub fn summary_form(summary: &Summary) -> DataForm {
         "message-count",
         &summary.message_count.to_string(),
     )];
+    if let Some(n) = summary.pending_subscriptions {
+        fields.push(Field::text_single(
+            "pending-subscription-count",
+            &n.to_string(),
+        ));
+    }
     if let Some(sender) = &summary.sender {
         fields.push(Field::new("last-message-sender", FieldType::JidSingle).with_value(sender));
     }
@@ -131,6 +140,7 @@ mod tests {
             language: None,
             errors: 0,
             extra: vec![],
+            counts: Default::default(),
         }
     }
 
@@ -206,6 +216,8 @@ mod tests {
             message_count: 1,
             sender: Some("juliet@capulet.example/balcony".into()),
             body: Some("Wherefore art thou, Romeo?".into()),
+
+            ..Default::default()
         };
         let iq = publish_iq(
             "example.com",

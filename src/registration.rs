@@ -7,6 +7,7 @@
 //! serialised the way `util.stanza.preserialize` does), `timestamp`,
 //! `client_id`, `resource` and `language`.
 
+use crate::counts::Counts;
 use crate::error::StanzaError;
 use crate::fields::Field;
 use crate::{NS_DATA_FORMS, NS_PUBLISH_OPTIONS};
@@ -51,6 +52,30 @@ pub struct Registration {
     /// Fields other modules set (`cloud_notify/registration` handlers, or
     /// another module version), kept as they were: see [`crate::fields`].
     pub extra: Vec<(String, Field)>,
+    /// Unread counts (stored as `message_counts` when not empty; the
+    /// reference ignores the field): see [`crate::counts`].
+    pub counts: Counts,
+}
+
+impl Registration {
+    /// A copy for a push: everything but the counts (the push carries
+    /// their total, and `push_info` stays the reference's shape).
+    pub fn for_push(&self) -> Registration {
+        Registration {
+            identifier: self.identifier.clone(),
+            jid: self.jid.clone(),
+            node: self.node.clone(),
+            include_payload: self.include_payload.clone(),
+            options: self.options.clone(),
+            timestamp: self.timestamp,
+            client_id: self.client_id.clone(),
+            resource: self.resource.clone(),
+            language: self.language.clone(),
+            errors: self.errors,
+            extra: self.extra.clone(),
+            counts: Counts::default(),
+        }
+    }
 }
 
 /// The reference module's key for a registration.
@@ -175,6 +200,7 @@ pub fn registration_from_enable(
         language: req.language,
         errors: 0,
         extra: Vec::new(),
+        counts: Counts::default(),
     })
 }
 

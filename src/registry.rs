@@ -89,6 +89,13 @@ impl Registry {
         Some(&entry.regs)
     }
 
+    /// The user's registrations, if loaded, to change in place (counts).
+    pub fn get_mut(&mut self, user: &str) -> Option<&mut [Registration]> {
+        let entry = self.users.get_mut(user)?;
+        entry.referenced = true;
+        Some(&mut entry.regs)
+    }
+
     /// Registrations of a loaded user, without marking them used.
     pub fn peek(&self, user: &str) -> Option<&[Registration]> {
         self.users.get(user).map(|e| &*e.regs)
@@ -259,6 +266,7 @@ mod tests {
             language: None,
             errors: 0,
             extra: vec![],
+            counts: Default::default(),
         }
     }
 

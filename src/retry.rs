@@ -186,6 +186,7 @@ pub fn kept_summary(summary: &Summary, placeholder: &str) -> Summary {
     }
     Summary {
         message_count: summary.message_count,
+        pending_subscriptions: summary.pending_subscriptions,
         sender: None,
         body: summary
             .body
@@ -204,6 +205,7 @@ mod tests {
             message_count: 1,
             sender: None,
             body: Some(body.into()),
+            ..Default::default()
         }
     }
 
@@ -274,6 +276,8 @@ mod tests {
             message_count: 1,
             sender: Some("juliet@capulet.example/balcony".into()),
             body: Some("x".repeat(MAX_SUMMARY_BYTES)),
+
+            ..Default::default()
         };
         let kept = kept_summary(&big, "New Message!");
         assert_eq!(

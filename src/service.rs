@@ -3,6 +3,7 @@
 //! Every decision of the module is taken here; the binding converts, the
 //! shim does I/O. One instance per VirtualHost: nothing is shared.
 
+use crate::calls::{CallStep, Signal};
 use crate::coalesce::{Added, Batches};
 use crate::config::Config;
 use crate::error::StanzaError;
@@ -53,6 +54,15 @@ pub enum PushKind {
     Wake,
     /// A push retried after a `wait` error.
     Retry,
+    /// A call's propose (XEP-0353): pushed at once, never held.
+    Call,
+    /// A call's end (retracted, answered or declined elsewhere): the
+    /// phones it rang stop ringing.
+    CallEnd,
+    /// A chat was read on another device: the new, lower unread count.
+    Read,
+    /// A presence subscription request, with the number pending.
+    Subscription,
 }
 
 impl PushKind {
@@ -67,7 +77,30 @@ impl PushKind {
             PushKind::Muc => "muc",
             PushKind::Wake => "wake",
             PushKind::Retry => "retry",
+            PushKind::Call => "call",
+            PushKind::CallEnd => "call-end",
+            PushKind::Read => "read",
+            PushKind::Subscription => "subscription",
         }
+    }
+
+    /// Pushes about a message someone sent the user: they count towards
+    /// the unread count when important.
+    pub fn is_message(self) -> bool {
+        matches!(
+            self,
+            PushKind::Offline
+                | PushKind::Groupchat
+                | PushKind::Smacks
+                | PushKind::Mam
+                | PushKind::Muc
+        )
+    }
+
+    /// Pushes the grace period holds back (calls and the module's own
+    /// pushes — pings, wake-ups, retries, counts — never).
+    pub fn is_graced(self) -> bool {
+        self.is_message() || self == PushKind::Subscription
     }
 }
 
@@ -159,6 +192,12 @@ pub struct PushService {
     quota: crate::quota::RemoteQuota,
     /// Pushes to retry after `wait` errors.
     retries: crate::retry::Retries,
+    /// Calls whose propose was pushed, until they end.
+    calls: crate::calls::Calls,
+    /// Sessions' activity and the pushes held back meanwhile.
+    grace: crate::grace::Grace,
+    /// Users whose unread counts are to be written.
+    dirty: crate::counts::Dirty,
     /// The last error condition and time per registration (for admins).
     last_errors: crate::bounded::Fifo<(String, String), (String, f64)>,
     /// Notification payloads of recent summaries (with the default
@@ -190,6 +229,20 @@ impl Payloads {
     }
 }
 
+/// The bare part of a JID.
+fn bare(jid: &str) -> &str {
+    jid.split('/').next().unwrap_or(jid)
+}
+
+/// The chat a message counts in: its sender's bare JID (a room's, for a
+/// room message); the "other chats" entry for a message without sender.
+fn chat_of(msg: &StanzaFacts) -> String {
+    msg.from
+        .as_deref()
+        .map_or(crate::counts::OTHER, bare)
+        .to_owned()
+}
+
 /// The bare JID of a user key: the main module keys users by their local
 /// part on `host`, the MUC module by their bare JID.
 pub fn bare_jid(host: &str, user: &str) -> String {
@@ -211,6 +264,9 @@ impl PushService {
             recent: crate::muc::Recent::new(RECENT_ROOM_MESSAGES, RECENT_ROOM_BYTES),
             quota: crate::quota::RemoteQuota::new(config.muc_limits),
             retries: crate::retry::Retries::new(config.retry_delays.clone(), config.max_retries),
+            calls: crate::calls::Calls::default(),
+            grace: crate::grace::Grace::new(config.grace_period as f64),
+            dirty: crate::counts::Dirty::default(),
             last_errors: crate::bounded::Fifo::new(config.max_pending),
             payloads: Payloads {
                 serial: 0,
@@ -227,9 +283,11 @@ impl PushService {
     /// Takes a user's registrations as read from the store. Returns the
     /// identifiers trimmed beyond `push_max_devices`.
     pub fn load(&mut self, user: &str, regs: Vec<Registration>) -> Vec<String> {
-        let (batches, retries) = (&self.batches, &self.retries);
-        self.registry
-            .load_with(user, regs, |u| batches.holds(u) || retries.holds(u))
+        let (batches, retries, dirty, grace) =
+            (&self.batches, &self.retries, &self.dirty, &self.grace);
+        self.registry.load_with(user, regs, |u| {
+            batches.holds(u) || retries.holds(u) || dirty.contains(u) || grace.holds_user(u)
+        })
     }
 
     pub fn registrations(&self, user: &str) -> Option<&[Registration]> {
@@ -347,14 +405,36 @@ impl PushService {
     }
 
     /// Makes a written plan the user's registrations.
-    pub fn commit(&mut self, user: &str, plan: Plan) {
+    pub fn commit(&mut self, user: &str, mut plan: Plan) {
         self.pending.forget(user, &plan.removed);
         for identifier in &plan.removed {
             self.retries.cancel(user, identifier);
+            self.grace.forget(user, identifier);
         }
-        let (batches, retries) = (&self.batches, &self.retries);
-        self.registry
-            .commit_with(user, plan.regs, |u| batches.holds(u) || retries.holds(u));
+        // Counts are the core's: what changed while the plan was written
+        // (the store may yield) is newer than what the plan holds, and is
+        // still to be written.
+        let mut newer = false;
+        if let Some(current) = self.registry.peek(user) {
+            for reg in &mut plan.regs {
+                if let Some(old) = current.iter().find(|r| r.identifier == reg.identifier) {
+                    if old.counts != reg.counts {
+                        reg.counts = old.counts.clone();
+                        newer = true;
+                    }
+                }
+            }
+        }
+        if newer {
+            self.dirty.mark(user);
+        } else {
+            self.dirty.clear(user);
+        }
+        let (batches, retries, dirty, grace) =
+            (&self.batches, &self.retries, &self.dirty, &self.grace);
+        self.registry.commit_with(user, plan.regs, |u| {
+            batches.holds(u) || retries.holds(u) || dirty.contains(u) || grace.holds_user(u)
+        });
     }
 
     /// The publishes for a stanza (or a ping, with none) to a user's
@@ -362,6 +442,11 @@ impl PushService {
     ///
     /// With a `key` ([`StanzaFacts::stable_key`]), a registration that was
     /// already pushed that stanza, by any path, is skipped.
+    ///
+    /// A call's propose is pushed as [`PushKind::Call`] and remembered; its
+    /// end (the caller's retract, an answer from one of the user's devices)
+    /// goes as [`PushKind::CallEnd`] to the registrations it rang, whatever
+    /// path brought it ([`crate::calls`]).
     pub fn notify(
         &mut self,
         user: &str,
@@ -371,45 +456,296 @@ impl PushService {
         kind: PushKind,
         now: f64,
     ) -> Option<Vec<PushJob>> {
-        let regs = self.registry.get(user)?;
-        if regs.is_empty() {
+        if self.registry.get(user)?.is_empty() {
             return Some(Vec::new());
         }
+        let user_bare = bare_jid(&self.host, user);
         // A forged carbon (not from the user's own bare JID) is read as the
         // plain message it is.
         let plain;
         let stanza = match stanza {
-            Some(f) if f.carbon.is_some() && !f.carbon_trusted(&bare_jid(&self.host, user)) => {
-                plain = f.clone().received_by(&bare_jid(&self.host, user));
+            Some(f) if f.carbon.is_some() && !f.carbon_trusted(&user_bare) => {
+                plain = f.clone().received_by(&user_bare);
                 Some(&plain)
             }
             other => other,
         };
+        let mut kind = kind;
+        let mut targets = targets;
+        let rang;
+        let mut ringing = None;
+        if let Some(msg) = stanza.map(StanzaFacts::effective) {
+            if let Some((signal, id)) = msg.call_signal() {
+                let own = msg
+                    .from
+                    .as_deref()
+                    .is_some_and(|f| f.split('/').next() == Some(user_bare.as_str()));
+                let from = msg.from.as_deref();
+                let signal = Signal {
+                    kind: signal,
+                    id,
+                    from,
+                    own,
+                };
+                match self.calls.step(user, signal, None, now) {
+                    CallStep::Ordinary => {}
+                    CallStep::Ring => {
+                        kind = PushKind::Call;
+                        ringing = Some((id, from));
+                    }
+                    CallStep::End(ids) => {
+                        kind = PushKind::CallEnd;
+                        rang = ids;
+                        targets = Targets::Only(&rang);
+                    }
+                    CallStep::Moot => return Some(Vec::new()),
+                }
+            }
+        }
         let summary = summarize(&self.config, stanza);
+        let jobs = self.deliver(user, stanza, key, targets, kind, summary, now)?;
+        if let Some((id, from)) = ringing {
+            let identifiers = jobs.iter().map(|j| j.registration.identifier.as_str());
+            self.calls.rang(user, id, from, identifiers, now);
+        }
+        Some(jobs)
+    }
+
+    /// The publishes of `summary` to the targeted registrations: each
+    /// counts an important message ([`crate::counts`]) and carries its
+    /// registration's total; during a grace period, held back instead
+    /// ([`crate::grace`]).
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &mut self,
+        user: &str,
+        stanza: Option<&StanzaFacts>,
+        key: Option<&str>,
+        targets: Targets<'_>,
+        kind: PushKind,
+        summary: Summary,
+        now: f64,
+    ) -> Option<Vec<PushJob>> {
         let wakes = summary.important() || self.config.important_body.is_empty();
-        let mut payload = None;
+        // What an important message counts for: its chat.
+        let chat = stanza
+            .filter(|_| summary.important() && kind.is_message())
+            .map(|f| chat_of(f.effective()));
+        // (the smacks paths count each stanza as it is queued)
+        let count_here = kind != PushKind::Smacks;
+        let graced = kind.is_graced() && self.grace.enabled();
+        let kept =
+            graced.then(|| crate::retry::kept_summary(&summary, &self.config.important_body));
+        let regs = self.registry.get_mut(user)?;
         let mut jobs = Vec::new();
-        for reg in regs.iter().filter(|r| targets.includes(&r.identifier)) {
+        let mut counted = false;
+        for reg in regs.iter_mut().filter(|r| targets.includes(&r.identifier)) {
             if let Some(key) = key {
                 if !self.seen.insert(user, key, &reg.identifier) {
                     continue;
                 }
             }
-            let payload = payload.get_or_insert_with(|| self.payloads.get(&summary));
+            if graced && self.grace.holds(user, &reg.identifier, now) {
+                let Some(chat) = &chat else {
+                    continue; // the user was there to see it
+                };
+                // (counted if it is pushed when the window ends)
+                let held = kept.clone().unwrap_or_default();
+                if self.grace.hold(user, &reg.identifier, chat, &held, kind) {
+                    continue;
+                }
+            }
+            if let (Some(chat), true) = (&chat, count_here) {
+                reg.counts.add(chat);
+                counted = true;
+            }
+            let mut summary = summary.clone();
+            summary.message_count = reg.counts.total();
+            let (payload, payload_id) = self.payloads.get(&summary);
             jobs.push(PushJob {
                 id: next_push_id(),
-                registration: reg.clone(),
-                summary: summary.clone(),
+                registration: reg.for_push(),
+                summary,
                 kind,
                 wakes,
-                payload: Rc::clone(&payload.0),
-                payload_id: payload.1,
+                payload,
+                payload_id,
             });
+        }
+        if counted {
+            self.dirty.mark(user);
         }
         for job in &jobs {
             self.await_answer(user, job, 0, now);
         }
         Some(jobs)
+    }
+
+    /// A message one of the user's own sessions sent (`identifier`: that
+    /// session's registration, if any): activity for the grace period, a
+    /// chat marked read (a `displayed` marker), a call answered or declined
+    /// on this device (the call's other registrations stop ringing).
+    /// `None` if the user's registrations are not loaded.
+    pub fn outgoing(
+        &mut self,
+        user: &str,
+        identifier: Option<&str>,
+        facts: &StanzaFacts,
+        now: f64,
+    ) -> Option<Vec<PushJob>> {
+        if self.registry.get(user)?.is_empty() {
+            return Some(Vec::new());
+        }
+        if facts.kind != crate::facts::Kind::Message {
+            return Some(Vec::new());
+        }
+        let worked = facts.body.as_deref().is_some_and(|b| !b.is_empty())
+            || facts.chat_state
+            || facts.displayed;
+        if worked {
+            self.grace.note_active(user, identifier, now);
+        }
+        let mut jobs = Vec::new();
+        if facts.displayed {
+            if let Some(to) = facts.to.as_deref() {
+                jobs.extend(self.chat_read(user, bare(to), identifier, now));
+            }
+        }
+        if let Some((signal, id)) = facts.call_signal() {
+            let from = facts.from.as_deref();
+            let signal = Signal {
+                kind: signal,
+                id,
+                from,
+                own: true,
+            };
+            if let CallStep::End(ids) = self.calls.step(user, signal, identifier, now) {
+                let summary = summarize(&self.config, None);
+                let targets = Targets::Only(&ids);
+                jobs.extend(
+                    self.deliver(user, None, None, targets, PushKind::CallEnd, summary, now)
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        Some(jobs)
+    }
+
+    /// An item the user published to their own PEP service (`identifier`:
+    /// the publishing session's registration, if any): a XEP-0490 MDS
+    /// update marks its chat (the item id) read. `None` if not loaded.
+    pub fn published(
+        &mut self,
+        user: &str,
+        identifier: Option<&str>,
+        node: &str,
+        item: &str,
+        now: f64,
+    ) -> Option<Vec<PushJob>> {
+        if self.registry.get(user)?.is_empty() || node != crate::NS_MDS || item.is_empty() {
+            return Some(Vec::new());
+        }
+        self.grace.note_active(user, identifier, now);
+        Some(self.chat_read(user, bare(item), identifier, now))
+    }
+
+    /// `chat` was read on a device of the user's: its messages no longer
+    /// count; each registration whose count dropped (other than the
+    /// reading device's) gets an unimportant push with its new count.
+    fn chat_read(
+        &mut self,
+        user: &str,
+        chat: &str,
+        reader: Option<&str>,
+        now: f64,
+    ) -> Vec<PushJob> {
+        self.grace.read(user, chat);
+        let Some(regs) = self.registry.get_mut(user) else {
+            return Vec::new();
+        };
+        let mut dropped = Vec::new();
+        for reg in regs.iter_mut() {
+            if reg.counts.read(chat) && Some(reg.identifier.as_str()) != reader {
+                dropped.push(reg.identifier.clone());
+            }
+        }
+        if dropped.is_empty() {
+            return Vec::new();
+        }
+        self.dirty.mark(user);
+        let summary = summarize(&self.config, None);
+        self.deliver(
+            user,
+            None,
+            None,
+            Targets::Only(&dropped),
+            PushKind::Read,
+            summary,
+            now,
+        )
+        .unwrap_or_default()
+    }
+
+    /// A presence subscription request to the user, who had `pending`
+    /// requests waiting before it (`already`: this one among them;
+    /// `approved`: the requester is subscribed already, and the server
+    /// answers for the user): an unimportant push with the number now
+    /// pending to the registrations of devices without a live (or
+    /// hibernated) session (`live`; a hibernated one gets the queued
+    /// request by its smacks path). `None` if not loaded.
+    pub fn subscription_request(
+        &mut self,
+        user: &str,
+        pending: u32,
+        already: bool,
+        approved: bool,
+        live: &[String],
+        now: f64,
+    ) -> Option<Vec<PushJob>> {
+        if self.registry.get(user)?.is_empty() || approved {
+            return Some(Vec::new());
+        }
+        let mut summary = summarize(&self.config, None);
+        summary.pending_subscriptions = Some(pending.saturating_add(u32::from(!already)));
+        let targets = Targets::Except(live);
+        self.deliver(
+            user,
+            None,
+            None,
+            targets,
+            PushKind::Subscription,
+            summary,
+            now,
+        )
+    }
+
+    /// The device of a registration has a session again (it enabled,
+    /// bound with it, or resumed): nothing is unread for it, and nothing
+    /// held for it is pushed. Whether its count changed.
+    pub fn connected(&mut self, user: &str, identifier: &str) -> bool {
+        self.grace.forget(user, identifier);
+        let changed = self
+            .registry
+            .registration_mut(user, identifier)
+            .is_some_and(|r| r.counts.reset());
+        if changed {
+            self.dirty.mark(user);
+        }
+        changed
+    }
+
+    /// The unread count of a registration.
+    pub fn unread(&self, user: &str, identifier: &str) -> u32 {
+        self.registry
+            .peek(user)
+            .and_then(|regs| regs.iter().find(|r| r.identifier == identifier))
+            .map_or(0, |r| r.counts.total())
+    }
+
+    /// Users whose counts changed since they were last written: write them
+    /// (in batches, not a write per message).
+    pub fn counts_to_write(&mut self) -> Vec<String> {
+        self.dirty.take()
     }
 
     /// Records a sent push as awaiting its answer.
@@ -430,14 +766,46 @@ impl PushService {
     /// The retries that are due: one push each, to its registration, with
     /// the latest summary (by user). A registration gone meanwhile is
     /// skipped.
+    ///
+    /// Also the pushes the grace period held back, now that their window
+    /// ended with their chats unread: once each, with the registration's
+    /// current count.
     pub fn retries_due(&mut self, now: f64) -> Vec<(String, Vec<PushJob>)> {
         let mut out: Vec<(String, Vec<PushJob>)> = Vec::new();
+        for held in self.grace.due(now) {
+            let Some(reg) = self.registry.registration_mut(&held.user, &held.identifier) else {
+                continue;
+            };
+            for (chat, n) in &held.chats {
+                for _ in 0..*n {
+                    reg.counts.add(chat);
+                }
+            }
+            self.dirty.mark(&held.user);
+            let mut summary = held.summary;
+            summary.message_count = reg.counts.total();
+            let (payload, payload_id) = self.payloads.get(&summary);
+            let job = PushJob {
+                id: next_push_id(),
+                registration: reg.for_push(),
+                wakes: summary.important() || self.config.important_body.is_empty(),
+                summary,
+                kind: held.kind,
+                payload,
+                payload_id,
+            };
+            self.await_answer(&held.user, &job, 0, now);
+            match out.iter_mut().find(|(u, _)| *u == held.user) {
+                Some((_, jobs)) => jobs.push(job),
+                None => out.push((held.user, vec![job])),
+            }
+        }
         for (user, identifier, retry) in self.retries.due(now) {
             let Some(reg) = self
                 .registry
                 .peek(&user)
                 .and_then(|regs| regs.iter().find(|r| r.identifier == identifier))
-                .cloned()
+                .map(Registration::for_push)
             else {
                 continue;
             };
@@ -462,7 +830,10 @@ impl PushService {
 
     /// Seconds until the next retry is due (`None`: none waiting).
     pub fn next_retry_in(&self, now: f64) -> Option<f64> {
-        self.retries.next_in(now)
+        match (self.retries.next_in(now), self.grace.next_in(now)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The device of a registration connected: its retry is moot.
@@ -530,6 +901,7 @@ impl PushService {
         identifier: &str,
         stanza: StanzaFacts,
         key: &str,
+        now: f64,
     ) -> (Added, bool) {
         if !self.seen.insert(user, key, identifier) {
             return (Added::Nothing, false);
@@ -539,9 +911,22 @@ impl PushService {
             None => stanza,
         };
         let important = is_important(&stanza);
+        // A call's signals are pushed at once, never coalesced.
+        let call = stanza.effective().call_signal().is_some();
+        // (held back by a grace period, it counts when its window ends)
+        if important && !call && !self.grace.holds(user, identifier, now) {
+            let chat = chat_of(stanza.effective());
+            if let Some(reg) = self.registry.registration_mut(user, identifier) {
+                reg.counts.add(&chat);
+                self.dirty.mark(user);
+            }
+        }
         let added = self
             .batches
             .add(session, user, identifier, stanza, important, key.to_owned());
+        if call && added != Added::Nothing {
+            return (Added::FlushNow, important);
+        }
         (added, important)
     }
 
@@ -926,7 +1311,7 @@ mod tests {
         );
         // Smacks: not important (no outer body), and the push says so.
         let (added, important) =
-            s.smacks_add("romeo@example.com/phone", "romeo", &id, forged, "k1");
+            s.smacks_add("romeo@example.com/phone", "romeo", &id, forged, "k1", 0.0);
         assert_eq!((added, important), (Added::Opened, false));
         let (_, [imp, unimp]) = s.smacks_flush("romeo@example.com/phone", 0.0).unwrap();
         assert!(imp.is_empty());
@@ -947,7 +1332,7 @@ mod tests {
             },
         );
         let id = enable(&mut s, "romeo", "push.example", "n");
-        let (added, _) = s.smacks_add("romeo@example.com/phone", "romeo", &id, chat(), "k1");
+        let (added, _) = s.smacks_add("romeo@example.com/phone", "romeo", &id, chat(), "k1", 0.0);
         assert_eq!(added, Added::Opened);
         // Within the coalescing window, other users fill the cache.
         for i in 0..5 {
@@ -956,8 +1341,17 @@ mod tests {
         assert!(s.is_loaded("romeo"));
         let (_, [important, _]) = s.smacks_flush("romeo@example.com/phone", 1.0).unwrap();
         assert_eq!(important.len(), 1, "the batch was lost");
-        // Once sent, romeo may go like anyone else.
+        // Its unread count is still to be written: kept meanwhile.
         for i in 5..10 {
+            s.load(&format!("user{i}"), vec![]);
+        }
+        assert!(s.is_loaded("romeo"));
+        assert_eq!(s.counts_to_write(), ["romeo"]);
+        let plan = s.plan_current("romeo").unwrap();
+        assert_eq!(plan.regs[0].counts.total(), 1);
+        s.commit("romeo", plan);
+        // Once sent and written, romeo may go like anyone else.
+        for i in 10..15 {
             s.load(&format!("user{i}"), vec![]);
         }
         assert!(!s.is_loaded("romeo"));
@@ -1401,7 +1795,8 @@ mod tests {
         assert_eq!(jobs[0].registration.identifier, a);
         // And the smacks paths do not push it again either.
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, offline.clone(), &key).0,
+            s.smacks_add("s1", "romeo", &a, offline.clone(), &key, 0.0)
+                .0,
             Added::Nothing
         );
         assert!(s
@@ -1474,19 +1869,20 @@ mod tests {
             "<message xmlns='jabber:client' type='chat'><received xmlns='urn:xmpp:receipts' id='r'/></message>",
         );
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k1").0,
+            s.smacks_add("s1", "romeo", &a, chat(), "k1", 0.0).0,
             Added::Opened
         );
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k2").0,
+            s.smacks_add("s1", "romeo", &a, chat(), "k2", 0.0).0,
             Added::Joined
         );
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, receipt.clone(), "k3").0,
+            s.smacks_add("s1", "romeo", &a, receipt.clone(), "k3", 0.0)
+                .0,
             Added::Joined
         );
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k1").0,
+            s.smacks_add("s1", "romeo", &a, chat(), "k1", 0.0).0,
             Added::Nothing
         );
         let (user, [important, unimportant]) = s.smacks_flush("s1", 0.0).unwrap();
@@ -1501,17 +1897,17 @@ mod tests {
         assert!(s.smacks_flush("s1", 0.0).is_none());
         // Pushed stanzas are not pushed again; a cancelled batch's may be.
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k2").0,
+            s.smacks_add("s1", "romeo", &a, chat(), "k2", 0.0).0,
             Added::Nothing
         );
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k4").0,
+            s.smacks_add("s1", "romeo", &a, chat(), "k4", 0.0).0,
             Added::Opened
         );
         assert!(s.smacks_cancel("s1"));
         assert_eq!(s.batches(), 0);
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k4").0,
+            s.smacks_add("s1", "romeo", &a, chat(), "k4", 0.0).0,
             Added::Opened
         );
         let (_, [important, unimportant]) = s.smacks_flush("s1", 0.0).unwrap();
@@ -1532,7 +1928,7 @@ mod tests {
             },
         );
         let a = enable(&mut s, "romeo", "push.example", "a");
-        s.smacks_add("s1", "romeo", &a, chat(), "k1");
+        s.smacks_add("s1", "romeo", &a, chat(), "k1", 0.0);
         let (_, [important, unimportant]) = s.smacks_flush("s1", 0.0).unwrap();
         assert_eq!((important.len(), unimportant.len()), (1, 0));
         assert!(!important[0].summary.important());

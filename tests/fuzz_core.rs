@@ -293,6 +293,7 @@ fn fuzz_core() {
                                 &identifier,
                                 facts.clone(),
                                 &word(&mut r),
+                                0.0,
                             );
                         }
                         service

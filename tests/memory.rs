@@ -49,6 +49,7 @@ fn bytes_per_loaded_user() {
             language: None,
             errors: 0,
             extra: Vec::new(),
+            counts: Default::default(),
         };
         // With room for four, as a Vec grown by push (the binding's store
         // reader) has: the core must not keep the slack.

@@ -4,6 +4,7 @@
 //! which makes one [`Host`] per VirtualHost: a userdata owning that host's
 //! [`PushService`]. Nothing is kept in statics, so hosts never share state.
 
+mod activity;
 mod convert;
 mod raw;
 mod read;
@@ -84,10 +85,15 @@ fn err_values(lua: &Lua, e: &crate::error::StanzaError) -> Result<MultiValue> {
 /// `l` is valid inside a protected call, with room for three values.
 unsafe fn push_summary(l: *mut ffi::lua_State, s: &Summary) {
     unsafe {
-        ffi::lua_createtable(l, 0, 3);
+        ffi::lua_createtable(l, 0, 4);
         ffi::lua_pushinteger(l, ffi::lua_Integer::from(s.message_count));
         ffi::lua_tolstring(l, -1, std::ptr::null_mut());
         ffi::lua_setfield(l, -2, c"message-count".as_ptr());
+        if let Some(n) = s.pending_subscriptions {
+            ffi::lua_pushinteger(l, ffi::lua_Integer::from(n));
+            ffi::lua_tolstring(l, -1, std::ptr::null_mut());
+            ffi::lua_setfield(l, -2, c"pending-subscription-count".as_ptr());
+        }
         raw::set_opt(l, c"last-message-sender", s.sender.as_deref());
         raw::set_opt(l, c"last-message-body", s.body.as_deref());
     }
@@ -763,11 +769,11 @@ impl UserData for Host {
             )?))
         });
 
-        // host:smacks_add(session_id, user, identifier, stanzas)
+        // host:smacks_add(session_id, user, identifier, stanzas, now)
         //   -> "nothing" | "joined" | "opened" (start the timer) | "flush" (flush now)
         m.add_method_mut(
             "smacks_add",
-            |lua, this, (session, user, identifier, stanzas): (String, String, String, Table)| {
+            |lua, this, (session, user, identifier, stanzas, now): (String, String, String, Table, f64)| {
                 let mut outcome = Added::Nothing;
                 for stanza in stanzas.sequence_values::<Value>() {
                     let Value::Table(stanza) = stanza? else {
@@ -777,12 +783,12 @@ impl UserData for Host {
                     let key = this.key_of(&stanza, &facts, &user)?;
                     let (added, important) =
                         this.service
-                            .smacks_add(&session, &user, &identifier, facts, &key);
+                            .smacks_add(&session, &user, &identifier, facts, &key, now);
                     if added == Added::Nothing {
                         continue;
                     }
                     let objects = this.batch_objects.entry(session.clone()).or_default();
-                    if added == Added::Opened || added == Added::FlushNow {
+                    if added == Added::Opened {
                         *objects = Default::default();
                     }
                     objects[usize::from(!important)] = Some(stanza);
@@ -851,6 +857,7 @@ impl UserData for Host {
                 t.raw_set("node", reg.node.as_deref())?;
                 t.raw_set("timestamp", reg.timestamp)?;
                 t.raw_set("errors", reg.errors)?;
+                t.raw_set("unread", reg.counts.total())?;
                 t.raw_set(
                     "client",
                     reg.client_id.as_deref().or(reg.resource.as_deref()),
@@ -1131,6 +1138,8 @@ impl UserData for Host {
                 Ok(this.service.error_count(&user, &identifier))
             },
         );
+
+        activity::add_methods(m);
     }
 }
 

@@ -13,7 +13,7 @@
 //!
 //! [`facts_at`]: crate::facts::StanzaFacts
 use crate::facts::{
-    classify_child, Child, Direction, Kind, StanzaFacts, MAX_STANZA_IDS, NS_FORWARD,
+    classify_child, CallSignal, Child, Direction, Kind, StanzaFacts, MAX_STANZA_IDS, NS_FORWARD,
 };
 use crate::NS_CLIENT;
 use mlua::{ffi, Lua, Result, Table};
@@ -64,6 +64,10 @@ struct RawStanza {
     has_subject: bool,
     encrypted: bool,
     propose: bool,
+    /// The first call signal and its `id` attribute.
+    call: Option<(CallSignal, Found)>,
+    chat_state: bool,
+    displayed: bool,
     /// The first carbon copy whose forwarded message was found (read into
     /// the caller's inner level).
     carbon: Option<Direction>,
@@ -83,6 +87,9 @@ impl RawStanza {
         has_subject: false,
         encrypted: false,
         propose: false,
+        call: None,
+        chat_state: false,
+        displayed: false,
         carbon: None,
         stanza_ids: [(Found::NONE, Found::NONE); MAX_STANZA_IDS],
         stanza_id_count: 0,
@@ -179,6 +186,21 @@ unsafe fn push_child(
     }
 }
 
+/// An attribute of the element at `t`.
+///
+/// # Safety
+/// As [`get`].
+unsafe fn attr_of(l: *mut ffi::lua_State, t: c_int, key: &CStr) -> Found {
+    unsafe {
+        let mut found = Found::NONE;
+        if get(l, t, c"attr") == ffi::LUA_TTABLE {
+            found = get_str(l, ffi::lua_gettop(l), key);
+        }
+        ffi::lua_settop(l, -2);
+        found
+    }
+}
+
 /// A `<stanza-id/>`'s `by` and `id`.
 ///
 /// # Safety
@@ -242,7 +264,14 @@ unsafe fn read_level(
                 Child::Ignored => {}
                 Child::Subject => out.has_subject = true,
                 Child::Encrypted => out.encrypted = true,
-                Child::Propose => out.propose = true,
+                Child::Call(signal) => {
+                    out.propose |= signal == CallSignal::Propose;
+                    if out.call.is_none() {
+                        out.call = Some((signal, attr_of(l, child, c"id")));
+                    }
+                }
+                Child::ChatState => out.chat_state = true,
+                Child::Displayed => out.displayed = true,
                 Child::StanzaId => {
                     let (by, id) = stanza_id_of(l, child);
                     if !by.0.is_null() && !id.0.is_null() && out.stanza_id_count < MAX_STANZA_IDS {
@@ -303,7 +332,7 @@ unsafe fn facts_of(raw: &RawStanza, inner: &RawStanza) -> StanzaFacts {
             }
             String::from_utf8_lossy(&text).into_owned()
         });
-        StanzaFacts {
+        let mut facts = StanzaFacts {
             kind: Kind::from_name(raw.name.str().unwrap_or("")),
             type_: raw.type_.string(),
             from: raw.from.string(),
@@ -314,6 +343,8 @@ unsafe fn facts_of(raw: &RawStanza, inner: &RawStanza) -> StanzaFacts {
             has_subject: raw.has_subject,
             encrypted: raw.encrypted,
             propose: raw.propose,
+            chat_state: raw.chat_state,
+            displayed: raw.displayed,
             carbon: raw
                 .carbon
                 .map(|dir| (dir, Box::new(facts_of(inner, &RawStanza::EMPTY)))),
@@ -321,7 +352,12 @@ unsafe fn facts_of(raw: &RawStanza, inner: &RawStanza) -> StanzaFacts {
                 .iter()
                 .filter_map(|(by, id)| Some((by.string()?, id.string()?)))
                 .collect(),
+            ..Default::default()
+        };
+        if let Some((signal, id)) = raw.call {
+            facts.note_call(signal, id.string());
         }
+        facts
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::convert::{lua_to_element, str_field};
 use super::raw::{options_shape, push_registration};
+use crate::counts::Counts;
 use crate::error::StanzaError;
 use crate::fields::{Budget, Field, Key, Refused, ENTRY_COST, MAX_BYTES, MAX_STORED_BYTES};
 use crate::registration::{normalize_jid, Registration};
@@ -10,8 +11,9 @@ use crate::registry::Plan;
 use crate::NS_DATA_FORMS;
 use mlua::{Lua, Result, Table, Value};
 
-const KNOWN: [&str; 9] = [
+const KNOWN: [&str; 10] = [
     "error_count",
+    "message_counts",
     "jid",
     "node",
     "include_payload",
@@ -156,7 +158,12 @@ fn record_from_lua(identifier: &str, t: &Table) -> std::result::Result<Registrat
         Value::Number(n) if n >= 0.0 && n < f64::from(u32::MAX) => n as u32,
         _ => 0,
     };
+    let counts = match t.raw_get::<Value>("message_counts").map_err(e)? {
+        Value::Table(c) => counts_from_lua(&c).map_err(e)?,
+        _ => Counts::default(),
+    };
     Ok(Registration {
+        counts,
         identifier: identifier.to_owned(),
         jid,
         node: str_field(t, "node").map_err(e)?,
@@ -169,6 +176,29 @@ fn record_from_lua(identifier: &str, t: &Table) -> std::result::Result<Registrat
         errors,
         extra: Vec::new(),
     })
+}
+
+/// Stored unread counts: `{ [chat] = count }` (anything else is skipped;
+/// at most [`MAX_CHATS`](crate::counts::MAX_CHATS) chats are looked at
+/// beyond what `Counts` keeps).
+fn counts_from_lua(t: &Table) -> Result<Counts> {
+    let mut pairs = Vec::new();
+    for pair in t.pairs::<Value, Value>() {
+        let (k, v) = pair?;
+        let n = match v {
+            Value::Integer(i) => u32::try_from(i).unwrap_or(0),
+            Value::Number(n) if n >= 0.0 && n < f64::from(u32::MAX) => n as u32,
+            _ => 0,
+        };
+        if let (Value::String(k), true) = (k, n > 0) {
+            pairs.push((k.to_string_lossy(), n));
+        }
+        if pairs.len() > 4 * crate::counts::MAX_CHATS {
+            break;
+        }
+    }
+    pairs.sort();
+    Ok(Counts::from_pairs(pairs))
 }
 
 /// All usable records of a stored user table; a message per unusable one.

@@ -1,0 +1,316 @@
+//! Calls (XEP-0353 Jingle Message Initiation): which registrations a
+//! call's `<propose/>` was pushed to, so that the call's end reaches the
+//! same phones and they stop ringing.
+//!
+//! A call ends when the caller retracts it (a `<retract/>` from the
+//! caller's bare JID: nobody else can hang up someone's call), or when
+//! one of the callee's own devices answers or declines it (`<accept/>`,
+//! `<proceed/>`, `<reject/>` sent by the user). After its end, the other
+//! copies of its signals (carbons, archive copies) push nothing.
+//!
+//! Bounded: [`MAX_CALLS`] calls and [`MAX_CALL_BYTES`] bytes per host,
+//! oldest forgotten first, and a call is forgotten [`CALL_MEMORY`] seconds
+//! after its propose.
+
+use crate::bounded::Fifo;
+use crate::facts::CallSignal;
+
+/// Calls remembered per host.
+pub const MAX_CALLS: usize = 4096;
+/// Bytes the remembered calls may hold (user, id, caller, identifiers).
+pub const MAX_CALL_BYTES: usize = 2 * 1024 * 1024;
+/// Seconds a call is remembered after its propose.
+pub const CALL_MEMORY: f64 = 600.0;
+
+#[derive(Debug)]
+struct Call {
+    /// The caller's bare JID.
+    caller: String,
+    /// Identifiers of the registrations the propose was pushed to.
+    rang: Vec<String>,
+    at: f64,
+    ended: bool,
+    bytes: usize,
+}
+
+/// What a call signal asks of the pushes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallStep {
+    /// No call this module tracks: pushed as any stanza.
+    Ordinary,
+    /// A call starts: pushed at once (as `call`); [`Calls::rang`] records
+    /// where.
+    Ring,
+    /// The call ends: pushed at once (as `call-end`) to these registrations.
+    End(Vec<String>),
+    /// A copy of a signal of a call that already ended: no push.
+    Moot,
+}
+
+/// A call signal as a stanza carries it.
+#[derive(Debug, Clone, Copy)]
+pub struct Signal<'a> {
+    pub kind: CallSignal,
+    /// The call id.
+    pub id: &'a str,
+    /// The stanza's sender.
+    pub from: Option<&'a str>,
+    /// Sent by the user (one of their own devices).
+    pub own: bool,
+}
+
+/// The calls of one host, by (user, call id).
+pub struct Calls {
+    calls: Fifo<(String, String), Call>,
+    bytes: usize,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        Calls {
+            calls: Fifo::new(MAX_CALLS),
+            bytes: 0,
+        }
+    }
+}
+
+/// The bare part of a JID.
+fn bare(jid: &str) -> &str {
+    jid.split('/').next().unwrap_or(jid)
+}
+
+impl Calls {
+    /// Number of calls remembered.
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// What a signal about a call of `user`'s does; `except`: the sending
+    /// device's registration, which rings no more.
+    pub fn step(
+        &mut self,
+        user: &str,
+        signal: Signal<'_>,
+        except: Option<&str>,
+        now: f64,
+    ) -> CallStep {
+        let key = (user.to_owned(), signal.id.to_owned());
+        if self
+            .calls
+            .get(&key)
+            .is_some_and(|c| now - c.at > CALL_MEMORY)
+        {
+            self.forget(&key);
+        }
+        match (signal.kind, signal.own) {
+            (CallSignal::Propose, false) => CallStep::Ring,
+            (CallSignal::Propose, true) => CallStep::Ordinary,
+            (CallSignal::Retract, false) => {
+                let caller = signal.from.map(bare);
+                self.end(&key, |c| Some(c.caller.as_str()) == caller, None)
+            }
+            (CallSignal::Accept | CallSignal::Proceed | CallSignal::Reject, true) => {
+                self.end(&key, |_| true, except)
+            }
+            // The user's own call, answered or retracted: not theirs to stop.
+            _ => CallStep::Ordinary,
+        }
+    }
+
+    fn end(
+        &mut self,
+        key: &(String, String),
+        allowed: impl Fn(&Call) -> bool,
+        except: Option<&str>,
+    ) -> CallStep {
+        let Some(call) = self.calls.get_mut(key) else {
+            return CallStep::Ordinary;
+        };
+        if !allowed(call) {
+            return CallStep::Ordinary;
+        }
+        if call.ended {
+            return CallStep::Moot;
+        }
+        call.ended = true;
+        CallStep::End(
+            call.rang
+                .iter()
+                .filter(|i| Some(i.as_str()) != except)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// The propose of call `id` from `from` went to these registrations.
+    pub fn rang<'a>(
+        &mut self,
+        user: &str,
+        id: &str,
+        from: Option<&str>,
+        identifiers: impl IntoIterator<Item = &'a str>,
+        now: f64,
+    ) {
+        let key = (user.to_owned(), id.to_owned());
+        let caller = bare(from.unwrap_or(""));
+        let fresh = match self.calls.get(&key) {
+            Some(c) => c.ended || c.caller != caller,
+            None => true,
+        };
+        if fresh {
+            self.forget(&key);
+            let bytes = user.len() + id.len() + caller.len() + 64;
+            while self.calls.len() >= self.calls.capacity() {
+                match self.calls.pop_oldest() {
+                    Some((_, c)) => self.bytes -= c.bytes,
+                    None => break,
+                }
+            }
+            self.calls.insert(
+                key.clone(),
+                Call {
+                    caller: caller.to_owned(),
+                    rang: Vec::new(),
+                    at: now,
+                    ended: false,
+                    bytes,
+                },
+            );
+            self.bytes += bytes;
+        }
+        let mut added = 0;
+        if let Some(call) = self.calls.get_mut(&key) {
+            for identifier in identifiers {
+                if !call.rang.iter().any(|i| i == identifier) {
+                    call.rang.push(identifier.to_owned());
+                    added += identifier.len() + 24;
+                }
+            }
+            call.bytes += added;
+        }
+        self.bytes += added;
+        while self.bytes > MAX_CALL_BYTES {
+            match self.calls.pop_oldest() {
+                Some((_, c)) => self.bytes -= c.bytes,
+                None => {
+                    self.bytes = 0;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn forget(&mut self, key: &(String, String)) {
+        if let Some(c) = self.calls.remove(key) {
+            self.bytes -= c.bytes;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CALLER: &str = "juliet@capulet.lit/balcony";
+
+    /// A signal from `from` (not the user's own).
+    fn from<'a>(kind: CallSignal, id: &'a str, from: &'a str) -> Signal<'a> {
+        Signal {
+            kind,
+            id,
+            from: Some(from),
+            own: false,
+        }
+    }
+
+    /// A signal one of the user's devices sent.
+    fn own(kind: CallSignal, id: &str) -> Signal<'_> {
+        Signal {
+            kind,
+            id,
+            from: Some("romeo@montague.lit/laptop"),
+            own: true,
+        }
+    }
+
+    fn ringing(ids: &[&str]) -> Calls {
+        let mut calls = Calls::default();
+        let step = calls.step("romeo", from(CallSignal::Propose, "c1", CALLER), None, 0.0);
+        assert_eq!(step, CallStep::Ring);
+        calls.rang("romeo", "c1", Some(CALLER), ids.iter().copied(), 0.0);
+        calls
+    }
+
+    #[test]
+    fn the_callers_retract_ends_the_call_where_it_rang_once() {
+        let mut calls = ringing(&["phone", "tablet"]);
+        let mut retract = |by| calls.step("romeo", from(CallSignal::Retract, "c1", by), None, 5.0);
+        // Nobody but the caller hangs up the call.
+        assert_eq!(retract("mallory@evil.example/x"), CallStep::Ordinary);
+        assert_eq!(
+            retract("juliet@capulet.lit/other-device"),
+            CallStep::End(vec!["phone".into(), "tablet".into()])
+        );
+        assert_eq!(retract(CALLER), CallStep::Moot);
+    }
+
+    #[test]
+    fn an_answer_on_one_device_stops_the_others() {
+        for signal in [CallSignal::Accept, CallSignal::Proceed, CallSignal::Reject] {
+            let mut calls = ringing(&["phone", "tablet", "laptop"]);
+            assert_eq!(
+                calls.step("romeo", own(signal, "c1"), Some("laptop"), 3.0),
+                CallStep::End(vec!["phone".into(), "tablet".into()])
+            );
+            // Its copy on another path pushes nothing more.
+            assert_eq!(
+                calls.step("romeo", own(signal, "c1"), None, 3.0),
+                CallStep::Moot
+            );
+        }
+        // An answer from someone else (the caller's peer) stops nothing.
+        let mut calls = ringing(&["phone"]);
+        assert_eq!(
+            calls.step("romeo", from(CallSignal::Accept, "c1", CALLER), None, 1.0),
+            CallStep::Ordinary
+        );
+    }
+
+    #[test]
+    fn unknown_old_and_own_calls_are_ordinary() {
+        let mut calls = ringing(&["phone"]);
+        let retract = from(CallSignal::Retract, "other", CALLER);
+        assert_eq!(calls.step("romeo", retract, None, 1.0), CallStep::Ordinary);
+        let late = from(CallSignal::Retract, "c1", CALLER);
+        assert_eq!(
+            calls.step("romeo", late, None, CALL_MEMORY + 1.0),
+            CallStep::Ordinary
+        );
+        assert!(calls.is_empty());
+        // The user's own outgoing call is not theirs to ring.
+        assert_eq!(
+            calls.step("romeo", own(CallSignal::Propose, "c2"), None, 0.0),
+            CallStep::Ordinary
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded_in_calls_and_bytes() {
+        let mut calls = Calls::default();
+        for i in 0..(MAX_CALLS + 100) {
+            calls.rang("romeo", &format!("c{i}"), Some(CALLER), ["phone"], 0.0);
+        }
+        assert_eq!(calls.len(), MAX_CALLS);
+        let big = "x".repeat(200);
+        for i in 0..20_000 {
+            let ids: Vec<String> = (0..8).map(|d| format!("{big}{d}")).collect();
+            let id = format!("{big}{i}");
+            calls.rang(&big, &id, Some(&big), ids.iter().map(String::as_str), 0.0);
+        }
+        assert!(calls.bytes <= MAX_CALL_BYTES);
+    }
+}

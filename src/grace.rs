@@ -1,0 +1,350 @@
+//! The grace period (`push_grace_period`): no push to a registration
+//! while another session of the same user has been active within that
+//! many seconds (it sent a message with a body, a chat state showing work,
+//! or a displayed marker). Calls are never held.
+//!
+//! An important message held back this way is pushed once the window
+//! ends (the user's last activity plus the period), if its chat is still
+//! unread then: one push per registration for everything held, with the
+//! latest summary. Anything else held back (chat states, receipts) is
+//! dropped: the user was there to see it.
+//!
+//! Bounded: [`MAX_ACTIVE`] users' activity and [`MAX_HELD`] users' held
+//! pushes per host, each holding at most [`MAX_HELD_CHATS`] chats of at
+//! most [`crate::counts::MAX_CHAT_LEN`] bytes and a summary of at most
+//! about 1 KiB ([`crate::retry::kept_summary`]). When full, nothing more
+//! is held: the push goes out as it would without a grace period.
+
+use crate::notification::Summary;
+use crate::service::PushKind;
+use std::collections::HashMap;
+
+/// Users whose activity is remembered.
+pub const MAX_ACTIVE: usize = 16_384;
+/// Users with pushes held back.
+pub const MAX_HELD: usize = 4096;
+/// Chats held per registration.
+pub const MAX_HELD_CHATS: usize = 32;
+
+#[derive(Debug)]
+struct Active {
+    at: f64,
+    /// The active session's registration, if it has one: its own pushes
+    /// are not held (its session is gone once it gets any).
+    identifier: Option<String>,
+}
+
+/// Pushes held back for one registration.
+#[derive(Debug)]
+struct Held {
+    identifier: String,
+    /// Chats with messages held, and how many.
+    chats: Vec<(String, u32)>,
+    summary: Summary,
+    kind: PushKind,
+}
+
+/// A held push whose window ended with its chats unread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Released {
+    pub user: String,
+    pub identifier: String,
+    /// The unread chats and their messages held: they count now.
+    pub chats: Vec<(String, u32)>,
+    pub summary: Summary,
+    pub kind: PushKind,
+}
+
+/// The grace period of one host.
+pub struct Grace {
+    period: f64,
+    active: HashMap<String, Active>,
+    held: HashMap<String, Vec<Held>>,
+}
+
+impl Grace {
+    /// `period` seconds; 0 turns it off.
+    pub fn new(period: f64) -> Self {
+        Grace {
+            period: period.max(0.0),
+            active: HashMap::new(),
+            held: HashMap::new(),
+        }
+    }
+
+    /// Whether a period is set.
+    pub fn enabled(&self) -> bool {
+        self.period > 0.0
+    }
+
+    /// A session of `user` (with registration `identifier`, if any) was active.
+    pub fn note_active(&mut self, user: &str, identifier: Option<&str>, now: f64) {
+        if !self.enabled() {
+            return;
+        }
+        if let Some(a) = self.active.get_mut(user) {
+            a.at = now;
+            a.identifier = identifier.map(str::to_owned);
+            return;
+        }
+        if self.active.len() >= MAX_ACTIVE {
+            let period = self.period;
+            self.active.retain(|_, a| now - a.at < period);
+            if self.active.len() >= MAX_ACTIVE {
+                return;
+            }
+        }
+        self.active.insert(
+            user.to_owned(),
+            Active {
+                at: now,
+                identifier: identifier.map(str::to_owned),
+            },
+        );
+    }
+
+    /// When the user's window ends, if it is open now.
+    fn window_end(&self, user: &str, now: f64) -> Option<f64> {
+        let a = self.active.get(user)?;
+        let end = a.at + self.period;
+        (end > now).then_some(end)
+    }
+
+    /// Whether pushes to registration `identifier` of `user` are held now.
+    pub fn holds(&self, user: &str, identifier: &str, now: f64) -> bool {
+        self.window_end(user, now).is_some()
+            && self.active.get(user).and_then(|a| a.identifier.as_deref()) != Some(identifier)
+    }
+
+    /// Holds an important message in `chat` for the registration (`summary`
+    /// already kept small). False: no room, push it now.
+    pub fn hold(
+        &mut self,
+        user: &str,
+        identifier: &str,
+        chat: &str,
+        summary: &Summary,
+        kind: PushKind,
+    ) -> bool {
+        if !self.held.contains_key(user) && self.held.len() >= MAX_HELD {
+            return false;
+        }
+        let entries = self.held.entry(user.to_owned()).or_default();
+        let entry = match entries.iter().position(|h| h.identifier == identifier) {
+            Some(i) => &mut entries[i],
+            None => {
+                entries.push(Held {
+                    identifier: identifier.to_owned(),
+                    chats: Vec::new(),
+                    summary: summary.clone(),
+                    kind,
+                });
+                let last = entries.len() - 1;
+                &mut entries[last]
+            }
+        };
+        entry.summary = summary.clone();
+        entry.kind = kind;
+        match entry.chats.iter_mut().find(|(c, _)| c == chat) {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => {
+                if entry.chats.len() >= MAX_HELD_CHATS {
+                    entry.chats.remove(0);
+                }
+                entry.chats.push((chat.to_owned(), 1));
+            }
+        }
+        true
+    }
+
+    /// The user read `chat` on some device: nothing held for it is pushed.
+    pub fn read(&mut self, user: &str, chat: &str) {
+        if let Some(entries) = self.held.get_mut(user) {
+            for h in entries.iter_mut() {
+                h.chats.retain(|(c, _)| c != chat);
+            }
+            entries.retain(|h| !h.chats.is_empty());
+            if entries.is_empty() {
+                self.held.remove(user);
+            }
+        }
+    }
+
+    /// The registration's device connected, or the registration is gone:
+    /// nothing held for it is pushed.
+    pub fn forget(&mut self, user: &str, identifier: &str) {
+        if let Some(entries) = self.held.get_mut(user) {
+            entries.retain(|h| h.identifier != identifier);
+            if entries.is_empty() {
+                self.held.remove(user);
+            }
+        }
+    }
+
+    /// The held pushes whose window has ended, with unread chats.
+    pub fn due(&mut self, now: f64) -> Vec<Released> {
+        let ended: Vec<String> = self
+            .held
+            .keys()
+            .filter(|u| self.window_end(u, now).is_none())
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for user in ended {
+            for h in self.held.remove(&user).unwrap_or_default() {
+                if !h.chats.is_empty() {
+                    out.push(Released {
+                        user: user.clone(),
+                        identifier: h.identifier,
+                        chats: h.chats,
+                        summary: h.summary,
+                        kind: h.kind,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Seconds until the next window with held pushes ends.
+    pub fn next_in(&self, now: f64) -> Option<f64> {
+        self.held
+            .keys()
+            .map(|u| self.window_end(u, now).map_or(0.0, |end| end - now))
+            .min_by(f64::total_cmp)
+    }
+
+    /// Users with pushes held (kept in memory meanwhile).
+    pub fn holds_user(&self, user: &str) -> bool {
+        self.held.contains_key(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(body: &str) -> Summary {
+        Summary {
+            message_count: 1,
+            body: Some(body.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn off_by_default() {
+        let mut g = Grace::new(0.0);
+        g.note_active("romeo", None, 0.0);
+        assert!(!g.holds("romeo", "phone", 0.0));
+    }
+
+    #[test]
+    fn active_elsewhere_holds_other_registrations_until_the_window_ends() {
+        let mut g = Grace::new(30.0);
+        g.note_active("romeo", Some("laptop"), 100.0);
+        assert!(g.holds("romeo", "phone", 110.0));
+        assert!(
+            !g.holds("romeo", "laptop", 110.0),
+            "the active device itself"
+        );
+        assert!(!g.holds("juliet", "phone", 110.0));
+        assert!(!g.holds("romeo", "phone", 130.0));
+        assert!(g.hold(
+            "romeo",
+            "phone",
+            "juliet@capulet.lit",
+            &summary("1"),
+            PushKind::Offline
+        ));
+        assert!(g.hold(
+            "romeo",
+            "phone",
+            "nurse@capulet.lit",
+            &summary("2"),
+            PushKind::Offline
+        ));
+        assert_eq!(g.next_in(110.0), Some(20.0));
+        // More activity moves the end of the window.
+        g.note_active("romeo", Some("laptop"), 120.0);
+        assert!(g.due(131.0).is_empty());
+        let released = g.due(150.0);
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0].summary, summary("2"), "the latest summary");
+        assert_eq!(
+            released[0].chats,
+            vec![
+                ("juliet@capulet.lit".to_owned(), 1),
+                ("nurse@capulet.lit".to_owned(), 1)
+            ]
+        );
+        assert!(g.due(200.0).is_empty(), "once");
+    }
+
+    #[test]
+    fn a_chat_read_meanwhile_is_not_pushed() {
+        let mut g = Grace::new(30.0);
+        g.note_active("romeo", None, 0.0);
+        g.hold(
+            "romeo",
+            "phone",
+            "juliet@capulet.lit",
+            &summary("1"),
+            PushKind::Mam,
+        );
+        g.hold(
+            "romeo",
+            "tablet",
+            "juliet@capulet.lit",
+            &summary("1"),
+            PushKind::Mam,
+        );
+        g.hold(
+            "romeo",
+            "tablet",
+            "nurse@capulet.lit",
+            &summary("2"),
+            PushKind::Mam,
+        );
+        g.read("romeo", "juliet@capulet.lit");
+        let released = g.due(31.0);
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0].identifier, "tablet");
+        assert_eq!(released[0].chats, vec![("nurse@capulet.lit".to_owned(), 1)]);
+        g.note_active("romeo", None, 40.0);
+        g.hold(
+            "romeo",
+            "phone",
+            "juliet@capulet.lit",
+            &summary("1"),
+            PushKind::Mam,
+        );
+        g.forget("romeo", "phone");
+        assert!(g.due(100.0).is_empty());
+    }
+
+    #[test]
+    fn bounded() {
+        let mut g = Grace::new(30.0);
+        for i in 0..(MAX_HELD + 10) {
+            let user = format!("u{i}");
+            g.note_active(&user, None, 0.0);
+            let held = g.hold(&user, "phone", "c@x", &summary("1"), PushKind::Offline);
+            assert_eq!(held, i < MAX_HELD);
+        }
+        for i in 0..(MAX_HELD_CHATS + 5) {
+            g.hold(
+                "u0",
+                "phone",
+                &format!("c{i}@x"),
+                &summary("1"),
+                PushKind::Offline,
+            );
+        }
+        assert!(g.held["u0"][0].chats.len() <= MAX_HELD_CHATS);
+        for i in 0..(MAX_ACTIVE + 10) {
+            g.note_active(&format!("a{i}"), None, 0.0);
+        }
+        assert!(g.active.len() <= MAX_ACTIVE);
+    }
+}
