@@ -2123,4 +2123,223 @@ mod tests {
             .muc_bounced("room@muc.example", "unknown", "gone", &["Jürgen"], None)
             .is_none());
     }
+
+    fn from_juliet(inner: &str) -> StanzaFacts {
+        facts(&format!(
+            "<message xmlns='jabber:client' from='juliet@capulet.example/balcony' \
+             to='romeo@example.com' type='chat' id='{}'>{inner}</message>",
+            crate::ids::next_push_id()
+        ))
+    }
+
+    fn offline(s: &mut PushService, f: &StanzaFacts, now: f64) -> Vec<PushJob> {
+        s.notify("romeo", Some(f), None, Targets::All, PushKind::Offline, now)
+            .unwrap()
+    }
+
+    fn nodes(jobs: &[PushJob]) -> Vec<&str> {
+        let mut n: Vec<&str> = jobs
+            .iter()
+            .map(|j| j.registration.node.as_deref().unwrap())
+            .collect();
+        n.sort();
+        n
+    }
+
+    // XEP-0353 §3, the examples' call.
+    const PROPOSE: &str =
+        "<propose xmlns='urn:xmpp:jingle-message:0' id='ca3cf894-5325-482f-a412-a6e9f832298d'>\
+        <description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'/></propose>";
+    const RETRACT: &str =
+        "<retract xmlns='urn:xmpp:jingle-message:0' id='ca3cf894-5325-482f-a412-a6e9f832298d'/>";
+
+    #[test]
+    fn a_call_rings_where_it_was_pushed_and_its_end_goes_there_on_any_path() {
+        let mut s = service(16);
+        enable(&mut s, "romeo", "push.example", "phone");
+        let tablet = enable(&mut s, "romeo", "push.example", "tablet");
+        let ring = offline(&mut s, &from_juliet(PROPOSE), 0.0);
+        assert_eq!(nodes(&ring), ["phone", "tablet"]);
+        assert!(ring
+            .iter()
+            .all(|j| j.kind == PushKind::Call && j.summary.important()));
+        // The retract comes by the smacks path of one device: the end goes
+        // to both, at once, as call-end.
+        let (added, _) = s.smacks_add("s1", "romeo", &tablet, from_juliet(RETRACT), "k", 1.0);
+        assert_eq!(added, Added::FlushNow);
+        let (_, [important, unimportant]) = s.smacks_flush("s1", 1.0).unwrap();
+        assert!(important.is_empty());
+        assert_eq!(nodes(&unimportant), ["phone", "tablet"]);
+        assert!(unimportant.iter().all(|j| j.kind == PushKind::CallEnd));
+        // Its copy on another path: nothing more.
+        assert!(offline(&mut s, &from_juliet(RETRACT), 1.0).is_empty());
+    }
+
+    #[test]
+    fn a_device_answering_stops_the_others_and_strangers_stop_nothing() {
+        let mut s = service(16);
+        enable(&mut s, "romeo", "push.example", "phone");
+        let laptop = enable(&mut s, "romeo", "push.example", "laptop");
+        offline(&mut s, &from_juliet(PROPOSE), 0.0);
+        let forged = facts(&format!(
+            "<message xmlns='jabber:client' from='mallory@evil.example/x' type='chat'>{RETRACT}</message>"
+        ));
+        let spoofed = offline(&mut s, &forged, 1.0);
+        assert!(spoofed.iter().all(|j| j.kind == PushKind::Offline));
+        let proceed = facts(
+            "<message xmlns='jabber:client' from='romeo@example.com/laptop' \
+             to='juliet@capulet.example/balcony' type='chat'>\
+             <proceed xmlns='urn:xmpp:jingle-message:0' id='ca3cf894-5325-482f-a412-a6e9f832298d'/></message>",
+        );
+        let end = s.outgoing("romeo", Some(&laptop), &proceed, 2.0).unwrap();
+        assert_eq!(nodes(&end), ["phone"]);
+        assert_eq!(end[0].kind, PushKind::CallEnd);
+        assert!(!end[0].summary.important());
+    }
+
+    #[test]
+    fn counts_per_registration_drop_when_a_chat_is_read_and_reset_on_connect() {
+        let mut s = service(16);
+        let phone = enable(&mut s, "romeo", "push.example", "phone");
+        let count = |jobs: Vec<PushJob>| jobs[0].summary.message_count;
+        assert_eq!(
+            count(offline(&mut s, &from_juliet("<body>1</body>"), 0.0)),
+            1
+        );
+        assert_eq!(
+            count(offline(&mut s, &from_juliet("<body>2</body>"), 0.0)),
+            2
+        );
+        // Unimportant pushes carry the count and do not add to it.
+        let state = from_juliet("<active xmlns='http://jabber.org/protocol/chatstates'/>");
+        assert_eq!(count(offline(&mut s, &state, 0.0)), 2);
+        let nurse = facts(
+            "<message xmlns='jabber:client' from='nurse@capulet.example/x' type='chat'><body>3</body></message>",
+        );
+        assert_eq!(count(offline(&mut s, &nurse, 0.0)), 3);
+        assert_eq!(s.counts_to_write(), ["romeo"]);
+        // XEP-0333 §4: romeo's laptop marks juliet's chat displayed.
+        let displayed = facts(
+            "<message xmlns='jabber:client' from='romeo@example.com/laptop' to='juliet@capulet.example/balcony'>\
+             <displayed xmlns='urn:xmpp:chat-markers:0' id='message-1'/></message>",
+        );
+        let read = s.outgoing("romeo", None, &displayed, 1.0).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!((read[0].kind, count(read.clone())), (PushKind::Read, 1));
+        assert!(!read[0].summary.important());
+        // Read again: nothing dropped, no push.
+        assert!(s
+            .outgoing("romeo", None, &displayed, 1.0)
+            .unwrap()
+            .is_empty());
+        // XEP-0490: the nurse's chat, through MDS.
+        let mds = s
+            .published("romeo", None, crate::NS_MDS, "nurse@capulet.example", 2.0)
+            .unwrap();
+        assert_eq!(count(mds), 0);
+        assert!(s
+            .published("romeo", None, "urn:xmpp:avatar:data", "x", 2.0)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            count(offline(&mut s, &from_juliet("<body>4</body>"), 3.0)),
+            1
+        );
+        assert!(s.connected("romeo", &phone));
+        assert_eq!(s.unread("romeo", &phone), 0);
+        // Stored with the record: the plan to write carries them.
+        offline(&mut s, &from_juliet("<body>5</body>"), 4.0);
+        let plan = s.plan_current("romeo").unwrap();
+        assert_eq!(plan.regs[0].counts.total(), 1);
+        // What the pushes carry has no counts (push_info stays as stored by the reference).
+        assert!(offline(&mut s, &from_juliet("<body>6</body>"), 4.0)[0]
+            .registration
+            .counts
+            .is_empty());
+    }
+
+    #[test]
+    fn counts_changed_while_a_plan_was_written_are_kept_and_written_next() {
+        let mut s = service(16);
+        enable(&mut s, "romeo", "push.example", "phone");
+        let plan = s.plan_current("romeo").unwrap();
+        offline(&mut s, &from_juliet("<body>1</body>"), 0.0);
+        s.counts_to_write();
+        s.commit("romeo", plan); // written before the message counted
+        assert_eq!(s.registrations("romeo").unwrap()[0].counts.total(), 1);
+        assert_eq!(s.counts_to_write(), ["romeo"]);
+    }
+
+    #[test]
+    fn a_grace_period_holds_pushes_then_pushes_once_what_is_still_unread() {
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                grace_period: 30,
+                ..Config::default()
+            },
+        );
+        enable(&mut s, "romeo", "push.example", "phone");
+        let typing = facts(
+            "<message xmlns='jabber:client' from='romeo@example.com/laptop' to='juliet@capulet.example'>\
+             <composing xmlns='http://jabber.org/protocol/chatstates'/></message>",
+        );
+        assert!(s
+            .outgoing("romeo", None, &typing, 100.0)
+            .unwrap()
+            .is_empty());
+        assert!(offline(&mut s, &from_juliet("<body>1</body>"), 101.0).is_empty());
+        let state = from_juliet("<active xmlns='http://jabber.org/protocol/chatstates'/>");
+        assert!(offline(&mut s, &state, 102.0).is_empty());
+        // Calls are never held.
+        assert_eq!(offline(&mut s, &from_juliet(PROPOSE), 103.0).len(), 1);
+        assert_eq!(s.next_retry_in(110.0), Some(20.0));
+        assert!(s.retries_due(120.0).is_empty());
+        let released = s.retries_due(130.0);
+        assert_eq!(released.len(), 1);
+        let job = &released[0].1[0];
+        assert_eq!(
+            (job.kind, job.summary.message_count),
+            (PushKind::Offline, 1)
+        );
+        assert!(job.summary.important());
+        assert!(s.retries_due(200.0).is_empty(), "once");
+        // A chat read within the window: nothing pushed for it.
+        s.outgoing("romeo", None, &typing, 300.0);
+        offline(&mut s, &from_juliet("<body>2</body>"), 301.0);
+        let displayed = facts(
+            "<message xmlns='jabber:client' from='romeo@example.com/laptop' to='juliet@capulet.example/balcony'>\
+             <displayed xmlns='urn:xmpp:chat-markers:0' id='m2'/></message>",
+        );
+        s.outgoing("romeo", None, &displayed, 302.0);
+        assert!(s.retries_due(400.0).is_empty());
+    }
+
+    #[test]
+    fn subscription_requests_carry_the_number_pending() {
+        let mut s = service(16);
+        enable(&mut s, "romeo", "push.example", "phone");
+        let laptop = enable(&mut s, "romeo", "push.example", "laptop");
+        let jobs = s
+            .subscription_request("romeo", 1, false, false, std::slice::from_ref(&laptop), 0.0)
+            .unwrap();
+        assert_eq!(nodes(&jobs), ["phone"]);
+        assert_eq!(jobs[0].summary.pending_subscriptions, Some(2));
+        assert_eq!(jobs[0].kind, PushKind::Subscription);
+        assert!(!jobs[0].summary.important());
+        let again = s
+            .subscription_request("romeo", 2, true, false, &[], 0.0)
+            .unwrap();
+        assert_eq!(again[0].summary.pending_subscriptions, Some(2));
+        // Already approved: the server answers for the user, no push.
+        assert!(s
+            .subscription_request("romeo", 0, false, true, &[], 0.0)
+            .unwrap()
+            .is_empty());
+        let form = crate::notification::summary_form(&again[0].summary);
+        assert!(form
+            .fields
+            .iter()
+            .any(|f| f.var.as_deref() == Some("pending-subscription-count") && f.values == ["2"]));
+    }
 }

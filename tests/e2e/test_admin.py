@@ -5,6 +5,7 @@ counts, per-host configuration, packaging."""
 import asyncio
 import re
 import subprocess
+import time
 import urllib.request
 
 import pytest
@@ -77,7 +78,8 @@ def test_switching_from_and_to_the_reference(prosody_with, version, tmp_path):
 
 @pytest.mark.parametrize("backend", ["internal", "sqlite", "postgres"])
 def test_storage_backends(prosody_with, request, backend):
-    options = {"push_registration_cache_size": 2}
+    # (push_response_timeout 1: unread counts are written each second)
+    options = {"push_registration_cache_size": 2, "push_response_timeout": 1}
     if backend == "sqlite":
         options.update(storage="sql", sql={"driver": "SQLite3", "database": "prosody.sqlite"})
     elif backend == "postgres":
@@ -98,7 +100,13 @@ def test_storage_backends(prosody_with, request, backend):
     assert [(x.node, x.options) for x in pushes] == [("n-" + romeo.split("@")[0], options_form("s"))] * 3
     # Cached: three messages, one store read.
     assert loads(romeo) - before == 1
-    # Bounded: two other users push romeo out of a cache of two.
+    # Bounded: once his unread count is written, two other users push romeo
+    # out of a cache of two (juliet, the sender, is in it too).
+    time.sleep(1.5)
+    if backend == "internal":
+        name = romeo.split("@")[0]
+        record = read_store(p.store_file(name))[f"push.localhost<n-{name}"]
+        assert record["message_counts"] == {juliet: 3}
     run(offline_pushes(p, juliet, mercutio, 1))
     run(offline_pushes(p, juliet, benvolio, 1))
     run(offline_pushes(p, juliet, romeo, 1))
