@@ -67,11 +67,15 @@ impl Counts {
         } else {
             chat
         };
-        let n = match self.chats.iter().position(|(c, _)| c == chat) {
-            Some(i) => self.chats.remove(i).1.saturating_add(n),
-            None => n,
+        // The chat moves to the end (most recently counted), keeping its String.
+        let entry = match self.chats.iter().position(|(c, _)| c == chat) {
+            Some(i) => {
+                let (c, m) = self.chats.remove(i);
+                (c, m.saturating_add(n))
+            }
+            None => (chat.to_owned(), n),
         };
-        self.chats.push((chat.to_owned(), n.min(MAX_COUNT)));
+        self.chats.push((entry.0, entry.1.min(MAX_COUNT)));
         while self.chats.len() > MAX_CHATS {
             self.fold_oldest();
         }

@@ -528,8 +528,10 @@ impl PushService {
     ) -> Option<Vec<PushJob>> {
         let wakes = summary.important() || self.config.important_body.is_empty();
         // What an important message counts for: its chat.
+        // (importance, not the summary's body: without a placeholder body
+        // an important message still counts)
         let chat = stanza
-            .filter(|_| summary.important() && kind.is_message())
+            .filter(|f| kind.is_message() && is_important(f))
             .map(|f| chat_of(f.effective()));
         // (the smacks paths count each stanza as it is queued)
         let count_here = kind != PushKind::Smacks;
@@ -2256,6 +2258,21 @@ mod tests {
             .registration
             .counts
             .is_empty());
+    }
+
+    #[test]
+    fn important_messages_count_without_a_placeholder_body() {
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                important_body: String::new(),
+                ..Config::default()
+            },
+        );
+        enable(&mut s, "romeo", "push.example", "phone");
+        let jobs = offline(&mut s, &from_juliet("<body>1</body>"), 0.0);
+        assert_eq!(jobs[0].summary.body, None);
+        assert_eq!(jobs[0].summary.message_count, 1);
     }
 
     #[test]

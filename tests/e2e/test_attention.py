@@ -270,3 +270,32 @@ def test_subscription_requests_push_the_number_pending(prosody_with):
     pushes = [s[0] for s in seen]
     assert [x.summary.get("pending-subscription-count") for x in pushes] == ["1", "2", "2"]
     assert all(kind(x) == "subscription" and not x.important for x in pushes)
+
+
+def test_the_reference_reads_records_with_counts_and_keeps_them(prosody_with, version, tmp_path):
+    from test_extensions import Modules
+    p = prosody_with()
+    modules = Modules(p, version, tmp_path)
+    romeo, juliet = make_users(p)("romeo", "juliet")
+
+    async def messages(n, enable_tablet=False):
+        app = await AppServer(p).start()
+        if enable_tablet:
+            await gone_device(p, romeo, "tablet")
+        j = await Client(juliet, p.c2s_port).start()
+        got = []
+        for i in range(n):
+            raw(j, romeo, f"<body>m{i}</body>")
+            got.append(sorted((x.node, count(x)) for x in await pushes_within(app, 1.0)))
+        await j.stop()
+        await app.stop()
+        return got
+
+    run(gone_device(p, romeo, "phone"))
+    assert run(messages(2)) == [[("phone", 1)], [("phone", 2)]]
+    modules.use("reference")
+    # The reference pushes from the record (its count is always 1), and an
+    # enable under it rewrites the record with our field kept.
+    assert run(messages(1, enable_tablet=True)) == [[("phone", 1), ("tablet", 1)]]
+    modules.use("ours")
+    assert run(messages(1)) == [[("phone", 3), ("tablet", 1)]]
