@@ -36,6 +36,7 @@ function lib.options()
 		push_retry_delays = numbers(module:get_option_array("push_retry_delays", { 5, 30, 120 }));
 		push_max_retries = module:get_option_number("push_max_retries", 1000);
 		push_grace_period = module:get_option_number("push_grace_period", 0);
+		push_counts_write_interval = module:get_option_number("push_counts_write_interval", 300);
 	};
 end
 
@@ -485,14 +486,22 @@ function lib.new(options)
 		gauge_users():set(stats.users);
 	end);
 
-	-- Unread counts change with every push: written in batches (each
-	-- sweep, and on unload), not once per message.
+	-- Unread counts change with every push: written in batches (every
+	-- push_counts_write_interval, and at shutdown), not once per message;
+	-- in a runner of their own, as storage may yield. A user stays listed
+	-- (and in memory) until a write of theirs commits.
+	local count_writer = async.runner(function(user) h.write_current(user); end);
 	function h.write_counts()
 		for _, user in ipairs(core:counts_to_write()) do
-			h.write_current(user);
+			count_writer:run(user);
 		end
 	end
-
+	local counts_interval = core:counts_write_interval();
+	module:add_timer(counts_interval, function()
+		local ok, err = pcall(h.write_counts);
+		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
+		return counts_interval;
+	end);
 	module:hook_global("server-stopping", function()
 		local ok, err = pcall(h.write_counts);
 		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
@@ -505,8 +514,6 @@ function lib.new(options)
 		if expired > 0 then
 			module:log("debug", "%d push(es) got no answer in time", expired);
 		end
-		local ok, err = pcall(h.write_counts);
-		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
 		return sweep;
 	end);
 

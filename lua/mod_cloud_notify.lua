@@ -27,6 +27,16 @@ local core, load_user, write_plan, dispatch = push.core, push.load_user, push.wr
 local push_store = push.store;
 local host_sessions = prosody.hosts[module.host].sessions;
 
+-- Pushes the grace period holds back go out when their window ends (the
+-- core says when): the retries' timer is set for it after any path that
+-- may have held one.
+local grace_period = core:grace_period();
+local function after_holding()
+	if grace_period == 0 then return; end
+	local due = core:next_retry_in(time_now());
+	if due then push.schedule_retries(math.max(due, 0.05)); end
+end
+
 -- The last wake-up: push_wake_before_expiry seconds before a hibernated
 -- push session's time is up (extended or smacks' own), one unimportant
 -- push, so the app can reconnect and resume before its queue is dropped.
@@ -241,6 +251,7 @@ module:hook("message/offline/handle", function(event)
 		pushes = core:offline(stanza, time_now());
 	end
 	if pushes then dispatch(pushes); end
+	after_holding();
 end, 1);
 
 -- Bare groupchat messages to the user (a MUC with no joined device of
@@ -254,12 +265,14 @@ module:hook("message/bare/groupchat", function(event)
 		pushes = core:offline(stanza, time_now(), true);
 	end
 	if pushes then dispatch(pushes); end
+	after_holding();
 end, 1);
 
 -- Sends a session's coalesced batch.
 local function send_batch(session)
 	session.cloud_notify_timer = nil;
 	local woke = dispatch(core:smacks_flush(session.full_jid, time_now()));
+	after_holding();
 	if woke and session.hibernating and not session.first_hibernated_push then
 		session.first_hibernated_push = os.time();
 		end_extension(session);
@@ -272,7 +285,7 @@ local function smacks_stanzas(session, stanzas, at_once)
 	local identifier, user = session.push_identifier, session.username;
 	if not identifier or not user or not session.full_jid then return; end
 	if not load_user(user) then return; end
-	local outcome = core:smacks_add(session.full_jid, user, identifier, stanzas, time_now());
+	local outcome = core:smacks_add(session.full_jid, user, identifier, stanzas);
 	if outcome == "nothing" then return; end
 	if at_once or outcome == "flush" then
 		if session.cloud_notify_timer then
@@ -322,7 +335,10 @@ module:hook("smacks-hibernation-end", function(event)
 	stop_wake(session);
 	if session.push_identifier and session.username then
 		core:retry_cancel(session.username, session.push_identifier); -- the device is back
-		core:connected(session.username, session.push_identifier);
+		-- (its user may have left the cache during a long hibernation)
+		if load_user(session.username) then
+			core:connected(session.username, session.push_identifier);
+		end
 	end
 	session.first_hibernated_push, session.cloud_notify_woken = nil, nil;
 	-- mod_smacks has let our watchdog go.
@@ -343,8 +359,8 @@ local function outgoing(event)
 		pushes = core:outgoing(user, session.push_identifier, stanza, time_now());
 	end
 	if pushes then dispatch(pushes); end
-	-- Pushes held back meanwhile go out when the window ends, unless read.
-	if options.push_grace_period > 0 then push.schedule_retries(options.push_grace_period); end
+	-- (the window moved: what is held goes out at its new end)
+	after_holding();
 end
 module:hook("pre-message/full", outgoing, 1);
 module:hook("pre-message/bare", outgoing, 1);
@@ -368,7 +384,7 @@ module:hook("pre-iq/bare", function(event)
 		pushes = core:published(user, session.push_identifier, node, item_id, time_now());
 	end
 	if pushes then dispatch(pushes); end
-	if options.push_grace_period > 0 then push.schedule_retries(options.push_grace_period); end
+	after_holding();
 end, 1);
 
 -- A presence subscription request: an unimportant push that says how many
@@ -390,8 +406,16 @@ module:hook("presence/bare", function(event)
 	local item = roster[from];
 	local approved = item ~= nil and (item.subscription == "from" or item.subscription == "both");
 	local user_sessions = host_sessions[user];
-	dispatch(core:subscription_request(user, waiting, pending[from] ~= nil, approved,
-		user_sessions and user_sessions.sessions, time_now()));
+	local function ask()
+		return core:subscription_request(user, waiting, pending[from] ~= nil, approved,
+			user_sessions and user_sessions.sessions, time_now());
+	end
+	local pushes = ask();
+	if pushes == false then -- (the roster read may have yielded, and the user left the cache)
+		if not load_user(user) then return; end
+		pushes = ask();
+	end
+	if pushes then dispatch(pushes); end
 end, 1);
 
 -- Archived messages: pushed to the registrations of devices with no live
@@ -410,6 +434,7 @@ module:hook("archive-message-added", function(event)
 		pushes = core:archived(for_user, event.stanza, event.id, sessions, origin_user, time_now());
 	end
 	if pushes then dispatch(pushes); end
+	after_holding();
 end);
 
 -- A deleted account keeps no registration and no error count (Prosody
@@ -532,7 +557,8 @@ module:log("info", "Module loaded (core %s, from %s)", push.version, module:get_
 
 function module.unload()
 	module:log("info", "Unloading module");
-	push.write_counts(); -- (what the sweep has not written yet)
+	local ok, err = pcall(push.write_counts); -- (what the timer has not written yet)
+	if not ok then module:log("error", "Writing unread counts failed: %s", err); end
 	push.close();
 	if admin.unregister then admin.unregister(); end
 	-- Sessions go on without us: timers stopped, smacks' watchdog restored.

@@ -107,7 +107,18 @@ impl Calls {
             self.forget(&key);
         }
         match (signal.kind, signal.own) {
-            (CallSignal::Propose, false) => CallStep::Ring,
+            (CallSignal::Propose, false) => match self.calls.get(&key) {
+                // Another copy of a call that ended: it rings no more.
+                Some(c) if c.ended && Some(c.caller.as_str()) == signal.from.map(bare) => {
+                    CallStep::Moot
+                }
+                // Someone else's propose with the id of a ringing call does
+                // not take it over: an ordinary message.
+                Some(c) if !c.ended && Some(c.caller.as_str()) != signal.from.map(bare) => {
+                    CallStep::Ordinary
+                }
+                _ => CallStep::Ring,
+            },
             (CallSignal::Propose, true) => CallStep::Ordinary,
             (CallSignal::Retract, false) => {
                 let caller = signal.from.map(bare);
@@ -158,7 +169,8 @@ impl Calls {
         let key = (user.to_owned(), id.to_owned());
         let caller = bare(from.unwrap_or(""));
         let fresh = match self.calls.get(&key) {
-            Some(c) => c.ended || c.caller != caller,
+            Some(c) if c.caller != caller => return, // not this caller's call
+            Some(c) => c.ended,
             None => true,
         };
         if fresh {
@@ -256,6 +268,26 @@ mod tests {
             CallStep::End(vec!["phone".into(), "tablet".into()])
         );
         assert_eq!(retract(CALLER), CallStep::Moot);
+        // A late copy of its propose rings nothing.
+        let again = from(CallSignal::Propose, "c1", CALLER);
+        assert_eq!(calls.step("romeo", again, None, 6.0), CallStep::Moot);
+    }
+
+    #[test]
+    fn nobody_takes_over_another_callers_call() {
+        let mut calls = ringing(&["phone"]);
+        let mallory = "mallory@evil.example/x";
+        let propose = from(CallSignal::Propose, "c1", mallory);
+        assert_eq!(calls.step("romeo", propose, None, 1.0), CallStep::Ordinary);
+        calls.rang("romeo", "c1", Some(mallory), ["tablet"], 1.0);
+        assert_eq!(
+            calls.step("romeo", from(CallSignal::Retract, "c1", mallory), None, 2.0),
+            CallStep::Ordinary
+        );
+        assert_eq!(
+            calls.step("romeo", from(CallSignal::Retract, "c1", CALLER), None, 2.0),
+            CallStep::End(vec!["phone".into()])
+        );
     }
 
     #[test]

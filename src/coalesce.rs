@@ -21,6 +21,8 @@ pub struct Batch {
     /// The last important and the last unimportant stanza.
     pub important: Option<StanzaFacts>,
     pub unimportant: Option<StanzaFacts>,
+    /// Important stanzas gathered (each counts towards the unread count).
+    pub important_count: u32,
     /// Keys recorded as pushed on behalf of this batch.
     pub keys: Vec<String>,
 }
@@ -96,6 +98,7 @@ impl Batches {
             }
         };
         if important {
+            batch.important_count = batch.important_count.saturating_add(1);
             batch.important = Some(facts);
         } else {
             batch.unimportant = Some(facts);

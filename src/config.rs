@@ -37,6 +37,7 @@ pub struct RawConfig {
     pub push_retry_delays: Option<Vec<f64>>,
     pub push_max_retries: Option<f64>,
     pub push_grace_period: Option<f64>,
+    pub push_counts_write_interval: Option<f64>,
     /// mod_muc_cloud_notify only: `"mentions"` or `"all"`.
     pub muc_push_policy: Option<String>,
     /// mod_muc_cloud_notify only: bounds on remote users ([`crate::quota`]).
@@ -77,6 +78,8 @@ pub struct Config {
     /// Seconds after a session of the user was active during which other
     /// registrations get no push (calls excepted); 0: off.
     pub grace_period: u64,
+    /// Seconds between writes of the unread counts that changed.
+    pub counts_write_interval: u64,
     /// What a MUC pushes (mod_muc_cloud_notify).
     pub muc_policy: crate::muc::Policy,
     /// What remote users may register with a MUC (mod_muc_cloud_notify).
@@ -99,6 +102,7 @@ impl Default for Config {
             retry_delays: DEFAULT_RETRY_DELAYS.to_vec(),
             max_retries: DEFAULT_MAX_RETRIES,
             grace_period: 0,
+            counts_write_interval: 300,
             muc_policy: crate::muc::Policy::default(),
             muc_limits: crate::quota::Limits::default(),
         }
@@ -209,6 +213,14 @@ impl Config {
                     d.retry_delays.clone()
                 }
             },
+            counts_write_interval: ranged(
+                "push_counts_write_interval",
+                raw.push_counts_write_interval,
+                1,
+                86_400,
+                d.counts_write_interval,
+                &mut problems,
+            ),
             grace_period: ranged(
                 "push_grace_period",
                 raw.push_grace_period,

@@ -6,34 +6,59 @@
 //! a chat marked read on any device of the user (a XEP-0333 `displayed`
 //! marker, a XEP-0490 MDS update) drops that chat's messages.
 //!
-//! Bounded: [`MAX_CHATS`] chats per registration, each named by at most
-//! [`MAX_CHAT_LEN`] bytes; beyond that, the least recently counted chat is
-//! folded into one "other chats" entry (named `""`), which only a new
-//! session clears. The counts are stored with the registration
-//! (`message_counts`, a map chat → count, absent when empty).
+//! Chats are kept as 64-bit digests of their bare JID ([`chat_key`]), not
+//! as JIDs: a registration's counts take at most [`MAX_CHATS`] × 12 bytes
+//! however long the JIDs of those who write, and the store holds no list
+//! of the user's contacts. Beyond [`MAX_CHATS`] chats, the least recently
+//! counted one is folded into one "other chats" entry ([`OTHER`]), which
+//! only a new session clears. Stored with the registration as
+//! `message_counts = { [16 hex digits] = count }`, absent when empty.
 
 /// Chats counted apart per registration.
 pub const MAX_CHATS: usize = 32;
-/// Longest chat JID counted apart (bytes); a longer one counts as "other".
-pub const MAX_CHAT_LEN: usize = 512;
 /// Highest count kept per chat.
 pub const MAX_COUNT: u32 = 99_999;
 /// The entry the chats beyond [`MAX_CHATS`] are folded into.
-pub const OTHER: &str = "";
+pub const OTHER: u64 = 0;
+
+/// The key of a chat: FNV-1a (64 bits) of its bare JID, lowercased ASCII
+/// (never [`OTHER`]). Stable across restarts and builds.
+pub fn chat_key(bare_jid: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bare_jid.bytes() {
+        h ^= u64::from(b.to_ascii_lowercase());
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    if h == OTHER {
+        1
+    } else {
+        h
+    }
+}
+
+/// A key as stored (16 hex digits).
+pub fn key_to_string(key: u64) -> String {
+    format!("{key:016x}")
+}
+
+/// A stored key, if it is one.
+pub fn key_from_str(s: &str) -> Option<u64> {
+    (s.len() == 16).then(|| u64::from_str_radix(s, 16).ok())?
+}
 
 /// One registration's unread counts, least recently counted chat first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counts {
-    chats: Vec<(String, u32)>,
+    chats: Vec<(u64, u32)>,
 }
 
 impl Counts {
-    /// Counts as stored (`(chat, count)` pairs); bounded as [`Counts::add`] is.
-    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, u32)>) -> Counts {
+    /// Counts as stored; bounded as [`Counts::add_n`] is.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (u64, u32)>) -> Counts {
         let mut counts = Counts::default();
         for (chat, n) in pairs {
             if n > 0 {
-                counts.add_n(&chat, n);
+                counts.add_n(chat, n);
             }
         }
         counts
@@ -51,52 +76,39 @@ impl Counts {
     }
 
     /// The chats and their counts.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, u32)> {
-        self.chats.iter().map(|(c, n)| (c.as_str(), *n))
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.chats.iter().copied()
     }
 
-    /// One more message in `chat`; returns the new total.
-    pub fn add(&mut self, chat: &str) -> u32 {
-        self.add_n(chat, 1);
-        self.total()
-    }
-
-    fn add_n(&mut self, chat: &str, n: u32) {
-        let chat = if chat.len() > MAX_CHAT_LEN {
-            OTHER
-        } else {
-            chat
+    /// `n` more messages in the chat `key`; returns the new total.
+    pub fn add_n(&mut self, key: u64, n: u32) -> u32 {
+        let n = match self.chats.iter().position(|(c, _)| *c == key) {
+            Some(i) => self.chats.remove(i).1.saturating_add(n),
+            None => n,
         };
-        // The chat moves to the end (most recently counted), keeping its String.
-        let entry = match self.chats.iter().position(|(c, _)| c == chat) {
-            Some(i) => {
-                let (c, m) = self.chats.remove(i);
-                (c, m.saturating_add(n))
-            }
-            None => (chat.to_owned(), n),
-        };
-        self.chats.push((entry.0, entry.1.min(MAX_COUNT)));
+        self.chats.push((key, n.min(MAX_COUNT)));
         while self.chats.len() > MAX_CHATS {
             self.fold_oldest();
         }
+        self.total()
     }
 
     /// Folds the least recently counted chat (other than "other") into "other".
     fn fold_oldest(&mut self) {
-        let Some(i) = self.chats.iter().position(|(c, _)| c != OTHER) else {
+        let Some(i) = self.chats.iter().position(|(c, _)| *c != OTHER) else {
             return;
         };
         let (_, n) = self.chats.remove(i);
-        match self.chats.iter_mut().find(|(c, _)| c == OTHER) {
+        match self.chats.iter_mut().find(|(c, _)| *c == OTHER) {
             Some((_, other)) => *other = other.saturating_add(n).min(MAX_COUNT),
-            None => self.chats.insert(0, (OTHER.to_owned(), n)),
+            None => self.chats.insert(0, (OTHER, n)),
         }
     }
 
     /// The chat was read: its messages no longer count. Whether anything changed.
-    pub fn read(&mut self, chat: &str) -> bool {
+    pub fn read(&mut self, key: u64) -> bool {
         let before = self.chats.len();
-        self.chats.retain(|(c, _)| c != chat || c == OTHER);
+        self.chats.retain(|(c, _)| *c != key || *c == OTHER);
         self.chats.len() != before
     }
 
@@ -108,7 +120,7 @@ impl Counts {
     }
 }
 
-/// Users whose counts changed since their registrations were last written.
+/// Users whose counts changed since they were last written.
 pub const MAX_DIRTY: usize = 65_536;
 
 /// The users whose counts are to be written (bounded: beyond
@@ -133,9 +145,9 @@ impl Dirty {
         self.0.contains(user)
     }
 
-    /// All users to write, forgotten here.
-    pub fn take(&mut self) -> Vec<String> {
-        let mut users: Vec<String> = self.0.drain().collect();
+    /// All users to write (still marked until a write commits).
+    pub fn users(&self) -> Vec<String> {
+        let mut users: Vec<String> = self.0.iter().cloned().collect();
         users.sort();
         users
     }
@@ -145,15 +157,19 @@ impl Dirty {
 mod tests {
     use super::*;
 
+    fn juliet() -> u64 {
+        chat_key("juliet@capulet.lit")
+    }
+
     #[test]
     fn counts_per_chat_and_in_total() {
         let mut c = Counts::default();
-        assert_eq!(c.add("juliet@capulet.lit"), 1);
-        assert_eq!(c.add("juliet@capulet.lit"), 2);
-        assert_eq!(c.add("nurse@capulet.lit"), 3);
-        assert!(c.read("juliet@capulet.lit"));
+        assert_eq!(c.add_n(juliet(), 1), 1);
+        assert_eq!(c.add_n(chat_key("Juliet@Capulet.lit"), 1), 2, "one chat");
+        assert_eq!(c.add_n(chat_key("nurse@capulet.lit"), 1), 3);
+        assert!(c.read(juliet()));
         assert_eq!(c.total(), 1);
-        assert!(!c.read("juliet@capulet.lit"));
+        assert!(!c.read(juliet()));
         assert!(c.reset());
         assert_eq!(c.total(), 0);
         assert!(!c.reset());
@@ -163,24 +179,32 @@ mod tests {
     fn chats_beyond_the_bound_fold_into_other_and_keep_the_total() {
         let mut c = Counts::default();
         for i in 0..(MAX_CHATS + 10) {
-            c.add(&format!("user{i}@example.com"));
+            c.add_n(chat_key(&format!("user{i}@example.com")), 1);
         }
         assert_eq!(c.iter().count(), MAX_CHATS);
         assert_eq!(c.total() as usize, MAX_CHATS + 10);
         // Reading a folded chat changes nothing; "other" is never read.
-        assert!(!c.read("user0@example.com"));
+        assert!(!c.read(chat_key("user0@example.com")));
         assert!(!c.read(OTHER));
-        let long = "x".repeat(MAX_CHAT_LEN + 1);
-        c.add(&long);
-        assert!(c.iter().all(|(chat, _)| chat.len() <= MAX_CHAT_LEN));
+        // However long the JIDs, a chat costs its key.
+        c.add_n(chat_key(&"x".repeat(3000)), 1);
         assert_eq!(c.total() as usize, MAX_CHATS + 11);
     }
 
     #[test]
+    fn keys_are_stable_and_round_trip() {
+        assert_eq!(key_to_string(chat_key("")), "cbf29ce484222325");
+        let k = chat_key("juliet@capulet.lit");
+        assert_eq!(key_from_str(&key_to_string(k)), Some(k));
+        assert_eq!(key_from_str("juliet@capulet.lit"), None);
+        assert_eq!(key_from_str("zz"), None);
+    }
+
+    #[test]
     fn stored_counts_are_bounded_too() {
-        let c = Counts::from_pairs((0..100).map(|i| (format!("u{i}@example.com"), u32::MAX)));
+        let c = Counts::from_pairs((1..100).map(|i| (i, u32::MAX)));
         assert_eq!(c.iter().count(), MAX_CHATS);
         assert!(c.iter().all(|(_, n)| n <= MAX_COUNT));
-        assert!(Counts::from_pairs([("a@b".to_owned(), 0)]).is_empty());
+        assert!(Counts::from_pairs([(5, 0)]).is_empty());
     }
 }

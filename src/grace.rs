@@ -9,11 +9,15 @@
 //! latest summary. Anything else held back (chat states, receipts) is
 //! dropped: the user was there to see it.
 //!
+//! The release carries the latest summary only if that message's chat is
+//! still unread; otherwise the caller sends the placeholder, with no
+//! sender (a chat read meanwhile is never shown).
+//!
 //! Bounded: [`MAX_ACTIVE`] users' activity and [`MAX_HELD`] users' held
-//! pushes per host, each holding at most [`MAX_HELD_CHATS`] chats of at
-//! most [`crate::counts::MAX_CHAT_LEN`] bytes and a summary of at most
-//! about 1 KiB ([`crate::retry::kept_summary`]). When full, nothing more
-//! is held: the push goes out as it would without a grace period.
+//! pushes per host, each holding at most [`MAX_HELD_CHATS`] chats (as
+//! [`crate::counts::chat_key`] digests) and a summary of at most about
+//! 1 KiB ([`crate::retry::kept_summary`]). When full, nothing more is
+//! held: the push goes out as it would without a grace period.
 
 use crate::notification::Summary;
 use crate::service::PushKind;
@@ -38,9 +42,11 @@ struct Active {
 #[derive(Debug)]
 struct Held {
     identifier: String,
-    /// Chats with messages held, and how many.
-    chats: Vec<(String, u32)>,
+    /// Chats with messages held (their keys), and how many.
+    chats: Vec<(u64, u32)>,
     summary: Summary,
+    /// The chat of the message the summary is about.
+    summary_chat: u64,
     kind: PushKind,
 }
 
@@ -50,8 +56,10 @@ pub struct Released {
     pub user: String,
     pub identifier: String,
     /// The unread chats and their messages held: they count now.
-    pub chats: Vec<(String, u32)>,
+    pub chats: Vec<(u64, u32)>,
     pub summary: Summary,
+    /// Whether the summary's own chat is among them (else it was read).
+    pub summary_unread: bool,
     pub kind: PushKind,
 }
 
@@ -116,13 +124,15 @@ impl Grace {
             && self.active.get(user).and_then(|a| a.identifier.as_deref()) != Some(identifier)
     }
 
-    /// Holds an important message in `chat` for the registration (`summary`
-    /// already kept small). False: no room, push it now.
+    /// Holds `n` important messages in the chat `chat` for the
+    /// registration (`summary`, of the last of them, already kept small).
+    /// False: no room, push it now.
     pub fn hold(
         &mut self,
         user: &str,
         identifier: &str,
-        chat: &str,
+        chat: u64,
+        n: u32,
         summary: &Summary,
         kind: PushKind,
     ) -> bool {
@@ -130,38 +140,40 @@ impl Grace {
             return false;
         }
         let entries = self.held.entry(user.to_owned()).or_default();
-        let entry = match entries.iter().position(|h| h.identifier == identifier) {
-            Some(i) => &mut entries[i],
+        let i = match entries.iter().position(|h| h.identifier == identifier) {
+            Some(i) => i,
             None => {
                 entries.push(Held {
                     identifier: identifier.to_owned(),
                     chats: Vec::new(),
                     summary: summary.clone(),
+                    summary_chat: chat,
                     kind,
                 });
-                let last = entries.len() - 1;
-                &mut entries[last]
+                entries.len() - 1
             }
         };
+        let entry = &mut entries[i];
         entry.summary = summary.clone();
+        entry.summary_chat = chat;
         entry.kind = kind;
-        match entry.chats.iter_mut().find(|(c, _)| c == chat) {
-            Some((_, n)) => *n = n.saturating_add(1),
+        match entry.chats.iter_mut().find(|(c, _)| *c == chat) {
+            Some((_, m)) => *m = m.saturating_add(n),
             None => {
                 if entry.chats.len() >= MAX_HELD_CHATS {
                     entry.chats.remove(0);
                 }
-                entry.chats.push((chat.to_owned(), 1));
+                entry.chats.push((chat, n));
             }
         }
         true
     }
 
-    /// The user read `chat` on some device: nothing held for it is pushed.
-    pub fn read(&mut self, user: &str, chat: &str) {
+    /// The user read the chat `chat` on some device: nothing held for it is pushed.
+    pub fn read(&mut self, user: &str, chat: u64) {
         if let Some(entries) = self.held.get_mut(user) {
             for h in entries.iter_mut() {
-                h.chats.retain(|(c, _)| c != chat);
+                h.chats.retain(|(c, _)| *c != chat);
             }
             entries.retain(|h| !h.chats.is_empty());
             if entries.is_empty() {
@@ -196,6 +208,7 @@ impl Grace {
                     out.push(Released {
                         user: user.clone(),
                         identifier: h.identifier,
+                        summary_unread: h.chats.iter().any(|(c, _)| *c == h.summary_chat),
                         chats: h.chats,
                         summary: h.summary,
                         kind: h.kind,
@@ -223,6 +236,7 @@ impl Grace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counts::chat_key;
 
     fn summary(body: &str) -> Summary {
         Summary {
@@ -230,6 +244,14 @@ mod tests {
             body: Some(body.into()),
             ..Default::default()
         }
+    }
+
+    fn juliet() -> u64 {
+        chat_key("juliet@capulet.lit")
+    }
+
+    fn nurse() -> u64 {
+        chat_key("nurse@capulet.lit")
     }
 
     #[test]
@@ -250,20 +272,9 @@ mod tests {
         );
         assert!(!g.holds("juliet", "phone", 110.0));
         assert!(!g.holds("romeo", "phone", 130.0));
-        assert!(g.hold(
-            "romeo",
-            "phone",
-            "juliet@capulet.lit",
-            &summary("1"),
-            PushKind::Offline
-        ));
-        assert!(g.hold(
-            "romeo",
-            "phone",
-            "nurse@capulet.lit",
-            &summary("2"),
-            PushKind::Offline
-        ));
+        let offline = PushKind::Offline;
+        assert!(g.hold("romeo", "phone", juliet(), 1, &summary("1"), offline));
+        assert!(g.hold("romeo", "phone", nurse(), 2, &summary("2"), offline));
         assert_eq!(g.next_in(110.0), Some(20.0));
         // More activity moves the end of the window.
         g.note_active("romeo", Some("laptop"), 120.0);
@@ -271,56 +282,36 @@ mod tests {
         let released = g.due(150.0);
         assert_eq!(released.len(), 1);
         assert_eq!(released[0].summary, summary("2"), "the latest summary");
-        assert_eq!(
-            released[0].chats,
-            vec![
-                ("juliet@capulet.lit".to_owned(), 1),
-                ("nurse@capulet.lit".to_owned(), 1)
-            ]
-        );
+        assert!(released[0].summary_unread);
+        assert_eq!(released[0].chats, vec![(juliet(), 1), (nurse(), 2)]);
         assert!(g.due(200.0).is_empty(), "once");
     }
 
     #[test]
-    fn a_chat_read_meanwhile_is_not_pushed() {
+    fn a_chat_read_meanwhile_is_not_pushed_nor_shown() {
         let mut g = Grace::new(30.0);
         g.note_active("romeo", None, 0.0);
-        g.hold(
-            "romeo",
-            "phone",
-            "juliet@capulet.lit",
-            &summary("1"),
-            PushKind::Mam,
-        );
-        g.hold(
-            "romeo",
-            "tablet",
-            "juliet@capulet.lit",
-            &summary("1"),
-            PushKind::Mam,
-        );
-        g.hold(
-            "romeo",
-            "tablet",
-            "nurse@capulet.lit",
-            &summary("2"),
-            PushKind::Mam,
-        );
-        g.read("romeo", "juliet@capulet.lit");
+        let mam = PushKind::Mam;
+        g.hold("romeo", "phone", juliet(), 1, &summary("1"), mam);
+        g.hold("romeo", "tablet", juliet(), 1, &summary("1"), mam);
+        g.hold("romeo", "tablet", nurse(), 1, &summary("2"), mam);
+        g.read("romeo", juliet());
         let released = g.due(31.0);
         assert_eq!(released.len(), 1);
         assert_eq!(released[0].identifier, "tablet");
-        assert_eq!(released[0].chats, vec![("nurse@capulet.lit".to_owned(), 1)]);
+        assert_eq!(released[0].chats, vec![(nurse(), 1)]);
+        assert!(released[0].summary_unread);
+        // The summary's own chat read, another still unread.
         g.note_active("romeo", None, 40.0);
-        g.hold(
-            "romeo",
-            "phone",
-            "juliet@capulet.lit",
-            &summary("1"),
-            PushKind::Mam,
-        );
+        g.hold("romeo", "phone", juliet(), 1, &summary("1"), mam);
+        g.hold("romeo", "phone", nurse(), 1, &summary("2"), mam);
+        g.read("romeo", nurse());
+        let released = g.due(100.0);
+        assert!(!released[0].summary_unread);
+        g.note_active("romeo", None, 140.0);
+        g.hold("romeo", "phone", juliet(), 1, &summary("1"), mam);
         g.forget("romeo", "phone");
-        assert!(g.due(100.0).is_empty());
+        assert!(g.due(200.0).is_empty());
     }
 
     #[test]
@@ -329,17 +320,11 @@ mod tests {
         for i in 0..(MAX_HELD + 10) {
             let user = format!("u{i}");
             g.note_active(&user, None, 0.0);
-            let held = g.hold(&user, "phone", "c@x", &summary("1"), PushKind::Offline);
+            let held = g.hold(&user, "phone", 7, 1, &summary("1"), PushKind::Offline);
             assert_eq!(held, i < MAX_HELD);
         }
-        for i in 0..(MAX_HELD_CHATS + 5) {
-            g.hold(
-                "u0",
-                "phone",
-                &format!("c{i}@x"),
-                &summary("1"),
-                PushKind::Offline,
-            );
+        for i in 0..(MAX_HELD_CHATS as u64 + 5) {
+            g.hold("u0", "phone", i + 100, 1, &summary("1"), PushKind::Offline);
         }
         assert!(g.held["u0"][0].chats.len() <= MAX_HELD_CHATS);
         for i in 0..(MAX_ACTIVE + 10) {

@@ -97,11 +97,28 @@ impl PushKind {
         )
     }
 
+    /// Pushes whose important messages count towards the unread count
+    /// (not the MUC module's: nothing there clears a count).
+    pub fn counts(self) -> bool {
+        self.is_message() && self != PushKind::Muc
+    }
+
     /// Pushes the grace period holds back (calls and the module's own
     /// pushes — pings, wake-ups, retries, counts — never).
     pub fn is_graced(self) -> bool {
         self.is_message() || self == PushKind::Subscription
     }
+}
+
+/// What became of a stanza queued for a smacks session ([`PushService::smacks_add`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    /// What it did to the session's batch.
+    pub added: Added,
+    /// It is the batch's important stanza now (else its unimportant one).
+    pub important: bool,
+    /// Send the batch now (a call's signal, or no room to wait).
+    pub at_once: bool,
 }
 
 /// One publish to send.
@@ -235,12 +252,23 @@ fn bare(jid: &str) -> &str {
 }
 
 /// The chat a message counts in: its sender's bare JID (a room's, for a
-/// room message); the "other chats" entry for a message without sender.
-fn chat_of(msg: &StanzaFacts) -> String {
+/// room message), as a [`crate::counts::chat_key`]; the "other chats"
+/// entry for a message without sender.
+fn chat_of(msg: &StanzaFacts) -> u64 {
     msg.from
         .as_deref()
-        .map_or(crate::counts::OTHER, bare)
-        .to_owned()
+        .map_or(crate::counts::OTHER, |f| crate::counts::chat_key(bare(f)))
+}
+
+/// The `message-count` a push carries: the registration's unread count;
+/// at least 1 (what app servers have always been sent) except on a push
+/// that lowers it; 1 on the MUC module's pushes, which count nothing.
+fn message_count(kind: PushKind, reg: &Registration) -> u32 {
+    match kind {
+        PushKind::Read => reg.counts.total(),
+        PushKind::Muc => 1,
+        _ => reg.counts.total().max(1),
+    }
 }
 
 /// The bare JID of a user key: the main module keys users by their local
@@ -456,6 +484,22 @@ impl PushService {
         kind: PushKind,
         now: f64,
     ) -> Option<Vec<PushJob>> {
+        self.notify_n(user, stanza, key, targets, kind, 1, now)
+    }
+
+    /// [`PushService::notify`] for a push that stands for `n` important
+    /// messages (a coalesced smacks batch).
+    #[allow(clippy::too_many_arguments)]
+    fn notify_n(
+        &mut self,
+        user: &str,
+        stanza: Option<&StanzaFacts>,
+        key: Option<&str>,
+        targets: Targets<'_>,
+        kind: PushKind,
+        n: u32,
+        now: f64,
+    ) -> Option<Vec<PushJob>> {
         if self.registry.get(user)?.is_empty() {
             return Some(Vec::new());
         }
@@ -503,7 +547,7 @@ impl PushService {
             }
         }
         let summary = summarize(&self.config, stanza);
-        let jobs = self.deliver(user, stanza, key, targets, kind, summary, now)?;
+        let jobs = self.deliver(user, stanza, key, targets, kind, summary, n, now)?;
         if let Some((id, from)) = ringing {
             let identifiers = jobs.iter().map(|j| j.registration.identifier.as_str());
             self.calls.rang(user, id, from, identifiers, now);
@@ -512,9 +556,9 @@ impl PushService {
     }
 
     /// The publishes of `summary` to the targeted registrations: each
-    /// counts an important message ([`crate::counts`]) and carries its
-    /// registration's total; during a grace period, held back instead
-    /// ([`crate::grace`]).
+    /// counts the important message(s) it stands for (`n`;
+    /// [`crate::counts`]) and carries its registration's total; during a
+    /// grace period, held back instead ([`crate::grace`]).
     #[allow(clippy::too_many_arguments)]
     fn deliver(
         &mut self,
@@ -524,17 +568,16 @@ impl PushService {
         targets: Targets<'_>,
         kind: PushKind,
         summary: Summary,
+        n: u32,
         now: f64,
     ) -> Option<Vec<PushJob>> {
         let wakes = summary.important() || self.config.important_body.is_empty();
-        // What an important message counts for: its chat.
-        // (importance, not the summary's body: without a placeholder body
-        // an important message still counts)
+        // What an important message counts for: its chat (importance, not
+        // the summary's body: without a placeholder body it still counts).
         let chat = stanza
             .filter(|f| kind.is_message() && is_important(f))
             .map(|f| chat_of(f.effective()));
-        // (the smacks paths count each stanza as it is queued)
-        let count_here = kind != PushKind::Smacks;
+        let counted_kind = kind.counts();
         let graced = kind.is_graced() && self.grace.enabled();
         let kept =
             graced.then(|| crate::retry::kept_summary(&summary, &self.config.important_body));
@@ -548,21 +591,21 @@ impl PushService {
                 }
             }
             if graced && self.grace.holds(user, &reg.identifier, now) {
-                let Some(chat) = &chat else {
+                let Some(chat) = chat else {
                     continue; // the user was there to see it
                 };
                 // (counted if it is pushed when the window ends)
                 let held = kept.clone().unwrap_or_default();
-                if self.grace.hold(user, &reg.identifier, chat, &held, kind) {
+                if self.grace.hold(user, &reg.identifier, chat, n, &held, kind) {
                     continue;
                 }
             }
-            if let (Some(chat), true) = (&chat, count_here) {
-                reg.counts.add(chat);
+            if let (Some(chat), true) = (chat, counted_kind) {
+                reg.counts.add_n(chat, n);
                 counted = true;
             }
             let mut summary = summary.clone();
-            summary.message_count = reg.counts.total();
+            summary.message_count = message_count(kind, reg);
             let (payload, payload_id) = self.payloads.get(&summary);
             jobs.push(PushJob {
                 id: next_push_id(),
@@ -610,7 +653,8 @@ impl PushService {
         let mut jobs = Vec::new();
         if facts.displayed {
             if let Some(to) = facts.to.as_deref() {
-                jobs.extend(self.chat_read(user, bare(to), identifier, now));
+                let chat = crate::counts::chat_key(bare(to));
+                jobs.extend(self.chat_read(user, chat, identifier, now));
             }
         }
         if let Some((signal, id)) = facts.call_signal() {
@@ -625,8 +669,17 @@ impl PushService {
                 let summary = summarize(&self.config, None);
                 let targets = Targets::Only(&ids);
                 jobs.extend(
-                    self.deliver(user, None, None, targets, PushKind::CallEnd, summary, now)
-                        .unwrap_or_default(),
+                    self.deliver(
+                        user,
+                        None,
+                        None,
+                        targets,
+                        PushKind::CallEnd,
+                        summary,
+                        1,
+                        now,
+                    )
+                    .unwrap_or_default(),
                 );
             }
         }
@@ -644,23 +697,22 @@ impl PushService {
         item: &str,
         now: f64,
     ) -> Option<Vec<PushJob>> {
-        if self.registry.get(user)?.is_empty() || node != crate::NS_MDS || item.is_empty() {
+        // (any other publish: nothing to look up, nothing loaded)
+        if node != crate::NS_MDS || item.is_empty() {
+            return Some(Vec::new());
+        }
+        if self.registry.get(user)?.is_empty() {
             return Some(Vec::new());
         }
         self.grace.note_active(user, identifier, now);
-        Some(self.chat_read(user, bare(item), identifier, now))
+        let chat = crate::counts::chat_key(bare(item));
+        Some(self.chat_read(user, chat, identifier, now))
     }
 
     /// `chat` was read on a device of the user's: its messages no longer
     /// count; each registration whose count dropped (other than the
     /// reading device's) gets an unimportant push with its new count.
-    fn chat_read(
-        &mut self,
-        user: &str,
-        chat: &str,
-        reader: Option<&str>,
-        now: f64,
-    ) -> Vec<PushJob> {
+    fn chat_read(&mut self, user: &str, chat: u64, reader: Option<&str>, now: f64) -> Vec<PushJob> {
         self.grace.read(user, chat);
         let Some(regs) = self.registry.get_mut(user) else {
             return Vec::new();
@@ -683,6 +735,7 @@ impl PushService {
             Targets::Only(&dropped),
             PushKind::Read,
             summary,
+            1,
             now,
         )
         .unwrap_or_default()
@@ -704,11 +757,13 @@ impl PushService {
         live: &[String],
         now: f64,
     ) -> Option<Vec<PushJob>> {
-        if self.registry.get(user)?.is_empty() || approved {
+        // (a repeated request changes no count: no push, so that nobody can
+        // buzz the user's phones by asking again and again)
+        if self.registry.get(user)?.is_empty() || approved || already {
             return Some(Vec::new());
         }
         let mut summary = summarize(&self.config, None);
-        summary.pending_subscriptions = Some(pending.saturating_add(u32::from(!already)));
+        summary.pending_subscriptions = Some(pending.saturating_add(1));
         let targets = Targets::Except(live);
         self.deliver(
             user,
@@ -717,6 +772,7 @@ impl PushService {
             targets,
             PushKind::Subscription,
             summary,
+            1,
             now,
         )
     }
@@ -745,9 +801,20 @@ impl PushService {
     }
 
     /// Users whose counts changed since they were last written: write them
-    /// (in batches, not a write per message).
-    pub fn counts_to_write(&mut self) -> Vec<String> {
-        self.dirty.take()
+    /// (in batches, not a write per message). Each stays listed until a
+    /// write of theirs commits.
+    pub fn counts_to_write(&self) -> Vec<String> {
+        self.dirty.users()
+    }
+
+    /// Seconds between writes of the changed unread counts.
+    pub fn counts_write_interval(&self) -> u64 {
+        self.config.counts_write_interval
+    }
+
+    /// The grace period in effect (seconds; 0: off).
+    pub fn grace_period(&self) -> u64 {
+        self.config.grace_period
     }
 
     /// Records a sent push as awaiting its answer.
@@ -778,14 +845,19 @@ impl PushService {
             let Some(reg) = self.registry.registration_mut(&held.user, &held.identifier) else {
                 continue;
             };
-            for (chat, n) in &held.chats {
-                for _ in 0..*n {
-                    reg.counts.add(chat);
+            if held.kind.counts() {
+                for &(chat, n) in &held.chats {
+                    reg.counts.add_n(chat, n);
                 }
+                self.dirty.mark(&held.user);
             }
-            self.dirty.mark(&held.user);
             let mut summary = held.summary;
-            summary.message_count = reg.counts.total();
+            if !held.summary_unread {
+                // Its own chat was read meanwhile: never show that message.
+                summary.sender = None;
+                summary.body = Some(self.config.important_body.clone()).filter(|b| !b.is_empty());
+            }
+            summary.message_count = message_count(held.kind, reg);
             let (payload, payload_id) = self.payloads.get(&summary);
             let job = PushJob {
                 id: next_push_id(),
@@ -903,10 +975,13 @@ impl PushService {
         identifier: &str,
         stanza: StanzaFacts,
         key: &str,
-        now: f64,
-    ) -> (Added, bool) {
+    ) -> Queued {
         if !self.seen.insert(user, key, identifier) {
-            return (Added::Nothing, false);
+            return Queued {
+                added: Added::Nothing,
+                important: false,
+                at_once: false,
+            };
         }
         let stanza = match stanza.carbon {
             Some(_) => stanza.received_by(&bare_jid(&self.host, user)),
@@ -915,21 +990,14 @@ impl PushService {
         let important = is_important(&stanza);
         // A call's signals are pushed at once, never coalesced.
         let call = stanza.effective().call_signal().is_some();
-        // (held back by a grace period, it counts when its window ends)
-        if important && !call && !self.grace.holds(user, identifier, now) {
-            let chat = chat_of(stanza.effective());
-            if let Some(reg) = self.registry.registration_mut(user, identifier) {
-                reg.counts.add(&chat);
-                self.dirty.mark(user);
-            }
-        }
         let added = self
             .batches
             .add(session, user, identifier, stanza, important, key.to_owned());
-        if call && added != Added::Nothing {
-            return (Added::FlushNow, important);
+        Queued {
+            added,
+            important,
+            at_once: call || added == Added::FlushNow,
         }
-        (added, important)
     }
 
     /// Sends a session's batch: at most one important and one unimportant
@@ -938,24 +1006,26 @@ impl PushService {
     pub fn smacks_flush(&mut self, session: &str, now: f64) -> Option<(String, [Vec<PushJob>; 2])> {
         let batch = self.batches.take(session)?;
         let only = [batch.identifier];
-        let mut push = |facts: Option<&StanzaFacts>| -> Vec<PushJob> {
+        // The important push stands for every important stanza gathered.
+        let mut push = |facts: Option<&StanzaFacts>, n: u32| -> Vec<PushJob> {
             let Some(facts) = facts else {
                 return Vec::new();
             };
             let targets = Targets::Only(&only);
-            self.notify(
+            self.notify_n(
                 &batch.user,
                 Some(facts),
                 None,
                 targets,
                 PushKind::Smacks,
+                n,
                 now,
             )
             .unwrap_or_default()
         };
         let slots = [
-            push(batch.important.as_ref()),
-            push(batch.unimportant.as_ref()),
+            push(batch.important.as_ref(), batch.important_count.max(1)),
+            push(batch.unimportant.as_ref(), 1),
         ];
         Some((batch.user, slots))
     }
@@ -1312,9 +1382,8 @@ mod tests {
             Some("mallory@evil.example/x")
         );
         // Smacks: not important (no outer body), and the push says so.
-        let (added, important) =
-            s.smacks_add("romeo@example.com/phone", "romeo", &id, forged, "k1", 0.0);
-        assert_eq!((added, important), (Added::Opened, false));
+        let q = s.smacks_add("romeo@example.com/phone", "romeo", &id, forged, "k1");
+        assert_eq!((q.added, q.important), (Added::Opened, false));
         let (_, [imp, unimp]) = s.smacks_flush("romeo@example.com/phone", 0.0).unwrap();
         assert!(imp.is_empty());
         assert_eq!(
@@ -1334,7 +1403,9 @@ mod tests {
             },
         );
         let id = enable(&mut s, "romeo", "push.example", "n");
-        let (added, _) = s.smacks_add("romeo@example.com/phone", "romeo", &id, chat(), "k1", 0.0);
+        let added = s
+            .smacks_add("romeo@example.com/phone", "romeo", &id, chat(), "k1")
+            .added;
         assert_eq!(added, Added::Opened);
         // Within the coalescing window, other users fill the cache.
         for i in 0..5 {
@@ -1797,8 +1868,7 @@ mod tests {
         assert_eq!(jobs[0].registration.identifier, a);
         // And the smacks paths do not push it again either.
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, offline.clone(), &key, 0.0)
-                .0,
+            s.smacks_add("s1", "romeo", &a, offline.clone(), &key).added,
             Added::Nothing
         );
         assert!(s
@@ -1871,20 +1941,19 @@ mod tests {
             "<message xmlns='jabber:client' type='chat'><received xmlns='urn:xmpp:receipts' id='r'/></message>",
         );
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k1", 0.0).0,
+            s.smacks_add("s1", "romeo", &a, chat(), "k1").added,
             Added::Opened
         );
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k2", 0.0).0,
+            s.smacks_add("s1", "romeo", &a, chat(), "k2").added,
             Added::Joined
         );
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, receipt.clone(), "k3", 0.0)
-                .0,
+            s.smacks_add("s1", "romeo", &a, receipt.clone(), "k3").added,
             Added::Joined
         );
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k1", 0.0).0,
+            s.smacks_add("s1", "romeo", &a, chat(), "k1").added,
             Added::Nothing
         );
         let (user, [important, unimportant]) = s.smacks_flush("s1", 0.0).unwrap();
@@ -1899,17 +1968,17 @@ mod tests {
         assert!(s.smacks_flush("s1", 0.0).is_none());
         // Pushed stanzas are not pushed again; a cancelled batch's may be.
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k2", 0.0).0,
+            s.smacks_add("s1", "romeo", &a, chat(), "k2").added,
             Added::Nothing
         );
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k4", 0.0).0,
+            s.smacks_add("s1", "romeo", &a, chat(), "k4").added,
             Added::Opened
         );
         assert!(s.smacks_cancel("s1"));
         assert_eq!(s.batches(), 0);
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k4", 0.0).0,
+            s.smacks_add("s1", "romeo", &a, chat(), "k4").added,
             Added::Opened
         );
         let (_, [important, unimportant]) = s.smacks_flush("s1", 0.0).unwrap();
@@ -1930,7 +1999,7 @@ mod tests {
             },
         );
         let a = enable(&mut s, "romeo", "push.example", "a");
-        s.smacks_add("s1", "romeo", &a, chat(), "k1", 0.0);
+        s.smacks_add("s1", "romeo", &a, chat(), "k1");
         let (_, [important, unimportant]) = s.smacks_flush("s1", 0.0).unwrap();
         assert_eq!((important.len(), unimportant.len()), (1, 0));
         assert!(!important[0].summary.important());
@@ -2167,8 +2236,8 @@ mod tests {
             .all(|j| j.kind == PushKind::Call && j.summary.important()));
         // The retract comes by the smacks path of one device: the end goes
         // to both, at once, as call-end.
-        let (added, _) = s.smacks_add("s1", "romeo", &tablet, from_juliet(RETRACT), "k", 1.0);
-        assert_eq!(added, Added::FlushNow);
+        let q = s.smacks_add("s1", "romeo", &tablet, from_juliet(RETRACT), "k");
+        assert!(q.at_once);
         let (_, [important, unimportant]) = s.smacks_flush("s1", 1.0).unwrap();
         assert!(important.is_empty());
         assert_eq!(nodes(&unimportant), ["phone", "tablet"]);
@@ -2344,10 +2413,16 @@ mod tests {
         assert_eq!(jobs[0].summary.pending_subscriptions, Some(2));
         assert_eq!(jobs[0].kind, PushKind::Subscription);
         assert!(!jobs[0].summary.important());
-        let again = s
+        // Asked again: the count is the same, no push (nobody can buzz the
+        // phones by asking again and again).
+        assert!(s
             .subscription_request("romeo", 2, true, false, &[], 0.0)
+            .unwrap()
+            .is_empty());
+        let again = s
+            .subscription_request("romeo", 2, false, false, &[], 0.0)
             .unwrap();
-        assert_eq!(again[0].summary.pending_subscriptions, Some(2));
+        assert_eq!(again[0].summary.pending_subscriptions, Some(3));
         // Already approved: the server answers for the user, no push.
         assert!(s
             .subscription_request("romeo", 0, false, true, &[], 0.0)
@@ -2357,6 +2432,6 @@ mod tests {
         assert!(form
             .fields
             .iter()
-            .any(|f| f.var.as_deref() == Some("pending-subscription-count") && f.values == ["2"]));
+            .any(|f| f.var.as_deref() == Some("pending-subscription-count") && f.values == ["3"]));
     }
 }

@@ -293,7 +293,6 @@ fn fuzz_core() {
                                 &identifier,
                                 facts.clone(),
                                 &word(&mut r),
-                                0.0,
                             );
                         }
                         service

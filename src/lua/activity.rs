@@ -104,7 +104,17 @@ pub(super) fn add_methods<M: UserDataMethods<Host>>(m: &mut M) {
     });
 
     // host:counts_to_write() -> { user, … } (write each user's registrations)
-    m.add_method_mut("counts_to_write", |lua, this, ()| {
+    m.add_method("counts_to_write", |lua, this, ()| {
         lua.create_sequence_from(this.service.counts_to_write())
+    });
+
+    // host:grace_period() -> seconds (0: off), as the core took the option
+    m.add_method("grace_period", |_, this, ()| {
+        Ok(this.service.grace_period())
+    });
+
+    // host:counts_write_interval() -> seconds
+    m.add_method("counts_write_interval", |_, this, ()| {
+        Ok(this.service.counts_write_interval())
     });
 }

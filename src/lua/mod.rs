@@ -769,11 +769,11 @@ impl UserData for Host {
             )?))
         });
 
-        // host:smacks_add(session_id, user, identifier, stanzas, now)
+        // host:smacks_add(session_id, user, identifier, stanzas)
         //   -> "nothing" | "joined" | "opened" (start the timer) | "flush" (flush now)
         m.add_method_mut(
             "smacks_add",
-            |lua, this, (session, user, identifier, stanzas, now): (String, String, String, Table, f64)| {
+            |lua, this, (session, user, identifier, stanzas): (String, String, String, Table)| {
                 let mut outcome = Added::Nothing;
                 for stanza in stanzas.sequence_values::<Value>() {
                     let Value::Table(stanza) = stanza? else {
@@ -781,17 +781,22 @@ impl UserData for Host {
                     };
                     let facts = read::stanza_facts(lua, &stanza)?;
                     let key = this.key_of(&stanza, &facts, &user)?;
-                    let (added, important) =
-                        this.service
-                            .smacks_add(&session, &user, &identifier, facts, &key, now);
-                    if added == Added::Nothing {
+                    let queued = this
+                        .service
+                        .smacks_add(&session, &user, &identifier, facts, &key);
+                    if queued.added == Added::Nothing {
                         continue;
                     }
                     let objects = this.batch_objects.entry(session.clone()).or_default();
-                    if added == Added::Opened {
+                    if matches!(queued.added, Added::Opened | Added::FlushNow) {
                         *objects = Default::default();
                     }
-                    objects[usize::from(!important)] = Some(stanza);
+                    objects[usize::from(!queued.important)] = Some(stanza);
+                    let added = if queued.at_once {
+                        Added::FlushNow
+                    } else {
+                        queued.added
+                    };
                     outcome = outcome.max(added);
                 }
                 Ok(match outcome {

@@ -178,9 +178,9 @@ fn record_from_lua(identifier: &str, t: &Table) -> std::result::Result<Registrat
     })
 }
 
-/// Stored unread counts: `{ [chat] = count }` (anything else is skipped;
-/// at most [`MAX_CHATS`](crate::counts::MAX_CHATS) chats are looked at
-/// beyond what `Counts` keeps).
+/// Stored unread counts: `{ [16 hex digits] = count }` (anything else is
+/// skipped; a bounded number of entries is looked at, and `Counts` keeps
+/// at most [`MAX_CHATS`](crate::counts::MAX_CHATS)).
 fn counts_from_lua(t: &Table) -> Result<Counts> {
     let mut pairs = Vec::new();
     for pair in t.pairs::<Value, Value>() {
@@ -190,8 +190,12 @@ fn counts_from_lua(t: &Table) -> Result<Counts> {
             Value::Number(n) if n >= 0.0 && n < f64::from(u32::MAX) => n as u32,
             _ => 0,
         };
-        if let (Value::String(k), true) = (k, n > 0) {
-            pairs.push((k.to_string_lossy(), n));
+        if let Value::String(k) = k {
+            if let Some(key) = crate::counts::key_from_str(&k.to_string_lossy()) {
+                if n > 0 {
+                    pairs.push((key, n));
+                }
+            }
         }
         if pairs.len() > 4 * crate::counts::MAX_CHATS {
             break;

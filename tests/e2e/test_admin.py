@@ -78,8 +78,8 @@ def test_switching_from_and_to_the_reference(prosody_with, version, tmp_path):
 
 @pytest.mark.parametrize("backend", ["internal", "sqlite", "postgres"])
 def test_storage_backends(prosody_with, request, backend):
-    # (push_response_timeout 1: unread counts are written each second)
-    options = {"push_registration_cache_size": 2, "push_response_timeout": 1}
+    # (unread counts are written each second)
+    options = {"push_registration_cache_size": 2, "push_counts_write_interval": 1}
     if backend == "sqlite":
         options.update(storage="sql", sql={"driver": "SQLite3", "database": "prosody.sqlite"})
     elif backend == "postgres":
@@ -102,11 +102,12 @@ def test_storage_backends(prosody_with, request, backend):
     assert loads(romeo) - before == 1
     # Bounded: once his unread count is written, two other users push romeo
     # out of a cache of two (juliet, the sender, is in it too).
-    time.sleep(1.5)
+    time.sleep(2.5)
     if backend == "internal":
         name = romeo.split("@")[0]
         record = read_store(p.store_file(name))[f"push.localhost<n-{name}"]
-        assert record["message_counts"] == {juliet: 3}
+        # (chats as digests of their JIDs: no list of contacts in the store)
+        assert list(record["message_counts"].values()) == [3]
     run(offline_pushes(p, juliet, mercutio, 1))
     run(offline_pushes(p, juliet, benvolio, 1))
     run(offline_pushes(p, juliet, romeo, 1))
