@@ -630,7 +630,8 @@ impl PushService {
     /// session's registration, if any): activity for the grace period, a
     /// chat marked read (a `displayed` marker), a call answered or declined
     /// on this device (the call's other registrations stop ringing).
-    /// `None` if the user's registrations are not loaded.
+    /// `None`: load the user's registrations, then ask again (only for a
+    /// marker or a call signal).
     pub fn outgoing(
         &mut self,
         user: &str,
@@ -638,9 +639,6 @@ impl PushService {
         facts: &StanzaFacts,
         now: f64,
     ) -> Option<Vec<PushJob>> {
-        if self.registry.get(user)?.is_empty() {
-            return Some(Vec::new());
-        }
         if facts.kind != crate::facts::Kind::Message {
             return Some(Vec::new());
         }
@@ -649,6 +647,13 @@ impl PushService {
             || facts.displayed;
         if worked {
             self.grace.note_active(user, identifier, now);
+        }
+        // Only a chat read or a call's answer needs the registrations: a
+        // plain message costs a sender no store read.
+        match self.registry.get(user) {
+            None if facts.displayed || facts.call_signal().is_some() => return None,
+            None | Some([]) => return Some(Vec::new()),
+            Some(_) => {}
         }
         let mut jobs = Vec::new();
         if facts.displayed {
@@ -2342,6 +2347,28 @@ mod tests {
         let jobs = offline(&mut s, &from_juliet("<body>1</body>"), 0.0);
         assert_eq!(jobs[0].summary.body, None);
         assert_eq!(jobs[0].summary.message_count, 1);
+    }
+
+    #[test]
+    fn a_sender_not_in_memory_is_loaded_only_for_a_marker_or_a_call() {
+        let mut s = service(16);
+        let plain = facts(
+            "<message xmlns='jabber:client' from='romeo@example.com/laptop' to='juliet@capulet.example'><body>hi</body></message>",
+        );
+        assert_eq!(
+            s.outgoing("romeo", None, &plain, 0.0).map(|j| j.len()),
+            Some(0)
+        );
+        let displayed = facts(
+            "<message xmlns='jabber:client' from='romeo@example.com/laptop' to='juliet@capulet.example'>\
+             <displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/></message>",
+        );
+        assert!(s.outgoing("romeo", None, &displayed, 0.0).is_none());
+        s.load("romeo", vec![]);
+        assert_eq!(
+            s.outgoing("romeo", None, &displayed, 0.0).map(|j| j.len()),
+            Some(0)
+        );
     }
 
     #[test]
