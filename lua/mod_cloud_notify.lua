@@ -404,10 +404,9 @@ module:hook("presence/bare", function(event)
 	local waiting = 0;
 	for _ in pairs(pending) do waiting = waiting + 1; end
 	local item = roster[from];
-	local approved = item ~= nil and (item.subscription == "from" or item.subscription == "both");
 	local user_sessions = host_sessions[user];
 	local function ask()
-		return core:subscription_request(user, waiting, pending[from] ~= nil, approved,
+		return core:subscription_request(user, waiting, pending[from] ~= nil, item and item.subscription,
 			user_sessions and user_sessions.sessions, time_now());
 	end
 	local pushes = ask();

@@ -260,6 +260,27 @@ fn chat_of(msg: &StanzaFacts) -> u64 {
         .map_or(crate::counts::OTHER, |f| crate::counts::chat_key(bare(f)))
 }
 
+/// A publish of `summary` to `reg`, with a fresh id and the summary's
+/// shared payload (not yet awaited: see `PushService::await_answer`).
+fn new_job(
+    payloads: &mut Payloads,
+    reg: &Registration,
+    summary: Summary,
+    kind: PushKind,
+    wakes: bool,
+) -> PushJob {
+    let (payload, payload_id) = payloads.get(&summary);
+    PushJob {
+        id: next_push_id(),
+        registration: reg.for_push(),
+        summary,
+        kind,
+        wakes,
+        payload,
+        payload_id,
+    }
+}
+
 /// The `message-count` a push carries: the registration's unread count;
 /// at least 1 (what app servers have always been sent) except on a push
 /// that lowers it; 1 on the MUC module's pushes, which count nothing.
@@ -520,10 +541,7 @@ impl PushService {
         let mut ringing = None;
         if let Some(msg) = stanza.map(StanzaFacts::effective) {
             if let Some((signal, id)) = msg.call_signal() {
-                let own = msg
-                    .from
-                    .as_deref()
-                    .is_some_and(|f| f.split('/').next() == Some(user_bare.as_str()));
+                let own = msg.from.as_deref().is_some_and(|f| bare(f) == user_bare);
                 let from = msg.from.as_deref();
                 let signal = Signal {
                     kind: signal,
@@ -606,16 +624,7 @@ impl PushService {
             }
             let mut summary = summary.clone();
             summary.message_count = message_count(kind, reg);
-            let (payload, payload_id) = self.payloads.get(&summary);
-            jobs.push(PushJob {
-                id: next_push_id(),
-                registration: reg.for_push(),
-                summary,
-                kind,
-                wakes,
-                payload,
-                payload_id,
-            });
+            jobs.push(new_job(&mut self.payloads, reg, summary, kind, wakes));
         }
         if counted {
             self.dirty.mark(user);
@@ -748,8 +757,9 @@ impl PushService {
 
     /// A presence subscription request to the user, who had `pending`
     /// requests waiting before it (`already`: this one among them;
-    /// `approved`: the requester is subscribed already, and the server
-    /// answers for the user): an unimportant push with the number now
+    /// `subscription`: the requester's roster item's, if any — `from` or
+    /// `both`: approved already, and the server answers for the user): an
+    /// unimportant push with the number now
     /// pending to the registrations of devices without a live (or
     /// hibernated) session (`live`; a hibernated one gets the queued
     /// request by its smacks path). `None` if not loaded.
@@ -758,10 +768,11 @@ impl PushService {
         user: &str,
         pending: u32,
         already: bool,
-        approved: bool,
+        subscription: Option<&str>,
         live: &[String],
         now: f64,
     ) -> Option<Vec<PushJob>> {
+        let approved = matches!(subscription, Some("from" | "both"));
         // (a repeated request changes no count: no push, so that nobody can
         // buzz the user's phones by asking again and again)
         if self.registry.get(user)?.is_empty() || approved || already {
@@ -863,16 +874,8 @@ impl PushService {
                 summary.body = Some(self.config.important_body.clone()).filter(|b| !b.is_empty());
             }
             summary.message_count = message_count(held.kind, reg);
-            let (payload, payload_id) = self.payloads.get(&summary);
-            let job = PushJob {
-                id: next_push_id(),
-                registration: reg.for_push(),
-                wakes: summary.important() || self.config.important_body.is_empty(),
-                summary,
-                kind: held.kind,
-                payload,
-                payload_id,
-            };
+            let wakes = summary.important() || self.config.important_body.is_empty();
+            let job = new_job(&mut self.payloads, reg, summary, held.kind, wakes);
             self.await_answer(&held.user, &job, 0, now);
             match out.iter_mut().find(|(u, _)| *u == held.user) {
                 Some((_, jobs)) => jobs.push(job),
@@ -884,20 +887,17 @@ impl PushService {
                 .registry
                 .peek(&user)
                 .and_then(|regs| regs.iter().find(|r| r.identifier == identifier))
-                .map(Registration::for_push)
             else {
                 continue;
             };
-            let (payload, payload_id) = self.payloads.get(&retry.summary);
-            let job = PushJob {
-                id: next_push_id(),
-                registration: reg,
-                wakes: retry.summary.important() || self.config.important_body.is_empty(),
-                summary: retry.summary,
-                kind: PushKind::Retry,
-                payload,
-                payload_id,
-            };
+            let wakes = retry.summary.important() || self.config.important_body.is_empty();
+            let job = new_job(
+                &mut self.payloads,
+                reg,
+                retry.summary,
+                PushKind::Retry,
+                wakes,
+            );
             self.await_answer(&user, &job, retry.attempt, now);
             match out.iter_mut().find(|(u, _)| *u == user) {
                 Some((_, jobs)) => jobs.push(job),
@@ -2434,7 +2434,7 @@ mod tests {
         enable(&mut s, "romeo", "push.example", "phone");
         let laptop = enable(&mut s, "romeo", "push.example", "laptop");
         let jobs = s
-            .subscription_request("romeo", 1, false, false, std::slice::from_ref(&laptop), 0.0)
+            .subscription_request("romeo", 1, false, None, std::slice::from_ref(&laptop), 0.0)
             .unwrap();
         assert_eq!(nodes(&jobs), ["phone"]);
         assert_eq!(jobs[0].summary.pending_subscriptions, Some(2));
@@ -2443,16 +2443,16 @@ mod tests {
         // Asked again: the count is the same, no push (nobody can buzz the
         // phones by asking again and again).
         assert!(s
-            .subscription_request("romeo", 2, true, false, &[], 0.0)
+            .subscription_request("romeo", 2, true, Some("to"), &[], 0.0)
             .unwrap()
             .is_empty());
         let again = s
-            .subscription_request("romeo", 2, false, false, &[], 0.0)
+            .subscription_request("romeo", 2, false, Some("none"), &[], 0.0)
             .unwrap();
         assert_eq!(again[0].summary.pending_subscriptions, Some(3));
         // Already approved: the server answers for the user, no push.
         assert!(s
-            .subscription_request("romeo", 0, false, true, &[], 0.0)
+            .subscription_request("romeo", 0, false, Some("both"), &[], 0.0)
             .unwrap()
             .is_empty());
         let form = crate::notification::summary_form(&again[0].summary);

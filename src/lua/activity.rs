@@ -64,17 +64,17 @@ pub(super) fn add_methods<M: UserDataMethods<Host>>(m: &mut M) {
         },
     );
 
-    // host:subscription_request(user, pending, already_pending, approved,
-    //   user_sessions_or_nil, now) -> events | false | nil
+    // host:subscription_request(user, pending, already_pending,
+    //   requester_subscription_or_nil, user_sessions_or_nil, now) -> events | false | nil
     m.add_method_mut(
         "subscription_request",
         |lua,
          this,
-         (user, pending, already, approved, sessions, now): (
+         (user, pending, already, subscription, sessions, now): (
             String,
             u32,
             bool,
-            bool,
+            Option<String>,
             Option<Table>,
             f64,
         )| {
@@ -82,9 +82,14 @@ pub(super) fn add_methods<M: UserDataMethods<Host>>(m: &mut M) {
                 Some(sessions) => read::push_identifiers(lua, &sessions)?,
                 None => Vec::new(),
             };
-            let jobs = this
-                .service
-                .subscription_request(&user, pending, already, approved, &live, now);
+            let jobs = this.service.subscription_request(
+                &user,
+                pending,
+                already,
+                subscription.as_deref(),
+                &live,
+                now,
+            );
             events(lua, this, &user, jobs, &Value::Nil)
         },
     );
