@@ -87,12 +87,19 @@ fuzz: dist
 test-e2e: dist pydeps prosody13
 	$(PYTHON) -m pytest -q tests/e2e
 
-# Prosody 0.12.3 three times (no push module, the reference, ours), same
+# Prosody three times (no push module, the reference, ours), same
 # workloads side by side; then each under callgrind (instructions); prints
-# CPU and instructions per message, memory and leaks. About 15 minutes.
+# CPU and instructions per message, memory and leaks (bench/bench.py). Then
+# the path real servers take and scale (bench/scale.py): logins with in-band
+# enables, memory per user, latency at 500 messages/s, and 100,000 users on
+# PostgreSQL. About 40 minutes per version. PROSODY_VERSIONS=13 runs it on
+# Prosody 13.0.x (the reference: its core module), "0.12 13" on both.
 bench: pydeps dist
 	scripts/install-deps.sh valgrind
-	$(PYTHON) bench/bench.py
+	for v in $(or $(PROSODY_VERSIONS),0.12); do \
+		BENCH_PROSODY=$$v $(PYTHON) bench/bench.py && \
+		BENCH_PROSODY=$$v $(PYTHON) bench/scale.py || exit 1; \
+	done
 
 demo: deps pydeps dist
 	$(PYTHON) tests/demo.py $(ARGS)

@@ -2,7 +2,7 @@
 """`make bench`: the module's cost to Prosody, side by side with the Lua
 reference, in one run.
 
-A real Prosody 0.12.3 is started three times, fresh, with the same generated
+A real Prosody (0.12.3; 13.0.x with BENCH_PROSODY=13) is started three times, fresh, with the same generated
 config (mod_mam, mod_smacks, mod_offline, internal storage, an app-server
 component answering every publish with a result), differing only in the push
 module: none (the floor), ref (Debian's prosody-modules mod_cloud_notify) and
@@ -54,6 +54,9 @@ ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "7")))
 CALLGRIND = os.environ.get("BENCH_CALLGRIND", "1") != "0"
 CPU_RUNS = os.environ.get("BENCH_CPU", "1") != "0"  # 0: the callgrind part alone (a quick look)
 CLK = os.sysconf("SC_CLK_TCK")
+# 0.12 (Debian's 0.12.3, the reference from prosody-modules) or 13 (13.0.x
+# from bookworm-backports, the reference: its core module).
+VERSION = os.environ.get("BENCH_PROSODY", "0.12")
 
 
 def scaled(n):
@@ -104,6 +107,7 @@ def rss_kib(pid):
 
 # ---------------------------------------------------------------- raw XMPP
 
+NODE = re.compile(rb"<publish [^>]*node=['\"]([^'\"]+)")
 STANZA_START = re.compile(rb"<(message|presence|iq)[\s>/]")
 
 
@@ -192,10 +196,12 @@ class Stream:
 class AppServer:
     """The push app server: a raw component answering every publish."""
 
-    def __init__(self, port):
+    def __init__(self, port, arrivals=None):
         self.port = port
         self.pushes = 0
         self.waiters = {}
+        # node -> time of its first publish (monotonic), when asked for
+        self.arrivals = arrivals
 
     async def start(self):
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -235,6 +241,10 @@ class AppServer:
                 if end < 0 and not m.group(1).endswith(b"/"):
                     break
                 attrs = dict(attr.findall(m.group(1)))
+                if self.arrivals is not None and end >= 0:
+                    node = NODE.search(buf, m.end(), end)
+                    if node:
+                        self.arrivals.setdefault(node.group(1).decode(), time.monotonic())
                 buf = buf[(end + 5) if end >= 0 else m.end():]
                 if attrs.get(b"type") == b"set":
                     self.pushes += 1
@@ -318,8 +328,8 @@ class Variant:
         if callgrind:
             self.cg_dir = Path(tempfile.mkdtemp(prefix="bench-cg-"))
             command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.cg_dir}/cg.%p",
-                       *PROSODY_VERSIONS["0.12"]]
-        self.p = Prosody(modules=modules, plugin_paths=plugin_paths, command=command, options={
+                       *PROSODY_VERSIONS[VERSION]]
+        self.p = Prosody(modules=modules, plugin_paths=plugin_paths, command=command, version=VERSION, options={
             "smacks_hibernation_time": 600,
             "push_registration_cache_size": R_MEM + 5000,
         })
@@ -507,7 +517,7 @@ class Variant:
 def variant_specs(refdir):
     return {
         "none": ([str(PROBE)], ("bench_probe",)),
-        "ref": ([str(refdir), str(PROBE)], ("bench_probe", "cloud_notify")),
+        "ref": ([str(refdir), str(PROBE)] if VERSION == "0.12" else [str(PROBE)], ("bench_probe", "cloud_notify")),
         "ours": ([str(DIST), str(PROBE)], ("bench_probe", "cloud_notify")),
     }
 
@@ -604,7 +614,7 @@ def median(values):
 
 def report_cpu(cpu, out):
     log("")
-    log(f"Prosody 0.12.3. CPU time of the Prosody process (utime+stime, ns resolution), three processes side by "
+    log(f"Prosody {VERSION}. CPU time of the Prosody process (utime+stime, ns resolution), three processes side by "
         f"side, {ROUNDS} rounds each on every variant in turn; medians over rounds. BENCH_SCALE={SCALE:g}")
     log(f"{'workload':<30}{'msgs':>6}{'pushes':>8}{'none µs/msg':>13}{'Δref µs':>10}{'Δours µs':>10}"
         f"{'ours/ref':>10}{'spread':>14}")

@@ -267,6 +267,7 @@ function lib.new(options)
 		end
 		local load_problems, trimmed = core:load(user, stored);
 		log_all("warn", load_problems);
+		h.write_due();
 		if trimmed then
 			-- Beyond push_max_devices (the admin lowered it): the store
 			-- follows, and sessions of trimmed registrations stop pushing.
@@ -494,6 +495,15 @@ function lib.new(options)
 	function h.write_counts()
 		for _, user in ipairs(core:counts_to_write()) do
 			count_writer:run(user);
+		end
+	end
+	-- And early, once unwritten counts fill half the cache (a user with
+	-- unwritten counts stays in memory): the cache's bound holds however
+	-- many users get pushes.
+	function h.write_due()
+		local due = core:counts_due();
+		if due then
+			for _, user in ipairs(due) do count_writer:run(user); end
 		end
 	end
 	local counts_interval = core:counts_write_interval();

@@ -125,31 +125,80 @@ pub const MAX_DIRTY: usize = 65_536;
 
 /// The users whose counts are to be written (bounded: beyond
 /// [`MAX_DIRTY`], a change is written with the user's next write).
+///
+/// A marked user stays in memory until written (the cache may not evict
+/// them), so beyond a bound of the caller's (a share of the cache) the
+/// oldest marked are due for an early write: memory stays within the
+/// cache's bound however many users get pushes, and each is written once,
+/// as the interval's write would have.
 #[derive(Debug, Default)]
-pub struct Dirty(std::collections::HashSet<String>);
+pub struct Dirty {
+    /// Each marked user, with the number of its marking.
+    users: std::collections::HashMap<String, u64>,
+    /// Marking order, oldest first; may hold markings cleared since.
+    order: std::collections::VecDeque<(String, u64)>,
+    marks: u64,
+    /// Listed as due by [`Dirty::due`], not written yet.
+    writing: std::collections::HashSet<String>,
+}
 
 impl Dirty {
     /// The user's counts changed.
     pub fn mark(&mut self, user: &str) {
-        if self.0.len() < MAX_DIRTY && !self.0.contains(user) {
-            self.0.insert(user.to_owned());
+        if self.users.len() < MAX_DIRTY && !self.users.contains_key(user) {
+            self.marks += 1;
+            self.users.insert(user.to_owned(), self.marks);
+            self.order.push_back((user.to_owned(), self.marks));
         }
     }
 
     /// The user's registrations were written.
     pub fn clear(&mut self, user: &str) {
-        self.0.remove(user);
+        self.writing.remove(user);
+        if self.users.remove(user).is_some() && self.order.len() > 2 * self.users.len() + 64 {
+            let users = &self.users;
+            self.order.retain(|(u, mark)| users.get(u) == Some(mark));
+            // (and the room of a burst given back)
+            self.order.shrink_to(2 * self.order.len());
+            self.users.shrink_to(2 * self.users.len());
+        }
     }
 
     pub fn contains(&self, user: &str) -> bool {
-        self.0.contains(user)
+        self.users.contains_key(user)
+    }
+
+    /// How many users are marked.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether no user is marked.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
     }
 
     /// All users to write (still marked until a write commits).
     pub fn users(&self) -> Vec<String> {
-        let mut users: Vec<String> = self.0.iter().cloned().collect();
+        let mut users: Vec<String> = self.users.keys().cloned().collect();
         users.sort();
         users
+    }
+
+    /// The oldest marked users beyond `keep` not yet listed, each listed
+    /// once: still marked until a write commits (one that fails waits for
+    /// the interval's write, [`Dirty::users`]).
+    pub fn due(&mut self, keep: usize) -> Vec<String> {
+        let mut due = Vec::new();
+        while self.users.len() > keep + self.writing.len() {
+            let Some((user, mark)) = self.order.pop_front() else {
+                break;
+            };
+            if self.users.get(&user) == Some(&mark) && self.writing.insert(user.clone()) {
+                due.push(user);
+            }
+        }
+        due
     }
 }
 
@@ -206,5 +255,48 @@ mod tests {
         assert_eq!(c.iter().count(), MAX_CHATS);
         assert!(c.iter().all(|(_, n)| n <= MAX_COUNT));
         assert!(Counts::from_pairs([(5, 0)]).is_empty());
+    }
+
+    #[test]
+    fn the_oldest_marked_are_due_beyond_a_bound() {
+        let mut d = Dirty::default();
+        for u in ["a", "b", "c", "d"] {
+            d.mark(u);
+        }
+        d.mark("a"); // (already marked: keeps its place)
+        assert_eq!(d.due(4), Vec::<String>::new());
+        assert_eq!(d.due(2), ["a", "b"]);
+        // Listed once: still marked (pinned) until written.
+        assert_eq!(d.due(2), Vec::<String>::new());
+        assert!(d.contains("a") && d.len() == 4);
+        d.clear("a");
+        d.clear("b");
+        assert_eq!(d.due(2), Vec::<String>::new());
+        // A cleared user marked again goes to the back.
+        d.clear("c");
+        d.mark("c");
+        d.mark("e");
+        assert_eq!(d.due(1), ["d", "c"]);
+        // A failed write (never cleared) is not listed again, but the
+        // interval's write still has it.
+        assert_eq!(d.due(0), ["e"]);
+        assert_eq!(d.users(), ["c", "d", "e"]);
+    }
+
+    #[test]
+    fn the_order_is_compacted() {
+        let mut d = Dirty::default();
+        for round in 0..100 {
+            for i in 0..50 {
+                d.mark(&format!("u{i}"));
+            }
+            for i in 0..50 {
+                if i != round % 50 {
+                    d.clear(&format!("u{i}"));
+                }
+            }
+        }
+        assert_eq!(d.users(), ["u49"]);
+        assert!(d.order.len() <= 2 * d.len() + 64 + 50, "{}", d.order.len());
     }
 }

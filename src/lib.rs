@@ -30,6 +30,14 @@ pub mod service;
 #[cfg(feature = "module")]
 mod lua;
 
+/// The shipped library's allocations in a heap of their own (mimalloc's),
+/// not in the C library's heap beside Lua's: there, the core's long-lived
+/// records would pin pages among the garbage each login, enable and push
+/// leaves, and the process would keep memory the garbage collector freed.
+#[cfg(feature = "module")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// XEP-0357 namespace.
 pub const NS_PUSH: &str = "urn:xmpp:push:0";
 /// Summary form type of a notification.

@@ -92,6 +92,13 @@ impl Pending {
                 }
             }
         }
+        // After a burst, give the room back (tables never shrink by themselves).
+        if self.map.capacity() > 4 * self.map.len() + 64 {
+            self.map.shrink_to(2 * self.map.len());
+        }
+        if self.order.capacity() > 4 * self.order.len() + 64 {
+            self.order.shrink_to(2 * self.order.len());
+        }
         expired
     }
 
@@ -157,5 +164,18 @@ mod tests {
         assert_eq!(p.expire(60.0).len(), 1);
         assert_eq!(p.len(), 1);
         assert_eq!(p.expire(1000.0).len(), 1);
+    }
+
+    #[test]
+    fn the_room_of_a_burst_is_given_back() {
+        let mut p = Pending::new(100_000, 30);
+        for i in 0..10_000 {
+            p.insert(format!("id{i}"), push(0.0));
+        }
+        for i in 0..10_000 {
+            p.remove(&format!("id{i}"));
+        }
+        p.expire(31.0);
+        assert!(p.map.capacity() <= 64 && p.order.capacity() <= 64 + 1);
     }
 }

@@ -12,26 +12,24 @@ use crate::bounded::Fifo;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-/// Keys remembered per host.
-pub const DEFAULT_CAPACITY: usize = 16_384;
+/// Pushes remembered per host (one per stanza and registration).
+pub const DEFAULT_CAPACITY: usize = 32_768;
 
-fn digest(user: &str, key: &str) -> u64 {
+/// One record: a 64-bit digest of (user, key, registration). Two triples
+/// sharing a digest (odds of about 2^-50 among the keys kept) would cost
+/// one push, never add one.
+fn digest(user: &str, key: &str, identifier: &str) -> u64 {
     let mut h = DefaultHasher::new();
     user.hash(&mut h);
     key.hash(&mut h);
-    h.finish()
-}
-
-fn ident_digest(identifier: &str) -> u64 {
-    let mut h = DefaultHasher::new();
     identifier.hash(&mut h);
     h.finish()
 }
 
-/// A bounded set of (user, stanza key, registration) triples.
+/// A bounded set of (user, stanza key, registration) triples, kept as
+/// digests (16 bytes or so each, whatever the lengths).
 pub struct Seen {
-    /// digest(user, key) → digests of the identifiers pushed.
-    map: Fifo<u64, Vec<u64>>,
+    map: Fifo<u64, ()>,
 }
 
 impl Seen {
@@ -51,31 +49,17 @@ impl Seen {
 
     /// Records a push; false if it was recorded already.
     pub fn insert(&mut self, user: &str, key: &str, identifier: &str) -> bool {
-        let k = digest(user, key);
-        let id = ident_digest(identifier);
-        match self.map.get_mut(&k) {
-            Some(ids) if ids.contains(&id) => false,
-            Some(ids) => {
-                ids.push(id);
-                true
-            }
-            None => {
-                self.map.insert(k, vec![id]);
-                true
-            }
+        let d = digest(user, key, identifier);
+        if self.map.get(&d).is_some() {
+            return false;
         }
+        self.map.insert(d, ());
+        true
     }
 
     /// Takes a record back (a coalesced push that was never sent).
     pub fn remove(&mut self, user: &str, key: &str, identifier: &str) {
-        let k = digest(user, key);
-        let id = ident_digest(identifier);
-        if let Some(ids) = self.map.get_mut(&k) {
-            ids.retain(|i| *i != id);
-            if ids.is_empty() {
-                self.map.remove(&k);
-            }
-        }
+        self.map.remove(&digest(user, key, identifier));
     }
 }
 

@@ -823,6 +823,23 @@ impl PushService {
         self.dirty.users()
     }
 
+    /// Users whose counts are to be written now, before the interval's
+    /// write: a user with unwritten counts stays in memory, so once they
+    /// fill half the registration cache the oldest are written early (the
+    /// cache's bound holds whatever the number of users pushed, and each
+    /// write is one the interval would have made). Each listed once.
+    pub fn counts_due(&mut self) -> Vec<String> {
+        if self.dirty.len() <= self.dirty_keep() {
+            return Vec::new();
+        }
+        let keep = self.dirty_keep();
+        self.dirty.due(keep)
+    }
+
+    fn dirty_keep(&self) -> usize {
+        (self.config.cache_size / 2).max(1)
+    }
+
     /// Seconds between writes of the changed unread counts.
     pub fn counts_write_interval(&self) -> u64 {
         self.config.counts_write_interval
@@ -2381,6 +2398,61 @@ mod tests {
         s.commit("romeo", plan); // written before the message counted
         assert_eq!(s.registrations("romeo").unwrap()[0].counts.total(), 1);
         assert_eq!(s.counts_to_write(), ["romeo"]);
+    }
+
+    #[test]
+    fn unwritten_counts_are_written_early_so_the_cache_stays_bounded() {
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                cache_size: 4,
+                ..Config::default()
+            },
+        );
+        let mut written = Vec::new();
+        for i in 0..40 {
+            let user = format!("user{i}");
+            s.load(&user, vec![]);
+            let who = Requester {
+                bare_jid: format!("{user}@example.com"),
+                ..Default::default()
+            };
+            let req = EnableRequest {
+                jid: Some("push.example".into()),
+                node: Some(user.clone()),
+                ..Default::default()
+            };
+            let reg = s.enable_request(req, &who, 1.0).unwrap();
+            let plan = s.plan_enable(&user, reg).unwrap();
+            s.commit(&user, plan);
+            let jobs = s
+                .notify(
+                    &user,
+                    Some(&chat()),
+                    None,
+                    Targets::All,
+                    PushKind::Offline,
+                    0.0,
+                )
+                .unwrap();
+            assert_eq!(jobs.len(), 1);
+            // What the shim does after each load: write the users due.
+            for due in s.counts_due() {
+                let plan = s.plan_current(&due).unwrap();
+                assert_eq!(plan.regs[0].counts.total(), 1, "{due}'s count");
+                s.commit(&due, plan);
+                written.push(due);
+            }
+            assert!(
+                s.loaded_users() <= 4,
+                "{} users in memory",
+                s.loaded_users()
+            );
+        }
+        // The oldest first, each once; the newest two wait for the interval.
+        assert_eq!(written.len(), 38);
+        assert_eq!(written[0], "user0");
+        assert_eq!(s.counts_to_write(), ["user38", "user39"]);
     }
 
     #[test]

@@ -61,3 +61,85 @@ fn bytes_per_loaded_user() {
     eprintln!("MEMORY {per_user} bytes per loaded user (one registration)");
     assert!(per_user < 2048);
 }
+
+/// The path a real server takes: each user enables in-band, gets one
+/// message while offline, and the app server answers its push. What the
+/// core keeps afterwards, per user, beside the registration itself.
+#[test]
+fn bytes_per_user_after_an_enable_and_a_push() {
+    use cloud_notify::facts::StanzaFacts;
+    use cloud_notify::registration::{EnableRequest, Requester};
+    use cloud_notify::service::{PushKind, Response, Targets};
+    let users = 20_000;
+    let mut s = PushService::new(
+        "localhost",
+        Config {
+            cache_size: users + 1,
+            ..Config::default()
+        },
+    );
+    let message: minidom::Element = "<message xmlns='jabber:client' type='chat' \
+        from='juliet@capulet.example/balcony' to='romeo@localhost' id='m1'><body>hi</body></message>"
+        .parse()
+        .unwrap();
+    let mut stages = [0isize; 3];
+    let before = LIVE.load(Ordering::Relaxed);
+    for i in 0..users {
+        let user = format!("m{i}");
+        let start = LIVE.load(Ordering::Relaxed);
+        s.load(&user, Vec::new());
+        let who = Requester {
+            bare_jid: format!("{user}@localhost"),
+            ..Default::default()
+        };
+        let req = EnableRequest {
+            jid: Some("push.localhost".into()),
+            node: Some(user.clone()),
+            ..Default::default()
+        };
+        let reg = s.enable_request(req, &who, 1.7e9).unwrap();
+        let plan = s.plan_enable(&user, reg).unwrap();
+        s.commit(&user, plan);
+        let enabled = LIVE.load(Ordering::Relaxed);
+        let facts = StanzaFacts::from_element(&message);
+        let jobs = s
+            .notify(
+                &user,
+                Some(&facts),
+                None,
+                Targets::All,
+                PushKind::Offline,
+                1.7e9,
+            )
+            .unwrap();
+        let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+        drop(jobs);
+        drop(facts);
+        let pushed = LIVE.load(Ordering::Relaxed);
+        for id in ids {
+            s.response(&id, "push.localhost", Response::Result, 1.7e9);
+        }
+        let answered = LIVE.load(Ordering::Relaxed);
+        stages[0] += enabled - start;
+        stages[1] += pushed - enabled;
+        stages[2] += answered - pushed;
+    }
+    let per_user = (LIVE.load(Ordering::Relaxed) - before) / users as isize;
+    let [e, p, a] = stages.map(|b| b / users as isize);
+    eprintln!("MEMORY {per_user} bytes per user after an enable and a push (enable {e}, push {p}, answer {a})");
+    let at = LIVE.load(Ordering::Relaxed);
+    s.expire(1.8e9);
+    let swept = LIVE.load(Ordering::Relaxed);
+    for user in s.counts_to_write() {
+        let plan = s.plan_current(&user).unwrap();
+        s.commit(&user, plan);
+    }
+    let written = LIVE.load(Ordering::Relaxed);
+    eprintln!(
+        "MEMORY of which {} bytes per user until unanswered pushes are swept, {} until the counts are written",
+        (at - swept) / users as isize,
+        (swept - written) / users as isize
+    );
+    assert_eq!(s.pending(), 0);
+    assert!(per_user < 2048);
+}

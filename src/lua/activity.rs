@@ -112,6 +112,16 @@ pub(super) fn add_methods<M: UserDataMethods<Host>>(m: &mut M) {
         lua.create_sequence_from(this.service.counts_to_write())
     });
 
+    // host:counts_due() -> { user, … } | nil: users to write now, before
+    // the interval (unwritten counts keep a user in memory)
+    m.add_method_mut("counts_due", |lua, this, ()| {
+        let due = this.service.counts_due();
+        if due.is_empty() {
+            return Ok(mlua::Value::Nil);
+        }
+        lua.create_sequence_from(due).map(mlua::Value::Table)
+    });
+
     // host:grace_period() -> seconds (0: off), as the core took the option
     m.add_method("grace_period", |_, this, ()| {
         Ok(this.service.grace_period())

@@ -62,43 +62,18 @@ def prosody_with(version):
 
 
 @pytest.fixture(scope="session")
-def postgres():
+def postgres_server():
     """A private PostgreSQL server on loopback (Debian's package), started
-    for the test run and stopped afterwards. Yields a function that creates
-    a fresh database and returns Prosody's `sql` option for it."""
-    import glob
-    import shutil
-    import subprocess
-    import tempfile
+    for the test run and stopped afterwards (harness.Postgres)."""
+    from harness import Postgres
 
-    from harness import free_port
+    server = Postgres()
+    yield server
+    server.stop()
 
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    if not bins:
-        raise RuntimeError("PostgreSQL is not installed (make deps installs it)")
-    pg = bins[-1]
-    root = tempfile.mkdtemp(prefix="cn-pg-")
-    os.chmod(root, 0o755)
-    shutil.chown(root, "postgres", "postgres")
-    data = os.path.join(root, "data")
-    port = free_port()
 
-    def as_postgres(*cmd):
-        subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True,
-                       capture_output=True, stdin=subprocess.DEVNULL, cwd=root)
-
-    as_postgres(f"{pg}/initdb", "-D", data, "-A", "trust", "-U", "postgres")
-    as_postgres(f"{pg}/pg_ctl", "-D", data, "-l", os.path.join(root, "log"), "-w", "-o",
-                f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")
-    counter = [0]
-
-    def database():
-        counter[0] += 1
-        name = f"prosody{counter[0]}"
-        as_postgres(f"{pg}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", name)
-        return {"driver": "PostgreSQL", "database": name, "username": "postgres", "password": "",
-                "host": "127.0.0.1", "port": port}
-
-    yield database
-    as_postgres(f"{pg}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
-    shutil.rmtree(root, ignore_errors=True)
+@pytest.fixture
+def postgres(postgres_server):
+    """A function that creates a fresh database on the private PostgreSQL
+    server and returns Prosody's `sql` option for it."""
+    return postgres_server.database

@@ -444,3 +444,60 @@ def run(coro, timeout=120):
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
         asyncio.set_event_loop(None)
+
+
+class Postgres:
+    """A private PostgreSQL server (Debian's package) on a loopback port,
+    its data in a temporary folder; `database()` creates a fresh database
+    and returns Prosody's `sql` option for it."""
+
+    def __init__(self, statements=False):
+        """statements: with pg_stat_statements (each database gets the
+        extension), to count what Prosody asks."""
+        import glob
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not bins:
+            raise RuntimeError("PostgreSQL is not installed (make deps installs it)")
+        self.bin = bins[-1]
+        self.root = tempfile.mkdtemp(prefix="cn-pg-")
+        os.chmod(self.root, 0o755)
+        shutil.chown(self.root, "postgres", "postgres")
+        self.data = os.path.join(self.root, "data")
+        self.port = free_port()
+        self.count = 0
+        self.run("initdb", "-D", self.data, "-A", "trust", "-U", "postgres")
+        self.run("pg_ctl", "-D", self.data, "-l", os.path.join(self.root, "log"), "-w", "-o",
+                 f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+                 # (a throwaway server: no waiting for the disk at each commit)
+                 " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                 + (" -c shared_preload_libraries=pg_stat_statements" if statements else ""), "start")
+        self.statements = statements
+
+    def run(self, tool, *args, input=None):
+        """Runs one of PostgreSQL's programs as the postgres user."""
+        r = subprocess.run(["runuser", "-u", "postgres", "--", f"{self.bin}/{tool}", *args],
+                           capture_output=True, cwd=self.root, input=input,
+                           stdin=None if input is not None else subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise RuntimeError(f"{tool} failed ({r.returncode}): {r.stderr.decode(errors='replace')[-2000:]}")
+        return r
+
+    def database(self):
+        self.count += 1
+        name = f"prosody{self.count}"
+        self.run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        if self.statements:
+            self.psql(name, "CREATE EXTENSION pg_stat_statements;")
+        return {"driver": "PostgreSQL", "database": name, "username": "postgres", "password": "",
+                "host": "127.0.0.1", "port": self.port}
+
+    def psql(self, database, sql):
+        """Runs SQL (a string, read from stdin) in a database; returns its
+        unaligned, tuples-only output."""
+        return self.run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
+                        "-v", "ON_ERROR_STOP=1", "-qAt", input=sql.encode()).stdout.decode()
+
+    def stop(self):
+        self.run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)

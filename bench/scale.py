@@ -1,0 +1,366 @@
+#!/usr/bin/env python3
+"""`make bench`, part 2: memory, latency and scale along the path a real
+server takes, side by side with the reference, in one run.
+
+Three fresh Prosodys (no push module, the reference, ours), one after the
+other, each through the same two parts:
+
+1. Logins (internal storage). BENCH_LOGIN_USERS users (10,000) each log in
+   over c2s, send presence, enable one registration in-band and close the
+   stream cleanly; then each gets one chat message while offline (a no-store
+   hint keeps it out of the archive), sent at BENCH_RATE messages per second
+   (500), each pushing once, answered with a result; then a full garbage
+   collection. Reported: RSS and Lua heap growth per user over the server
+   without the module, CPU per login and per push, and the latency from the
+   message's write to its publish's arrival at the app server (p50, p99).
+2. PostgreSQL (`storage = "sql"`, a private server). BENCH_PG_USERS users
+   (100,000) with one registration each, written into the database
+   beforehand, and a registration cache of a tenth of them. Every user gets
+   one offline message (as fast as Prosody takes them, a window of messages
+   in flight); then BENCH_PG_LATENCY (5,000) more at BENCH_RATE to users
+   drawn at random. Reported: RSS growth per user, CPU per push, store reads
+   per message (index and sequential scans of Prosody's key-value table, over
+   the server without the module: what the module itself reads) and the
+   latency at that rate.
+
+BENCH_PROSODY picks the version (0.12 or 13; on 13 the reference is the
+core's own mod_cloud_notify). The last line is machine-readable.
+"""
+
+import asyncio
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests/e2e"))
+sys.path.insert(0, str(ROOT / "bench"))
+from bench import (APP, HOST, PROBE, REFERENCE, AppServer, Stream, cpu_seconds, log, median,  # noqa: E402
+                   rss_kib, stats, write_lua)
+from harness import DIST, PASSWORD, Postgres, Prosody, encode_host  # noqa: E402
+
+VERSION = os.environ.get("BENCH_PROSODY", "0.12")
+LOGIN_USERS = int(os.environ.get("BENCH_LOGIN_USERS", "10000"))
+PG_USERS = int(os.environ.get("BENCH_PG_USERS", "100000"))
+PG_LATENCY = int(os.environ.get("BENCH_PG_LATENCY", "5000"))
+RATE = float(os.environ.get("BENCH_RATE", "500"))
+PARALLEL = 32  # logins in flight
+WINDOW = 200  # messages in flight in the PostgreSQL fill
+SENDERS = 10
+
+
+def variants(refdir):
+    """name -> (plugin_paths, modules)"""
+    ref_paths = [str(refdir), str(PROBE)] if VERSION == "0.12" else [str(PROBE)]
+    return {
+        "none": ([str(PROBE)], ("bench_probe",)),
+        "ref": (ref_paths, ("bench_probe", "cloud_notify")),
+        "ours": ([str(DIST), str(PROBE)], ("bench_probe", "cloud_notify")),
+    }
+
+
+def percentile(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def message(to, i):
+    return (f"<message to='{to}' type='chat' id='m{i}'><body>Scale message {i}</body>"
+            f"<no-store xmlns='urn:xmpp:hints'/></message>").encode()
+
+
+class Server:
+    """One Prosody of the run, with the app server and the senders."""
+
+    def __init__(self, name, plugin_paths, modules, options):
+        self.name = name
+        self.pushing = name != "none"
+        self.p = Prosody(modules=modules, plugin_paths=plugin_paths, version=VERSION, options=options)
+        self.p.options["log"] = {"info": str(self.p.log_path)}
+        self.arrivals = {}
+
+    def make_accounts(self, names):
+        data = self.p.dir / "data" / encode_host(HOST)
+        for name in names:
+            write_lua(data / "accounts" / f"{name}.dat", {"password": PASSWORD})
+
+    async def start(self):
+        self.p.start(timeout=120)
+        self.app = await AppServer(self.p.component_port, self.arrivals).start()
+        self.senders = [await Stream(self.p.c2s_port, f"s{i}", "load").connect(presence=False)
+                        for i in range(SENDERS)]
+        for s in self.senders:
+            s.start_draining()
+        self.admin = await Stream(self.p.c2s_port, "admin", "probe").connect(presence=False)
+        return self
+
+    @property
+    def pid(self):
+        return self.p.proc.pid
+
+    async def gc(self):
+        """A full collection; returns (RSS KiB, Lua heap KiB)."""
+        heap, _ = await stats(self.admin)
+        if os.environ.get("BENCH_TRIM"):
+            subprocess.run(["gdb", "-p", str(self.pid), "-batch", "-ex", "call (int)malloc_trim(0)"],
+                           capture_output=True)
+        return rss_kib(self.pid), heap
+
+    async def login(self, user):
+        """Log in, presence, enable push in-band, close the stream cleanly."""
+        s = await Stream(self.p.c2s_port, user, "phone").connect(presence=True)
+        got = await s.iq(f"<iq type='set' id='push1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='{user}'/>"
+                         f"</iq>", "push1")
+        tag = got[got.rfind(b"<iq"):]
+        if self.pushing and b"result" not in tag:
+            raise RuntimeError(f"{self.name}: enable refused for {user}: {tag!r}")
+        s.writer.write(b"<presence type='unavailable'/></stream:stream>")
+        await s.writer.drain()
+        while await s.reader.read(65536):
+            pass
+        s.writer.close()
+
+    async def logins(self, users):
+        sem = asyncio.Semaphore(PARALLEL)
+
+        async def one(u):
+            async with sem:
+                await self.login(u)
+
+        await asyncio.gather(*(one(u) for u in users))
+
+    async def paced(self, users, rate, offset):
+        """One message to each user, at `rate` per second; returns the write
+        times by user."""
+        sent = {}
+        t0 = time.monotonic()
+        for i, u in enumerate(users):
+            delay = t0 + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.senders[i % SENDERS].send(message(f"{u}@{HOST}", offset + i))
+            sent[u] = time.monotonic()
+        await asyncio.gather(*(s.sync() for s in self.senders))
+        return sent
+
+    async def windowed(self, users, offset):
+        """One message to each user, WINDOW in flight: the next batch goes
+        once the app server has the previous one's pushes (or, without a
+        push module, once the senders' pings came back)."""
+        for b in range(0, len(users), WINDOW):
+            batch = users[b:b + WINDOW]
+            start = self.app.pushes
+            for i, u in enumerate(batch):
+                self.senders[i % SENDERS].send(message(f"{u}@{HOST}", offset + b + i))
+            if self.pushing:
+                await self.app.wait_for(start + len(batch), timeout=600)
+            else:
+                await asyncio.gather(*(s.sync() for s in self.senders))
+        await asyncio.gather(*(s.sync() for s in self.senders))
+
+    async def pushes_in(self, users, sent):
+        if self.pushing:
+            deadline = time.monotonic() + 600
+            while any(u not in self.arrivals for u in users):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.name}: pushes missing")
+                await asyncio.sleep(0.05)
+        await self.app.sync()
+        return [(self.arrivals[u] - sent[u]) * 1e3 for u in users if u in self.arrivals]
+
+    def stop(self):
+        self.p.cleanup()
+
+
+async def login_part(name, spec):
+    users = [f"u{i}" for i in range(LOGIN_USERS)]
+    s = Server(name, *spec, options={"push_registration_cache_size": max(LOGIN_USERS, 1000)})
+    s.make_accounts(users + [f"s{i}" for i in range(SENDERS)] + ["admin"])
+    try:
+        await s.start()
+        # Warm-up (not counted): a hundred other users through the same path.
+        warm = [f"w{i}" for i in range(100)]
+        s.make_accounts(warm)
+        await s.logins(warm)
+        await s.paced(warm, RATE, 10 ** 6)
+        await s.pushes_in(warm, {u: 0 for u in warm})
+        rss0, heap0 = await s.gc()
+        cpu0 = cpu_seconds(s.pid)
+        t = time.time()
+        await s.logins(users)
+        cpu_login = cpu_seconds(s.pid) - cpu0
+        t_login = time.time() - t
+        rss1, heap1 = await s.gc()
+        cpu0 = cpu_seconds(s.pid)
+        sent = await s.paced(users, RATE, 0)
+        latency = await s.pushes_in(users, sent)
+        cpu_push = cpu_seconds(s.pid) - cpu0
+        rss2, heap2 = await s.gc()
+        pushes = s.app.pushes
+        log(f"   {name}: {LOGIN_USERS} logins in {t_login:.0f} s; RSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} -> "
+            f"{rss2 / 1024:.1f} MiB; Lua heap {heap0 / 1024:.1f} -> {heap1 / 1024:.1f} -> {heap2 / 1024:.1f} MiB")
+        return {"rss": rss2 - rss0, "rss_login": rss1 - rss0, "heap": heap2 - heap0, "cpu_login": cpu_login,
+                "cpu_push": cpu_push, "latency": latency, "pushes": pushes - len(warm)}
+    finally:
+        s.stop()
+
+
+def pg_populate(pg, db, users):
+    """Accounts and one registration per user, written straight into
+    Prosody's key-value table (the rows mod_storage_sql writes)."""
+    rows = []
+    for i, u in enumerate(users):
+        rows.append(f"{HOST}\t{u}\taccounts\tpassword\tstring\t{PASSWORD}")
+        if u.startswith("p"):
+            value = f'{{"jid":"{APP}","node":"{u}","timestamp":{1700000000 + i % 1000}}}'
+            rows.append(f"{HOST}\t{u}\tcloud_notify\t{APP}<{u}\tjson\t{value}")
+    pg.psql(db, 'COPY "prosody" ("host","user","store","key","type","value") FROM STDIN;\n'
+            + "\n".join(rows) + "\n\\.\n")
+    pg.psql(db, 'ANALYZE "prosody";')
+
+
+def pg_reads(pg, db):
+    """Reads and writes of Prosody's key-value stores so far in a database
+    (pg_stat_statements: each get is one SELECT, each set one DELETE)."""
+    out = pg.psql(db, """
+        SELECT coalesce(sum(calls) FILTER (WHERE query ~ '^\\s*SELECT\\s+"key","type","value"\\s+FROM\\s+"prosody"'), 0),
+               coalesce(sum(calls) FILTER (WHERE query ~ '^\\s*DELETE\\s+FROM\\s+"prosody"\\s'), 0)
+        FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database();""")
+    reads, writes = out.split("|")
+    return int(reads), int(writes)
+
+
+async def pg_part(name, spec, pg):
+    users = [f"p{i}" for i in range(PG_USERS)]
+    sql = pg.database()
+    s = Server(name, *spec, options={"storage": "sql", "sql": sql,
+                                     "push_registration_cache_size": max(PG_USERS // 10, 100)})
+    try:
+        # Prosody creates its tables at startup; the rows go in once it runs.
+        s.p.start(timeout=120)
+        s.p.stop()
+        pg_populate(pg, sql["database"], users + [f"s{i}" for i in range(SENDERS)] + ["admin"])
+        await s.start()
+        rss0, _ = await s.gc()
+        reads0 = pg_reads(pg, sql["database"])
+        cpu0 = cpu_seconds(s.pid)
+        t = time.time()
+        await s.windowed(users, 0)
+        t_fill = time.time() - t
+        await s.app.sync()
+        cpu_fill = cpu_seconds(s.pid) - cpu0
+        reads = pg_reads(pg, sql["database"])
+        rss1, _ = await s.gc()
+        sample = random.Random(7).sample(users, min(PG_LATENCY, len(users)))
+        s.arrivals.clear()
+        cpu0 = cpu_seconds(s.pid)
+        sent = await s.paced(sample, RATE, 10 ** 6)
+        latency = await s.pushes_in(sample, sent)
+        cpu_sample = cpu_seconds(s.pid) - cpu0
+        reads_sample = pg_reads(pg, sql["database"])
+        log(f"   {name}: {PG_USERS} messages in {t_fill:.0f} s; RSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB")
+        return {"rss": rss1 - rss0, "cpu_fill": cpu_fill, "cpu_sample": cpu_sample, "latency": latency,
+                "reads": reads[0] - reads0[0], "writes": reads[1] - reads0[1],
+                "reads_sample": reads_sample[0] - reads[0], "writes_sample": reads_sample[1] - reads[1],
+                "pushes": s.app.pushes}
+    finally:
+        s.stop()
+
+
+def report(login, pg):
+    out = {}
+    log("")
+    log(f"Prosody {VERSION}. Part 1: {LOGIN_USERS} users log in over c2s, enable one registration in-band and "
+        f"close cleanly; then one offline message each at {RATE:g}/s (one push each); full GC. Internal storage.")
+    log(f"{'':<6}{'RSS KiB/user':>14}{'heap B/user':>13}{'CPU µs/login':>14}{'CPU µs/push':>13}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'pushes':>8}")
+    n = login["none"]
+    for k in ("none", "ref", "ours"):
+        v = login[k]
+        rss = (v["rss"] - (n["rss"] if k != "none" else 0)) / LOGIN_USERS
+        heap = (v["heap"] - (n["heap"] if k != "none" else 0)) * 1024 / LOGIN_USERS
+        c_login = (v["cpu_login"] - (n["cpu_login"] if k != "none" else 0)) / LOGIN_USERS * 1e6
+        c_push = (v["cpu_push"] - (n["cpu_push"] if k != "none" else 0)) / LOGIN_USERS * 1e6
+        p50, p99 = percentile(v["latency"], 0.5), percentile(v["latency"], 0.99)
+        log(f"{k:<6}{rss:>14.2f}{heap:>13.0f}{c_login:>14.0f}{c_push:>13.0f}{p50:>9.1f}{p99:>9.1f}{v['pushes']:>8}")
+        if k != "none":
+            out[f"{k}_kib_per_user"] = rss
+            out[f"{k}_p50"], out[f"{k}_p99"] = p50, p99
+            out[f"{k}_push_us"] = c_push
+            out[f"{k}_login_us"] = c_login
+    log("(none's row: its own growth; the others: over none's.)")
+    out["mem_ratio"] = out["ours_kib_per_user"] / out["ref_kib_per_user"]
+    out["push_ratio"] = out["ours_push_us"] / out["ref_push_us"]
+    log(f"ours/ref: memory per user {out['mem_ratio']:.2f}, CPU per push {out['push_ratio']:.2f}, "
+        f"CPU per login+enable {out['ours_login_us'] / out['ref_login_us']:.2f}; latency p50 "
+        f"{out['ours_p50']:.1f} vs {out['ref_p50']:.1f} ms, p99 {out['ours_p99']:.1f} vs {out['ref_p99']:.1f} ms")
+    if pg:
+        log("")
+        log(f"Part 2: PostgreSQL, {PG_USERS} users with one registration each, cache {max(PG_USERS // 10, 100)}; "
+            f"one offline message to every user (windowed), then {PG_LATENCY} to random users at {RATE:g}/s.")
+        log(f"{'':<6}{'RSS KiB/user':>14}{'CPU µs/msg':>12}{'reads/msg':>11}{'writes/msg':>12}"
+            f"{'CPU µs/msg':>12}{'reads/msg':>11}{'writes/msg':>12}{'p50 ms':>9}{'p99 ms':>9}")
+        n = pg["none"]
+        for k in ("none", "ref", "ours"):
+            v = pg[k]
+            sub = (lambda key: n[key]) if k != "none" else (lambda key: 0)
+            rss = (v["rss"] - sub("rss")) / PG_USERS
+            c_fill = (v["cpu_fill"] - sub("cpu_fill")) / PG_USERS * 1e6
+            r_fill = (v["reads"] - sub("reads")) / PG_USERS
+            w_fill = (v["writes"] - sub("writes")) / PG_USERS
+            c_s = (v["cpu_sample"] - sub("cpu_sample")) / PG_LATENCY * 1e6
+            r_s = (v["reads_sample"] - sub("reads_sample")) / PG_LATENCY
+            w_s = (v["writes_sample"] - sub("writes_sample")) / PG_LATENCY
+            p50, p99 = percentile(v["latency"], 0.5), percentile(v["latency"], 0.99)
+            log(f"{k:<6}{rss:>14.2f}{c_fill:>12.0f}{r_fill:>11.2f}{w_fill:>12.2f}{c_s:>12.0f}{r_s:>11.2f}{w_s:>12.2f}"
+                f"{p50:>9.1f}{p99:>9.1f}")
+            if k != "none":
+                out[f"pg_{k}_kib_per_user"], out[f"pg_{k}_reads"] = rss, r_fill
+                out[f"pg_{k}_push_us"], out[f"pg_{k}_p99"] = c_fill, p99
+                out[f"pg_{k}_writes"] = w_fill
+        log("(columns 3-5: the fill, every user once, most not in the cache; 6-8: the random sample at the rate; "
+            "reads and writes: key-value gets and sets, over none's)")
+        out["pg_push_ratio"] = out["pg_ours_push_us"] / out["pg_ref_push_us"]
+    keys = [k for k in ("ours_kib_per_user", "ref_kib_per_user", "mem_ratio", "push_ratio", "ours_p50", "ref_p50",
+                        "ours_p99", "ref_p99", "pg_ours_kib_per_user", "pg_ref_kib_per_user", "pg_ours_reads",
+                        "pg_ref_reads", "pg_push_ratio", "pg_ours_p99", "pg_ref_p99") if k in out]
+    log("RESULT-SCALE " + " ".join(f"{k}={out[k]:.2f}" for k in keys))
+
+
+def main():
+    shm = os.environ.get("BENCH_TMPDIR", "/dev/shm")
+    if os.path.isdir(shm) and os.access(shm, os.W_OK):
+        tempfile.tempdir = shm
+    refdir = Path(tempfile.mkdtemp(prefix="bench-ref-"))
+    (refdir / "mod_cloud_notify").symlink_to(REFERENCE)
+    specs = variants(refdir)
+    # (BENCH_ONLY="ours" and the like: a quick look at some; the report needs all three)
+    only = os.environ.get("BENCH_ONLY", "").split()
+    specs = {k: v for k, v in specs.items() if not only or k in only}
+    login, pg = {}, {}
+    t = time.time()
+    log(f"== logins: {LOGIN_USERS} users, none, ref and ours in turn")
+    for name, spec in specs.items():
+        login[name] = asyncio.run(login_part(name, spec))
+    log(f"   done in {time.time() - t:.0f} s")
+    if PG_USERS:
+        t = time.time()
+        log(f"== PostgreSQL: {PG_USERS} users, none, ref and ours in turn")
+        server = Postgres(statements=True)
+        try:
+            for name, spec in specs.items():
+                pg[name] = asyncio.run(pg_part(name, spec, server))
+        finally:
+            server.stop()
+        log(f"   done in {time.time() - t:.0f} s")
+    if len(specs) == 3:
+        report(login, pg)
+
+
+if __name__ == "__main__":
+    main()
