@@ -4,8 +4,8 @@
 # Lua 5.4, busted and luacheck; the SQL drivers and a PostgreSQL server for the
 # storage tests (started privately by the tests, on loopback); luarocks; and
 # what is named on the command line (make bench: valgrind; make browser-deps:
-# chromium, and nodejs npm where npm is missing). Needs root (or sudo) only when something
-# is missing.
+# chromium, and nodejs npm where npm is missing). Needs root (or sudo) only
+# when something is missing.
 set -eu
 packages="prosody prosody-modules lua5.4 lua-busted lua-check python3-venv lua-dbi-sqlite3 lua-dbi-postgresql postgresql luarocks liblua5.4-dev"
 # Extra packages for one target.

@@ -10,6 +10,8 @@
 //   {"id": 2, "cmd": "eval", "js": "..."}                    -> {"id": 2, "ok": true, "value": ...}
 //   {"id": 3, "cmd": "wait", "js": "...", "timeout": 60000}  -> {"id": 3, "ok": true, "value": ...}
 //   {"id": 4, "cmd": "screenshot", "path": "...png"}         -> {"id": 4, "ok": true}
+//   {"id": 5, "cmd": "fill", "selector": "...", "text": "..."} -> {"id": 5, "ok": true}
+//   {"id": 6, "cmd": "click", "selector": "..."}             -> {"id": 6, "ok": true}
 // Failures answer {"id": N, "ok": false, "error": "..."}. The page's console
 // messages and errors come as {"event": "console" | "pageerror" | "requestfailed" | "http",
 // "text": "..."}.
@@ -48,6 +50,9 @@ async function main() {
 		wait: (c) => page.waitForFunction(c.js, null, { timeout: c.timeout || 60000, polling: 100 })
 			.then((handle) => handle.jsonValue()),
 		screenshot: (c) => page.screenshot({ path: c.path, fullPage: true }).then(() => null),
+		// a person typing into a field and clicking a button
+		fill: (c) => page.fill(c.selector, c.text, { timeout: c.timeout || 60000 }).then(() => null),
+		click: (c) => page.click(c.selector, { timeout: c.timeout || 60000 }).then(() => null),
 	};
 	emit({ event: 'ready' });
 	const rl = readline.createInterface({ input: process.stdin });

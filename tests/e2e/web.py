@@ -268,6 +268,12 @@ class Browser:
     async def screenshot(self, path):
         return await self.call("screenshot", path=str(path))
 
+    async def fill(self, selector, text):
+        return await self.call("fill", selector=selector, text=text)
+
+    async def click(self, selector):
+        return await self.call("click", selector=selector)
+
     async def wait_ack(self, kind, to="", timeout=60):
         """Waits for the answer to Converse's `kind` request (enable,
         disable, register) sent to `to` ("" = the account); returns
