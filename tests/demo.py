@@ -17,6 +17,7 @@ client that enables push, goes offline and is sent a message.
 
 import argparse
 import asyncio
+import signal
 import sys
 import xml.dom.minidom
 from pathlib import Path
@@ -87,7 +88,8 @@ def web_prosody(version="0.12", with_body=False, with_sender=False):
         "push_notification_with_body": with_body,
         "push_notification_with_sender": with_sender,
     }
-    p = Prosody(version=version, modules=("cloud_notify", "websocket"), muc=MUC, options=options)
+    p = Prosody(version=version, modules=("cloud_notify", "websocket"), muc=MUC, options=options,
+                muc_options={"muc_room_default_persistent": True})  # the lobby outlives its last occupant
     for user in ("romeo", "juliet"):
         p.add_user(user)
     return p
@@ -117,11 +119,15 @@ async def web_scenario(prosody, web):
 [demo] Pushes:       {web.url}pushes
 [demo] Log in as romeo@localhost (password 'secret'), and in a private window as
 [demo] juliet@localhost (password 'secret'). Both join {LOBBY}.
-[demo] Close romeo's tab, then as juliet send romeo a message (or write "romeo"
-[demo] in the lobby once his session has ended, a minute later): the pushes
-[demo] page shows what left the server. Ctrl-C to stop.""", flush=True)
+[demo] Close romeo's tab, then as juliet send romeo a message (or, once his
+[demo] session has ended a minute later, mention @romeo in the lobby): the
+[demo] pushes page shows what left the server. Ctrl-C to stop.""", flush=True)
     while True:
         await asyncio.sleep(3600)
+
+
+def stop_on_sigterm(_signum, _frame):
+    raise KeyboardInterrupt
 
 
 def main():
@@ -133,6 +139,7 @@ def main():
     parser.add_argument("--with-body", action="store_true")
     parser.add_argument("--with-sender", action="store_true")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, stop_on_sigterm)  # as Ctrl-C: stop Prosody too
     if args.web:
         prosody = web_prosody(args.prosody, args.with_body, args.with_sender)
     else:

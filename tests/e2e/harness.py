@@ -189,6 +189,7 @@ class Prosody:
             if ports_up and (not ours or "Module loaded (core " in self.log()[mark:]):
                 return self
             time.sleep(0.1)
+        self.stop()  # not left running behind the failed test
         raise RuntimeError("Prosody did not start:\n" + self.log())
 
     @staticmethod

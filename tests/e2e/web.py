@@ -29,7 +29,8 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 # As root, in a closed network: no sandbox, and nothing that phones home
 # (without the background-networking flags connections get refused).
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1280,800"]
 
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("text/javascript", ".mjs")
@@ -224,16 +225,19 @@ class Browser:
                 raise RuntimeError("Chromium did not start:\n" + (self.dir / "chromium.log").read_text())
             await asyncio.sleep(0.05)
         port = port_file.read_text().split()[0]
-        self.driver = await asyncio.create_subprocess_exec(
-            "node", str(BROWSER / "driver.cjs"), str(NODE_DIR), f"http://127.0.0.1:{port}",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=open(self.dir / "driver.log", "wb"), start_new_session=True, limit=16 * 1024 * 1024)
+        # A plain process read from a thread (not an asyncio subprocess): the
+        # fixture can kill and reap it after the scenario's loop is closed.
+        self.driver = subprocess.Popen(
+            ["node", str(BROWSER / "driver.cjs"), str(NODE_DIR), f"http://127.0.0.1:{port}"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=open(self.dir / "driver.log", "wb"), start_new_session=True)
         await asyncio.wait_for(self._until(lambda m: m.get("event") == "ready"), timeout)
         return self
 
     async def _until(self, want):
+        loop = asyncio.get_running_loop()
         while True:
-            line = await self.driver.stdout.readline()
+            line = await loop.run_in_executor(None, self.driver.stdout.readline)
             if not line:
                 raise RuntimeError("the browser driver exited:\n" + self.logs())
             msg = json.loads(line)
@@ -249,7 +253,7 @@ class Browser:
             self._ids += 1
             ident = self._ids
             self.driver.stdin.write((json.dumps({"id": ident, "cmd": cmd, **args}) + "\n").encode())
-            await self.driver.stdin.drain()
+            self.driver.stdin.flush()
             answer = await asyncio.wait_for(self._until(lambda m: m.get("id") == ident), answer_within)
         if not answer["ok"]:
             raise AssertionError(f"browser {cmd} failed: {answer['error']}\n{self.logs()}")
@@ -288,15 +292,20 @@ class Browser:
     def kill(self):
         """SIGKILLs the browser's and the driver's process groups and reaps them."""
         for proc in (self.proc, self.driver):
-            if proc is None or proc.returncode is not None:
+            if proc is None or proc.poll() is not None:
                 continue
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if self.proc is not None:
-            self.proc.wait()  # (asyncio's child watcher reaps the driver)
+            proc.wait()
 
     def cleanup(self):
         self.kill()
+        if self.driver is not None:
+            for pipe in (self.driver.stdin, self.driver.stdout):
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
         shutil.rmtree(self.dir, ignore_errors=True)
