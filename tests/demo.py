@@ -113,7 +113,7 @@ def web_server(prosody, port=0):
 
 async def web_scenario(prosody, web):
     app = await PrintingAppServer(prosody, web).start()
-    print(f"[app server] {prosody.component} connected as a component")
+    print(f"[app server] {app.boundjid} connected as a component")
     print(f"""
 [demo] Converse.js:  {web.url}
 [demo] Pushes:       {web.url}pushes

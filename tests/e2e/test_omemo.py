@@ -77,11 +77,10 @@ async def omemo_client(prosody, jid, storage, resource):
 
 
 def omemo_secrets(stanza_xml):
-    """Every ciphertext, key, IV and the fallback body of an encrypted message."""
+    """Every ciphertext, key and IV of an encrypted message."""
     root = ET.fromstring(stanza_xml)
-    out = [e.text for e in root.iter() if e.tag in (f"{{{NS_OMEMO_LEGACY}}}key", f"{{{NS_OMEMO_LEGACY}}}iv",
-                                                   f"{{{NS_OMEMO_LEGACY}}}payload") and e.text]
-    return out
+    tags = {f"{{{NS_OMEMO_LEGACY}}}{name}" for name in ("key", "iv", "payload")}
+    return [e.text for e in root.iter() if e.tag in tags and e.text]
 
 
 async def encrypted_to_offline_user(p, then_plain=False):
