@@ -196,7 +196,7 @@ class Browser:
     """A headless Chromium the test starts (its own process group, a fresh
     profile) and a driver process talking to it. `kill()` is the browser
     dying: every process of it is SIGKILLed, its connections drop without a
-    goodbye. Always killed by the `browser` fixture, even on failure."""
+    goodbye. Always killed by the `browsers` fixture, even on failure."""
 
     def __init__(self, workdir=None):
         check_installed()
@@ -243,6 +243,7 @@ class Browser:
             msg = json.loads(line)
             if "event" in msg and msg["event"] != "ready":
                 self.log.append(f"[{msg.get('type', msg['event'])}] {msg.get('text')}")
+                del self.log[:-2000]
                 if msg["event"] == "fatal":
                     raise RuntimeError("the browser driver failed: " + msg["text"])
             if want(msg):
