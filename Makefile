@@ -1,12 +1,16 @@
 # mod_cloud_notify (Rust core + Lua shim) for Prosody.
 #
 #   make demo      a local Prosody with the module, a demo app server and a scripted client
+#   make demo-web  the same with Converse.js served on loopback and a live page of the pushes
+#                  the app server receives (= make demo ARGS=--web)
 #   make test      every test: cargo test, lints, busted specs, end-to-end in real Prosody
 #   make dist      dist/mod_cloud_notify/ and dist/mod_muc_cloud_notify/ (shims +
 #                  compiled core), ready for plugin_paths
 #   make install   copy them to $(DESTDIR)$(MODULEDIR)
 #   make bench     the side-by-side benchmark against the reference module
 #   make fuzz      10^7 inputs through the core, 10^6 through the binding and shim
+#   make browser-deps  Debian's chromium, and Converse.js and playwright-core from npm
+#                  (tests/browser/package-lock.json) into .work/node
 
 PREFIX ?= /usr/local
 MODULEDIR ?= $(PREFIX)/lib/prosody/modules
@@ -17,8 +21,9 @@ MODULES := cloud_notify muc_cloud_notify
 LIB := target/release/libcloud_notify.so
 
 PROSODY13 := .work/prosody13
+NODE_DIR := .work/node
 
-.PHONY: all build dist install deps prosody13 pydeps test test-rust lint test-busted test-fuzz test-e2e demo bench fuzz clean
+.PHONY: all build dist install deps prosody13 pydeps node-deps browser-deps test test-rust lint test-busted test-fuzz test-e2e demo demo-web bench fuzz clean
 
 all: dist
 
@@ -58,7 +63,22 @@ $(VENV)/.done: tests/requirements.txt
 	$(VENV)/bin/pip install -q -r tests/requirements.txt
 	touch $@
 
-test: deps prosody13 pydeps dist test-rust lint test-busted test-fuzz test-e2e
+# Converse.js and playwright-core, pinned by tests/browser/package-lock.json
+# (Node.js and npm from Debian if missing).
+node-deps: $(NODE_DIR)/.done
+
+$(NODE_DIR)/.done: tests/browser/package.json tests/browser/package-lock.json
+	command -v npm >/dev/null || scripts/install-deps.sh nodejs npm
+	install -d $(NODE_DIR)
+	install -m 0644 tests/browser/package.json tests/browser/package-lock.json $(NODE_DIR)/
+	cd $(NODE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The Converse and demo tests: Debian's headless Chromium, driven by playwright-core.
+browser-deps: node-deps
+	scripts/install-deps.sh chromium
+
+test: deps prosody13 pydeps browser-deps dist test-rust lint test-busted test-fuzz test-e2e
 
 test-rust:
 	$(CARGO) test
@@ -84,7 +104,7 @@ fuzz: dist
 
 # Every e2e test runs on Prosody 0.12.3 and 13.0.x (PROSODY_VERSIONS="0.12"
 # or "13" narrows it down).
-test-e2e: dist pydeps prosody13
+test-e2e: dist pydeps prosody13 browser-deps
 	$(PYTHON) -m pytest -q tests/e2e
 
 # Prosody three times (no push module, the reference, ours), same
@@ -102,7 +122,11 @@ bench: pydeps dist
 	done
 
 demo: deps pydeps dist
+	$(if $(findstring --web,$(ARGS)),$(MAKE) node-deps)
 	$(PYTHON) tests/demo.py $(ARGS)
+
+demo-web:
+	$(MAKE) demo ARGS="--web $(ARGS)"
 
 clean:
 	$(CARGO) clean

@@ -3,11 +3,12 @@
 # Debian 12's Prosody 0.12.3 and prosody-modules (the reference module),
 # Lua 5.4, busted and luacheck; the SQL drivers and a PostgreSQL server for the
 # storage tests (started privately by the tests, on loopback); luarocks; and
-# what is named on the command line. Needs root (or sudo) only when something
-# is missing.
+# what is named on the command line (make bench: valgrind; make browser-deps:
+# chromium, and nodejs npm where npm is missing). Needs root (or sudo) only
+# when something is missing.
 set -eu
 packages="prosody prosody-modules lua5.4 lua-busted lua-check python3-venv lua-dbi-sqlite3 lua-dbi-postgresql postgresql luarocks liblua5.4-dev"
-# Extra packages for one target (make bench: valgrind).
+# Extra packages for one target.
 packages="$packages $*"
 missing=""
 for p in $packages; do

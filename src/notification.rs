@@ -23,8 +23,9 @@ pub struct Summary {
     pub pending_subscriptions: Option<u32>,
     /// `last-message-sender`: only with `push_notification_with_sender`.
     pub sender: Option<String>,
-    /// `last-message-body`: the real body with `push_notification_with_body`,
-    /// otherwise the configured placeholder for important stanzas.
+    /// `last-message-body`: the real body with `push_notification_with_body`
+    /// (never an encrypted message's fallback body), otherwise the
+    /// configured placeholder for important stanzas.
     pub body: Option<String>,
 }
 
@@ -48,7 +49,12 @@ pub fn summarize(config: &Config, stanza: Option<&StanzaFacts>) -> Summary {
     if config.with_sender {
         summary.sender = msg.from.clone();
     }
-    let real_body = msg.body.as_deref().filter(|b| !b.is_empty());
+    // An encrypted message's <body/> is its client's fallback text ("This
+    // message is OMEMO encrypted."), not what the sender wrote.
+    let real_body = msg
+        .body
+        .as_deref()
+        .filter(|b| !b.is_empty() && !msg.encrypted);
     if config.with_body && real_body.is_some() && is_important(facts) {
         summary.body = real_body.map(str::to_owned);
     } else if !config.important_body.is_empty() && is_important(facts) {
@@ -181,6 +187,28 @@ mod tests {
             )),
         );
         assert_eq!(s.body.as_deref(), Some("New Message!"));
+    }
+
+    #[test]
+    fn with_body_an_encrypted_message_s_fallback_body_is_not_sent() {
+        // What slixmpp-omemo (and Conversations, Converse) send: a fallback
+        // body beside the encrypted payload.
+        let config = Config {
+            with_body: true,
+            ..Config::default()
+        };
+        for payload in [
+            "<encrypted xmlns='eu.siacs.conversations.axolotl'><header sid='1'>\
+             <key rid='2'>a2V5</key><iv>aXY=</iv></header><payload>cA==</payload></encrypted>",
+            "<x xmlns='jabber:x:encrypted'>qANQR1DB</x>",
+        ] {
+            let xml = format!(
+                "<message xmlns='jabber:client' type='chat'>\
+                 <body>This message is OMEMO encrypted.</body>{payload}</message>"
+            );
+            let s = summarize(&config, Some(&facts(&xml)));
+            assert_eq!(s.body.as_deref(), Some("New Message!"), "{payload}");
+        }
     }
 
     #[test]

@@ -61,6 +61,27 @@ def prosody_with(version):
         p.cleanup()
 
 
+@pytest.fixture
+def browsers(tmp_path):
+    """Starts headless Chromium browsers (web.Browser) inside a scenario:
+    `await browsers().start()`. Every one is killed after the test, even
+    when it failed; its page log is printed for a failed test."""
+    from web import Browser
+
+    started = []
+
+    def make():
+        b = Browser(workdir=tmp_path)
+        started.append(b)
+        return b
+
+    yield make
+    for b in started:
+        if b.log:
+            print(f"--- page log of {b.dir}:\n" + b.logs())
+        b.cleanup()
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     """A private PostgreSQL server on loopback (Debian's package), started

@@ -31,6 +31,7 @@ PROSODY_VERSIONS = {
 }
 NS_PUSH = "urn:xmpp:push:0"
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DATA = "jabber:x:data"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
@@ -181,10 +182,14 @@ class Prosody:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("Prosody exited:\n" + (self.dir / "stdout.log").read_text() + self.log())
-            ports_up = all(self._port_open(p) for p in (self.c2s_port, self.component_port))
+            ports = [self.c2s_port, self.component_port]
+            if {"http", "websocket", "bosh"} & set(self.modules):
+                ports.append(self.http_port)
+            ports_up = all(self._port_open(p) for p in ports)
             if ports_up and (not ours or "Module loaded (core " in self.log()[mark:]):
                 return self
             time.sleep(0.1)
+        self.stop()  # not left running behind the failed test
         raise RuntimeError("Prosody did not start:\n" + self.log())
 
     @staticmethod
@@ -368,6 +373,8 @@ def form_values(x):
 
 class AppServer(slixmpp.ComponentXMPP):
     """The push app server: an XMPP component recording each publish.
+    Like a real one (and as Converse.js checks before it enables push), its
+    disco#info shows identity pubsub/push and feature urn:xmpp:push:0.
 
     mode: "result" answers with a result; ("error", type, condition) with
     that error; "silent" never answers."""
@@ -377,8 +384,15 @@ class AppServer(slixmpp.ComponentXMPP):
         self.mode = mode
         self.pushes = asyncio.Queue()
         self.received = []
+        self.disco_queries = []  # who asked for our disco#info
         self._started = asyncio.Event()
         self.add_event_handler("session_start", lambda _e: self._started.set())
+        self.register_plugin("xep_0030")
+        self["xep_0030"].add_identity(category="pubsub", itype="push", name="Push app server")
+        self["xep_0030"].add_feature(NS_PUSH)
+        self.register_handler(Callback(
+            "disco asked", MatchXPath(f"{{{self.default_ns}}}iq/{{{NS_DISCO_INFO}}}query"),
+            lambda iq: self.disco_queries.append(str(iq["from"])) if iq["type"] == "get" else None))
         self.register_handler(Callback(
             "push", MatchXPath(f"{{{self.default_ns}}}iq/{{{NS_PUBSUB}}}pubsub"), self._on_publish))
 
