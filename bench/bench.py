@@ -313,6 +313,8 @@ async def stats(stream, n=[0]):
     reply += await stream._read_until(b"/>")
     heap = float(re.search(rb"heap='([\d.]+)'", reply).group(1))
     handlers = int(re.search(rb"handlers='(\d+)'", reply).group(1))
+    core = re.search(rb"core='(\d+)'", reply)
+    stats.core = int(core.group(1)) if core else 0  # ours: bytes its Rust side holds
     return heap, handlers
 
 

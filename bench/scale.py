@@ -8,11 +8,13 @@ other, each through the same two parts:
 1. Logins (internal storage). BENCH_LOGIN_USERS users (10,000) each log in
    over c2s, send presence, enable one registration in-band and close the
    stream cleanly; then each gets one chat message while offline (a no-store
-   hint keeps it out of the archive), sent at BENCH_RATE messages per second
-   (500), each pushing once, answered with a result; then a full garbage
-   collection. Reported: RSS and Lua heap growth per user over the server
-   without the module, CPU per login and per push, and the latency from the
-   message's write to its publish's arrival at the app server (p50, p99).
+   hint keeps it out of the archive; WINDOW messages in flight), each
+   pushing once, answered with a result; then a full garbage collection.
+   Reported: RSS and Lua heap growth per user over the server without the
+   module, CPU per login and per push. Then the latency from a message's
+   write to its publish's arrival at the app server (p50, p99): another
+   message each to up to 5,000 of them, at BENCH_RATE messages per second
+   (500).
 2. PostgreSQL (`storage = "sql"`, a private server). BENCH_PG_USERS users
    (100,000) with one registration each, written into the database
    beforehand, and a registration cache of a tenth of them. Every user gets
@@ -104,8 +106,10 @@ class Server:
         return self.p.proc.pid
 
     async def gc(self):
-        """A full collection; returns (RSS KiB, Lua heap KiB)."""
+        """A full collection; returns (RSS KiB, Lua heap KiB); the bytes
+        ours' Rust side holds in self.core."""
         heap, _ = await stats(self.admin)
+        self.core = stats.core
         if os.environ.get("BENCH_TRIM"):
             subprocess.run(["gdb", "-p", str(self.pid), "-batch", "-ex", "call (int)malloc_trim(0)"],
                            capture_output=True)
@@ -190,6 +194,7 @@ async def login_part(name, spec):
         await s.paced(warm, RATE, 10 ** 6)
         await s.pushes_in(warm, {u: 0 for u in warm})
         rss0, heap0 = await s.gc()
+        core0 = s.core
         cpu0 = cpu_seconds(s.pid)
         t = time.time()
         await s.logins(users)
@@ -197,14 +202,20 @@ async def login_part(name, spec):
         t_login = time.time() - t
         rss1, heap1 = await s.gc()
         cpu0 = cpu_seconds(s.pid)
-        sent = await s.paced(users, RATE, 0)
-        latency = await s.pushes_in(users, sent)
+        await s.windowed(users, 0)
         cpu_push = cpu_seconds(s.pid) - cpu0
         rss2, heap2 = await s.gc()
+        core = s.core - core0
         pushes = s.app.pushes
+        # Then the latency, at the rate: another message to some of them.
+        sample = users[:min(len(users), int(RATE * 10))]
+        s.arrivals.clear()
+        sent = await s.paced(sample, RATE, 10 ** 6)
+        latency = await s.pushes_in(sample, sent)
         log(f"   {name}: {LOGIN_USERS} logins in {t_login:.0f} s; RSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} -> "
             f"{rss2 / 1024:.1f} MiB; Lua heap {heap0 / 1024:.1f} -> {heap1 / 1024:.1f} -> {heap2 / 1024:.1f} MiB")
-        return {"rss": rss2 - rss0, "rss_login": rss1 - rss0, "heap": heap2 - heap0, "cpu_login": cpu_login,
+        return {"rss": rss2 - rss0, "rss_login": rss1 - rss0, "heap": heap2 - heap0, "core": core,
+                "cpu_login": cpu_login,
                 "cpu_push": cpu_push, "latency": latency, "pushes": pushes - len(warm)}
     finally:
         s.stop()
@@ -241,12 +252,23 @@ async def pg_part(name, spec, pg):
     s = Server(name, *spec, options={"storage": "sql", "sql": sql,
                                      "push_registration_cache_size": max(PG_USERS // 10, 100)})
     try:
-        # Prosody creates its tables at startup; the rows go in once it runs.
+        # Prosody creates its tables on its first query (a login attempt);
+        # the rows go in once they are there.
         s.p.start(timeout=120)
+        try:
+            await asyncio.wait_for(Stream(s.p.c2s_port, "nobody", "x").connect(presence=False), 10)
+        except (ConnectionError, asyncio.TimeoutError):
+            pass
+        deadline = time.monotonic() + 60
+        while pg.psql(sql["database"], "SELECT to_regclass('prosody') IS NOT NULL;").strip() != "t":
+            if time.monotonic() > deadline:
+                raise RuntimeError("Prosody created no tables")
+            await asyncio.sleep(0.2)
         s.p.stop()
         pg_populate(pg, sql["database"], users + [f"s{i}" for i in range(SENDERS)] + ["admin"])
         await s.start()
         rss0, _ = await s.gc()
+        core0 = s.core
         reads0 = pg_reads(pg, sql["database"])
         cpu0 = cpu_seconds(s.pid)
         t = time.time()
@@ -256,6 +278,7 @@ async def pg_part(name, spec, pg):
         cpu_fill = cpu_seconds(s.pid) - cpu0
         reads = pg_reads(pg, sql["database"])
         rss1, _ = await s.gc()
+        core = s.core - core0
         sample = random.Random(7).sample(users, min(PG_LATENCY, len(users)))
         s.arrivals.clear()
         cpu0 = cpu_seconds(s.pid)
@@ -264,7 +287,7 @@ async def pg_part(name, spec, pg):
         cpu_sample = cpu_seconds(s.pid) - cpu0
         reads_sample = pg_reads(pg, sql["database"])
         log(f"   {name}: {PG_USERS} messages in {t_fill:.0f} s; RSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB")
-        return {"rss": rss1 - rss0, "cpu_fill": cpu_fill, "cpu_sample": cpu_sample, "latency": latency,
+        return {"rss": rss1 - rss0, "core": core, "cpu_fill": cpu_fill, "cpu_sample": cpu_sample, "latency": latency,
                 "reads": reads[0] - reads0[0], "writes": reads[1] - reads0[1],
                 "reads_sample": reads_sample[0] - reads[0], "writes_sample": reads_sample[1] - reads[1],
                 "pushes": s.app.pushes}
@@ -276,7 +299,8 @@ def report(login, pg):
     out = {}
     log("")
     log(f"Prosody {VERSION}. Part 1: {LOGIN_USERS} users log in over c2s, enable one registration in-band and "
-        f"close cleanly; then one offline message each at {RATE:g}/s (one push each); full GC. Internal storage.")
+        f"close cleanly; then one offline message each (one push each); full GC. Internal storage. Latency: "
+        f"{min(LOGIN_USERS, int(RATE * 10))} more at {RATE:g}/s.")
     log(f"{'':<6}{'RSS KiB/user':>14}{'heap B/user':>13}{'CPU µs/login':>14}{'CPU µs/push':>13}"
         f"{'p50 ms':>9}{'p99 ms':>9}{'pushes':>8}")
     n = login["none"]
@@ -287,13 +311,16 @@ def report(login, pg):
         c_login = (v["cpu_login"] - (n["cpu_login"] if k != "none" else 0)) / LOGIN_USERS * 1e6
         c_push = (v["cpu_push"] - (n["cpu_push"] if k != "none" else 0)) / LOGIN_USERS * 1e6
         p50, p99 = percentile(v["latency"], 0.5), percentile(v["latency"], 0.99)
-        log(f"{k:<6}{rss:>14.2f}{heap:>13.0f}{c_login:>14.0f}{c_push:>13.0f}{p50:>9.1f}{p99:>9.1f}{v['pushes']:>8}")
+        log(f"{k:<6}{rss:>14.2f}{heap:>13.0f}{c_login:>14.0f}{c_push:>13.0f}{p50:>9.1f}{p99:>9.1f}"
+            f"{max(v['pushes'], 0):>8}")
         if k != "none":
             out[f"{k}_kib_per_user"] = rss
             out[f"{k}_p50"], out[f"{k}_p99"] = p50, p99
             out[f"{k}_push_us"] = c_push
             out[f"{k}_login_us"] = c_login
-    log("(none's row: its own growth; the others: over none's.)")
+    log(f"(none's row: its own growth; the others: over none's. Of ours' RSS, its Rust side holds "
+        f"{login['ours']['core'] / LOGIN_USERS:.0f} B/user by its allocator's count.)")
+    out["ours_core_b_per_user"] = login["ours"]["core"] / LOGIN_USERS
     out["mem_ratio"] = out["ours_kib_per_user"] / out["ref_kib_per_user"]
     out["push_ratio"] = out["ours_push_us"] / out["ref_push_us"]
     log(f"ours/ref: memory per user {out['mem_ratio']:.2f}, CPU per push {out['push_ratio']:.2f}, "
@@ -324,10 +351,12 @@ def report(login, pg):
                 out[f"pg_{k}_push_us"], out[f"pg_{k}_p99"] = c_fill, p99
                 out[f"pg_{k}_writes"] = w_fill
         log("(columns 3-5: the fill, every user once, most not in the cache; 6-8: the random sample at the rate; "
-            "reads and writes: key-value gets and sets, over none's)")
+            "reads and writes: key-value gets and sets, over none's. Of ours' RSS, its Rust side holds "
+            f"{pg['ours']['core'] / PG_USERS:.0f} B/user by its allocator's count)")
+        out["pg_ours_core_b_per_user"] = pg["ours"]["core"] / PG_USERS
         out["pg_push_ratio"] = out["pg_ours_push_us"] / out["pg_ref_push_us"]
-    keys = [k for k in ("ours_kib_per_user", "ref_kib_per_user", "mem_ratio", "push_ratio", "ours_p50", "ref_p50",
-                        "ours_p99", "ref_p99", "pg_ours_kib_per_user", "pg_ref_kib_per_user", "pg_ours_reads",
+    keys = [k for k in ("ours_kib_per_user", "ref_kib_per_user", "ours_core_b_per_user", "mem_ratio", "push_ratio", "ours_p50", "ref_p50",
+                        "ours_p99", "ref_p99", "pg_ours_kib_per_user", "pg_ref_kib_per_user", "pg_ours_core_b_per_user", "pg_ours_reads",
                         "pg_ref_reads", "pg_push_ratio", "pg_ours_p99", "pg_ref_p99") if k in out]
     log("RESULT-SCALE " + " ".join(f"{k}={out[k]:.2f}" for k in keys))
 

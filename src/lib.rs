@@ -17,6 +17,7 @@ pub mod fields;
 pub mod grace;
 pub mod ids;
 pub mod importance;
+pub mod memory;
 pub mod muc;
 pub mod notification;
 pub mod pending;
@@ -34,9 +35,11 @@ mod lua;
 /// not in the C library's heap beside Lua's: there, the core's long-lived
 /// records would pin pages among the garbage each login, enable and push
 /// leaves, and the process would keep memory the garbage collector freed.
+/// Counted, for the `heap_bytes` export (what the core holds, apart from
+/// the allocator's own overhead).
 #[cfg(feature = "module")]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: memory::Counting<mimalloc::MiMalloc> = memory::Counting(mimalloc::MiMalloc);
 
 /// XEP-0357 namespace.
 pub const NS_PUSH: &str = "urn:xmpp:push:0";

@@ -33,6 +33,8 @@ module:hook("iq-get/host/urn:example:bench:stats", function(event)
 		xmlns = "urn:example:bench";
 		heap = ("%.1f"):format(collectgarbage("count"));
 		handlers = tostring(handler_count());
+		-- ours: the bytes its Rust side holds (its allocator's count)
+		core = package.loaded["cloud_notify"] and tostring(package.loaded["cloud_notify"].heap_bytes()) or nil;
 	}));
 	return true;
 end);

@@ -1175,6 +1175,11 @@ fn cloud_notify(lua: &Lua) -> Result<Table> {
     let exports = lua.create_table()?;
     exports.set("new", lua.create_function(new_host)?)?;
     exports.set("version", env!("CARGO_PKG_VERSION"))?;
+    // Bytes the library's allocations hold (all hosts), for admins and benchmarks.
+    exports.set(
+        "heap_bytes",
+        lua.create_function(|_, ()| Ok(crate::memory::live_bytes()))?,
+    )?;
     // Diagnostics: what push decisions read from a stanza, as text.
     exports.set(
         "stanza_facts",

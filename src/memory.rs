@@ -1,0 +1,76 @@
+//! The bytes the library holds, counted by its global allocator: what the
+//! core keeps (registrations, pushes awaiting answers, bounded records of
+//! traffic), apart from what the allocator keeps around them.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// A global allocator counting the bytes live through another one.
+pub struct Counting<A>(pub A);
+
+// SAFETY: every call is passed on unchanged to the inner allocator; only a
+// counter is kept beside it.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { self.0.alloc(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { self.0.alloc_zeroed(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.0.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { self.0.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_add(new_size, Ordering::Relaxed);
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+/// Bytes live through [`Counting`] (0 where it is not the global allocator).
+pub fn live_bytes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::alloc::System;
+
+    #[test]
+    fn counts_what_is_live() {
+        let a = Counting(System);
+        let before = live_bytes();
+        let layout = Layout::from_size_align(100, 8).unwrap();
+        // SAFETY: a valid layout; the pointer is given back with it.
+        unsafe {
+            let p = a.alloc(layout);
+            assert_eq!(live_bytes() - before, 100);
+            let p = a.realloc(p, layout, 300);
+            assert_eq!(live_bytes() - before, 300);
+            a.dealloc(p, Layout::from_size_align(300, 8).unwrap());
+        }
+        assert_eq!(live_bytes(), before);
+    }
+}
