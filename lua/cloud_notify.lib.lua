@@ -4,6 +4,11 @@
 -- cloud_notify/push event), enable/disable, and the app servers' answers.
 -- Loaded with module:require("cloud_notify"), in the module's environment.
 -- As in the shims, every decision is the core's.
+--
+-- lib.new() hooks nothing and starts no timer: it returns the handlers
+-- and timer functions (h.on_ping, h.on_answer, h.update_gauges,
+-- h.on_server_stopping, h.counts_timer, h.sweep_timer), and each shim
+-- hooks every event it handles itself, visibly.
 
 local st = require "util.stanza";
 local async = require "util.async";
@@ -12,31 +17,34 @@ local time_now = require "util.time".now;
 local lib = {};
 
 -- A plain list of numbers (what is not one becomes -1, which the core
--- rejects with a message).
+-- rejects with a message); nil stays nil.
 local function numbers(list)
+	if list == nil then return nil; end
 	local out = {};
 	for i, v in ipairs(list) do out[i] = tonumber(v) or -1; end
 	return out;
 end
 
--- The options both modules read (typed getters; the core checks ranges
--- and falls back to the defaults, logging what it rejected).
+-- The options both modules read, with typed getters and no default: an
+-- option left unset is nil here, and the core's default applies
+-- (src/config.rs, the one place defaults are written; the core also checks
+-- ranges, logging what it rejected).
 function lib.options()
 	return {
-		push_notification_with_body = module:get_option_boolean("push_notification_with_body", false);
-		push_notification_with_sender = module:get_option_boolean("push_notification_with_sender", false);
-		push_notification_important_body = module:get_option_string("push_notification_important_body", "New Message!");
-		push_max_devices = module:get_option_number("push_max_devices", 5);
-		push_max_errors = module:get_option_number("push_max_errors", 16);
-		push_max_hibernation_timeout = module:get_option_number("push_max_hibernation_timeout", 72*3600);
-		push_registration_cache_size = module:get_option_number("push_registration_cache_size", 10000);
-		push_response_timeout = module:get_option_number("push_response_timeout", 120);
-		push_max_pending = module:get_option_number("push_max_pending", 10000);
-		push_wake_before_expiry = module:get_option_number("push_wake_before_expiry", 60);
-		push_retry_delays = numbers(module:get_option_array("push_retry_delays", { 5, 30, 120 }));
-		push_max_retries = module:get_option_number("push_max_retries", 1000);
-		push_grace_period = module:get_option_number("push_grace_period", 0);
-		push_counts_write_interval = module:get_option_number("push_counts_write_interval", 300);
+		push_notification_with_body = module:get_option_boolean("push_notification_with_body");
+		push_notification_with_sender = module:get_option_boolean("push_notification_with_sender");
+		push_notification_important_body = module:get_option_string("push_notification_important_body");
+		push_max_devices = module:get_option_number("push_max_devices");
+		push_max_errors = module:get_option_number("push_max_errors");
+		push_max_hibernation_timeout = module:get_option_number("push_max_hibernation_timeout");
+		push_registration_cache_size = module:get_option_number("push_registration_cache_size");
+		push_response_timeout = module:get_option_number("push_response_timeout");
+		push_max_pending = module:get_option_number("push_max_pending");
+		push_wake_before_expiry = module:get_option_number("push_wake_before_expiry");
+		push_retry_delays = numbers(module:get_option_array("push_retry_delays"));
+		push_max_retries = module:get_option_number("push_max_retries");
+		push_grace_period = module:get_option_number("push_grace_period");
+		push_counts_write_interval = module:get_option_number("push_counts_write_interval");
 	};
 end
 
@@ -282,7 +290,7 @@ function lib.new(options)
 	-- `released`: identifiers already gone from the core whose sessions
 	-- must stop pushing as well.
 	function h.write_plan(user, services, removed, released)
-		local had = h.on_committed and core:has_push(user) == true;
+		local had = h.on_committed and core:has_push(user);
 		local ok, err = push_store:set(user, services);
 		if not ok then
 			module:log("error", "Error writing push registrations of '%s': %s", user, err);
@@ -290,7 +298,7 @@ function lib.new(options)
 		end
 		log_all("warn", core:commit(user, services, removed));
 		h.note_commit(user);
-		if h.on_committed then h.on_committed(user, had, core:has_push(user) == true); end
+		if h.on_committed then h.on_committed(user, had, core:has_push(user)); end
 		if released then
 			for identifier in pairs(released) do removed[identifier] = true; end
 		end
@@ -337,6 +345,21 @@ function lib.new(options)
 			end
 		end
 		return woke;
+	end
+
+	-- Hands an event for `user` to the core: `ask(core, ...)` is one of the
+	-- core's event methods, answering the pushes to send, nil for none, or
+	-- false when the user's registrations are not in memory. Those are then
+	-- loaded (once, here: storage may yield, which the core can't) and the
+	-- core asked again. Returns whether a waking push was sent.
+	function h.handle(user, ask, ...)
+		local pushes = ask(core, ...);
+		if pushes == false then
+			if not h.load_user(user) then return false; end
+			pushes = ask(core, ...);
+		end
+		if not pushes then return false; end
+		return h.dispatch(pushes);
 	end
 
 	-- https://xmpp.org/extensions/xep-0357.html#enabling
@@ -393,15 +416,15 @@ function lib.new(options)
 	end
 
 	-- cloud-notify-ping: an empty push to all (or the given) registrations.
-	module:hook("cloud-notify-ping", function(event)
+	function h.on_ping(event)
 		local user = event.user;
 		module:log("debug", "Handling event 'cloud-notify-ping' for user '%s'", user);
-		if not h.load_user(user) then return; end
-		h.dispatch(core:ping(user, event.push_services, time_now()));
-	end);
+		h.handle(user, core.ping, user, event.push_services, time_now());
+	end
 
-	-- Answers of app servers: one handler for all pushes, no hook per push.
-	module:hook("iq/host", function(event)
+	-- Answers of app servers (iq/host): one handler for all pushes, no hook
+	-- per push.
+	function h.on_answer(event)
 		local kind, answer, write_user, from = core:response(event.stanza, time_now());
 		if kind == nil then return; end -- not one of ours
 		if kind == "load" then
@@ -453,7 +476,7 @@ function lib.new(options)
 			end, "disable "..identifier);
 		end
 		return true;
-	end, 10);
+	end
 
 	-- Retries of pushes answered with a wait error: one timer for all of
 	-- them, set for the next one due.
@@ -478,13 +501,13 @@ function lib.new(options)
 		end);
 	end
 
-	-- Gauges are read when statistics are collected.
-	module:hook_global("stats-update", function()
+	-- Gauges are read when statistics are collected (stats-update).
+	function h.update_gauges()
 		local stats = core:stats();
 		gauge_outstanding():set(stats.pending);
 		gauge_registrations():set(stats.registrations);
 		gauge_users():set(stats.users);
-	end);
+	end
 
 	-- Unread counts change with every push: written in batches (every
 	-- push_counts_write_interval, and at shutdown), not once per message;
@@ -496,26 +519,26 @@ function lib.new(options)
 			count_writer:run(user);
 		end
 	end
-	local counts_interval = core:counts_write_interval();
-	module:add_timer(counts_interval, function()
+	local function write_counts_logged()
 		local ok, err = pcall(h.write_counts);
 		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
-		return counts_interval;
-	end);
-	module:hook_global("server-stopping", function()
-		local ok, err = pcall(h.write_counts);
-		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
-	end);
+	end
+	h.counts_interval = core:counts_write_interval();
+	function h.counts_timer()
+		write_counts_logged();
+		return h.counts_interval;
+	end
+	h.on_server_stopping = write_counts_logged;
 
 	-- Forget pushes nobody answered (an answer after that is not ours).
-	local sweep = math.min(30, math.max(1, options.push_response_timeout or 30));
-	module:add_timer(sweep, function()
+	h.sweep_interval = core:sweep_interval();
+	function h.sweep_timer()
 		local expired = core:expire(time_now());
 		if expired > 0 then
 			module:log("debug", "%d push(es) got no answer in time", expired);
 		end
-		return sweep;
-	end);
+		return h.sweep_interval;
+	end
 
 	return h;
 end

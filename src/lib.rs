@@ -5,6 +5,10 @@
 //!   notification XML, with no Lua in sight, unit-tested with `cargo test`;
 //! - the binding (`lua`, behind the `module` feature): the only code that
 //!   touches mlua. It converts values and exports `luaopen_cloud_notify`.
+//!
+//! `unsafe` lives in one module, `lua::raw`; it is denied everywhere else.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod bounded;
 pub mod calls;

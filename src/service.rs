@@ -23,7 +23,9 @@ use std::rc::Rc;
 /// Which of a user's registrations a push goes to.
 #[derive(Debug, Clone, Copy)]
 pub enum Targets<'a> {
+    /// All of them.
     All,
+    /// Only these (identifiers).
     Only(&'a [String]),
     /// All but these (the registrations of live sessions).
     Except(&'a [String]),
@@ -42,11 +44,17 @@ impl Targets<'_> {
 /// The path a push comes from (a metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushKind {
+    /// An offline message (`message/offline/handle`).
     Offline,
+    /// A bare groupchat message to the user (no joined device).
     Groupchat,
+    /// A stanza queued for a hibernated or unresponsive smacks session.
     Smacks,
+    /// An archived message (MAM), for devices without a session.
     Mam,
+    /// An urgent archived stanza (a call's propose), to every device.
     Urgent,
+    /// `cloud-notify-ping` (or the admin's `push:ping`).
     Ping,
     /// A room message (mod_muc_cloud_notify).
     Muc,
@@ -66,6 +74,7 @@ pub enum PushKind {
 }
 
 impl PushKind {
+    /// The metrics label (`push_kind` of the event).
     pub fn as_str(self) -> &'static str {
         match self {
             PushKind::Offline => "offline",
@@ -124,9 +133,13 @@ pub struct Queued {
 /// One publish to send.
 #[derive(Debug, Clone)]
 pub struct PushJob {
+    /// The publish IQ's id (`push_id`).
     pub id: String,
+    /// The registration it goes to (without its counts).
     pub registration: Registration,
+    /// What it says.
     pub summary: Summary,
+    /// The path it comes from.
     pub kind: PushKind,
     /// Whether this push ends a hibernated session's extended timeout: it
     /// is important, or importance is not told apart (no important body).
@@ -149,8 +162,62 @@ impl PushJob {
 /// The app server's answer to a push.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Response<'a> {
+    /// `<iq type='result'/>`.
     Result,
-    Error { type_: &'a str, condition: &'a str },
+    /// `<iq type='error'/>`, its error type and defined condition.
+    Error {
+        /// One of RFC 6120's five (see [`Response::error`]).
+        type_: &'a str,
+        /// The defined condition (`undefined-condition` when none was given).
+        condition: &'a str,
+    },
+}
+
+impl<'a> Response<'a> {
+    /// An error answer as read from the stanza: the type as
+    /// [`crate::error::error_type`] takes it, the condition (the first
+    /// child of `<error/>` in the stanzas namespace) or
+    /// `undefined-condition`.
+    pub fn error(type_: Option<&str>, condition: Option<&'a str>) -> Response<'a> {
+        Response::Error {
+            type_: crate::error::error_type(type_),
+            condition: condition.unwrap_or(crate::error::UNDEFINED_CONDITION),
+        }
+    }
+}
+
+/// Whether the core can take an event for a user now
+/// ([`PushService::interest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// The user's registrations are not in memory: load them, then ask.
+    Load,
+    /// Nothing to do: no registration (or no session to push around).
+    Nothing,
+    /// The user has registrations: hand the event over.
+    Pushes,
+}
+
+/// A stanza's key for [`PushService::notify`] and the smacks paths
+/// ([`PushService::stanza_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StanzaKey {
+    /// A key every copy of the stanza shares ([`StanzaFacts::stable_key`]).
+    Stable(String),
+    /// No stable key: the key this stanza object already carries.
+    OnObject(String),
+    /// No stable key and none on the object yet: store this one on it, so
+    /// that the same object is recognised again.
+    New(String),
+}
+
+impl StanzaKey {
+    /// The key itself.
+    pub fn as_str(&self) -> &str {
+        match self {
+            StanzaKey::Stable(k) | StanzaKey::OnObject(k) | StanzaKey::New(k) => k,
+        }
+    }
 }
 
 /// What to do about an answer.
@@ -159,31 +226,53 @@ pub enum Answer {
     /// Not an answer to one of our pushes: let other handlers have it.
     NotOurs,
     /// One of our ids, but from someone other than the app server: dropped.
-    WrongSender { expected: String },
+    WrongSender {
+        /// The app server the push went to.
+        expected: String,
+    },
     /// The user's registrations must be loaded first; ask again then.
-    Load { user: String },
+    Load {
+        /// The user to load.
+        user: String,
+    },
     /// Success; the registration's error count is back to zero. With
     /// `reset`, it was not before: write the user's registrations
     /// (`plan_current`) so the store forgets the count too.
-    Delivered { rtt: f64, user: String, reset: bool },
+    Delivered {
+        /// Seconds from the push to the answer.
+        rtt: f64,
+        /// The user the push was for.
+        user: String,
+        /// The error count was not zero: write.
+        reset: bool,
+    },
     /// A `wait` error: temporary, not counted; what became of its retry.
     Temporary {
+        /// The user the push was for.
         user: String,
+        /// The registration it went to.
         identifier: String,
+        /// Its retry.
         retry: crate::retry::Scheduled,
     },
     /// An error, counted against the registration: write the user's
     /// registrations (`plan_current`) to keep the count across restarts.
     Counted {
+        /// The user the push was for.
         user: String,
+        /// The registration it went to.
         identifier: String,
+        /// Its error count now.
         count: u32,
     },
     /// The error count reached `push_max_errors`: remove the registration
     /// (`plan_drop`, write, `commit`).
     Disable {
+        /// The user the push was for.
         user: String,
+        /// The registration to remove.
         identifier: String,
+        /// Its error count.
         count: u32,
     },
 }
@@ -194,8 +283,11 @@ const RECENT_ROOM_MESSAGES: usize = 4096;
 /// nicknames: no bodies), per MUC host.
 const RECENT_ROOM_BYTES: usize = 1024 * 1024;
 
+/// One host's push service: every decision of the module.
 pub struct PushService {
+    /// The validated options.
     pub config: Config,
+    /// The VirtualHost (or MUC component) it serves.
     pub host: String,
     registry: Registry,
     pending: Pending,
@@ -303,6 +395,7 @@ pub fn bare_jid(host: &str, user: &str) -> String {
 }
 
 impl PushService {
+    /// A service for `host` with these options, nothing loaded yet.
     pub fn new(host: &str, config: Config) -> Self {
         PushService {
             registry: Registry::new(config.cache_size, config.max_devices),
@@ -325,6 +418,7 @@ impl PushService {
         }
     }
 
+    /// Whether the user's registrations are in memory.
     pub fn is_loaded(&self, user: &str) -> bool {
         self.registry.is_loaded(user)
     }
@@ -339,18 +433,60 @@ impl PushService {
         })
     }
 
+    /// The user's registrations in memory; `None`: not loaded.
     pub fn registrations(&self, user: &str) -> Option<&[Registration]> {
         self.registry.peek(user)
     }
 
+    /// Whether an event for `user` needs anything from the core: the one
+    /// cheap question every event path asks before reading a stanza.
+    pub fn interest(&self, user: &str) -> Interest {
+        match self.registry.peek(user) {
+            None => Interest::Load,
+            Some([]) => Interest::Nothing,
+            Some(_) => Interest::Pushes,
+        }
+    }
+
+    /// [`PushService::interest`] for `archive-message-added`: a user with
+    /// no session at all is the offline path's (nothing is loaded for them).
+    pub fn archived_interest(&self, user: &str, has_sessions: bool) -> Interest {
+        if has_sessions {
+            self.interest(user)
+        } else {
+            Interest::Nothing
+        }
+    }
+
+    /// The key recognising a stanza's copies for `user`: its stable key;
+    /// for a stanza without one, the key stored on the object
+    /// (`on_object`, asked only then) or a new one to store there.
+    pub fn stanza_key<E>(
+        &self,
+        facts: &StanzaFacts,
+        user: &str,
+        on_object: impl FnOnce() -> Result<Option<String>, E>,
+    ) -> Result<StanzaKey, E> {
+        if let Some(key) = facts.stable_key(&bare_jid(&self.host, user)) {
+            return Ok(StanzaKey::Stable(key));
+        }
+        Ok(match on_object()? {
+            Some(key) => StanzaKey::OnObject(key),
+            None => StanzaKey::New(format!("o:{}", next_push_id())),
+        })
+    }
+
+    /// Users whose registrations are in memory.
     pub fn loaded_users(&self) -> usize {
         self.registry.users()
     }
 
+    /// Registrations in memory.
     pub fn loaded_registrations(&self) -> usize {
         self.registry.registrations()
     }
 
+    /// Pushes awaiting an answer.
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
@@ -939,11 +1075,16 @@ impl PushService {
     /// stanza is addressed to), to the registrations of
     /// devices without a live (or hibernated) session — those are served by
     /// the smacks paths. Urgent stanzas go to every registration.
+    ///
+    /// Who it is addressed to: the bare part of the stanza's `to`, else
+    /// (no `to`) `fallback_user` of this host (the sending session's
+    /// user, as mod_mam archives a user's own outgoing messages).
+    #[allow(clippy::too_many_arguments)]
     pub fn archived(
         &mut self,
         for_user: &str,
-        recipient: Option<&str>,
         stanza: &StanzaFacts,
+        fallback_user: Option<&str>,
         archive_id: &str,
         live: Option<&[String]>,
         now: f64,
@@ -951,6 +1092,10 @@ impl PushService {
         // No session at all: the offline path serves this user.
         let Some(live) = live else {
             return Some(Vec::new());
+        };
+        let recipient = match stanza.to.as_deref() {
+            Some(to) => Some(bare(to).to_owned()),
+            None => fallback_user.map(|u| format!("{u}@{}", self.host)),
         };
         let owner_is_recipient = recipient.is_some_and(|r| {
             r.split_once('@')
@@ -1078,6 +1223,7 @@ impl PushService {
         (extended > original).then_some(extended)
     }
 
+    /// Smacks batches waiting.
     pub fn batches(&self) -> usize {
         self.batches.len()
     }
@@ -1155,18 +1301,21 @@ impl PushService {
     }
 
     /// MUC: pushes for a room message to the absent members among
-    /// `members`, once each (users not loaded are skipped: load them first).
+    /// `members`, once each (users not loaded are skipped: load them
+    /// first). The message's copies are recognised by its key in `room`.
     pub fn muc_push(
         &mut self,
+        room: &str,
         facts: &StanzaFacts,
-        key: Option<&str>,
         members: &[crate::muc::Member],
         now: f64,
     ) -> Vec<(String, Vec<PushJob>)> {
+        let key = facts.stable_key(room);
         let mut out = Vec::new();
         for user in crate::muc::recipients(members) {
+            let kind = PushKind::Muc;
             if let Some(jobs) =
-                self.notify(&user, Some(facts), key, Targets::All, PushKind::Muc, now)
+                self.notify(&user, Some(facts), key.as_deref(), Targets::All, kind, now)
             {
                 if !jobs.is_empty() {
                     out.push((user, jobs));
@@ -1265,6 +1414,12 @@ impl PushService {
         self.registry.plan_current(user)
     }
 
+    /// Seconds between sweeps of the pushes nobody answered
+    /// ([`PushService::expire`]): `push_response_timeout`, within 1 to 30.
+    pub fn sweep_interval(&self) -> u64 {
+        self.config.response_timeout.clamp(1, 30)
+    }
+
     /// Forgets pushes nobody answered in time; returns how many.
     pub fn expire(&mut self, now: f64) -> usize {
         self.pending.expire(now).len()
@@ -1323,9 +1478,24 @@ mod tests {
 
     /// An archived chat for romeo from `recipient`'s point of view gives no push.
     fn nothing_archived(s: &mut PushService, recipient: &str, id: &str) -> bool {
-        s.archived("romeo", Some(recipient), &chat(), id, Some(&[]), 0.0)
-            .unwrap()
-            .is_empty()
+        s.archived(
+            "romeo",
+            &addressed(&chat(), recipient),
+            None,
+            id,
+            Some(&[]),
+            0.0,
+        )
+        .unwrap()
+        .is_empty()
+    }
+
+    /// `facts` addressed to `to`.
+    fn addressed(facts: &StanzaFacts, to: &str) -> StanzaFacts {
+        StanzaFacts {
+            to: Some(to.to_owned()),
+            ..facts.clone()
+        }
     }
 
     fn chat() -> StanzaFacts {
@@ -1375,8 +1545,8 @@ mod tests {
         let jobs = s
             .archived(
                 "romeo",
-                Some("romeo@example.com"),
-                &forged,
+                &addressed(&forged, "romeo@example.com"),
+                None,
                 "a1",
                 Some(&[]),
                 0.0,
@@ -1844,8 +2014,8 @@ mod tests {
         let jobs = s
             .archived(
                 "romeo",
-                Some("romeo@example.com"),
-                &chat(),
+                &addressed(&chat(), "romeo@example.com"),
+                None,
                 "arch1",
                 Some(&live),
                 0.0,
@@ -1890,6 +2060,78 @@ mod tests {
     }
 
     #[test]
+    fn archived_without_to_is_for_the_sending_user_of_this_host() {
+        let mut s = service(16);
+        enable(&mut s, "romeo", "push.example", "a");
+        let pushed = |s: &mut PushService, fallback: Option<&str>, id: &str| {
+            !s.archived("romeo", &chat(), fallback, id, Some(&[]), 0.0)
+                .unwrap()
+                .is_empty()
+        };
+        assert!(pushed(&mut s, Some("romeo"), "f1"));
+        assert!(!pushed(&mut s, Some("juliet"), "f2"));
+        assert!(!pushed(&mut s, None, "f3"));
+        // A full `to` counts by its bare part.
+        let to_full = addressed(&chat(), "romeo@example.com/balcony");
+        assert!(!s
+            .archived("romeo", &to_full, None, "f4", Some(&[]), 0.0)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn interest_and_the_no_session_rule() {
+        let mut s = service(16);
+        assert_eq!(s.interest("romeo"), Interest::Load);
+        s.load("romeo", Vec::new());
+        assert_eq!(s.interest("romeo"), Interest::Nothing);
+        enable(&mut s, "romeo", "push.example", "a");
+        assert_eq!(s.interest("romeo"), Interest::Pushes);
+        assert_eq!(s.archived_interest("romeo", true), Interest::Pushes);
+        // No session at all: the offline path's, nothing is loaded for it.
+        assert_eq!(s.archived_interest("romeo", false), Interest::Nothing);
+        assert_eq!(s.archived_interest("juliet", false), Interest::Nothing);
+        assert_eq!(s.archived_interest("juliet", true), Interest::Load);
+    }
+
+    #[test]
+    fn stanza_keys_stable_else_kept_on_the_object() {
+        let s = service(16);
+        let with_id = facts(
+            "<message xmlns='jabber:client' from='juliet@example.com/a' id='m1' type='chat'><body>hi</body></message>",
+        );
+        let key = |f: &StanzaFacts, on: Option<&str>| {
+            s.stanza_key(f, "romeo", || Ok::<_, ()>(on.map(str::to_owned)))
+                .unwrap()
+        };
+        let stable = key(&with_id, Some("o:old"));
+        assert!(matches!(&stable, StanzaKey::Stable(k) if k.starts_with("m:juliet@example.com/a")));
+        let bare = chat(); // no id, no stanza-id
+        assert_eq!(key(&bare, Some("o:7")), StanzaKey::OnObject("o:7".into()));
+        let (a, b) = (key(&bare, None), key(&bare, None));
+        assert!(matches!(&a, StanzaKey::New(k) if k.starts_with("o:")));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn error_answers_take_the_type_as_rfc_6120_has_it() {
+        assert_eq!(
+            Response::error(Some("wait"), Some("resource-constraint")),
+            Response::Error {
+                type_: "wait",
+                condition: "resource-constraint"
+            }
+        );
+        assert_eq!(
+            Response::error(Some("made-up"), None),
+            Response::Error {
+                type_: "cancel",
+                condition: "undefined-condition"
+            }
+        );
+    }
+
+    #[test]
     fn archived_only_for_the_recipient_and_urgent_to_all() {
         let mut s = service(16);
         let a = enable(&mut s, "romeo", "push.example", "a");
@@ -1901,8 +2143,8 @@ mod tests {
         assert!(s
             .archived(
                 "romeo",
-                Some("romeo@example.com"),
-                &chat(),
+                &addressed(&chat(), "romeo@example.com"),
+                None,
                 "x2",
                 Some(&live),
                 0.0
@@ -1915,8 +2157,8 @@ mod tests {
         let jobs = s
             .archived(
                 "romeo",
-                Some("romeo@example.com"),
-                &call,
+                &addressed(&call, "romeo@example.com"),
+                None,
                 "x3",
                 Some(&live),
                 0.0,
@@ -1926,7 +2168,14 @@ mod tests {
         assert!(jobs[0].summary.important());
         // Without any session, the offline path pushes instead.
         assert!(s
-            .archived("romeo", Some("romeo@example.com"), &chat(), "x4", None, 0.0)
+            .archived(
+                "romeo",
+                &addressed(&chat(), "romeo@example.com"),
+                None,
+                "x4",
+                None,
+                0.0
+            )
             .unwrap()
             .is_empty());
     }
@@ -2147,7 +2396,7 @@ mod tests {
             joined: false,
             outcast: false,
         }];
-        let pushes = s.muc_push(&msg, Some("k1"), &absent, 0.0);
+        let pushes = s.muc_push("room@muc.example", &msg, &absent, 0.0);
         assert_eq!(pushes.len(), 1);
         assert_eq!(pushes[0].1[0].kind, PushKind::Muc);
         let joined = [Member {
@@ -2155,7 +2404,9 @@ mod tests {
             joined: true,
             outcast: false,
         }];
-        assert!(s.muc_push(&msg, Some("k2"), &joined, 0.0).is_empty());
+        assert!(s
+            .muc_push("room@muc.example", &msg, &joined, 0.0)
+            .is_empty());
         // A ghost's bounce of that message: pushed if the policy would have.
         let bounced = |body| {
             s.muc_bounced(

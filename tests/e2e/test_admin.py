@@ -215,7 +215,10 @@ def test_account_deletion_removes_registrations_and_error_counts(prosody_with):
         reply = await c.iq_set("<query xmlns='jabber:iq:register'><remove/></query>")
         await asyncio.sleep(0.5)
         deleted_store = p.store_file(romeo.split("@")[0]).exists()
-        # The name is taken again: the new account inherits nothing.
+        # The name is taken again: the new account inherits nothing. The
+        # store is Prosody's to purge; what this shows is the module's own
+        # part: the registration it held in memory (pushed to just above)
+        # is gone too, or this message would be pushed from the cache.
         p.add_user(romeo.split("@")[0])
         j.send_message(mto=romeo, mbody="anyone?", mtype="chat")
         await app.no_push(1.5)
@@ -227,6 +230,9 @@ def test_account_deletion_removes_registrations_and_error_counts(prosody_with):
     assert counted["push.localhost<a"]["error_count"] == 1
     assert iq_type(reply) == "result"
     assert not store_left
+    # The module's user-deleted handler ran (it forgets the user in memory
+    # and clears the store for backends that keep data).
+    assert "Push registrations of deleted user 'romeo' removed" in p.log()
 
 
 def test_error_counts_survive_a_restart(prosody_with):
