@@ -6,8 +6,8 @@
 -- As in the shims, every decision is the core's.
 --
 -- lib.new() hooks nothing and starts no timer: it returns the handlers
--- and timer functions (h.on_ping, h.on_answer, h.update_gauges,
--- h.on_server_stopping, h.counts_timer, h.sweep_timer), and each shim
+-- and timer functions (push.on_ping, push.on_answer, push.update_gauges,
+-- push.on_server_stopping, push.counts_timer, push.sweep_timer), and each shim
 -- hooks every event it handles itself, visibly.
 
 local st = require "util.stanza";
@@ -89,7 +89,8 @@ local function log_all(level, messages)
 	end
 end
 
--- The host's push service. `h.on_removed(user, removed)`, if set, is
+-- The host's push service: the object both shims call `push` (the core's
+-- object, in it and in the shims, is `core`). `push.on_removed(user, removed)`, if set, is
 -- called after registrations were removed (to release sessions).
 function lib.new(options)
 	local cloud_notify = load_core();
@@ -98,9 +99,9 @@ function lib.new(options)
 	local host_events = prosody.hosts[module.host].events;
 	local core, problems = cloud_notify.new(module.host, options, st.stanza_mt, host_events.get_handlers);
 	log_all("error", problems);
-	local h = { core = core, version = cloud_notify.version };
+	local push = { core = core, version = cloud_notify.version };
 	local push_store = module:open_store();
-	h.store = push_store;
+	push.store = push_store;
 
 	-- Metrics (Prosody's statistics API; e.g. mod_http_openmetrics shows them).
 	local count_push = labelled(module:metric("counter", "pushes", "",
@@ -113,7 +114,7 @@ function lib.new(options)
 		"Error answers from app servers, by error type", { "type" }));
 	local count_remote_disabled = labelled(module:metric("counter", "remote_disabled", "",
 		"Registrations the app server ended (XEP-0357 affiliation none)", {}));
-	function h.count_remote_disable(removed)
+	function push.count_remote_disable(removed)
 		for _ in pairs(removed) do count_remote_disabled():add(1); end
 	end
 	local count_given_up = labelled(module:metric("counter", "retries_given_up", "",
@@ -197,7 +198,7 @@ function lib.new(options)
 
 	-- The module unloads: its timers will not run, so every waiter is let
 	-- go now, without the lock (its change is answered as busy).
-	function h.close()
+	function push.close()
 		for user, lock in pairs(locks) do
 			locks[user] = nil;
 			lock.closed = true;
@@ -209,7 +210,7 @@ function lib.new(options)
 
 	-- Runs fn() holding the user's lock; returns its results, or nil,
 	-- "busy" where the lock is held elsewhere and this context can't wait.
-	function h.locked(user, fn)
+	function push.locked(user, fn)
 		if not acquire(user) then return nil, "busy"; end
 		local ret = table.pack(pcall(fn));
 		release(user);
@@ -223,10 +224,10 @@ function lib.new(options)
 	-- held up by one user's store. Queued changes with the same `key`
 	-- are done once, so what waits per user is bounded by the keys a
 	-- caller uses (each names a change of that user's registrations).
-	function h.soon(user, fn, key)
+	function push.soon(user, fn, key)
 		local lock = locks[user];
 		if lock and lock.owner ~= coroutine.running() then
-			lock.later[key] = function() h.locked(user, fn); end;
+			lock.later[key] = function() push.locked(user, fn); end;
 			return;
 		end
 		acquire(user);
@@ -239,13 +240,13 @@ function lib.new(options)
 	-- them, as such a read may be older than what was committed (and maybe
 	-- evicted since).
 	local reading = {};
-	function h.note_commit(user)
+	function push.note_commit(user)
 		local marks = reading[user];
 		if marks then marks.stale = true; end
 	end
 
 	-- Makes sure the core has the user's registrations; false on a store error.
-	function h.load_user(user)
+	function push.load_user(user)
 		if core:loaded(user) then return true; end
 		local stored;
 		for _ = 1, 3 do
@@ -278,9 +279,9 @@ function lib.new(options)
 		if trimmed then
 			-- Beyond push_max_devices (the admin lowered it): the store
 			-- follows, and sessions of trimmed registrations stop pushing.
-			h.soon(user, function()
+			push.soon(user, function()
 				local services, removed = core:plan_current(user);
-				if services then h.write_plan(user, services, removed, trimmed); end
+				if services then push.write_plan(user, services, removed, trimmed); end
 			end, "trim");
 		end
 		return true;
@@ -289,30 +290,30 @@ function lib.new(options)
 	-- Writes a planned set of registrations, then lets the core adopt it.
 	-- `released`: identifiers already gone from the core whose sessions
 	-- must stop pushing as well.
-	function h.write_plan(user, services, removed, released)
-		local had = h.on_committed and core:has_push(user);
+	function push.write_plan(user, services, removed, released)
+		local had = push.on_committed and core:has_push(user);
 		local ok, err = push_store:set(user, services);
 		if not ok then
 			module:log("error", "Error writing push registrations of '%s': %s", user, err);
 			return false;
 		end
 		log_all("warn", core:commit(user, services, removed));
-		h.note_commit(user);
-		if h.on_committed then h.on_committed(user, had, core:has_push(user)); end
+		push.note_commit(user);
+		if push.on_committed then push.on_committed(user, had, core:has_push(user)); end
 		if released then
 			for identifier in pairs(released) do removed[identifier] = true; end
 		end
-		if h.on_removed and next(removed) ~= nil then
-			h.on_removed(user, removed);
+		if push.on_removed and next(removed) ~= nil then
+			push.on_removed(user, removed);
 		end
 		return true;
 	end
 
 	-- Writes a user's registrations as the core holds them (error counts).
-	function h.write_current(user)
-		h.soon(user, function()
+	function push.write_current(user)
+		push.soon(user, function()
 			local services, removed = core:plan_current(user);
-			if services then h.write_plan(user, services, removed); end
+			if services then push.write_plan(user, services, removed); end
 		end, "error counts");
 	end
 
@@ -320,7 +321,7 @@ function lib.new(options)
 	-- objects. A handler that raises costs its own push only: it is logged
 	-- and not sent, and the others go on. Returns whether a waking push was
 	-- sent.
-	function h.dispatch(pushes)
+	function push.dispatch(pushes)
 		local woke = false;
 		if not pushes then return woke; end
 		for i = 1, #pushes do
@@ -352,21 +353,21 @@ function lib.new(options)
 	-- false when the user's registrations are not in memory. Those are then
 	-- loaded (once, here: storage may yield, which the core can't) and the
 	-- core asked again. Returns whether a waking push was sent.
-	function h.handle(user, ask, ...)
+	function push.handle(user, ask, ...)
 		local pushes = ask(core, ...);
 		if pushes == false then
-			if not h.load_user(user) then return false; end
+			if not push.load_user(user) then return false; end
 			pushes = ask(core, ...);
 		end
 		if not pushes then return false; end
-		return h.dispatch(pushes);
+		return push.dispatch(pushes);
 	end
 
 	-- https://xmpp.org/extensions/xep-0357.html#enabling
 	-- `who` describes the requester to the core (username, host, full_jid,
 	-- client_id, resource); replies go through `origin`. Returns the new
 	-- registration and its identifier once stored and answered.
-	function h.enable(origin, who, stanza, user)
+	function push.enable(origin, who, stanza, user)
 		local push_info, identifier, condition, text = core:enable(who, stanza, os.time());
 		if not push_info then
 			module:log("debug", "Push enable refused: %s: %s", condition, text);
@@ -379,7 +380,7 @@ function lib.new(options)
 			return; -- the handler replied
 		end
 		-- (handlers may have yielded, and the user left the cache meanwhile)
-		if not h.load_user(user) then
+		if not push.load_user(user) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
@@ -390,7 +391,7 @@ function lib.new(options)
 			origin.send(st.error_reply(stanza, removed, error_condition, error_text));
 			return;
 		end
-		if not h.write_plan(user, services, removed) then
+		if not push.write_plan(user, services, removed) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
@@ -399,13 +400,13 @@ function lib.new(options)
 	end
 
 	-- https://xmpp.org/extensions/xep-0357.html#disabling
-	function h.disable(origin, stanza, user)
+	function push.disable(origin, stanza, user)
 		local services, removed, condition, text = core:plan_disable(user, stanza);
 		if services == nil then
 			origin.send(st.error_reply(stanza, removed, condition, text));
 			return;
 		end
-		if services and not h.write_plan(user, services, removed) then
+		if services and not push.write_plan(user, services, removed) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
@@ -416,19 +417,19 @@ function lib.new(options)
 	end
 
 	-- cloud-notify-ping: an empty push to all (or the given) registrations.
-	function h.on_ping(event)
+	function push.on_ping(event)
 		local user = event.user;
 		module:log("debug", "Handling event 'cloud-notify-ping' for user '%s'", user);
-		h.handle(user, core.ping, user, event.push_services, time_now());
+		push.handle(user, core.ping, user, event.push_services, time_now());
 	end
 
 	-- Answers of app servers (iq/host): one handler for all pushes, no hook
 	-- per push.
-	function h.on_answer(event)
+	function push.on_answer(event)
 		local kind, answer, write_user, from = core:response(event.stanza, time_now());
 		if kind == nil then return; end -- not one of ours
 		if kind == "load" then
-			if not h.load_user(answer.user) then return true; end
+			if not push.load_user(answer.user) then return true; end
 			kind, answer, write_user, from = core:response(event.stanza, time_now());
 			if kind == nil then return; end
 		end
@@ -436,7 +437,7 @@ function lib.new(options)
 			-- answer: the round-trip time; write_user: whose error count was reset
 			module:log("debug", "Push delivered to %s in %.3fs", from, answer);
 			sample_rtt():sample(answer);
-			if write_user then h.write_current(write_user); end
+			if write_user then push.write_current(write_user); end
 			return true;
 		end
 		if answer.error_type and kind ~= "wrong-sender" then
@@ -446,7 +447,7 @@ function lib.new(options)
 			if answer.retry_in then
 				module:log("debug", "Push to %s failed temporarily (%s), not counted; retried in %.1fs",
 					answer.from, answer.condition, answer.retry_in);
-				h.schedule_retries(answer.retry_in);
+				push.schedule_retries(answer.retry_in);
 			elseif answer.gone then
 				module:log("debug", "Push to %s failed temporarily (%s); its registration is gone",
 					answer.from, answer.condition);
@@ -463,16 +464,16 @@ function lib.new(options)
 		elseif kind == "counted" then
 			module:log("info", "Got error <%s:%s> for identifier '%s': error count is now %d",
 				answer.error_type, answer.condition, answer.identifier, answer.count);
-			h.write_current(answer.user);
+			push.write_current(answer.user);
 		elseif kind == "disable" then
 			module:log("warn", "Disabling push notifications for identifier '%s' after %d errors",
 				answer.identifier, answer.count);
 			count_disabled():add(1);
 			local user, identifier = answer.user, answer.identifier;
-			h.soon(user, function()
-				if not h.load_user(user) then return; end
+			push.soon(user, function()
+				if not push.load_user(user) then return; end
 				local services, removed = core:plan_drop(user, identifier);
-				if services then h.write_plan(user, services, removed); end
+				if services then push.write_plan(user, services, removed); end
 			end, "disable "..identifier);
 		end
 		return true;
@@ -481,14 +482,14 @@ function lib.new(options)
 	-- Retries of pushes answered with a wait error: one timer for all of
 	-- them, set for the next one due.
 	local retry_timer, retry_timer_at;
-	function h.schedule_retries(delay)
+	function push.schedule_retries(delay)
 		local now = time_now();
 		-- (a timer whose time is long past has died: start another)
 		if retry_timer and retry_timer_at <= now + delay and retry_timer_at > now - 5 then return; end
 		if retry_timer then retry_timer:stop(); end
 		retry_timer_at = now + delay;
 		retry_timer = module:add_timer(delay, function()
-			local ok, err = pcall(function() h.dispatch(core:retries_due(time_now())); end);
+			local ok, err = pcall(function() push.dispatch(core:retries_due(time_now())); end);
 			if not ok then module:log("error", "Sending retries failed: %s", err); end
 			local next_in = core:next_retry_in(time_now());
 			if not next_in then
@@ -502,7 +503,7 @@ function lib.new(options)
 	end
 
 	-- Gauges are read when statistics are collected (stats-update).
-	function h.update_gauges()
+	function push.update_gauges()
 		local stats = core:stats();
 		gauge_outstanding():set(stats.pending);
 		gauge_registrations():set(stats.registrations);
@@ -513,34 +514,34 @@ function lib.new(options)
 	-- push_counts_write_interval, and at shutdown), not once per message;
 	-- in a runner of their own, as storage may yield. A user stays listed
 	-- (and in memory) until a write of theirs commits.
-	local count_writer = async.runner(function(user) h.write_current(user); end);
-	function h.write_counts()
+	local count_writer = async.runner(function(user) push.write_current(user); end);
+	function push.write_counts()
 		for _, user in ipairs(core:counts_to_write()) do
 			count_writer:run(user);
 		end
 	end
 	local function write_counts_logged()
-		local ok, err = pcall(h.write_counts);
+		local ok, err = pcall(push.write_counts);
 		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
 	end
-	h.counts_interval = core:counts_write_interval();
-	function h.counts_timer()
+	push.counts_interval = core:counts_write_interval();
+	function push.counts_timer()
 		write_counts_logged();
-		return h.counts_interval;
+		return push.counts_interval;
 	end
-	h.on_server_stopping = write_counts_logged;
+	push.on_server_stopping = write_counts_logged;
 
 	-- Forget pushes nobody answered (an answer after that is not ours).
-	h.sweep_interval = core:sweep_interval();
-	function h.sweep_timer()
+	push.sweep_interval = core:sweep_interval();
+	function push.sweep_timer()
 		local expired = core:expire(time_now());
 		if expired > 0 then
 			module:log("debug", "%d push(es) got no answer in time", expired);
 		end
-		return h.sweep_interval;
+		return push.sweep_interval;
 	end
 
-	return h;
+	return push;
 end
 
 return lib;

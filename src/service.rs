@@ -18,7 +18,6 @@ use crate::registration::{
 use crate::registry::{Plan, Registry};
 use crate::seen::{Seen, DEFAULT_CAPACITY as SEEN_CAPACITY};
 use minidom::Element;
-use std::rc::Rc;
 
 /// Which of a user's registrations a push goes to.
 #[derive(Debug, Clone, Copy)]
@@ -144,18 +143,23 @@ pub struct PushJob {
     /// Whether this push ends a hibernated session's extended timeout: it
     /// is important, or importance is not told apart (no important body).
     pub wakes: bool,
-    /// The `<notification/>` payload, shared by the pushes of one summary.
-    pub payload: Rc<Element>,
-    /// Tells payloads apart: the same number, the same payload, for as long
-    /// as the service lives.
+    /// Names the `<notification/>` payload: the same number, the same
+    /// payload (the same summary), for as long as the service lives. The
+    /// binding keeps the payload tables it built by this number, the one
+    /// cache of payloads.
     pub payload_id: u64,
 }
 
 impl PushJob {
+    /// The `<notification/>` payload ([`notification`] of the summary).
+    pub fn payload(&self) -> Element {
+        notification(&self.summary)
+    }
+
     /// The publish IQ to send, from `host` (see [`publish_iq`]; the binding
     /// writes the same shape straight into Lua, without building it).
     pub fn iq(&self, host: &str) -> Element {
-        publish_iq(host, &self.id, &self.registration, (*self.payload).clone())
+        publish_iq(host, &self.id, &self.registration, self.payload())
     }
 }
 
@@ -309,32 +313,30 @@ pub struct PushService {
     dirty: crate::counts::Dirty,
     /// The last error condition and time per registration (for admins).
     last_errors: crate::bounded::Fifo<(String, String), (String, f64)>,
-    /// Notification payloads of recent summaries (with the default
-    /// privacy there are only two), built once through xmpp-parsers.
-    payloads: Payloads,
+    /// The numbers of recent summaries' payloads (with the default
+    /// privacy there are only two).
+    payloads: PayloadIds,
 }
 
-/// A few summaries and their notification payloads.
-struct Payloads {
-    entries: Vec<(Summary, Rc<Element>, u64)>,
+/// The payload numbers of a few recent summaries ([`PushJob::payload_id`]).
+struct PayloadIds {
+    entries: Vec<(Summary, u64)>,
     serial: u64,
 }
 
-impl Payloads {
+impl PayloadIds {
     const CAPACITY: usize = 4;
 
-    fn get(&mut self, summary: &Summary) -> (Rc<Element>, u64) {
-        if let Some((_, payload, id)) = self.entries.iter().find(|(s, _, _)| s == summary) {
-            return (Rc::clone(payload), *id);
+    fn get(&mut self, summary: &Summary) -> u64 {
+        if let Some((_, id)) = self.entries.iter().find(|(s, _)| s == summary) {
+            return *id;
         }
-        let payload = Rc::new(notification(summary));
         if self.entries.len() >= Self::CAPACITY {
             self.entries.remove(0);
         }
         self.serial += 1;
-        self.entries
-            .push((summary.clone(), Rc::clone(&payload), self.serial));
-        (payload, self.serial)
+        self.entries.push((summary.clone(), self.serial));
+        self.serial
     }
 }
 
@@ -352,23 +354,22 @@ fn chat_of(msg: &StanzaFacts) -> u64 {
         .map_or(crate::counts::OTHER, |f| crate::counts::chat_key(bare(f)))
 }
 
-/// A publish of `summary` to `reg`, with a fresh id and the summary's
-/// shared payload (not yet awaited: see `PushService::await_answer`).
+/// A publish of `summary` to `reg`, with a fresh id and the number of the
+/// summary's payload (not yet awaited: see `PushService::await_answer`).
 fn new_job(
-    payloads: &mut Payloads,
+    payloads: &mut PayloadIds,
     reg: &Registration,
     summary: Summary,
     kind: PushKind,
     wakes: bool,
 ) -> PushJob {
-    let (payload, payload_id) = payloads.get(&summary);
+    let payload_id = payloads.get(&summary);
     PushJob {
         id: next_push_id(),
         registration: reg.for_push(),
         summary,
         kind,
         wakes,
-        payload,
         payload_id,
     }
 }
@@ -410,7 +411,7 @@ impl PushService {
             grace: crate::grace::Grace::new(config.grace_period as f64),
             dirty: crate::counts::Dirty::default(),
             last_errors: crate::bounded::Fifo::new(config.max_pending),
-            payloads: Payloads {
+            payloads: PayloadIds {
                 serial: 0,
                 entries: Vec::new(),
             },
@@ -1866,8 +1867,9 @@ mod tests {
         assert_eq!(jobs.len(), 2);
         assert_eq!(s.pending(), 2);
         assert!(jobs.iter().all(|j| j.summary.important()));
-        // One payload for both, shared; each IQ addressed and numbered apart.
-        assert!(Rc::ptr_eq(&jobs[0].payload, &jobs[1].payload));
+        // One payload for both (one number); each IQ addressed and numbered apart.
+        assert_eq!(jobs[0].payload_id, jobs[1].payload_id);
+        assert_eq!(jobs[0].payload(), jobs[1].payload());
         let iq = jobs[0].iq("example.com");
         assert_eq!(iq.attr("id"), Some(jobs[0].id.as_str()));
         assert_eq!(iq.attr("to"), Some(jobs[0].registration.jid.as_str()));
@@ -1876,7 +1878,7 @@ mod tests {
             .and_then(|p| p.get_child("publish", crate::NS_PUBSUB))
             .and_then(|p| p.get_child("item", crate::NS_PUBSUB))
             .unwrap();
-        assert_eq!(item.children().next(), Some(&*jobs[0].payload));
+        assert_eq!(item.children().next(), Some(&jobs[0].payload()));
         let only = vec!["push.example<b".to_string()];
         let jobs = s
             .notify(

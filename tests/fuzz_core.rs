@@ -298,7 +298,7 @@ fn fuzz_core() {
                         "montague.example",
                         &job.id,
                         &job.registration,
-                        (*job.payload).clone(),
+                        job.payload(),
                     );
                     assert_eq!(iq.attr("to"), Some(job.registration.jid.as_str()));
                     ids.push(job.id);

@@ -19,13 +19,13 @@
 //! | `core:grace_period()` | seconds (0: off), as the core took the option |
 //! | `core:counts_write_interval()` | seconds |
 
-use super::host::Host;
+use super::object::Core;
 use super::raw::read;
 use crate::service::Interest;
 use mlua::{Lua, LuaString, Result, Table, UserDataMethods, Value};
 
-/// The methods of this file, on the host object.
-pub(super) fn add_methods<M: UserDataMethods<Host>>(m: &mut M) {
+/// The methods of this file, on the core object.
+pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("outgoing", outgoing);
     m.add_method_mut("published", published);
     m.add_method_mut("subscription_request", subscription_request);
@@ -38,7 +38,7 @@ pub(super) fn add_methods<M: UserDataMethods<Host>>(m: &mut M) {
 
 fn outgoing(
     lua: &Lua,
-    this: &mut Host,
+    this: &mut Core,
     (user, identifier, stanza, now): (LuaString, Option<String>, Table, f64),
 ) -> Result<Value> {
     let user = user.to_str()?;
@@ -56,7 +56,7 @@ fn outgoing(
 /// `published(user, identifier, node, item_id, now)`.
 type PublishedArgs = (String, Option<String>, String, String, f64);
 
-fn published(lua: &Lua, this: &mut Host, args: PublishedArgs) -> Result<Value> {
+fn published(lua: &Lua, this: &mut Core, args: PublishedArgs) -> Result<Value> {
     let (user, identifier, node, item, now) = args;
     let jobs = this
         .service
@@ -67,7 +67,7 @@ fn published(lua: &Lua, this: &mut Host, args: PublishedArgs) -> Result<Value> {
 /// `subscription_request(user, pending, already, subscription, sessions, now)`.
 type SubscriptionArgs = (String, u32, bool, Option<String>, Option<Table>, f64);
 
-fn subscription_request(lua: &Lua, this: &mut Host, args: SubscriptionArgs) -> Result<Value> {
+fn subscription_request(lua: &Lua, this: &mut Core, args: SubscriptionArgs) -> Result<Value> {
     let (user, pending, already, subscription, sessions, now) = args;
     let live = match sessions {
         Some(sessions) => read::push_identifiers(lua, &sessions)?,
@@ -84,22 +84,22 @@ fn subscription_request(lua: &Lua, this: &mut Host, args: SubscriptionArgs) -> R
     this.events_or_load(lua, jobs, &user, &Value::Nil)
 }
 
-fn connected(_: &Lua, this: &mut Host, (user, identifier): (String, String)) -> Result<bool> {
+fn connected(_: &Lua, this: &mut Core, (user, identifier): (String, String)) -> Result<bool> {
     Ok(this.service.connected(&user, &identifier))
 }
 
-fn unread(_: &Lua, this: &Host, (user, identifier): (String, String)) -> Result<u32> {
+fn unread(_: &Lua, this: &Core, (user, identifier): (String, String)) -> Result<u32> {
     Ok(this.service.unread(&user, &identifier))
 }
 
-fn counts_to_write(lua: &Lua, this: &Host, (): ()) -> Result<Table> {
+fn counts_to_write(lua: &Lua, this: &Core, (): ()) -> Result<Table> {
     lua.create_sequence_from(this.service.counts_to_write())
 }
 
-fn grace_period(_: &Lua, this: &Host, (): ()) -> Result<u64> {
+fn grace_period(_: &Lua, this: &Core, (): ()) -> Result<u64> {
     Ok(this.service.grace_period())
 }
 
-fn counts_write_interval(_: &Lua, this: &Host, (): ()) -> Result<u64> {
+fn counts_write_interval(_: &Lua, this: &Core, (): ()) -> Result<u64> {
     Ok(this.service.counts_write_interval())
 }

@@ -9,14 +9,14 @@
 //! Most answers are plain deliveries: they get no table.
 
 use super::convert::error_of;
-use super::host::Host;
+use super::object::Core;
 use super::raw::read;
 use crate::retry::Scheduled;
 use crate::service::{Answer, Response};
 use mlua::{IntoLuaMulti, Lua, MultiValue, Result, Table, UserDataMethods};
 
-/// The methods of this file, on the host object.
-pub(super) fn add_methods<M: UserDataMethods<Host>>(m: &mut M) {
+/// The methods of this file, on the core object.
+pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("response", response);
 }
 
@@ -51,7 +51,7 @@ impl IntoLuaMulti for Reply {
     }
 }
 
-fn response(lua: &Lua, this: &mut Host, (stanza, now): (Table, f64)) -> Result<Reply> {
+fn response(lua: &Lua, this: &mut Core, (stanza, now): (Table, f64)) -> Result<Reply> {
     if this.service.pending() == 0 {
         return Ok(Reply::NotOurs);
     }

@@ -5,18 +5,18 @@
 //!
 //! | export | what |
 //! |---|---|
-//! | `new(host, options, stanza_mt[, get_handlers])` | the host object (one per VirtualHost, owning its [`PushService`](crate::service::PushService); nothing is kept in statics) and `{ problems with the options }` |
+//! | `new(host, options, stanza_mt[, get_handlers])` | the core object (one per VirtualHost, owning its [`PushService`](crate::service::PushService); nothing is kept in statics) and `{ problems with the options }` |
 //! | `version` | the crate's version |
 //! | `stanza_facts(stanza)` | what push decisions read from a stanza (the shipped raw reader), as text |
 //! | `parsed_stanza_facts(stanza)` | the same, read by the core's own walk of the stanza converted to XML ([`StanzaFacts::from_element`]): the specs check that both agree |
 //! | `check_push(event)` | `true`, or `false, expected, got`: whether a `cloud_notify/push` event's publish IQ is the core's [`publish_iq`] of its parts, element for element (the specs and the binding fuzzer check every push) |
 //!
-//! The host object's methods, one file per concern, each documenting its
+//! The core object's methods, one file per concern, each documenting its
 //! Lua API where it is defined: [`registrations`] (store, enable, disable,
 //! plans), [`pushes`] (offline, MAM, ping, retries, wake-ups), [`smacks`]
 //! (stream management batches, hibernation), [`muc`] (group chats),
 //! [`answers`] (app servers' answers), [`activity`] (what the user does on
-//! other devices, unread counts). [`host`] holds the object and the event
+//! other devices, unread counts). [`object`] holds the object and the event
 //! conversion they share, [`replies`] their return types, [`convert`] and
 //! [`records`] the conversions through mlua's table API, [`raw`] the raw
 //! ffi (the crate's only `unsafe`).
@@ -27,8 +27,8 @@
 mod activity;
 mod answers;
 mod convert;
-mod host;
 mod muc;
+mod object;
 mod pushes;
 mod raw;
 mod records;
@@ -39,13 +39,13 @@ mod smacks;
 use crate::facts::StanzaFacts;
 use crate::notification::{notification, publish_iq, Summary};
 use convert::{lua_to_element, str_field, table_field};
-use host::Host;
 use mlua::{IntoLuaMulti, Lua, MultiValue, Result, Table};
+use object::Core;
 
 /// The module's exports (see the table above).
 fn exports(lua: &Lua) -> Result<Table> {
     let exports = lua.create_table()?;
-    exports.set("new", lua.create_function(Host::new)?)?;
+    exports.set("new", lua.create_function(Core::new)?)?;
     exports.set("version", env!("CARGO_PKG_VERSION"))?;
     exports.set("stanza_facts", lua.create_function(stanza_facts)?)?;
     exports.set(

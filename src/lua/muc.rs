@@ -15,14 +15,14 @@
 use super::convert::{
     error_of, members_of, message_from_facts, references, str_field, table_field,
 };
-use super::host::Host;
+use super::object::Core;
 use super::raw::read;
 use super::replies::Reply;
 use crate::muc::{Member, Wants};
 use mlua::{Lua, Result, Table, UserDataMethods, Value};
 
-/// The methods of this file, on the host object.
-pub(super) fn add_methods<M: UserDataMethods<Host>>(m: &mut M) {
+/// The methods of this file, on the core object.
+pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("muc_wants", muc_wants);
     m.add_method_mut("muc_push", muc_push);
     m.add_method_mut("muc_bounced", muc_bounced);
@@ -30,7 +30,7 @@ pub(super) fn add_methods<M: UserDataMethods<Host>>(m: &mut M) {
     m.add_method_mut("muc_note", muc_note);
 }
 
-fn muc_wants(lua: &Lua, this: &mut Host, (room, stanza): (String, Table)) -> Result<Value> {
+fn muc_wants(lua: &Lua, this: &mut Core, (room, stanza): (String, Table)) -> Result<Value> {
     let facts = read::stanza_facts(lua, &stanza)?;
     if facts.body.is_none() {
         return Ok(Value::Nil);
@@ -45,7 +45,7 @@ fn muc_wants(lua: &Lua, this: &mut Host, (room, stanza): (String, Table)) -> Res
 
 fn muc_push(
     lua: &Lua,
-    this: &mut Host,
+    this: &mut Core,
     (room, stanza, members, now): (String, Table, Table, f64),
 ) -> Result<Table> {
     let facts = read::stanza_facts(lua, &stanza)?;
@@ -62,7 +62,7 @@ fn muc_push(
 /// `muc_bounced(room_jid, error_stanza, user, nicks, now)`.
 type BouncedArgs = (String, Table, String, Table, f64);
 
-fn muc_bounced(lua: &Lua, this: &mut Host, args: BouncedArgs) -> Result<Table> {
+fn muc_bounced(lua: &Lua, this: &mut Core, args: BouncedArgs) -> Result<Table> {
     let (room, stanza, user, nicks, now) = args;
     let id = table_field(&stanza, "attr")?
         .map(|a| str_field(&a, "id"))
@@ -109,7 +109,7 @@ fn muc_bounced(lua: &Lua, this: &mut Host, args: BouncedArgs) -> Result<Table> {
 
 fn muc_admit(
     _: &Lua,
-    this: &mut Host,
+    this: &mut Core,
     (user, local, now): (String, bool, f64),
 ) -> Result<Reply<bool>> {
     Ok(this
@@ -119,7 +119,7 @@ fn muc_admit(
         .into())
 }
 
-fn muc_note(_: &Lua, this: &mut Host, (user, had, has): (String, bool, bool)) -> Result<()> {
+fn muc_note(_: &Lua, this: &mut Core, (user, had, has): (String, bool, bool)) -> Result<()> {
     this.service.muc_note(&user, had, has);
     Ok(())
 }

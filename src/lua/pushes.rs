@@ -22,13 +22,13 @@
 //! | `core:stats()` | `{ users, registrations, pending, batches }` |
 
 use super::convert::strings_of;
-use super::host::Host;
+use super::object::Core;
 use super::raw::read;
 use crate::service::{Interest, PushKind, Targets};
 use mlua::{Lua, LuaString, Result, Table, UserDataMethods, Value};
 
-/// The methods of this file, on the host object.
-pub(super) fn add_methods<M: UserDataMethods<Host>>(m: &mut M) {
+/// The methods of this file, on the core object.
+pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("offline", offline);
     m.add_method_mut("archived", archived);
     m.add_method_mut("ping", ping);
@@ -46,7 +46,7 @@ pub(super) fn add_methods<M: UserDataMethods<Host>>(m: &mut M) {
 /// those named in `only`).
 fn notify(
     lua: &Lua,
-    this: &mut Host,
+    this: &mut Core,
     user: &str,
     stanza: Option<Table>,
     only: Option<Vec<String>>,
@@ -78,7 +78,7 @@ fn notify(
 
 fn offline(
     lua: &Lua,
-    this: &mut Host,
+    this: &mut Core,
     (user, stanza, now, groupchat): (LuaString, Table, f64, Option<bool>),
 ) -> Result<Value> {
     let kind = match groupchat {
@@ -90,7 +90,7 @@ fn offline(
 
 fn ping(
     lua: &Lua,
-    this: &mut Host,
+    this: &mut Core,
     (user, services, now): (String, Option<Table>, f64),
 ) -> Result<Value> {
     let only = strings_of(services)?;
@@ -107,7 +107,7 @@ type ArchivedArgs = (
     f64,
 );
 
-fn archived(lua: &Lua, this: &mut Host, args: ArchivedArgs) -> Result<Value> {
+fn archived(lua: &Lua, this: &mut Core, args: ArchivedArgs) -> Result<Value> {
     // Called for every archived message: borrowed strings, and nothing
     // read or built for users without registrations.
     let (for_user, stanza, archive_id, sessions, sender, now) = args;
@@ -138,7 +138,7 @@ fn archived(lua: &Lua, this: &mut Host, args: ArchivedArgs) -> Result<Value> {
     this.events_or_load(lua, jobs, &for_user, &Value::Table(stanza))
 }
 
-fn retries_due(lua: &Lua, this: &mut Host, now: f64) -> Result<Table> {
+fn retries_due(lua: &Lua, this: &mut Core, now: f64) -> Result<Table> {
     let out = lua.create_table()?;
     for (user, jobs) in this.service.retries_due(now) {
         this.append_events(lua, &out, jobs, &user, &Value::Nil)?;
@@ -146,37 +146,37 @@ fn retries_due(lua: &Lua, this: &mut Host, now: f64) -> Result<Table> {
     Ok(out)
 }
 
-fn next_retry_in(_: &Lua, this: &Host, now: f64) -> Result<Option<f64>> {
+fn next_retry_in(_: &Lua, this: &Core, now: f64) -> Result<Option<f64>> {
     Ok(this.service.next_retry_in(now))
 }
 
-fn retry_cancel(_: &Lua, this: &mut Host, (user, identifier): (String, String)) -> Result<bool> {
+fn retry_cancel(_: &Lua, this: &mut Core, (user, identifier): (String, String)) -> Result<bool> {
     Ok(this.service.retry_cancel(&user, &identifier))
 }
 
 fn wake(
     lua: &Lua,
-    this: &mut Host,
+    this: &mut Core,
     (user, identifier, now): (String, String, f64),
 ) -> Result<Table> {
     let jobs = this.service.wake(&user, &identifier, now);
     this.events(lua, jobs, &user, &Value::Nil)
 }
 
-fn cancel(_: &Lua, this: &mut Host, id: String) -> Result<()> {
+fn cancel(_: &Lua, this: &mut Core, id: String) -> Result<()> {
     this.service.cancel(&id);
     Ok(())
 }
 
-fn expire(_: &Lua, this: &mut Host, now: f64) -> Result<usize> {
+fn expire(_: &Lua, this: &mut Core, now: f64) -> Result<usize> {
     Ok(this.service.expire(now))
 }
 
-fn sweep_interval(_: &Lua, this: &Host, (): ()) -> Result<u64> {
+fn sweep_interval(_: &Lua, this: &Core, (): ()) -> Result<u64> {
     Ok(this.service.sweep_interval())
 }
 
-fn stats(lua: &Lua, this: &Host, (): ()) -> Result<Table> {
+fn stats(lua: &Lua, this: &Core, (): ()) -> Result<Table> {
     let t = lua.create_table()?;
     t.raw_set("users", this.service.loaded_users())?;
     t.raw_set("registrations", this.service.loaded_registrations())?;

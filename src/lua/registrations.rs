@@ -2,7 +2,7 @@
 //! `<disable/>`, the plans the shim writes and commits, an app server
 //! ending one (XEP-0357 §7), a device coming back, the admin's view.
 //!
-//! Lua API (`core` is the host object; `user` a local part for
+//! Lua API (`core` is the core object, [`Core`]; `user` a local part for
 //! mod_cloud_notify, a bare JID for mod_muc_cloud_notify):
 //!
 //! | method | returns |
@@ -28,7 +28,7 @@
 //! host, full_jid, client_id, resource }` (a session, for the main module).
 
 use super::convert::{affiliations_of, first_tag_path, lua_to_element, str_field, table_field};
-use super::host::Host;
+use super::object::Core;
 use super::raw::write::registration_table;
 use super::records::{plan_from_lua, registration_from_lua, registrations_from_store};
 use super::replies::{not_loaded, Disabled, Enabled, Planned, Record, Reply};
@@ -36,8 +36,8 @@ use crate::error::StanzaError;
 use crate::registration::{EnableRequest, Requester};
 use mlua::{Lua, LuaString, Result, Table, UserDataMethods};
 
-/// The methods of this file, on the host object.
-pub(super) fn add_methods<M: UserDataMethods<Host>>(m: &mut M) {
+/// The methods of this file, on the core object.
+pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method("loaded", loaded);
     m.add_method_mut("load", load);
     m.add_method("has_push", has_push);
@@ -58,13 +58,13 @@ pub(super) fn add_methods<M: UserDataMethods<Host>>(m: &mut M) {
     m.add_method_mut("forget_user", forget_user);
 }
 
-fn loaded(_: &Lua, this: &Host, user: String) -> Result<bool> {
+fn loaded(_: &Lua, this: &Core, user: String) -> Result<bool> {
     Ok(this.service.is_loaded(&user))
 }
 
 fn load(
     lua: &Lua,
-    this: &mut Host,
+    this: &mut Core,
     (user, stored): (String, Option<Table>),
 ) -> Result<(Table, Option<Table>)> {
     let (regs, mut problems) = match stored {
@@ -87,16 +87,16 @@ fn load(
     Ok((lua.create_sequence_from(problems)?, trimmed_set))
 }
 
-fn has_push(_: &Lua, this: &Host, user: LuaString) -> Result<bool> {
+fn has_push(_: &Lua, this: &Core, user: LuaString) -> Result<bool> {
     Ok(this.service.interest(&user.to_str()?) == crate::service::Interest::Pushes)
 }
 
-fn might_push(_: &Lua, this: &Host, user: LuaString) -> Result<bool> {
+fn might_push(_: &Lua, this: &Core, user: LuaString) -> Result<bool> {
     Ok(this.service.interest(&user.to_str()?) != crate::service::Interest::Nothing)
 }
 
 /// The requester an `<enable/>` comes from.
-fn requester(this: &Host, who: &Table) -> Result<Requester> {
+fn requester(this: &Core, who: &Table) -> Result<Requester> {
     let username = str_field(who, "username")?.unwrap_or_default();
     let host = str_field(who, "host")?.unwrap_or_else(|| this.service.host.clone());
     Ok(Requester {
@@ -107,7 +107,7 @@ fn requester(this: &Host, who: &Table) -> Result<Requester> {
     })
 }
 
-fn enable(_: &Lua, this: &Host, (who, stanza, now): (Table, Table, f64)) -> Result<Reply<Enabled>> {
+fn enable(_: &Lua, this: &Core, (who, stanza, now): (Table, Table, f64)) -> Result<Reply<Enabled>> {
     let language = match table_field(&stanza, "attr")? {
         Some(a) => str_field(&a, "xml:lang")?,
         None => None,
@@ -137,7 +137,7 @@ fn enable(_: &Lua, this: &Host, (who, stanza, now): (Table, Table, f64)) -> Resu
 
 fn plan_enable(
     _: &Lua,
-    this: &Host,
+    this: &Core,
     (user, identifier, info): (String, String, Table),
 ) -> Result<Reply<Planned>> {
     let reg = match registration_from_lua(&identifier, &info) {
@@ -150,7 +150,7 @@ fn plan_enable(
     })
 }
 
-fn plan_disable(_: &Lua, this: &Host, (user, stanza): (String, Table)) -> Result<Reply<Disabled>> {
+fn plan_disable(_: &Lua, this: &Core, (user, stanza): (String, Table)) -> Result<Reply<Disabled>> {
     let attr = match first_tag_path(&stanza, 1)? {
         Some(d) => table_field(&d, "attr")?,
         None => None,
@@ -172,23 +172,23 @@ fn plan_disable(_: &Lua, this: &Host, (user, stanza): (String, Table)) -> Result
     )
 }
 
-fn plan_remove_all(_: &Lua, this: &Host, user: String) -> Result<Planned> {
+fn plan_remove_all(_: &Lua, this: &Core, user: String) -> Result<Planned> {
     let plan = this.service.plan_remove_all(&user);
     Ok(Planned(plan.filter(|p| !p.removed.is_empty())))
 }
 
-fn plan_drop(_: &Lua, this: &Host, (user, identifier): (String, String)) -> Result<Planned> {
+fn plan_drop(_: &Lua, this: &Core, (user, identifier): (String, String)) -> Result<Planned> {
     let plan = this.service.plan_drop(&user, &identifier);
     Ok(Planned(plan.filter(|p| !p.removed.is_empty())))
 }
 
-fn plan_current(_: &Lua, this: &Host, user: String) -> Result<Planned> {
+fn plan_current(_: &Lua, this: &Core, user: String) -> Result<Planned> {
     Ok(Planned(this.service.plan_current(&user)))
 }
 
 fn commit(
     lua: &Lua,
-    this: &mut Host,
+    this: &mut Core,
     (user, services, removed): (String, Table, Option<Table>),
 ) -> Result<Table> {
     let (plan, problems) = plan_from_lua(&services, removed)?;
@@ -196,14 +196,14 @@ fn commit(
     lua.create_sequence_from(problems)
 }
 
-fn remote_ends(_: &Lua, this: &Host, (user, stanza): (String, Table)) -> Result<bool> {
+fn remote_ends(_: &Lua, this: &Core, (user, stanza): (String, Table)) -> Result<bool> {
     Ok(match affiliations_of(&stanza)? {
         Some((_, affiliations)) => this.service.affiliation_ends(&user, &affiliations),
         None => false,
     })
 }
 
-fn remote_disable(_: &Lua, this: &Host, (user, stanza): (String, Table)) -> Result<Planned> {
+fn remote_disable(_: &Lua, this: &Core, (user, stanza): (String, Table)) -> Result<Planned> {
     let from = table_field(&stanza, "attr")?
         .map(|a| str_field(&a, "from"))
         .transpose()?
@@ -219,7 +219,7 @@ fn remote_disable(_: &Lua, this: &Host, (user, stanza): (String, Table)) -> Resu
 
 fn reattach(
     lua: &Lua,
-    this: &Host,
+    this: &Core,
     (user, client_id, resource): (String, Option<String>, Option<String>),
 ) -> Result<(Option<String>, Option<Table>)> {
     let reg = this
@@ -234,7 +234,7 @@ fn reattach(
     })
 }
 
-fn registrations(lua: &Lua, this: &Host, user: String) -> Result<Option<Table>> {
+fn registrations(lua: &Lua, this: &Core, user: String) -> Result<Option<Table>> {
     let Some(regs) = this.service.registrations(&user) else {
         return Ok(None);
     };
@@ -247,7 +247,7 @@ fn registrations(lua: &Lua, this: &Host, user: String) -> Result<Option<Table>> 
     Ok(Some(t))
 }
 
-fn admin_view(lua: &Lua, this: &Host, (user, now): (String, f64)) -> Result<Option<Table>> {
+fn admin_view(lua: &Lua, this: &Core, (user, now): (String, f64)) -> Result<Option<Table>> {
     let Some(regs) = this.service.registrations(&user) else {
         return Ok(None);
     };
@@ -275,11 +275,11 @@ fn admin_view(lua: &Lua, this: &Host, (user, now): (String, f64)) -> Result<Opti
     Ok(Some(out))
 }
 
-fn error_count(_: &Lua, this: &Host, (user, identifier): (String, String)) -> Result<u32> {
+fn error_count(_: &Lua, this: &Core, (user, identifier): (String, String)) -> Result<u32> {
     Ok(this.service.error_count(&user, &identifier))
 }
 
-fn forget_user(_: &Lua, this: &mut Host, user: String) -> Result<()> {
+fn forget_user(_: &Lua, this: &mut Core, user: String) -> Result<()> {
     this.service.forget_user(&user);
     Ok(())
 }

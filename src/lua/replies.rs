@@ -1,4 +1,4 @@
-//! The values the host object's methods return, as types: each converts
+//! The values the core object's methods return, as types: each converts
 //! itself into what Lua gets (`IntoLuaMulti`), so that a method's return
 //! convention is written once, here, and named in its signature.
 

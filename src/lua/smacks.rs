@@ -16,12 +16,12 @@
 //! | `core:extended_hibernation(smacks_timeout)` | the timeout to hibernate for, or nil |
 //! | `core:wake_delay(hibernation_timeout)` | seconds until the wake-up push, or nil |
 
-use super::host::{BatchObjects, Host};
+use super::object::{BatchObjects, Core};
 use crate::coalesce::Added;
 use mlua::{Lua, Result, Table, UserDataMethods, Value};
 
-/// The methods of this file, on the host object.
-pub(super) fn add_methods<M: UserDataMethods<Host>>(m: &mut M) {
+/// The methods of this file, on the core object.
+pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("smacks_add", smacks_add);
     m.add_method_mut("smacks_flush", smacks_flush);
     m.add_method_mut("smacks_cancel", smacks_cancel);
@@ -41,7 +41,7 @@ fn added_name(added: Added) -> &'static str {
 
 fn smacks_add(
     lua: &Lua,
-    this: &mut Host,
+    this: &mut Core,
     (session, user, identifier, stanzas): (String, String, String, Table),
 ) -> Result<&'static str> {
     let mut outcome = Added::Nothing;
@@ -73,7 +73,7 @@ fn smacks_add(
     Ok(added_name(outcome))
 }
 
-fn smacks_flush(lua: &Lua, this: &mut Host, (session, now): (String, f64)) -> Result<Table> {
+fn smacks_flush(lua: &Lua, this: &mut Core, (session, now): (String, f64)) -> Result<Table> {
     let objects = this.batch_objects.remove(&session).unwrap_or_default();
     let out = lua.create_table()?;
     let Some((user, [important, unimportant])) = this.service.smacks_flush(&session, now) else {
@@ -91,15 +91,15 @@ fn smacks_flush(lua: &Lua, this: &mut Host, (session, now): (String, f64)) -> Re
     Ok(out)
 }
 
-fn smacks_cancel(_: &Lua, this: &mut Host, session: String) -> Result<bool> {
+fn smacks_cancel(_: &Lua, this: &mut Core, session: String) -> Result<bool> {
     this.batch_objects.remove(&session);
     Ok(this.service.smacks_cancel(&session))
 }
 
-fn extended_hibernation(_: &Lua, this: &Host, original: f64) -> Result<Option<f64>> {
+fn extended_hibernation(_: &Lua, this: &Core, original: f64) -> Result<Option<f64>> {
     Ok(this.service.extended_hibernation(original))
 }
 
-fn wake_delay(_: &Lua, this: &Host, timeout: f64) -> Result<Option<f64>> {
+fn wake_delay(_: &Lua, this: &Core, timeout: f64) -> Result<Option<f64>> {
     Ok(this.service.wake_delay(timeout))
 }

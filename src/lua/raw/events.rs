@@ -14,6 +14,7 @@ use super::write::{
 use super::Balance;
 use crate::notification::Summary;
 use crate::service::PushJob;
+use minidom::Element;
 use mlua::{ffi, Function, Lua, Result, Table, Value};
 use std::ffi::c_int;
 
@@ -81,6 +82,8 @@ pub struct Batch<'a> {
     pub user: &'a str,
     /// The pushes.
     pub jobs: &'a [PushJob],
+    /// Per job, its payload when it is not in the cache.
+    pub payloads: &'a [Option<&'a Element>],
     /// Per job: the shapes of its payload (none if cached) and options,
     /// and of `push_info`'s options form.
     pub shapes: &'a [(PublishShapes, Option<Shape>)],
@@ -114,8 +117,9 @@ pub fn append(lua: &Lua, tables: Tables<'_>, batch: &Batch<'_>) -> Result<()> {
     unsafe {
         lua.exec_raw::<()>(args, |l| {
             let mut n = ffi::lua_rawlen(l, slot::OUT) as ffi::lua_Integer;
-            for (job, shapes) in batch.jobs.iter().zip(batch.shapes) {
-                push_event(l, batch, job, shapes);
+            let jobs = batch.jobs.iter().zip(batch.payloads).zip(batch.shapes);
+            for ((job, payload), shapes) in jobs {
+                push_event(l, batch, (job, *payload), shapes);
                 n += 1;
                 ffi::lua_rawseti(l, slot::OUT, n);
             }
@@ -132,7 +136,7 @@ pub fn append(lua: &Lua, tables: Tables<'_>, batch: &Batch<'_>) -> Result<()> {
 unsafe fn push_event(
     l: *mut ffi::lua_State,
     batch: &Batch<'_>,
-    job: &PushJob,
+    (job, payload): (&PushJob, Option<&Element>),
     shapes: &(PublishShapes, Option<Shape>),
 ) {
     unsafe {
@@ -145,7 +149,7 @@ unsafe fn push_event(
             true => PayloadFrom::Cache(slot::PAYLOADS),
             false => PayloadFrom::Built,
         };
-        let payload = (&*job.payload, job.payload_id);
+        let payload = (payload, job.payload_id);
         let (publish_shapes, options_shape) = shapes;
         push_publish(
             l,

@@ -317,7 +317,7 @@ pub enum PayloadFrom {
 pub unsafe fn push_publish(
     l: *mut ffi::lua_State,
     to: (&str, &str, &Registration),
-    payload: (&Element, u64),
+    payload: (Option<&Element>, u64),
     shapes: &PublishShapes,
     from: PayloadFrom,
     slots: (c_int, c_int),
@@ -365,13 +365,14 @@ pub unsafe fn push_publish(
 }
 
 /// Pushes a publish's `<notification/>` payload: from the cache when
-/// `from` says so and it is there, else built (and cached, if sharing).
+/// `from` says so and it is there, else written from `payload` (and
+/// cached, if sharing).
 ///
 /// # Safety
 /// As [`push_publish`].
 unsafe fn push_payload(
     l: *mut ffi::lua_State,
-    payload: (&Element, u64),
+    payload: (Option<&Element>, u64),
     shapes: &PublishShapes,
     from: PayloadFrom,
     mt: c_int,
@@ -384,9 +385,10 @@ unsafe fn push_payload(
             PayloadFrom::Built => false,
         };
         if !cached {
-            match &shapes.payload {
-                Some(shape) => push_element(l, element, shape, &mut 0, mt, 0),
-                None => ffi::lua_pushnil(l), // not reached: no shape only for a cached payload
+            match (element, &shapes.payload) {
+                (Some(element), Some(shape)) => push_element(l, element, shape, &mut 0, mt, 0),
+                // not reached: no payload only for one in the cache
+                _ => ffi::lua_pushnil(l),
             }
             if let PayloadFrom::Cache(cache) = from {
                 let slot = payload_slot(payload_id);

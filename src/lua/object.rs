@@ -1,4 +1,4 @@
-//! The host object: one VirtualHost's [`PushService`] as a Lua userdata,
+//! The core object: one VirtualHost's [`PushService`] as a Lua userdata,
 //! and the conversions every method file shares (events, stanza keys).
 
 use super::convert::str_field;
@@ -8,6 +8,7 @@ use super::raw::write::{options_shape, PublishShapes};
 use crate::config::{Config, RawConfig};
 use crate::facts::StanzaFacts;
 use crate::service::{PushJob, PushService, StanzaKey};
+use minidom::Element;
 use mlua::{Function, Lua, LuaSerdeExt, Result, Table, UserData, UserDataMethods, Value};
 use std::collections::HashMap;
 
@@ -17,14 +18,14 @@ const OBJECT_KEY: &str = "_cloud_notify_key";
 
 /// One VirtualHost's push service, as Lua sees it (the shims call it
 /// `core`).
-pub struct Host {
+pub struct Core {
     /// The core.
     pub service: PushService,
     /// util.stanza's metatable, for the stanzas handed back to Lua.
     pub stanza_mt: Table,
     /// Notification payload tables shared between pushes (see
-    /// [`events::shared_payloads`]): the Lua side of the core's payloads,
-    /// by payload number, in 8 bounded slots.
+    /// [`events::shared_payloads`]), by the core's payload number, in 8
+    /// bounded slots: the one cache of payloads.
     payload_tables: Table,
     /// The host's `events.get_handlers`, to tell whether anything hooks
     /// `cloud_notify/push` (then no payload is shared).
@@ -43,19 +44,19 @@ pub struct BatchObjects {
     pub unimportant: Option<Table>,
 }
 
-impl Host {
+impl Core {
     /// `cloud_notify.new(host, options, stanza_mt[, get_handlers])`: the host
     /// object and the option problems the core found (messages to log).
     pub fn new(
         lua: &Lua,
         (host, options, stanza_mt, get_handlers): (String, Value, Table, Option<Function>),
-    ) -> Result<(Host, Table)> {
+    ) -> Result<(Core, Table)> {
         let raw: RawConfig = match options {
             Value::Nil => RawConfig::default(),
             v => lua.from_value(v)?,
         };
         let (config, problems) = Config::from_raw(&raw);
-        let host = Host {
+        let host = Core {
             service: PushService::new(&host, config),
             stanza_mt,
             payload_tables: lua.create_table()?,
@@ -103,13 +104,28 @@ impl Host {
             )?,
             None => false,
         };
-        let shapes: Vec<_> = jobs
+        // The payloads not in the cache, built once per number (the Lua
+        // cache of payload tables is the only one: the core keeps numbers).
+        let mut built: Vec<(u64, Element)> = Vec::new();
+        for (job, &hit) in jobs.iter().zip(&cached) {
+            if !hit && !built.iter().any(|(id, _)| *id == job.payload_id) {
+                built.push((job.payload_id, job.payload()));
+            }
+        }
+        let payloads: Vec<Option<&Element>> = jobs
             .iter()
             .zip(&cached)
-            .map(|(j, &hit)| {
-                let payload = (!hit).then_some(&*j.payload);
+            .map(|(job, &hit)| {
+                let found = built.iter().find(|(id, _)| *id == job.payload_id);
+                (!hit).then(|| found.map(|(_, e)| e)).flatten()
+            })
+            .collect();
+        let shapes: Vec<_> = jobs
+            .iter()
+            .zip(&payloads)
+            .map(|(j, payload)| {
                 (
-                    PublishShapes::of(payload, j.registration.options.as_deref()),
+                    PublishShapes::of(*payload, j.registration.options.as_deref()),
                     options_shape(&j.registration),
                 )
             })
@@ -118,6 +134,7 @@ impl Host {
             host: &self.service.host,
             user,
             jobs: &jobs,
+            payloads: &payloads,
             shapes: &shapes,
             share,
         };
@@ -168,7 +185,7 @@ impl Host {
     }
 }
 
-impl UserData for Host {
+impl UserData for Core {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         super::registrations::add_methods(m);
         super::pushes::add_methods(m);
