@@ -70,7 +70,7 @@ local function schedule_wake(session, timeout)
 		if session.destroyed or not session.hibernating or not identifier or session.cloud_notify_woken then return; end
 		if not load_user(user) then return; end
 		session.cloud_notify_woken = true;
-		session.log("debug", "Hibernation ends in %ds: waking the device", timeout - delay);
+		session.log("debug", "Hibernation ends in %gs: waking the device", timeout - delay);
 		dispatch(core:wake(user, identifier, time_now()));
 	end);
 end
@@ -92,7 +92,7 @@ local function extend_hibernation(session)
 		-- session's current one: hand it this one, or the session leaks.
 		return original_callback(this_dog);
 	end);
-	session.log("debug", "Hibernation extended to %ds until the first push", timeout);
+	session.log("debug", "Hibernation extended to %gs until the first push", timeout);
 	schedule_wake(session, timeout);
 end
 
@@ -105,7 +105,7 @@ local function end_extension(session)
 	if dog and session.hibernating then
 		dog:cancel();
 		session.hibernating_watchdog = watchdog.new(original_timeout, original_callback);
-		session.log("debug", "Hibernation timeout back to %ds", original_timeout);
+		session.log("debug", "Hibernation timeout back to %gs", original_timeout);
 		schedule_wake(session, original_timeout);
 	end
 end
