@@ -60,8 +60,11 @@ $(VENV)/.done: tests/requirements.txt
 
 test: deps prosody13 pydeps dist test-rust lint test-busted test-fuzz test-e2e
 
+# The core's tests, then the binding's, in a Lua VM of their own (the
+# system's liblua5.4: a module build can't link one).
 test-rust:
 	$(CARGO) test
+	$(CARGO) test --features vm --lib lua::
 
 lint:
 	$(CARGO) fmt --check

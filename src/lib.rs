@@ -31,7 +31,7 @@ pub mod retry;
 pub mod seen;
 pub mod service;
 
-#[cfg(feature = "module")]
+#[cfg(any(feature = "module", feature = "vm"))]
 mod lua;
 
 /// XEP-0357 namespace.

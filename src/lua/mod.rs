@@ -35,6 +35,8 @@ mod records;
 mod registrations;
 mod replies;
 mod smacks;
+#[cfg(all(test, feature = "vm"))]
+mod tests;
 
 use crate::facts::StanzaFacts;
 use crate::notification::{notification, publish_iq, Summary};
@@ -43,6 +45,7 @@ use mlua::{IntoLuaMulti, Lua, MultiValue, Result, Table};
 use object::Core;
 
 /// The module's exports (see the table above).
+#[cfg_attr(not(feature = "module"), allow(dead_code))]
 fn exports(lua: &Lua) -> Result<Table> {
     let exports = lua.create_table()?;
     exports.set("new", lua.create_function(Core::new)?)?;

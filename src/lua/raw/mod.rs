@@ -25,7 +25,9 @@ pub mod events;
 pub mod read;
 pub mod write;
 
-use mlua::{ffi, Lua, Result, Table};
+use mlua::ffi;
+#[cfg(feature = "module")]
+use mlua::{Lua, Result, Table};
 use std::ffi::c_int;
 
 /// The stack height when a raw push started, to check (debug builds) that
@@ -72,6 +74,7 @@ impl Balance {
 /// out of memory, and the error then reaches the handler's `pcall` as
 /// `not enough memory`). The raw functions here are written for exactly
 /// that case (nothing owned inside a protected call).
+#[cfg(feature = "module")]
 #[mlua::lua_module(skip_memory_check)]
 fn cloud_notify(lua: &Lua) -> Result<Table> {
     super::exports(lua)
