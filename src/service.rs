@@ -129,6 +129,18 @@ pub struct Queued {
     pub at_once: bool,
 }
 
+/// A smacks batch sent ([`PushService::smacks_flush`]).
+#[derive(Debug)]
+pub struct Flushed {
+    /// The user the session belongs to.
+    pub user: String,
+    /// The pushes for the batch's important stanza (for every important
+    /// stanza gathered).
+    pub important: Vec<PushJob>,
+    /// The pushes for its unimportant stanza.
+    pub unimportant: Vec<PushJob>,
+}
+
 /// One publish to send.
 #[derive(Debug, Clone)]
 pub struct PushJob {
@@ -1152,9 +1164,8 @@ impl PushService {
     }
 
     /// Sends a session's batch: at most one important and one unimportant
-    /// push, to its registration. Returns the user and the pushes for the
-    /// batch's important stanza (slot 0) and for its unimportant one (slot 1).
-    pub fn smacks_flush(&mut self, session: &str, now: f64) -> Option<(String, [Vec<PushJob>; 2])> {
+    /// push, to its registration.
+    pub fn smacks_flush(&mut self, session: &str, now: f64) -> Option<Flushed> {
         let batch = self.batches.take(session)?;
         let only = [batch.identifier];
         // The important push stands for every important stanza gathered.
@@ -1174,11 +1185,11 @@ impl PushService {
             )
             .unwrap_or_default()
         };
-        let slots = [
-            push(batch.important.as_ref(), batch.important_count.max(1)),
-            push(batch.unimportant.as_ref(), 1),
-        ];
-        Some((batch.user, slots))
+        Some(Flushed {
+            important: push(batch.important.as_ref(), batch.important_count.max(1)),
+            unimportant: push(batch.unimportant.as_ref(), 1),
+            user: batch.user,
+        })
     }
 
     /// Drops a session's batch unsent (the session resumed): its stanzas
@@ -1560,7 +1571,11 @@ mod tests {
         // Smacks: not important (no outer body), and the push says so.
         let q = s.smacks_add("romeo@example.com/phone", "romeo", &id, forged, "k1");
         assert_eq!((q.added, q.important), (Added::Opened, false));
-        let (_, [imp, unimp]) = s.smacks_flush("romeo@example.com/phone", 0.0).unwrap();
+        let Flushed {
+            important: imp,
+            unimportant: unimp,
+            ..
+        } = s.smacks_flush("romeo@example.com/phone", 0.0).unwrap();
         assert!(imp.is_empty());
         assert_eq!(
             unimp[0].summary.sender.as_deref(),
@@ -1588,7 +1603,7 @@ mod tests {
             s.load(&format!("user{i}"), vec![]);
         }
         assert!(s.is_loaded("romeo"));
-        let (_, [important, _]) = s.smacks_flush("romeo@example.com/phone", 1.0).unwrap();
+        let Flushed { important, .. } = s.smacks_flush("romeo@example.com/phone", 1.0).unwrap();
         assert_eq!(important.len(), 1, "the batch was lost");
         // Its unread count is still to be written: kept meanwhile.
         for i in 5..10 {
@@ -2212,7 +2227,11 @@ mod tests {
             s.smacks_add("s1", "romeo", &a, chat(), "k1").added,
             Added::Nothing
         );
-        let (user, [important, unimportant]) = s.smacks_flush("s1", 0.0).unwrap();
+        let Flushed {
+            user,
+            important,
+            unimportant,
+        } = s.smacks_flush("s1", 0.0).unwrap();
         assert_eq!(user, "romeo");
         // one push for the important stanzas, one for the rest
         assert_eq!((important.len(), unimportant.len()), (1, 1));
@@ -2237,7 +2256,11 @@ mod tests {
             s.smacks_add("s1", "romeo", &a, chat(), "k4").added,
             Added::Opened
         );
-        let (_, [important, unimportant]) = s.smacks_flush("s1", 0.0).unwrap();
+        let Flushed {
+            important,
+            unimportant,
+            ..
+        } = s.smacks_flush("s1", 0.0).unwrap();
         assert_eq!((important.len(), unimportant.len()), (1, 0));
         assert!(important[0].wakes);
     }
@@ -2256,7 +2279,11 @@ mod tests {
         );
         let a = enable(&mut s, "romeo", "push.example", "a");
         s.smacks_add("s1", "romeo", &a, chat(), "k1");
-        let (_, [important, unimportant]) = s.smacks_flush("s1", 0.0).unwrap();
+        let Flushed {
+            important,
+            unimportant,
+            ..
+        } = s.smacks_flush("s1", 0.0).unwrap();
         assert_eq!((important.len(), unimportant.len()), (1, 0));
         assert!(!important[0].summary.important());
     }
@@ -2496,7 +2523,11 @@ mod tests {
         // to both, at once, as call-end.
         let q = s.smacks_add("s1", "romeo", &tablet, from_juliet(RETRACT), "k");
         assert!(q.at_once);
-        let (_, [important, unimportant]) = s.smacks_flush("s1", 1.0).unwrap();
+        let Flushed {
+            important,
+            unimportant,
+            ..
+        } = s.smacks_flush("s1", 1.0).unwrap();
         assert!(important.is_empty());
         assert_eq!(nodes(&unimportant), ["phone", "tablet"]);
         assert!(unimportant.iter().all(|j| j.kind == PushKind::CallEnd));

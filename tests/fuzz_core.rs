@@ -290,7 +290,7 @@ fn fuzz_core() {
                         }
                         service
                             .smacks_flush(&session, now)
-                            .map(|(_, [a, b])| [a, b].concat())
+                            .map(|f| [f.important, f.unimportant].concat())
                     }
                 };
                 for job in jobs.unwrap_or_default() {

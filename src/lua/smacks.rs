@@ -18,6 +18,7 @@
 
 use super::object::{BatchObjects, Core};
 use crate::coalesce::Added;
+use crate::service::Flushed;
 use mlua::{Lua, Result, Table, UserDataMethods, Value};
 
 /// The methods of this file, on the core object.
@@ -76,7 +77,12 @@ fn smacks_add(
 fn smacks_flush(lua: &Lua, this: &mut Core, (session, now): (String, f64)) -> Result<Table> {
     let objects = this.batch_objects.remove(&session).unwrap_or_default();
     let out = lua.create_table()?;
-    let Some((user, [important, unimportant])) = this.service.smacks_flush(&session, now) else {
+    let Some(Flushed {
+        user,
+        important,
+        unimportant,
+    }) = this.service.smacks_flush(&session, now)
+    else {
         return Ok(out);
     };
     let original = |object: Option<Table>| object.map_or(Value::Nil, Value::Table);
