@@ -80,8 +80,11 @@ browser-deps: node-deps
 
 test: deps prosody13 pydeps browser-deps dist test-rust lint test-busted test-fuzz test-e2e
 
+# The core's tests, then the binding's, in a Lua VM of their own (the
+# system's liblua5.4: a module build can't link one).
 test-rust:
 	$(CARGO) test
+	$(CARGO) test --features vm --lib lua::
 
 lint:
 	$(CARGO) fmt --check

@@ -4,6 +4,11 @@
 -- cloud_notify/push event), enable/disable, and the app servers' answers.
 -- Loaded with module:require("cloud_notify"), in the module's environment.
 -- As in the shims, every decision is the core's.
+--
+-- lib.new() hooks nothing and starts no timer: it returns the handlers
+-- and timer functions (push.on_ping, push.on_answer, push.update_gauges,
+-- push.on_server_stopping, push.counts_timer, push.sweep_timer), and each shim
+-- hooks every event it handles itself, visibly.
 
 local st = require "util.stanza";
 local async = require "util.async";
@@ -12,31 +17,34 @@ local time_now = require "util.time".now;
 local lib = {};
 
 -- A plain list of numbers (what is not one becomes -1, which the core
--- rejects with a message).
+-- rejects with a message); nil stays nil.
 local function numbers(list)
+	if list == nil then return nil; end
 	local out = {};
 	for i, v in ipairs(list) do out[i] = tonumber(v) or -1; end
 	return out;
 end
 
--- The options both modules read (typed getters; the core checks ranges
--- and falls back to the defaults, logging what it rejected).
+-- The options both modules read, with typed getters and no default: an
+-- option left unset is nil here, and the core's default applies
+-- (src/config.rs, the one place defaults are written; the core also checks
+-- ranges, logging what it rejected).
 function lib.options()
 	return {
-		push_notification_with_body = module:get_option_boolean("push_notification_with_body", false);
-		push_notification_with_sender = module:get_option_boolean("push_notification_with_sender", false);
-		push_notification_important_body = module:get_option_string("push_notification_important_body", "New Message!");
-		push_max_devices = module:get_option_number("push_max_devices", 5);
-		push_max_errors = module:get_option_number("push_max_errors", 16);
-		push_max_hibernation_timeout = module:get_option_number("push_max_hibernation_timeout", 72*3600);
-		push_registration_cache_size = module:get_option_number("push_registration_cache_size", 10000);
-		push_response_timeout = module:get_option_number("push_response_timeout", 120);
-		push_max_pending = module:get_option_number("push_max_pending", 10000);
-		push_wake_before_expiry = module:get_option_number("push_wake_before_expiry", 60);
-		push_retry_delays = numbers(module:get_option_array("push_retry_delays", { 5, 30, 120 }));
-		push_max_retries = module:get_option_number("push_max_retries", 1000);
-		push_grace_period = module:get_option_number("push_grace_period", 0);
-		push_counts_write_interval = module:get_option_number("push_counts_write_interval", 300);
+		push_notification_with_body = module:get_option_boolean("push_notification_with_body");
+		push_notification_with_sender = module:get_option_boolean("push_notification_with_sender");
+		push_notification_important_body = module:get_option_string("push_notification_important_body");
+		push_max_devices = module:get_option_number("push_max_devices");
+		push_max_errors = module:get_option_number("push_max_errors");
+		push_max_hibernation_timeout = module:get_option_number("push_max_hibernation_timeout");
+		push_registration_cache_size = module:get_option_number("push_registration_cache_size");
+		push_response_timeout = module:get_option_number("push_response_timeout");
+		push_max_pending = module:get_option_number("push_max_pending");
+		push_wake_before_expiry = module:get_option_number("push_wake_before_expiry");
+		push_retry_delays = numbers(module:get_option_array("push_retry_delays"));
+		push_max_retries = module:get_option_number("push_max_retries");
+		push_grace_period = module:get_option_number("push_grace_period");
+		push_counts_write_interval = module:get_option_number("push_counts_write_interval");
 	};
 end
 
@@ -81,7 +89,8 @@ local function log_all(level, messages)
 	end
 end
 
--- The host's push service. `h.on_removed(user, removed)`, if set, is
+-- The host's push service: the object both shims call `push` (the core's
+-- object, in it and in the shims, is `core`). `push.on_removed(user, removed)`, if set, is
 -- called after registrations were removed (to release sessions).
 function lib.new(options)
 	local cloud_notify = load_core();
@@ -90,9 +99,9 @@ function lib.new(options)
 	local host_events = prosody.hosts[module.host].events;
 	local core, problems = cloud_notify.new(module.host, options, st.stanza_mt, host_events.get_handlers);
 	log_all("error", problems);
-	local h = { core = core, version = cloud_notify.version };
+	local push = { core = core, version = cloud_notify.version };
 	local push_store = module:open_store();
-	h.store = push_store;
+	push.store = push_store;
 
 	-- Metrics (Prosody's statistics API; e.g. mod_http_openmetrics shows them).
 	local count_push = labelled(module:metric("counter", "pushes", "",
@@ -105,7 +114,7 @@ function lib.new(options)
 		"Error answers from app servers, by error type", { "type" }));
 	local count_remote_disabled = labelled(module:metric("counter", "remote_disabled", "",
 		"Registrations the app server ended (XEP-0357 affiliation none)", {}));
-	function h.count_remote_disable(removed)
+	function push.count_remote_disable(removed)
 		for _ in pairs(removed) do count_remote_disabled():add(1); end
 	end
 	local count_given_up = labelled(module:metric("counter", "retries_given_up", "",
@@ -189,7 +198,7 @@ function lib.new(options)
 
 	-- The module unloads: its timers will not run, so every waiter is let
 	-- go now, without the lock (its change is answered as busy).
-	function h.close()
+	function push.close()
 		for user, lock in pairs(locks) do
 			locks[user] = nil;
 			lock.closed = true;
@@ -201,7 +210,7 @@ function lib.new(options)
 
 	-- Runs fn() holding the user's lock; returns its results, or nil,
 	-- "busy" where the lock is held elsewhere and this context can't wait.
-	function h.locked(user, fn)
+	function push.locked(user, fn)
 		if not acquire(user) then return nil, "busy"; end
 		local ret = table.pack(pcall(fn));
 		release(user);
@@ -215,10 +224,10 @@ function lib.new(options)
 	-- held up by one user's store. Queued changes with the same `key`
 	-- are done once, so what waits per user is bounded by the keys a
 	-- caller uses (each names a change of that user's registrations).
-	function h.soon(user, fn, key)
+	function push.soon(user, fn, key)
 		local lock = locks[user];
 		if lock and lock.owner ~= coroutine.running() then
-			lock.later[key] = function() h.locked(user, fn); end;
+			lock.later[key] = function() push.locked(user, fn); end;
 			return;
 		end
 		acquire(user);
@@ -231,13 +240,13 @@ function lib.new(options)
 	-- them, as such a read may be older than what was committed (and maybe
 	-- evicted since).
 	local reading = {};
-	function h.note_commit(user)
+	function push.note_commit(user)
 		local marks = reading[user];
 		if marks then marks.stale = true; end
 	end
 
 	-- Makes sure the core has the user's registrations; false on a store error.
-	function h.load_user(user)
+	function push.load_user(user)
 		if core:loaded(user) then return true; end
 		local stored;
 		for _ = 1, 3 do
@@ -267,13 +276,13 @@ function lib.new(options)
 		end
 		local load_problems, trimmed = core:load(user, stored);
 		log_all("warn", load_problems);
-		h.write_due();
+		push.write_due();
 		if trimmed then
 			-- Beyond push_max_devices (the admin lowered it): the store
 			-- follows, and sessions of trimmed registrations stop pushing.
-			h.soon(user, function()
+			push.soon(user, function()
 				local services, removed = core:plan_current(user);
-				if services then h.write_plan(user, services, removed, trimmed); end
+				if services then push.write_plan(user, services, removed, trimmed); end
 			end, "trim");
 		end
 		return true;
@@ -282,30 +291,30 @@ function lib.new(options)
 	-- Writes a planned set of registrations, then lets the core adopt it.
 	-- `released`: identifiers already gone from the core whose sessions
 	-- must stop pushing as well.
-	function h.write_plan(user, services, removed, released)
-		local had = h.on_committed and core:has_push(user) == true;
+	function push.write_plan(user, services, removed, released)
+		local had = push.on_committed and core:has_push(user);
 		local ok, err = push_store:set(user, services);
 		if not ok then
 			module:log("error", "Error writing push registrations of '%s': %s", user, err);
 			return false;
 		end
 		log_all("warn", core:commit(user, services, removed));
-		h.note_commit(user);
-		if h.on_committed then h.on_committed(user, had, core:has_push(user) == true); end
+		push.note_commit(user);
+		if push.on_committed then push.on_committed(user, had, core:has_push(user)); end
 		if released then
 			for identifier in pairs(released) do removed[identifier] = true; end
 		end
-		if h.on_removed and next(removed) ~= nil then
-			h.on_removed(user, removed);
+		if push.on_removed and next(removed) ~= nil then
+			push.on_removed(user, removed);
 		end
 		return true;
 	end
 
 	-- Writes a user's registrations as the core holds them (error counts).
-	function h.write_current(user)
-		h.soon(user, function()
+	function push.write_current(user)
+		push.soon(user, function()
 			local services, removed = core:plan_current(user);
-			if services then h.write_plan(user, services, removed); end
+			if services then push.write_plan(user, services, removed); end
 		end, "error counts");
 	end
 
@@ -313,7 +322,7 @@ function lib.new(options)
 	-- objects. A handler that raises costs its own push only: it is logged
 	-- and not sent, and the others go on. Returns whether a waking push was
 	-- sent.
-	function h.dispatch(pushes)
+	function push.dispatch(pushes)
 		local woke = false;
 		if not pushes then return woke; end
 		for i = 1, #pushes do
@@ -340,11 +349,26 @@ function lib.new(options)
 		return woke;
 	end
 
+	-- Hands an event for `user` to the core: `ask(core, ...)` is one of the
+	-- core's event methods, answering the pushes to send, nil for none, or
+	-- false when the user's registrations are not in memory. Those are then
+	-- loaded (once, here: storage may yield, which the core can't) and the
+	-- core asked again. Returns whether a waking push was sent.
+	function push.handle(user, ask, ...)
+		local pushes = ask(core, ...);
+		if pushes == false then
+			if not push.load_user(user) then return false; end
+			pushes = ask(core, ...);
+		end
+		if not pushes then return false; end
+		return push.dispatch(pushes);
+	end
+
 	-- https://xmpp.org/extensions/xep-0357.html#enabling
 	-- `who` describes the requester to the core (username, host, full_jid,
 	-- client_id, resource); replies go through `origin`. Returns the new
 	-- registration and its identifier once stored and answered.
-	function h.enable(origin, who, stanza, user)
+	function push.enable(origin, who, stanza, user)
 		local push_info, identifier, condition, text = core:enable(who, stanza, os.time());
 		if not push_info then
 			module:log("debug", "Push enable refused: %s: %s", condition, text);
@@ -357,7 +381,7 @@ function lib.new(options)
 			return; -- the handler replied
 		end
 		-- (handlers may have yielded, and the user left the cache meanwhile)
-		if not h.load_user(user) then
+		if not push.load_user(user) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
@@ -368,7 +392,7 @@ function lib.new(options)
 			origin.send(st.error_reply(stanza, removed, error_condition, error_text));
 			return;
 		end
-		if not h.write_plan(user, services, removed) then
+		if not push.write_plan(user, services, removed) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
@@ -377,13 +401,13 @@ function lib.new(options)
 	end
 
 	-- https://xmpp.org/extensions/xep-0357.html#disabling
-	function h.disable(origin, stanza, user)
+	function push.disable(origin, stanza, user)
 		local services, removed, condition, text = core:plan_disable(user, stanza);
 		if services == nil then
 			origin.send(st.error_reply(stanza, removed, condition, text));
 			return;
 		end
-		if services and not h.write_plan(user, services, removed) then
+		if services and not push.write_plan(user, services, removed) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
@@ -394,19 +418,19 @@ function lib.new(options)
 	end
 
 	-- cloud-notify-ping: an empty push to all (or the given) registrations.
-	module:hook("cloud-notify-ping", function(event)
+	function push.on_ping(event)
 		local user = event.user;
 		module:log("debug", "Handling event 'cloud-notify-ping' for user '%s'", user);
-		if not h.load_user(user) then return; end
-		h.dispatch(core:ping(user, event.push_services, time_now()));
-	end);
+		push.handle(user, core.ping, user, event.push_services, time_now());
+	end
 
-	-- Answers of app servers: one handler for all pushes, no hook per push.
-	module:hook("iq/host", function(event)
+	-- Answers of app servers (iq/host): one handler for all pushes, no hook
+	-- per push.
+	function push.on_answer(event)
 		local kind, answer, write_user, from = core:response(event.stanza, time_now());
 		if kind == nil then return; end -- not one of ours
 		if kind == "load" then
-			if not h.load_user(answer.user) then return true; end
+			if not push.load_user(answer.user) then return true; end
 			kind, answer, write_user, from = core:response(event.stanza, time_now());
 			if kind == nil then return; end
 		end
@@ -414,7 +438,7 @@ function lib.new(options)
 			-- answer: the round-trip time; write_user: whose error count was reset
 			module:log("debug", "Push delivered to %s in %.3fs", from, answer);
 			sample_rtt():sample(answer);
-			if write_user then h.write_current(write_user); end
+			if write_user then push.write_current(write_user); end
 			return true;
 		end
 		if answer.error_type and kind ~= "wrong-sender" then
@@ -424,7 +448,7 @@ function lib.new(options)
 			if answer.retry_in then
 				module:log("debug", "Push to %s failed temporarily (%s), not counted; retried in %.1fs",
 					answer.from, answer.condition, answer.retry_in);
-				h.schedule_retries(answer.retry_in);
+				push.schedule_retries(answer.retry_in);
 			elseif answer.gone then
 				module:log("debug", "Push to %s failed temporarily (%s); its registration is gone",
 					answer.from, answer.condition);
@@ -441,32 +465,32 @@ function lib.new(options)
 		elseif kind == "counted" then
 			module:log("info", "Got error <%s:%s> for identifier '%s': error count is now %d",
 				answer.error_type, answer.condition, answer.identifier, answer.count);
-			h.write_current(answer.user);
+			push.write_current(answer.user);
 		elseif kind == "disable" then
 			module:log("warn", "Disabling push notifications for identifier '%s' after %d errors",
 				answer.identifier, answer.count);
 			count_disabled():add(1);
 			local user, identifier = answer.user, answer.identifier;
-			h.soon(user, function()
-				if not h.load_user(user) then return; end
+			push.soon(user, function()
+				if not push.load_user(user) then return; end
 				local services, removed = core:plan_drop(user, identifier);
-				if services then h.write_plan(user, services, removed); end
+				if services then push.write_plan(user, services, removed); end
 			end, "disable "..identifier);
 		end
 		return true;
-	end, 10);
+	end
 
 	-- Retries of pushes answered with a wait error: one timer for all of
 	-- them, set for the next one due.
 	local retry_timer, retry_timer_at;
-	function h.schedule_retries(delay)
+	function push.schedule_retries(delay)
 		local now = time_now();
 		-- (a timer whose time is long past has died: start another)
 		if retry_timer and retry_timer_at <= now + delay and retry_timer_at > now - 5 then return; end
 		if retry_timer then retry_timer:stop(); end
 		retry_timer_at = now + delay;
 		retry_timer = module:add_timer(delay, function()
-			local ok, err = pcall(function() h.dispatch(core:retries_due(time_now())); end);
+			local ok, err = pcall(function() push.dispatch(core:retries_due(time_now())); end);
 			if not ok then module:log("error", "Sending retries failed: %s", err); end
 			local next_in = core:next_retry_in(time_now());
 			if not next_in then
@@ -479,20 +503,20 @@ function lib.new(options)
 		end);
 	end
 
-	-- Gauges are read when statistics are collected.
-	module:hook_global("stats-update", function()
+	-- Gauges are read when statistics are collected (stats-update).
+	function push.update_gauges()
 		local stats = core:stats();
 		gauge_outstanding():set(stats.pending);
 		gauge_registrations():set(stats.registrations);
 		gauge_users():set(stats.users);
-	end);
+	end
 
 	-- Unread counts change with every push: written in batches (every
 	-- push_counts_write_interval, and at shutdown), not once per message;
 	-- in a runner of their own, as storage may yield. A user stays listed
 	-- (and in memory) until a write of theirs commits.
-	local count_writer = async.runner(function(user) h.write_current(user); end);
-	function h.write_counts()
+	local count_writer = async.runner(function(user) push.write_current(user); end);
+	function push.write_counts()
 		for _, user in ipairs(core:counts_to_write()) do
 			count_writer:run(user);
 		end
@@ -500,34 +524,34 @@ function lib.new(options)
 	-- And early, once unwritten counts fill half the cache (a user with
 	-- unwritten counts stays in memory): the cache's bound holds however
 	-- many users get pushes.
-	function h.write_due()
+	function push.write_due()
 		local due = core:counts_due();
 		if due then
 			for _, user in ipairs(due) do count_writer:run(user); end
 		end
 	end
-	local counts_interval = core:counts_write_interval();
-	module:add_timer(counts_interval, function()
-		local ok, err = pcall(h.write_counts);
+	local function write_counts_logged()
+		local ok, err = pcall(push.write_counts);
 		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
-		return counts_interval;
-	end);
-	module:hook_global("server-stopping", function()
-		local ok, err = pcall(h.write_counts);
-		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
-	end);
+	end
+	push.counts_interval = core:counts_write_interval();
+	function push.counts_timer()
+		write_counts_logged();
+		return push.counts_interval;
+	end
+	push.on_server_stopping = write_counts_logged;
 
 	-- Forget pushes nobody answered (an answer after that is not ours).
-	local sweep = math.min(30, math.max(1, options.push_response_timeout or 30));
-	module:add_timer(sweep, function()
+	push.sweep_interval = core:sweep_interval();
+	function push.sweep_timer()
 		local expired = core:expire(time_now());
 		if expired > 0 then
 			module:log("debug", "%d push(es) got no answer in time", expired);
 		end
-		return sweep;
-	end);
+		return push.sweep_interval;
+	end
 
-	return h;
+	return push;
 end
 
 return lib;

@@ -23,9 +23,20 @@ local coalesce_delay = 1;
 
 local options = lib.options();
 local push = lib.new(options);
-local core, load_user, write_plan, dispatch = push.core, push.load_user, push.write_plan, push.dispatch;
+local core, load_user, write_plan, dispatch, handle = push.core, push.load_user, push.write_plan, push.dispatch, push.handle;
 local push_store = push.store;
 local host_sessions = prosody.hosts[module.host].sessions;
+local jid_node = require "util.jid".node;
+
+-- What the shared part handles, hooked here: pings (cloud-notify-ping),
+-- app servers' answers, gauges, the unread counts' writes (a timer, and
+-- at shutdown) and the sweep of pushes nobody answered.
+module:hook("cloud-notify-ping", push.on_ping);
+module:hook("iq/host", push.on_answer, 10);
+module:hook_global("stats-update", push.update_gauges);
+module:hook_global("server-stopping", push.on_server_stopping);
+module:add_timer(push.counts_interval, push.counts_timer);
+module:add_timer(push.sweep_interval, push.sweep_timer);
 
 -- Pushes the grace period holds back go out when their window ends (the
 -- core says when): the retries' timer is set for it after any path that
@@ -59,7 +70,7 @@ local function schedule_wake(session, timeout)
 		if session.destroyed or not session.hibernating or not identifier or session.cloud_notify_woken then return; end
 		if not load_user(user) then return; end
 		session.cloud_notify_woken = true;
-		session.log("debug", "Hibernation ends in %ds: waking the device", timeout - delay);
+		session.log("debug", "Hibernation ends in %gs: waking the device", timeout - delay);
 		dispatch(core:wake(user, identifier, time_now()));
 	end);
 end
@@ -81,7 +92,7 @@ local function extend_hibernation(session)
 		-- session's current one: hand it this one, or the session leaks.
 		return original_callback(this_dog);
 	end);
-	session.log("debug", "Hibernation extended to %ds until the first push", timeout);
+	session.log("debug", "Hibernation extended to %gs until the first push", timeout);
 	schedule_wake(session, timeout);
 end
 
@@ -94,7 +105,7 @@ local function end_extension(session)
 	if dog and session.hibernating then
 		dog:cancel();
 		session.hibernating_watchdog = watchdog.new(original_timeout, original_callback);
-		session.log("debug", "Hibernation timeout back to %ds", original_timeout);
+		session.log("debug", "Hibernation timeout back to %gs", original_timeout);
 		schedule_wake(session, original_timeout);
 	end
 end
@@ -181,7 +192,6 @@ end));
 -- affiliation with its node to none. The core checks that it comes from
 -- that registration's own app server.
 local xmlns_pubsub_event = "http://jabber.org/protocol/pubsub#event";
-local jid_node = require "util.jid".node;
 module:hook("message/bare", function(event)
 	local stanza = event.stanza;
 	if not stanza:get_child("event", xmlns_pubsub_event) then return; end
@@ -245,12 +255,9 @@ end);
 -- Offline messages: one push per registration of the recipient.
 module:hook("message/offline/handle", function(event)
 	local stanza = event.stanza;
-	local pushes, user = core:offline(stanza, time_now());
-	if pushes == false then
-		if not load_user(user) then return; end
-		pushes = core:offline(stanza, time_now());
-	end
-	if pushes then dispatch(pushes); end
+	local user = jid_node(stanza.attr.to);
+	if not user then return; end
+	handle(user, core.offline, user, stanza, time_now());
 	after_holding();
 end, 1);
 
@@ -259,12 +266,9 @@ end, 1);
 -- gets mod_message's error.
 module:hook("message/bare/groupchat", function(event)
 	local stanza = event.stanza;
-	local pushes, user = core:offline(stanza, time_now(), true);
-	if pushes == false then
-		if not load_user(user) then return; end
-		pushes = core:offline(stanza, time_now(), true);
-	end
-	if pushes then dispatch(pushes); end
+	local user = jid_node(stanza.attr.to);
+	if not user then return; end
+	handle(user, core.offline, user, stanza, time_now(), true);
 	after_holding();
 end, 1);
 
@@ -353,12 +357,7 @@ local function outgoing(event)
 	local session, stanza = event.origin, event.stanza;
 	local user = session.username;
 	if not user or session.type ~= "c2s" then return; end
-	local pushes = core:outgoing(user, session.push_identifier, stanza, time_now());
-	if pushes == false then
-		if not load_user(user) then return; end
-		pushes = core:outgoing(user, session.push_identifier, stanza, time_now());
-	end
-	if pushes then dispatch(pushes); end
+	handle(user, core.outgoing, user, session.push_identifier, stanza, time_now());
 	-- (the window moved: what is held goes out at its new end)
 	after_holding();
 end
@@ -378,12 +377,7 @@ module:hook("pre-iq/bare", function(event)
 	local item = publish and publish:get_child("item");
 	local node, item_id = publish and publish.attr.node, item and item.attr.id;
 	if not node or not item_id then return; end
-	local pushes = core:published(user, session.push_identifier, node, item_id, time_now());
-	if pushes == false then
-		if not load_user(user) then return; end
-		pushes = core:published(user, session.push_identifier, node, item_id, time_now());
-	end
-	if pushes then dispatch(pushes); end
+	handle(user, core.published, user, session.push_identifier, node, item_id, time_now());
 	after_holding();
 end, 1);
 
@@ -395,7 +389,7 @@ module:hook("presence/bare", function(event)
 	local stanza = event.stanza;
 	if stanza.attr.type ~= "subscribe" then return; end
 	local user = jid_node(stanza.attr.to);
-	if not user or core:has_push(user) == nil then return; end
+	if not user or not core:might_push(user) then return; end
 	if not load_user(user) then return; end
 	local roster = rostermanager.load_roster(user, module.host);
 	if not roster then return; end
@@ -405,16 +399,9 @@ module:hook("presence/bare", function(event)
 	for _ in pairs(pending) do waiting = waiting + 1; end
 	local item = roster[from];
 	local user_sessions = host_sessions[user];
-	local function ask()
-		return core:subscription_request(user, waiting, pending[from] ~= nil, item and item.subscription,
-			user_sessions and user_sessions.sessions, time_now());
-	end
-	local pushes = ask();
-	if pushes == false then -- (the roster read may have yielded, and the user left the cache)
-		if not load_user(user) then return; end
-		pushes = ask();
-	end
-	if pushes then dispatch(pushes); end
+	-- (the roster read may have yielded, and the user left the cache: handle loads them again)
+	handle(user, core.subscription_request, user, waiting, pending[from] ~= nil, item and item.subscription,
+		user_sessions and user_sessions.sessions, time_now());
 end, 1);
 
 -- Archived messages: pushed to the registrations of devices with no live
@@ -423,16 +410,11 @@ module:hook("archive-message-added", function(event)
 	local for_user = event.for_user;
 	if not for_user or not event.id then return; end
 	-- Most archived messages are for users without push: asked cheaply first.
-	if core:has_push(for_user) == nil then return; end
+	if not core:might_push(for_user) then return; end
 	local user_sessions = host_sessions[for_user];
 	local sessions = user_sessions and user_sessions.sessions;
 	local origin_user = event.origin and event.origin.username;
-	local pushes = core:archived(for_user, event.stanza, event.id, sessions, origin_user, time_now());
-	if pushes == false then
-		if not load_user(for_user) then return; end
-		pushes = core:archived(for_user, event.stanza, event.id, sessions, origin_user, time_now());
-	end
-	if pushes then dispatch(pushes); end
+	handle(for_user, core.archived, for_user, event.stanza, event.id, sessions, origin_user, time_now());
 	after_holding();
 end);
 

@@ -21,14 +21,25 @@ local lib = module:require "cloud_notify";
 local xmlns_push = "urn:xmpp:push:0";
 
 local options = lib.options();
-options.muc_push_policy = module:get_option_string("muc_push_policy", "mentions");
+-- (no defaults here either: the core's apply to what is unset)
+options.muc_push_policy = module:get_option_string("muc_push_policy");
 -- What users of other servers may register (see the README's Security section).
-options.muc_push_local_only = module:get_option_boolean("muc_push_local_only", false);
-options.muc_push_max_users_per_domain = module:get_option_number("muc_push_max_users_per_domain", 100);
-options.muc_push_max_remote_users = module:get_option_number("muc_push_max_remote_users", 10000);
-options.muc_push_enables_per_minute = module:get_option_number("muc_push_enables_per_minute", 10);
+options.muc_push_local_only = module:get_option_boolean("muc_push_local_only");
+options.muc_push_max_users_per_domain = module:get_option_number("muc_push_max_users_per_domain");
+options.muc_push_max_remote_users = module:get_option_number("muc_push_max_remote_users");
+options.muc_push_enables_per_minute = module:get_option_number("muc_push_enables_per_minute");
 local push = lib.new(options);
 local core, load_user, dispatch = push.core, push.load_user, push.dispatch;
+
+-- What the shared part handles, hooked here: pings (cloud-notify-ping),
+-- app servers' answers, gauges, the unread counts' writes (a timer, and
+-- at shutdown) and the sweep of pushes nobody answered.
+module:hook("cloud-notify-ping", push.on_ping);
+module:hook("iq/host", push.on_answer, 10);
+module:hook_global("stats-update", push.update_gauges);
+module:hook_global("server-stopping", push.on_server_stopping);
+module:add_timer(push.counts_interval, push.counts_timer);
+module:add_timer(push.sweep_interval, push.sweep_timer);
 
 local mod_muc = module:depends("muc");
 

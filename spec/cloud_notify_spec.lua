@@ -75,6 +75,28 @@ describe("mod_cloud_notify", function()
 		assert.falsy(tostring(iq):find("juliet", 1, true));
 	end);
 
+	it("ships the publish IQ the core builds (stand_in checks every push)", function()
+		local checked = stand_in.pushes_checked;
+		stand_in.enable(m, romeo, "push.example", "node1", stand_in.publish_options("s3"));
+		stand_in.enable(m, romeo, "push.example", nil);
+		stand_in.offline(m, "romeo@" .. m.host, "one");
+		stand_in.offline(m, "romeo@" .. m.host, "two"); -- (the shared payload, from the cache)
+		assert.equal(4, #m.sent);
+		assert.equal(checked + 4, stand_in.pushes_checked);
+		assert.same({}, stand_in.push_mismatches);
+		-- The check can fail: a payload changed after the fact is told apart.
+		local core = package.loaded["cloud_notify"];
+		local event;
+		m:hook("cloud_notify/push", function(e) event = e; end);
+		stand_in.offline(m, "romeo@" .. m.host, "three");
+		assert.is_true((core.check_push(event)));
+		event.notification_payload:tag("extra", { xmlns = "urn:example" }):up();
+		local same, expected, got = core.check_push(event);
+		assert.is_false(same);
+		assert.falsy(expected:find("extra", 1, true));
+		assert.truthy(got:find("extra", 1, true));
+	end);
+
 	it("lets cloud_notify/push handlers change or block a push", function()
 		stand_in.enable(m, romeo, "push.example", "node1");
 		local seen;
@@ -383,6 +405,32 @@ describe("mod_cloud_notify", function()
 		assert.is_nil(romeo.push_identifier);
 		stand_in.offline(m, "romeo@" .. m.host, "hi");
 		assert.equal(0, #m.sent);
+	end);
+
+	it("pushes nothing, answers internal-server-error and changes nothing when the store can't be read", function()
+		local record = { jid = "push.example", node = "n", timestamp = 1 };
+		m.store.data.romeo = { ["push.example<n"] = record };
+		local function logged(text)
+			for _, entry in ipairs(m.logs) do
+				if entry.level == "error" and entry.text:find(text, 1, true) then return true; end
+			end
+			return false;
+		end
+		for _, failure in ipairs({ "fail_reads", "raise_reads" }) do
+			m.store[failure] = failure == "fail_reads" and "disk unreadable" or true;
+			stand_in.offline(m, "romeo@" .. m.host, "hi");
+			assert.equal(0, #m.sent);
+			local _, condition = stand_in.enable(m, romeo, "push.example", "other"):get_error();
+			assert.equal("internal-server-error", condition);
+			assert.same({ ["push.example<n"] = record }, m.store.data.romeo);
+			m.store[failure] = nil;
+		end
+		assert.is_true(logged("Error reading push registrations of 'romeo': disk unreadable"));
+		assert.is_true(logged("Error reading push registrations of 'romeo': "));
+		-- Readable again: loaded on the next message, and pushed.
+		stand_in.offline(m, "romeo@" .. m.host, "hi");
+		assert.equal(1, #m.sent);
+		assert.equal("n", m.sent[1].tags[1].tags[1].attr.node);
 	end);
 
 	it("disable from another session clears every session of that registration", function()

@@ -10,6 +10,7 @@ local stand_in = {};
 
 -- util.watchdog needs Prosody's event loop; this one only records.
 stand_in.watchdogs = {};
+stand_in.push_mismatches, stand_in.pushes_checked = {}, 0;
 package.loaded["util.watchdog"] = {
 	new = function(timeout, callback)
 		local dog = { timeout = timeout, callback = callback, cancelled = false };
@@ -32,6 +33,8 @@ local function new_store()
 	local store = { data = {}, fail = false, reads = 0 };
 	function store:get(user)
 		self.reads = self.reads + 1;
+		if self.raise_reads then error("store exploded"); end
+		if self.fail_reads then return nil, self.fail_reads; end
 		return self.data[user];
 	end
 	function store:set(user, value)
@@ -94,6 +97,16 @@ function stand_in.load(host, options)
 	end
 	function m:hook_global(name, fn, priority) self:hook("global/" .. name, fn, priority); end
 	function m:fire_event(name, data)
+		if name == "cloud_notify/push" then
+			-- Every push the specs and the fuzzer make: its publish IQ (written
+			-- raw by the binding) is the core's publish_iq of its parts.
+			local same, expected, got = package.loaded["cloud_notify"].check_push(data);
+			if not same then
+				stand_in.push_mismatches[#stand_in.push_mismatches+1] = { expected = expected, got = got };
+				error(("publish IQ differs from the core's:\n%s\n%s"):format(expected, got));
+			end
+			stand_in.pushes_checked = stand_in.pushes_checked + 1;
+		end
 		for _, h in ipairs(self.handlers[name] or {}) do
 			local ret = h.fn(data);
 			if ret ~= nil then return ret; end

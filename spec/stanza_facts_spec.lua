@@ -80,6 +80,27 @@ describe("stanza facts", function()
 		end
 	end);
 
+	it("are what the core's own walk of the same stanza, as XML, finds", function()
+		-- One classification and one set of rules, two walks (the raw one
+		-- ships): both must agree on every stanza.
+		local function same(stanza, what)
+			assert.equal(core.parsed_stanza_facts(stanza), core.stanza_facts(stanza), what);
+		end
+		for i, stanza in ipairs(cases) do same(stanza, "case " .. i); end
+		local m = chat("first"):text_tag("body", "second");
+		for i = 1, 6 do
+			m:tag("stanza-id", { xmlns = "urn:xmpp:sid:0", by = "b" .. i, id = "i" .. i }):up();
+		end
+		same(m, "bodies and stanza-ids");
+		local two = carbon("received", chat("inner one"));
+		two:tag("sent", { xmlns = "urn:xmpp:carbons:2" }):tag("forwarded", { xmlns = "urn:xmpp:forward:0" })
+			:add_child(st.message({ xmlns = "jabber:client" }):text_tag("body", "inner two")):up():up();
+		same(two, "two carbons");
+		same(carbon("sent", carbon("received", chat("nested"))), "a carbon in a carbon");
+		same(chat(nil):tag("propose", { xmlns = "urn:xmpp:jingle-message:0", id = ("x"):rep(300) }):up()
+			:tag("retract", { xmlns = "urn:xmpp:jingle-message:1", id = "r" }):up(), "calls");
+	end);
+
 	it("keep the first body, the first carbon and the first four stanza-ids", function()
 		local m = chat("first"):text_tag("body", "second");
 		for i = 1, 6 do

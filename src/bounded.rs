@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
+/// A bounded map that forgets its oldest entry first.
 pub struct Fifo<K, V> {
     capacity: usize,
     map: HashMap<K, V>,
@@ -12,6 +13,7 @@ pub struct Fifo<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
+    /// An empty map holding at most `capacity` entries (at least one).
     pub fn new(capacity: usize) -> Self {
         Fifo {
             capacity: capacity.max(1),
@@ -20,10 +22,12 @@ impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
         }
     }
 
+    /// Entries held.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether it holds nothing.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -43,10 +47,12 @@ impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
         None
     }
 
+    /// The value under `key`.
     pub fn get(&self, key: &K) -> Option<&V> {
         self.map.get(key)
     }
 
+    /// The value under `key`, to change in place.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         self.map.get_mut(key)
     }
@@ -69,6 +75,7 @@ impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
         self.map.insert(key, value);
     }
 
+    /// Takes the value under `key` out.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let v = self.map.remove(key)?;
         if let Some(pos) = self.order.iter().position(|k| k == key) {

@@ -50,6 +50,7 @@ pub enum CallStep {
 /// A call signal as a stanza carries it.
 #[derive(Debug, Clone, Copy)]
 pub struct Signal<'a> {
+    /// The signal (propose, retract, accept, proceed, reject).
     pub kind: CallSignal,
     /// The call id.
     pub id: &'a str,
@@ -85,6 +86,7 @@ impl Calls {
         self.calls.len()
     }
 
+    /// Whether no call is remembered.
     pub fn is_empty(&self) -> bool {
         self.calls.is_empty()
     }

@@ -16,10 +16,13 @@ const MAX_BATCH_KEYS: usize = 256;
 /// Stanzas gathered for one session's registration.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// The user the session belongs to.
     pub user: String,
+    /// The session's registration.
     pub identifier: String,
     /// The last important and the last unimportant stanza.
     pub important: Option<StanzaFacts>,
+    /// (see `important`)
     pub unimportant: Option<StanzaFacts>,
     /// Important stanzas gathered (each counts towards the unread count).
     pub important_count: u32,
@@ -40,6 +43,7 @@ pub enum Added {
     FlushNow,
 }
 
+/// The sessions' waiting batches, bounded in number.
 pub struct Batches {
     capacity: usize,
     map: HashMap<String, Batch>,
@@ -49,6 +53,7 @@ pub struct Batches {
 }
 
 impl Batches {
+    /// No batch yet; at most `capacity` at once.
     pub fn new(capacity: usize) -> Self {
         Batches {
             capacity: capacity.max(1),
@@ -57,10 +62,12 @@ impl Batches {
         }
     }
 
+    /// Batches waiting.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether no batch is waiting.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -113,6 +120,7 @@ impl Batches {
         }
     }
 
+    /// Takes a session's batch out (to send or drop it).
     pub fn take(&mut self, session: &str) -> Option<Batch> {
         let batch = self.map.remove(session)?;
         self.users.remove(&batch.user);

@@ -7,15 +7,25 @@
 
 use serde::Deserialize;
 
+/// `push_notification_important_body`.
 pub const DEFAULT_IMPORTANT_BODY: &str = "New Message!";
+/// `push_max_devices`.
 pub const DEFAULT_MAX_DEVICES: usize = 5;
+/// `push_max_errors`.
 pub const DEFAULT_MAX_ERRORS: u32 = 16;
+/// `push_max_hibernation_timeout` (seconds).
 pub const DEFAULT_MAX_HIBERNATION_TIMEOUT: u64 = 72 * 3600;
+/// `push_registration_cache_size` (users).
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
+/// `push_response_timeout` (seconds).
 pub const DEFAULT_PUSH_TIMEOUT: u64 = 120;
+/// `push_max_pending`.
 pub const DEFAULT_MAX_PENDING: usize = 10_000;
+/// `push_wake_before_expiry` (seconds).
 pub const DEFAULT_WAKE_BEFORE_EXPIRY: u64 = 60;
+/// `push_retry_delays` (seconds).
 pub const DEFAULT_RETRY_DELAYS: [f64; 3] = [5.0, 30.0, 120.0];
+/// `push_max_retries`.
 pub const DEFAULT_MAX_RETRIES: usize = 1000;
 /// Longest grace period accepted (seconds).
 pub const MAX_GRACE_PERIOD: u64 = 3600;
@@ -24,26 +34,43 @@ pub const MAX_GRACE_PERIOD: u64 = 3600;
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawConfig {
+    /// The option of that name (see the README's table).
     pub push_notification_with_body: Option<bool>,
+    /// The option of that name.
     pub push_notification_with_sender: Option<bool>,
+    /// The option of that name.
     pub push_notification_important_body: Option<String>,
+    /// The option of that name.
     pub push_max_devices: Option<f64>,
+    /// The option of that name.
     pub push_max_errors: Option<f64>,
+    /// The option of that name.
     pub push_max_hibernation_timeout: Option<f64>,
+    /// The option of that name.
     pub push_registration_cache_size: Option<f64>,
+    /// The option of that name.
     pub push_response_timeout: Option<f64>,
+    /// The option of that name.
     pub push_max_pending: Option<f64>,
+    /// The option of that name.
     pub push_wake_before_expiry: Option<f64>,
+    /// The option of that name.
     pub push_retry_delays: Option<Vec<f64>>,
+    /// The option of that name.
     pub push_max_retries: Option<f64>,
+    /// The option of that name.
     pub push_grace_period: Option<f64>,
+    /// The option of that name.
     pub push_counts_write_interval: Option<f64>,
     /// mod_muc_cloud_notify only: `"mentions"` or `"all"`.
     pub muc_push_policy: Option<String>,
     /// mod_muc_cloud_notify only: bounds on remote users ([`crate::quota`]).
     pub muc_push_local_only: Option<bool>,
+    /// mod_muc_cloud_notify only: the option of that name.
     pub muc_push_max_users_per_domain: Option<f64>,
+    /// mod_muc_cloud_notify only: the option of that name.
     pub muc_push_max_remote_users: Option<f64>,
+    /// mod_muc_cloud_notify only: the option of that name.
     pub muc_push_enables_per_minute: Option<f64>,
 }
 

@@ -71,6 +71,7 @@ impl Counts {
             .fold(0u32, |sum, (_, n)| sum.saturating_add(*n))
     }
 
+    /// Whether nothing is counted.
     pub fn is_empty(&self) -> bool {
         self.chats.is_empty()
     }
@@ -164,6 +165,7 @@ impl Dirty {
         }
     }
 
+    /// Whether the user's counts are still to be written.
     pub fn contains(&self, user: &str) -> bool {
         self.users.contains_key(user)
     }

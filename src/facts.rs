@@ -3,22 +3,34 @@
 //! Walking a whole stanza is costly, so the binding reads the top-level
 //! attributes and, for each child, asks [`classify_child`] whether it
 //! matters. The same walk over a minidom [`Element`] ([`StanzaFacts::from_element`])
-//! serves the unit tests and any caller holding parsed XML.
+//! serves the unit tests and any caller holding parsed XML; the specs feed
+//! both walks the same stanzas and compare what they found.
 
 use minidom::Element;
 
+/// XEP-0280 Message Carbons.
 pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
+/// XEP-0297 Stanza Forwarding.
 pub const NS_FORWARD: &str = "urn:xmpp:forward:0";
+/// OMEMO as Conversations first shipped it.
 pub const NS_OMEMO_LEGACY: &str = "eu.siacs.conversations.axolotl";
+/// XEP-0384 OMEMO.
 pub const NS_OMEMO: &str = "urn:xmpp:omemo:0";
+/// XEP-0384 OMEMO, version 2.
 pub const NS_OMEMO_2: &str = "urn:xmpp:omemo:2";
+/// XEP-0027 legacy OpenPGP.
 pub const NS_PGP_LEGACY: &str = "jabber:x:encrypted";
+/// XEP-0373 OpenPGP for XMPP.
 pub const NS_OX: &str = "urn:xmpp:openpgp:0";
+/// XEP-0353 Jingle Message Initiation.
 pub const NS_JINGLE_MESSAGE: &str = "urn:xmpp:jingle-message:0";
 /// The namespace's next version (mod_mam archives both).
 pub const NS_JINGLE_MESSAGE_1: &str = "urn:xmpp:jingle-message:1";
+/// XEP-0359 Unique and Stable Stanza IDs.
 pub const NS_STANZA_ID: &str = "urn:xmpp:sid:0";
+/// XEP-0085 Chat State Notifications.
 pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+/// XEP-0333 Chat Markers.
 pub const NS_CHAT_MARKERS: &str = "urn:xmpp:chat-markers:0";
 
 /// Longest call id kept (bytes): a longer one is not tracked as a call.
@@ -78,14 +90,19 @@ pub fn jid_node(jid: &str) -> Option<&str> {
 /// The stanza kind, from its element name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kind {
+    /// `<message/>`.
     Message,
+    /// `<presence/>`.
     Presence,
+    /// `<iq/>`.
     Iq,
+    /// Anything else.
     #[default]
     Other,
 }
 
 impl Kind {
+    /// The kind of an element named `name`.
     pub fn from_name(name: &str) -> Kind {
         match name {
             "message" => Kind::Message,
@@ -154,10 +171,15 @@ pub enum Direction {
 /// The facts push decisions are made on.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StanzaFacts {
+    /// Message, presence, IQ or other.
     pub kind: Kind,
+    /// The `type` attribute.
     pub type_: Option<String>,
+    /// The `from` attribute.
     pub from: Option<String>,
+    /// The `to` attribute.
     pub to: Option<String>,
+    /// The `id` attribute.
     pub id: Option<String>,
     /// The first `<body/>`'s text.
     pub body: Option<String>,
@@ -165,8 +187,11 @@ pub struct StanzaFacts {
     /// (a room message the MUC module remembers): important, and pushed
     /// with the placeholder body, never with text.
     pub body_withheld: bool,
+    /// A `<subject/>` (a room topic change).
     pub has_subject: bool,
+    /// Content the server can't read (OMEMO, PGP, OX).
     pub encrypted: bool,
+    /// A call's `<propose/>` (XEP-0353).
     pub propose: bool,
     /// The first Jingle Message Initiation signal and its call id.
     pub call: Option<(CallSignal, Option<String>)>,
@@ -365,7 +390,7 @@ impl StanzaFacts {
                         return None;
                     }
                     let fwd = child.get_child("forwarded", NS_FORWARD)?;
-                    let msg = fwd.children().find(|c| c.name() == "message")?;
+                    let msg = fwd.get_child("message", crate::NS_CLIENT)?;
                     Some(Self::from_element_depth(msg, depth + 1))
                 },
             );

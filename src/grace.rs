@@ -53,13 +53,17 @@ struct Held {
 /// A held push whose window ended with its chats unread.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Released {
+    /// The user the push is for.
     pub user: String,
+    /// The registration it goes to.
     pub identifier: String,
     /// The unread chats and their messages held: they count now.
     pub chats: Vec<(u64, u32)>,
+    /// What it says.
     pub summary: Summary,
     /// Whether the summary's own chat is among them (else it was read).
     pub summary_unread: bool,
+    /// The path it came from.
     pub kind: PushKind,
 }
 

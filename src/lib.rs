@@ -5,6 +5,10 @@
 //!   notification XML, with no Lua in sight, unit-tested with `cargo test`;
 //! - the binding (`lua`, behind the `module` feature): the only code that
 //!   touches mlua. It converts values and exports `luaopen_cloud_notify`.
+//!
+//! `unsafe` lives in one module, `lua::raw`; it is denied everywhere else.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod bounded;
 pub mod calls;
@@ -17,7 +21,6 @@ pub mod fields;
 pub mod grace;
 pub mod ids;
 pub mod importance;
-pub mod memory;
 pub mod muc;
 pub mod notification;
 pub mod pending;
@@ -28,18 +31,8 @@ pub mod retry;
 pub mod seen;
 pub mod service;
 
-#[cfg(feature = "module")]
+#[cfg(any(feature = "module", feature = "vm"))]
 mod lua;
-
-/// The shipped library's allocations in a heap of their own (mimalloc's),
-/// not in the C library's heap beside Lua's: there, the core's long-lived
-/// records would pin pages among the garbage each login, enable and push
-/// leaves, and the process would keep memory the garbage collector freed.
-/// Counted, for the `heap_bytes` export (what the core holds, apart from
-/// the allocator's own overhead).
-#[cfg(feature = "module")]
-#[global_allocator]
-static ALLOCATOR: memory::Counting<mimalloc::MiMalloc> = memory::Counting(mimalloc::MiMalloc);
 
 /// XEP-0357 namespace.
 pub const NS_PUSH: &str = "urn:xmpp:push:0";

@@ -22,6 +22,7 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// The policy an option value names (`mentions` or `all`).
     pub fn parse(s: &str) -> Option<Policy> {
         match s {
             "mentions" => Some(Policy::Mentions),
@@ -57,8 +58,11 @@ const MAX_NICK_CHARS: usize = 1023;
 /// An XEP-0372 `<reference/>`, as read from the stanza.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reference {
+    /// The `type` attribute (`mention` counts).
     pub type_: Option<String>,
+    /// The `begin` attribute (a character offset in the body).
     pub begin: Option<String>,
+    /// The `end` attribute.
     pub end: Option<String>,
 }
 
@@ -207,10 +211,12 @@ impl Recent {
         }
     }
 
+    /// Room messages remembered.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether none is remembered.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -248,6 +254,7 @@ impl Recent {
         self.map.insert(key, entry);
     }
 
+    /// A remembered room message, by room and id.
     pub fn get(&self, room: &str, id: &str) -> Option<&Remembered> {
         self.map.get(&(room.to_owned(), id.to_owned()))
     }

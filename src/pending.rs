@@ -6,12 +6,16 @@
 
 use std::collections::{HashMap, VecDeque};
 
+/// A push sent and not yet answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingPush {
+    /// The user it was for.
     pub user: String,
+    /// The registration it went to.
     pub identifier: String,
     /// The app server the push went to; only it may answer.
     pub jid: String,
+    /// When it was sent (seconds since the epoch).
     pub sent_at: f64,
     /// 0 for a first push, n for its n-th retry.
     pub attempt: u8,
@@ -20,6 +24,7 @@ pub struct PendingPush {
     pub summary: crate::notification::Summary,
 }
 
+/// The pushes awaiting an answer, by push id, bounded in number and time.
 #[derive(Debug)]
 pub struct Pending {
     map: HashMap<String, PendingPush>,
@@ -31,6 +36,7 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// None yet; at most `capacity`, each forgotten after `timeout_secs`.
     pub fn new(capacity: usize, timeout_secs: u64) -> Self {
         Pending {
             map: HashMap::new(),
@@ -40,10 +46,12 @@ impl Pending {
         }
     }
 
+    /// Pushes awaiting an answer.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether none awaits an answer.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -71,10 +79,12 @@ impl Pending {
         dropped
     }
 
+    /// The push with this id.
     pub fn get(&self, id: &str) -> Option<&PendingPush> {
         self.map.get(id)
     }
 
+    /// Takes the push with this id out (answered or cancelled).
     pub fn remove(&mut self, id: &str) -> Option<PendingPush> {
         self.map.remove(id)
     }

@@ -55,6 +55,7 @@ pub fn domain_of(bare: &str) -> Option<&str> {
 }
 
 impl RemoteQuota {
+    /// Nothing counted yet, within `limits`.
     pub fn new(limits: Limits) -> Self {
         RemoteQuota {
             limits,

@@ -37,14 +37,19 @@ pub struct Registration {
     pub identifier: String,
     /// The app server's JID.
     pub jid: String,
+    /// The app server's node for this device.
     pub node: Option<String>,
+    /// The `include_payload` attribute some clients send (kept as the reference keeps it).
     pub include_payload: Option<String>,
     /// The `<x xmlns='jabber:x:data'/>` publish-options form, echoed on every push.
     pub options: Option<Box<Element>>,
     /// Seconds since the epoch when it was enabled.
     pub timestamp: f64,
+    /// The device's SASL2 client id, if it had one.
     pub client_id: Option<String>,
+    /// The session's resource (kept only without a client id).
     pub resource: Option<String>,
+    /// The `xml:lang` of the enable IQ.
     pub language: Option<String>,
     /// Consecutive app-server errors (stored as `error_count`, when not 0,
     /// so the count survives a restart; the reference ignores the field).
@@ -86,13 +91,43 @@ pub fn identifier(jid: &str, node: Option<&str>) -> String {
 /// An `<enable/>` request as read from the stanza.
 #[derive(Debug, Clone, Default)]
 pub struct EnableRequest {
+    /// The `jid` attribute: the app server.
     pub jid: Option<String>,
+    /// The app server's node for this device.
     pub node: Option<String>,
+    /// The `include_payload` attribute some clients send (kept as the reference keeps it).
     pub include_payload: Option<String>,
     /// The first `jabber:x:data` child, if any.
     pub form: Option<Element>,
     /// The IQ's `xml:lang`.
     pub language: Option<String>,
+}
+
+impl EnableRequest {
+    /// Parses the IQ's first child, `<enable jid=… node=… include_payload=…>`
+    /// with an optional publish-options form (its first `jabber:x:data`
+    /// child), as the binding converted it; `language` is the IQ's
+    /// `xml:lang`. `None` (no child element at all): `bad-request`. The
+    /// checks on the values are [`registration_from_enable`]'s.
+    ///
+    /// xmpp-parsers' `push::Enable` is stricter than the reference module
+    /// (it refuses a bad JID before we can say which, and drops the
+    /// `include_payload` attribute some clients send), so this one parser
+    /// reads the element as the reference does.
+    pub fn from_element(
+        enable: Option<&Element>,
+        language: Option<String>,
+    ) -> Result<EnableRequest, StanzaError> {
+        let enable = enable.ok_or_else(|| StanzaError::bad_request("Missing enable element"))?;
+        let attr = |name: &str| enable.attr(name).map(str::to_owned);
+        Ok(EnableRequest {
+            jid: attr("jid"),
+            node: attr("node"),
+            include_payload: attr("include_payload"),
+            form: enable.get_child("x", NS_DATA_FORMS).cloned(),
+            language,
+        })
+    }
 }
 
 /// Who asks.
@@ -102,7 +137,9 @@ pub struct Requester {
     pub bare_jid: String,
     /// The sending session's full JID.
     pub full_jid: Option<String>,
+    /// The device's SASL2 client id, if it had one.
     pub client_id: Option<String>,
+    /// The session's resource (kept only without a client id).
     pub resource: Option<String>,
 }
 
@@ -219,6 +256,35 @@ mod tests {
     const ENABLE_FORM: &str = "<x xmlns='jabber:x:data' type='submit'>\
         <field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
         <field var='secret'><value>eruio234vzxc2kla-91</value></field></x>";
+
+    #[test]
+    fn parses_an_enable_element() {
+        // XEP-0357 Example 9, with the attribute some clients add.
+        let xml = format!(
+            "<enable xmlns='urn:xmpp:push:0' jid='push-5.client.example' \
+             node='yxs32uqsflafdk3iuqo' include_payload='plain'>{ENABLE_FORM}</enable>"
+        );
+        let elem: Element = xml.parse().unwrap();
+        let req = EnableRequest::from_element(Some(&elem), Some("en".into())).unwrap();
+        assert_eq!(req.jid.as_deref(), Some("push-5.client.example"));
+        assert_eq!(req.node.as_deref(), Some("yxs32uqsflafdk3iuqo"));
+        assert_eq!(req.include_payload.as_deref(), Some("plain"));
+        assert_eq!(req.language.as_deref(), Some("en"));
+        assert!(req.form.as_ref().is_some_and(|f| f.is("x", NS_DATA_FORMS)));
+        let reg = registration_from_enable(req, &who(), 1.0).unwrap();
+        assert_eq!(reg.identifier, "push-5.client.example<yxs32uqsflafdk3iuqo");
+
+        // A form in another namespace is not the publish options.
+        let other: Element = "<enable xmlns='urn:xmpp:push:0' jid='p.example'>\
+            <x xmlns='urn:example'/></enable>"
+            .parse()
+            .unwrap();
+        let req = EnableRequest::from_element(Some(&other), None).unwrap();
+        assert!(req.form.is_none() && req.node.is_none());
+
+        let missing = EnableRequest::from_element(None, None).unwrap_err();
+        assert_eq!(missing.condition, "bad-request");
+    }
 
     fn who() -> Requester {
         Requester {

@@ -13,7 +13,9 @@ use std::collections::{HashMap, VecDeque};
 /// and then committed, and the identifiers it removes.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan {
+    /// The registrations the user would have.
     pub regs: Vec<Registration>,
+    /// The identifiers the change removes.
     pub removed: Vec<String>,
 }
 
@@ -24,6 +26,7 @@ struct Entry {
     referenced: bool,
 }
 
+/// Users' registrations in memory, bounded in users.
 #[derive(Debug)]
 pub struct Registry {
     users: HashMap<String, Entry>,
@@ -67,6 +70,7 @@ fn oldest_first(regs: &mut [Registration]) {
 }
 
 impl Registry {
+    /// Empty; at most `capacity` users, `max_devices` registrations each.
     pub fn new(capacity: usize, max_devices: usize) -> Self {
         Registry {
             users: HashMap::new(),

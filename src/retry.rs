@@ -56,6 +56,7 @@ pub struct Retries {
 }
 
 impl Retries {
+    /// No retry yet: each waits `delays[attempt]`, at most `capacity` at once.
     pub fn new(delays: Vec<f64>, capacity: usize) -> Self {
         Retries {
             delays,
@@ -70,6 +71,7 @@ impl Retries {
         self.map.len()
     }
 
+    /// Whether no retry waits.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

@@ -33,16 +33,19 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// Nothing seen yet; at most `capacity` entries.
     pub fn new(capacity: usize) -> Self {
         Seen {
             map: Fifo::new(capacity),
         }
     }
 
+    /// Entries remembered.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

@@ -18,12 +18,13 @@ use crate::registration::{
 use crate::registry::{Plan, Registry};
 use crate::seen::{Seen, DEFAULT_CAPACITY as SEEN_CAPACITY};
 use minidom::Element;
-use std::rc::Rc;
 
 /// Which of a user's registrations a push goes to.
 #[derive(Debug, Clone, Copy)]
 pub enum Targets<'a> {
+    /// All of them.
     All,
+    /// Only these (identifiers).
     Only(&'a [String]),
     /// All but these (the registrations of live sessions).
     Except(&'a [String]),
@@ -42,11 +43,17 @@ impl Targets<'_> {
 /// The path a push comes from (a metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushKind {
+    /// An offline message (`message/offline/handle`).
     Offline,
+    /// A bare groupchat message to the user (no joined device).
     Groupchat,
+    /// A stanza queued for a hibernated or unresponsive smacks session.
     Smacks,
+    /// An archived message (MAM), for devices without a session.
     Mam,
+    /// An urgent archived stanza (a call's propose), to every device.
     Urgent,
+    /// `cloud-notify-ping` (or the admin's `push:ping`).
     Ping,
     /// A room message (mod_muc_cloud_notify).
     Muc,
@@ -66,6 +73,7 @@ pub enum PushKind {
 }
 
 impl PushKind {
+    /// The metrics label (`push_kind` of the event).
     pub fn as_str(self) -> &'static str {
         match self {
             PushKind::Offline => "offline",
@@ -121,36 +129,111 @@ pub struct Queued {
     pub at_once: bool,
 }
 
+/// A smacks batch sent ([`PushService::smacks_flush`]).
+#[derive(Debug)]
+pub struct Flushed {
+    /// The user the session belongs to.
+    pub user: String,
+    /// The pushes for the batch's important stanza (for every important
+    /// stanza gathered).
+    pub important: Vec<PushJob>,
+    /// The pushes for its unimportant stanza.
+    pub unimportant: Vec<PushJob>,
+}
+
 /// One publish to send.
 #[derive(Debug, Clone)]
 pub struct PushJob {
+    /// The publish IQ's id (`push_id`).
     pub id: String,
+    /// The registration it goes to (without its counts).
     pub registration: Registration,
+    /// What it says.
     pub summary: Summary,
+    /// The path it comes from.
     pub kind: PushKind,
     /// Whether this push ends a hibernated session's extended timeout: it
     /// is important, or importance is not told apart (no important body).
     pub wakes: bool,
-    /// The `<notification/>` payload, shared by the pushes of one summary.
-    pub payload: Rc<Element>,
-    /// Tells payloads apart: the same number, the same payload, for as long
-    /// as the service lives.
+    /// Names the `<notification/>` payload: the same number, the same
+    /// payload (the same summary), for as long as the service lives. The
+    /// binding keeps the payload tables it built by this number, the one
+    /// cache of payloads.
     pub payload_id: u64,
 }
 
 impl PushJob {
+    /// The `<notification/>` payload ([`notification`] of the summary).
+    pub fn payload(&self) -> Element {
+        notification(&self.summary)
+    }
+
     /// The publish IQ to send, from `host` (see [`publish_iq`]; the binding
     /// writes the same shape straight into Lua, without building it).
     pub fn iq(&self, host: &str) -> Element {
-        publish_iq(host, &self.id, &self.registration, (*self.payload).clone())
+        publish_iq(host, &self.id, &self.registration, self.payload())
     }
 }
 
 /// The app server's answer to a push.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Response<'a> {
+    /// `<iq type='result'/>`.
     Result,
-    Error { type_: &'a str, condition: &'a str },
+    /// `<iq type='error'/>`, its error type and defined condition.
+    Error {
+        /// One of RFC 6120's five (see [`Response::error`]).
+        type_: &'a str,
+        /// The defined condition (`undefined-condition` when none was given).
+        condition: &'a str,
+    },
+}
+
+impl<'a> Response<'a> {
+    /// An error answer as read from the stanza: the type as
+    /// [`crate::error::error_type`] takes it, the condition (the first
+    /// child of `<error/>` in the stanzas namespace) or
+    /// `undefined-condition`.
+    pub fn error(type_: Option<&str>, condition: Option<&'a str>) -> Response<'a> {
+        Response::Error {
+            type_: crate::error::error_type(type_),
+            condition: condition.unwrap_or(crate::error::UNDEFINED_CONDITION),
+        }
+    }
+}
+
+/// Whether the core can take an event for a user now
+/// ([`PushService::interest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// The user's registrations are not in memory: load them, then ask.
+    Load,
+    /// Nothing to do: no registration (or no session to push around).
+    Nothing,
+    /// The user has registrations: hand the event over.
+    Pushes,
+}
+
+/// A stanza's key for [`PushService::notify`] and the smacks paths
+/// ([`PushService::stanza_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StanzaKey {
+    /// A key every copy of the stanza shares ([`StanzaFacts::stable_key`]).
+    Stable(String),
+    /// No stable key: the key this stanza object already carries.
+    OnObject(String),
+    /// No stable key and none on the object yet: store this one on it, so
+    /// that the same object is recognised again.
+    New(String),
+}
+
+impl StanzaKey {
+    /// The key itself.
+    pub fn as_str(&self) -> &str {
+        match self {
+            StanzaKey::Stable(k) | StanzaKey::OnObject(k) | StanzaKey::New(k) => k,
+        }
+    }
 }
 
 /// What to do about an answer.
@@ -159,31 +242,53 @@ pub enum Answer {
     /// Not an answer to one of our pushes: let other handlers have it.
     NotOurs,
     /// One of our ids, but from someone other than the app server: dropped.
-    WrongSender { expected: String },
+    WrongSender {
+        /// The app server the push went to.
+        expected: String,
+    },
     /// The user's registrations must be loaded first; ask again then.
-    Load { user: String },
+    Load {
+        /// The user to load.
+        user: String,
+    },
     /// Success; the registration's error count is back to zero. With
     /// `reset`, it was not before: write the user's registrations
     /// (`plan_current`) so the store forgets the count too.
-    Delivered { rtt: f64, user: String, reset: bool },
+    Delivered {
+        /// Seconds from the push to the answer.
+        rtt: f64,
+        /// The user the push was for.
+        user: String,
+        /// The error count was not zero: write.
+        reset: bool,
+    },
     /// A `wait` error: temporary, not counted; what became of its retry.
     Temporary {
+        /// The user the push was for.
         user: String,
+        /// The registration it went to.
         identifier: String,
+        /// Its retry.
         retry: crate::retry::Scheduled,
     },
     /// An error, counted against the registration: write the user's
     /// registrations (`plan_current`) to keep the count across restarts.
     Counted {
+        /// The user the push was for.
         user: String,
+        /// The registration it went to.
         identifier: String,
+        /// Its error count now.
         count: u32,
     },
     /// The error count reached `push_max_errors`: remove the registration
     /// (`plan_drop`, write, `commit`).
     Disable {
+        /// The user the push was for.
         user: String,
+        /// The registration to remove.
         identifier: String,
+        /// Its error count.
         count: u32,
     },
 }
@@ -194,8 +299,11 @@ const RECENT_ROOM_MESSAGES: usize = 4096;
 /// nicknames: no bodies), per MUC host.
 const RECENT_ROOM_BYTES: usize = 1024 * 1024;
 
+/// One host's push service: every decision of the module.
 pub struct PushService {
+    /// The validated options.
     pub config: Config,
+    /// The VirtualHost (or MUC component) it serves.
     pub host: String,
     registry: Registry,
     pending: Pending,
@@ -217,32 +325,30 @@ pub struct PushService {
     dirty: crate::counts::Dirty,
     /// The last error condition and time per registration (for admins).
     last_errors: crate::bounded::Fifo<(String, String), (String, f64)>,
-    /// Notification payloads of recent summaries (with the default
-    /// privacy there are only two), built once through xmpp-parsers.
-    payloads: Payloads,
+    /// The numbers of recent summaries' payloads (with the default
+    /// privacy there are only two).
+    payloads: PayloadIds,
 }
 
-/// A few summaries and their notification payloads.
-struct Payloads {
-    entries: Vec<(Summary, Rc<Element>, u64)>,
+/// The payload numbers of a few recent summaries ([`PushJob::payload_id`]).
+struct PayloadIds {
+    entries: Vec<(Summary, u64)>,
     serial: u64,
 }
 
-impl Payloads {
+impl PayloadIds {
     const CAPACITY: usize = 4;
 
-    fn get(&mut self, summary: &Summary) -> (Rc<Element>, u64) {
-        if let Some((_, payload, id)) = self.entries.iter().find(|(s, _, _)| s == summary) {
-            return (Rc::clone(payload), *id);
+    fn get(&mut self, summary: &Summary) -> u64 {
+        if let Some((_, id)) = self.entries.iter().find(|(s, _)| s == summary) {
+            return *id;
         }
-        let payload = Rc::new(notification(summary));
         if self.entries.len() >= Self::CAPACITY {
             self.entries.remove(0);
         }
         self.serial += 1;
-        self.entries
-            .push((summary.clone(), Rc::clone(&payload), self.serial));
-        (payload, self.serial)
+        self.entries.push((summary.clone(), self.serial));
+        self.serial
     }
 }
 
@@ -260,23 +366,22 @@ fn chat_of(msg: &StanzaFacts) -> u64 {
         .map_or(crate::counts::OTHER, |f| crate::counts::chat_key(bare(f)))
 }
 
-/// A publish of `summary` to `reg`, with a fresh id and the summary's
-/// shared payload (not yet awaited: see `PushService::await_answer`).
+/// A publish of `summary` to `reg`, with a fresh id and the number of the
+/// summary's payload (not yet awaited: see `PushService::await_answer`).
 fn new_job(
-    payloads: &mut Payloads,
+    payloads: &mut PayloadIds,
     reg: &Registration,
     summary: Summary,
     kind: PushKind,
     wakes: bool,
 ) -> PushJob {
-    let (payload, payload_id) = payloads.get(&summary);
+    let payload_id = payloads.get(&summary);
     PushJob {
         id: next_push_id(),
         registration: reg.for_push(),
         summary,
         kind,
         wakes,
-        payload,
         payload_id,
     }
 }
@@ -303,6 +408,7 @@ pub fn bare_jid(host: &str, user: &str) -> String {
 }
 
 impl PushService {
+    /// A service for `host` with these options, nothing loaded yet.
     pub fn new(host: &str, config: Config) -> Self {
         PushService {
             registry: Registry::new(config.cache_size, config.max_devices),
@@ -317,7 +423,7 @@ impl PushService {
             grace: crate::grace::Grace::new(config.grace_period as f64),
             dirty: crate::counts::Dirty::default(),
             last_errors: crate::bounded::Fifo::new(config.max_pending),
-            payloads: Payloads {
+            payloads: PayloadIds {
                 serial: 0,
                 entries: Vec::new(),
             },
@@ -325,6 +431,7 @@ impl PushService {
         }
     }
 
+    /// Whether the user's registrations are in memory.
     pub fn is_loaded(&self, user: &str) -> bool {
         self.registry.is_loaded(user)
     }
@@ -339,18 +446,60 @@ impl PushService {
         })
     }
 
+    /// The user's registrations in memory; `None`: not loaded.
     pub fn registrations(&self, user: &str) -> Option<&[Registration]> {
         self.registry.peek(user)
     }
 
+    /// Whether an event for `user` needs anything from the core: the one
+    /// cheap question every event path asks before reading a stanza.
+    pub fn interest(&self, user: &str) -> Interest {
+        match self.registry.peek(user) {
+            None => Interest::Load,
+            Some([]) => Interest::Nothing,
+            Some(_) => Interest::Pushes,
+        }
+    }
+
+    /// [`PushService::interest`] for `archive-message-added`: a user with
+    /// no session at all is the offline path's (nothing is loaded for them).
+    pub fn archived_interest(&self, user: &str, has_sessions: bool) -> Interest {
+        if has_sessions {
+            self.interest(user)
+        } else {
+            Interest::Nothing
+        }
+    }
+
+    /// The key recognising a stanza's copies for `user`: its stable key;
+    /// for a stanza without one, the key stored on the object
+    /// (`on_object`, asked only then) or a new one to store there.
+    pub fn stanza_key<E>(
+        &self,
+        facts: &StanzaFacts,
+        user: &str,
+        on_object: impl FnOnce() -> Result<Option<String>, E>,
+    ) -> Result<StanzaKey, E> {
+        if let Some(key) = facts.stable_key(&bare_jid(&self.host, user)) {
+            return Ok(StanzaKey::Stable(key));
+        }
+        Ok(match on_object()? {
+            Some(key) => StanzaKey::OnObject(key),
+            None => StanzaKey::New(format!("o:{}", next_push_id())),
+        })
+    }
+
+    /// Users whose registrations are in memory.
     pub fn loaded_users(&self) -> usize {
         self.registry.users()
     }
 
+    /// Registrations in memory.
     pub fn loaded_registrations(&self) -> usize {
         self.registry.registrations()
     }
 
+    /// Pushes awaiting an answer.
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
@@ -956,11 +1105,16 @@ impl PushService {
     /// stanza is addressed to), to the registrations of
     /// devices without a live (or hibernated) session — those are served by
     /// the smacks paths. Urgent stanzas go to every registration.
+    ///
+    /// Who it is addressed to: the bare part of the stanza's `to`, else
+    /// (no `to`) `fallback_user` of this host (the sending session's
+    /// user, as mod_mam archives a user's own outgoing messages).
+    #[allow(clippy::too_many_arguments)]
     pub fn archived(
         &mut self,
         for_user: &str,
-        recipient: Option<&str>,
         stanza: &StanzaFacts,
+        fallback_user: Option<&str>,
         archive_id: &str,
         live: Option<&[String]>,
         now: f64,
@@ -968,6 +1122,10 @@ impl PushService {
         // No session at all: the offline path serves this user.
         let Some(live) = live else {
             return Some(Vec::new());
+        };
+        let recipient = match stanza.to.as_deref() {
+            Some(to) => Some(bare(to).to_owned()),
+            None => fallback_user.map(|u| format!("{u}@{}", self.host)),
         };
         let owner_is_recipient = recipient.is_some_and(|r| {
             r.split_once('@')
@@ -1023,9 +1181,8 @@ impl PushService {
     }
 
     /// Sends a session's batch: at most one important and one unimportant
-    /// push, to its registration. Returns the user and the pushes for the
-    /// batch's important stanza (slot 0) and for its unimportant one (slot 1).
-    pub fn smacks_flush(&mut self, session: &str, now: f64) -> Option<(String, [Vec<PushJob>; 2])> {
+    /// push, to its registration.
+    pub fn smacks_flush(&mut self, session: &str, now: f64) -> Option<Flushed> {
         let batch = self.batches.take(session)?;
         let only = [batch.identifier];
         // The important push stands for every important stanza gathered.
@@ -1045,11 +1202,11 @@ impl PushService {
             )
             .unwrap_or_default()
         };
-        let slots = [
-            push(batch.important.as_ref(), batch.important_count.max(1)),
-            push(batch.unimportant.as_ref(), 1),
-        ];
-        Some((batch.user, slots))
+        Some(Flushed {
+            important: push(batch.important.as_ref(), batch.important_count.max(1)),
+            unimportant: push(batch.unimportant.as_ref(), 1),
+            user: batch.user,
+        })
     }
 
     /// Drops a session's batch unsent (the session resumed): its stanzas
@@ -1095,6 +1252,7 @@ impl PushService {
         (extended > original).then_some(extended)
     }
 
+    /// Smacks batches waiting.
     pub fn batches(&self) -> usize {
         self.batches.len()
     }
@@ -1172,18 +1330,21 @@ impl PushService {
     }
 
     /// MUC: pushes for a room message to the absent members among
-    /// `members`, once each (users not loaded are skipped: load them first).
+    /// `members`, once each (users not loaded are skipped: load them
+    /// first). The message's copies are recognised by its key in `room`.
     pub fn muc_push(
         &mut self,
+        room: &str,
         facts: &StanzaFacts,
-        key: Option<&str>,
         members: &[crate::muc::Member],
         now: f64,
     ) -> Vec<(String, Vec<PushJob>)> {
+        let key = facts.stable_key(room);
         let mut out = Vec::new();
         for user in crate::muc::recipients(members) {
+            let kind = PushKind::Muc;
             if let Some(jobs) =
-                self.notify(&user, Some(facts), key, Targets::All, PushKind::Muc, now)
+                self.notify(&user, Some(facts), key.as_deref(), Targets::All, kind, now)
             {
                 if !jobs.is_empty() {
                     out.push((user, jobs));
@@ -1282,6 +1443,12 @@ impl PushService {
         self.registry.plan_current(user)
     }
 
+    /// Seconds between sweeps of the pushes nobody answered
+    /// ([`PushService::expire`]): `push_response_timeout`, within 1 to 30.
+    pub fn sweep_interval(&self) -> u64 {
+        self.config.response_timeout.clamp(1, 30)
+    }
+
     /// Forgets pushes nobody answered in time; returns how many.
     pub fn expire(&mut self, now: f64) -> usize {
         self.pending.expire(now).len()
@@ -1340,9 +1507,24 @@ mod tests {
 
     /// An archived chat for romeo from `recipient`'s point of view gives no push.
     fn nothing_archived(s: &mut PushService, recipient: &str, id: &str) -> bool {
-        s.archived("romeo", Some(recipient), &chat(), id, Some(&[]), 0.0)
-            .unwrap()
-            .is_empty()
+        s.archived(
+            "romeo",
+            &addressed(&chat(), recipient),
+            None,
+            id,
+            Some(&[]),
+            0.0,
+        )
+        .unwrap()
+        .is_empty()
+    }
+
+    /// `facts` addressed to `to`.
+    fn addressed(facts: &StanzaFacts, to: &str) -> StanzaFacts {
+        StanzaFacts {
+            to: Some(to.to_owned()),
+            ..facts.clone()
+        }
     }
 
     fn chat() -> StanzaFacts {
@@ -1392,8 +1574,8 @@ mod tests {
         let jobs = s
             .archived(
                 "romeo",
-                Some("romeo@example.com"),
-                &forged,
+                &addressed(&forged, "romeo@example.com"),
+                None,
                 "a1",
                 Some(&[]),
                 0.0,
@@ -1406,7 +1588,11 @@ mod tests {
         // Smacks: not important (no outer body), and the push says so.
         let q = s.smacks_add("romeo@example.com/phone", "romeo", &id, forged, "k1");
         assert_eq!((q.added, q.important), (Added::Opened, false));
-        let (_, [imp, unimp]) = s.smacks_flush("romeo@example.com/phone", 0.0).unwrap();
+        let Flushed {
+            important: imp,
+            unimportant: unimp,
+            ..
+        } = s.smacks_flush("romeo@example.com/phone", 0.0).unwrap();
         assert!(imp.is_empty());
         assert_eq!(
             unimp[0].summary.sender.as_deref(),
@@ -1434,7 +1620,7 @@ mod tests {
             s.load(&format!("user{i}"), vec![]);
         }
         assert!(s.is_loaded("romeo"));
-        let (_, [important, _]) = s.smacks_flush("romeo@example.com/phone", 1.0).unwrap();
+        let Flushed { important, .. } = s.smacks_flush("romeo@example.com/phone", 1.0).unwrap();
         assert_eq!(important.len(), 1, "the batch was lost");
         // Its unread count is still to be written: kept meanwhile.
         for i in 5..10 {
@@ -1713,8 +1899,9 @@ mod tests {
         assert_eq!(jobs.len(), 2);
         assert_eq!(s.pending(), 2);
         assert!(jobs.iter().all(|j| j.summary.important()));
-        // One payload for both, shared; each IQ addressed and numbered apart.
-        assert!(Rc::ptr_eq(&jobs[0].payload, &jobs[1].payload));
+        // One payload for both (one number); each IQ addressed and numbered apart.
+        assert_eq!(jobs[0].payload_id, jobs[1].payload_id);
+        assert_eq!(jobs[0].payload(), jobs[1].payload());
         let iq = jobs[0].iq("example.com");
         assert_eq!(iq.attr("id"), Some(jobs[0].id.as_str()));
         assert_eq!(iq.attr("to"), Some(jobs[0].registration.jid.as_str()));
@@ -1723,7 +1910,7 @@ mod tests {
             .and_then(|p| p.get_child("publish", crate::NS_PUBSUB))
             .and_then(|p| p.get_child("item", crate::NS_PUBSUB))
             .unwrap();
-        assert_eq!(item.children().next(), Some(&*jobs[0].payload));
+        assert_eq!(item.children().next(), Some(&jobs[0].payload()));
         let only = vec!["push.example<b".to_string()];
         let jobs = s
             .notify(
@@ -1861,8 +2048,8 @@ mod tests {
         let jobs = s
             .archived(
                 "romeo",
-                Some("romeo@example.com"),
-                &chat(),
+                &addressed(&chat(), "romeo@example.com"),
+                None,
                 "arch1",
                 Some(&live),
                 0.0,
@@ -1907,6 +2094,78 @@ mod tests {
     }
 
     #[test]
+    fn archived_without_to_is_for_the_sending_user_of_this_host() {
+        let mut s = service(16);
+        enable(&mut s, "romeo", "push.example", "a");
+        let pushed = |s: &mut PushService, fallback: Option<&str>, id: &str| {
+            !s.archived("romeo", &chat(), fallback, id, Some(&[]), 0.0)
+                .unwrap()
+                .is_empty()
+        };
+        assert!(pushed(&mut s, Some("romeo"), "f1"));
+        assert!(!pushed(&mut s, Some("juliet"), "f2"));
+        assert!(!pushed(&mut s, None, "f3"));
+        // A full `to` counts by its bare part.
+        let to_full = addressed(&chat(), "romeo@example.com/balcony");
+        assert!(!s
+            .archived("romeo", &to_full, None, "f4", Some(&[]), 0.0)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn interest_and_the_no_session_rule() {
+        let mut s = service(16);
+        assert_eq!(s.interest("romeo"), Interest::Load);
+        s.load("romeo", Vec::new());
+        assert_eq!(s.interest("romeo"), Interest::Nothing);
+        enable(&mut s, "romeo", "push.example", "a");
+        assert_eq!(s.interest("romeo"), Interest::Pushes);
+        assert_eq!(s.archived_interest("romeo", true), Interest::Pushes);
+        // No session at all: the offline path's, nothing is loaded for it.
+        assert_eq!(s.archived_interest("romeo", false), Interest::Nothing);
+        assert_eq!(s.archived_interest("juliet", false), Interest::Nothing);
+        assert_eq!(s.archived_interest("juliet", true), Interest::Load);
+    }
+
+    #[test]
+    fn stanza_keys_stable_else_kept_on_the_object() {
+        let s = service(16);
+        let with_id = facts(
+            "<message xmlns='jabber:client' from='juliet@example.com/a' id='m1' type='chat'><body>hi</body></message>",
+        );
+        let key = |f: &StanzaFacts, on: Option<&str>| {
+            s.stanza_key(f, "romeo", || Ok::<_, ()>(on.map(str::to_owned)))
+                .unwrap()
+        };
+        let stable = key(&with_id, Some("o:old"));
+        assert!(matches!(&stable, StanzaKey::Stable(k) if k.starts_with("m:juliet@example.com/a")));
+        let bare = chat(); // no id, no stanza-id
+        assert_eq!(key(&bare, Some("o:7")), StanzaKey::OnObject("o:7".into()));
+        let (a, b) = (key(&bare, None), key(&bare, None));
+        assert!(matches!(&a, StanzaKey::New(k) if k.starts_with("o:")));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn error_answers_take_the_type_as_rfc_6120_has_it() {
+        assert_eq!(
+            Response::error(Some("wait"), Some("resource-constraint")),
+            Response::Error {
+                type_: "wait",
+                condition: "resource-constraint"
+            }
+        );
+        assert_eq!(
+            Response::error(Some("made-up"), None),
+            Response::Error {
+                type_: "cancel",
+                condition: "undefined-condition"
+            }
+        );
+    }
+
+    #[test]
     fn archived_only_for_the_recipient_and_urgent_to_all() {
         let mut s = service(16);
         let a = enable(&mut s, "romeo", "push.example", "a");
@@ -1918,8 +2177,8 @@ mod tests {
         assert!(s
             .archived(
                 "romeo",
-                Some("romeo@example.com"),
-                &chat(),
+                &addressed(&chat(), "romeo@example.com"),
+                None,
                 "x2",
                 Some(&live),
                 0.0
@@ -1932,8 +2191,8 @@ mod tests {
         let jobs = s
             .archived(
                 "romeo",
-                Some("romeo@example.com"),
-                &call,
+                &addressed(&call, "romeo@example.com"),
+                None,
                 "x3",
                 Some(&live),
                 0.0,
@@ -1943,7 +2202,14 @@ mod tests {
         assert!(jobs[0].summary.important());
         // Without any session, the offline path pushes instead.
         assert!(s
-            .archived("romeo", Some("romeo@example.com"), &chat(), "x4", None, 0.0)
+            .archived(
+                "romeo",
+                &addressed(&chat(), "romeo@example.com"),
+                None,
+                "x4",
+                None,
+                0.0
+            )
             .unwrap()
             .is_empty());
     }
@@ -1978,7 +2244,11 @@ mod tests {
             s.smacks_add("s1", "romeo", &a, chat(), "k1").added,
             Added::Nothing
         );
-        let (user, [important, unimportant]) = s.smacks_flush("s1", 0.0).unwrap();
+        let Flushed {
+            user,
+            important,
+            unimportant,
+        } = s.smacks_flush("s1", 0.0).unwrap();
         assert_eq!(user, "romeo");
         // one push for the important stanzas, one for the rest
         assert_eq!((important.len(), unimportant.len()), (1, 1));
@@ -2003,7 +2273,11 @@ mod tests {
             s.smacks_add("s1", "romeo", &a, chat(), "k4").added,
             Added::Opened
         );
-        let (_, [important, unimportant]) = s.smacks_flush("s1", 0.0).unwrap();
+        let Flushed {
+            important,
+            unimportant,
+            ..
+        } = s.smacks_flush("s1", 0.0).unwrap();
         assert_eq!((important.len(), unimportant.len()), (1, 0));
         assert!(important[0].wakes);
     }
@@ -2022,7 +2296,11 @@ mod tests {
         );
         let a = enable(&mut s, "romeo", "push.example", "a");
         s.smacks_add("s1", "romeo", &a, chat(), "k1");
-        let (_, [important, unimportant]) = s.smacks_flush("s1", 0.0).unwrap();
+        let Flushed {
+            important,
+            unimportant,
+            ..
+        } = s.smacks_flush("s1", 0.0).unwrap();
         assert_eq!((important.len(), unimportant.len()), (1, 0));
         assert!(!important[0].summary.important());
     }
@@ -2164,7 +2442,7 @@ mod tests {
             joined: false,
             outcast: false,
         }];
-        let pushes = s.muc_push(&msg, Some("k1"), &absent, 0.0);
+        let pushes = s.muc_push("room@muc.example", &msg, &absent, 0.0);
         assert_eq!(pushes.len(), 1);
         assert_eq!(pushes[0].1[0].kind, PushKind::Muc);
         let joined = [Member {
@@ -2172,7 +2450,9 @@ mod tests {
             joined: true,
             outcast: false,
         }];
-        assert!(s.muc_push(&msg, Some("k2"), &joined, 0.0).is_empty());
+        assert!(s
+            .muc_push("room@muc.example", &msg, &joined, 0.0)
+            .is_empty());
         // A ghost's bounce of that message: pushed if the policy would have.
         let bounced = |body| {
             s.muc_bounced(
@@ -2260,7 +2540,11 @@ mod tests {
         // to both, at once, as call-end.
         let q = s.smacks_add("s1", "romeo", &tablet, from_juliet(RETRACT), "k");
         assert!(q.at_once);
-        let (_, [important, unimportant]) = s.smacks_flush("s1", 1.0).unwrap();
+        let Flushed {
+            important,
+            unimportant,
+            ..
+        } = s.smacks_flush("s1", 1.0).unwrap();
         assert!(important.is_empty());
         assert_eq!(nodes(&unimportant), ["phone", "tablet"]);
         assert!(unimportant.iter().all(|j| j.kind == PushKind::CallEnd));

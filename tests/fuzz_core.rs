@@ -274,14 +274,7 @@ fn fuzz_core() {
                     0 => {
                         service.notify(user, Some(&facts), key.as_deref(), Targets::All, kind, now)
                     }
-                    1 => service.archived(
-                        user,
-                        facts.to.as_deref(),
-                        &facts,
-                        &word(&mut r),
-                        Some(&[]),
-                        now,
-                    ),
+                    1 => service.archived(user, &facts, None, &word(&mut r), Some(&[]), now),
                     _ => {
                         let session = format!("{bare}/{}", r.below(3));
                         if let Some(reg) = service.registrations(user).and_then(|regs| regs.first())
@@ -297,7 +290,7 @@ fn fuzz_core() {
                         }
                         service
                             .smacks_flush(&session, now)
-                            .map(|(_, [a, b])| [a, b].concat())
+                            .map(|f| [f.important, f.unimportant].concat())
                     }
                 };
                 for job in jobs.unwrap_or_default() {
@@ -305,7 +298,7 @@ fn fuzz_core() {
                         "montague.example",
                         &job.id,
                         &job.registration,
-                        (*job.payload).clone(),
+                        job.payload(),
                     );
                     assert_eq!(iq.attr("to"), Some(job.registration.jid.as_str()));
                     ids.push(job.id);
@@ -330,7 +323,7 @@ fn fuzz_core() {
                     joined: r.chance(2),
                     outcast: r.chance(5),
                 }];
-                service.muc_push(&facts, key.as_deref(), &members, now);
+                service.muc_push(room, &facts, &members, now);
                 let echoed = word(&mut r);
                 let _ = service.muc_bounced(
                     room,

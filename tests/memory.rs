@@ -1,3 +1,6 @@
+// (A build with the `module` feature has the library's own global allocator.)
+#![cfg(not(feature = "module"))]
+
 //! How much memory the core holds per loaded user, counted by a global
 //! allocator (prints the figure; asserts only a generous ceiling).
 

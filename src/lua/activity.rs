@@ -4,131 +4,112 @@
 //! requests, devices connecting, and the unread counts to write.
 //!
 //! Each method converts its arguments, asks the core once and converts
-//! the answer: `events` (the `cloud_notify/push` payloads to dispatch),
-//! `false` (load the user, then ask again) or `nil` (nothing to do).
+//! the answer.
+//!
+//! Lua API (`events | false | nil` as in [`super::pushes`]):
+//!
+//! | method | returns |
+//! |---|---|
+//! | `core:outgoing(user, identifier_or_nil, stanza, now)` | `events`, `false` or `nil`: a message one of the user's sessions sent (identifier: its registration) |
+//! | `core:published(user, identifier_or_nil, node, item_id, now)` | `events`, `false` or `nil`: an item the user published to their own PEP service |
+//! | `core:subscription_request(user, pending, already_pending, requester_subscription_or_nil, sessions_or_nil, now)` | `events`, `false` or `nil` |
+//! | `core:connected(user, identifier)` | whether its unread count changed (a device connected) |
+//! | `core:unread(user, identifier)` | number |
+//! | `core:counts_to_write()` | `{ user, … }`: write each user's registrations |
+//! | `core:counts_due()` | `{ user, … }` or `nil`: users to write now, before the interval (unwritten counts keep a user in memory) |
+//! | `core:grace_period()` | seconds (0: off), as the core took the option |
+//! | `core:counts_write_interval()` | seconds |
 
-use super::{read, Host};
-use crate::service::PushJob;
+use super::object::Core;
+use super::raw::read;
+use crate::service::Interest;
 use mlua::{Lua, LuaString, Result, Table, UserDataMethods, Value};
 
-/// `events | false | nil` for what the core answered (`None`: not loaded).
-fn events(
+/// The methods of this file, on the core object.
+pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
+    m.add_method_mut("outgoing", outgoing);
+    m.add_method_mut("published", published);
+    m.add_method_mut("subscription_request", subscription_request);
+    m.add_method_mut("connected", connected);
+    m.add_method("unread", unread);
+    m.add_method("counts_to_write", counts_to_write);
+    m.add_method_mut("counts_due", counts_due);
+    m.add_method("grace_period", grace_period);
+    m.add_method("counts_write_interval", counts_write_interval);
+}
+
+fn outgoing(
     lua: &Lua,
-    this: &Host,
-    user: &str,
-    jobs: Option<Vec<PushJob>>,
-    original: &Value,
+    this: &mut Core,
+    (user, identifier, stanza, now): (LuaString, Option<String>, Table, f64),
 ) -> Result<Value> {
-    match jobs {
-        None => Ok(Value::Boolean(false)),
-        Some(jobs) if jobs.is_empty() => Ok(Value::Nil),
-        Some(jobs) => Ok(Value::Table(this.jobs_to_lua(lua, jobs, user, original)?)),
+    let user = user.to_str()?;
+    // The common case: loaded, no push; read nothing of the stanza.
+    if this.service.interest(&user) == Interest::Nothing {
+        return Ok(Value::Nil);
     }
+    let facts = read::stanza_facts(lua, &stanza)?;
+    let jobs = this
+        .service
+        .outgoing(&user, identifier.as_deref(), &facts, now);
+    this.events_or_load(lua, jobs, &user, &Value::Table(stanza))
 }
 
-/// `None` if the user is not loaded, `Some(false)` if they have no
-/// registration: the cheap question asked before reading any stanza.
-fn has_push(this: &Host, user: &str) -> Option<bool> {
-    this.service.registrations(user).map(|r| !r.is_empty())
+/// `published(user, identifier, node, item_id, now)`.
+type PublishedArgs = (String, Option<String>, String, String, f64);
+
+fn published(lua: &Lua, this: &mut Core, args: PublishedArgs) -> Result<Value> {
+    let (user, identifier, node, item, now) = args;
+    let jobs = this
+        .service
+        .published(&user, identifier.as_deref(), &node, &item, now);
+    this.events_or_load(lua, jobs, &user, &Value::Nil)
 }
 
-/// The methods of this file, on the host object.
-pub(super) fn add_methods<M: UserDataMethods<Host>>(m: &mut M) {
-    // host:outgoing(user, identifier_or_nil, stanza, now) -> events | false | nil
-    // A message one of the user's sessions sent (identifier: its registration).
-    m.add_method_mut(
-        "outgoing",
-        |lua, this, (user, identifier, stanza, now): (LuaString, Option<String>, Table, f64)| {
-            let user = user.to_str()?;
-            // The common case: loaded, no push; read nothing of the stanza.
-            if has_push(this, &user) == Some(false) {
-                return Ok(Value::Nil);
-            }
-            let facts = read::stanza_facts(lua, &stanza)?;
-            let jobs = this
-                .service
-                .outgoing(&user, identifier.as_deref(), &facts, now);
-            events(lua, this, &user, jobs, &Value::Table(stanza))
-        },
+/// `subscription_request(user, pending, already, subscription, sessions, now)`.
+type SubscriptionArgs = (String, u32, bool, Option<String>, Option<Table>, f64);
+
+fn subscription_request(lua: &Lua, this: &mut Core, args: SubscriptionArgs) -> Result<Value> {
+    let (user, pending, already, subscription, sessions, now) = args;
+    let live = match sessions {
+        Some(sessions) => read::push_identifiers(lua, &sessions)?,
+        None => Vec::new(),
+    };
+    let jobs = this.service.subscription_request(
+        &user,
+        pending,
+        already,
+        subscription.as_deref(),
+        &live,
+        now,
     );
+    this.events_or_load(lua, jobs, &user, &Value::Nil)
+}
 
-    // host:published(user, identifier_or_nil, node, item_id, now) -> events | false | nil
-    // An item the user published to their own PEP service.
-    m.add_method_mut(
-        "published",
-        |lua, this, (user, identifier, node, item, now): (String, Option<String>, String, String, f64)| {
-            let jobs = this
-                .service
-                .published(&user, identifier.as_deref(), &node, &item, now);
-            events(lua, this, &user, jobs, &Value::Nil)
-        },
-    );
+fn connected(_: &Lua, this: &mut Core, (user, identifier): (String, String)) -> Result<bool> {
+    Ok(this.service.connected(&user, &identifier))
+}
 
-    // host:subscription_request(user, pending, already_pending,
-    //   requester_subscription_or_nil, user_sessions_or_nil, now) -> events | false | nil
-    m.add_method_mut(
-        "subscription_request",
-        |lua,
-         this,
-         (user, pending, already, subscription, sessions, now): (
-            String,
-            u32,
-            bool,
-            Option<String>,
-            Option<Table>,
-            f64,
-        )| {
-            let live = match sessions {
-                Some(sessions) => read::push_identifiers(lua, &sessions)?,
-                None => Vec::new(),
-            };
-            let jobs = this.service.subscription_request(
-                &user,
-                pending,
-                already,
-                subscription.as_deref(),
-                &live,
-                now,
-            );
-            events(lua, this, &user, jobs, &Value::Nil)
-        },
-    );
+fn unread(_: &Lua, this: &Core, (user, identifier): (String, String)) -> Result<u32> {
+    Ok(this.service.unread(&user, &identifier))
+}
 
-    // host:connected(user, identifier) -> boolean (its unread count changed)
-    m.add_method_mut(
-        "connected",
-        |_, this, (user, identifier): (String, String)| {
-            Ok(this.service.connected(&user, &identifier))
-        },
-    );
+fn counts_to_write(lua: &Lua, this: &Core, (): ()) -> Result<Table> {
+    lua.create_sequence_from(this.service.counts_to_write())
+}
 
-    // host:unread(user, identifier) -> number
-    m.add_method("unread", |_, this, (user, identifier): (String, String)| {
-        Ok(this.service.unread(&user, &identifier))
-    });
+fn counts_due(lua: &Lua, this: &mut Core, (): ()) -> Result<Option<Table>> {
+    let due = this.service.counts_due();
+    if due.is_empty() {
+        return Ok(None);
+    }
+    lua.create_sequence_from(due).map(Some)
+}
 
-    // host:counts_to_write() -> { user, … } (write each user's registrations)
-    m.add_method("counts_to_write", |lua, this, ()| {
-        lua.create_sequence_from(this.service.counts_to_write())
-    });
+fn grace_period(_: &Lua, this: &Core, (): ()) -> Result<u64> {
+    Ok(this.service.grace_period())
+}
 
-    // host:counts_due() -> { user, … } | nil: users to write now, before
-    // the interval (unwritten counts keep a user in memory)
-    m.add_method_mut("counts_due", |lua, this, ()| {
-        let due = this.service.counts_due();
-        if due.is_empty() {
-            return Ok(mlua::Value::Nil);
-        }
-        lua.create_sequence_from(due).map(mlua::Value::Table)
-    });
-
-    // host:grace_period() -> seconds (0: off), as the core took the option
-    m.add_method("grace_period", |_, this, ()| {
-        Ok(this.service.grace_period())
-    });
-
-    // host:counts_write_interval() -> seconds
-    m.add_method("counts_write_interval", |_, this, ()| {
-        Ok(this.service.counts_write_interval())
-    });
+fn counts_write_interval(_: &Lua, this: &Core, (): ()) -> Result<u64> {
+    Ok(this.service.counts_write_interval())
 }

@@ -1,11 +1,14 @@
 //! Lua `util.stanza` tables → minidom elements (forms from clients and the
-//! store), and small field readers; stanza facts are read in `read`.
+//! store) and the few values read off a stanza through mlua's table API
+//! (an error's type and condition, references, affiliations, room
+//! members); stanza facts, read on every message, are read raw in
+//! [`super::raw::read`]. Conversions only: what they mean is the core's.
 //!
 //! Prosody stanzas are tables `{ name=…, attr={…}, tags={…}, [1..n]=children }`
 //! whose `attr.xmlns` is absent where the namespace is inherited (and on the
 //! root, which lives in the stream's namespace).
 
-use crate::facts::jid_node;
+use crate::muc::{Member, Reference, MAX_REFERENCES};
 use minidom::rxml::{Namespace, NcName};
 use minidom::Element;
 use mlua::{Lua, Result, Table, Value};
@@ -54,19 +57,6 @@ fn element_ns(t: &Table, parent_ns: &str) -> Result<String> {
         Some(attr) => str_field(&attr, "xmlns")?.unwrap_or_else(|| parent_ns.to_owned()),
         None => parent_ns.to_owned(),
     })
-}
-
-/// The user a stanza is addressed to (local part of `to`), else `fallback`.
-pub fn recipient(stanza: &Table, fallback: Option<String>) -> Result<Option<String>> {
-    let to = match table_field(stanza, "attr")? {
-        Some(attr) => str_field(&attr, "to")?,
-        None => None,
-    };
-    Ok(to
-        .as_deref()
-        .and_then(jid_node)
-        .map(str::to_owned)
-        .or(fallback))
 }
 
 /// Converts a `util.stanza` object, or its preserialized form, into an
@@ -185,4 +175,144 @@ pub fn message_from_facts(
         message.raw_get::<Table>("tags")?.raw_set(1, body)?;
     }
     Ok(message)
+}
+
+const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+const NS_REFERENCE: &str = "urn:xmpp:reference:0";
+const NS_PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+
+/// The string attribute `key` of an element table.
+fn attr_str(t: &Table, key: &str) -> Result<Option<String>> {
+    Ok(table_field(t, "attr")?
+        .map(|a| str_field(&a, key))
+        .transpose()?
+        .flatten())
+}
+
+/// Calls `visit` with each child element table of `t` named `name`, in
+/// order, until it returns false.
+fn each_child_named(
+    t: &Table,
+    name: &str,
+    mut visit: impl FnMut(Table) -> Result<bool>,
+) -> Result<()> {
+    if let Some(tags) = table_field(t, "tags")? {
+        for child in tags.sequence_values::<Value>() {
+            if let Value::Table(child) = child? {
+                if str_field(&child, "name")?.as_deref() == Some(name) && !visit(child)? {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first `<error type=…>`'s type and its condition (its first child in
+/// the stanzas namespace), as sent: [`crate::service::Response::error`]
+/// says what they count as.
+pub fn error_of(stanza: &Table) -> Result<(Option<String>, Option<String>)> {
+    let mut first = None;
+    each_child_named(stanza, "error", |e| {
+        first = Some(e);
+        Ok(false)
+    })?;
+    let Some(error) = first else {
+        return Ok((None, None));
+    };
+    let type_ = attr_str(&error, "type")?;
+    if let Some(conds) = table_field(&error, "tags")? {
+        for c in conds.sequence_values::<Value>() {
+            let Value::Table(c) = c? else { continue };
+            if attr_str(&c, "xmlns")?.as_deref() == Some(NS_STANZAS) {
+                if let Some(n) = str_field(&c, "name")? {
+                    return Ok((type_, Some(n)));
+                }
+            }
+        }
+    }
+    Ok((type_, None))
+}
+
+/// The XEP-0372 references among a stanza's children (at most
+/// [`MAX_REFERENCES`]).
+pub fn references(stanza: &Table) -> Result<Vec<Reference>> {
+    let mut out = Vec::new();
+    each_child_named(stanza, "reference", |child| {
+        let Some(attr) = table_field(&child, "attr")? else {
+            return Ok(true);
+        };
+        if str_field(&attr, "xmlns")?.as_deref() == Some(NS_REFERENCE) {
+            out.push(Reference {
+                type_: str_field(&attr, "type")?,
+                begin: str_field(&attr, "begin")?,
+                end: str_field(&attr, "end")?,
+            });
+        }
+        Ok(out.len() < MAX_REFERENCES)
+    })?;
+    Ok(out)
+}
+
+/// Most `<affiliation/>`s read from one pubsub event.
+const MAX_AFFILIATIONS: usize = 16;
+
+/// A pubsub event's affiliations: its node and `(jid, affiliation)` pairs.
+pub type Affiliations = (Option<String>, Vec<(String, String)>);
+
+/// A pubsub event's first `<affiliations node=…>`: the node and its
+/// `(jid, affiliation)` pairs (at most [`MAX_AFFILIATIONS`]).
+pub fn affiliations_of(stanza: &Table) -> Result<Option<Affiliations>> {
+    let Some(event) = child_named(stanza, "event", NS_PUBSUB_EVENT, crate::NS_CLIENT)? else {
+        return Ok(None);
+    };
+    let Some(affs) = child_named(&event, "affiliations", NS_PUBSUB_EVENT, NS_PUBSUB_EVENT)? else {
+        return Ok(None);
+    };
+    let node = attr_str(&affs, "node")?;
+    let mut out = Vec::new();
+    each_child_named(&affs, "affiliation", |child| {
+        if let (Some(jid), Some(affiliation)) =
+            (attr_str(&child, "jid")?, attr_str(&child, "affiliation")?)
+        {
+            out.push((jid, affiliation));
+        }
+        Ok(out.len() < MAX_AFFILIATIONS)
+    })?;
+    Ok(Some((node, out)))
+}
+
+/// `{ { jid = …, joined = …, affiliation = … }, … }` from the room.
+pub fn members_of(t: &Table) -> Result<Vec<Member>> {
+    let mut out = Vec::new();
+    for m in t.clone().sequence_values::<Value>() {
+        let Value::Table(m) = m? else { continue };
+        if let Some(jid) = str_field(&m, "jid")? {
+            let joined = matches!(m.raw_get::<Value>("joined")?, Value::Boolean(true));
+            let outcast = str_field(&m, "affiliation")?.as_deref() == Some("outcast");
+            out.push(Member {
+                jid,
+                joined,
+                outcast,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The identifiers a `push_services` table names: its string keys whose
+/// values are tables or `true`, and its string values.
+pub fn strings_of(t: Option<Table>) -> Result<Option<Vec<String>>> {
+    let Some(t) = t else { return Ok(None) };
+    let mut out = Vec::new();
+    for pair in t.pairs::<Value, Value>() {
+        match pair? {
+            (Value::String(k), Value::Table(_)) | (Value::String(k), Value::Boolean(true)) => {
+                out.push(k.to_string_lossy())
+            }
+            (Value::Integer(_), Value::String(v)) => out.push(v.to_string_lossy()),
+            _ => {}
+        }
+    }
+    Ok(Some(out))
 }

@@ -1,15 +1,15 @@
-//! Registration records ↔ the Lua tables the store holds (the reference
-//! module's layout: `{ ["jid<node"] = { jid=…, node=…, options=…, … } }`).
+//! Registration records from the Lua tables the store holds (the reference
+//! module's layout: `{ ["jid<node"] = { jid=…, node=…, options=…, … } }`);
+//! the other way is [`super::raw::write::registration_table`].
 
 use super::convert::{lua_to_element, str_field};
-use super::raw::{options_shape, push_registration};
 use crate::counts::Counts;
 use crate::error::StanzaError;
 use crate::fields::{Budget, Field, Key, Refused, ENTRY_COST, MAX_BYTES, MAX_STORED_BYTES};
 use crate::registration::{normalize_jid, Registration};
 use crate::registry::Plan;
 use crate::NS_DATA_FORMS;
-use mlua::{Lua, Result, Table, Value};
+use mlua::{Result, Table, Value};
 
 const KNOWN: [&str; 10] = [
     "error_count",
@@ -229,27 +229,6 @@ pub fn registrations_from_store(stored: &Table) -> Result<(Vec<Registration>, Ve
         }
     }
     Ok((regs, problems))
-}
-
-/// A registration as the record the store and event handlers see (`push_info`).
-pub fn registration_to_lua(lua: &Lua, r: &Registration) -> Result<Table> {
-    let options = options_shape(r);
-    // SAFETY: the closure only borrows; it leaves the record alone on the stack.
-    unsafe { lua.exec_raw((), |l| push_registration(l, r, options.as_ref())) }
-}
-
-/// A plan as `(store table, removed)`: the table to write for the user and
-/// a set `{ [identifier] = true }` of what it removes.
-pub fn plan_to_lua(lua: &Lua, plan: &Plan) -> Result<(Table, Table)> {
-    let services = lua.create_table_with_capacity(0, plan.regs.len())?;
-    for r in &plan.regs {
-        services.raw_set(r.identifier.as_str(), registration_to_lua(lua, r)?)?;
-    }
-    let removed = lua.create_table_with_capacity(0, plan.removed.len())?;
-    for id in &plan.removed {
-        removed.raw_set(id.as_str(), true)?;
-    }
-    Ok((services, removed))
 }
 
 /// Reads back a written plan (`services`, `removed`) to commit it.

@@ -160,20 +160,35 @@ def test_disable_with_node_and_without(prosody, users):
 
 
 def test_disable_from_another_device_stops_pushes(prosody, users):
+    """Disabled from the laptop, the phone's registration stops pushing,
+    from the phone's own live session too (the reference keeps pushing
+    from that session's fields until it ends): the phone's stream goes
+    silent with a message queued for it, once before the disable (the
+    control: pushed) and once after (not pushed)."""
     romeo, juliet = users("romeo", "juliet")
 
     async def scenario():
         app = await AppServer(prosody).start()
-        phone = await Client(romeo, prosody.c2s_port, resource="phone").start()
-        await phone.enable("push.localhost", "phone-node")
+        phone = await Client(romeo, prosody.c2s_port, resource="phone", smacks=True).start()
+        assert iq_type(await phone.enable("push.localhost", "phone-node")) == "result"
+        await asyncio.sleep(0.5)
+        j = await Client(juliet, prosody.c2s_port).start()
+        await phone.kill()
+        j.send_message(mto=romeo, mbody="before", mtype="chat")
+        control = await app.next_push()
+        await phone.resume()
+        await asyncio.sleep(0.5)
         laptop = await Client(romeo, prosody.c2s_port, resource="laptop").start()
         assert iq_type(await laptop.disable("push.localhost", "phone-node")) == "result"
         await laptop.stop()
+        await phone.kill()
+        j.send_message(mto=romeo, mbody="after", mtype="chat")
+        await app.no_push(2.0)
+        await phone.resume()
         await phone.stop()
-        j = await Client(juliet, prosody.c2s_port).start()
-        j.send_message(mto=romeo, mbody="anyone?", mtype="chat")
-        await app.no_push(1.5)
         await j.stop()
         await app.stop()
+        return control
 
-    run(scenario())
+    control = run(scenario())
+    assert control.node == "phone-node" and control.important

@@ -220,3 +220,12 @@ def test_auto_disable_restores_the_smacks_timeout(prosody_with):
     push, disabled, gone = run(scenario())
     assert not push.important and disabled
     assert gone, "auto-disable did not restore smacks' own hibernation timeout"
+    # In this order: the hibernation was extended (so there was something to
+    # restore), the registration disabled, smacks' 2 s back, the session gone.
+    log = p.log()
+    steps = ["Hibernation extended to 30s until the first push",
+             "Disabling push notifications for identifier 'push.localhost<phone'",
+             "Hibernation timeout back to 2s", destroyed]
+    at = [log.find(step) for step in steps]
+    assert -1 not in at, list(zip(steps, at))
+    assert at == sorted(at), list(zip(steps, at))

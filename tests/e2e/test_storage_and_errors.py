@@ -116,10 +116,11 @@ def test_only_the_failing_registration_is_removed(prosody_with):
     async def scenario():
         good = await AppServer(p).start()
         c = await Client(romeo, p.c2s_port).start()
-        await c.enable("push.localhost", "good")
+        assert iq_type(await c.enable("push.localhost", "good")) == "result"
         # a registration with an app server that does not exist: errors come from Prosody
-        await c.enable("nowhere.localhost", "bad")
+        assert iq_type(await c.enable("nowhere.localhost", "bad")) == "result"
         await c.stop()
+        stored = sorted(read_store(p.store_file("romeo")))
         j = await Client(juliet, p.c2s_port).start()
         for _ in range(3):
             j.send_message(mto=romeo, mbody="hi", mtype="chat")
@@ -127,6 +128,13 @@ def test_only_the_failing_registration_is_removed(prosody_with):
             await asyncio.sleep(0.5)
         await j.stop()
         await good.stop()
+        return stored
 
-    run(scenario())
+    stored = run(scenario())
+    # Both were stored; the bad one went for its errors, the good one stayed.
+    assert stored == ["nowhere.localhost<bad", "push.localhost<good"]
     assert list(read_store(p.store_file("romeo"))) == ["push.localhost<good"]
+    log = p.log()
+    assert "for identifier 'nowhere.localhost<bad': error count is now 1" in log
+    assert "Disabling push notifications for identifier 'nowhere.localhost<bad' after 2 errors" in log
+    assert "identifier 'push.localhost<good'" not in log

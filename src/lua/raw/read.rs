@@ -11,6 +11,11 @@
 //! [`MAX_STANZA_IDS`] stanza-ids, flags), so any number of children fits;
 //! a body's text is kept in at most [`MAX_PIECES`] pieces.
 //!
+//! The same facts of a parsed element are [`StanzaFacts::from_element`]'s:
+//! one classification ([`classify_child`]) and one set of rules
+//! (`StanzaFacts::note_*`), two walks. spec/stanza_facts_spec.lua feeds
+//! both the same stanzas and compares what they found.
+//!
 //! [`facts_at`]: crate::facts::StanzaFacts
 use crate::facts::{
     classify_child, CallSignal, Child, Direction, Kind, StanzaFacts, MAX_STANZA_IDS, NS_FORWARD,
@@ -18,6 +23,10 @@ use crate::facts::{
 use crate::NS_CLIENT;
 use mlua::{ffi, Lua, Result, Table};
 use std::ffi::{c_char, c_int, CStr};
+
+/// The stack slot of each protected call's one argument (a stanza, or a
+/// `sessions` table).
+const ARG: c_int = 1;
 
 /// Text nodes of a body kept (Prosody's parser gives one; more are only
 /// ever built by hand).
@@ -260,62 +269,87 @@ unsafe fn read_level(
                 continue;
             };
             let child_ns = resolve(&xmlns, ns);
-            match classify_child(name, child_ns) {
-                Child::Ignored => {}
-                Child::Subject => out.has_subject = true,
-                Child::Encrypted => out.encrypted = true,
-                Child::Call(signal) => {
-                    out.propose |= signal == CallSignal::Propose;
-                    if out.call.is_none() {
-                        out.call = Some((signal, attr_of(l, child, c"id")));
-                    }
+            let class = classify_child(name, child_ns);
+            if read_child(l, (child, child_ns), class, out, inner.as_deref_mut()) {
+                inner = None;
+            }
+        }
+        ffi::lua_settop(l, top);
+    }
+}
+
+/// Records the child at `child` (in namespace `ns`) of class `class` into
+/// `out`; true if it was the carbon copy whose message went into `inner`.
+///
+/// # Safety
+/// As [`get`].
+unsafe fn read_child(
+    l: *mut ffi::lua_State,
+    (child, ns): (c_int, &str),
+    class: Child,
+    out: &mut RawStanza,
+    inner: Option<&mut RawStanza>,
+) -> bool {
+    unsafe {
+        match class {
+            Child::Ignored | Child::Body => {}
+            Child::Subject => out.has_subject = true,
+            Child::Encrypted => out.encrypted = true,
+            Child::Call(signal) => {
+                out.propose |= signal == CallSignal::Propose;
+                if out.call.is_none() {
+                    out.call = Some((signal, attr_of(l, child, c"id")));
                 }
-                Child::ChatState => out.chat_state = true,
-                Child::Displayed => out.displayed = true,
-                Child::StanzaId => {
-                    let (by, id) = stanza_id_of(l, child);
-                    if !by.0.is_null() && !id.0.is_null() && out.stanza_id_count < MAX_STANZA_IDS {
-                        out.stanza_ids[out.stanza_id_count] = (by, id);
-                        out.stanza_id_count += 1;
-                    }
+            }
+            Child::ChatState => out.chat_state = true,
+            Child::Displayed => out.displayed = true,
+            Child::StanzaId => {
+                let (by, id) = stanza_id_of(l, child);
+                if !by.0.is_null() && !id.0.is_null() && out.stanza_id_count < MAX_STANZA_IDS {
+                    out.stanza_ids[out.stanza_id_count] = (by, id);
+                    out.stanza_id_count += 1;
                 }
-                Child::Body if out.body.is_none() => {
-                    let mut pieces = [Found::NONE; MAX_PIECES];
-                    for j in 1..=ffi::lua_rawlen(l, child) as ffi::lua_Integer {
-                        if ffi::lua_rawgeti(l, child, j) == ffi::LUA_TSTRING
-                            && out.body_pieces < MAX_PIECES
-                        {
-                            let mut len = 0;
-                            pieces[out.body_pieces] =
-                                Found(ffi::lua_tolstring(l, -1, &mut len), len);
-                            out.body_pieces += 1;
-                        }
-                        ffi::lua_settop(l, child);
-                    }
-                    out.body = Some(pieces);
-                }
-                Child::Body => {}
-                class @ (Child::CarbonSent | Child::CarbonReceived) => {
-                    // The first carbon whose forwarded message is there.
-                    let Some(into) = inner.as_deref_mut() else {
-                        continue;
-                    };
-                    if push_child(l, child, "forwarded", NS_FORWARD, child_ns) {
-                        let fwd = ffi::lua_gettop(l);
-                        if push_child(l, fwd, "message", NS_CLIENT, NS_FORWARD) {
-                            let msg = ffi::lua_gettop(l);
-                            read_level(l, msg, NS_FORWARD, into, None);
-                            out.carbon = Some(match class {
-                                Child::CarbonSent => Direction::Sent,
-                                _ => Direction::Received,
-                            });
-                            inner = None;
-                        }
+            }
+            Child::CarbonSent | Child::CarbonReceived => {
+                // The first carbon whose forwarded message is there.
+                let Some(into) = inner else { return false };
+                if push_child(l, child, "forwarded", NS_FORWARD, ns) {
+                    let fwd = ffi::lua_gettop(l);
+                    if push_child(l, fwd, "message", NS_CLIENT, NS_FORWARD) {
+                        let msg = ffi::lua_gettop(l);
+                        read_level(l, msg, NS_FORWARD, into, None);
+                        out.carbon = Some(match class {
+                            Child::CarbonSent => Direction::Sent,
+                            _ => Direction::Received,
+                        });
+                        return true;
                     }
                 }
             }
         }
-        ffi::lua_settop(l, top);
+        if class == Child::Body && out.body.is_none() {
+            read_body(l, child, out);
+        }
+        false
+    }
+}
+
+/// Records the text nodes of the body at `child` (the first body).
+///
+/// # Safety
+/// As [`get`].
+unsafe fn read_body(l: *mut ffi::lua_State, child: c_int, out: &mut RawStanza) {
+    unsafe {
+        let mut pieces = [Found::NONE; MAX_PIECES];
+        for j in 1..=ffi::lua_rawlen(l, child) as ffi::lua_Integer {
+            if ffi::lua_rawgeti(l, child, j) == ffi::LUA_TSTRING && out.body_pieces < MAX_PIECES {
+                let mut len = 0;
+                pieces[out.body_pieces] = Found(ffi::lua_tolstring(l, -1, &mut len), len);
+                out.body_pieces += 1;
+            }
+            ffi::lua_settop(l, child);
+        }
+        out.body = Some(pieces);
     }
 }
 
@@ -370,7 +404,7 @@ pub fn stanza_facts(lua: &Lua, stanza: &Table) -> Result<StanzaFacts> {
     // Lua runs) until `facts_of` has copied them.
     unsafe {
         lua.exec_raw::<()>(stanza.clone(), |l| {
-            read_level(l, 1, NS_CLIENT, &mut outer, Some(&mut inner));
+            read_level(l, ARG, NS_CLIENT, &mut outer, Some(&mut inner));
         })?;
         Ok(facts_of(&outer, &inner))
     }
@@ -388,7 +422,7 @@ pub fn read_attrs<const N: usize>(
     // `stanza.attr`, copied before any Lua runs.
     unsafe {
         lua.exec_raw::<()>(stanza.clone(), |l| {
-            if ffi::lua_type(l, 1) == ffi::LUA_TTABLE && get(l, 1, c"attr") == ffi::LUA_TTABLE {
+            if ffi::lua_type(l, ARG) == ffi::LUA_TTABLE && get(l, ARG, c"attr") == ffi::LUA_TTABLE {
                 let attr = ffi::lua_gettop(l);
                 for (key, slot) in keys.iter().zip(found.iter_mut()) {
                     *slot = get_str(l, attr, key);
@@ -409,7 +443,7 @@ pub fn push_identifiers(lua: &Lua, sessions: &Table) -> Result<Vec<String>> {
     unsafe {
         lua.exec_raw::<()>(sessions.clone(), |l| {
             ffi::lua_pushnil(l);
-            while ffi::lua_next(l, 1) != 0 {
+            while ffi::lua_next(l, ARG) != 0 {
                 if ffi::lua_type(l, -1) == ffi::LUA_TTABLE {
                     let id = get_str(l, ffi::lua_gettop(l), c"push_identifier");
                     if !id.0.is_null() {

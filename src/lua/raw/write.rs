@@ -1,22 +1,18 @@
-//! Building Lua values with raw `mlua::ffi` calls, all inside one protected
-//! call (`Lua::exec_raw`).
+//! Writing Lua values with raw `mlua::ffi` calls, inside the caller's
+//! protected call: util.stanza objects from minidom elements (the publish
+//! IQ, `push_info`'s options form), registration records, field values.
 //!
-//! A push hands Lua a util.stanza object of about ten elements and an event
-//! table; built field by field through `Table::raw_set` (each a protected
-//! call of its own) that cost more than the rest of the module's work per
-//! push. Here a whole batch is one protected call.
-//!
-//! Everything the closures touch is borrowed or an integer: a Lua error
-//! (out of memory) leaving them by `longjmp` skips no destructor. What needs
-//! allocating (an element's namespace, which minidom hands out as a new
-//! `String`) is collected beforehand into a [`Shape`].
+//! What needs allocating (an element's namespace, which minidom hands out
+//! as a new `String`) is collected beforehand into a [`Shape`], so nothing
+//! here owns memory while Lua may raise an error.
 
+use super::Balance;
 use crate::fields::{Field, Key};
 use crate::registration::Registration;
 use crate::NS_PUBSUB;
 use minidom::rxml::Namespace;
 use minidom::Element;
-use mlua::ffi;
+use mlua::{ffi, Lua, Result, Table};
 use std::ffi::{c_int, CStr};
 
 /// Deepest element built (what is built comes from the core, or from a
@@ -28,6 +24,7 @@ const MAX_DEPTH: usize = 64;
 pub struct Shape(Vec<Option<String>>);
 
 impl Shape {
+    /// The shape of `elem`, whose parent is in `parent_ns`.
     pub fn of(elem: &Element, parent_ns: &str) -> Self {
         fn walk(elem: &Element, parent_ns: &str, out: &mut Vec<Option<String>>, depth: usize) {
             let ns = elem.ns();
@@ -211,6 +208,7 @@ pub unsafe fn push_element(
     depth: usize,
 ) {
     unsafe {
+        let balance = Balance::start(l);
         let xmlns = shape.0.get(*next).and_then(|ns| ns.as_deref());
         *next += 1;
         let attrs = elem.attrs();
@@ -245,6 +243,7 @@ pub unsafe fn push_element(
             }
         }
         close(l, o);
+        balance.check(l, 1, "push_element");
     }
 }
 
@@ -256,6 +255,8 @@ pub struct PublishShapes {
 }
 
 impl PublishShapes {
+    /// The shapes of a publish's payload (`None`: taken from the cache)
+    /// and publish-options form.
     pub fn of(payload: Option<&Element>, options: Option<&Element>) -> Self {
         PublishShapes {
             payload: payload.map(|p| Shape::of(p, NS_PUBSUB)),
@@ -302,26 +303,29 @@ pub enum PayloadFrom {
     Cache(c_int),
 }
 
-/// Pushes a push's publish IQ as a util.stanza object (metatable at `mt`):
-/// the shape of [`crate::notification::publish_iq`], written directly
-/// from its parts (`payload` and `options` converted by reference).
+/// Pushes a push's publish IQ as a util.stanza object: the shape of
+/// [`crate::notification::publish_iq`] (which spec/publish_spec.lua checks
+/// it against, element for element), written directly from its parts.
+/// `to`: `(host, push id, registration)`; `slots`: the absolute stack
+/// indices of util.stanza's metatable and of the slot that receives the
+/// payload table (the `<notification/>`, also the IQ's descendant).
 ///
 /// # Safety
 /// `l` is valid inside a protected call; `shapes` was made from `payload`
-/// (unless it is cached) and `reg.options`; `mt` is a table's absolute
-/// index.
-#[allow(clippy::too_many_arguments)]
+/// (unless it is cached) and the registration's options; both slots are
+/// absolute indices below the top.
 pub unsafe fn push_publish(
     l: *mut ffi::lua_State,
-    host: &str,
-    id: &str,
-    reg: &Registration,
-    payload: (&Element, u64),
+    to: (&str, &str, &Registration),
+    payload: (Option<&Element>, u64),
     shapes: &PublishShapes,
     from: PayloadFrom,
-    mt: c_int,
+    slots: (c_int, c_int),
 ) {
     unsafe {
+        let balance = Balance::start(l);
+        let (host, id, reg) = to;
+        let (mt, payload_out) = slots;
         let options = reg.options.as_deref().zip(shapes.options.as_ref());
         let pubsub_children = 1 + usize::from(options.is_some());
         let mut iq = open(l, "iq", None, 1, 4, mt);
@@ -337,24 +341,9 @@ pub unsafe fn push_publish(
         attrs_done(l, &publish, 1);
         let mut item = open(l, "item", None, 1, 0, mt);
         attrs_done(l, &item, 1);
-        let (element, payload_id) = payload;
-        let cached = match from {
-            PayloadFrom::Cache(cache) => push_cached_payload(l, cache, payload_id),
-            PayloadFrom::Built => false,
-        };
-        if !cached {
-            match &shapes.payload {
-                Some(shape) => push_element(l, element, shape, &mut 0, mt, 0),
-                None => ffi::lua_pushnil(l), // not reached: no shape only for a cached payload
-            }
-            if let PayloadFrom::Cache(cache) = from {
-                let slot = payload_slot(payload_id);
-                ffi::lua_pushinteger(l, payload_id as ffi::lua_Integer);
-                ffi::lua_rawseti(l, cache, slot + 1);
-                ffi::lua_pushvalue(l, -1);
-                ffi::lua_rawseti(l, cache, slot + 2);
-            }
-        }
+        push_payload(l, payload, shapes, from, mt);
+        ffi::lua_pushvalue(l, -1);
+        ffi::lua_replace(l, payload_out);
         add_element(l, &mut item);
         close(l, item);
         add_element(l, &mut publish);
@@ -371,34 +360,45 @@ pub unsafe fn push_publish(
         close(l, pubsub);
         add_element(l, &mut iq);
         close(l, iq);
+        balance.check(l, 1, "push_publish");
     }
 }
 
-/// Pushes the first tag `levels` deep under the stanza on top of the stack
-/// (`tags[1]` each time), or nil.
+/// Pushes a publish's `<notification/>` payload: from the cache when
+/// `from` says so and it is there, else written from `payload` (and
+/// cached, if sharing).
 ///
 /// # Safety
-/// `l` is valid inside a protected call; a table is on top.
-pub unsafe fn push_first_tag_path(l: *mut ffi::lua_State, levels: usize) {
+/// As [`push_publish`].
+unsafe fn push_payload(
+    l: *mut ffi::lua_State,
+    payload: (Option<&Element>, u64),
+    shapes: &PublishShapes,
+    from: PayloadFrom,
+    mt: c_int,
+) {
     unsafe {
-        ffi::lua_pushvalue(l, -1);
-        for _ in 0..levels {
-            if ffi::lua_type(l, -1) != ffi::LUA_TTABLE {
-                break;
+        let balance = Balance::start(l);
+        let (element, payload_id) = payload;
+        let cached = match from {
+            PayloadFrom::Cache(cache) => push_cached_payload(l, cache, payload_id),
+            PayloadFrom::Built => false,
+        };
+        if !cached {
+            match (element, &shapes.payload) {
+                (Some(element), Some(shape)) => push_element(l, element, shape, &mut 0, mt, 0),
+                // not reached: no payload only for one in the cache
+                _ => ffi::lua_pushnil(l),
             }
-            ffi::lua_getfield(l, -1, c"tags".as_ptr());
-            if ffi::lua_type(l, -1) == ffi::LUA_TTABLE {
-                ffi::lua_rawgeti(l, -1, 1);
-            } else {
-                ffi::lua_pushnil(l);
+            if let PayloadFrom::Cache(cache) = from {
+                let slot = payload_slot(payload_id);
+                ffi::lua_pushinteger(l, payload_id as ffi::lua_Integer);
+                ffi::lua_rawseti(l, cache, slot + 1);
+                ffi::lua_pushvalue(l, -1);
+                ffi::lua_rawseti(l, cache, slot + 2);
             }
-            ffi::lua_rotate(l, -3, 1);
-            ffi::lua_settop(l, -3);
         }
-        if ffi::lua_type(l, -1) != ffi::LUA_TTABLE {
-            ffi::lua_settop(l, -2);
-            ffi::lua_pushnil(l);
-        }
+        balance.check(l, 1, "push_payload");
     }
 }
 
@@ -410,6 +410,7 @@ pub unsafe fn push_first_tag_path(l: *mut ffi::lua_State, levels: usize) {
 /// `r.options`.
 pub unsafe fn push_registration(l: *mut ffi::lua_State, r: &Registration, options: Option<&Shape>) {
     unsafe {
+        let balance = Balance::start(l);
         ffi::luaL_checkstack(l, 4, c"registration".as_ptr());
         ffi::lua_createtable(l, 0, 8);
         set_str(l, c"jid", &r.jid);
@@ -444,6 +445,7 @@ pub unsafe fn push_registration(l: *mut ffi::lua_State, r: &Registration, option
             push_field(l, v);
             ffi::lua_rawset(l, -3);
         }
+        balance.check(l, 1, "push_registration");
     }
 }
 
@@ -478,4 +480,12 @@ unsafe fn push_field(l: *mut ffi::lua_State, v: &Field) {
 /// The shape of a registration's options form, if it has one.
 pub fn options_shape(r: &Registration) -> Option<Shape> {
     r.options.as_deref().map(|form| Shape::of(form, ""))
+}
+
+/// A registration as the record the store and event handlers see
+/// (`push_info`), as a table.
+pub fn registration_table(lua: &Lua, r: &Registration) -> Result<Table> {
+    let options = options_shape(r);
+    // SAFETY: the closure only borrows; it leaves the record alone on the stack.
+    unsafe { lua.exec_raw((), |l| push_registration(l, r, options.as_ref())) }
 }

@@ -1,0 +1,125 @@
+//! Group chats (mod_muc_cloud_notify): room messages pushed to absent
+//! members, ghost occupants' bounces, and the bounds on remote users'
+//! registrations. Users are keyed by their real bare JID.
+//!
+//! Lua API:
+//!
+//! | method | returns |
+//! |---|---|
+//! | `core:muc_wants(room_jid, stanza)` | `nil`, `"members"` or `{ nick, … }`: what the room must look up |
+//! | `core:muc_push(room_jid, stanza, members, now)` | `events`; `members`: `{ { jid = real bare JID, joined = bool, affiliation = … }, … }`, their registrations loaded first |
+//! | `core:muc_bounced(room_jid, error_stanza, user, nicks, now)` | `events` for a kickable error from an occupant (`user`: its real bare JID, loaded first; `nicks`: its nickname in the room and its registered one) |
+//! | `core:muc_admit(user, local, now)` | `true`, or `nil, type, condition, text` |
+//! | `core:muc_note(user, had, has)` | nothing: a remote user's registrations went from any/none to any/none |
+
+use super::convert::{
+    error_of, members_of, message_from_facts, references, str_field, table_field,
+};
+use super::object::Core;
+use super::raw::read;
+use super::replies::Reply;
+use crate::muc::{Member, Wants};
+use mlua::{Lua, Result, Table, UserDataMethods, Value};
+
+/// The methods of this file, on the core object.
+pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
+    m.add_method_mut("muc_wants", muc_wants);
+    m.add_method_mut("muc_push", muc_push);
+    m.add_method_mut("muc_bounced", muc_bounced);
+    m.add_method_mut("muc_admit", muc_admit);
+    m.add_method_mut("muc_note", muc_note);
+}
+
+fn muc_wants(lua: &Lua, this: &mut Core, (room, stanza): (String, Table)) -> Result<Value> {
+    let facts = read::stanza_facts(lua, &stanza)?;
+    if facts.body.is_none() {
+        return Ok(Value::Nil);
+    }
+    let refs = references(&stanza)?;
+    Ok(match this.service.muc_wants(&room, &facts, refs) {
+        Wants::Nothing => Value::Nil,
+        Wants::Members => Value::String(lua.create_string("members")?),
+        Wants::Nicks(nicks) => Value::Table(lua.create_sequence_from(nicks)?),
+    })
+}
+
+fn muc_push(
+    lua: &Lua,
+    this: &mut Core,
+    (room, stanza, members, now): (String, Table, Table, f64),
+) -> Result<Table> {
+    let facts = read::stanza_facts(lua, &stanza)?;
+    let members = members_of(&members)?;
+    let pushes = this.service.muc_push(&room, &facts, &members, now);
+    let out = lua.create_table()?;
+    let original = Value::Table(stanza);
+    for (user, jobs) in pushes {
+        this.append_events(lua, &out, jobs, &user, &original)?;
+    }
+    Ok(out)
+}
+
+/// `muc_bounced(room_jid, error_stanza, user, nicks, now)`.
+type BouncedArgs = (String, Table, String, Table, f64);
+
+fn muc_bounced(lua: &Lua, this: &mut Core, args: BouncedArgs) -> Result<Table> {
+    let (room, stanza, user, nicks, now) = args;
+    let id = table_field(&stanza, "attr")?
+        .map(|a| str_field(&a, "id"))
+        .transpose()?
+        .flatten();
+    let Some(id) = id else {
+        return lua.create_table();
+    };
+    let nicks: Vec<String> = nicks.sequence_values::<String>().collect::<Result<_>>()?;
+    let nick_refs: Vec<&str> = nicks.iter().map(String::as_str).collect();
+    let (_, condition) = error_of(&stanza)?;
+    // The body the bounce echoes (checked against the one sent).
+    let echoed = read::stanza_facts(lua, &stanza)?.body;
+    let bounced = this.service.muc_bounced(
+        &room,
+        &id,
+        condition
+            .as_deref()
+            .unwrap_or(crate::error::UNDEFINED_CONDITION),
+        &nick_refs,
+        echoed.as_deref(),
+    );
+    let Some(facts) = bounced else {
+        return lua.create_table();
+    };
+    let member = [Member {
+        jid: user.clone(),
+        joined: false,
+        outcast: false,
+    }];
+    let pushes = this.service.muc_push(&room, &facts, &member, now);
+    let out = lua.create_table()?;
+    if pushes.is_empty() {
+        return Ok(out);
+    }
+    // The room message that bounced, as the core remembers it.
+    let original = message_from_facts(lua, &this.stanza_mt, &facts, &user)?;
+    let original = Value::Table(original);
+    for (user, jobs) in pushes {
+        this.append_events(lua, &out, jobs, &user, &original)?;
+    }
+    Ok(out)
+}
+
+fn muc_admit(
+    _: &Lua,
+    this: &mut Core,
+    (user, local, now): (String, bool, f64),
+) -> Result<Reply<bool>> {
+    Ok(this
+        .service
+        .muc_admit(&user, local, now)
+        .map(|()| true)
+        .into())
+}
+
+fn muc_note(_: &Lua, this: &mut Core, (user, had, has): (String, bool, bool)) -> Result<()> {
+    this.service.muc_note(&user, had, has);
+    Ok(())
+}

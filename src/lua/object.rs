@@ -1,0 +1,197 @@
+//! The core object: one VirtualHost's [`PushService`] as a Lua userdata,
+//! and the conversions every method file shares (events, stanza keys).
+
+use super::convert::str_field;
+use super::raw::events::{self, Batch, Tables};
+use super::raw::read;
+use super::raw::write::{options_shape, PublishShapes};
+use crate::config::{Config, RawConfig};
+use crate::facts::StanzaFacts;
+use crate::service::{PushJob, PushService, StanzaKey};
+use minidom::Element;
+use mlua::{Function, Lua, LuaSerdeExt, Result, Table, UserData, UserDataMethods, Value};
+use std::collections::HashMap;
+
+/// Field set on a stanza object that has no stable key of its own (no
+/// stanza-id, no id), so that the same object is recognised again.
+const OBJECT_KEY: &str = "_cloud_notify_key";
+
+/// One VirtualHost's push service, as Lua sees it (the shims call it
+/// `core`).
+pub struct Core {
+    /// The core.
+    pub service: PushService,
+    /// util.stanza's metatable, for the stanzas handed back to Lua.
+    pub stanza_mt: Table,
+    /// Notification payload tables shared between pushes (see
+    /// [`events::shared_payloads`]), by the core's payload number, in 8
+    /// bounded slots: the one cache of payloads.
+    payload_tables: Table,
+    /// The host's `events.get_handlers`, to tell whether anything hooks
+    /// `cloud_notify/push` (then no payload is shared).
+    get_handlers: Option<Function>,
+    /// Per smacks session, the stanza objects of its waiting batch: the
+    /// `original_stanza` of its important and of its unimportant push.
+    pub batch_objects: HashMap<String, BatchObjects>,
+}
+
+/// The stanza objects a waiting smacks batch was made of.
+#[derive(Default)]
+pub struct BatchObjects {
+    /// The batch's (last) important stanza.
+    pub important: Option<Table>,
+    /// The batch's (last) unimportant stanza.
+    pub unimportant: Option<Table>,
+}
+
+impl Core {
+    /// `cloud_notify.new(host, options, stanza_mt[, get_handlers])`: the host
+    /// object and the option problems the core found (messages to log).
+    pub fn new(
+        lua: &Lua,
+        (host, options, stanza_mt, get_handlers): (String, Value, Table, Option<Function>),
+    ) -> Result<(Core, Table)> {
+        let raw: RawConfig = match options {
+            Value::Nil => RawConfig::default(),
+            v => lua.from_value(v)?,
+        };
+        let (config, problems) = Config::from_raw(&raw);
+        let host = Core {
+            service: PushService::new(&host, config),
+            stanza_mt,
+            payload_tables: lua.create_table()?,
+            get_handlers,
+            batch_objects: HashMap::new(),
+        };
+        Ok((host, lua.create_sequence_from(problems)?))
+    }
+
+    /// The `cloud_notify/push` event payloads for a batch of jobs.
+    pub fn events(
+        &self,
+        lua: &Lua,
+        jobs: Vec<PushJob>,
+        user: &str,
+        original: &Value,
+    ) -> Result<Table> {
+        let out = lua.create_table_with_capacity(jobs.len(), 0)?;
+        self.append_events(lua, &out, jobs, user, original)?;
+        Ok(out)
+    }
+
+    /// Appends the `cloud_notify/push` event payloads of `jobs` to `out`.
+    pub fn append_events(
+        &self,
+        lua: &Lua,
+        out: &Table,
+        jobs: Vec<PushJob>,
+        user: &str,
+        original: &Value,
+    ) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        // Payload tables are shared between pushes while nothing hooks
+        // cloud_notify/push (a handler could change one push's payload).
+        let mut cached = vec![false; jobs.len()];
+        let share = match &self.get_handlers {
+            Some(get_handlers) => events::shared_payloads(
+                lua,
+                &self.payload_tables,
+                get_handlers,
+                &jobs,
+                &mut cached,
+            )?,
+            None => false,
+        };
+        // The payloads not in the cache, built once per number (the Lua
+        // cache of payload tables is the only one: the core keeps numbers).
+        let mut built: Vec<(u64, Element)> = Vec::new();
+        for (job, &hit) in jobs.iter().zip(&cached) {
+            if !hit && !built.iter().any(|(id, _)| *id == job.payload_id) {
+                built.push((job.payload_id, job.payload()));
+            }
+        }
+        let payloads: Vec<Option<&Element>> = jobs
+            .iter()
+            .zip(&cached)
+            .map(|(job, &hit)| {
+                let found = built.iter().find(|(id, _)| *id == job.payload_id);
+                (!hit).then(|| found.map(|(_, e)| e)).flatten()
+            })
+            .collect();
+        let shapes: Vec<_> = jobs
+            .iter()
+            .zip(&payloads)
+            .map(|(j, payload)| {
+                (
+                    PublishShapes::of(*payload, j.registration.options.as_deref()),
+                    options_shape(&j.registration),
+                )
+            })
+            .collect();
+        let batch = Batch {
+            host: &self.service.host,
+            user,
+            jobs: &jobs,
+            payloads: &payloads,
+            shapes: &shapes,
+            share,
+        };
+        let tables = Tables {
+            out,
+            stanza_mt: &self.stanza_mt,
+            original,
+            payloads: &self.payload_tables,
+        };
+        events::append(lua, tables, &batch)
+    }
+
+    /// `events | nil | false` for what the core answered: the events, nil
+    /// for none, false for "the user is not loaded".
+    pub fn events_or_load(
+        &self,
+        lua: &Lua,
+        jobs: Option<Vec<PushJob>>,
+        user: &str,
+        original: &Value,
+    ) -> Result<Value> {
+        match jobs {
+            None => Ok(Value::Boolean(false)),
+            Some(jobs) if jobs.is_empty() => Ok(Value::Nil),
+            Some(jobs) => Ok(Value::Table(self.events(lua, jobs, user, original)?)),
+        }
+    }
+
+    /// A stanza's facts and the key recognising its copies for `user`
+    /// (the core's [`PushService::stanza_key`]; a new key is stored on
+    /// the object).
+    pub fn facts_and_key(
+        &self,
+        lua: &Lua,
+        stanza: &Table,
+        user: &str,
+    ) -> Result<(StanzaFacts, String)> {
+        let facts = read::stanza_facts(lua, stanza)?;
+        let on_object = || str_field(stanza, OBJECT_KEY);
+        let key = match self.service.stanza_key(&facts, user, on_object)? {
+            StanzaKey::New(key) => {
+                stanza.raw_set(OBJECT_KEY, key.as_str())?;
+                key
+            }
+            StanzaKey::Stable(key) | StanzaKey::OnObject(key) => key,
+        };
+        Ok((facts, key))
+    }
+}
+
+impl UserData for Core {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        super::registrations::add_methods(m);
+        super::pushes::add_methods(m);
+        super::smacks::add_methods(m);
+        super::muc::add_methods(m);
+        super::answers::add_methods(m);
+        super::activity::add_methods(m);
+    }
+}

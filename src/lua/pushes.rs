@@ -1,0 +1,186 @@
+//! Pushes about messages for the user: offline and bare groupchat
+//! messages, archived ones (MAM), pings; the retries of pushes an app
+//! server answered with a `wait` error, the wake-up before a hibernated
+//! session expires; pushes cancelled, expired, counted.
+//!
+//! Lua API (`events`: a list of `cloud_notify/push` event payloads, see
+//! [`super::raw::events`]; `false`: load the user, then ask again; `nil`:
+//! nothing to do):
+//!
+//! | method | returns |
+//! |---|---|
+//! | `core:offline(user, stanza, now[, groupchat])` | `events`, `false` or `nil` (groupchat: a bare groupchat message, pushed the same way) |
+//! | `core:archived(for_user, stanza, archive_id, sessions_or_nil, sender_or_nil, now)` | `events`, `false` or `nil` (`sessions`: the user's `sessions` table; `sender`: the sending session's user) |
+//! | `core:ping(user, push_services_or_nil, now)` | `events`, `false` or `nil` |
+//! | `core:retries_due(now)` | `events` |
+//! | `core:next_retry_in(now)` | seconds, or nil |
+//! | `core:retry_cancel(user, identifier)` | whether a retry was waiting (the device connected) |
+//! | `core:wake(user, identifier, now)` | `events` (the wake-up push) |
+//! | `core:cancel(push_id)` | nothing (a handler blocked the push) |
+//! | `core:expire(now)` | the number of pushes nobody answered in time |
+//! | `core:sweep_interval()` | seconds between calls of `expire` |
+//! | `core:stats()` | `{ users, registrations, pending, batches }` |
+
+use super::convert::strings_of;
+use super::object::Core;
+use super::raw::read;
+use crate::service::{Interest, PushKind, Targets};
+use mlua::{Lua, LuaString, Result, Table, UserDataMethods, Value};
+
+/// The methods of this file, on the core object.
+pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
+    m.add_method_mut("offline", offline);
+    m.add_method_mut("archived", archived);
+    m.add_method_mut("ping", ping);
+    m.add_method_mut("retries_due", retries_due);
+    m.add_method("next_retry_in", next_retry_in);
+    m.add_method_mut("retry_cancel", retry_cancel);
+    m.add_method_mut("wake", wake);
+    m.add_method_mut("cancel", cancel);
+    m.add_method_mut("expire", expire);
+    m.add_method("sweep_interval", sweep_interval);
+    m.add_method("stats", stats);
+}
+
+/// Pushes for `stanza` (none: a ping) to `user`'s registrations (all, or
+/// those named in `only`).
+fn notify(
+    lua: &Lua,
+    this: &mut Core,
+    user: &str,
+    stanza: Option<Table>,
+    only: Option<Vec<String>>,
+    kind: PushKind,
+    now: f64,
+) -> Result<Value> {
+    match this.service.interest(user) {
+        Interest::Load => return Ok(Value::Boolean(false)),
+        // The common case: no push for this user; read nothing of the stanza.
+        Interest::Nothing => return Ok(Value::Nil),
+        Interest::Pushes => {}
+    }
+    let facts_and_key = match &stanza {
+        Some(t) => Some(this.facts_and_key(lua, t, user)?),
+        None => None,
+    };
+    let (facts, key) = match &facts_and_key {
+        Some((facts, key)) => (Some(facts), Some(key.as_str())),
+        None => (None, None),
+    };
+    let targets = match &only {
+        Some(ids) => Targets::Only(ids),
+        None => Targets::All,
+    };
+    let jobs = this.service.notify(user, facts, key, targets, kind, now);
+    let original = stanza.map_or(Value::Nil, Value::Table);
+    this.events_or_load(lua, jobs, user, &original)
+}
+
+fn offline(
+    lua: &Lua,
+    this: &mut Core,
+    (user, stanza, now, groupchat): (LuaString, Table, f64, Option<bool>),
+) -> Result<Value> {
+    let kind = match groupchat {
+        Some(true) => PushKind::Groupchat,
+        _ => PushKind::Offline,
+    };
+    notify(lua, this, &user.to_str()?, Some(stanza), None, kind, now)
+}
+
+fn ping(
+    lua: &Lua,
+    this: &mut Core,
+    (user, services, now): (String, Option<Table>, f64),
+) -> Result<Value> {
+    let only = strings_of(services)?;
+    notify(lua, this, &user, None, only, PushKind::Ping, now)
+}
+
+/// `archived(for_user, stanza, archive_id, sessions, sender, now)`.
+type ArchivedArgs = (
+    LuaString,
+    Table,
+    LuaString,
+    Option<Table>,
+    Option<LuaString>,
+    f64,
+);
+
+fn archived(lua: &Lua, this: &mut Core, args: ArchivedArgs) -> Result<Value> {
+    // Called for every archived message: borrowed strings, and nothing
+    // read or built for users without registrations.
+    let (for_user, stanza, archive_id, sessions, sender, now) = args;
+    let for_user = for_user.to_str()?;
+    match this
+        .service
+        .archived_interest(&for_user, sessions.is_some())
+    {
+        Interest::Load => return Ok(Value::Boolean(false)),
+        Interest::Nothing => return Ok(Value::Nil),
+        Interest::Pushes => {}
+    }
+    let facts = read::stanza_facts(lua, &stanza)?;
+    let live = match &sessions {
+        Some(sessions) => Some(read::push_identifiers(lua, sessions)?),
+        None => None,
+    };
+    let sender = sender.map(|s| s.to_string_lossy());
+    let archive_id = archive_id.to_string_lossy();
+    let jobs = this.service.archived(
+        &for_user,
+        &facts,
+        sender.as_deref(),
+        &archive_id,
+        live.as_deref(),
+        now,
+    );
+    this.events_or_load(lua, jobs, &for_user, &Value::Table(stanza))
+}
+
+fn retries_due(lua: &Lua, this: &mut Core, now: f64) -> Result<Table> {
+    let out = lua.create_table()?;
+    for (user, jobs) in this.service.retries_due(now) {
+        this.append_events(lua, &out, jobs, &user, &Value::Nil)?;
+    }
+    Ok(out)
+}
+
+fn next_retry_in(_: &Lua, this: &Core, now: f64) -> Result<Option<f64>> {
+    Ok(this.service.next_retry_in(now))
+}
+
+fn retry_cancel(_: &Lua, this: &mut Core, (user, identifier): (String, String)) -> Result<bool> {
+    Ok(this.service.retry_cancel(&user, &identifier))
+}
+
+fn wake(
+    lua: &Lua,
+    this: &mut Core,
+    (user, identifier, now): (String, String, f64),
+) -> Result<Table> {
+    let jobs = this.service.wake(&user, &identifier, now);
+    this.events(lua, jobs, &user, &Value::Nil)
+}
+
+fn cancel(_: &Lua, this: &mut Core, id: String) -> Result<()> {
+    this.service.cancel(&id);
+    Ok(())
+}
+
+fn expire(_: &Lua, this: &mut Core, now: f64) -> Result<usize> {
+    Ok(this.service.expire(now))
+}
+
+fn sweep_interval(_: &Lua, this: &Core, (): ()) -> Result<u64> {
+    Ok(this.service.sweep_interval())
+}
+
+fn stats(lua: &Lua, this: &Core, (): ()) -> Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("users", this.service.loaded_users())?;
+    t.raw_set("registrations", this.service.loaded_registrations())?;
+    t.raw_set("pending", this.service.pending())?;
+    t.raw_set("batches", this.service.batches())?;
+    Ok(t)
+}

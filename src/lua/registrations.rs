@@ -1,0 +1,285 @@
+//! Registrations: loading a user's from the store, `<enable/>` and
+//! `<disable/>`, the plans the shim writes and commits, an app server
+//! ending one (XEP-0357 §7), a device coming back, the admin's view.
+//!
+//! Lua API (`core` is the core object, [`Core`]; `user` a local part for
+//! mod_cloud_notify, a bare JID for mod_muc_cloud_notify):
+//!
+//! | method | returns |
+//! |---|---|
+//! | `core:loaded(user)` | whether the user's registrations are in memory |
+//! | `core:load(user, stored_or_nil)` | `{ messages for the log }`, `{ [identifier] = true }` trimmed beyond `push_max_devices` or nil |
+//! | `core:has_push(user)` | whether the user has registrations in memory |
+//! | `core:might_push(user)` | false when the user is in memory without any registration (nothing to do), else true |
+//! | `core:enable(who, stanza, now)` | `push_info, identifier` or `nil, type, condition, text` |
+//! | `core:plan_enable(user, identifier, push_info)` | `services, removed` or `nil, type, condition, text` |
+//! | `core:plan_disable(user, stanza)` | `services, removed`, `false, {}` (nothing matched) or `nil, type, condition, text` |
+//! | `core:plan_remove_all(user)`, `core:plan_drop(user, identifier)`, `core:plan_current(user)` | `services, removed` or nothing |
+//! | `core:commit(user, services, removed)` | `{ messages for the log }` |
+//! | `core:remote_ends(user, message)` | whether a pubsub event sets the user's affiliation to none |
+//! | `core:remote_disable(user, message)` | `services, removed` or nothing |
+//! | `core:reattach(user, client_id, resource)` | `identifier, push_info` or `nil, nil` |
+//! | `core:registrations(user)` | `{ [identifier] = push_info }` (with `error_count`) or nil |
+//! | `core:admin_view(user, now)` | `{ { identifier, jid, node, timestamp, errors, unread, client, last_error, last_error_at, retry_attempt, retry_in }, … }` or nil |
+//! | `core:error_count(user, identifier)` | number |
+//! | `core:forget_user(user)` | nothing (the account was deleted) |
+//!
+//! `services, removed`: see [`Planned`]. `who`: the requester, `{ username,
+//! host, full_jid, client_id, resource }` (a session, for the main module).
+
+use super::convert::{affiliations_of, first_tag_path, lua_to_element, str_field, table_field};
+use super::object::Core;
+use super::raw::write::registration_table;
+use super::records::{plan_from_lua, registration_from_lua, registrations_from_store};
+use super::replies::{not_loaded, Disabled, Enabled, Planned, Record, Reply};
+use crate::error::StanzaError;
+use crate::registration::{EnableRequest, Requester};
+use mlua::{Lua, LuaString, Result, Table, UserDataMethods};
+
+/// The methods of this file, on the core object.
+pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
+    m.add_method("loaded", loaded);
+    m.add_method_mut("load", load);
+    m.add_method("has_push", has_push);
+    m.add_method("might_push", might_push);
+    m.add_method("enable", enable);
+    m.add_method("plan_enable", plan_enable);
+    m.add_method("plan_disable", plan_disable);
+    m.add_method("plan_remove_all", plan_remove_all);
+    m.add_method("plan_drop", plan_drop);
+    m.add_method("plan_current", plan_current);
+    m.add_method_mut("commit", commit);
+    m.add_method("remote_ends", remote_ends);
+    m.add_method("remote_disable", remote_disable);
+    m.add_method("reattach", reattach);
+    m.add_method("registrations", registrations);
+    m.add_method("admin_view", admin_view);
+    m.add_method("error_count", error_count);
+    m.add_method_mut("forget_user", forget_user);
+}
+
+fn loaded(_: &Lua, this: &Core, user: String) -> Result<bool> {
+    Ok(this.service.is_loaded(&user))
+}
+
+fn load(
+    lua: &Lua,
+    this: &mut Core,
+    (user, stored): (String, Option<Table>),
+) -> Result<(Table, Option<Table>)> {
+    let (regs, mut problems) = match stored {
+        Some(t) => registrations_from_store(&t)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let trimmed = this.service.load(&user, regs);
+    let trimmed_set = match trimmed.is_empty() {
+        true => None,
+        false => Some(lua.create_table()?),
+    };
+    for id in trimmed {
+        problems.push(format!(
+            "registration '{id}' of '{user}' is beyond push_max_devices and is removed"
+        ));
+        if let Some(set) = &trimmed_set {
+            set.raw_set(id, true)?;
+        }
+    }
+    Ok((lua.create_sequence_from(problems)?, trimmed_set))
+}
+
+fn has_push(_: &Lua, this: &Core, user: LuaString) -> Result<bool> {
+    Ok(this.service.interest(&user.to_str()?) == crate::service::Interest::Pushes)
+}
+
+fn might_push(_: &Lua, this: &Core, user: LuaString) -> Result<bool> {
+    Ok(this.service.interest(&user.to_str()?) != crate::service::Interest::Nothing)
+}
+
+/// The requester an `<enable/>` comes from.
+fn requester(this: &Core, who: &Table) -> Result<Requester> {
+    let username = str_field(who, "username")?.unwrap_or_default();
+    let host = str_field(who, "host")?.unwrap_or_else(|| this.service.host.clone());
+    Ok(Requester {
+        bare_jid: format!("{username}@{host}"),
+        full_jid: str_field(who, "full_jid")?,
+        client_id: str_field(who, "client_id")?,
+        resource: str_field(who, "resource")?,
+    })
+}
+
+fn enable(_: &Lua, this: &Core, (who, stanza, now): (Table, Table, f64)) -> Result<Reply<Enabled>> {
+    let language = match table_field(&stanza, "attr")? {
+        Some(a) => str_field(&a, "xml:lang")?,
+        None => None,
+    };
+    // The IQ's first child, converted (bounded) for the core's parser.
+    let element = match first_tag_path(&stanza, 1)? {
+        Some(t) => match lua_to_element(&t, crate::NS_CLIENT) {
+            Ok(e) => Some(e),
+            Err(why) => {
+                let text = format!("Invalid publish options: {why}");
+                return Ok(Reply::Refused(StanzaError::bad_request(text)));
+            }
+        },
+        None => None,
+    };
+    let request = match EnableRequest::from_element(element.as_ref(), language) {
+        Ok(r) => r,
+        Err(e) => return Ok(Reply::Refused(e)),
+    };
+    let who = requester(this, &who)?;
+    Ok(this
+        .service
+        .enable_request(request, &who, now)
+        .map(Enabled)
+        .into())
+}
+
+fn plan_enable(
+    _: &Lua,
+    this: &Core,
+    (user, identifier, info): (String, String, Table),
+) -> Result<Reply<Planned>> {
+    let reg = match registration_from_lua(&identifier, &info) {
+        Ok(r) => r,
+        Err(e) => return Ok(Reply::Refused(e)),
+    };
+    Ok(match this.service.plan_enable(&user, reg) {
+        Some(plan) => Reply::Done(Planned(Some(plan))),
+        None => Reply::Refused(not_loaded()),
+    })
+}
+
+fn plan_disable(_: &Lua, this: &Core, (user, stanza): (String, Table)) -> Result<Reply<Disabled>> {
+    let attr = match first_tag_path(&stanza, 1)? {
+        Some(d) => table_field(&d, "attr")?,
+        None => None,
+    };
+    let (jid, node) = match &attr {
+        Some(a) => (str_field(a, "jid")?, str_field(a, "node")?),
+        None => (None, None),
+    };
+    Ok(
+        match this
+            .service
+            .plan_disable(&user, jid.as_deref(), node.as_deref())
+        {
+            Err(e) => Reply::Refused(e),
+            Ok(None) => Reply::Refused(not_loaded()),
+            Ok(Some(plan)) if plan.removed.is_empty() => Reply::Done(Disabled::Nothing),
+            Ok(Some(plan)) => Reply::Done(Disabled::Plan(plan)),
+        },
+    )
+}
+
+fn plan_remove_all(_: &Lua, this: &Core, user: String) -> Result<Planned> {
+    let plan = this.service.plan_remove_all(&user);
+    Ok(Planned(plan.filter(|p| !p.removed.is_empty())))
+}
+
+fn plan_drop(_: &Lua, this: &Core, (user, identifier): (String, String)) -> Result<Planned> {
+    let plan = this.service.plan_drop(&user, &identifier);
+    Ok(Planned(plan.filter(|p| !p.removed.is_empty())))
+}
+
+fn plan_current(_: &Lua, this: &Core, user: String) -> Result<Planned> {
+    Ok(Planned(this.service.plan_current(&user)))
+}
+
+fn commit(
+    lua: &Lua,
+    this: &mut Core,
+    (user, services, removed): (String, Table, Option<Table>),
+) -> Result<Table> {
+    let (plan, problems) = plan_from_lua(&services, removed)?;
+    this.service.commit(&user, plan);
+    lua.create_sequence_from(problems)
+}
+
+fn remote_ends(_: &Lua, this: &Core, (user, stanza): (String, Table)) -> Result<bool> {
+    Ok(match affiliations_of(&stanza)? {
+        Some((_, affiliations)) => this.service.affiliation_ends(&user, &affiliations),
+        None => false,
+    })
+}
+
+fn remote_disable(_: &Lua, this: &Core, (user, stanza): (String, Table)) -> Result<Planned> {
+    let from = table_field(&stanza, "attr")?
+        .map(|a| str_field(&a, "from"))
+        .transpose()?
+        .flatten();
+    let (Some(from), Some((node, affiliations))) = (from, affiliations_of(&stanza)?) else {
+        return Ok(Planned(None));
+    };
+    let plan = this
+        .service
+        .remote_disable(&user, &from, node.as_deref(), &affiliations);
+    Ok(Planned(plan))
+}
+
+fn reattach(
+    lua: &Lua,
+    this: &Core,
+    (user, client_id, resource): (String, Option<String>, Option<String>),
+) -> Result<(Option<String>, Option<Table>)> {
+    let reg = this
+        .service
+        .reattach(&user, client_id.as_deref(), resource.as_deref());
+    Ok(match reg {
+        Some(reg) => (
+            Some(reg.identifier.clone()),
+            Some(registration_table(lua, reg)?),
+        ),
+        None => (None, None),
+    })
+}
+
+fn registrations(lua: &Lua, this: &Core, user: String) -> Result<Option<Table>> {
+    let Some(regs) = this.service.registrations(&user) else {
+        return Ok(None);
+    };
+    let t = lua.create_table()?;
+    for reg in regs {
+        let mut reg = reg.clone();
+        reg.errors = this.service.error_count(&user, &reg.identifier);
+        t.raw_set(reg.identifier.as_str(), Record(&reg))?;
+    }
+    Ok(Some(t))
+}
+
+fn admin_view(lua: &Lua, this: &Core, (user, now): (String, f64)) -> Result<Option<Table>> {
+    let Some(regs) = this.service.registrations(&user) else {
+        return Ok(None);
+    };
+    let out = lua.create_table()?;
+    for (i, reg) in regs.iter().enumerate() {
+        let t = lua.create_table()?;
+        t.raw_set("identifier", reg.identifier.as_str())?;
+        t.raw_set("jid", reg.jid.as_str())?;
+        t.raw_set("node", reg.node.as_deref())?;
+        t.raw_set("timestamp", reg.timestamp)?;
+        t.raw_set("errors", reg.errors)?;
+        t.raw_set("unread", reg.counts.total())?;
+        let client = reg.client_id.as_deref().or(reg.resource.as_deref());
+        t.raw_set("client", client)?;
+        if let Some((condition, at)) = this.service.last_error(&user, &reg.identifier) {
+            t.raw_set("last_error", condition.as_str())?;
+            t.raw_set("last_error_at", *at)?;
+        }
+        if let Some((attempt, due)) = this.service.retry_of(&user, &reg.identifier, now) {
+            t.raw_set("retry_attempt", attempt)?;
+            t.raw_set("retry_in", due)?;
+        }
+        out.raw_set(i + 1, t)?;
+    }
+    Ok(Some(out))
+}
+
+fn error_count(_: &Lua, this: &Core, (user, identifier): (String, String)) -> Result<u32> {
+    Ok(this.service.error_count(&user, &identifier))
+}
+
+fn forget_user(_: &Lua, this: &mut Core, user: String) -> Result<()> {
+    this.service.forget_user(&user);
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! The values the core object's methods return, as types: each converts
+//! itself into what Lua gets (`IntoLuaMulti`), so that a method's return
+//! convention is written once, here, and named in its signature.
+
+use super::raw::write::registration_table;
+use crate::error::StanzaError;
+use crate::registration::Registration;
+use crate::registry::Plan;
+use mlua::{IntoLua, IntoLuaMulti, Lua, MultiValue, Result, Value};
+
+/// `values…` on success; `nil, type, condition, text` for a refusal (as
+/// `st.error_reply` takes them).
+pub enum Reply<T> {
+    /// Done: what the method returns.
+    Done(T),
+    /// Refused with this error.
+    Refused(StanzaError),
+}
+
+impl<T> From<std::result::Result<T, StanzaError>> for Reply<T> {
+    fn from(r: std::result::Result<T, StanzaError>) -> Self {
+        match r {
+            Ok(v) => Reply::Done(v),
+            Err(e) => Reply::Refused(e),
+        }
+    }
+}
+
+impl<T: IntoLuaMulti> IntoLuaMulti for Reply<T> {
+    fn into_lua_multi(self, lua: &Lua) -> Result<MultiValue> {
+        match self {
+            Reply::Done(v) => v.into_lua_multi(lua),
+            Reply::Refused(e) => (
+                Value::Nil,
+                e.type_,
+                e.condition,
+                e.text
+                    .as_deref()
+                    .map(|t| lua.create_string(t))
+                    .transpose()?,
+            )
+                .into_lua_multi(lua),
+        }
+    }
+}
+
+/// A registration record (`push_info`), as a table.
+pub struct Record<'a>(pub &'a Registration);
+
+impl IntoLua for Record<'_> {
+    fn into_lua(self, lua: &Lua) -> Result<Value> {
+        registration_table(lua, self.0).map(Value::Table)
+    }
+}
+
+/// `push_info, identifier`: a registration an `<enable/>` asks for.
+pub struct Enabled(pub Registration);
+
+impl IntoLuaMulti for Enabled {
+    fn into_lua_multi(self, lua: &Lua) -> Result<MultiValue> {
+        (Record(&self.0), self.0.identifier.as_str()).into_lua_multi(lua)
+    }
+}
+
+/// `services, removed`: a plan to write — the user's table for the store
+/// (`{ [identifier] = record }`) and the set `{ [identifier] = true }` of
+/// what it removes. Nothing at all when there is no plan.
+pub struct Planned(pub Option<Plan>);
+
+impl IntoLuaMulti for Planned {
+    fn into_lua_multi(self, lua: &Lua) -> Result<MultiValue> {
+        let Some(plan) = self.0 else {
+            return Ok(MultiValue::new());
+        };
+        let services = lua.create_table_with_capacity(0, plan.regs.len())?;
+        for r in &plan.regs {
+            services.raw_set(r.identifier.as_str(), Record(r))?;
+        }
+        let removed = lua.create_table_with_capacity(0, plan.removed.len())?;
+        for id in &plan.removed {
+            removed.raw_set(id.as_str(), true)?;
+        }
+        (services, removed).into_lua_multi(lua)
+    }
+}
+
+/// `services, removed` for a `<disable/>` that removes something;
+/// `false, {}` for one that matches nothing (answered, nothing written).
+pub enum Disabled {
+    /// Write this plan.
+    Plan(Plan),
+    /// Nothing matched.
+    Nothing,
+}
+
+impl IntoLuaMulti for Disabled {
+    fn into_lua_multi(self, lua: &Lua) -> Result<MultiValue> {
+        match self {
+            Disabled::Plan(plan) => Planned(Some(plan)).into_lua_multi(lua),
+            Disabled::Nothing => (false, lua.create_table()?).into_lua_multi(lua),
+        }
+    }
+}
+
+/// The refusal for a plan asked of a user whose registrations are not in
+/// memory (the shim loads them first; reaching this is a bug).
+pub fn not_loaded() -> StanzaError {
+    StanzaError::internal("Registrations not loaded")
+}

@@ -1,0 +1,111 @@
+//! Stream management (XEP-0198): stanzas queued for a hibernated or
+//! unresponsive session, coalesced into one batch per session; the
+//! extended hibernation of push sessions and its last wake-up.
+//!
+//! A batch lives in the core ([`crate::coalesce`]); the binding keeps
+//! only the stanza objects it was made of ([`BatchObjects`]), to hand them
+//! to `cloud_notify/push` handlers as `original_stanza`.
+//!
+//! Lua API (`session`: the session's full JID):
+//!
+//! | method | returns |
+//! |---|---|
+//! | `core:smacks_add(session, user, identifier, stanzas)` | `"nothing"`, `"joined"`, `"opened"` (start the coalescing timer) or `"flush"` (send now) |
+//! | `core:smacks_flush(session, now)` | `events` (at most one important and one unimportant push) |
+//! | `core:smacks_cancel(session)` | whether a batch was waiting (dropped unsent) |
+//! | `core:extended_hibernation(smacks_timeout)` | the timeout to hibernate for, or nil |
+//! | `core:wake_delay(hibernation_timeout)` | seconds until the wake-up push, or nil |
+
+use super::object::{BatchObjects, Core};
+use crate::coalesce::Added;
+use crate::service::Flushed;
+use mlua::{Lua, Result, Table, UserDataMethods, Value};
+
+/// The methods of this file, on the core object.
+pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
+    m.add_method_mut("smacks_add", smacks_add);
+    m.add_method_mut("smacks_flush", smacks_flush);
+    m.add_method_mut("smacks_cancel", smacks_cancel);
+    m.add_method("extended_hibernation", extended_hibernation);
+    m.add_method("wake_delay", wake_delay);
+}
+
+/// What `smacks_add` says to the shim.
+fn added_name(added: Added) -> &'static str {
+    match added {
+        Added::Nothing => "nothing",
+        Added::Joined => "joined",
+        Added::Opened => "opened",
+        Added::FlushNow => "flush",
+    }
+}
+
+fn smacks_add(
+    lua: &Lua,
+    this: &mut Core,
+    (session, user, identifier, stanzas): (String, String, String, Table),
+) -> Result<&'static str> {
+    let mut outcome = Added::Nothing;
+    for stanza in stanzas.sequence_values::<Value>() {
+        let Value::Table(stanza) = stanza? else {
+            continue;
+        };
+        let (facts, key) = this.facts_and_key(lua, &stanza, &user)?;
+        let queued = this
+            .service
+            .smacks_add(&session, &user, &identifier, facts, &key);
+        if queued.added == Added::Nothing {
+            continue;
+        }
+        let objects = this.batch_objects.entry(session.clone()).or_default();
+        if matches!(queued.added, Added::Opened | Added::FlushNow) {
+            *objects = BatchObjects::default();
+        }
+        match queued.important {
+            true => objects.important = Some(stanza),
+            false => objects.unimportant = Some(stanza),
+        }
+        let added = match queued.at_once {
+            true => Added::FlushNow,
+            false => queued.added,
+        };
+        outcome = outcome.max(added);
+    }
+    Ok(added_name(outcome))
+}
+
+fn smacks_flush(lua: &Lua, this: &mut Core, (session, now): (String, f64)) -> Result<Table> {
+    let objects = this.batch_objects.remove(&session).unwrap_or_default();
+    let out = lua.create_table()?;
+    let Some(Flushed {
+        user,
+        important,
+        unimportant,
+    }) = this.service.smacks_flush(&session, now)
+    else {
+        return Ok(out);
+    };
+    let original = |object: Option<Table>| object.map_or(Value::Nil, Value::Table);
+    this.append_events(lua, &out, important, &user, &original(objects.important))?;
+    this.append_events(
+        lua,
+        &out,
+        unimportant,
+        &user,
+        &original(objects.unimportant),
+    )?;
+    Ok(out)
+}
+
+fn smacks_cancel(_: &Lua, this: &mut Core, session: String) -> Result<bool> {
+    this.batch_objects.remove(&session);
+    Ok(this.service.smacks_cancel(&session))
+}
+
+fn extended_hibernation(_: &Lua, this: &Core, original: f64) -> Result<Option<f64>> {
+    Ok(this.service.extended_hibernation(original))
+}
+
+fn wake_delay(_: &Lua, this: &Core, timeout: f64) -> Result<Option<f64>> {
+    Ok(this.service.wake_delay(timeout))
+}

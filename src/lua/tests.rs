@@ -1,0 +1,258 @@
+//! Unit tests of the binding, in a Lua 5.4 VM of their own (the system's
+//! liblua5.4, `cargo test --features vm`): conversions, typed returns, the
+//! raw reader and writer (with their stack-balance assertions on, as
+//! this is a debug build), and the core object end to end.
+
+use super::convert::{affiliations_of, error_of, references, strings_of};
+use super::raw::read;
+use super::replies::{Disabled, Planned, Reply};
+use super::{exports, lua_to_element};
+use crate::error::StanzaError;
+use crate::facts::StanzaFacts;
+use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
+
+/// A minimal util.stanza: `stanza(name, attr)`, `:tag`, `:text`, `:up`,
+/// as tables of the shape Prosody's have.
+const STANZA: &str = r#"
+local mt = {}; mt.__index = mt;
+function mt:tag(name, attr)
+    local child = setmetatable({ name = name, attr = attr or {}, tags = {} }, mt);
+    local top = self.last or self;
+    top[#top+1] = child; top.tags[#top.tags+1] = child;
+    child.parent = top; self.last = child;
+    return self;
+end
+function mt:text(t) local top = self.last or self; top[#top+1] = t; return self; end
+function mt:up() local top = self.last or self; self.last = top.parent ~= self and top.parent or nil; return self; end
+local function stanza(name, attr) return setmetatable({ name = name, attr = attr or {}, tags = {} }, mt); end
+return stanza, mt
+"#;
+
+fn vm() -> (Lua, Function, Table) {
+    let lua = Lua::new();
+    let (stanza, mt): (Function, Table) = lua.load(STANZA).eval().unwrap();
+    (lua, stanza, mt)
+}
+
+/// Builds a stanza with a Lua expression over `s` (the constructor).
+fn build(lua: &Lua, stanza: &Function, code: &str) -> Table {
+    lua.globals().set("s", stanza.clone()).unwrap();
+    let t: Table = lua.load(format!("return {code}")).eval().unwrap();
+    // (the builder's cursor is not part of a stanza)
+    t.raw_set("last", Value::Nil).unwrap();
+    t
+}
+
+fn values(lua: &Lua, v: impl IntoLuaMulti) -> Vec<Value> {
+    let multi: MultiValue = v.into_lua_multi(lua).unwrap();
+    multi.into_iter().collect()
+}
+
+#[test]
+fn replies_keep_their_conventions() {
+    let (lua, _, _) = vm();
+    let refused = values(
+        &lua,
+        Reply::<bool>::Refused(StanzaError::bad_request("Missing jid")),
+    );
+    assert!(refused[0].is_nil());
+    assert_eq!(refused[1].to_string().unwrap(), "modify");
+    assert_eq!(refused[2].to_string().unwrap(), "bad-request");
+    assert_eq!(refused[3].to_string().unwrap(), "Missing jid");
+    assert_eq!(values(&lua, Reply::Done(true)).len(), 1);
+    assert!(values(&lua, Planned(None)).is_empty());
+    let nothing = values(&lua, Disabled::Nothing);
+    assert_eq!(nothing[0], Value::Boolean(false));
+    assert!(matches!(&nothing[1], Value::Table(t) if t.raw_len() == 0));
+}
+
+#[test]
+fn reads_errors_references_and_affiliations() {
+    let (lua, stanza, _) = vm();
+    let error = build(
+        &lua,
+        &stanza,
+        r#"s("iq", { type = "error", id = "p1" }):tag("error", { type = "made-up" })
+            :tag("text", { xmlns = "urn:ietf:params:xml:ns:xmpp-stanzas" }):up()
+            :tag("item-not-found", { xmlns = "urn:ietf:params:xml:ns:xmpp-stanzas" }):up():up()"#,
+    );
+    let (type_, condition) = error_of(&error).unwrap();
+    // As sent (the first child in the stanzas namespace): the core judges.
+    assert_eq!(type_.as_deref(), Some("made-up"));
+    assert_eq!(condition.as_deref(), Some("text"));
+    let mentions = build(
+        &lua,
+        &stanza,
+        r#"(function()
+            local m = s("message", { type = "groupchat" });
+            for i = 1, 40 do
+                m:tag("reference", { xmlns = "urn:xmpp:reference:0", type = "mention", begin = "0", ["end"] = tostring(i) }):up();
+            end
+            m:tag("reference", { xmlns = "urn:example" }):up();
+            return m;
+        end)()"#,
+    );
+    let refs = references(&mentions).unwrap();
+    assert_eq!(refs.len(), crate::muc::MAX_REFERENCES);
+    assert_eq!(refs[0].end.as_deref(), Some("1"));
+    let event = build(
+        &lua,
+        &stanza,
+        r#"s("message", { from = "push.example" })
+            :tag("event", { xmlns = "http://jabber.org/protocol/pubsub#event" })
+            :tag("affiliations", { node = "n1" })
+            :tag("affiliation", { jid = "romeo@example.com", affiliation = "none" }):up():up():up()"#,
+    );
+    let (node, affs) = affiliations_of(&event).unwrap().unwrap();
+    assert_eq!(node.as_deref(), Some("n1"));
+    assert_eq!(affs, vec![("romeo@example.com".into(), "none".into())]);
+    let services: Table = lua
+        .load(r#"return { ["a<1"] = {}, ["b<2"] = true, ["c<3"] = false, "d<4" }"#)
+        .eval()
+        .unwrap();
+    let mut ids = strings_of(Some(services)).unwrap().unwrap();
+    ids.sort();
+    assert_eq!(ids, ["a<1", "b<2", "d<4"]);
+}
+
+#[test]
+fn the_raw_reader_finds_what_the_core_walk_finds() {
+    let (lua, stanza, _) = vm();
+    for code in [
+        r#"s("message", { to = "romeo@example.com", from = "juliet@example.com/b", type = "chat", id = "m1" })
+            :tag("body"):text("one "):text("two"):up()
+            :tag("stanza-id", { xmlns = "urn:xmpp:sid:0", by = "romeo@example.com", id = "a1" }):up()"#,
+        r#"s("message", { from = "romeo@example.com" })
+            :tag("received", { xmlns = "urn:xmpp:carbons:2" })
+            :tag("forwarded", { xmlns = "urn:xmpp:forward:0" })
+            :tag("message", { xmlns = "jabber:client", from = "juliet@example.com" })
+            :tag("body"):text("inner"):up():up():up():up()"#,
+        r#"s("message", {}):tag("propose", { xmlns = "urn:xmpp:jingle-message:0", id = "c1" }):up()
+            :tag("encrypted", { xmlns = "urn:xmpp:omemo:2" }):up()"#,
+        r#"s("presence", { from = "juliet@example.com/b", type = "subscribe" })"#,
+    ] {
+        let t = build(&lua, &stanza, code);
+        let raw = read::stanza_facts(&lua, &t).unwrap();
+        let parsed = StanzaFacts::from_element(&lua_to_element(&t, crate::NS_CLIENT).unwrap());
+        assert_eq!(raw, parsed, "{code}");
+    }
+}
+
+/// The core object through the module's exports: enable, load, an
+/// offline message, the event it gives (its IQ the core's), the answer.
+#[test]
+fn the_core_object_end_to_end() {
+    let (lua, stanza, mt) = vm();
+    let exports = exports(&lua).unwrap();
+    lua.globals().set("cloud_notify", exports).unwrap();
+    lua.globals().set("stanza_mt", mt).unwrap();
+    lua.globals().set("s", stanza).unwrap();
+    let checked: bool = lua
+        .load(
+            r#"
+        local core = cloud_notify.new("example.com", { push_notification_with_body = false }, stanza_mt, nil);
+        assert(core:loaded("romeo") == false);
+        assert(core:might_push("romeo") == true and core:has_push("romeo") == false);
+        local pushes = core:offline("romeo", s("message", { to = "romeo@example.com", id = "x" }), 1);
+        assert(pushes == false, "not loaded: false");
+        core:load("romeo", nil);
+        assert(core:might_push("romeo") == false);
+        local iq = s("iq", { type = "set", id = "e1" })
+            :tag("enable", { xmlns = "urn:xmpp:push:0", jid = "push.example", node = "n1" }):up();
+        iq.last = nil;
+        local who = { username = "romeo", host = "example.com", full_jid = "romeo@example.com/phone", resource = "phone" };
+        local info, identifier = core:enable(who, iq, 1);
+        assert(identifier == "push.example<n1", tostring(identifier));
+        local services, removed = core:plan_enable("romeo", identifier, info);
+        core:commit("romeo", services, removed);
+        assert(core:has_push("romeo"));
+        local msg = s("message", { to = "romeo@example.com", from = "juliet@example.com/b", type = "chat", id = "m1" })
+            :tag("body"):text("secret"):up();
+        msg.last = nil;
+        local events = core:offline("romeo", msg, 2);
+        assert(#events == 1);
+        local event = events[1];
+        assert(event.username == "romeo" and event.important == true and event.push_kind == "offline");
+        assert(event.original_stanza == msg);
+        assert(event.push_summary["last-message-body"] == "New Message!");
+        assert(event.notification_stanza.tags[1].tags[1].tags[1].tags[1] == event.notification_payload);
+        assert(cloud_notify.check_push(event) == true);
+        -- A missing <enable/> child: refused the XMPP way.
+        local _, t, c = core:enable(who, s("iq", { type = "set" }), 1);
+        assert(t == "modify" and c == "bad-request");
+        -- The app server's answer: delivered.
+        local answer = s("iq", { type = "result", id = event.push_id, from = "push.example" });
+        local kind, rtt, write, from = core:response(answer, 2.5);
+        assert(kind == "delivered" and rtt == 0.5 and write == nil and from == "push.example");
+        assert(core:response(answer, 3) == nil, "answered once");
+        return true;
+    "#,
+        )
+        .eval()
+        .unwrap();
+    assert!(checked);
+}
+
+/// Out of memory in the middle of writing events (the raw writer's
+/// protected call, and mlua's own allocations around it): an error for
+/// that call, and the core object and the VM go on. (Prosody's state has
+/// no limit; here mlua's allocator has one, set just above what is in use.)
+#[test]
+fn out_of_memory_while_writing_pushes_is_an_error_not_a_crash() {
+    let (lua, stanza, mt) = vm();
+    lua.globals()
+        .set("cloud_notify", exports(&lua).unwrap())
+        .unwrap();
+    lua.globals().set("stanza_mt", mt).unwrap();
+    lua.globals().set("s", stanza).unwrap();
+    lua.load(
+        r#"
+        core = cloud_notify.new("example.com", nil, stanza_mt, nil);
+        core:load("romeo", nil);
+        local who = { username = "romeo", host = "example.com" };
+        for i = 1, 5 do
+            local iq = s("iq", { type = "set" }):tag("enable", { xmlns = "urn:xmpp:push:0", jid = "push.example", node = "n" .. i }):up();
+            local info, identifier = core:enable(who, iq, i);
+            core:commit("romeo", core:plan_enable("romeo", identifier, info));
+        end
+        function message(i)
+            local m = s("message", { to = "romeo@example.com", from = "juliet@example.com/b", type = "chat", id = "m" .. i })
+                :tag("body"):text(("x"):rep(100)):up();
+            m.last = nil;
+            return m;
+        end
+        collectgarbage("collect");
+    "#,
+    )
+    .exec()
+    .unwrap();
+    let mut failures = 0;
+    for extra in [512, 2048, 8192, 32768] {
+        lua.gc_collect().unwrap();
+        let used = lua.used_memory();
+        lua.set_memory_limit(used + extra).unwrap();
+        let outcome: mlua::Result<Value> = lua
+            .load("return core:offline('romeo', message(1), 1)")
+            .eval();
+        lua.set_memory_limit(0).unwrap();
+        if let Err(e) = outcome {
+            failures += 1;
+            assert!(e.to_string().contains("memory"), "{e}");
+        }
+    }
+    assert!(
+        failures > 0,
+        "no allocation failed: the limits are too loose"
+    );
+    // The object and the VM go on: a push afterwards is whole and checked.
+    let ok: bool = lua
+        .load(
+            r#"local events = core:offline("romeo", message(2), 2);
+               assert(#events == 5);
+               for _, e in ipairs(events) do assert(cloud_notify.check_push(e)); end
+               return true"#,
+        )
+        .eval()
+        .unwrap();
+    assert!(ok);
+}
