@@ -19,6 +19,9 @@ pub struct PendingPush {
     pub sent_at: f64,
     /// 0 for a first push, n for its n-th retry.
     pub attempt: u8,
+    /// Whether its registration had errors counted when it was sent: a
+    /// result then resets them (else a result needs no registration).
+    pub had_errors: bool,
     /// What it said, bounded ([`crate::retry::kept_summary`]): a retry
     /// says it again.
     pub summary: crate::notification::Summary,
@@ -130,6 +133,7 @@ mod tests {
             jid: "p".into(),
             sent_at: t,
             attempt: 0,
+            had_errors: false,
             summary: Default::default(),
         }
     }

@@ -1009,6 +1009,7 @@ impl PushService {
                 jid: job.registration.jid.clone(),
                 sent_at: now,
                 attempt,
+                had_errors: job.registration.errors > 0,
                 summary: crate::retry::kept_summary(&job.summary, &self.config.important_body),
             },
         );
@@ -1369,7 +1370,10 @@ impl PushService {
                 expected: push.jid.clone(),
             };
         }
-        if !self.registry.is_loaded(&push.user) {
+        // A result for a registration without errors changes nothing in
+        // it: no need to read the user back if they left the cache.
+        let needs_registration = push.had_errors || !matches!(response, Response::Result);
+        if needs_registration && !self.registry.is_loaded(&push.user) {
             return Answer::Load {
                 user: push.user.clone(),
             };
@@ -2360,7 +2364,7 @@ mod tests {
     }
 
     #[test]
-    fn answers_for_an_evicted_user_ask_for_a_load() {
+    fn answers_for_an_evicted_user_ask_for_a_load_only_when_they_change_it() {
         let mut s = PushService::new(
             "example.com",
             Config {
@@ -2368,19 +2372,38 @@ mod tests {
                 ..Config::default()
             },
         );
+        let error = Response::Error {
+            type_: "cancel",
+            condition: "item-not-found",
+        };
         enable(&mut s, "romeo", "push.example", "a");
-        let id = first_push_id(&mut s);
+        let [ok, bad] = [first_push_id(&mut s), first_push_id(&mut s)];
         s.load("juliet", vec![]); // evicts romeo
+                                  // A result changes nothing in a registration without errors: no read.
+        assert!(matches!(
+            s.response(&ok, "push.example", Response::Result, 1.0),
+            Answer::Delivered { reset: false, .. }
+        ));
+        // An error counts against it: read first.
         assert_eq!(
-            s.response(&id, "push.example", Response::Result, 1.0),
+            s.response(&bad, "push.example", error.clone(), 1.0),
             Answer::Load {
                 user: "romeo".into()
             }
         );
-        s.load("romeo", vec![]);
+        s.forget_user("juliet");
+        enable(&mut s, "romeo", "push.example", "a");
+        assert!(!matches!(
+            s.response(&bad, "push.example", error, 1.0),
+            Answer::Load { .. }
+        ));
+        assert_eq!(s.error_count("romeo", "push.example<a"), 1);
+        // A push to a registration with errors: its result resets them, read first.
+        let reset = first_push_id(&mut s);
+        s.load("juliet", vec![]);
         assert!(matches!(
-            s.response(&id, "push.example", Response::Result, 1.0),
-            Answer::Delivered { .. }
+            s.response(&reset, "push.example", Response::Result, 1.0),
+            Answer::Load { .. }
         ));
     }
 
