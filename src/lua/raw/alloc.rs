@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// A global allocator counting the bytes live through another one.
+#[cfg_attr(not(feature = "module"), allow(dead_code))]
 pub struct Counting<A>(pub A);
 
 // SAFETY: every call is passed on unchanged to the inner allocator; only a
@@ -58,5 +59,29 @@ pub fn live_bytes() -> usize {
     LIVE.load(Ordering::Relaxed)
 }
 
+/// (Only in the shipped library: the `vm` test build links Lua itself.)
+#[cfg(feature = "module")]
 #[global_allocator]
 static ALLOCATOR: Counting<mimalloc::MiMalloc> = Counting(mimalloc::MiMalloc);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::alloc::System;
+
+    #[test]
+    fn counts_what_is_live() {
+        let a = Counting(System);
+        let layout = Layout::from_size_align(100, 8).unwrap();
+        let before = live_bytes();
+        // SAFETY: valid layouts; each pointer is given back with its own.
+        unsafe {
+            let p = a.alloc(layout);
+            assert_eq!(live_bytes() - before, 100);
+            let p = a.realloc(p, layout, 300);
+            assert_eq!(live_bytes() - before, 300);
+            a.dealloc(p, Layout::from_size_align(300, 8).unwrap());
+        }
+        assert_eq!(live_bytes(), before);
+    }
+}

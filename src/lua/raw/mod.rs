@@ -21,7 +21,6 @@
 //!   the stack, which [`Balance`] checks in debug builds.
 #![allow(unsafe_code)]
 
-#[cfg(feature = "module")]
 pub mod alloc;
 pub mod events;
 pub mod read;
