@@ -117,7 +117,7 @@ test-e2e: dist pydeps prosody13 browser-deps
 # enables, memory per user, latency at 500 messages/s, and 100,000 users on
 # PostgreSQL. About 40 minutes per version. PROSODY_VERSIONS=13 runs it on
 # Prosody 13.0.x (the reference: its core module), "0.12 13" on both.
-bench: pydeps dist
+bench: pydeps dist prosody13
 	scripts/install-deps.sh valgrind
 	for v in $(or $(PROSODY_VERSIONS),0.12); do \
 		BENCH_PROSODY=$$v $(PYTHON) bench/bench.py && \
