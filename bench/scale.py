@@ -21,9 +21,10 @@ other, each through the same two parts:
    beforehand, and a registration cache of a tenth of them. Every user gets
    one offline message (as fast as Prosody takes them, a window of messages
    in flight); then BENCH_PG_LATENCY (5,000) more at BENCH_RATE to users
-   drawn at random. Reported: RSS growth per user, CPU per push, store reads
-   per message (index and sequential scans of Prosody's key-value table, over
-   the server without the module: what the module itself reads) and the
+   drawn at random. Reported: memory (RssAnon) growth per user, CPU per
+   push, store reads and writes per message (key-value gets and sets, counted
+   by pg_stat_statements, over the server without the module: what the
+   module itself reads and writes) and the
    latency at that rate.
 
 BENCH_PROSODY picks the version (0.12 or 13; on 13 the reference is the
@@ -33,7 +34,6 @@ core's own mod_cloud_notify). The last line is machine-readable.
 import asyncio
 import os
 import random
-import re
 import subprocess
 import sys
 import tempfile
@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/e2e"))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench import (APP, HOST, PROBE, REFERENCE, AppServer, Stream, cpu_seconds, log, median,  # noqa: E402
+from bench import (APP, HOST, PROBE, REFERENCE, AppServer, Stream, cpu_seconds, log,  # noqa: E402
                    rss_kib, stats, write_lua)
 from harness import DIST, PASSWORD, Postgres, Prosody, encode_host  # noqa: E402
 
@@ -330,7 +330,7 @@ def report(login, pg):
             out[f"{k}_p50"], out[f"{k}_p99"] = p50, p99
             out[f"{k}_push_us"] = c_push
             out[f"{k}_login_us"] = c_login
-    log(f"(none's row: its own growth; the others: over none's. Of ours' RSS, its Rust side holds "
+    log(f"(none's row: its own growth; the others: over none's. Of ours' memory, its Rust side holds "
         f"{login['ours']['core'] / LOGIN_USERS:.0f} B/user by its allocator's count.)")
     out["ours_core_b_per_user"] = login["ours"]["core"] / LOGIN_USERS
     out["mem_ratio"] = out["ours_kib_per_user"] / out["ref_kib_per_user"]
@@ -363,7 +363,7 @@ def report(login, pg):
                 out[f"pg_{k}_push_us"], out[f"pg_{k}_p99"] = c_fill, p99
                 out[f"pg_{k}_writes"] = w_fill
         log("(columns 3-5: the fill, every user once, most not in the cache; 6-8: the random sample at the rate; "
-            "reads and writes: key-value gets and sets, over none's. Of ours' RSS, its Rust side holds "
+            "reads and writes: key-value gets and sets, over none's. Of ours' memory, its Rust side holds "
             f"{pg['ours']['core'] / PG_USERS:.0f} B/user by its allocator's count)")
         out["pg_ours_core_b_per_user"] = pg["ours"]["core"] / PG_USERS
         out["pg_push_ratio"] = out["pg_ours_push_us"] / out["pg_ref_push_us"]

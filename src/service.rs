@@ -2719,19 +2719,7 @@ mod tests {
         let mut written = Vec::new();
         for i in 0..40 {
             let user = format!("user{i}");
-            s.load(&user, vec![]);
-            let who = Requester {
-                bare_jid: format!("{user}@example.com"),
-                ..Default::default()
-            };
-            let req = EnableRequest {
-                jid: Some("push.example".into()),
-                node: Some(user.clone()),
-                ..Default::default()
-            };
-            let reg = s.enable_request(req, &who, 1.0).unwrap();
-            let plan = s.plan_enable(&user, reg).unwrap();
-            s.commit(&user, plan);
+            enable(&mut s, &user, "push.example", &user);
             let jobs = s
                 .notify(
                     &user,
