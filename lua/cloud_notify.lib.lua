@@ -511,32 +511,35 @@ function lib.new(options)
 		gauge_users():set(stats.users);
 	end
 
-	-- Unread counts change with every push: written in batches (every
-	-- push_counts_write_interval, and at shutdown), not once per message;
-	-- in a runner of their own, as storage may yield. A user stays listed
-	-- (and in memory) until a write of theirs commits.
+	-- Unread counts change with every push: written back, each user's
+	-- push_counts_write_interval after their first change (a tick writes
+	-- those due, so the writes are spread as the changes were), and at
+	-- shutdown; never once per message. In a runner of their own, as
+	-- storage may yield. A user stays listed (and in memory) until a write
+	-- of theirs commits.
 	local count_writer = async.runner(function(user) push.write_current(user); end);
-	function push.write_counts()
-		for _, user in ipairs(core:counts_to_write()) do
-			count_writer:run(user);
+	local function write_all(users)
+		if users then
+			for _, user in ipairs(users) do count_writer:run(user); end
 		end
 	end
-	-- And early, once unwritten counts fill half the cache (a user with
-	-- unwritten counts stays in memory): the cache's bound holds however
-	-- many users get pushes.
+	function push.write_counts()
+		write_all(core:counts_to_write());
+	end
+	-- And early, once unwritten counts would outgrow the cache (a user
+	-- with unwritten counts stays in memory): the cache's bound holds
+	-- however many users get pushes.
 	function push.write_due()
-		local due = core:counts_due();
-		if due then
-			for _, user in ipairs(due) do count_writer:run(user); end
-		end
+		write_all(core:counts_due());
 	end
 	local function write_counts_logged()
 		local ok, err = pcall(push.write_counts);
 		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
 	end
-	push.counts_interval = core:counts_write_interval();
+	push.counts_interval = core:counts_tick();
 	function push.counts_timer()
-		write_counts_logged();
+		local ok, err = pcall(write_all, core:counts_aged(time_now()));
+		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
 		return push.counts_interval;
 	end
 	push.on_server_stopping = write_counts_logged;

@@ -14,6 +14,9 @@
 //! only a new session clears. Stored with the registration as
 //! `message_counts = { [16 hex digits] = count }`, absent when empty.
 
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
 /// Chats counted apart per registration.
 pub const MAX_CHATS: usize = 32;
 /// Highest count kept per chat.
@@ -87,6 +90,8 @@ impl Counts {
             Some(i) => self.chats.remove(i).1.saturating_add(n),
             None => n,
         };
+        // (exactly as many as counted: most registrations count one chat)
+        self.chats.reserve_exact(1);
         self.chats.push((key, n.min(MAX_COUNT)));
         while self.chats.len() > MAX_CHATS {
             self.fold_oldest();
@@ -127,38 +132,62 @@ pub const MAX_DIRTY: usize = 65_536;
 /// The users whose counts are to be written (bounded: beyond
 /// [`MAX_DIRTY`], a change is written with the user's next write).
 ///
-/// A marked user stays in memory until written (the cache may not evict
-/// them), so beyond a bound of the caller's (a share of the cache) the
-/// oldest marked are due for an early write: memory stays within the
-/// cache's bound however many users get pushes, and each is written once,
-/// as the interval's write would have.
+/// Write-back: a user's counts are written once, `interval` seconds after
+/// the first change since their last write ([`Dirty::due_aged`]: the
+/// writes are spread as the changes were, not one burst per interval),
+/// at shutdown ([`Dirty::users`]), or earlier when the marked would
+/// outgrow a bound of the caller's ([`Dirty::due_pressure`]: a marked
+/// user stays in memory until written, and the registration cache's bound
+/// must hold however many users get pushes). Each is written once, as
+/// the interval's write would have.
+///
+/// The names are the registry's (`Rc<str>`): a marked user costs two
+/// table slots, no allocation of its own.
 #[derive(Debug, Default)]
 pub struct Dirty {
     /// Each marked user, with the number of its marking.
-    users: std::collections::HashMap<String, u64>,
-    /// Marking order, oldest first; may hold markings cleared since.
-    order: std::collections::VecDeque<(String, u64)>,
-    marks: u64,
-    /// Listed as due by [`Dirty::due`], not written yet.
-    writing: std::collections::HashSet<String>,
+    users: HashMap<Rc<str>, u32>,
+    /// Marking order, oldest first, with the second of each marking; may
+    /// hold markings cleared since.
+    order: VecDeque<(Rc<str>, u32, u32)>,
+    marks: u32,
+    /// Listed as due, not written yet, with the second of the listing: a
+    /// write that never commits (the store failed) is listed again an
+    /// interval later.
+    writing: HashMap<Rc<str>, u32>,
 }
 
 impl Dirty {
-    /// The user's counts changed.
-    pub fn mark(&mut self, user: &str) {
-        if self.users.len() < MAX_DIRTY && !self.users.contains_key(user) {
-            self.marks += 1;
-            self.users.insert(user.to_owned(), self.marks);
-            self.order.push_back((user.to_owned(), self.marks));
+    /// The user's counts changed, at `second` (the caller's clock, whole
+    /// seconds). A user marked already keeps their place.
+    pub fn mark(&mut self, user: Rc<str>, second: u32) {
+        if self.users.len() < MAX_DIRTY && !self.users.contains_key(&user) {
+            self.marks = self.marks.wrapping_add(1);
+            self.users.insert(Rc::clone(&user), self.marks);
+            self.order.push_back((user, self.marks, second));
         }
     }
 
-    /// The user's registrations were written.
-    pub fn clear(&mut self, user: &str) {
+    /// The user's registrations were written; `still` says whether their
+    /// counts changed meanwhile (they are marked again, at `second`).
+    pub fn written(&mut self, user: &str, still: Option<(Rc<str>, u32)>) {
+        let listed = self.writing.remove(user).is_some();
+        match still {
+            Some((key, second)) if listed || !self.users.contains_key(user) => {
+                self.users.remove(user);
+                self.mark(key, second);
+            }
+            Some(_) => {}
+            None => self.clear(user),
+        }
+    }
+
+    /// The user's counts are written (or gone with the user).
+    fn clear(&mut self, user: &str) {
         self.writing.remove(user);
         if self.users.remove(user).is_some() && self.order.len() > 2 * self.users.len() + 64 {
             let users = &self.users;
-            self.order.retain(|(u, mark)| users.get(u) == Some(mark));
+            self.order.retain(|(u, mark, _)| users.get(u) == Some(mark));
             // (and the room of a burst given back)
             self.order.shrink_to(2 * self.order.len());
             self.users.shrink_to(2 * self.users.len());
@@ -182,22 +211,55 @@ impl Dirty {
 
     /// All users to write (still marked until a write commits).
     pub fn users(&self) -> Vec<String> {
-        let mut users: Vec<String> = self.users.keys().cloned().collect();
+        let mut users: Vec<String> = self.users.keys().map(|u| u.to_string()).collect();
         users.sort();
         users
     }
 
-    /// The oldest marked users beyond `keep` not yet listed, each listed
-    /// once: still marked until a write commits (one that fails waits for
-    /// the interval's write, [`Dirty::users`]).
-    pub fn due(&mut self, keep: usize) -> Vec<String> {
+    /// Drops the markings at the front that were cleared since, or whose
+    /// user is being written; the oldest live marking, if any.
+    fn front(&mut self) -> Option<u32> {
+        while let Some((user, mark, second)) = self.order.front() {
+            if self.users.get(user) == Some(mark) && !self.writing.contains_key(user) {
+                return Some(*second);
+            }
+            self.order.pop_front();
+        }
+        None
+    }
+
+    fn list_front(&mut self, now: u32, due: &mut Vec<String>) {
+        if let Some((user, _, _)) = self.order.pop_front() {
+            due.push(user.to_string());
+            self.writing.insert(user, now);
+        }
+    }
+
+    /// The oldest marked users beyond `keep` (not being written): due now,
+    /// each listed once and still marked until a write commits.
+    pub fn due_pressure(&mut self, keep: usize, now: u32) -> Vec<String> {
         let mut due = Vec::new();
-        while self.users.len() > keep + self.writing.len() {
-            let Some((user, mark)) = self.order.pop_front() else {
+        while self.users.len() > keep + self.writing.len() && self.front().is_some() {
+            self.list_front(now, &mut due);
+        }
+        due
+    }
+
+    /// The users marked at `before` or earlier (at most `max` of them,
+    /// oldest first), and those listed at `before` or earlier whose write
+    /// never committed: due now.
+    pub fn due_aged(&mut self, before: u32, max: usize, now: u32) -> Vec<String> {
+        let mut due = Vec::new();
+        while due.len() < max && self.front().is_some_and(|second| second <= before) {
+            self.list_front(now, &mut due);
+        }
+        for (user, listed) in self.writing.iter_mut() {
+            if due.len() >= max {
                 break;
-            };
-            if self.users.get(&user) == Some(&mark) && self.writing.insert(user.clone()) {
-                due.push(user);
+            }
+            if *listed <= before && *listed != now {
+                *listed = now;
+                due.push(user.to_string());
             }
         }
         due
@@ -259,30 +321,66 @@ mod tests {
         assert!(Counts::from_pairs([(5, 0)]).is_empty());
     }
 
+    fn key(u: &str) -> Rc<str> {
+        Rc::from(u)
+    }
+
     #[test]
     fn the_oldest_marked_are_due_beyond_a_bound() {
         let mut d = Dirty::default();
         for u in ["a", "b", "c", "d"] {
-            d.mark(u);
+            d.mark(key(u), 100);
         }
-        d.mark("a"); // (already marked: keeps its place)
-        assert_eq!(d.due(4), Vec::<String>::new());
-        assert_eq!(d.due(2), ["a", "b"]);
+        d.mark(key("a"), 101); // (already marked: keeps its place)
+        assert_eq!(d.due_pressure(4, 102), Vec::<String>::new());
+        assert_eq!(d.due_pressure(2, 102), ["a", "b"]);
         // Listed once: still marked (pinned) until written.
-        assert_eq!(d.due(2), Vec::<String>::new());
+        assert_eq!(d.due_pressure(2, 102), Vec::<String>::new());
         assert!(d.contains("a") && d.len() == 4);
-        d.clear("a");
-        d.clear("b");
-        assert_eq!(d.due(2), Vec::<String>::new());
+        d.written("a", None);
+        d.written("b", None);
+        assert_eq!(d.due_pressure(2, 103), Vec::<String>::new());
         // A cleared user marked again goes to the back.
-        d.clear("c");
-        d.mark("c");
-        d.mark("e");
-        assert_eq!(d.due(1), ["d", "c"]);
-        // A failed write (never cleared) is not listed again, but the
-        // interval's write still has it.
-        assert_eq!(d.due(0), ["e"]);
+        d.written("c", None);
+        d.mark(key("c"), 104);
+        d.mark(key("e"), 104);
+        assert_eq!(d.due_pressure(1, 105), ["d", "c"]);
+        // A failed write (never committed) is not listed again at once,
+        // but the write-back lists it an interval later, and shutdown has it.
+        assert_eq!(d.due_pressure(0, 105), ["e"]);
         assert_eq!(d.users(), ["c", "d", "e"]);
+        assert_eq!(d.due_aged(104, 10, 106), Vec::<String>::new());
+        let mut again = d.due_aged(105, 10, 400);
+        again.sort();
+        assert_eq!(again, ["c", "d", "e"]);
+    }
+
+    #[test]
+    fn counts_are_written_back_an_interval_after_they_changed() {
+        let mut d = Dirty::default();
+        d.mark(key("a"), 10);
+        d.mark(key("b"), 20);
+        d.mark(key("c"), 30);
+        d.mark(key("a"), 35); // (no new place: written with its first change)
+        assert_eq!(d.due_aged(9, 10, 309), Vec::<String>::new());
+        assert_eq!(d.due_aged(20, 10, 320), ["a", "b"]);
+        // At most `max` at a time.
+        d.mark(key("d"), 31);
+        assert_eq!(d.due_aged(100, 1, 400), ["c"]);
+        // Changed again while being written: marked anew, written again later.
+        d.written("a", Some((key("a"), 330)));
+        d.written("b", None);
+        assert!(d.contains("a") && !d.contains("b"));
+        assert_eq!(d.due_aged(329, 10, 629), ["d"]);
+        assert_eq!(d.due_aged(330, 10, 630), ["a"]);
+        for u in ["a", "c", "d"] {
+            d.written(u, None);
+        }
+        // A write that was no count write (an enable) of a marked user
+        // that changed meanwhile keeps the user's place.
+        d.mark(key("e"), 700);
+        d.written("e", Some((key("e"), 800)));
+        assert_eq!(d.due_aged(700, 10, 1000), ["e"]);
     }
 
     #[test]
@@ -290,11 +388,11 @@ mod tests {
         let mut d = Dirty::default();
         for round in 0..100 {
             for i in 0..50 {
-                d.mark(&format!("u{i}"));
+                d.mark(key(&format!("u{i}")), round);
             }
             for i in 0..50 {
                 if i != round % 50 {
-                    d.clear(&format!("u{i}"));
+                    d.written(&format!("u{i}"), None);
                 }
             }
         }

@@ -8,6 +8,7 @@
 
 use crate::registration::Registration;
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 /// What a change would leave: the user's new registrations, to be written
 /// and then committed, and the identifiers it removes.
@@ -29,8 +30,10 @@ struct Entry {
 /// Users' registrations in memory, bounded in users.
 #[derive(Debug)]
 pub struct Registry {
-    users: HashMap<String, Entry>,
-    ring: VecDeque<String>,
+    /// By user name; the ring (and the core's other per-user lists) share
+    /// the name's one allocation.
+    users: HashMap<Rc<str>, Entry>,
+    ring: VecDeque<Rc<str>>,
     capacity: usize,
     max_devices: usize,
     total: usize,
@@ -79,6 +82,12 @@ impl Registry {
             max_devices: max_devices.max(1),
             total: 0,
         }
+    }
+
+    /// The user's name as the registry keeps it (one allocation, shared
+    /// by whoever holds a clone), if loaded.
+    pub fn key(&self, user: &str) -> Option<Rc<str>> {
+        self.users.get_key_value(user).map(|(k, _)| Rc::clone(k))
     }
 
     /// Whether the user's registrations are in memory.
@@ -160,14 +169,15 @@ impl Registry {
             }
             None => {
                 self.evict_to(self.capacity - 1, pinned);
+                let key: Rc<str> = Rc::from(user);
                 self.users.insert(
-                    user.to_owned(),
+                    Rc::clone(&key),
                     Entry {
                         regs: regs.into_boxed_slice(),
                         referenced: false,
                     },
                 );
-                self.ring.push_back(user.to_owned());
+                self.ring.push_back(key);
             }
         }
     }

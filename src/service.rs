@@ -298,6 +298,8 @@ const RECENT_ROOM_MESSAGES: usize = 4096;
 /// Bytes the recent room messages may hold (ids, senders, mentioned
 /// nicknames: no bodies), per MUC host.
 const RECENT_ROOM_BYTES: usize = 1024 * 1024;
+/// Most count writes [`PushService::counts_aged`] lists at a time.
+pub const COUNTS_WRITES_PER_TICK: usize = 1000;
 
 /// One host's push service: every decision of the module.
 pub struct PushService {
@@ -323,6 +325,9 @@ pub struct PushService {
     grace: crate::grace::Grace,
     /// Users whose unread counts are to be written.
     dirty: crate::counts::Dirty,
+    /// The latest time an event brought (seconds since the epoch): when
+    /// counts changed, for their write-back.
+    clock: f64,
     /// The last error condition and time per registration (for admins).
     last_errors: crate::bounded::Fifo<(String, String), (String, f64)>,
     /// The numbers of recent summaries' payloads (with the default
@@ -422,6 +427,7 @@ impl PushService {
             calls: crate::calls::Calls::default(),
             grace: crate::grace::Grace::new(config.grace_period as f64),
             dirty: crate::counts::Dirty::default(),
+            clock: 0.0,
             last_errors: crate::bounded::Fifo::new(config.max_pending),
             payloads: PayloadIds {
                 serial: 0,
@@ -623,16 +629,29 @@ impl PushService {
                 }
             }
         }
-        if newer {
-            self.dirty.mark(user);
-        } else {
-            self.dirty.clear(user);
-        }
         let (batches, retries, dirty, grace) =
             (&self.batches, &self.retries, &self.dirty, &self.grace);
         self.registry.commit_with(user, plan.regs, |u| {
             batches.holds(u) || retries.holds(u) || dirty.contains(u) || grace.holds_user(u)
         });
+        let still = newer.then(|| (self.user_key(user), self.second()));
+        self.dirty.written(user, still);
+    }
+
+    /// The registry's name for a user (shared, not copied).
+    fn user_key(&self, user: &str) -> std::rc::Rc<str> {
+        self.registry.key(user).unwrap_or_else(|| user.into())
+    }
+
+    /// The clock in whole seconds, as the counts' write-back keeps it.
+    fn second(&self) -> u32 {
+        self.clock as u32
+    }
+
+    /// The user's unread counts changed: to be written back.
+    fn mark_dirty(&mut self, user: &str) {
+        let key = self.user_key(user);
+        self.dirty.mark(key, self.second());
     }
 
     /// The publishes for a stanza (or a ping, with none) to a user's
@@ -738,6 +757,7 @@ impl PushService {
         n: u32,
         now: f64,
     ) -> Option<Vec<PushJob>> {
+        self.clock = self.clock.max(now);
         let wakes = summary.important() || self.config.important_body.is_empty();
         // What an important message counts for: its chat (importance, not
         // the summary's body: without a placeholder body it still counts).
@@ -776,7 +796,7 @@ impl PushService {
             jobs.push(new_job(&mut self.payloads, reg, summary, kind, wakes));
         }
         if counted {
-            self.dirty.mark(user);
+            self.mark_dirty(user);
         }
         for job in &jobs {
             self.await_answer(user, job, 0, now);
@@ -876,6 +896,7 @@ impl PushService {
     /// count; each registration whose count dropped (other than the
     /// reading device's) gets an unimportant push with its new count.
     fn chat_read(&mut self, user: &str, chat: u64, reader: Option<&str>, now: f64) -> Vec<PushJob> {
+        self.clock = self.clock.max(now);
         self.grace.read(user, chat);
         let Some(regs) = self.registry.get_mut(user) else {
             return Vec::new();
@@ -889,7 +910,7 @@ impl PushService {
         if dropped.is_empty() {
             return Vec::new();
         }
-        self.dirty.mark(user);
+        self.mark_dirty(user);
         let summary = summarize(&self.config, None);
         self.deliver(
             user,
@@ -952,7 +973,7 @@ impl PushService {
             .registration_mut(user, identifier)
             .is_some_and(|r| r.counts.reset());
         if changed {
-            self.dirty.mark(user);
+            self.mark_dirty(user);
         }
         changed
     }
@@ -972,21 +993,34 @@ impl PushService {
         self.dirty.users()
     }
 
-    /// Users whose counts are to be written now, before the interval's
-    /// write: a user with unwritten counts stays in memory, so once they
-    /// fill half the registration cache the oldest are written early (the
-    /// cache's bound holds whatever the number of users pushed, and each
-    /// write is one the interval would have made). Each listed once.
+    /// Users whose counts are to be written now, before their time: a
+    /// user with unwritten counts stays in memory, so once they would
+    /// outgrow the registration cache the oldest are written (the cache's
+    /// bound holds whatever the number of users pushed, and each write is
+    /// one the write-back would have made). Each listed once.
     pub fn counts_due(&mut self) -> Vec<String> {
-        if self.dirty.len() <= self.dirty_keep() {
-            return Vec::new();
-        }
-        let keep = self.dirty_keep();
-        self.dirty.due(keep)
+        // (one under the cache's size: the user being loaded fits beside them)
+        let keep = self.config.cache_size.saturating_sub(1).max(1);
+        let now = self.second();
+        self.dirty.due_pressure(keep, now)
     }
 
-    fn dirty_keep(&self) -> usize {
-        (self.config.cache_size / 2).max(1)
+    /// Users whose counts changed `push_counts_write_interval` seconds ago
+    /// or more (and writes of theirs that never committed): to be written
+    /// now, at most [`COUNTS_WRITES_PER_TICK`], oldest first. Called every
+    /// [`PushService::counts_tick`] seconds, so the writes are spread as
+    /// the changes were.
+    pub fn counts_aged(&mut self, now: f64) -> Vec<String> {
+        self.clock = self.clock.max(now);
+        let now = self.second();
+        let before = now.saturating_sub(self.config.counts_write_interval as u32);
+        self.dirty.due_aged(before, COUNTS_WRITES_PER_TICK, now)
+    }
+
+    /// Seconds between calls of [`PushService::counts_aged`]: a sixtieth of
+    /// the interval, between 1 and 60.
+    pub fn counts_tick(&self) -> u64 {
+        (self.config.counts_write_interval / 60).clamp(1, 60)
     }
 
     /// Seconds between writes of the changed unread counts.
@@ -1023,6 +1057,7 @@ impl PushService {
     /// ended with their chats unread: once each, with the registration's
     /// current count.
     pub fn retries_due(&mut self, now: f64) -> Vec<(String, Vec<PushJob>)> {
+        self.clock = self.clock.max(now);
         let mut out: Vec<(String, Vec<PushJob>)> = Vec::new();
         for held in self.grace.due(now) {
             let Some(reg) = self.registry.registration_mut(&held.user, &held.identifier) else {
@@ -1032,7 +1067,6 @@ impl PushService {
                 for &(chat, n) in &held.chats {
                     reg.counts.add_n(chat, n);
                 }
-                self.dirty.mark(&held.user);
             }
             let mut summary = held.summary;
             if !held.summary_unread {
@@ -1043,6 +1077,9 @@ impl PushService {
             summary.message_count = message_count(held.kind, reg);
             let wakes = summary.important() || self.config.important_body.is_empty();
             let job = new_job(&mut self.payloads, reg, summary, held.kind, wakes);
+            if held.kind.counts() {
+                self.mark_dirty(&held.user);
+            }
             self.await_answer(&held.user, &job, 0, now);
             match out.iter_mut().find(|(u, _)| *u == held.user) {
                 Some((_, jobs)) => jobs.push(job),
@@ -1455,6 +1492,7 @@ impl PushService {
 
     /// Forgets pushes nobody answered in time; returns how many.
     pub fn expire(&mut self, now: f64) -> usize {
+        self.clock = self.clock.max(now);
         self.pending.expire(now).len()
     }
 
@@ -2744,10 +2782,36 @@ mod tests {
                 s.loaded_users()
             );
         }
-        // The oldest first, each once; the newest two wait for the interval.
-        assert_eq!(written.len(), 38);
+        // The oldest first, each once; the newest three (all the cache
+        // holds beside the user being loaded) wait for the write-back.
+        assert_eq!(written.len(), 37);
         assert_eq!(written[0], "user0");
-        assert_eq!(s.counts_to_write(), ["user38", "user39"]);
+        assert_eq!(s.counts_to_write(), ["user37", "user38", "user39"]);
+    }
+
+    #[test]
+    fn counts_are_written_back_an_interval_after_they_changed_not_in_a_burst() {
+        let mut s = PushService::new("example.com", Config::default());
+        let interval = s.counts_write_interval() as f64;
+        for (i, t) in [(0, 1000.0), (1, 1000.0), (2, 1030.0)] {
+            let user = format!("user{i}");
+            enable(&mut s, &user, "push.example", &user);
+            s.notify(&user, Some(&chat()), None, Targets::All, PushKind::Offline, t)
+                .unwrap();
+        }
+        // Nothing under pressure (the cache is far from full), nothing
+        // before its time.
+        assert!(s.counts_due().is_empty());
+        assert!(s.counts_aged(1000.0 + interval - 1.0).is_empty());
+        assert_eq!(s.counts_aged(1000.0 + interval), ["user0", "user1"]);
+        assert!(s.counts_aged(1001.0 + interval).is_empty(), "listed once");
+        for user in ["user0", "user1"] {
+            let plan = s.plan_current(user).unwrap();
+            s.commit(user, plan);
+        }
+        assert_eq!(s.counts_aged(1030.0 + interval), ["user2"]);
+        assert_eq!(s.counts_to_write(), ["user2"]);
+        assert_eq!(s.counts_tick(), 5);
     }
 
     #[test]

@@ -15,8 +15,10 @@
 //! | `core:subscription_request(user, pending, already_pending, requester_subscription_or_nil, sessions_or_nil, now)` | `events`, `false` or `nil` |
 //! | `core:connected(user, identifier)` | whether its unread count changed (a device connected) |
 //! | `core:unread(user, identifier)` | number |
-//! | `core:counts_to_write()` | `{ user, … }`: write each user's registrations |
-//! | `core:counts_due()` | `{ user, … }` or `nil`: users to write now, before the interval (unwritten counts keep a user in memory) |
+//! | `core:counts_to_write()` | `{ user, … }`: write each user's registrations (at shutdown) |
+//! | `core:counts_due()` | `{ user, … }` or `nil`: users to write now, before their time (unwritten counts keep a user in memory) |
+//! | `core:counts_aged(now)` | `{ user, … }` or `nil`: users whose counts changed an interval ago (the write-back, every `counts_tick()` seconds) |
+//! | `core:counts_tick()` | seconds |
 //! | `core:grace_period()` | seconds (0: off), as the core took the option |
 //! | `core:counts_write_interval()` | seconds |
 
@@ -34,6 +36,8 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method("unread", unread);
     m.add_method("counts_to_write", counts_to_write);
     m.add_method_mut("counts_due", counts_due);
+    m.add_method_mut("counts_aged", counts_aged);
+    m.add_method("counts_tick", counts_tick);
     m.add_method("grace_period", grace_period);
     m.add_method("counts_write_interval", counts_write_interval);
 }
@@ -104,6 +108,18 @@ fn counts_due(lua: &Lua, this: &mut Core, (): ()) -> Result<Option<Table>> {
         return Ok(None);
     }
     lua.create_sequence_from(due).map(Some)
+}
+
+fn counts_aged(lua: &Lua, this: &mut Core, now: f64) -> Result<Option<Table>> {
+    let due = this.service.counts_aged(now);
+    if due.is_empty() {
+        return Ok(None);
+    }
+    lua.create_sequence_from(due).map(Some)
+}
+
+fn counts_tick(_: &Lua, this: &Core, (): ()) -> Result<u64> {
+    Ok(this.service.counts_tick())
 }
 
 fn grace_period(_: &Lua, this: &Core, (): ()) -> Result<u64> {
