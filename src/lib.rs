@@ -30,6 +30,7 @@ pub mod registry;
 pub mod retry;
 pub mod seen;
 pub mod service;
+pub mod text;
 
 #[cfg(any(feature = "module", feature = "vm"))]
 mod lua;

@@ -103,8 +103,8 @@ fn attr(name: &'static str) -> NcName {
 /// <publish-options>…</publish-options></pubsub></iq>`.
 pub fn publish_iq(host: &str, id: &str, reg: &Registration, payload: Element) -> Element {
     let mut publish = Element::builder("publish", ns::PUBSUB);
-    if let Some(node) = &reg.node {
-        publish = publish.attr(attr("node"), node.as_str());
+    if let Some(node) = reg.node() {
+        publish = publish.attr(attr("node"), node);
     }
     let item = Element::builder("item", ns::PUBSUB).append(payload);
     let mut pubsub = Element::builder("pubsub", ns::PUBSUB).append(publish.append(item).build());
@@ -119,7 +119,7 @@ pub fn publish_iq(host: &str, id: &str, reg: &Registration, payload: Element) ->
         .attr(attr("type"), "set")
         .attr(attr("id"), id)
         .attr(attr("from"), host)
-        .attr(attr("to"), reg.jid.as_str())
+        .attr(attr("to"), reg.jid())
         .append(pubsub.build())
         .build()
 }
@@ -127,27 +127,23 @@ pub fn publish_iq(host: &str, id: &str, reg: &Registration, payload: Element) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registration::identifier;
+    use crate::registration::{Parts, Text};
 
     fn facts(xml: &str) -> StanzaFacts {
         StanzaFacts::from_element(&xml.parse::<Element>().unwrap())
     }
 
     fn registration(options: Option<&str>) -> Registration {
-        Registration {
-            identifier: identifier("push-5.client.example", Some("yxs32uqsflafdk3iuqo")),
-            jid: "push-5.client.example".into(),
-            node: Some("yxs32uqsflafdk3iuqo".into()),
-            include_payload: None,
-            options: options.map(|o| Box::new(o.parse().unwrap())),
-            timestamp: 0.0,
-            client_id: None,
-            resource: None,
-            language: None,
-            errors: 0,
-            extra: vec![],
-            counts: Default::default(),
-        }
+        let mut reg = Registration::new(
+            Parts {
+                jid: "push-5.client.example",
+                node: Some("yxs32uqsflafdk3iuqo"),
+                ..Default::default()
+            },
+            0.0,
+        );
+        reg.options = options.map(|o| Box::new(o.parse().unwrap()));
+        reg
     }
 
     const MSG: &str =
@@ -291,7 +287,10 @@ mod tests {
     #[test]
     fn publish_without_node_or_options() {
         let mut reg = registration(None);
-        reg.node = None;
+        reg.set_text(Text::new(Parts {
+            node: None,
+            ..reg.parts()
+        }));
         let iq = publish_iq("example.com", "n1", &reg, notification(&Summary::default()));
         let pubsub = iq.get_child("pubsub", ns::PUBSUB).unwrap();
         assert_eq!(

@@ -10,6 +10,7 @@
 use crate::counts::Counts;
 use crate::error::StanzaError;
 use crate::fields::Field;
+pub use crate::text::{Parts, Text};
 use crate::{NS_DATA_FORMS, NS_PUBLISH_OPTIONS};
 use minidom::Element;
 use xmpp_parsers::data_forms::{DataForm, DataFormType};
@@ -33,24 +34,12 @@ pub const MAX_LANGUAGE_LEN: usize = 64;
 /// One device's push registration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Registration {
-    /// The storage key: `jid<node`.
-    pub identifier: String,
-    /// The app server's JID.
-    pub jid: String,
-    /// The app server's node for this device.
-    pub node: Option<String>,
-    /// The `include_payload` attribute some clients send (kept as the reference keeps it).
-    pub include_payload: Option<String>,
+    /// The key and the strings of the record, packed ([`crate::text`]).
+    text: Text,
     /// The `<x xmlns='jabber:x:data'/>` publish-options form, echoed on every push.
     pub options: Option<Box<Element>>,
     /// Seconds since the epoch when it was enabled.
     pub timestamp: f64,
-    /// The device's SASL2 client id, if it had one.
-    pub client_id: Option<String>,
-    /// The session's resource (kept only without a client id).
-    pub resource: Option<String>,
-    /// The `xml:lang` of the enable IQ.
-    pub language: Option<String>,
     /// Consecutive app-server errors (stored as `error_count`, when not 0,
     /// so the count survives a restart; the reference ignores the field).
     pub errors: u32,
@@ -63,19 +52,71 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// A registration of these strings, enabled at `timestamp`, with no
+    /// publish options, errors, other fields or counts.
+    pub fn new(parts: Parts<'_>, timestamp: f64) -> Registration {
+        Registration {
+            text: Text::new(parts),
+            options: None,
+            timestamp,
+            errors: 0,
+            extra: Vec::new(),
+            counts: Counts::default(),
+        }
+    }
+
+    /// The storage key: `jid<node` (or another a stored record had).
+    pub fn identifier(&self) -> &str {
+        self.text.identifier()
+    }
+
+    /// The app server's JID.
+    pub fn jid(&self) -> &str {
+        self.text.jid()
+    }
+
+    /// The app server's node for this device.
+    pub fn node(&self) -> Option<&str> {
+        self.text.node()
+    }
+
+    /// The `include_payload` attribute some clients send (kept as the reference keeps it).
+    pub fn include_payload(&self) -> Option<&str> {
+        self.text.include_payload()
+    }
+
+    /// The device's SASL2 client id, if it had one.
+    pub fn client_id(&self) -> Option<&str> {
+        self.text.client_id()
+    }
+
+    /// The session's resource (kept only without a client id).
+    pub fn resource(&self) -> Option<&str> {
+        self.text.resource()
+    }
+
+    /// The `xml:lang` of the enable IQ.
+    pub fn language(&self) -> Option<&str> {
+        self.text.language()
+    }
+
+    /// The strings, borrowed.
+    pub fn parts(&self) -> Parts<'_> {
+        self.text.parts()
+    }
+
+    /// Replaces the strings (`Text::new(Parts { …, ..reg.parts() })`).
+    pub fn set_text(&mut self, text: Text) {
+        self.text = text;
+    }
+
     /// A copy for a push: everything but the counts (the push carries
     /// their total, and `push_info` stays the reference's shape).
     pub fn for_push(&self) -> Registration {
         Registration {
-            identifier: self.identifier.clone(),
-            jid: self.jid.clone(),
-            node: self.node.clone(),
-            include_payload: self.include_payload.clone(),
+            text: self.text.clone(),
             options: self.options.clone(),
             timestamp: self.timestamp,
-            client_id: self.client_id.clone(),
-            resource: self.resource.clone(),
-            language: self.language.clone(),
             errors: self.errors,
             extra: self.extra.clone(),
             counts: Counts::default(),
@@ -221,31 +262,32 @@ pub fn registration_from_enable(
         debug_assert!(form.is("x", NS_DATA_FORMS));
         check_publish_options(form)?;
     }
-    Ok(Registration {
-        identifier: identifier(&jid, req.node.as_deref()),
-        jid,
-        node: req.node,
-        include_payload: req.include_payload,
-        options: req.form.map(Box::new),
-        timestamp: now,
-        client_id: who.client_id.clone(),
-        resource: if who.client_id.is_none() {
-            who.resource.clone()
-        } else {
-            None
+    let resource = if who.client_id.is_none() {
+        who.resource.as_deref()
+    } else {
+        None
+    };
+    let mut reg = Registration::new(
+        Parts {
+            identifier: None,
+            jid: &jid,
+            node: req.node.as_deref(),
+            include_payload: req.include_payload.as_deref(),
+            client_id: who.client_id.as_deref(),
+            resource,
+            language: req.language.as_deref(),
         },
-        language: req.language,
-        errors: 0,
-        extra: Vec::new(),
-        counts: Counts::default(),
-    })
+        now,
+    );
+    reg.options = req.form.map(Box::new);
+    Ok(reg)
 }
 
 /// Whether a `<disable jid=… node=…/>` covers this registration. Without a
 /// node, every registration with that app server does.
 pub fn disable_matches(reg: &Registration, jid: &str, node: Option<&str>) -> bool {
-    let same_jid = reg.jid == jid || normalize_jid(jid).is_ok_and(|n| n == reg.jid);
-    same_jid && node.is_none_or(|n| reg.node.as_deref() == Some(n))
+    let same_jid = reg.jid() == jid || normalize_jid(jid).is_ok_and(|n| n == reg.jid());
+    same_jid && node.is_none_or(|n| reg.node() == Some(n))
 }
 
 #[cfg(test)]
@@ -272,7 +314,10 @@ mod tests {
         assert_eq!(req.language.as_deref(), Some("en"));
         assert!(req.form.as_ref().is_some_and(|f| f.is("x", NS_DATA_FORMS)));
         let reg = registration_from_enable(req, &who(), 1.0).unwrap();
-        assert_eq!(reg.identifier, "push-5.client.example<yxs32uqsflafdk3iuqo");
+        assert_eq!(
+            reg.identifier(),
+            "push-5.client.example<yxs32uqsflafdk3iuqo"
+        );
 
         // A form in another namespace is not the publish options.
         let other: Element = "<enable xmlns='urn:xmpp:push:0' jid='p.example'>\
@@ -316,8 +361,8 @@ mod tests {
             1000.0,
         )
         .unwrap();
-        assert_eq!(r.identifier, "push-5.client.example<yxs32uqsflafdk3iuqo");
-        assert_eq!(r.resource.as_deref(), Some("orchard"));
+        assert_eq!(r.identifier(), "push-5.client.example<yxs32uqsflafdk3iuqo");
+        assert_eq!(r.resource(), Some("orchard"));
         assert!(r.options.is_some());
         assert_eq!(r.timestamp, 1000.0);
     }
@@ -425,8 +470,8 @@ mod tests {
         w.client_id = Some("abc".into());
         let r =
             registration_from_enable(req(Some("push.example"), Some("n"), None), &w, 0.0).unwrap();
-        assert_eq!(r.client_id.as_deref(), Some("abc"));
-        assert_eq!(r.resource, None);
+        assert_eq!(r.client_id(), Some("abc"));
+        assert_eq!(r.resource(), None);
     }
 
     #[test]

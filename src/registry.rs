@@ -57,7 +57,7 @@ fn trim_oldest(regs: &mut Vec<Registration>, max: usize, keep_last: bool) -> Vec
                     .then(a.cmp(&b))
             })
             .unwrap_or(0);
-        dropped.push(regs.remove(oldest).identifier);
+        dropped.push(regs.remove(oldest).identifier().to_owned());
     }
     dropped
 }
@@ -68,7 +68,7 @@ fn oldest_first(regs: &mut [Registration]) {
     regs.sort_by(|a, b| {
         a.timestamp
             .total_cmp(&b.timestamp)
-            .then_with(|| a.identifier.cmp(&b.identifier))
+            .then_with(|| a.identifier().cmp(&b.identifier()))
     });
 }
 
@@ -219,7 +219,7 @@ impl Registry {
         let current = self.peek(user)?;
         let mut regs: Vec<Registration> = current
             .iter()
-            .filter(|r| r.identifier != reg.identifier)
+            .filter(|r| r.identifier() != reg.identifier())
             .cloned()
             .collect();
         if let Some(newest) = regs.iter().map(|r| r.timestamp).max_by(f64::total_cmp) {
@@ -238,7 +238,7 @@ impl Registry {
             .get_mut(user)?
             .regs
             .iter_mut()
-            .find(|r| r.identifier == identifier)
+            .find(|r| r.identifier() == identifier)
     }
 
     /// The set as it is (to write a change made in place).
@@ -257,7 +257,10 @@ impl Registry {
             current.iter().partition(|r| pred(r));
         Some(Plan {
             regs: regs.into_iter().cloned().collect(),
-            removed: removed.into_iter().map(|r| r.identifier.clone()).collect(),
+            removed: removed
+                .into_iter()
+                .map(|r| r.identifier().to_owned())
+                .collect(),
         })
     }
 }
@@ -265,23 +268,17 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registration::identifier;
+    use crate::registration::Parts;
 
     fn reg(jid: &str, node: &str, ts: f64) -> Registration {
-        Registration {
-            identifier: identifier(jid, Some(node)),
-            jid: jid.into(),
-            node: Some(node.into()),
-            include_payload: None,
-            options: None,
-            timestamp: ts,
-            client_id: None,
-            resource: None,
-            language: None,
-            errors: 0,
-            extra: vec![],
-            counts: Default::default(),
-        }
+        Registration::new(
+            Parts {
+                jid,
+                node: Some(node),
+                ..Default::default()
+            },
+            ts,
+        )
     }
 
     #[test]
@@ -300,7 +297,7 @@ mod tests {
         r.load("u", vec![reg("p", "b", 2.0), reg("p", "a", 1.0)]);
         let plan = r.plan_enable("u", reg("p", "c", 2.0)).unwrap();
         assert_eq!(plan.removed, vec!["p<a".to_string()]);
-        let ids: Vec<_> = plan.regs.iter().map(|r| r.identifier.as_str()).collect();
+        let ids: Vec<_> = plan.regs.iter().map(|r| r.identifier()).collect();
         assert_eq!(ids, ["p<b", "p<c"]);
     }
 
@@ -309,7 +306,7 @@ mod tests {
         let mut r = Registry::new(10, 1);
         r.load("u", vec![reg("p", "a", 100.0)]);
         let plan = r.plan_enable("u", reg("p", "b", 50.0)).unwrap();
-        assert_eq!(plan.regs[0].identifier, "p<b");
+        assert_eq!(plan.regs[0].identifier(), "p<b");
     }
 
     #[test]
@@ -333,7 +330,7 @@ mod tests {
                 .peek("u")
                 .unwrap()
                 .iter()
-                .map(|x| x.identifier.clone())
+                .map(|x| x.identifier().to_owned())
                 .collect();
             kept.sort();
             let mut newest = enabled[enabled.len() - max..].to_vec();
@@ -368,7 +365,7 @@ mod tests {
     fn plans_change_nothing_until_committed() {
         let mut r = Registry::new(10, 5);
         r.load("u", vec![reg("p", "a", 1.0), reg("q", "a", 1.0)]);
-        let plan = r.plan_remove("u", |x| x.jid == "p").unwrap();
+        let plan = r.plan_remove("u", |x| x.jid() == "p").unwrap();
         assert_eq!(plan.removed, vec!["p<a".to_string()]);
         assert_eq!(r.peek("u").unwrap().len(), 2);
         r.commit("u", plan.regs);

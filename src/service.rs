@@ -541,7 +541,7 @@ impl PushService {
     /// The user's registrations without one identifier.
     pub fn plan_drop(&self, user: &str, identifier: &str) -> Option<Plan> {
         self.registry
-            .plan_remove(user, |r| r.identifier == identifier)
+            .plan_remove(user, |r| r.identifier() == identifier)
     }
 
     /// The user's registrations without any (admin: remove all).
@@ -567,7 +567,7 @@ impl PushService {
         }
         let plan = self
             .registry
-            .plan_remove(user, |r| r.jid == from && r.node.as_deref() == node)?;
+            .plan_remove(user, |r| r.jid() == from && r.node() == node)?;
         (!plan.removed.is_empty()).then_some(plan)
     }
 
@@ -594,10 +594,8 @@ impl PushService {
     ) -> Option<&Registration> {
         let regs = self.registry.peek(user)?;
         regs.iter().rev().find(|r| match client_id {
-            Some(c) => r.client_id.as_deref() == Some(c),
-            None => {
-                r.client_id.is_none() && resource.is_some() && r.resource.as_deref() == resource
-            }
+            Some(c) => r.client_id() == Some(c),
+            None => r.client_id().is_none() && resource.is_some() && r.resource() == resource,
         })
     }
 
@@ -621,7 +619,7 @@ impl PushService {
         let mut newer = false;
         if let Some(current) = self.registry.peek(user) {
             for reg in &mut plan.regs {
-                if let Some(old) = current.iter().find(|r| r.identifier == reg.identifier) {
+                if let Some(old) = current.iter().find(|r| r.identifier() == reg.identifier()) {
                     if old.counts != reg.counts {
                         reg.counts = old.counts.clone();
                         newer = true;
@@ -735,7 +733,7 @@ impl PushService {
         let summary = summarize(&self.config, stanza);
         let jobs = self.deliver(user, stanza, key, targets, kind, summary, n, now)?;
         if let Some((id, from)) = ringing {
-            let identifiers = jobs.iter().map(|j| j.registration.identifier.as_str());
+            let identifiers = jobs.iter().map(|j| j.registration.identifier());
             self.calls.rang(user, id, from, identifiers, now);
         }
         Some(jobs)
@@ -771,19 +769,25 @@ impl PushService {
         let regs = self.registry.get_mut(user)?;
         let mut jobs = Vec::new();
         let mut counted = false;
-        for reg in regs.iter_mut().filter(|r| targets.includes(&r.identifier)) {
+        for reg in regs
+            .iter_mut()
+            .filter(|r| targets.includes(&r.identifier()))
+        {
             if let Some(key) = key {
-                if !self.seen.insert(user, key, &reg.identifier) {
+                if !self.seen.insert(user, key, &reg.identifier()) {
                     continue;
                 }
             }
-            if graced && self.grace.holds(user, &reg.identifier, now) {
+            if graced && self.grace.holds(user, &reg.identifier(), now) {
                 let Some(chat) = chat else {
                     continue; // the user was there to see it
                 };
                 // (counted if it is pushed when the window ends)
                 let held = kept.clone().unwrap_or_default();
-                if self.grace.hold(user, &reg.identifier, chat, n, &held, kind) {
+                if self
+                    .grace
+                    .hold(user, &reg.identifier(), chat, n, &held, kind)
+                {
                     continue;
                 }
             }
@@ -903,8 +907,8 @@ impl PushService {
         };
         let mut dropped = Vec::new();
         for reg in regs.iter_mut() {
-            if reg.counts.read(chat) && Some(reg.identifier.as_str()) != reader {
-                dropped.push(reg.identifier.clone());
+            if reg.counts.read(chat) && Some(reg.identifier()) != reader {
+                dropped.push(reg.identifier().to_owned());
             }
         }
         if dropped.is_empty() {
@@ -982,7 +986,7 @@ impl PushService {
     pub fn unread(&self, user: &str, identifier: &str) -> u32 {
         self.registry
             .peek(user)
-            .and_then(|regs| regs.iter().find(|r| r.identifier == identifier))
+            .and_then(|regs| regs.iter().find(|r| r.identifier() == identifier))
             .map_or(0, |r| r.counts.total())
     }
 
@@ -1039,8 +1043,8 @@ impl PushService {
             job.id.clone(),
             PendingPush {
                 user: user.to_owned(),
-                identifier: job.registration.identifier.clone(),
-                jid: job.registration.jid.clone(),
+                identifier: job.registration.identifier().to_owned(),
+                jid: job.registration.jid().to_owned(),
                 sent_at: now,
                 attempt,
                 had_errors: job.registration.errors > 0,
@@ -1090,7 +1094,7 @@ impl PushService {
             let Some(reg) = self
                 .registry
                 .peek(&user)
-                .and_then(|regs| regs.iter().find(|r| r.identifier == identifier))
+                .and_then(|regs| regs.iter().find(|r| r.identifier() == identifier))
             else {
                 continue;
             };
@@ -1500,7 +1504,7 @@ impl PushService {
     pub fn error_count(&self, user: &str, identifier: &str) -> u32 {
         self.registry
             .peek(user)
-            .and_then(|regs| regs.iter().find(|r| r.identifier == identifier))
+            .and_then(|regs| regs.iter().find(|r| r.identifier() == identifier))
             .map_or(0, |r| r.errors)
     }
 }
@@ -1530,7 +1534,7 @@ mod tests {
             ..Default::default()
         };
         let reg = s.enable_request(req, &who, 1.0).unwrap();
-        let id = reg.identifier.clone();
+        let id = reg.identifier().to_owned();
         if !s.is_loaded(user) {
             s.load(user, vec![]);
         }
@@ -1705,7 +1709,8 @@ mod tests {
         enable_as("by-resource", None, "phone");
         enable_as("by-client-id", Some("c-1"), "tablet");
         let found = |s: &PushService, c: Option<&str>, r: Option<&str>| {
-            s.reattach("romeo", c, r).map(|r| r.node.clone().unwrap())
+            s.reattach("romeo", c, r)
+                .map(|r| r.node().map(str::to_owned).unwrap())
         };
         assert_eq!(
             found(&s, None, Some("phone")).as_deref(),
@@ -1788,7 +1793,7 @@ mod tests {
         enable(&mut s, "romeo", "push.example", "tablet");
         let jobs = s.wake("romeo", &id, 0.0);
         assert_eq!(jobs.len(), 1);
-        assert_eq!(jobs[0].registration.identifier, id);
+        assert_eq!(jobs[0].registration.identifier(), id);
         assert!(!jobs[0].summary.important() && !jobs[0].wakes);
         assert_eq!(jobs[0].kind, PushKind::Wake);
         let off = PushService::new(
@@ -1858,7 +1863,7 @@ mod tests {
         let [(user, jobs)] = <[_; 1]>::try_from(due).unwrap();
         assert_eq!((user.as_str(), jobs.len()), ("romeo", 1));
         assert_eq!(jobs[0].kind, PushKind::Retry);
-        assert_eq!(jobs[0].registration.identifier, id);
+        assert_eq!(jobs[0].registration.identifier(), id);
         // Placeholder body (privacy by default), the latest summary's.
         assert!(jobs[0].summary.important());
         // The retry is throttled too: the next delay; then given up.
@@ -1946,7 +1951,7 @@ mod tests {
         assert_eq!(jobs[0].payload(), jobs[1].payload());
         let iq = jobs[0].iq("example.com");
         assert_eq!(iq.attr("id"), Some(jobs[0].id.as_str()));
-        assert_eq!(iq.attr("to"), Some(jobs[0].registration.jid.as_str()));
+        assert_eq!(iq.attr("to"), Some(jobs[0].registration.jid()));
         let item = iq
             .get_child("pubsub", crate::NS_PUBSUB)
             .and_then(|p| p.get_child("publish", crate::NS_PUBSUB))
@@ -2098,7 +2103,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(jobs.len(), 1);
-        assert_eq!(jobs[0].registration.identifier, b);
+        assert_eq!(jobs[0].registration.identifier(), b);
         // The offline copy carries the archive's stanza-id: only a is left.
         let offline = facts(
             "<message xmlns='jabber:client' to='romeo@example.com' type='chat'><body>hi</body>\
@@ -2116,7 +2121,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(jobs.len(), 1);
-        assert_eq!(jobs[0].registration.identifier, a);
+        assert_eq!(jobs[0].registration.identifier(), a);
         // And the smacks paths do not push it again either.
         assert_eq!(
             s.smacks_add("s1", "romeo", &a, offline.clone(), &key).added,
@@ -2296,8 +2301,8 @@ mod tests {
         assert_eq!((important.len(), unimportant.len()), (1, 1));
         assert!(important[0].summary.important() && !unimportant[0].summary.important());
         assert!(
-            important[0].registration.identifier == a
-                && unimportant[0].registration.identifier == a
+            important[0].registration.identifier() == a
+                && unimportant[0].registration.identifier() == a
         );
         assert!(s.smacks_flush("s1", 0.0).is_none());
         // Pushed stanzas are not pushed again; a cancelled batch's may be.
@@ -2574,7 +2579,7 @@ mod tests {
     fn nodes(jobs: &[PushJob]) -> Vec<&str> {
         let mut n: Vec<&str> = jobs
             .iter()
-            .map(|j| j.registration.node.as_deref().unwrap())
+            .map(|j| j.registration.node().unwrap())
             .collect();
         n.sort();
         n
@@ -2796,8 +2801,15 @@ mod tests {
         for (i, t) in [(0, 1000.0), (1, 1000.0), (2, 1030.0)] {
             let user = format!("user{i}");
             enable(&mut s, &user, "push.example", &user);
-            s.notify(&user, Some(&chat()), None, Targets::All, PushKind::Offline, t)
-                .unwrap();
+            s.notify(
+                &user,
+                Some(&chat()),
+                None,
+                Targets::All,
+                PushKind::Offline,
+                t,
+            )
+            .unwrap();
         }
         // Nothing under pressure (the cache is far from full), nothing
         // before its time.

@@ -279,7 +279,7 @@ fn fuzz_core() {
                         let session = format!("{bare}/{}", r.below(3));
                         if let Some(reg) = service.registrations(user).and_then(|regs| regs.first())
                         {
-                            let identifier = reg.identifier.clone();
+                            let identifier = reg.identifier().to_owned();
                             service.smacks_add(
                                 &session,
                                 user,
@@ -300,7 +300,7 @@ fn fuzz_core() {
                         &job.registration,
                         job.payload(),
                     );
-                    assert_eq!(iq.attr("to"), Some(job.registration.jid.as_str()));
+                    assert_eq!(iq.attr("to"), Some(job.registration.jid()));
                     ids.push(job.id);
                     pushes += 1;
                 }

@@ -5,7 +5,7 @@
 //! allocator (prints the figure; asserts only a generous ceiling).
 
 use cloud_notify::config::Config;
-use cloud_notify::registration::{identifier, Registration};
+use cloud_notify::registration::{identifier, Parts, Registration};
 use cloud_notify::service::PushService;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -40,20 +40,16 @@ fn bytes_per_loaded_user() {
     let before = LIVE.load(Ordering::Relaxed);
     for i in 0..users {
         let node = format!("m{i}-0");
-        let reg = Registration {
-            identifier: identifier("push.localhost", Some(&node)),
-            jid: "push.localhost".into(),
-            node: Some(node),
-            include_payload: None,
-            options: None,
-            timestamp: 1.7e9,
-            client_id: None,
-            resource: None,
-            language: None,
-            errors: 0,
-            extra: Vec::new(),
-            counts: Default::default(),
-        };
+        let reg = Registration::new(
+            Parts {
+                identifier: Some(&identifier("push.localhost", Some(&node))),
+                jid: "push.localhost",
+                node: Some(&node),
+                resource: Some("phone"),
+                ..Default::default()
+            },
+            1.7e9,
+        );
         // With room for four, as a Vec grown by push (the binding's store
         // reader) has: the core must not keep the slack.
         let mut regs = Vec::with_capacity(4);
@@ -93,6 +89,8 @@ fn bytes_per_user_after_an_enable_and_a_push() {
         s.load(&user, Vec::new());
         let who = Requester {
             bare_jid: format!("{user}@localhost"),
+            full_jid: Some(format!("{user}@localhost/phone")),
+            resource: Some("phone".into()),
             ..Default::default()
         };
         let req = EnableRequest {

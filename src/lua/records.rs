@@ -6,7 +6,7 @@ use super::convert::{lua_to_element, str_field};
 use crate::counts::Counts;
 use crate::error::StanzaError;
 use crate::fields::{Budget, Field, Key, Refused, ENTRY_COST, MAX_BYTES, MAX_STORED_BYTES};
-use crate::registration::{normalize_jid, Registration};
+use crate::registration::{normalize_jid, Parts, Registration};
 use crate::registry::Plan;
 use crate::NS_DATA_FORMS;
 use mlua::{Result, Table, Value};
@@ -162,20 +162,27 @@ fn record_from_lua(identifier: &str, t: &Table) -> std::result::Result<Registrat
         Value::Table(c) => counts_from_lua(&c).map_err(e)?,
         _ => Counts::default(),
     };
-    Ok(Registration {
-        counts,
-        identifier: identifier.to_owned(),
-        jid,
-        node: str_field(t, "node").map_err(e)?,
-        include_payload: str_field(t, "include_payload").map_err(e)?,
-        options,
+    let node = str_field(t, "node").map_err(e)?;
+    let include_payload = str_field(t, "include_payload").map_err(e)?;
+    let client_id = str_field(t, "client_id").map_err(e)?;
+    let resource = str_field(t, "resource").map_err(e)?;
+    let language = str_field(t, "language").map_err(e)?;
+    let mut reg = Registration::new(
+        Parts {
+            identifier: Some(identifier),
+            jid: &jid,
+            node: node.as_deref(),
+            include_payload: include_payload.as_deref(),
+            client_id: client_id.as_deref(),
+            resource: resource.as_deref(),
+            language: language.as_deref(),
+        },
         timestamp,
-        client_id: str_field(t, "client_id").map_err(e)?,
-        resource: str_field(t, "resource").map_err(e)?,
-        language: str_field(t, "language").map_err(e)?,
-        errors,
-        extra: Vec::new(),
-    })
+    );
+    reg.options = options;
+    reg.errors = errors;
+    reg.counts = counts;
+    Ok(reg)
 }
 
 /// Stored unread counts: `{ [16 hex digits] = count }` (anything else is

@@ -227,7 +227,7 @@ fn reattach(
         .reattach(&user, client_id.as_deref(), resource.as_deref());
     Ok(match reg {
         Some(reg) => (
-            Some(reg.identifier.clone()),
+            Some(reg.identifier().to_owned()),
             Some(registration_table(lua, reg)?),
         ),
         None => (None, None),
@@ -241,8 +241,8 @@ fn registrations(lua: &Lua, this: &Core, user: String) -> Result<Option<Table>> 
     let t = lua.create_table()?;
     for reg in regs {
         let mut reg = reg.clone();
-        reg.errors = this.service.error_count(&user, &reg.identifier);
-        t.raw_set(reg.identifier.as_str(), Record(&reg))?;
+        reg.errors = this.service.error_count(&user, &reg.identifier());
+        t.raw_set(reg.identifier(), Record(&reg))?;
     }
     Ok(Some(t))
 }
@@ -254,19 +254,19 @@ fn admin_view(lua: &Lua, this: &Core, (user, now): (String, f64)) -> Result<Opti
     let out = lua.create_table()?;
     for (i, reg) in regs.iter().enumerate() {
         let t = lua.create_table()?;
-        t.raw_set("identifier", reg.identifier.as_str())?;
-        t.raw_set("jid", reg.jid.as_str())?;
-        t.raw_set("node", reg.node.as_deref())?;
+        t.raw_set("identifier", reg.identifier())?;
+        t.raw_set("jid", reg.jid())?;
+        t.raw_set("node", reg.node())?;
         t.raw_set("timestamp", reg.timestamp)?;
         t.raw_set("errors", reg.errors)?;
         t.raw_set("unread", reg.counts.total())?;
-        let client = reg.client_id.as_deref().or(reg.resource.as_deref());
+        let client = reg.client_id().or(reg.resource());
         t.raw_set("client", client)?;
-        if let Some((condition, at)) = this.service.last_error(&user, &reg.identifier) {
+        if let Some((condition, at)) = this.service.last_error(&user, &reg.identifier()) {
             t.raw_set("last_error", condition.as_str())?;
             t.raw_set("last_error_at", *at)?;
         }
-        if let Some((attempt, due)) = this.service.retry_of(&user, &reg.identifier, now) {
+        if let Some((attempt, due)) = this.service.retry_of(&user, &reg.identifier(), now) {
             t.raw_set("retry_attempt", attempt)?;
             t.raw_set("retry_in", due)?;
         }

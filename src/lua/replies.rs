@@ -58,7 +58,7 @@ pub struct Enabled(pub Registration);
 
 impl IntoLuaMulti for Enabled {
     fn into_lua_multi(self, lua: &Lua) -> Result<MultiValue> {
-        (Record(&self.0), self.0.identifier.as_str()).into_lua_multi(lua)
+        (Record(&self.0), self.0.identifier()).into_lua_multi(lua)
     }
 }
 
@@ -74,7 +74,7 @@ impl IntoLuaMulti for Planned {
         };
         let services = lua.create_table_with_capacity(0, plan.regs.len())?;
         for r in &plan.regs {
-            services.raw_set(r.identifier.as_str(), Record(r))?;
+            services.raw_set(r.identifier(), Record(r))?;
         }
         let removed = lua.create_table_with_capacity(0, plan.removed.len())?;
         for id in &plan.removed {

@@ -332,12 +332,12 @@ pub unsafe fn push_publish(
         set_str(l, c"type", "set");
         set_str(l, c"id", id);
         set_str(l, c"from", host);
-        set_str(l, c"to", &reg.jid);
+        set_str(l, c"to", &reg.jid());
         attrs_done(l, &iq, 1);
         let mut pubsub = open(l, "pubsub", Some(NS_PUBSUB), pubsub_children, 0, mt);
         attrs_done(l, &pubsub, pubsub_children);
         let mut publish = open(l, "publish", None, 1, 1, mt);
-        set_opt(l, c"node", reg.node.as_deref());
+        set_opt(l, c"node", reg.node());
         attrs_done(l, &publish, 1);
         let mut item = open(l, "item", None, 1, 0, mt);
         attrs_done(l, &item, 1);
@@ -413,9 +413,9 @@ pub unsafe fn push_registration(l: *mut ffi::lua_State, r: &Registration, option
         let balance = Balance::start(l);
         ffi::luaL_checkstack(l, 4, c"registration".as_ptr());
         ffi::lua_createtable(l, 0, 8);
-        set_str(l, c"jid", &r.jid);
-        set_opt(l, c"node", r.node.as_deref());
-        set_opt(l, c"include_payload", r.include_payload.as_deref());
+        set_str(l, c"jid", &r.jid());
+        set_opt(l, c"node", r.node());
+        set_opt(l, c"include_payload", r.include_payload());
         if let (Some(form), Some(shape)) = (r.options.as_deref(), options) {
             // Preserialized, with xmlns on the root, as util.stanza.preserialize leaves it.
             push_element(l, form, shape, &mut 0, 0, 0);
@@ -423,9 +423,9 @@ pub unsafe fn push_registration(l: *mut ffi::lua_State, r: &Registration, option
         }
         push_number(l, r.timestamp);
         ffi::lua_setfield(l, -2, c"timestamp".as_ptr());
-        set_opt(l, c"client_id", r.client_id.as_deref());
-        set_opt(l, c"resource", r.resource.as_deref());
-        set_opt(l, c"language", r.language.as_deref());
+        set_opt(l, c"client_id", r.client_id());
+        set_opt(l, c"resource", r.resource());
+        set_opt(l, c"language", r.language());
         if r.errors > 0 {
             ffi::lua_pushinteger(l, ffi::lua_Integer::from(r.errors));
             ffi::lua_setfield(l, -2, c"error_count".as_ptr());
