@@ -4,7 +4,30 @@
 //! Entries leave on answer, on timeout, or, beyond the capacity, oldest
 //! first; so neither a silent nor a chatty app server can grow it.
 
+use once_cell::sync::Lazy;
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+
+/// A push id as a number: the 128 bits of ours
+/// ([`crate::ids::next_push_id`], `push-` and 32 hex digits) as they are,
+/// any other id as a keyed 128-bit hash of it (keys drawn once per
+/// process, so no answer can be made up to hit one). Kept as numbers, the
+/// ids cost no allocation, in the table or in the sending order (which
+/// keeps answered ids until the sweep).
+fn key(id: &str) -> u128 {
+    static KEYS: Lazy<(RandomState, RandomState)> =
+        Lazy::new(|| (RandomState::new(), RandomState::new()));
+    let ours =
+        |h: &&str| h.len() == 32 && h.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    if let Some(hex) = id.strip_prefix("push-").filter(ours) {
+        if let Ok(n) = u128::from_str_radix(hex, 16) {
+            return n;
+        }
+    }
+    let (a, b) = &*KEYS;
+    (u128::from(a.hash_one(id)) << 64) | u128::from(b.hash_one(id))
+}
 
 /// A push sent and not yet answered.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,10 +53,10 @@ pub struct PendingPush {
 /// The pushes awaiting an answer, by push id, bounded in number and time.
 #[derive(Debug)]
 pub struct Pending {
-    map: HashMap<String, PendingPush>,
-    /// Ids in sending order, with their deadline. May hold ids already
-    /// answered; compacted when it grows past twice the capacity.
-    order: VecDeque<(String, f64)>,
+    map: HashMap<u128, PendingPush>,
+    /// Ids ([`key`]) in sending order, with their deadline. May hold ids
+    /// already answered; compacted when it grows past twice the capacity.
+    order: VecDeque<(u128, f64)>,
     capacity: usize,
     timeout: f64,
 }
@@ -60,7 +83,8 @@ impl Pending {
     }
 
     /// Tracks a push. Returns how many older entries were dropped for room.
-    pub fn insert(&mut self, id: String, push: PendingPush) -> usize {
+    pub fn insert(&mut self, id: &str, push: PendingPush) -> usize {
+        let id = key(id);
         let mut dropped = 0;
         while self.map.len() >= self.capacity {
             match self.order.pop_front() {
@@ -72,8 +96,7 @@ impl Pending {
                 None => break,
             }
         }
-        self.order
-            .push_back((id.clone(), push.sent_at + self.timeout));
+        self.order.push_back((id, push.sent_at + self.timeout));
         self.map.insert(id, push);
         if self.order.len() > 2 * self.capacity {
             let map = &self.map;
@@ -84,12 +107,12 @@ impl Pending {
 
     /// The push with this id.
     pub fn get(&self, id: &str) -> Option<&PendingPush> {
-        self.map.get(id)
+        self.map.get(&key(id))
     }
 
     /// Takes the push with this id out (answered or cancelled).
     pub fn remove(&mut self, id: &str) -> Option<PendingPush> {
-        self.map.remove(id)
+        self.map.remove(&key(id))
     }
 
     /// Drops every entry whose deadline has passed; returns them.
@@ -139,9 +162,30 @@ mod tests {
     }
 
     #[test]
+    fn our_ids_are_their_own_numbers_others_are_hashed() {
+        let id = crate::ids::next_push_id();
+        assert_eq!(
+            key(&id),
+            u128::from_str_radix(id.strip_prefix("push-").unwrap(), 16).unwrap()
+        );
+        assert_ne!(key("push-x"), key("push-y"));
+        assert_eq!(key("anything"), key("anything"));
+        let mut p = Pending::new(10, 60);
+        p.insert(&id, push(0.0));
+        // Exactly that id: no other spelling of the number.
+        assert!(p.get(&id).is_some());
+        assert!(p
+            .get(&id.to_uppercase().replace("PUSH-", "push-"))
+            .is_none());
+        assert!(p.get(&format!("{id} ")).is_none());
+        let plus = format!("push-+{}", &id[6..]);
+        assert!(p.get(&plus).is_none());
+    }
+
+    #[test]
     fn answers_remove_entries() {
         let mut p = Pending::new(10, 60);
-        p.insert("a".into(), push(0.0));
+        p.insert("a", push(0.0));
         assert!(p.remove("a").is_some());
         assert!(p.remove("a").is_none());
         assert!(p.is_empty());
@@ -151,7 +195,7 @@ mod tests {
     fn capacity_drops_the_oldest() {
         let mut p = Pending::new(3, 60);
         for i in 0..10 {
-            p.insert(format!("id{i}"), push(i as f64));
+            p.insert(&format!("id{i}"), push(i as f64));
         }
         assert_eq!(p.len(), 3);
         assert!(p.get("id9").is_some());
@@ -163,7 +207,7 @@ mod tests {
         let mut p = Pending::new(4, 60);
         for i in 0..10_000 {
             let id = format!("id{i}");
-            p.insert(id.clone(), push(0.0));
+            p.insert(&id, push(0.0));
             p.remove(&id);
         }
         assert!(p.order.len() <= 8);
@@ -172,8 +216,8 @@ mod tests {
     #[test]
     fn timeouts_expire() {
         let mut p = Pending::new(10, 60);
-        p.insert("a".into(), push(0.0));
-        p.insert("b".into(), push(30.0));
+        p.insert("a", push(0.0));
+        p.insert("b", push(30.0));
         assert_eq!(p.expire(59.0).len(), 0);
         assert_eq!(p.expire(60.0).len(), 1);
         assert_eq!(p.len(), 1);
@@ -184,7 +228,7 @@ mod tests {
     fn the_room_of_a_burst_is_given_back() {
         let mut p = Pending::new(100_000, 30);
         for i in 0..10_000 {
-            p.insert(format!("id{i}"), push(0.0));
+            p.insert(&format!("id{i}"), push(0.0));
         }
         for i in 0..10_000 {
             p.remove(&format!("id{i}"));

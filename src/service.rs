@@ -1040,7 +1040,7 @@ impl PushService {
     /// Records a sent push as awaiting its answer.
     fn await_answer(&mut self, user: &str, job: &PushJob, attempt: u8, now: f64) {
         self.pending.insert(
-            job.id.clone(),
+            &job.id,
             PendingPush {
                 user: user.to_owned(),
                 identifier: job.registration.identifier().to_owned(),
