@@ -68,7 +68,7 @@ fn oldest_first(regs: &mut [Registration]) {
     regs.sort_by(|a, b| {
         a.timestamp
             .total_cmp(&b.timestamp)
-            .then_with(|| a.identifier().cmp(&b.identifier()))
+            .then_with(|| a.identifier().cmp(b.identifier()))
     });
 }
 

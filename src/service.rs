@@ -769,16 +769,13 @@ impl PushService {
         let regs = self.registry.get_mut(user)?;
         let mut jobs = Vec::new();
         let mut counted = false;
-        for reg in regs
-            .iter_mut()
-            .filter(|r| targets.includes(&r.identifier()))
-        {
+        for reg in regs.iter_mut().filter(|r| targets.includes(r.identifier())) {
             if let Some(key) = key {
-                if !self.seen.insert(user, key, &reg.identifier()) {
+                if !self.seen.insert(user, key, reg.identifier()) {
                     continue;
                 }
             }
-            if graced && self.grace.holds(user, &reg.identifier(), now) {
+            if graced && self.grace.holds(user, reg.identifier(), now) {
                 let Some(chat) = chat else {
                     continue; // the user was there to see it
                 };
@@ -786,7 +783,7 @@ impl PushService {
                 let held = kept.clone().unwrap_or_default();
                 if self
                     .grace
-                    .hold(user, &reg.identifier(), chat, n, &held, kind)
+                    .hold(user, reg.identifier(), chat, n, &held, kind)
                 {
                     continue;
                 }

@@ -241,7 +241,7 @@ fn registrations(lua: &Lua, this: &Core, user: String) -> Result<Option<Table>> 
     let t = lua.create_table()?;
     for reg in regs {
         let mut reg = reg.clone();
-        reg.errors = this.service.error_count(&user, &reg.identifier());
+        reg.errors = this.service.error_count(&user, reg.identifier());
         t.raw_set(reg.identifier(), Record(&reg))?;
     }
     Ok(Some(t))
@@ -262,11 +262,11 @@ fn admin_view(lua: &Lua, this: &Core, (user, now): (String, f64)) -> Result<Opti
         t.raw_set("unread", reg.counts.total())?;
         let client = reg.client_id().or(reg.resource());
         t.raw_set("client", client)?;
-        if let Some((condition, at)) = this.service.last_error(&user, &reg.identifier()) {
+        if let Some((condition, at)) = this.service.last_error(&user, reg.identifier()) {
             t.raw_set("last_error", condition.as_str())?;
             t.raw_set("last_error_at", *at)?;
         }
-        if let Some((attempt, due)) = this.service.retry_of(&user, &reg.identifier(), now) {
+        if let Some((attempt, due)) = this.service.retry_of(&user, reg.identifier(), now) {
             t.raw_set("retry_attempt", attempt)?;
             t.raw_set("retry_in", due)?;
         }

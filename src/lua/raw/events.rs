@@ -172,7 +172,7 @@ unsafe fn push_event(
         set_bool(l, c"wakes", job.wakes);
         set_str(l, c"push_kind", job.kind.as_str());
         set_str(l, c"push_id", &job.id);
-        set_str(l, c"push_identifier", &job.registration.identifier());
+        set_str(l, c"push_identifier", job.registration.identifier());
         balance.check(l, 1, "push_event");
     }
 }

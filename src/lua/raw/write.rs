@@ -332,7 +332,7 @@ pub unsafe fn push_publish(
         set_str(l, c"type", "set");
         set_str(l, c"id", id);
         set_str(l, c"from", host);
-        set_str(l, c"to", &reg.jid());
+        set_str(l, c"to", reg.jid());
         attrs_done(l, &iq, 1);
         let mut pubsub = open(l, "pubsub", Some(NS_PUBSUB), pubsub_children, 0, mt);
         attrs_done(l, &pubsub, pubsub_children);
@@ -413,7 +413,7 @@ pub unsafe fn push_registration(l: *mut ffi::lua_State, r: &Registration, option
         let balance = Balance::start(l);
         ffi::luaL_checkstack(l, 4, c"registration".as_ptr());
         ffi::lua_createtable(l, 0, 8);
-        set_str(l, c"jid", &r.jid());
+        set_str(l, c"jid", r.jid());
         set_opt(l, c"node", r.node());
         set_opt(l, c"include_payload", r.include_payload());
         if let (Some(form), Some(shape)) = (r.options.as_deref(), options) {
