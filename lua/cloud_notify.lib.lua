@@ -526,7 +526,7 @@ function lib.new(options)
 	function push.write_counts()
 		write_all(core:counts_to_write());
 	end
-	-- And early, once unwritten counts would outgrow the cache (a user
+	-- And early, once unwritten counts fill half the cache (a user
 	-- with unwritten counts stays in memory): the cache's bound holds
 	-- however many users get pushes.
 	function push.write_due()

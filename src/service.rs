@@ -995,13 +995,16 @@ impl PushService {
     }
 
     /// Users whose counts are to be written now, before their time: a
-    /// user with unwritten counts stays in memory, so once they would
-    /// outgrow the registration cache the oldest are written (the cache's
+    /// user with unwritten counts stays in memory, so once they fill half
+    /// the registration cache the oldest are written (the cache's
     /// bound holds whatever the number of users pushed, and each write is
     /// one the write-back would have made). Each listed once.
     pub fn counts_due(&mut self) -> Vec<String> {
-        // (one under the cache's size: the user being loaded fits beside them)
-        let keep = self.config.cache_size.saturating_sub(1).max(1);
+        // Half the cache: the other half stays free to evict from (were the
+        // cache all pinned, every load would walk the whole ring, 3 ms
+        // per message at 10,000 users: measured on PostgreSQL at 100,000
+        // users with a cache of 10,000).
+        let keep = (self.config.cache_size / 2).max(1);
         let now = self.second();
         self.dirty.due_pressure(keep, now)
     }
@@ -2784,11 +2787,11 @@ mod tests {
                 s.loaded_users()
             );
         }
-        // The oldest first, each once; the newest three (all the cache
-        // holds beside the user being loaded) wait for the write-back.
-        assert_eq!(written.len(), 37);
+        // The oldest first, each once; the newest two (half the cache)
+        // wait for the write-back.
+        assert_eq!(written.len(), 38);
         assert_eq!(written[0], "user0");
-        assert_eq!(s.counts_to_write(), ["user37", "user38", "user39"]);
+        assert_eq!(s.counts_to_write(), ["user38", "user39"]);
     }
 
     #[test]
