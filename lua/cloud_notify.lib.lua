@@ -538,7 +538,7 @@ function lib.new(options)
 	end
 	push.counts_interval = core:counts_tick();
 	function push.counts_timer()
-		local ok, err = pcall(write_all, core:counts_aged(time_now()));
+		local ok, err = pcall(function() write_all(core:counts_aged(time_now())); end);
 		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
 		return push.counts_interval;
 	end
