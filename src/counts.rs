@@ -257,7 +257,7 @@ impl Dirty {
             if due.len() >= max {
                 break;
             }
-            if *listed <= before && *listed != now {
+            if *listed <= before {
                 *listed = now;
                 due.push(user.to_string());
             }

@@ -22,6 +22,25 @@ pub fn next_push_id() -> String {
     format!("push-{:016x}{:016x}", a.hash_one(n), b.hash_one(n))
 }
 
+/// A push id as a number (what the pending table keys pushes by, so an
+/// id costs no allocation): one of ours ([`next_push_id`]: `push-` and 32
+/// lowercase hex digits) is its own 128 bits; any other id (an answer's,
+/// anything) a 128-bit hash of it under the same process-wide keys, so no
+/// answer can be made up to hit a push.
+pub fn id_number(id: &str) -> u128 {
+    let ours =
+        |h: &&str| h.len() == 32 && h.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    if let Some(n) = id
+        .strip_prefix("push-")
+        .filter(ours)
+        .and_then(|hex| u128::from_str_radix(hex, 16).ok())
+    {
+        return n;
+    }
+    let (a, b) = &*KEYS;
+    (u128::from(a.hash_one(id)) << 64) | u128::from(b.hash_one(id))
+}
+
 /// A number in `[0, 1)` no one can predict (jitter for retries).
 pub fn jitter() -> f64 {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -32,6 +51,16 @@ pub fn jitter() -> f64 {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn our_ids_are_their_own_numbers_others_are_hashed() {
+        let id = next_push_id();
+        let hex = id.strip_prefix("push-").unwrap();
+        assert_eq!(id_number(&id), u128::from_str_radix(hex, 16).unwrap());
+        assert_ne!(id_number(&id), id_number(&id.to_uppercase()));
+        assert_ne!(id_number("push-x"), id_number("push-y"));
+        assert_eq!(id_number("anything"), id_number("anything"));
+    }
 
     #[test]
     fn ids_are_unique_and_show_no_counter() {

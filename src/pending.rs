@@ -4,30 +4,8 @@
 //! Entries leave on answer, on timeout, or, beyond the capacity, oldest
 //! first; so neither a silent nor a chatty app server can grow it.
 
-use once_cell::sync::Lazy;
-use std::collections::hash_map::RandomState;
+use crate::ids::id_number as key;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
-
-/// A push id as a number: the 128 bits of ours
-/// ([`crate::ids::next_push_id`], `push-` and 32 hex digits) as they are,
-/// any other id as a keyed 128-bit hash of it (keys drawn once per
-/// process, so no answer can be made up to hit one). Kept as numbers, the
-/// ids cost no allocation, in the table or in the sending order (which
-/// keeps answered ids until the sweep).
-fn key(id: &str) -> u128 {
-    static KEYS: Lazy<(RandomState, RandomState)> =
-        Lazy::new(|| (RandomState::new(), RandomState::new()));
-    let ours =
-        |h: &&str| h.len() == 32 && h.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
-    if let Some(hex) = id.strip_prefix("push-").filter(ours) {
-        if let Ok(n) = u128::from_str_radix(hex, 16) {
-            return n;
-        }
-    }
-    let (a, b) = &*KEYS;
-    (u128::from(a.hash_one(id)) << 64) | u128::from(b.hash_one(id))
-}
 
 /// A push sent and not yet answered.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +32,7 @@ pub struct PendingPush {
 #[derive(Debug)]
 pub struct Pending {
     map: HashMap<u128, PendingPush>,
-    /// Ids ([`key`]) in sending order, with their deadline. May hold ids
+    /// Ids (as numbers: [`crate::ids::id_number`]) in sending order, with their deadline. May hold ids
     /// already answered; compacted when it grows past twice the capacity.
     order: VecDeque<(u128, f64)>,
     capacity: usize,
@@ -162,14 +140,8 @@ mod tests {
     }
 
     #[test]
-    fn our_ids_are_their_own_numbers_others_are_hashed() {
+    fn an_answer_matches_exactly_its_push_s_id() {
         let id = crate::ids::next_push_id();
-        assert_eq!(
-            key(&id),
-            u128::from_str_radix(id.strip_prefix("push-").unwrap(), 16).unwrap()
-        );
-        assert_ne!(key("push-x"), key("push-y"));
-        assert_eq!(key("anything"), key("anything"));
         let mut p = Pending::new(10, 60);
         p.insert(&id, push(0.0));
         // Exactly that id: no other spelling of the number.

@@ -20,7 +20,6 @@
 //! | `core:counts_aged(now)` | `{ user, … }` or `nil`: users whose counts changed an interval ago (the write-back, every `counts_tick()` seconds) |
 //! | `core:counts_tick()` | seconds |
 //! | `core:grace_period()` | seconds (0: off), as the core took the option |
-//! | `core:counts_write_interval()` | seconds |
 
 use super::object::Core;
 use super::raw::read;
@@ -39,7 +38,6 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("counts_aged", counts_aged);
     m.add_method("counts_tick", counts_tick);
     m.add_method("grace_period", grace_period);
-    m.add_method("counts_write_interval", counts_write_interval);
 }
 
 fn outgoing(
@@ -124,8 +122,4 @@ fn counts_tick(_: &Lua, this: &Core, (): ()) -> Result<u64> {
 
 fn grace_period(_: &Lua, this: &Core, (): ()) -> Result<u64> {
     Ok(this.service.grace_period())
-}
-
-fn counts_write_interval(_: &Lua, this: &Core, (): ()) -> Result<u64> {
-    Ok(this.service.counts_write_interval())
 }
