@@ -21,9 +21,10 @@ MODULES := cloud_notify muc_cloud_notify
 LIB := target/release/libcloud_notify.so
 
 PROSODY13 := .work/prosody13
+PROSODY_MODULES := .work/prosody-modules
 NODE_DIR := .work/node
 
-.PHONY: all build dist install deps prosody13 pydeps node-deps browser-deps test test-rust lint test-busted test-fuzz test-e2e demo demo-web bench fuzz clean
+.PHONY: all build dist install deps prosody13 prosody-modules pydeps node-deps browser-deps test test-rust lint test-busted test-fuzz test-e2e demo demo-web bench fuzz clean
 
 all: dist
 
@@ -56,6 +57,12 @@ deps:
 prosody13:
 	scripts/install-prosody13.sh $(PROSODY13)
 
+# Debian's prosody-modules 0.0~hg20250402 (bookworm-backports), unpacked:
+# the real mod_cloud_notify_extensions, _encrypted, _filters and
+# _priority_tag, which the e2e tests load beside ours.
+prosody-modules:
+	scripts/install-prosody-modules.sh $(PROSODY_MODULES)
+
 pydeps: $(VENV)/.done
 
 $(VENV)/.done: tests/requirements.txt
@@ -78,7 +85,7 @@ $(NODE_DIR)/.done: tests/browser/package.json tests/browser/package-lock.json
 browser-deps: node-deps
 	scripts/install-deps.sh chromium
 
-test: deps prosody13 pydeps browser-deps dist test-rust lint test-busted test-fuzz test-e2e
+test: deps prosody13 prosody-modules pydeps browser-deps dist test-rust lint test-busted test-fuzz test-e2e
 
 # The core's tests, then the binding's, in a Lua VM of their own (the
 # system's liblua5.4: a module build can't link one).
@@ -107,7 +114,7 @@ fuzz: dist
 
 # Every e2e test runs on Prosody 0.12.3 and 13.0.x (PROSODY_VERSIONS="0.12"
 # or "13" narrows it down).
-test-e2e: dist pydeps prosody13 browser-deps
+test-e2e: dist pydeps prosody13 prosody-modules browser-deps
 	$(PYTHON) -m pytest -q tests/e2e
 
 # Prosody three times (no push module, the reference, ours), same

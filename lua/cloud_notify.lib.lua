@@ -329,8 +329,14 @@ function lib.new(options)
 			local push_event = pushes[i];
 			local ok, blocked = pcall(module.fire_event, module, "cloud_notify/push", push_event);
 			if not ok then
-				module:log("error", "A cloud_notify/push handler failed for %s of '%s', push not sent: %s",
-					push_event.push_identifier, push_event.username, blocked);
+				-- (counted each time; logged at most once a minute per kind)
+				local unlogged = core:handler_failed(push_event.push_kind, time_now());
+				if unlogged then
+					module:log("error", "A cloud_notify/push handler failed for %s of '%s', push not sent: %s%s",
+						push_event.push_identifier, push_event.username, blocked, unlogged > 0
+						and (" (and %d more %s push(es) in the last minute, not logged)"):format(unlogged, push_event.push_kind)
+						or "");
+				end
 				core:cancel(push_event.push_id);
 				count_handler_error(push_event.push_kind):add(1);
 			elseif blocked then

@@ -25,7 +25,9 @@ local options = lib.options();
 local push = lib.new(options);
 local core, load_user, write_plan, dispatch, handle = push.core, push.load_user, push.write_plan, push.dispatch, push.handle;
 local push_store = push.store;
-local host_sessions = prosody.hosts[module.host].sessions;
+-- (none on a component: mod_cloud_notify_encrypted depends on this module,
+-- so loading it on a MUC component loads this one there too)
+local host_sessions = prosody.hosts[module.host].sessions or {};
 local jid_node = require "util.jid".node;
 
 -- What the shared part handles, hooked here: pings (cloud-notify-ping),
@@ -400,8 +402,8 @@ module:hook("presence/bare", function(event)
 	local item = roster[from];
 	local user_sessions = host_sessions[user];
 	-- (the roster read may have yielded, and the user left the cache: handle loads them again)
-	handle(user, core.subscription_request, user, waiting, pending[from] ~= nil, item and item.subscription,
-		user_sessions and user_sessions.sessions, time_now());
+	handle(user, core.subscription_request, user, stanza, waiting, pending[from] ~= nil,
+		item and item.subscription, user_sessions and user_sessions.sessions, time_now());
 end, 1);
 
 -- Archived messages: pushed to the registrations of devices with no live

@@ -1,13 +1,14 @@
 #!/bin/sh
 # Installs what the build, the demo and the tests need, if missing:
 # Debian 12's Prosody 0.12.3 and prosody-modules (the reference module),
-# Lua 5.4, busted and luacheck; the SQL drivers and a PostgreSQL server for the
+# Lua 5.4, busted and luacheck; luaossl (prosody-modules' mod_cloud_notify_encrypted
+# needs it on 0.12, which has no util.crypto); the SQL drivers and a PostgreSQL server for the
 # storage tests (started privately by the tests, on loopback); luarocks; and
 # what is named on the command line (make bench: valgrind; make browser-deps:
 # chromium, and nodejs npm where npm is missing). Needs root (or sudo) only
 # when something is missing.
 set -eu
-packages="prosody prosody-modules lua5.4 lua-busted lua-check python3-venv lua-dbi-sqlite3 lua-dbi-postgresql postgresql luarocks liblua5.4-dev"
+packages="prosody prosody-modules lua5.4 lua-busted lua-check python3-venv lua-dbi-sqlite3 lua-dbi-postgresql postgresql luarocks liblua5.4-dev lua-luaossl"
 # Extra packages for one target.
 packages="$packages $*"
 missing=""

@@ -116,6 +116,19 @@ describe("mod_cloud_notify", function()
 		assert.equal(1, #m.sent);
 	end);
 
+	it("hands every push an original_stanza, a ping a bodiless message from the host", function()
+		stand_in.enable(m, romeo, "push.example", "node1");
+		local seen = {};
+		m:hook("cloud_notify/push", function(event) seen[#seen+1] = event.original_stanza; end);
+		m:fire_event("cloud-notify-ping", { user = "romeo" });
+		assert.equal(1, #seen);
+		local ping = seen[1];
+		assert.equal("message", ping.name);
+		assert.same({ from = m.host, type = "headline" }, ping.attr);
+		assert.is_nil(ping:get_child("body"));
+		assert.equal(0, #ping.tags);
+	end);
+
 	it("shares a notification payload between pushes only while nothing hooks cloud_notify/push", function()
 		-- (one message, two registrations: one summary, each with its count 1)
 		stand_in.enable(m, romeo, "push.example", "node1");

@@ -159,6 +159,12 @@ impl Calls {
         )
     }
 
+    /// The caller of the user's call `id` (a bare JID), while remembered.
+    pub fn caller(&self, user: &str, id: &str) -> Option<&str> {
+        let key = (user.to_owned(), id.to_owned());
+        self.calls.get(&key).map(|c| c.caller.as_str())
+    }
+
     /// The propose of call `id` from `from` went to these registrations.
     pub fn rang<'a>(
         &mut self,

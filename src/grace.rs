@@ -20,6 +20,7 @@
 //! held: the push goes out as it would without a grace period.
 
 use crate::notification::Summary;
+use crate::origin::Origin;
 use crate::service::PushKind;
 use std::collections::HashMap;
 
@@ -48,6 +49,8 @@ struct Held {
     /// The chat of the message the summary is about.
     summary_chat: u64,
     kind: PushKind,
+    /// That message, if kept ([`crate::origin`]).
+    origin: Option<Origin>,
 }
 
 /// A held push whose window ended with its chats unread.
@@ -65,6 +68,8 @@ pub struct Released {
     pub summary_unread: bool,
     /// The path it came from.
     pub kind: PushKind,
+    /// The message the summary is about, if kept ([`crate::origin`]).
+    pub origin: Option<Origin>,
 }
 
 /// The grace period of one host.
@@ -129,16 +134,16 @@ impl Grace {
     }
 
     /// Holds `n` important messages in the chat `chat` for the
-    /// registration (`summary`, of the last of them, already kept small).
-    /// False: no room, push it now.
+    /// registration (`summary`, of the last of them, already kept small;
+    /// `origin`, that message if kept). False: no room, push it now.
     pub fn hold(
         &mut self,
         user: &str,
         identifier: &str,
         chat: u64,
         n: u32,
-        summary: &Summary,
-        kind: PushKind,
+        (summary, kind): (&Summary, PushKind),
+        origin: Option<Origin>,
     ) -> bool {
         if !self.held.contains_key(user) && self.held.len() >= MAX_HELD {
             return false;
@@ -153,6 +158,7 @@ impl Grace {
                     summary: summary.clone(),
                     summary_chat: chat,
                     kind,
+                    origin: None,
                 });
                 entries.len() - 1
             }
@@ -161,6 +167,7 @@ impl Grace {
         entry.summary = summary.clone();
         entry.summary_chat = chat;
         entry.kind = kind;
+        entry.origin = origin;
         match entry.chats.iter_mut().find(|(c, _)| *c == chat) {
             Some((_, m)) => *m = m.saturating_add(n),
             None => {
@@ -216,6 +223,7 @@ impl Grace {
                         chats: h.chats,
                         summary: h.summary,
                         kind: h.kind,
+                        origin: h.origin,
                     });
                 }
             }
@@ -277,8 +285,15 @@ mod tests {
         assert!(!g.holds("juliet", "phone", 110.0));
         assert!(!g.holds("romeo", "phone", 130.0));
         let offline = PushKind::Offline;
-        assert!(g.hold("romeo", "phone", juliet(), 1, &summary("1"), offline));
-        assert!(g.hold("romeo", "phone", nurse(), 2, &summary("2"), offline));
+        assert!(g.hold(
+            "romeo",
+            "phone",
+            juliet(),
+            1,
+            (&summary("1"), offline),
+            None
+        ));
+        assert!(g.hold("romeo", "phone", nurse(), 2, (&summary("2"), offline), None));
         assert_eq!(g.next_in(110.0), Some(20.0));
         // More activity moves the end of the window.
         g.note_active("romeo", Some("laptop"), 120.0);
@@ -296,9 +311,9 @@ mod tests {
         let mut g = Grace::new(30.0);
         g.note_active("romeo", None, 0.0);
         let mam = PushKind::Mam;
-        g.hold("romeo", "phone", juliet(), 1, &summary("1"), mam);
-        g.hold("romeo", "tablet", juliet(), 1, &summary("1"), mam);
-        g.hold("romeo", "tablet", nurse(), 1, &summary("2"), mam);
+        g.hold("romeo", "phone", juliet(), 1, (&summary("1"), mam), None);
+        g.hold("romeo", "tablet", juliet(), 1, (&summary("1"), mam), None);
+        g.hold("romeo", "tablet", nurse(), 1, (&summary("2"), mam), None);
         g.read("romeo", juliet());
         let released = g.due(31.0);
         assert_eq!(released.len(), 1);
@@ -307,13 +322,13 @@ mod tests {
         assert!(released[0].summary_unread);
         // The summary's own chat read, another still unread.
         g.note_active("romeo", None, 40.0);
-        g.hold("romeo", "phone", juliet(), 1, &summary("1"), mam);
-        g.hold("romeo", "phone", nurse(), 1, &summary("2"), mam);
+        g.hold("romeo", "phone", juliet(), 1, (&summary("1"), mam), None);
+        g.hold("romeo", "phone", nurse(), 1, (&summary("2"), mam), None);
         g.read("romeo", nurse());
         let released = g.due(100.0);
         assert!(!released[0].summary_unread);
         g.note_active("romeo", None, 140.0);
-        g.hold("romeo", "phone", juliet(), 1, &summary("1"), mam);
+        g.hold("romeo", "phone", juliet(), 1, (&summary("1"), mam), None);
         g.forget("romeo", "phone");
         assert!(g.due(200.0).is_empty());
     }
@@ -324,11 +339,25 @@ mod tests {
         for i in 0..(MAX_HELD + 10) {
             let user = format!("u{i}");
             g.note_active(&user, None, 0.0);
-            let held = g.hold(&user, "phone", 7, 1, &summary("1"), PushKind::Offline);
+            let held = g.hold(
+                &user,
+                "phone",
+                7,
+                1,
+                (&summary("1"), PushKind::Offline),
+                None,
+            );
             assert_eq!(held, i < MAX_HELD);
         }
         for i in 0..(MAX_HELD_CHATS as u64 + 5) {
-            g.hold("u0", "phone", i + 100, 1, &summary("1"), PushKind::Offline);
+            g.hold(
+                "u0",
+                "phone",
+                i + 100,
+                1,
+                (&summary("1"), PushKind::Offline),
+                None,
+            );
         }
         assert!(g.held["u0"][0].chats.len() <= MAX_HELD_CHATS);
         for i in 0..(MAX_ACTIVE + 10) {

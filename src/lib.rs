@@ -23,6 +23,7 @@ pub mod ids;
 pub mod importance;
 pub mod muc;
 pub mod notification;
+pub mod origin;
 pub mod pending;
 pub mod quota;
 pub mod registration;
@@ -31,6 +32,7 @@ pub mod retry;
 pub mod seen;
 pub mod service;
 pub mod text;
+pub mod throttle;
 
 #[cfg(any(feature = "module", feature = "vm"))]
 mod lua;

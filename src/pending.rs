@@ -26,6 +26,9 @@ pub struct PendingPush {
     /// What it said, bounded ([`crate::retry::kept_summary`]): a retry
     /// says it again.
     pub summary: crate::notification::Summary,
+    /// The stanza it was about, if kept ([`crate::origin`]): a retry is
+    /// about it again.
+    pub origin: Option<crate::origin::Origin>,
 }
 
 /// The pushes awaiting an answer, by push id, bounded in number and time.
@@ -136,6 +139,7 @@ mod tests {
             attempt: 0,
             had_errors: false,
             summary: Default::default(),
+            origin: None,
         }
     }
 

@@ -11,6 +11,7 @@
 
 use crate::bounded::PerUser;
 use crate::notification::Summary;
+use crate::origin::Origin;
 use std::collections::HashMap;
 
 /// Largest summary (sender and body bytes) a retry keeps as it is; a
@@ -29,6 +30,8 @@ pub struct Retry {
     pub after: f64,
     /// What the push says.
     pub summary: Summary,
+    /// The stanza it is about, if kept ([`crate::origin`]).
+    pub origin: Option<Origin>,
 }
 
 /// What scheduling a retry did.
@@ -94,7 +97,7 @@ impl Retries {
         &mut self,
         user: &str,
         identifier: &str,
-        summary: Summary,
+        (summary, origin): (Summary, Option<Origin>),
         attempt: u8,
         sent_at: f64,
         now: f64,
@@ -105,6 +108,7 @@ impl Retries {
             // Coalesced: the latest summary, the waiting retry's time.
             if sent_at >= waiting.after {
                 waiting.summary = summary;
+                waiting.origin = origin;
                 waiting.after = sent_at;
             }
             return Scheduled::Merged((waiting.due - now).max(0.0));
@@ -123,6 +127,7 @@ impl Retries {
                 due: now + delay,
                 after: sent_at,
                 summary,
+                origin,
             },
         );
         self.users.add(user);
@@ -215,24 +220,24 @@ mod tests {
     fn back_off_then_give_up() {
         let mut r = Retries::new(vec![5.0, 30.0, 120.0], 10);
         assert_eq!(
-            r.schedule("u", "p<n", summary("a"), 0, 0.0, 0.0, 0.5),
+            r.schedule("u", "p<n", (summary("a"), None), 0, 0.0, 0.0, 0.5),
             Scheduled::In(5.0)
         );
         assert!(r.due(4.9).is_empty());
         let [(user, id, retry)] = <[_; 1]>::try_from(r.due(5.0)).unwrap();
         assert_eq!((user.as_str(), id.as_str(), retry.attempt), ("u", "p<n", 1));
         assert_eq!(
-            r.schedule("u", "p<n", summary("a"), 1, 5.0, 5.0, 0.0),
+            r.schedule("u", "p<n", (summary("a"), None), 1, 5.0, 5.0, 0.0),
             Scheduled::In(24.0)
         );
         r.due(100.0);
         assert_eq!(
-            r.schedule("u", "p<n", summary("a"), 2, 30.0, 30.0, 0.999),
+            r.schedule("u", "p<n", (summary("a"), None), 2, 30.0, 30.0, 0.999),
             Scheduled::In(120.0 * 1.1996)
         );
         r.due(1000.0);
         assert_eq!(
-            r.schedule("u", "p<n", summary("a"), 3, 200.0, 200.0, 0.5),
+            r.schedule("u", "p<n", (summary("a"), None), 3, 200.0, 200.0, 0.5),
             Scheduled::GaveUp
         );
         assert!(r.is_empty() && !r.holds("u"));
@@ -241,14 +246,14 @@ mod tests {
     #[test]
     fn one_retry_per_registration_with_the_latest_summary() {
         let mut r = Retries::new(vec![5.0], 10);
-        r.schedule("u", "p<n", summary("first"), 0, 0.0, 0.0, 0.5);
+        r.schedule("u", "p<n", (summary("first"), None), 0, 0.0, 0.0, 0.5);
         assert_eq!(
-            r.schedule("u", "p<n", summary("second"), 0, 1.0, 2.0, 0.5),
+            r.schedule("u", "p<n", (summary("second"), None), 0, 1.0, 2.0, 0.5),
             Scheduled::Merged(3.0)
         );
         // An older push's late wait does not bring its older summary back,
         // and an older push's late delivery does not make the retry moot.
-        r.schedule("u", "p<n", summary("older"), 0, 0.5, 2.5, 0.5);
+        r.schedule("u", "p<n", (summary("older"), None), 0, 0.5, 2.5, 0.5);
         assert!(!r.delivered("u", "p<n", 0.9));
         assert_eq!(r.len(), 1);
         let due = r.due(5.0);
@@ -258,10 +263,10 @@ mod tests {
     #[test]
     fn bounded_and_cancelled() {
         let mut r = Retries::new(vec![5.0], 2);
-        r.schedule("a", "p<1", summary("x"), 0, 0.0, 0.0, 0.5);
-        r.schedule("b", "p<1", summary("x"), 0, 0.0, 0.0, 0.5);
+        r.schedule("a", "p<1", (summary("x"), None), 0, 0.0, 0.0, 0.5);
+        r.schedule("b", "p<1", (summary("x"), None), 0, 0.0, 0.0, 0.5);
         assert_eq!(
-            r.schedule("c", "p<1", summary("x"), 0, 0.0, 0.0, 0.5),
+            r.schedule("c", "p<1", (summary("x"), None), 0, 0.0, 0.0, 0.5),
             Scheduled::Full
         );
         assert!(r.holds("a"));

@@ -11,6 +11,7 @@ use crate::facts::StanzaFacts;
 use crate::ids::next_push_id;
 use crate::importance::{is_important, is_urgent};
 use crate::notification::{notification, publish_iq, summarize, Summary};
+use crate::origin::{made, Origin, Origins};
 use crate::pending::{Pending, PendingPush};
 use crate::registration::{
     disable_matches, registration_from_enable, EnableRequest, Registration, Requester,
@@ -92,6 +93,28 @@ impl PushKind {
         }
     }
 
+    /// The kind a metrics label names ([`PushKind::as_str`]).
+    pub fn from_label(label: &str) -> Option<PushKind> {
+        PushKind::ALL.into_iter().find(|k| k.as_str() == label)
+    }
+
+    /// Every kind.
+    pub const ALL: [PushKind; 13] = [
+        PushKind::Offline,
+        PushKind::Groupchat,
+        PushKind::Smacks,
+        PushKind::Mam,
+        PushKind::Urgent,
+        PushKind::Ping,
+        PushKind::Muc,
+        PushKind::Wake,
+        PushKind::Retry,
+        PushKind::Call,
+        PushKind::CallEnd,
+        PushKind::Read,
+        PushKind::Subscription,
+    ];
+
     /// Pushes about a message someone sent the user: they count towards
     /// the unread count when important.
     pub fn is_message(self) -> bool {
@@ -117,6 +140,24 @@ impl PushKind {
         self.is_message() || self == PushKind::Subscription
     }
 }
+
+/// Which of the stanzas an event brought a push is about, as the
+/// binding's [`StanzaSource`] is asked for it: the event's own, or a
+/// smacks batch's important or unimportant one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The stanza of the event being handled.
+    Event,
+    /// A smacks batch's (last) important stanza.
+    Important,
+    /// A smacks batch's (last) unimportant stanza.
+    Unimportant,
+}
+
+/// The stanza of the event being handled, as an element, asked for only
+/// when a push may go out after the event (a grace period's release, a
+/// retry) and extensions read `original_stanza` (see [`crate::origin`]).
+pub type StanzaSource = Box<dyn FnMut(Slot) -> Option<Element>>;
 
 /// What became of a stanza queued for a smacks session ([`PushService::smacks_add`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +201,10 @@ pub struct PushJob {
     /// binding keeps the payload tables it built by this number, the one
     /// cache of payloads.
     pub payload_id: u64,
+    /// The `original_stanza` to hand over in place of the event's own (a
+    /// kept copy, or a message made for the push: [`crate::origin`]);
+    /// `None`: the stanza of the event being handled.
+    pub origin: Option<Origin>,
 }
 
 impl PushJob {
@@ -333,6 +378,17 @@ pub struct PushService {
     /// The numbers of recent summaries' payloads (with the default
     /// privacy there are only two).
     payloads: PayloadIds,
+    /// Copies of stanzas kept for pushes that go out later.
+    origins: Origins,
+    /// The event's stanza, while the binding handles an event
+    /// ([`PushService::with_source`]).
+    source: Option<StanzaSource>,
+    /// Which of the event's stanzas the pushes being made are about.
+    slot: Slot,
+    /// The copy made of it (per slot), once asked for.
+    kept: Option<(Slot, Option<Origin>)>,
+    /// When raising `cloud_notify/push` handlers were last logged.
+    failures: crate::throttle::Throttle,
 }
 
 /// The payload numbers of a few recent summaries ([`PushJob::payload_id`]).
@@ -377,8 +433,8 @@ fn new_job(
     payloads: &mut PayloadIds,
     reg: &Registration,
     summary: Summary,
-    kind: PushKind,
-    wakes: bool,
+    (kind, wakes): (PushKind, bool),
+    origin: Option<Origin>,
 ) -> PushJob {
     let payload_id = payloads.get(&summary);
     PushJob {
@@ -388,6 +444,7 @@ fn new_job(
         kind,
         wakes,
         payload_id,
+        origin,
     }
 }
 
@@ -412,6 +469,12 @@ pub fn bare_jid(host: &str, user: &str) -> String {
     }
 }
 
+/// A bodiless message to the user, for a push whose stanza was not kept
+/// (nothing read `original_stanza` when it was first pushed).
+fn to_user(host: &str, user: &str) -> Origin {
+    made(Some(&bare_jid(host, user)), None, "chat")
+}
+
 impl PushService {
     /// A service for `host` with these options, nothing loaded yet.
     pub fn new(host: &str, config: Config) -> Self {
@@ -433,8 +496,57 @@ impl PushService {
                 serial: 0,
                 entries: Vec::new(),
             },
+            origins: Origins::default(),
+            source: None,
+            slot: Slot::Event,
+            kept: None,
+            failures: Default::default(),
             config,
         }
+    }
+
+    /// Runs `f` (one event's handling) with `source` giving the event's
+    /// stanza when a push needs a copy of it ([`crate::origin`]); the
+    /// binding installs one only while `cloud_notify/push` is hooked.
+    pub fn with_source<T>(
+        &mut self,
+        source: Option<StanzaSource>,
+        f: impl FnOnce(&mut Self) -> T,
+    ) -> T {
+        self.source = source;
+        self.slot = Slot::Event;
+        self.kept = None;
+        let out = f(self);
+        self.source = None;
+        self.kept = None;
+        out
+    }
+
+    /// The kept copy of the stanza the pushes being made are about, if
+    /// the event has a source (made once per slot).
+    fn event_origin(&mut self) -> Option<Origin> {
+        if let Some((slot, origin)) = &self.kept {
+            if *slot == self.slot {
+                return origin.clone();
+            }
+        }
+        let element = self.source.as_mut().and_then(|source| source(self.slot));
+        let placeholder = &self.config.important_body;
+        let origin = element.map(|e| self.origins.keep(e, placeholder));
+        self.kept = Some((self.slot, origin.clone()));
+        origin
+    }
+
+    /// A `cloud_notify/push` handler raised on a push of `kind`: `Some(n)`
+    /// to log it (`n` failures of that kind not logged since the last
+    /// line), `None` to count it only ([`crate::throttle`]).
+    pub fn handler_failed(&mut self, kind: PushKind, now: f64) -> Option<u32> {
+        self.failures.failed(kind, now)
+    }
+
+    /// Bytes of stanza copies kept now ([`crate::origin::MAX_KEPT_BYTES`] at most).
+    pub fn kept_bytes(&self) -> usize {
+        self.origins.used()
     }
 
     /// Whether the user's registrations are in memory.
@@ -731,7 +843,10 @@ impl PushService {
             }
         }
         let summary = summarize(&self.config, stanza);
-        let jobs = self.deliver(user, stanza, key, targets, kind, summary, n, now)?;
+        // (no stanza of their own: from the host, to no one)
+        let made = matches!(kind, PushKind::Ping | PushKind::Wake)
+            .then(|| made(None, Some(&self.host), "headline"));
+        let jobs = self.deliver(user, stanza, key, targets, kind, summary, n, made, now)?;
         if let Some((id, from)) = ringing {
             let identifiers = jobs.iter().map(|j| j.registration.identifier());
             self.calls.rang(user, id, from, identifiers, now);
@@ -753,10 +868,17 @@ impl PushService {
         kind: PushKind,
         summary: Summary,
         n: u32,
+        made: Option<Origin>,
         now: f64,
     ) -> Option<Vec<PushJob>> {
         self.clock = self.clock.max(now);
         let wakes = summary.important() || self.config.important_body.is_empty();
+        // What handlers get as `original_stanza` now (`made`, else the
+        // event's own) and what a release or a retry will get (`keep`).
+        let keep = match &made {
+            Some(m) => Some(m.clone()),
+            None => self.event_origin(),
+        };
         // What an important message counts for: its chat (importance, not
         // the summary's body: without a placeholder body it still counts).
         let chat = stanza
@@ -781,9 +903,10 @@ impl PushService {
                 };
                 // (counted if it is pushed when the window ends)
                 let held = kept.clone().unwrap_or_default();
+                let origin = keep.clone();
                 if self
                     .grace
-                    .hold(user, reg.identifier(), chat, n, &held, kind)
+                    .hold(user, reg.identifier(), chat, n, (&held, kind), origin)
                 {
                     continue;
                 }
@@ -794,13 +917,20 @@ impl PushService {
             }
             let mut summary = summary.clone();
             summary.message_count = message_count(kind, reg);
-            jobs.push(new_job(&mut self.payloads, reg, summary, kind, wakes));
+            let origin = made.clone();
+            jobs.push(new_job(
+                &mut self.payloads,
+                reg,
+                summary,
+                (kind, wakes),
+                origin,
+            ));
         }
         if counted {
             self.mark_dirty(user);
         }
         for job in &jobs {
-            self.await_answer(user, job, 0, now);
+            self.await_answer(user, job, 0, keep.clone(), now);
         }
         Some(jobs)
     }
@@ -837,8 +967,7 @@ impl PushService {
         let mut jobs = Vec::new();
         if facts.displayed {
             if let Some(to) = facts.to.as_deref() {
-                let chat = crate::counts::chat_key(bare(to));
-                jobs.extend(self.chat_read(user, chat, identifier, now));
+                jobs.extend(self.chat_read(user, bare(to), identifier, now));
             }
         }
         if let Some((signal, id)) = facts.call_signal() {
@@ -852,6 +981,9 @@ impl PushService {
             if let CallStep::End(ids) = self.calls.step(user, signal, identifier, now) {
                 let summary = summarize(&self.config, None);
                 let targets = Targets::Only(&ids);
+                // (the end answered here: from the caller, to the user)
+                let to = bare_jid(&self.host, user);
+                let made = made(Some(&to), self.calls.caller(user, id), "chat");
                 jobs.extend(
                     self.deliver(
                         user,
@@ -861,6 +993,7 @@ impl PushService {
                         PushKind::CallEnd,
                         summary,
                         1,
+                        Some(made),
                         now,
                     )
                     .unwrap_or_default(),
@@ -889,15 +1022,22 @@ impl PushService {
             return Some(Vec::new());
         }
         self.grace.note_active(user, identifier, now);
-        let chat = crate::counts::chat_key(bare(item));
-        Some(self.chat_read(user, chat, identifier, now))
+        Some(self.chat_read(user, bare(item), identifier, now))
     }
 
-    /// `chat` was read on a device of the user's: its messages no longer
-    /// count; each registration whose count dropped (other than the
-    /// reading device's) gets an unimportant push with its new count.
-    fn chat_read(&mut self, user: &str, chat: u64, reader: Option<&str>, now: f64) -> Vec<PushJob> {
+    /// The chat with `peer` (a bare JID) was read on a device of the
+    /// user's: its messages no longer count; each registration whose count
+    /// dropped (other than the reading device's) gets an unimportant push
+    /// with its new count (about a message made from that chat to the user).
+    fn chat_read(
+        &mut self,
+        user: &str,
+        peer: &str,
+        reader: Option<&str>,
+        now: f64,
+    ) -> Vec<PushJob> {
         self.clock = self.clock.max(now);
+        let chat = crate::counts::chat_key(peer);
         self.grace.read(user, chat);
         let Some(regs) = self.registry.get_mut(user) else {
             return Vec::new();
@@ -913,6 +1053,8 @@ impl PushService {
         }
         self.mark_dirty(user);
         let summary = summarize(&self.config, None);
+        let to = bare_jid(&self.host, user);
+        let made = made(Some(&to), Some(peer), "chat");
         self.deliver(
             user,
             None,
@@ -921,6 +1063,7 @@ impl PushService {
             PushKind::Read,
             summary,
             1,
+            Some(made),
             now,
         )
         .unwrap_or_default()
@@ -960,6 +1103,7 @@ impl PushService {
             PushKind::Subscription,
             summary,
             1,
+            None,
             now,
         )
     }
@@ -1038,7 +1182,15 @@ impl PushService {
     }
 
     /// Records a sent push as awaiting its answer.
-    fn await_answer(&mut self, user: &str, job: &PushJob, attempt: u8, now: f64) {
+    /// `origin`: the stanza a retry of it is about.
+    fn await_answer(
+        &mut self,
+        user: &str,
+        job: &PushJob,
+        attempt: u8,
+        origin: Option<Origin>,
+        now: f64,
+    ) {
         self.pending.insert(
             &job.id,
             PendingPush {
@@ -1049,6 +1201,7 @@ impl PushService {
                 attempt,
                 had_errors: job.registration.errors > 0,
                 summary: crate::retry::kept_summary(&job.summary, &self.config.important_body),
+                origin,
             },
         );
     }
@@ -1073,18 +1226,22 @@ impl PushService {
                 }
             }
             let mut summary = held.summary;
+            let mut origin = held.origin;
             if !held.summary_unread {
                 // Its own chat was read meanwhile: never show that message.
                 summary.sender = None;
                 summary.body = Some(self.config.important_body.clone()).filter(|b| !b.is_empty());
+                origin = None;
             }
+            let origin = origin.unwrap_or_else(|| to_user(&self.host, &held.user));
             summary.message_count = message_count(held.kind, reg);
             let wakes = summary.important() || self.config.important_body.is_empty();
-            let job = new_job(&mut self.payloads, reg, summary, held.kind, wakes);
+            let kind = (held.kind, wakes);
+            let job = new_job(&mut self.payloads, reg, summary, kind, Some(origin.clone()));
             if held.kind.counts() {
                 self.mark_dirty(&held.user);
             }
-            self.await_answer(&held.user, &job, 0, now);
+            self.await_answer(&held.user, &job, 0, Some(origin), now);
             match out.iter_mut().find(|(u, _)| *u == held.user) {
                 Some((_, jobs)) => jobs.push(job),
                 None => out.push((held.user, vec![job])),
@@ -1099,14 +1256,15 @@ impl PushService {
                 continue;
             };
             let wakes = retry.summary.important() || self.config.important_body.is_empty();
+            let origin = retry.origin.unwrap_or_else(|| to_user(&self.host, &user));
             let job = new_job(
                 &mut self.payloads,
                 reg,
                 retry.summary,
-                PushKind::Retry,
-                wakes,
+                (PushKind::Retry, wakes),
+                Some(origin.clone()),
             );
-            self.await_answer(&user, &job, retry.attempt, now);
+            self.await_answer(&user, &job, retry.attempt, Some(origin), now);
             match out.iter_mut().find(|(u, _)| *u == user) {
                 Some((_, jobs)) => jobs.push(job),
                 None => out.push((user, vec![job])),
@@ -1228,11 +1386,12 @@ impl PushService {
         let batch = self.batches.take(session)?;
         let only = [batch.identifier];
         // The important push stands for every important stanza gathered.
-        let mut push = |facts: Option<&StanzaFacts>, n: u32| -> Vec<PushJob> {
+        let mut push = |facts: Option<&StanzaFacts>, n: u32, slot: Slot| -> Vec<PushJob> {
             let Some(facts) = facts else {
                 return Vec::new();
             };
             let targets = Targets::Only(&only);
+            self.slot = slot;
             self.notify_n(
                 &batch.user,
                 Some(facts),
@@ -1245,8 +1404,12 @@ impl PushService {
             .unwrap_or_default()
         };
         Some(Flushed {
-            important: push(batch.important.as_ref(), batch.important_count.max(1)),
-            unimportant: push(batch.unimportant.as_ref(), 1),
+            important: push(
+                batch.important.as_ref(),
+                batch.important_count.max(1),
+                Slot::Important,
+            ),
+            unimportant: push(batch.unimportant.as_ref(), 1, Slot::Unimportant),
             user: batch.user,
         })
     }
@@ -1447,7 +1610,7 @@ impl PushService {
                 retry: self.retries.schedule(
                     &push.user,
                     &push.identifier,
-                    push.summary,
+                    (push.summary, push.origin),
                     push.attempt,
                     push.sent_at,
                     now,
@@ -1579,6 +1742,169 @@ mod tests {
                 .parse()
                 .unwrap(),
         )
+    }
+
+    /// A source giving `xml` as the event's stanza.
+    fn source_of(xml: &'static str) -> Option<StanzaSource> {
+        Some(Box::new(move |slot| {
+            (slot == Slot::Event).then(|| xml.parse::<Element>().unwrap())
+        }))
+    }
+
+    const JULIET_SAYS: &str = "<message xmlns='jabber:client' type='chat' \
+        from='juliet@capulet.lit/balcony' to='romeo@example.com' id='m1'>\
+        <body>Wherefore art thou?</body></message>";
+
+    #[test]
+    fn a_release_and_a_retry_carry_the_message_they_are_about() {
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                grace_period: 30,
+                retry_delays: vec![5.0],
+                ..Config::default()
+            },
+        );
+        enable(&mut s, "romeo", "push.example", "phone");
+        let said = StanzaFacts::from_element(&JULIET_SAYS.parse().unwrap());
+        let wrote: StanzaFacts = addressed(&chat(), "juliet@capulet.lit");
+        // Romeo is active on his laptop: the phone's push is held...
+        s.outgoing("romeo", None, &wrote, 100.0).unwrap();
+        let held = s.with_source(source_of(JULIET_SAYS), |s| {
+            s.notify(
+                "romeo",
+                Some(&said),
+                None,
+                Targets::All,
+                PushKind::Offline,
+                101.0,
+            )
+        });
+        assert!(held.unwrap().is_empty());
+        assert!(s.kept_bytes() > 0, "a copy is kept while held");
+        // ... and released with the message it holds.
+        let (_, mut jobs) = s.retries_due(131.0).remove(0);
+        let release = jobs.remove(0);
+        let kept = release.origin.clone().expect("the held message");
+        assert_eq!(kept.element(), &JULIET_SAYS.parse::<Element>().unwrap());
+        assert!(kept.is_whole());
+        // A wait error: the retry is about it again.
+        let wait = Response::Error {
+            type_: "wait",
+            condition: "resource-constraint",
+        };
+        s.response(&release.id, "push.example", wait, 132.0);
+        drop(release);
+        let (_, mut retried) = s.retries_due(140.0).remove(0);
+        let retry = retried.remove(0);
+        assert_eq!(retry.kind, PushKind::Retry);
+        assert_eq!(retry.origin.as_ref(), Some(&kept));
+        // Answered: nothing is kept any more.
+        s.response(&retry.id, "push.example", Response::Result, 141.0);
+        drop((kept, retry));
+        assert_eq!(s.kept_bytes(), 0);
+    }
+
+    #[test]
+    fn a_push_on_its_event_hands_over_that_event_s_stanza() {
+        let mut s = service(3);
+        enable(&mut s, "romeo", "push.example", "phone");
+        let said = StanzaFacts::from_element(&JULIET_SAYS.parse().unwrap());
+        // With a source (extensions read it): kept for a retry, not handed over.
+        let jobs = s.with_source(source_of(JULIET_SAYS), |s| {
+            s.notify(
+                "romeo",
+                Some(&said),
+                None,
+                Targets::All,
+                PushKind::Offline,
+                0.0,
+            )
+        });
+        assert!(jobs.unwrap()[0].origin.is_none());
+        assert!(s.kept_bytes() > 0);
+        // Without one, nothing is kept at all.
+        let mut s = service(3);
+        enable(&mut s, "romeo", "push.example", "phone");
+        let jobs = s.notify(
+            "romeo",
+            Some(&said),
+            None,
+            Targets::All,
+            PushKind::Offline,
+            0.0,
+        );
+        assert!(jobs.unwrap()[0].origin.is_none());
+        assert_eq!(s.kept_bytes(), 0);
+    }
+
+    #[test]
+    fn pushes_without_a_stanza_of_their_own_get_a_bodiless_one() {
+        let mut s = service(3);
+        let phone = enable(&mut s, "romeo", "push.example", "phone");
+        let attrs = |job: &PushJob| {
+            let e = job
+                .origin
+                .as_ref()
+                .expect("a made stanza")
+                .element()
+                .clone();
+            assert!(e.get_child("body", crate::NS_CLIENT).is_none());
+            let a = |k: &str| e.attr(k).map(str::to_owned);
+            (e.name().to_owned(), a("from"), a("to"), a("type"))
+        };
+        let some = |v: &str| Some(v.to_owned());
+        // The wake-up and a ping: from the host, to no one.
+        let wake = s.wake("romeo", &phone, 0.0).remove(0);
+        let wanted = (
+            "message".into(),
+            some("example.com"),
+            None,
+            some("headline"),
+        );
+        assert_eq!(attrs(&wake), wanted);
+        let ping = s.notify("romeo", None, None, Targets::All, PushKind::Ping, 0.0);
+        assert_eq!(attrs(&ping.unwrap()[0]), wanted);
+        // A chat read elsewhere: from that chat, to the user.
+        let said = StanzaFacts::from_element(&JULIET_SAYS.parse().unwrap());
+        s.notify(
+            "romeo",
+            Some(&said),
+            None,
+            Targets::All,
+            PushKind::Offline,
+            0.0,
+        );
+        let read = s
+            .published("romeo", None, crate::NS_MDS, "juliet@capulet.lit", 1.0)
+            .unwrap()
+            .remove(0);
+        assert_eq!(read.kind, PushKind::Read);
+        let from_juliet = (
+            "message".into(),
+            some("juliet@capulet.lit"),
+            some("romeo@example.com"),
+            some("chat"),
+        );
+        assert_eq!(attrs(&read), from_juliet);
+        // A call answered on another device: from the caller, to the user.
+        let propose = "<message xmlns='jabber:client' type='chat' from='juliet@capulet.lit/b' \
+            to='romeo@example.com'><propose xmlns='urn:xmpp:jingle-message:0' id='c1'/></message>";
+        let propose = StanzaFacts::from_element(&propose.parse().unwrap());
+        s.notify(
+            "romeo",
+            Some(&propose),
+            None,
+            Targets::All,
+            PushKind::Offline,
+            2.0,
+        );
+        let accept = "<message xmlns='jabber:client' type='chat' from='romeo@example.com/laptop' \
+            to='romeo@example.com'><accept xmlns='urn:xmpp:jingle-message:0' id='c1'/></message>";
+        let accept = StanzaFacts::from_element(&accept.parse().unwrap());
+        let end = s.outgoing("romeo", None, &accept, 3.0).unwrap().remove(0);
+        assert_eq!(end.kind, PushKind::CallEnd);
+        assert_eq!(attrs(&end), from_juliet);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! |---|---|
 //! | `core:outgoing(user, identifier_or_nil, stanza, now)` | `events`, `false` or `nil`: a message one of the user's sessions sent (identifier: its registration) |
 //! | `core:published(user, identifier_or_nil, node, item_id, now)` | `events`, `false` or `nil`: an item the user published to their own PEP service |
-//! | `core:subscription_request(user, pending, already_pending, requester_subscription_or_nil, sessions_or_nil, now)` | `events`, `false` or `nil` |
+//! | `core:subscription_request(user, stanza, pending, already_pending, requester_subscription_or_nil, sessions_or_nil, now)` | `events`, `false` or `nil` (`stanza`: the presence `subscribe`) |
 //! | `core:connected(user, identifier)` | whether its unread count changed (a device connected) |
 //! | `core:unread(user, identifier)` | number |
 //! | `core:counts_to_write()` | `{ user, … }`: write each user's registrations (at shutdown) |
@@ -68,24 +68,21 @@ fn published(lua: &Lua, this: &mut Core, args: PublishedArgs) -> Result<Value> {
     this.events_or_load(lua, jobs, &user, &Value::Nil)
 }
 
-/// `subscription_request(user, pending, already, subscription, sessions, now)`.
-type SubscriptionArgs = (String, u32, bool, Option<String>, Option<Table>, f64);
+/// `subscription_request(user, stanza, pending, already, subscription, sessions, now)`.
+type SubscriptionArgs = (String, Table, u32, bool, Option<String>, Option<Table>, f64);
 
 fn subscription_request(lua: &Lua, this: &mut Core, args: SubscriptionArgs) -> Result<Value> {
-    let (user, pending, already, subscription, sessions, now) = args;
+    let (user, stanza, pending, already, subscription, sessions, now) = args;
     let live = match sessions {
         Some(sessions) => read::push_identifiers(lua, &sessions)?,
         None => Vec::new(),
     };
-    let jobs = this.service.subscription_request(
-        &user,
-        pending,
-        already,
-        subscription.as_deref(),
-        &live,
-        now,
-    );
-    this.events_or_load(lua, jobs, &user, &Value::Nil)
+    let source = this.source_of(&stanza)?;
+    let jobs = this.service.with_source(source, |service| {
+        let subscription = subscription.as_deref();
+        service.subscription_request(&user, pending, already, subscription, &live, now)
+    });
+    this.events_or_load(lua, jobs, &user, &Value::Table(stanza))
 }
 
 fn connected(_: &Lua, this: &mut Core, (user, identifier): (String, String)) -> Result<bool> {

@@ -50,7 +50,10 @@ fn muc_push(
 ) -> Result<Table> {
     let facts = read::stanza_facts(lua, &stanza)?;
     let members = members_of(&members)?;
-    let pushes = this.service.muc_push(&room, &facts, &members, now);
+    let source = this.source_of(&stanza)?;
+    let pushes = this.service.with_source(source, |service| {
+        service.muc_push(&room, &facts, &members, now)
+    });
     let out = lua.create_table()?;
     let original = Value::Table(stanza);
     for (user, jobs) in pushes {

@@ -1,13 +1,13 @@
 //! The core object: one VirtualHost's [`PushService`] as a Lua userdata,
 //! and the conversions every method file shares (events, stanza keys).
 
-use super::convert::str_field;
+use super::convert::{lua_to_element, str_field};
 use super::raw::events::{self, Batch, Tables};
 use super::raw::read;
-use super::raw::write::{options_shape, PublishShapes};
+use super::raw::write::{options_shape, PublishShapes, Shape};
 use crate::config::{Config, RawConfig};
 use crate::facts::StanzaFacts;
-use crate::service::{PushJob, PushService, StanzaKey};
+use crate::service::{PushJob, PushService, Slot, StanzaKey, StanzaSource};
 use minidom::Element;
 use mlua::{Function, Lua, LuaSerdeExt, Result, Table, UserData, UserDataMethods, Value};
 use std::collections::HashMap;
@@ -130,12 +130,23 @@ impl Core {
                 )
             })
             .collect();
+        // (a kept copy or a made message as `original_stanza`, written
+        // from its element)
+        let origins: Vec<Option<Shape>> = jobs
+            .iter()
+            .map(|j| {
+                j.origin
+                    .as_ref()
+                    .map(|o| Shape::of(o.element(), crate::NS_CLIENT))
+            })
+            .collect();
         let batch = Batch {
             host: &self.service.host,
             user,
             jobs: &jobs,
             payloads: &payloads,
             shapes: &shapes,
+            origins: &origins,
             share,
         };
         let tables = Tables {
@@ -161,6 +172,45 @@ impl Core {
             Some(jobs) if jobs.is_empty() => Ok(Value::Nil),
             Some(jobs) => Ok(Value::Table(self.events(lua, jobs, user, original)?)),
         }
+    }
+
+    /// Whether anything hooks `cloud_notify/push` now (then pushes hand
+    /// their stanza to handlers, and those that go out later keep a copy).
+    pub fn hooked(&self) -> Result<bool> {
+        match &self.get_handlers {
+            Some(get_handlers) => Ok(!get_handlers.call::<Value>("cloud_notify/push")?.is_nil()),
+            None => Ok(false),
+        }
+    }
+
+    /// The event's stanza for the core to keep a copy of ([`crate::origin`]),
+    /// while anything hooks `cloud_notify/push`.
+    pub fn source_of(&self, stanza: &Table) -> Result<Option<StanzaSource>> {
+        if !self.hooked()? {
+            return Ok(None);
+        }
+        let stanza = stanza.clone();
+        Ok(Some(Box::new(move |slot| match slot {
+            Slot::Event => lua_to_element(&stanza, crate::NS_CLIENT).ok(),
+            Slot::Important | Slot::Unimportant => None,
+        })))
+    }
+
+    /// A smacks batch's stanzas for the core to keep copies of, as
+    /// [`Core::source_of`].
+    pub fn batch_source(&self, objects: &BatchObjects) -> Result<Option<StanzaSource>> {
+        if !self.hooked()? {
+            return Ok(None);
+        }
+        let (important, unimportant) = (objects.important.clone(), objects.unimportant.clone());
+        Ok(Some(Box::new(move |slot| {
+            let object = match slot {
+                Slot::Important => important.as_ref(),
+                Slot::Unimportant => unimportant.as_ref(),
+                Slot::Event => None,
+            };
+            object.and_then(|t| lua_to_element(t, crate::NS_CLIENT).ok())
+        })))
     }
 
     /// A stanza's facts and the key recognising its copies for `user`

@@ -17,6 +17,7 @@
 //! | `core:retry_cancel(user, identifier)` | whether a retry was waiting (the device connected) |
 //! | `core:wake(user, identifier, now)` | `events` (the wake-up push) |
 //! | `core:cancel(push_id)` | nothing (a handler blocked the push) |
+//! | `core:handler_failed(push_kind, now)` | `nil` (count it only), or the number of failures of that kind not logged since the last line (log it) |
 //! | `core:expire(now)` | the number of pushes nobody answered in time |
 //! | `core:sweep_interval()` | seconds between calls of `expire` |
 //! | `core:stats()` | `{ users, registrations, pending, batches }` |
@@ -37,6 +38,7 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("retry_cancel", retry_cancel);
     m.add_method_mut("wake", wake);
     m.add_method_mut("cancel", cancel);
+    m.add_method_mut("handler_failed", handler_failed);
     m.add_method_mut("expire", expire);
     m.add_method("sweep_interval", sweep_interval);
     m.add_method("stats", stats);
@@ -71,7 +73,13 @@ fn notify(
         Some(ids) => Targets::Only(ids),
         None => Targets::All,
     };
-    let jobs = this.service.notify(user, facts, key, targets, kind, now);
+    let source = match &stanza {
+        Some(t) => this.source_of(t)?,
+        None => None,
+    };
+    let jobs = this.service.with_source(source, |service| {
+        service.notify(user, facts, key, targets, kind, now)
+    });
     let original = stanza.map_or(Value::Nil, Value::Table);
     this.events_or_load(lua, jobs, user, &original)
 }
@@ -127,14 +135,11 @@ fn archived(lua: &Lua, this: &mut Core, args: ArchivedArgs) -> Result<Value> {
     };
     let sender = sender.map(|s| s.to_string_lossy());
     let archive_id = archive_id.to_string_lossy();
-    let jobs = this.service.archived(
-        &for_user,
-        &facts,
-        sender.as_deref(),
-        &archive_id,
-        live.as_deref(),
-        now,
-    );
+    let source = this.source_of(&stanza)?;
+    let jobs = this.service.with_source(source, |service| {
+        let sender = sender.as_deref();
+        service.archived(&for_user, &facts, sender, &archive_id, live.as_deref(), now)
+    });
     this.events_or_load(lua, jobs, &for_user, &Value::Table(stanza))
 }
 
@@ -166,6 +171,11 @@ fn wake(
 fn cancel(_: &Lua, this: &mut Core, id: String) -> Result<()> {
     this.service.cancel(&id);
     Ok(())
+}
+
+fn handler_failed(_: &Lua, this: &mut Core, (kind, now): (String, f64)) -> Result<Option<u32>> {
+    let kind = PushKind::from_label(&kind).unwrap_or(PushKind::Ping);
+    Ok(this.service.handler_failed(kind, now))
 }
 
 fn expire(_: &Lua, this: &mut Core, now: f64) -> Result<usize> {

@@ -77,11 +77,15 @@ fn smacks_add(
 fn smacks_flush(lua: &Lua, this: &mut Core, (session, now): (String, f64)) -> Result<Table> {
     let objects = this.batch_objects.remove(&session).unwrap_or_default();
     let out = lua.create_table()?;
+    let source = this.batch_source(&objects)?;
+    let flushed = this
+        .service
+        .with_source(source, |service| service.smacks_flush(&session, now));
     let Some(Flushed {
         user,
         important,
         unimportant,
-    }) = this.service.smacks_flush(&session, now)
+    }) = flushed
     else {
         return Ok(out);
     };

@@ -29,6 +29,9 @@ PROSODY_VERSIONS = {
     "0.12": ["lua5.4", "/usr/bin/prosody"],
     "13": ["lua5.4", str(ROOT / ".work/prosody13/usr/bin/prosody")],
 }
+# Debian's prosody-modules 0.0~hg20250402 (scripts/install-prosody-modules.sh):
+# the real mod_cloud_notify_extensions, _encrypted, _filters, _priority_tag.
+EXTENSIONS_DIR = ROOT / ".work/prosody-modules/usr/lib/prosody/modules"
 NS_PUSH = "urn:xmpp:push:0"
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
@@ -64,12 +67,53 @@ def encode_host(host):
     return "".join(c if c.isalnum() or c == "_" else "%%%02x" % ord(c) for c in host)
 
 
+EXTENSION_MODULES = ("cloud_notify_extensions", "cloud_notify_encrypted", "cloud_notify_filters",
+                     "cloud_notify_priority_tag")
+
+
+def extension_paths(version, workdir):
+    """A plugin_paths entry (after ours) holding the real prosody-modules
+    extensions and nothing else of that package (its own mod_cloud_notify
+    stays out: the reference is 0.12's prosody-modules copy, 13's core
+    module). Unchanged, but for one name on 0.12.
+
+    0.12 has no util.crypto: mod_cloud_notify_encrypted then falls back to
+    luaossl (Debian's lua-luaossl), whose cipher it keeps in the local
+    `ossl_ciphers` but calls as the undefined global `ciphers`, so every
+    encrypted push raises there, under the reference module too. On 0.12
+    the copy loaded has that one name corrected (its output then ends in 16
+    NUL bytes for a tag: luaossl can't read GCM tags; see decrypt() in
+    test_extensions.py). 13 loads the module as Debian ships it."""
+    if not (EXTENSIONS_DIR / "mod_cloud_notify_extensions").is_dir():
+        raise RuntimeError(f"prosody-modules is not unpacked in {EXTENSIONS_DIR}"
+                           " (make test does it; see scripts/install-prosody-modules.sh)")
+    folder = Path(workdir) / "extensions"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in EXTENSION_MODULES:
+        real = EXTENSIONS_DIR / f"mod_{name}"
+        here = folder / f"mod_{name}"
+        if here.exists() or here.is_symlink():
+            continue
+        if version == "0.12" and name == "cloud_notify_encrypted":
+            source = (real / f"mod_{name}.lua").read_text()
+            wrong = "return ciphers.new("
+            assert source.count(wrong) == 1, "prosody-modules changed: check the 0.12 correction"
+            here.mkdir()
+            (here / f"mod_{name}.lua").write_text(source.replace(wrong, "return ossl_ciphers.new("))
+        else:
+            here.symlink_to(real)
+    return [str(folder)]
+
+
 class Prosody:
-    """A Prosody process with a generated config, in its own directory."""
+    """A Prosody process with a generated config, in its own directory.
+
+    extensions: the real prosody-modules extension modules can be loaded
+    (their folder is on plugin_paths, after ours: extension_paths())."""
 
     def __init__(self, hosts=("localhost",), modules=("cloud_notify",), options=None,
                  host_options=None, component="push.localhost", command=None, plugin_paths=None,
-                 version="0.12", muc=None, muc_options=None, components=()):
+                 version="0.12", muc=None, muc_options=None, components=(), extensions=False):
         self.dir = Path(tempfile.mkdtemp(prefix="cn-e2e-"))
         self.hosts = list(hosts)
         self.modules = list(modules)
@@ -85,6 +129,8 @@ class Prosody:
             raise RuntimeError(f"Prosody {version} is not installed: {self.command[-1]}"
                                " (make test installs it; see scripts/install-prosody13.sh)")
         self.plugin_paths = plugin_paths or [str(DIST), str(MODULES)]
+        if extensions:
+            self.plugin_paths = self.plugin_paths + extension_paths(version, self.dir)
         self.c2s_port = free_port()
         self.component_port = free_port()
         self.http_port = free_port()

@@ -8,8 +8,8 @@
 //! and ours: `wakes`, `push_kind`, `push_id`, `push_identifier`.
 
 use super::write::{
-    push_cached_payload, push_publish, push_registration, set_bool, set_opt, set_str, PayloadFrom,
-    PublishShapes, Shape,
+    push_cached_payload, push_element, push_publish, push_registration, set_bool, set_opt, set_str,
+    PayloadFrom, PublishShapes, Shape,
 };
 use super::Balance;
 use crate::notification::Summary;
@@ -87,6 +87,8 @@ pub struct Batch<'a> {
     /// Per job: the shapes of its payload (none if cached) and options,
     /// and of `push_info`'s options form.
     pub shapes: &'a [(PublishShapes, Option<Shape>)],
+    /// Per job, the shape of its own `original_stanza` (`job.origin`), if any.
+    pub origins: &'a [Option<Shape>],
     /// Payload tables are shared through the cache (see [`shared_payloads`]).
     pub share: bool,
 }
@@ -118,8 +120,9 @@ pub fn append(lua: &Lua, tables: Tables<'_>, batch: &Batch<'_>) -> Result<()> {
         lua.exec_raw::<()>(args, |l| {
             let mut n = ffi::lua_rawlen(l, slot::OUT) as ffi::lua_Integer;
             let jobs = batch.jobs.iter().zip(batch.payloads).zip(batch.shapes);
-            for ((job, payload), shapes) in jobs {
-                push_event(l, batch, (job, *payload), shapes);
+            for (i, ((job, payload), shapes)) in jobs.enumerate() {
+                let origin = batch.origins.get(i).and_then(Option::as_ref);
+                push_event(l, batch, (job, *payload), (shapes, origin));
                 n += 1;
                 ffi::lua_rawseti(l, slot::OUT, n);
             }
@@ -137,7 +140,7 @@ unsafe fn push_event(
     l: *mut ffi::lua_State,
     batch: &Batch<'_>,
     (job, payload): (&PushJob, Option<&Element>),
-    shapes: &(PublishShapes, Option<Shape>),
+    (shapes, origin): (&(PublishShapes, Option<Shape>), Option<&Shape>),
 ) {
     unsafe {
         let balance = Balance::start(l);
@@ -161,7 +164,12 @@ unsafe fn push_event(
         );
         ffi::lua_setfield(l, event, c"notification_stanza".as_ptr());
         ffi::lua_setfield(l, event, c"notification_payload".as_ptr());
-        ffi::lua_pushvalue(l, slot::ORIGINAL);
+        match (&job.origin, origin) {
+            (Some(kept), Some(shape)) => {
+                push_element(l, kept.element(), shape, &mut 0, slot::STANZA_MT, 0);
+            }
+            _ => ffi::lua_pushvalue(l, slot::ORIGINAL),
+        }
         ffi::lua_setfield(l, event, c"original_stanza".as_ptr());
         set_str(l, c"username", batch.user);
         push_registration(l, &job.registration, options_shape.as_ref());
