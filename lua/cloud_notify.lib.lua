@@ -132,6 +132,38 @@ function lib.new(options)
 		"Users whose registrations are held in memory (with or without any)", {}));
 	local count_store_read = labelled(module:metric("counter", "store_reads", "",
 		"Reads of the registration store (cache misses)", {}));
+	local count_hook_error = labelled(module:metric("counter", "hook_errors", "",
+		"Errors in this module's handlers (the stanza went on without it), by event", { "event" }));
+
+	-- Every handler fails open: an error in one (a bug, or a wedged core)
+	-- is counted and logged (at most once a minute per event, here and not
+	-- in the core, which may be what fails), and the stanza goes on as if
+	-- this module were not loaded. An IQ handler answers the request with
+	-- `wait/internal-server-error`. (Lua 5.4's pcall lets the handler's
+	-- store calls yield through it.)
+	local hook_logged = {};
+	function push.fail_open(name, handler)
+		return function(event)
+			local ok, ret = pcall(handler, event);
+			if ok then return ret; end
+			count_hook_error(name):add(1);
+			local now = time_now();
+			if (hook_logged[name] or -math.huge) <= now - 60 then
+				hook_logged[name] = now;
+				module:log("error", "Error in the %s handler (the stanza goes on without push): %s", name, ret);
+			end
+			if name:match("^iq%-set/") and event.origin and event.stanza then
+				event.origin.send(st.error_reply(event.stanza, "wait", "internal-server-error"));
+				return true;
+			end
+			return nil;
+		end
+	end
+
+	-- module:hook, failing open.
+	function push.hook(name, handler, priority)
+		module:hook(name, push.fail_open(name, handler), priority);
+	end
 
 	-- Per-user write lock. Storage may yield (handlers run in util.async
 	-- runners), so every change of a user's registrations (plan, write,

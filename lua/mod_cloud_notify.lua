@@ -25,6 +25,8 @@ local options = lib.options();
 local push = lib.new(options);
 local core, load_user, write_plan, dispatch, handle = push.core, push.load_user, push.write_plan, push.dispatch, push.handle;
 local push_store = push.store;
+-- Every handler fails open (see push.fail_open).
+local hook = push.hook;
 -- (none on a component: mod_cloud_notify_encrypted depends on this module,
 -- so loading it on a MUC component loads this one there too)
 local host_sessions = prosody.hosts[module.host].sessions or {};
@@ -33,8 +35,8 @@ local jid_node = require "util.jid".node;
 -- What the shared part handles, hooked here: pings (cloud-notify-ping),
 -- app servers' answers, gauges, the unread counts' writes (a timer, and
 -- at shutdown) and the sweep of pushes nobody answered.
-module:hook("cloud-notify-ping", push.on_ping);
-module:hook("iq/host", push.on_answer, 10);
+hook("cloud-notify-ping", push.on_ping);
+hook("iq/host", push.on_answer, 10);
 module:hook_global("stats-update", push.update_gauges);
 module:hook_global("server-stopping", push.on_server_stopping);
 module:add_timer(push.counts_interval, push.counts_timer);
@@ -69,8 +71,14 @@ local function schedule_wake(session, timeout)
 	session.cloud_notify_wake_timer = module:add_timer(delay, function()
 		session.cloud_notify_wake_timer = nil;
 		local user, identifier = session.username, session.push_identifier;
-		if session.destroyed or not session.hibernating or not identifier or session.cloud_notify_woken then return; end
-		if not load_user(user) then return; end
+		local function gone()
+			return session.destroyed or not session.hibernating or session.cloud_notify_woken
+				or not identifier or session.push_identifier ~= identifier;
+		end
+		if gone() then return; end
+		-- (the store may yield: the session may have resumed, or lost its
+		-- registration, meanwhile)
+		if not load_user(user) or gone() then return; end
 		session.cloud_notify_woken = true;
 		session.log("debug", "Hibernation ends in %gs: waking the device", timeout - delay);
 		dispatch(core:wake(user, identifier, time_now()));
@@ -146,7 +154,7 @@ function push.on_removed(user, removed)
 end
 
 -- https://xmpp.org/extensions/xep-0357.html#disco
-module:hook("account-disco-info", function(event)
+hook("account-disco-info", function(event)
 	(event.reply or event.stanza):tag("feature", { var = xmlns_push }):up();
 end);
 
@@ -183,9 +191,9 @@ local function push_enable(origin, stanza, user)
 	end
 	return true;
 end
-module:hook("iq-set/self/"..xmlns_push..":enable", user_iq(push_enable));
+hook("iq-set/self/"..xmlns_push..":enable", user_iq(push_enable));
 
-module:hook("iq-set/self/"..xmlns_push..":disable", user_iq(function(origin, stanza, user)
+hook("iq-set/self/"..xmlns_push..":disable", user_iq(function(origin, stanza, user)
 	push.disable(origin, stanza, user);
 	return true;
 end));
@@ -194,7 +202,7 @@ end));
 -- affiliation with its node to none. The core checks that it comes from
 -- that registration's own app server.
 local xmlns_pubsub_event = "http://jabber.org/protocol/pubsub#event";
-module:hook("message/bare", function(event)
+hook("message/bare", function(event)
 	local stanza = event.stanza;
 	if not stanza:get_child("event", xmlns_pubsub_event) then return; end
 	local user = jid_node(stanza.attr.to);
@@ -232,11 +240,13 @@ end, 10);
 -- A device that reconnects without enabling again gets its stored
 -- registration back (same SASL2 client_id, else same resource), so the
 -- smacks paths and the extended hibernation work for it as if it had.
-module:hook("resource-bind", function(event)
+hook("resource-bind", function(event)
 	local session = event.session;
 	local user = session.username;
 	if not user or session.push_identifier then return; end
 	if not load_user(user) then return; end
+	-- (the store may yield: the session may have enabled, or closed, meanwhile)
+	if session.destroyed or session.push_identifier then return; end
 	local identifier, push_info = core:reattach(user, session.client_id, session.resource);
 	if identifier then
 		-- The device's older session (still hibernating, say) no longer pushes.
@@ -255,7 +265,7 @@ module:hook("resource-bind", function(event)
 end);
 
 -- Offline messages: one push per registration of the recipient.
-module:hook("message/offline/handle", function(event)
+hook("message/offline/handle", function(event)
 	local stanza = event.stanza;
 	local user = jid_node(stanza.attr.to);
 	if not user then return; end
@@ -266,7 +276,7 @@ end, 1);
 -- Bare groupchat messages to the user (a MUC with no joined device of
 -- theirs): pushed like offline messages. Not handled here: the sender still
 -- gets mod_message's error.
-module:hook("message/bare/groupchat", function(event)
+hook("message/bare/groupchat", function(event)
 	local stanza = event.stanza;
 	local user = jid_node(stanza.attr.to);
 	if not user then return; end
@@ -291,6 +301,8 @@ local function smacks_stanzas(session, stanzas, at_once)
 	local identifier, user = session.push_identifier, session.username;
 	if not identifier or not user or not session.full_jid then return; end
 	if not load_user(user) then return; end
+	-- (the store may yield: the registration may have gone meanwhile)
+	if session.destroyed or session.push_identifier ~= identifier or not session.full_jid then return; end
 	local outcome = core:smacks_add(session.full_jid, user, identifier, stanzas);
 	if outcome == "nothing" then return; end
 	if at_once or outcome == "flush" then
@@ -305,7 +317,7 @@ local function smacks_stanzas(session, stanzas, at_once)
 	end
 end
 
-module:hook("smacks-hibernation-start", function(event)
+hook("smacks-hibernation-start", function(event)
 	local session = event.origin;
 	session.first_hibernated_push, session.cloud_notify_woken = nil, nil;
 	if not session.push_identifier then return; end
@@ -317,33 +329,35 @@ module:hook("smacks-hibernation-start", function(event)
 	smacks_stanzas(session, event.queue, true);
 end);
 
-module:hook("smacks-hibernation-stanza-queued", function(event)
+hook("smacks-hibernation-stanza-queued", function(event)
 	smacks_stanzas(event.origin, { event.stanza });
 end);
 
-module:hook("smacks-ack-delayed", function(event)
+hook("smacks-ack-delayed", function(event)
 	smacks_stanzas(event.origin, event.stanza and { event.stanza } or event.queue);
 end);
 
 -- A session that is gone (closed, replaced, timed out) keeps no timer
 -- (its watchdog is smacks' business now: nothing is restored).
-module:hook("resource-unbind", function(event)
+hook("resource-unbind", function(event)
 	local session = event.session;
 	if not session then return; end
 	stop_batch(session);
 	stop_wake(session);
 end);
 
-module:hook("smacks-hibernation-end", function(event)
+hook("smacks-hibernation-end", function(event)
 	local session = event.resumed;
 	if not session then return; end
 	stop_batch(session);
 	stop_wake(session);
-	if session.push_identifier and session.username then
-		core:retry_cancel(session.username, session.push_identifier); -- the device is back
-		-- (its user may have left the cache during a long hibernation)
-		if load_user(session.username) then
-			core:connected(session.username, session.push_identifier);
+	local user, identifier = session.username, session.push_identifier;
+	if identifier and user then
+		core:retry_cancel(user, identifier); -- the device is back
+		-- (its user may have left the cache during a long hibernation; the
+		-- store may yield, and the registration go, meanwhile)
+		if load_user(user) and session.push_identifier == identifier then
+			core:connected(user, identifier);
 		end
 	end
 	session.first_hibernated_push, session.cloud_notify_woken = nil, nil;
@@ -363,14 +377,14 @@ local function outgoing(event)
 	-- (the window moved: what is held goes out at its new end)
 	after_holding();
 end
-module:hook("pre-message/full", outgoing, 1);
-module:hook("pre-message/bare", outgoing, 1);
-module:hook("pre-message/host", outgoing, 1);
+hook("pre-message/full", outgoing, 1);
+hook("pre-message/bare", outgoing, 1);
+hook("pre-message/host", outgoing, 1);
 
 -- XEP-0490 (Message Displayed Synchronization): a chat read, published to
 -- the user's own PEP service.
 local xmlns_pubsub = "http://jabber.org/protocol/pubsub";
-module:hook("pre-iq/bare", function(event)
+hook("pre-iq/bare", function(event)
 	local session, stanza = event.origin, event.stanza;
 	local user = session.username;
 	if not user or not event.to_self or stanza.attr.type ~= "set" then return; end
@@ -387,7 +401,7 @@ end, 1);
 -- wait (XEP-0357 pending-subscription-count), before mod_presence records it.
 local rostermanager = require "core.rostermanager";
 local jid_bare = require "util.jid".bare;
-module:hook("presence/bare", function(event)
+hook("presence/bare", function(event)
 	local stanza = event.stanza;
 	if stanza.attr.type ~= "subscribe" then return; end
 	local user = jid_node(stanza.attr.to);
@@ -408,7 +422,7 @@ end, 1);
 
 -- Archived messages: pushed to the registrations of devices with no live
 -- (or hibernated) session; urgent ones to all.
-module:hook("archive-message-added", function(event)
+hook("archive-message-added", function(event)
 	local for_user = event.for_user;
 	if not for_user or not event.id then return; end
 	-- Most archived messages are for users without push: asked cheaply first.

@@ -30,12 +30,14 @@ options.muc_push_max_remote_users = module:get_option_number("muc_push_max_remot
 options.muc_push_enables_per_minute = module:get_option_number("muc_push_enables_per_minute");
 local push = lib.new(options);
 local core, load_user, dispatch = push.core, push.load_user, push.dispatch;
+-- Every handler fails open (see push.fail_open).
+local hook = push.hook;
 
 -- What the shared part handles, hooked here: pings (cloud-notify-ping),
 -- app servers' answers, gauges, the unread counts' writes (a timer, and
 -- at shutdown) and the sweep of pushes nobody answered.
-module:hook("cloud-notify-ping", push.on_ping);
-module:hook("iq/host", push.on_answer, 10);
+hook("cloud-notify-ping", push.on_ping);
+hook("iq/host", push.on_answer, 10);
 module:hook_global("stats-update", push.update_gauges);
 module:hook_global("server-stopping", push.on_server_stopping);
 module:add_timer(push.counts_interval, push.counts_timer);
@@ -100,7 +102,7 @@ local function domain_iq(handler)
 	end
 end
 
-module:hook("iq-set/host/"..xmlns_push..":enable", domain_iq(function(origin, who, stanza, user)
+hook("iq-set/host/"..xmlns_push..":enable", domain_iq(function(origin, who, stanza, user)
 	local admitted, error_type, condition, text = core:muc_admit(user, is_local(user), time_now());
 	if not admitted then
 		module:log("debug", "MUC push enable from %s refused: %s", user, text);
@@ -115,7 +117,7 @@ end));
 
 -- Looks up exactly what enable stored: the same key (the original looked
 -- under another one, so its disable never removed anything).
-module:hook("iq-set/host/"..xmlns_push..":disable", domain_iq(function(origin, _, stanza, user)
+hook("iq-set/host/"..xmlns_push..":disable", domain_iq(function(origin, _, stanza, user)
 	push.disable(origin, stanza, user);
 end));
 
@@ -129,7 +131,7 @@ local function joined_jids(room)
 end
 
 -- A room message: the core says what it needs to know, the room tells it.
-module:hook("muc-broadcast-message", function(event)
+hook("muc-broadcast-message", function(event)
 	local room, stanza = event.room, event.stanza;
 	local wants = core:muc_wants(room.jid, stanza);
 	if not wants then return; end
@@ -168,8 +170,8 @@ local function bounced(event)
 	nicks[#nicks+1] = room:get_registered_nick(user);
 	dispatch(core:muc_bounced(room.jid, stanza, user, nicks, time_now()));
 end
-module:hook("message/bare", bounced, 10);
-module:hook("message/full", bounced, 10);
+hook("message/bare", bounced, 10);
+hook("message/full", bounced, 10);
 
 module:log("info", "Module loaded (core %s, from %s)", push.version, module:get_directory());
 

@@ -343,6 +343,47 @@ describe("mod_cloud_notify", function()
 		assert.truthy(m1.store.data.romeo["push.example<phone"], "phone lost from the store");
 	end);
 
+	it("re-checks a resumed session after its user's read yielded (its registration gone meanwhile)", function()
+		local m1 = stand_in.load("resume." .. m.host, { push_registration_cache_size = 1 });
+		m = m1; -- (for pausing_store)
+		local phone = stand_in.session(m1, "romeo", "phone");
+		stand_in.enable(m1, phone, "push.example", "phone");
+		stand_in.offline(m1, "juliet@" .. m1.host, "x"); -- evicts romeo (cache of one)
+		local paused = pausing_store("get");
+		local ok, err;
+		async.runner(function()
+			ok, err = pcall(m1.fire_event, m1, "smacks-hibernation-end", { resumed = phone, origin = phone });
+		end):run(true);
+		assert.equal(1, #paused); -- romeo's read is under way
+		phone.push_identifier = nil; -- disabled meanwhile (another device, the app server)
+		paused[1]();
+		assert.is_true(ok, err);
+		assert.is_nil(phone.push_identifier);
+	end);
+
+	it("fails open: a stanza goes on when a handler fails, counted and logged once a minute", function()
+		stand_in.enable(m, romeo, "push.example", "phone");
+		romeo.push_identifier = {}; -- a session field another module broke: the core refuses it
+		local logged = 0;
+		local plain_log = m.log;
+		m.log = function(self, level, message, ...)
+			if level == "error" and message:find("goes on without push", 1, true) then logged = logged + 1; end
+			return plain_log(self, level, message, ...);
+		end;
+		local msg = st.message({ to = "juliet@example.com", type = "chat" }):text_tag("body", "hi");
+		for _ = 1, 3 do
+			assert.is_nil(m:fire_event("pre-message/bare", { origin = romeo, stanza = msg }));
+		end
+		assert.equal(3, m.metrics.hook_errors.values["pre-message/bare"]);
+		assert.equal(1, logged);
+		-- An IQ handler that fails answers the request.
+		local enable = stand_in.enable_iq(romeo, "push.example", "node2");
+		romeo.username = {}; -- (as broken)
+		assert.is_true(m:fire_event("iq-set/self/urn:xmpp:push:0:enable", { origin = romeo, stanza = enable }));
+		assert.equal("error", romeo.replies[#romeo.replies].attr.type);
+		m.log = plain_log;
+	end);
+
 	it("re-reads only for a commit of the same user, not of another", function()
 		local paused = pausing_store("get");
 		local juliet = stand_in.session(m, "juliet", "phone");

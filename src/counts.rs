@@ -41,7 +41,17 @@ pub fn chat_key(bare_jid: &str) -> u64 {
 
 /// A key as stored (16 hex digits).
 pub fn key_to_string(key: u64) -> String {
-    format!("{key:016x}")
+    String::from_utf8_lossy(&key_to_bytes(key)).into_owned()
+}
+
+/// [`key_to_string`] without allocating: 16 lowercase hex digits.
+pub fn key_to_bytes(key: u64) -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = HEX[((key >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
 }
 
 /// A stored key, if it is one.
@@ -311,6 +321,9 @@ mod tests {
         assert_eq!(key_from_str(&key_to_string(k)), Some(k));
         assert_eq!(key_from_str("juliet@capulet.lit"), None);
         assert_eq!(key_from_str("zz"), None);
+        for k in [0, 1, 0xabc, k, u64::MAX] {
+            assert_eq!(key_to_string(k), format!("{k:016x}"));
+        }
     }
 
     #[test]

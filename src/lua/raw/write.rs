@@ -434,7 +434,8 @@ pub unsafe fn push_registration(l: *mut ffi::lua_State, r: &Registration, option
             ffi::luaL_checkstack(l, 3, c"counts".as_ptr());
             ffi::lua_createtable(l, 0, c_int::try_from(r.counts.iter().count()).unwrap_or(0));
             for (chat, n) in r.counts.iter() {
-                push_str(l, &crate::counts::key_to_string(chat));
+                // (on the stack: nothing here owns memory while Lua may raise)
+                push_bytes(l, &crate::counts::key_to_bytes(chat));
                 ffi::lua_pushinteger(l, ffi::lua_Integer::from(n));
                 ffi::lua_rawset(l, -3);
             }
