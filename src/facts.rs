@@ -323,14 +323,12 @@ impl StanzaFacts {
 
     /// Whether this stanza may be read as a carbon copy for `user_bare`:
     /// XEP-0280 §11, a copy counts only when it comes from the user's own
-    /// bare JID (anyone can wrap a forged `<received/>` around a message).
+    /// bare JID, as the server sends it (anyone can wrap a forged
+    /// `<received/>` around a message; a full JID of the user's is one of
+    /// their clients, which sends no carbons).
     /// True for a stanza that is no carbon.
     pub fn carbon_trusted(&self, user_bare: &str) -> bool {
-        self.carbon.is_none()
-            || self
-                .from
-                .as_deref()
-                .is_some_and(|f| f.split('/').next() == Some(user_bare))
+        self.carbon.is_none() || self.from.as_deref().is_some_and(|f| f == user_bare)
     }
 
     /// The stanza as `user_bare` gets it: a carbon copy not from their own
@@ -515,6 +513,12 @@ mod tests {
             .carbon
             .is_some());
         assert!(!real.carbon_trusted("juliet@capulet.example"));
+        // One of the user's own clients is not the server: no carbons from it.
+        let from_a_client = StanzaFacts {
+            from: Some("romeo@montague.example/laptop".into()),
+            ..real
+        };
+        assert!(!from_a_client.carbon_trusted("romeo@montague.example"));
     }
 
     #[test]

@@ -41,6 +41,13 @@ pub fn id_number(id: &str) -> u128 {
     (u128::from(a.hash_one(id)) << 64) | u128::from(b.hash_one(id))
 }
 
+/// A 64-bit digest of `parts` under the process-wide keys: what the
+/// module remembers of traffic (stanzas pushed, subscription requests)
+/// can't be made to collide by someone who chose the inputs.
+pub fn digest(parts: &[&str]) -> u64 {
+    KEYS.0.hash_one(parts)
+}
+
 /// A number in `[0, 1)` no one can predict (jitter for retries).
 pub fn jitter() -> f64 {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);

@@ -31,6 +31,7 @@ pub mod registry;
 pub mod retry;
 pub mod seen;
 pub mod service;
+pub mod subscriptions;
 pub mod text;
 pub mod throttle;
 

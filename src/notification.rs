@@ -36,6 +36,29 @@ impl Summary {
     }
 }
 
+/// Most bytes of a body a push carries (with `push_notification_with_body`):
+/// what a phone shows of a message, well within APNs' and FCM's 4 KiB, so
+/// no stranger's long message can make the app server's push fail. Cut at
+/// a character boundary, never inside one.
+pub const MAX_BODY_BYTES: usize = 256;
+
+/// Most bytes of a sender a push carries (with
+/// `push_notification_with_sender`); a longer JID is left out, not cut (a
+/// cut JID would name someone else).
+pub const MAX_SENDER_BYTES: usize = 256;
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+pub fn cut_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// What a push about `stanza` may say. With no stanza (a ping), nothing.
 pub fn summarize(config: &Config, stanza: Option<&StanzaFacts>) -> Summary {
     let mut summary = Summary {
@@ -47,7 +70,7 @@ pub fn summarize(config: &Config, stanza: Option<&StanzaFacts>) -> Summary {
     };
     let msg = facts.effective();
     if config.with_sender {
-        summary.sender = msg.from.clone();
+        summary.sender = msg.from.clone().filter(|f| f.len() <= MAX_SENDER_BYTES);
     }
     // An encrypted message's <body/> is its client's fallback text ("This
     // message is OMEMO encrypted."), not what the sender wrote.
@@ -56,7 +79,7 @@ pub fn summarize(config: &Config, stanza: Option<&StanzaFacts>) -> Summary {
         .as_deref()
         .filter(|b| !b.is_empty() && !msg.encrypted);
     if config.with_body && real_body.is_some() && is_important(facts) {
-        summary.body = real_body.map(str::to_owned);
+        summary.body = real_body.map(|b| cut_utf8(b, MAX_BODY_BYTES).to_owned());
     } else if !config.important_body.is_empty() && is_important(facts) {
         summary.body = Some(config.important_body.clone());
     }
@@ -149,6 +172,35 @@ mod tests {
     const MSG: &str =
         "<message xmlns='jabber:client' from='juliet@capulet.example/balcony' type='chat'>\
         <body>Wherefore art thou, Romeo?</body></message>";
+
+    #[test]
+    fn bodies_and_senders_are_capped_never_cut_inside_a_character() {
+        let config = Config {
+            with_body: true,
+            with_sender: true,
+            ..Config::default()
+        };
+        // 5,000 × "é" (two bytes each), from a long but valid JID.
+        let long = "é".repeat(5000);
+        let sender = format!("{}@capulet.example/balcony", "j".repeat(300));
+        let xml = format!(
+            "<message xmlns='jabber:client' from='{sender}' type='chat'><body>{long}</body></message>"
+        );
+        let summary = summarize(&config, Some(&facts(&xml)));
+        let body = summary.body.unwrap();
+        assert_eq!(body.len(), MAX_BODY_BYTES);
+        assert!(long.starts_with(&body));
+        assert_eq!(summary.sender, None, "a JID is left out, not cut");
+        // One byte off a boundary: cut before the character.
+        assert_eq!(cut_utf8("aé", 2), "a");
+        assert_eq!(cut_utf8("short", 256), "short");
+        let short = summarize(&config, Some(&facts(MSG)));
+        assert_eq!(short.body.as_deref(), Some("Wherefore art thou, Romeo?"));
+        assert_eq!(
+            short.sender.as_deref(),
+            Some("juliet@capulet.example/balcony")
+        );
+    }
 
     #[test]
     fn private_by_default() {

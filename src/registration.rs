@@ -30,6 +30,11 @@ pub const ELEMENT_COST: usize = 16;
 pub const MAX_INCLUDE_PAYLOAD_LEN: usize = 64;
 /// Longest `xml:lang` accepted (bytes; BCP 47 tags are far shorter).
 pub const MAX_LANGUAGE_LEN: usize = 64;
+/// Longest SASL2 `client_id` kept (XEP-0388 suggests a UUID); a longer one
+/// is not kept, and the device is known by its resource instead.
+pub const MAX_CLIENT_ID_LEN: usize = 256;
+/// Longest resource kept (Prosody's own bound is 1023 bytes).
+pub const MAX_RESOURCE_LEN: usize = 1023;
 
 /// One device's push registration.
 #[derive(Debug, Clone, PartialEq)]
@@ -262,10 +267,18 @@ pub fn registration_from_enable(
         debug_assert!(form.is("x", NS_DATA_FORMS));
         check_publish_options(form)?;
     }
-    let resource = if who.client_id.is_none() {
-        who.resource.as_deref()
-    } else {
-        None
+    // Every stored string is bounded: an overlong client id or resource
+    // is not kept.
+    let client_id = who
+        .client_id
+        .as_deref()
+        .filter(|c| c.len() <= MAX_CLIENT_ID_LEN);
+    let resource = match client_id {
+        None => who
+            .resource
+            .as_deref()
+            .filter(|r| r.len() <= MAX_RESOURCE_LEN),
+        Some(_) => None,
     };
     let mut reg = Registration::new(
         Parts {
@@ -273,7 +286,7 @@ pub fn registration_from_enable(
             jid: &jid,
             node: req.node.as_deref(),
             include_payload: req.include_payload.as_deref(),
-            client_id: who.client_id.as_deref(),
+            client_id,
             resource,
             language: req.language.as_deref(),
         },
@@ -472,6 +485,12 @@ mod tests {
             registration_from_enable(req(Some("push.example"), Some("n"), None), &w, 0.0).unwrap();
         assert_eq!(r.client_id(), Some("abc"));
         assert_eq!(r.resource(), None);
+        // Overlong: not kept (the resource stands in).
+        w.client_id = Some("c".repeat(MAX_CLIENT_ID_LEN + 1));
+        w.resource = Some("phone".into());
+        let r =
+            registration_from_enable(req(Some("push.example"), Some("n"), None), &w, 0.0).unwrap();
+        assert_eq!((r.client_id(), r.resource()), (None, Some("phone")));
     }
 
     #[test]

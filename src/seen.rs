@@ -9,21 +9,16 @@
 //! Bounded: the oldest keys are forgotten first.
 
 use crate::bounded::Fifo;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 
 /// Pushes remembered per host (one per stanza and registration).
 pub const DEFAULT_CAPACITY: usize = 32_768;
 
-/// One record: a 64-bit digest of (user, key, registration). Two triples
-/// sharing a digest (odds of about 2^-50 among the keys kept) would cost
+/// One record: a 64-bit digest of (user, key, registration), keyed per
+/// process ([`crate::ids::digest`]). Two triples sharing a digest (odds of
+/// about 2^-50 among the keys kept, and no way to choose them) would cost
 /// one push, never add one.
 fn digest(user: &str, key: &str, identifier: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    user.hash(&mut h);
-    key.hash(&mut h);
-    identifier.hash(&mut h);
-    h.finish()
+    crate::ids::digest(&[user, key, identifier])
 }
 
 /// A bounded set of (user, stanza key, registration) triples, kept as

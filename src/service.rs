@@ -389,6 +389,8 @@ pub struct PushService {
     kept: Option<(Slot, Option<Origin>)>,
     /// When raising `cloud_notify/push` handlers were last logged.
     failures: crate::throttle::Throttle,
+    /// Subscription requests pushed lately.
+    subscriptions: crate::subscriptions::Subscriptions,
 }
 
 /// The payload numbers of a few recent summaries ([`PushJob::payload_id`]).
@@ -501,6 +503,7 @@ impl PushService {
             slot: Slot::Event,
             kept: None,
             failures: Default::default(),
+            subscriptions: Default::default(),
             config,
         }
     }
@@ -1069,17 +1072,22 @@ impl PushService {
         .unwrap_or_default()
     }
 
-    /// A presence subscription request to the user, who had `pending`
+    /// A presence subscription request to the user from `requester` (a
+    /// bare JID), who had `pending`
     /// requests waiting before it (`already`: this one among them;
     /// `subscription`: the requester's roster item's, if any — `from` or
     /// `both`: approved already, and the server answers for the user): an
     /// unimportant push with the number now
     /// pending to the registrations of devices without a live (or
     /// hibernated) session (`live`; a hibernated one gets the queued
-    /// request by its smacks path). `None` if not loaded.
+    /// request by its smacks path); at most once per requester and a few
+    /// times per user per hour ([`crate::subscriptions`]). `None` if not
+    /// loaded.
+    #[allow(clippy::too_many_arguments)]
     pub fn subscription_request(
         &mut self,
         user: &str,
+        requester: &str,
         pending: u32,
         already: bool,
         subscription: Option<&str>,
@@ -1090,6 +1098,9 @@ impl PushService {
         // (a repeated request changes no count: no push, so that nobody can
         // buzz the user's phones by asking again and again)
         if self.registry.get(user)?.is_empty() || approved || already {
+            return Some(Vec::new());
+        }
+        if !self.subscriptions.allow(user, requester, now) {
             return Some(Vec::new());
         }
         let mut summary = summarize(&self.config, None);
@@ -3202,8 +3213,9 @@ mod tests {
         let mut s = service(16);
         enable(&mut s, "romeo", "push.example", "phone");
         let laptop = enable(&mut s, "romeo", "push.example", "laptop");
+        let live = std::slice::from_ref(&laptop);
         let jobs = s
-            .subscription_request("romeo", 1, false, None, std::slice::from_ref(&laptop), 0.0)
+            .subscription_request("romeo", "juliet@c.lit", 1, false, None, live, 0.0)
             .unwrap();
         assert_eq!(nodes(&jobs), ["phone"]);
         assert_eq!(jobs[0].summary.pending_subscriptions, Some(2));
@@ -3212,16 +3224,21 @@ mod tests {
         // Asked again: the count is the same, no push (nobody can buzz the
         // phones by asking again and again).
         assert!(s
-            .subscription_request("romeo", 2, true, Some("to"), &[], 0.0)
+            .subscription_request("romeo", "juliet@c.lit", 2, true, Some("to"), &[], 0.0)
+            .unwrap()
+            .is_empty());
+        // Withdrawn and asked again within the hour: still no push.
+        assert!(s
+            .subscription_request("romeo", "juliet@c.lit", 1, false, Some("none"), &[], 5.0)
             .unwrap()
             .is_empty());
         let again = s
-            .subscription_request("romeo", 2, false, Some("none"), &[], 0.0)
+            .subscription_request("romeo", "nurse@c.lit", 2, false, Some("none"), &[], 6.0)
             .unwrap();
         assert_eq!(again[0].summary.pending_subscriptions, Some(3));
         // Already approved: the server answers for the user, no push.
         assert!(s
-            .subscription_request("romeo", 0, false, Some("both"), &[], 0.0)
+            .subscription_request("romeo", "tybalt@c.lit", 0, false, Some("both"), &[], 7.0)
             .unwrap()
             .is_empty());
         let form = crate::notification::summary_form(&again[0].summary);

@@ -77,10 +77,14 @@ fn subscription_request(lua: &Lua, this: &mut Core, args: SubscriptionArgs) -> R
         Some(sessions) => read::push_identifiers(lua, &sessions)?,
         None => Vec::new(),
     };
+    let [from] = read::read_attrs(lua, &stanza, [c"from"])?;
+    let requester = from
+        .as_deref()
+        .map_or("", |f| f.split('/').next().unwrap_or(f));
     let source = this.source_of(&stanza)?;
     let jobs = this.service.with_source(source, |service| {
         let subscription = subscription.as_deref();
-        service.subscription_request(&user, pending, already, subscription, &live, now)
+        service.subscription_request(&user, requester, pending, already, subscription, &live, now)
     });
     this.events_or_load(lua, jobs, &user, &Value::Table(stanza))
 }

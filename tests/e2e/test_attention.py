@@ -261,13 +261,19 @@ def test_subscription_requests_push_the_number_pending(prosody_with):
         for c in (j, n, j):
             c.send_raw(f"<presence to='{romeo}' type='subscribe'/>")
             seen.append(await pushes_within(app, 1.0))
+        # ... nor when she withdraws and asks again, however often.
+        for _ in range(3):
+            j.send_raw(f"<presence to='{romeo}' type='unsubscribe'/>")
+            await asyncio.sleep(0.2)
+            j.send_raw(f"<presence to='{romeo}' type='subscribe'/>")
+            seen.append(await pushes_within(app, 1.0))
         for c in (j, n):
             await c.stop()
         await app.stop()
         return seen
 
     seen = run(scenario())
-    assert [len(s) for s in seen] == [1, 1, 0]
+    assert [len(s) for s in seen] == [1, 1, 0, 0, 0, 0]
     pushes = [s[0] for s in seen[:2]]
     assert [x.summary.get("pending-subscription-count") for x in pushes] == ["1", "2"]
     assert all(kind(x) == "subscription" and not x.important for x in pushes)
