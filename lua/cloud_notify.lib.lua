@@ -465,18 +465,19 @@ function lib.new(options)
 	-- Answers of app servers (iq/host): one handler for all pushes, no hook
 	-- per push.
 	function push.on_answer(event)
-		local kind, answer, write_user, from = core:response(event.stanza, time_now());
+		local kind, answer, from = core:response(event.stanza, time_now());
 		if kind == nil then return; end -- not one of ours
 		if kind == "load" then
 			if not push.load_user(answer.user) then return true; end
-			kind, answer, write_user, from = core:response(event.stanza, time_now());
+			kind, answer, from = core:response(event.stanza, time_now());
 			if kind == nil then return; end
 		end
+		-- (error counts the answer changed are written back with the
+		-- unread counts, never a write per answer)
 		if kind == "delivered" then
-			-- answer: the round-trip time; write_user: whose error count was reset
+			-- answer: the round-trip time
 			module:log("debug", "Push delivered to %s in %.3fs", from, answer);
 			sample_rtt():sample(answer);
-			if write_user then push.write_current(write_user); end
 			return true;
 		end
 		if answer.error_type and kind ~= "wrong-sender" then
@@ -503,7 +504,6 @@ function lib.new(options)
 		elseif kind == "counted" then
 			module:log("info", "Got error <%s:%s> for identifier '%s': error count is now %d",
 				answer.error_type, answer.condition, answer.identifier, answer.count);
-			push.write_current(answer.user);
 		elseif kind == "disable" then
 			module:log("warn", "Disabling push notifications for identifier '%s' after %d errors",
 				answer.identifier, answer.count);

@@ -384,6 +384,23 @@ describe("mod_cloud_notify", function()
 		m.log = plain_log;
 	end);
 
+	it("writes no record per app-server answer: error counts go with the counts' write-back", function()
+		stand_in.enable(m, romeo, "push.example", "phone");
+		local writes = 0;
+		local plain_set = m.store.set;
+		m.store.set = function(...) writes = writes + 1; return plain_set(...); end;
+		for i = 1, 20 do -- a flapping app server: error, result, error…
+			stand_in.offline(m, "romeo@" .. m.host, "hi " .. i);
+			local kind = i % 2 == 1 and "error" or "result";
+			stand_in.answer(m, m.sent[#m.sent], kind, "cancel", "item-not-found");
+		end
+		assert.equal(0, writes);
+		m:fire_event("global/server-stopping", {}); -- (and what is owed is written)
+		assert.equal(1, writes);
+		assert.is_nil(m.store.data.romeo["push.example<phone"].error_count);
+		m.store.set = plain_set;
+	end);
+
 	it("re-reads only for a commit of the same user, not of another", function()
 		local paused = pausing_store("get");
 		local juliet = stand_in.session(m, "juliet", "phone");

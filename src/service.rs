@@ -728,15 +728,19 @@ impl PushService {
             self.retries.cancel(user, identifier);
             self.grace.forget(user, identifier);
         }
-        // Counts are the core's: what changed while the plan was written
-        // (the store may yield) is newer than what the plan holds, and is
-        // still to be written.
+        // Counts and error counts are the core's: what changed while the
+        // plan was written (the store may yield; an app server answered) is
+        // newer than what the plan holds, and is still to be written.
         let mut newer = false;
         if let Some(current) = self.registry.peek(user) {
             for reg in &mut plan.regs {
                 if let Some(old) = current.iter().find(|r| r.identifier() == reg.identifier()) {
                     if old.counts != reg.counts {
                         reg.counts = old.counts.clone();
+                        newer = true;
+                    }
+                    if old.errors != reg.errors {
+                        reg.errors = old.errors;
                         newer = true;
                     }
                 }
@@ -1605,7 +1609,10 @@ impl PushService {
         }
         let max_errors = self.config.max_errors;
         let reg = self.registry.registration_mut(&push.user, &push.identifier);
-        match (response, reg) {
+        // A changed error count is written back with the unread counts
+        // (batched: [`crate::counts::Dirty`]), never a write per answer, so
+        // an app server that flaps (error, result, error…) costs no write.
+        let answer = match (response, reg) {
             (Response::Result, reg) => {
                 let reset = reg.is_some_and(|r| std::mem::take(&mut r.errors) > 0);
                 // Delivered: a retry of an older push has nothing left to say.
@@ -1653,7 +1660,15 @@ impl PushService {
                     }
                 }
             }
+        };
+        match &answer {
+            Answer::Delivered {
+                user, reset: true, ..
+            }
+            | Answer::Counted { user, .. } => self.mark_dirty(user),
+            _ => {}
         }
+        answer
     }
 
     /// The user's registrations as they are, to write after a change made
@@ -1765,6 +1780,52 @@ mod tests {
     const JULIET_SAYS: &str = "<message xmlns='jabber:client' type='chat' \
         from='juliet@capulet.lit/balcony' to='romeo@example.com' id='m1'>\
         <body>Wherefore art thou?</body></message>";
+
+    #[test]
+    fn errors_answered_while_a_plan_was_written_are_kept_and_batched() {
+        let mut s = service(16);
+        enable(&mut s, "romeo", "push.example", "a");
+        let error = || Response::Error {
+            type_: "cancel",
+            condition: "item-not-found",
+        };
+        let push = first_push_id(&mut s);
+        // A second device enables: its plan is written (the store yields)...
+        let who = Requester {
+            bare_jid: "romeo@example.com".into(),
+            ..Default::default()
+        };
+        let req = EnableRequest {
+            jid: Some("push.example".into()),
+            node: Some("b".into()),
+            ..Default::default()
+        };
+        let reg = s.enable_request(req, &who, 1.0).unwrap();
+        let plan = s.plan_enable("romeo", reg).unwrap();
+        // ... while the app server answers an error: counted, no write asked.
+        assert!(matches!(
+            s.response(&push, "push.example", error(), 2.0),
+            Answer::Counted { count: 1, .. }
+        ));
+        s.commit("romeo", plan);
+        assert_eq!(
+            s.error_count("romeo", "push.example<a"),
+            1,
+            "reverted by the commit"
+        );
+        // Still owed to the store, with the unread counts' write-back.
+        assert_eq!(s.counts_to_write(), ["romeo"]);
+        // A flapping app server: no write per answer, one write-back.
+        for i in 0..100 {
+            let push = first_push_id(&mut s);
+            let answer = match i % 2 {
+                0 => Response::Result,
+                _ => error(),
+            };
+            s.response(&push, "push.example", answer, 3.0);
+        }
+        assert_eq!(s.counts_to_write(), ["romeo"]);
+    }
 
     #[test]
     fn a_release_and_a_retry_carry_the_message_they_are_about() {
@@ -2778,6 +2839,11 @@ mod tests {
             Answer::Load { .. }
         ));
         assert_eq!(s.error_count("romeo", "push.example<a"), 1);
+        // (the count is written back with the unread counts; until then
+        // romeo stays in memory)
+        assert_eq!(s.counts_to_write(), ["romeo"]);
+        let written = s.plan_current("romeo").unwrap();
+        s.commit("romeo", written);
         // A push to a registration with errors: its result resets them, read first.
         let reset = first_push_id(&mut s);
         s.load("juliet", vec![]);

@@ -24,13 +24,9 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
 enum Reply {
     /// `nil`: not an answer to one of our pushes (let other handlers have it).
     NotOurs,
-    /// `"delivered", rtt, user_to_write_or_nil, from`: a result; with a
-    /// user, its error count went back to zero (write its registrations).
-    Delivered {
-        rtt: f64,
-        write: Option<String>,
-        from: String,
-    },
+    /// `"delivered", rtt, from`: a result (an error count it reset is
+    /// written back with the unread counts).
+    Delivered { rtt: f64, from: String },
     /// `kind, details`: kind is `"wrong-sender"`, `"load"` (load
     /// `details.user`, then ask again), `"temporary"`, `"counted"` or
     /// `"disable"`; details holds `user`, `identifier`, `count`,
@@ -43,9 +39,7 @@ impl IntoLuaMulti for Reply {
     fn into_lua_multi(self, lua: &Lua) -> Result<MultiValue> {
         match self {
             Reply::NotOurs => Ok(MultiValue::new()),
-            Reply::Delivered { rtt, write, from } => {
-                ("delivered", rtt, write, from).into_lua_multi(lua)
-            }
+            Reply::Delivered { rtt, from } => ("delivered", rtt, from).into_lua_multi(lua),
             Reply::Other(kind, details) => (kind, details).into_lua_multi(lua),
         }
     }
@@ -71,10 +65,7 @@ fn response(lua: &Lua, this: &mut Core, (stanza, now): (Table, f64)) -> Result<R
     let answer = this.service.response(&id, &from, response.clone(), now);
     let (kind, details) = match answer {
         Answer::NotOurs => return Ok(Reply::NotOurs),
-        Answer::Delivered { rtt, user, reset } => {
-            let write = reset.then_some(user);
-            return Ok(Reply::Delivered { rtt, write, from });
-        }
+        Answer::Delivered { rtt, .. } => return Ok(Reply::Delivered { rtt, from }),
         answer => details(lua, answer)?,
     };
     if let Response::Error { type_, condition } = response {

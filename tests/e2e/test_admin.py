@@ -213,7 +213,8 @@ def test_admin_shell_commands(prosody_with):
 
 
 def test_account_deletion_removes_registrations_and_error_counts(prosody_with):
-    p = prosody_with(modules=("cloud_notify", "register"), options={"push_max_errors": 5})
+    p = prosody_with(modules=("cloud_notify", "register"),
+                     options={"push_max_errors": 5, "push_counts_write_interval": 1})
     romeo, juliet = make_users(p)("romeo", "juliet")
     run(enable(p, romeo, "a"))
 
@@ -221,7 +222,7 @@ def test_account_deletion_removes_registrations_and_error_counts(prosody_with):
         app = await AppServer(p, mode=("error", "cancel", "item-not-found")).start()
         j = await Client(juliet, p.c2s_port).start()
         await message_pushes(app, j, romeo, 1)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(2.5)  # (written back with the counts)
         counted = read_store(p.store_file(romeo.split("@")[0]))
         c = await Client(romeo, p.c2s_port).start()
         reply = await c.iq_set("<query xmlns='jabber:iq:register'><remove/></query>")
@@ -261,8 +262,9 @@ def test_error_counts_survive_a_restart(prosody_with):
         await app.stop()
 
     run(one_failed_push())
-    assert read_store(p.store_file(romeo.split("@")[0]))["push.localhost<a"]["error_count"] == 1
+    # (written back with the unread counts, at the latest when Prosody stops)
     p.restart()
+    assert read_store(p.store_file(romeo.split("@")[0]))["push.localhost<a"]["error_count"] == 1
     run(one_failed_push())  # the second error in a row, across the restart
     assert "Disabling push notifications for identifier 'push.localhost<a' after 2 errors" in p.log()
     assert "push.localhost<a" not in (read_store(p.store_file(romeo.split("@")[0])) or {})

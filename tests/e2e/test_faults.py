@@ -19,6 +19,10 @@ METRICS = {"statistics": "internal", "statistics_interval": "manual"}
 PREFIX = "prosody_mod_cloud_notify__"
 
 
+# Error counts are written back with the unread counts (never a write per
+# answer): with push_counts_write_interval = 1, within this many seconds.
+WRITTEN_BACK = 2.5
+
 def faulty(p, what, on=True):
     """Turns the test store's read or write failures on or off."""
     path = p.dir / "data" / f"fail-{what}"
@@ -48,7 +52,7 @@ async def offline_nodes(p, sender, to, wait=1.2):
 def test_the_store_failing_on_every_path(prosody_with):
     p = prosody_with(modules=("cloud_notify", "register"),
                      options={"storage": TEST_STORE, "push_max_devices": 2, "push_max_errors": 3,
-                              "allow_registration": True})
+                              "allow_registration": True, "push_counts_write_interval": 1})
     romeo, juliet = make_users(p)("romeo", "juliet")
     store = p.store_file(romeo.split("@")[0])
     for node in ("a", "b"):
@@ -79,7 +83,7 @@ def test_the_store_failing_on_every_path(prosody_with):
         j = await Client(juliet, p.c2s_port).start()
         for _ in range(n):
             await message_pushes(app, j, romeo, 2, quiet=0.3)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(WRITTEN_BACK)
         await j.stop()
         await app.stop()
 
@@ -135,7 +139,8 @@ class ManualAppServer(AppServer):
 
 def test_app_servers_that_misbehave(prosody_with):
     p = prosody_with(modules=("cloud_notify", "http_openmetrics"),
-                     options={**METRICS, "push_response_timeout": 2, "push_max_errors": 2},
+                     options={**METRICS, "push_response_timeout": 2, "push_max_errors": 2,
+                              "push_counts_write_interval": 1},
                      components=["other.localhost"])
     romeo, juliet = make_users(p)("romeo", "juliet")
     store = p.store_file(romeo.split("@")[0])
@@ -157,12 +162,12 @@ def test_app_servers_that_misbehave(prosody_with):
         await app.next_push()
         push_id = app.pending[-1][0]
         other.send_raw(f"<iq type='error' id='{push_id}' to='localhost' from='other.localhost'>{error}</iq>")
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(WRITTEN_BACK)
         out["after_other"] = read_store(store)["push.localhost<phone"].get("error_count")
         # Twice: the second answer is not one of ours any more.
         app.answer(push_id, "push.localhost", "error", error)
         app.answer(push_id, "push.localhost", "error", error)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(WRITTEN_BACK)
         out["after_twice"] = read_store(store)["push.localhost<phone"].get("error_count")
         # Garbage: an error with no condition, a result with a payload.
         j.send_message(mto=romeo, mbody="3", mtype="chat")
@@ -171,7 +176,7 @@ def test_app_servers_that_misbehave(prosody_with):
         j.send_message(mto=romeo, mbody="4", mtype="chat")
         await app.next_push()
         app.answer(app.pending[-1][0], "push.localhost", "error", "<error/>")
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(WRITTEN_BACK)
         out["after_garbage"] = read_store(store)["push.localhost<phone"].get("error_count")
         out["metrics"] = scrape(p)
         # Late: answered after push_response_timeout, ignored (else this
@@ -181,7 +186,7 @@ def test_app_servers_that_misbehave(prosody_with):
         late = app.pending[-1][0]
         await asyncio.sleep(4.5)
         app.answer(late, "push.localhost", "error", error)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(WRITTEN_BACK)
         out["after_late"] = read_store(store)["push.localhost<phone"].get("error_count")
         out["end"] = scrape(p)
         await j.stop()

@@ -292,7 +292,8 @@ def test_a_ghost_bounce_cannot_change_what_the_push_says(prosody_with):
 # -- nothing lost ----------------------------------------------------------------
 
 def test_concurrent_enables_with_a_yielding_store_lose_nothing(prosody_with):
-    p = prosody_with(options={"storage": TEST_STORE, "test_storage_delay": 0.3})
+    p = prosody_with(options={"storage": TEST_STORE, "test_storage_delay": 0.3,
+                              "push_counts_write_interval": 1})
     romeo, juliet = make_users(p)("romeo", "juliet")
     store = p.store_file(romeo.split("@")[0])
 
