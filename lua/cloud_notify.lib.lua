@@ -210,7 +210,9 @@ function lib.new(options)
 			return;
 		end
 		lock.owner, lock.depth = next_waiter.thread, 1; -- reserved for it
+		lock.handing = next_waiter; -- (until the timer runs: close() lets it go too)
 		module:add_timer(0, function()
+			if lock.handing == next_waiter then lock.handing = nil; end
 			if locks[user] ~= lock or lock.owner ~= next_waiter.thread then return; end
 			if coroutine.status(next_waiter.thread) ~= "suspended" then
 				release(user); -- it is gone: the next one
@@ -234,7 +236,12 @@ function lib.new(options)
 		for user, lock in pairs(locks) do
 			locks[user] = nil;
 			lock.closed = true;
-			for _, waiter in ipairs(lock.waiting) do
+			-- (the waiter the lock was being handed to, whose timer will
+			-- not run now, and those in line)
+			local waiters = { lock.handing };
+			for _, waiter in ipairs(lock.waiting) do waiters[#waiters+1] = waiter; end
+			lock.handing = nil;
+			for _, waiter in ipairs(waiters) do
 				if coroutine.status(waiter.thread) == "suspended" then pcall(waiter.done); end
 			end
 		end
@@ -268,13 +275,15 @@ function lib.new(options)
 		if not ok then error(err, 0); end
 	end
 
-	-- Reads under way, by user: a commit of that user's meanwhile marks
-	-- them, as such a read may be older than what was committed (and maybe
-	-- evicted since).
+	-- Reads under way, by user: `commits` counts that user's commits
+	-- while any read is under way; a read that saw a commit land after it
+	-- began may be older than what was committed (and maybe evicted since),
+	-- whatever other reads began or ended meanwhile. Kept only while reads
+	-- are under way.
 	local reading = {};
 	function push.note_commit(user)
 		local marks = reading[user];
-		if marks then marks.stale = true; end
+		if marks then marks.commits = marks.commits + 1; end
 	end
 
 	-- Makes sure the core has the user's registrations; false on a store error.
@@ -284,11 +293,13 @@ function lib.new(options)
 		for _ = 1, 3 do
 			module:log("debug", "Loading push registrations of '%s'", user);
 			count_store_read():add(1);
-			local marks = reading[user] or { readers = 0 };
-			reading[user], marks.readers, marks.stale = marks, marks.readers + 1, false;
+			local marks = reading[user] or { readers = 0, commits = 0 };
+			reading[user], marks.readers = marks, marks.readers + 1;
+			local commits_before = marks.commits;
 			local ok, value, err = pcall(push_store.get, push_store, user);
 			marks.readers = marks.readers - 1;
 			if marks.readers == 0 then reading[user] = nil; end
+			local stale = marks.commits ~= commits_before;
 			if not ok then value, err = nil, value; end
 			stored = value;
 			if stored == nil and err ~= nil then
@@ -299,7 +310,7 @@ function lib.new(options)
 			-- maybe changed) meanwhile is newer than what was read, and a
 			-- commit of this user's meanwhile may have made it old: read again.
 			if core:loaded(user) then return true; end
-			if not marks.stale then break; end
+			if not stale then break; end
 			stored = false;
 		end
 		if stored == false then

@@ -300,6 +300,20 @@ describe("mod_cloud_notify", function()
 		assert.equal(2, #m.sent);
 	end);
 
+	it("lets every waiter go at unload, the one the lock was being handed to too", function()
+		local paused = pausing_store("set");
+		local tablet = stand_in.session(m, "romeo", "tablet");
+		in_runner(function() stand_in.enable(m, romeo, "push.example", "phone"); end);
+		in_runner(function() stand_in.enable(m, tablet, "push.example", "tablet"); end);
+		paused[1](); -- the phone's write lands; the lock is handed to the tablet's enable...
+		assert.equal(0, #tablet.replies);
+		m.unload(); -- ... but the module unloads before that tick
+		assert.equal(1, #tablet.replies, "the tablet's enable was never answered");
+		assert.equal("error", tablet.replies[1].attr.type);
+		run_timers(); -- (the hand-over's timer, if it ever ran, does nothing)
+		assert.equal(1, #tablet.replies);
+	end);
+
 	it("hands the lock down a long line of waiters without nesting", function()
 		local paused = pausing_store("set");
 		local devices = {};
@@ -399,6 +413,32 @@ describe("mod_cloud_notify", function()
 		assert.equal(1, writes);
 		assert.is_nil(m.store.data.romeo["push.example<phone"].error_count);
 		m.store.set = plain_set;
+	end);
+
+	it("never loads a read older than a commit, whatever reads began after it", function()
+		local m1 = stand_in.load("stale3." .. m.host, { push_registration_cache_size = 1 });
+		m = m1; -- (for pausing_store)
+		local phone = stand_in.session(m1, "romeo", "phone");
+		stand_in.enable(m1, phone, "push.example", "phone");
+		stand_in.offline(m1, "juliet@" .. m1.host, "x"); -- evicts romeo
+		local paused = pausing_store("get");
+		in_runner(function() stand_in.offline(m1, "romeo@" .. m1.host, "a"); end); -- A: reads the phone
+		m1.store.get = function(self, user) return self.data[user]; end;
+		stand_in.disable(m1, phone, "push.example", "phone"); -- the phone is lost: disabled
+		assert.is_nil(next(m1.store.data.romeo or {}));
+		stand_in.offline(m1, "juliet@" .. m1.host, "y"); -- evicts romeo again
+		local pause = true;
+		stand_in.pausing_store(m1, "get", function() return pause; end, paused);
+		in_runner(function() stand_in.offline(m1, "romeo@" .. m1.host, "b"); end); -- C: begins after
+		assert.equal(2, #paused);
+		pause = false;
+		paused[2](); -- C lands first, and is loaded
+		stand_in.offline(m1, "juliet@" .. m1.host, "z"); -- evicts romeo
+		m1.sent = {};
+		paused[1](); -- A's read, from before the disable, lands: read again
+		assert.equal(0, #m1.sent, "the disabled phone came back");
+		stand_in.offline(m1, "romeo@" .. m1.host, "c");
+		assert.equal(0, #m1.sent, "the disabled phone came back");
 	end);
 
 	it("re-reads only for a commit of the same user, not of another", function()
