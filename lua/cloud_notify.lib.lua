@@ -393,6 +393,9 @@ function lib.new(options)
 					push_event.username, module.host, push_event.push_info.jid, push_event.push_info.node);
 				module:send(push_event.notification_stanza);
 				woke = woke or push_event.wakes;
+				if push_event.wakes and push.on_woken then
+					push.on_woken(push_event.username, push_event.push_identifier);
+				end
 			end
 		end
 		return woke;
@@ -591,7 +594,16 @@ function lib.new(options)
 		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
 		return push.counts_interval;
 	end
-	push.on_server_stopping = write_counts_logged;
+	-- What the grace period holds goes out now (unload, shutdown): nothing
+	-- held is lost.
+	function push.release_held()
+		local ok, err = pcall(function() push.dispatch(core:release_held(time_now())); end);
+		if not ok then module:log("error", "Sending held pushes failed: %s", err); end
+	end
+	function push.on_server_stopping()
+		push.release_held();
+		write_counts_logged();
+	end
 
 	-- Forget pushes nobody answered (an answer after that is not ours).
 	push.sweep_interval = core:sweep_interval();

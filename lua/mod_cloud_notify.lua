@@ -284,15 +284,25 @@ hook("message/bare/groupchat", function(event)
 	after_holding();
 end, 1);
 
+-- A waking push (important, or any where importance is not told apart)
+-- went to a registration, by whatever path (a smacks batch, a grace
+-- period's release, a retry): the first one ends its hibernated session's
+-- extended timeout.
+function push.on_woken(user, identifier)
+	local user_sessions = host_sessions[user];
+	for _, session in pairs(user_sessions and user_sessions.sessions or {}) do
+		if session.push_identifier == identifier and session.hibernating and not session.first_hibernated_push then
+			session.first_hibernated_push = os.time();
+			end_extension(session);
+		end
+	end
+end
+
 -- Sends a session's coalesced batch.
 local function send_batch(session)
 	session.cloud_notify_timer = nil;
-	local woke = dispatch(core:smacks_flush(session.full_jid, time_now()));
+	dispatch(core:smacks_flush(session.full_jid, time_now()));
 	after_holding();
-	if woke and session.hibernating and not session.first_hibernated_push then
-		session.first_hibernated_push = os.time();
-		end_extension(session);
-	end
 end
 
 -- Stanzas in a session's smacks queue: pushed to that session's
@@ -554,6 +564,7 @@ module:log("info", "Module loaded (core %s, from %s)", push.version, module:get_
 
 function module.unload()
 	module:log("info", "Unloading module");
+	push.release_held(); -- (what the grace period held)
 	local ok, err = pcall(push.write_counts); -- (what the timer has not written yet)
 	if not ok then module:log("error", "Writing unread counts failed: %s", err); end
 	push.close();

@@ -688,6 +688,41 @@ describe("mod_cloud_notify", function()
 		assert.truthy(romeo.first_hibernated_push);
 	end);
 
+	it("ends the extension on a grace period's release, and sends what is held at unload", function()
+		local m1 = stand_in.load("grace." .. m.host, { push_grace_period = 1 });
+		local phone = stand_in.session(m1, "romeo", "phone");
+		local laptop = stand_in.session(m1, "romeo", "laptop");
+		stand_in.enable(m1, phone, "push.example", "phone");
+		phone.hibernating = os.time();
+		phone.hibernating_watchdog = package.loaded["util.watchdog"].new(600, function() end);
+		m1:fire_event("smacks-hibernation-start", { origin = phone, queue = {} });
+		local extended = phone.hibernating_watchdog;
+		local function active()
+			m1:fire_event("pre-message/bare", { origin = laptop,
+				stanza = st.message({ to = "juliet@example.com", type = "chat" }):text_tag("body", "typing") });
+		end
+		local function queued(id)
+			m1:fire_event("smacks-hibernation-stanza-queued", { origin = phone,
+				stanza = st.message({ to = phone.full_jid, from = "juliet@example.com/b", id = id }):text_tag("body", "hi") });
+			m1.timers[#m1.timers].fn(); -- the coalescing delay
+		end
+		m1.sent = {};
+		active(); -- Romeo types on the laptop: the phone's push is held
+		queued("g1");
+		assert.equal(0, #m1.sent);
+		assert.equal(extended, phone.hibernating_watchdog);
+		local t0 = os.clock(); while os.clock() - t0 < 1.05 do end -- the window ends
+		m1.timers[#m1.timers].fn(); -- the release
+		assert.equal(1, #m1.sent);
+		assert.is_true(extended.cancelled, "a released push did not end the extension");
+		assert.equal(600, phone.hibernating_watchdog.timeout);
+		active();
+		queued("g2");
+		assert.equal(1, #m1.sent);
+		m1.unload(); -- held: sent now, not lost
+		assert.equal(2, #m1.sent);
+	end);
+
 	it("restores smacks' watchdog and stops timers on unload", function()
 		stand_in.enable(m, romeo, "push.example", "node1");
 		local function smacks_callback() end

@@ -13,6 +13,12 @@
 //! still unread; otherwise the caller sends the placeholder, with no
 //! sender (a chat read meanwhile is never shown).
 //!
+//! A push is held at most [`MAX_HOLD_PERIODS`] periods from the first
+//! message held for its registration: a chatty bot on the account (or a
+//! user who never stops typing) can't keep the phone silent for ever.
+//! What is held when the module unloads or the server stops goes out then
+//! ([`Grace::release_all`]).
+//!
 //! Bounded: [`MAX_ACTIVE`] users' activity and [`MAX_HELD`] users' held
 //! pushes per host, each holding at most [`MAX_HELD_CHATS`] chats (as
 //! [`crate::counts::chat_key`] digests) and a summary of at most about
@@ -30,6 +36,8 @@ pub const MAX_ACTIVE: usize = 16_384;
 pub const MAX_HELD: usize = 4096;
 /// Chats held per registration.
 pub const MAX_HELD_CHATS: usize = 32;
+/// Periods a push is held at most, from the first message held.
+pub const MAX_HOLD_PERIODS: f64 = 4.0;
 
 #[derive(Debug)]
 struct Active {
@@ -51,6 +59,8 @@ struct Held {
     kind: PushKind,
     /// That message, if kept ([`crate::origin`]).
     origin: Option<Origin>,
+    /// When the first message was held.
+    since: f64,
 }
 
 /// A held push whose window ended with its chats unread.
@@ -135,7 +145,8 @@ impl Grace {
 
     /// Holds `n` important messages in the chat `chat` for the
     /// registration (`summary`, of the last of them, already kept small;
-    /// `origin`, that message if kept). False: no room, push it now.
+    /// `origin`, that message if kept) at `now`. False: no room, push it now.
+    #[allow(clippy::too_many_arguments)]
     pub fn hold(
         &mut self,
         user: &str,
@@ -144,6 +155,7 @@ impl Grace {
         n: u32,
         (summary, kind): (&Summary, PushKind),
         origin: Option<Origin>,
+        now: f64,
     ) -> bool {
         if !self.held.contains_key(user) && self.held.len() >= MAX_HELD {
             return false;
@@ -159,6 +171,7 @@ impl Grace {
                     summary_chat: chat,
                     kind,
                     origin: None,
+                    since: now,
                 });
                 entries.len() - 1
             }
@@ -204,16 +217,37 @@ impl Grace {
         }
     }
 
-    /// The held pushes whose window has ended, with unread chats.
+    /// When the user's held pushes go out: the end of their window, or
+    /// [`MAX_HOLD_PERIODS`] after the first of them was held.
+    fn release_at(&self, user: &str, now: f64) -> f64 {
+        let window = self.window_end(user, now).unwrap_or(now);
+        let since = self.held.get(user).into_iter().flatten().map(|h| h.since);
+        let limit = since.fold(f64::INFINITY, f64::min) + MAX_HOLD_PERIODS * self.period;
+        window.min(limit)
+    }
+
+    /// The held pushes whose window has ended (or that were held
+    /// [`MAX_HOLD_PERIODS`] long), with unread chats.
     pub fn due(&mut self, now: f64) -> Vec<Released> {
         let ended: Vec<String> = self
             .held
             .keys()
-            .filter(|u| self.window_end(u, now).is_none())
+            .filter(|u| self.release_at(u, now) <= now)
             .cloned()
             .collect();
+        self.release(ended)
+    }
+
+    /// Every held push with unread chats, now (the module unloads, the
+    /// server stops).
+    pub fn release_all(&mut self) -> Vec<Released> {
+        let users: Vec<String> = self.held.keys().cloned().collect();
+        self.release(users)
+    }
+
+    fn release(&mut self, users: Vec<String>) -> Vec<Released> {
         let mut out = Vec::new();
-        for user in ended {
+        for user in users {
             for h in self.held.remove(&user).unwrap_or_default() {
                 if !h.chats.is_empty() {
                     out.push(Released {
@@ -231,11 +265,11 @@ impl Grace {
         out
     }
 
-    /// Seconds until the next window with held pushes ends.
+    /// Seconds until the next held pushes go out.
     pub fn next_in(&self, now: f64) -> Option<f64> {
         self.held
             .keys()
-            .map(|u| self.window_end(u, now).map_or(0.0, |end| end - now))
+            .map(|u| (self.release_at(u, now) - now).max(0.0))
             .min_by(f64::total_cmp)
     }
 
@@ -291,9 +325,18 @@ mod tests {
             juliet(),
             1,
             (&summary("1"), offline),
-            None
+            None,
+            110.0
         ));
-        assert!(g.hold("romeo", "phone", nurse(), 2, (&summary("2"), offline), None));
+        assert!(g.hold(
+            "romeo",
+            "phone",
+            nurse(),
+            2,
+            (&summary("2"), offline),
+            None,
+            110.0
+        ));
         assert_eq!(g.next_in(110.0), Some(20.0));
         // More activity moves the end of the window.
         g.note_active("romeo", Some("laptop"), 120.0);
@@ -311,9 +354,33 @@ mod tests {
         let mut g = Grace::new(30.0);
         g.note_active("romeo", None, 0.0);
         let mam = PushKind::Mam;
-        g.hold("romeo", "phone", juliet(), 1, (&summary("1"), mam), None);
-        g.hold("romeo", "tablet", juliet(), 1, (&summary("1"), mam), None);
-        g.hold("romeo", "tablet", nurse(), 1, (&summary("2"), mam), None);
+        g.hold(
+            "romeo",
+            "phone",
+            juliet(),
+            1,
+            (&summary("1"), mam),
+            None,
+            0.0,
+        );
+        g.hold(
+            "romeo",
+            "tablet",
+            juliet(),
+            1,
+            (&summary("1"), mam),
+            None,
+            0.0,
+        );
+        g.hold(
+            "romeo",
+            "tablet",
+            nurse(),
+            1,
+            (&summary("2"), mam),
+            None,
+            0.0,
+        );
         g.read("romeo", juliet());
         let released = g.due(31.0);
         assert_eq!(released.len(), 1);
@@ -322,15 +389,95 @@ mod tests {
         assert!(released[0].summary_unread);
         // The summary's own chat read, another still unread.
         g.note_active("romeo", None, 40.0);
-        g.hold("romeo", "phone", juliet(), 1, (&summary("1"), mam), None);
-        g.hold("romeo", "phone", nurse(), 1, (&summary("2"), mam), None);
+        g.hold(
+            "romeo",
+            "phone",
+            juliet(),
+            1,
+            (&summary("1"), mam),
+            None,
+            40.0,
+        );
+        g.hold(
+            "romeo",
+            "phone",
+            nurse(),
+            1,
+            (&summary("2"), mam),
+            None,
+            40.0,
+        );
         g.read("romeo", nurse());
         let released = g.due(100.0);
         assert!(!released[0].summary_unread);
         g.note_active("romeo", None, 140.0);
-        g.hold("romeo", "phone", juliet(), 1, (&summary("1"), mam), None);
+        g.hold(
+            "romeo",
+            "phone",
+            juliet(),
+            1,
+            (&summary("1"), mam),
+            None,
+            140.0,
+        );
         g.forget("romeo", "phone");
         assert!(g.due(200.0).is_empty());
+    }
+
+    #[test]
+    fn held_at_most_a_few_periods_however_long_the_user_stays_active() {
+        let mut g = Grace::new(30.0);
+        g.note_active("romeo", Some("laptop"), 0.0);
+        let mam = PushKind::Mam;
+        assert!(g.hold(
+            "romeo",
+            "phone",
+            juliet(),
+            1,
+            (&summary("1"), mam),
+            None,
+            1.0
+        ));
+        // A bot on the account, active every 10 s: the window never ends...
+        let mut t = 0.0;
+        while t < 120.0 {
+            g.note_active("romeo", Some("laptop"), t);
+            assert!(g.due(t).is_empty(), "released at {t}");
+            t += 10.0;
+        }
+        // ... but the push goes out MAX_HOLD_PERIODS after it was first held.
+        assert_eq!(g.next_in(120.0), Some(1.0));
+        g.note_active("romeo", Some("laptop"), 120.0);
+        assert_eq!(g.due(121.0).len(), 1);
+    }
+
+    #[test]
+    fn everything_held_goes_out_at_once_on_release_all() {
+        let mut g = Grace::new(30.0);
+        g.note_active("romeo", None, 0.0);
+        g.note_active("juliet", None, 0.0);
+        let mam = PushKind::Mam;
+        g.hold(
+            "romeo",
+            "phone",
+            juliet(),
+            1,
+            (&summary("1"), mam),
+            None,
+            1.0,
+        );
+        g.hold(
+            "juliet",
+            "phone",
+            nurse(),
+            1,
+            (&summary("2"), mam),
+            None,
+            1.0,
+        );
+        assert!(g.due(2.0).is_empty());
+        assert_eq!(g.release_all().len(), 2);
+        assert!(g.due(100.0).is_empty() && g.next_in(100.0).is_none());
     }
 
     #[test]
@@ -346,6 +493,7 @@ mod tests {
                 1,
                 (&summary("1"), PushKind::Offline),
                 None,
+                0.0,
             );
             assert_eq!(held, i < MAX_HELD);
         }
@@ -357,6 +505,7 @@ mod tests {
                 1,
                 (&summary("1"), PushKind::Offline),
                 None,
+                0.0,
             );
         }
         assert!(g.held["u0"][0].chats.len() <= MAX_HELD_CHATS);

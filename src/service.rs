@@ -913,7 +913,7 @@ impl PushService {
                 let origin = keep.clone();
                 if self
                     .grace
-                    .hold(user, reg.identifier(), chat, n, (&held, kind), origin)
+                    .hold(user, reg.identifier(), chat, n, (&held, kind), origin, now)
                 {
                     continue;
                 }
@@ -1231,7 +1231,53 @@ impl PushService {
     pub fn retries_due(&mut self, now: f64) -> Vec<(String, Vec<PushJob>)> {
         self.clock = self.clock.max(now);
         let mut out: Vec<(String, Vec<PushJob>)> = Vec::new();
-        for held in self.grace.due(now) {
+        let released = self.grace.due(now);
+        self.release(released, now, &mut out);
+        for (user, identifier, retry) in self.retries.due(now) {
+            let Some(reg) = self
+                .registry
+                .peek(&user)
+                .and_then(|regs| regs.iter().find(|r| r.identifier() == identifier))
+            else {
+                continue;
+            };
+            let wakes = retry.summary.important() || self.config.important_body.is_empty();
+            let origin = retry.origin.unwrap_or_else(|| to_user(&self.host, &user));
+            let job = new_job(
+                &mut self.payloads,
+                reg,
+                retry.summary,
+                (PushKind::Retry, wakes),
+                Some(origin.clone()),
+            );
+            self.await_answer(&user, &job, retry.attempt, Some(origin), now);
+            match out.iter_mut().find(|(u, _)| *u == user) {
+                Some((_, jobs)) => jobs.push(job),
+                None => out.push((user, vec![job])),
+            }
+        }
+        out
+    }
+
+    /// Every push the grace period holds, now (the module unloads, or
+    /// the server stops: nothing held is lost).
+    pub fn release_held(&mut self, now: f64) -> Vec<(String, Vec<PushJob>)> {
+        self.clock = self.clock.max(now);
+        let mut out = Vec::new();
+        let released = self.grace.release_all();
+        self.release(released, now, &mut out);
+        out
+    }
+
+    /// The pushes of held messages now released: once each, with the
+    /// registration's current count, about the latest message held.
+    fn release(
+        &mut self,
+        released: Vec<crate::grace::Released>,
+        now: f64,
+        out: &mut Vec<(String, Vec<PushJob>)>,
+    ) {
+        for held in released {
             let Some(reg) = self.registry.registration_mut(&held.user, &held.identifier) else {
                 continue;
             };
@@ -1262,30 +1308,6 @@ impl PushService {
                 None => out.push((held.user, vec![job])),
             }
         }
-        for (user, identifier, retry) in self.retries.due(now) {
-            let Some(reg) = self
-                .registry
-                .peek(&user)
-                .and_then(|regs| regs.iter().find(|r| r.identifier() == identifier))
-            else {
-                continue;
-            };
-            let wakes = retry.summary.important() || self.config.important_body.is_empty();
-            let origin = retry.origin.unwrap_or_else(|| to_user(&self.host, &user));
-            let job = new_job(
-                &mut self.payloads,
-                reg,
-                retry.summary,
-                (PushKind::Retry, wakes),
-                Some(origin.clone()),
-            );
-            self.await_answer(&user, &job, retry.attempt, Some(origin), now);
-            match out.iter_mut().find(|(u, _)| *u == user) {
-                Some((_, jobs)) => jobs.push(job),
-                None => out.push((user, vec![job])),
-            }
-        }
-        out
     }
 
     /// Seconds until the next retry is due (`None`: none waiting).

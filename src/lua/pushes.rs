@@ -13,6 +13,7 @@
 //! | `core:archived(for_user, stanza, archive_id, sessions_or_nil, sender_or_nil, now)` | `events`, `false` or `nil` (`sessions`: the user's `sessions` table; `sender`: the sending session's user) |
 //! | `core:ping(user, push_services_or_nil, now)` | `events`, `false` or `nil` |
 //! | `core:retries_due(now)` | `events` |
+//! | `core:release_held(now)` | `events`: every push the grace period holds, now (unload, shutdown) |
 //! | `core:next_retry_in(now)` | seconds, or nil |
 //! | `core:retry_cancel(user, identifier)` | whether a retry was waiting (the device connected) |
 //! | `core:wake(user, identifier, now)` | `events` (the wake-up push) |
@@ -34,6 +35,7 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("archived", archived);
     m.add_method_mut("ping", ping);
     m.add_method_mut("retries_due", retries_due);
+    m.add_method_mut("release_held", release_held);
     m.add_method("next_retry_in", next_retry_in);
     m.add_method_mut("retry_cancel", retry_cancel);
     m.add_method_mut("wake", wake);
@@ -146,6 +148,14 @@ fn archived(lua: &Lua, this: &mut Core, args: ArchivedArgs) -> Result<Value> {
 fn retries_due(lua: &Lua, this: &mut Core, now: f64) -> Result<Table> {
     let out = lua.create_table()?;
     for (user, jobs) in this.service.retries_due(now) {
+        this.append_events(lua, &out, jobs, &user, &Value::Nil)?;
+    }
+    Ok(out)
+}
+
+fn release_held(lua: &Lua, this: &mut Core, now: f64) -> Result<Table> {
+    let out = lua.create_table()?;
+    for (user, jobs) in this.service.release_held(now) {
         this.append_events(lua, &out, jobs, &user, &Value::Nil)?;
     }
     Ok(out)
