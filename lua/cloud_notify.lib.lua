@@ -569,10 +569,32 @@ function lib.new(options)
 	-- shutdown; never once per message. In a runner of their own, as
 	-- storage may yield. A user stays listed (and in memory) until a write
 	-- of theirs commits.
-	local count_writer = async.runner(function(user) push.write_current(user); end);
+	-- One write queued or in flight per user: the core lists a write that
+	-- never committed again an interval later, but a user whose write is
+	-- still queued or under way (a store that hangs) is not queued again,
+	-- so the queue holds each listed user once at most; a write under way
+	-- for longer than a minute is logged, once.
+	local queued, current = {}, nil;
+	local count_writer = async.runner(function(user)
+		current = { user = user, since = time_now() };
+		local ok, err = pcall(push.write_current, user);
+		current, queued[user] = nil, nil;
+		if not ok then module:log("error", "Writing the counts of '%s' failed: %s", user, err); end
+	end);
 	local function write_all(users)
-		if users then
-			for _, user in ipairs(users) do count_writer:run(user); end
+		if not users then return; end
+		for _, user in ipairs(users) do
+			if not queued[user] then
+				queued[user] = true;
+				count_writer:run(user);
+			end
+		end
+	end
+	local function check_writer(now)
+		if current and not current.logged and now - current.since > 60 then
+			current.logged = true;
+			module:log("warn", "Writing the counts of '%s' has not finished after %ds; the other writes wait",
+				current.user, math.floor(now - current.since));
 		end
 	end
 	function push.write_counts()
@@ -590,6 +612,7 @@ function lib.new(options)
 	end
 	push.counts_interval = core:counts_tick();
 	function push.counts_timer()
+		check_writer(time_now());
 		local ok, err = pcall(function() write_all(core:counts_aged(time_now())); end);
 		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
 		return push.counts_interval;

@@ -441,6 +441,28 @@ describe("mod_cloud_notify", function()
 		assert.equal(0, #m1.sent, "the disabled phone came back");
 	end);
 
+	it("queues one count write per user however long the store hangs", function()
+		local m1 = stand_in.load("hang." .. m.host, { push_counts_write_interval = 1 });
+		m = m1; -- (for pausing_store)
+		local phone = stand_in.session(m1, "romeo", "phone");
+		stand_in.enable(m1, phone, "push.example", "phone");
+		local paused = pausing_store("set"); -- every write hangs from now on
+		stand_in.offline(m1, "romeo@" .. m1.host, "hi"); -- a count to write
+		local counts_timer;
+		for _, timer in ipairs(m1.timers) do
+			if timer.delay == 1 then counts_timer = timer; end
+		end
+		for _ = 1, 8 do
+			local t0 = os.clock(); while os.clock() - t0 < 0.3 do end
+			counts_timer.fn(); -- listed again and again: the store never answers
+		end
+		assert.equal(1, #paused);
+		paused[1](); -- the store answers at last
+		assert.truthy(m1.store.data.romeo["push.example<phone"].message_counts);
+		-- Nothing was queued behind it meanwhile.
+		assert.equal(1, #paused, "a write queued again while one was under way");
+	end);
+
 	it("re-reads only for a commit of the same user, not of another", function()
 		local paused = pausing_store("get");
 		local juliet = stand_in.session(m, "juliet", "phone");
