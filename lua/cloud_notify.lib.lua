@@ -34,6 +34,7 @@ function lib.options()
 		push_notification_with_body = module:get_option_boolean("push_notification_with_body");
 		push_notification_with_sender = module:get_option_boolean("push_notification_with_sender");
 		push_notification_important_body = module:get_option_string("push_notification_important_body");
+		push_notification_with_counts = module:get_option_boolean("push_notification_with_counts");
 		push_max_devices = module:get_option_number("push_max_devices");
 		push_max_errors = module:get_option_number("push_max_errors");
 		push_max_hibernation_timeout = module:get_option_number("push_max_hibernation_timeout");

@@ -41,6 +41,8 @@ pub struct RawConfig {
     /// The option of that name.
     pub push_notification_important_body: Option<String>,
     /// The option of that name.
+    pub push_notification_with_counts: Option<bool>,
+    /// The option of that name.
     pub push_max_devices: Option<f64>,
     /// The option of that name.
     pub push_max_errors: Option<f64>,
@@ -83,6 +85,10 @@ pub struct Config {
     pub with_sender: bool,
     /// Body sent for important stanzas when the real one is not; empty: none.
     pub important_body: String,
+    /// Send true unread counts (`message-count`), pushes for chats read
+    /// elsewhere and `pending-subscription-count`; off: `message-count` is
+    /// always 1, as the reference sends it, and none of the rest.
+    pub with_counts: bool,
     /// Registrations per user; the oldest are dropped beyond it.
     pub max_devices: usize,
     /// App-server errors (not of type `wait`) before a registration is removed.
@@ -119,6 +125,7 @@ impl Default for Config {
             with_body: false,
             with_sender: false,
             important_body: DEFAULT_IMPORTANT_BODY.to_owned(),
+            with_counts: true,
             max_devices: DEFAULT_MAX_DEVICES,
             max_errors: DEFAULT_MAX_ERRORS,
             max_hibernation_timeout: DEFAULT_MAX_HIBERNATION_TIMEOUT,
@@ -169,6 +176,7 @@ impl Config {
                 .push_notification_important_body
                 .clone()
                 .unwrap_or(d.important_body),
+            with_counts: raw.push_notification_with_counts.unwrap_or(d.with_counts),
             max_devices: ranged(
                 "push_max_devices",
                 raw.push_max_devices,

@@ -891,7 +891,7 @@ impl PushService {
         let chat = stanza
             .filter(|f| kind.is_message() && is_important(f))
             .map(|f| chat_of(f.effective()));
-        let counted_kind = kind.counts();
+        let counted_kind = kind.counts() && self.config.with_counts;
         let graced = kind.is_graced() && self.grace.enabled();
         let kept =
             graced.then(|| crate::retry::kept_summary(&summary, &self.config.important_body));
@@ -1046,6 +1046,9 @@ impl PushService {
         self.clock = self.clock.max(now);
         let chat = crate::counts::chat_key(peer);
         self.grace.read(user, chat);
+        if !self.config.with_counts {
+            return Vec::new(); // (no counts: nothing to lower)
+        }
         let Some(regs) = self.registry.get_mut(user) else {
             return Vec::new();
         };
@@ -1108,7 +1111,7 @@ impl PushService {
             return Some(Vec::new());
         }
         let mut summary = summarize(&self.config, None);
-        summary.pending_subscriptions = Some(pending.saturating_add(1));
+        summary.pending_subscriptions = self.config.with_counts.then(|| pending.saturating_add(1));
         let targets = Targets::Except(live);
         self.deliver(
             user,
@@ -1281,7 +1284,8 @@ impl PushService {
             let Some(reg) = self.registry.registration_mut(&held.user, &held.identifier) else {
                 continue;
             };
-            if held.kind.counts() {
+            let counted = held.kind.counts() && self.config.with_counts;
+            if counted {
                 for &(chat, n) in &held.chats {
                     reg.counts.add_n(chat, n);
                 }
@@ -1299,7 +1303,7 @@ impl PushService {
             let wakes = summary.important() || self.config.important_body.is_empty();
             let kind = (held.kind, wakes);
             let job = new_job(&mut self.payloads, reg, summary, kind, Some(origin.clone()));
-            if held.kind.counts() {
+            if counted {
                 self.mark_dirty(&held.user);
             }
             self.await_answer(&held.user, &job, 0, Some(origin), now);
@@ -3294,6 +3298,44 @@ mod tests {
         );
         s.outgoing("romeo", None, &displayed, 302.0);
         assert!(s.retries_due(400.0).is_empty());
+    }
+
+    #[test]
+    fn without_counts_the_app_server_learns_no_count_and_no_read() {
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                with_counts: false,
+                ..Config::default()
+            },
+        );
+        enable(&mut s, "romeo", "push.example", "phone");
+        let said = StanzaFacts::from_element(&JULIET_SAYS.parse().unwrap());
+        for _ in 0..3 {
+            let jobs = s.notify(
+                "romeo",
+                Some(&said),
+                None,
+                Targets::All,
+                PushKind::Offline,
+                0.0,
+            );
+            assert_eq!(
+                jobs.unwrap()[0].summary.message_count,
+                1,
+                "as the reference"
+            );
+        }
+        assert!(
+            s.counts_to_write().is_empty(),
+            "nothing counted, nothing to write"
+        );
+        let read = s.published("romeo", None, crate::NS_MDS, "juliet@capulet.lit", 1.0);
+        assert!(read.unwrap().is_empty());
+        let sub = s
+            .subscription_request("romeo", "nurse@c.lit", 2, false, None, &[], 2.0)
+            .unwrap();
+        assert_eq!(sub[0].summary.pending_subscriptions, None);
     }
 
     #[test]

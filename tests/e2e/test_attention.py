@@ -172,6 +172,40 @@ def test_counts_go_up_and_down_as_chats_are_read_elsewhere_and_survive_a_restart
     assert run(after_restart()) == (3, 1)
 
 
+def test_without_counts_the_app_server_learns_no_count_no_read_no_pending_number(prosody_with):
+    p = kinds_prosody(prosody_with, push_notification_with_counts=False)
+    romeo, juliet, nurse = make_users(p)("romeo", "juliet", "nurse")
+
+    async def scenario():
+        app = await AppServer(p).start()
+        await gone_device(p, romeo, "phone")
+        j = await Client(juliet, p.c2s_port).start()
+        n = await Client(nurse, p.c2s_port).start()
+        messages = []
+        for body in ("one", "two", "three"):
+            raw(j, romeo, f"<body>{body}</body>")
+            messages += await pushes_within(app, 1.0)
+        laptop = await Client(romeo, p.c2s_port, resource="laptop").start()
+        raw(laptop, juliet, f"<displayed xmlns='{NS_MARKERS}' id='m2'/>")
+        reply = await laptop.iq_set(MDS.format(chat=juliet, user=romeo))
+        reads = await pushes_within(app, 1.0)
+        await laptop.stop()
+        n.send_raw(f"<presence to='{romeo}' type='subscribe'/>")
+        subscription = await pushes_within(app, 1.0)
+        for c in (j, n):
+            await c.stop()
+        await app.stop()
+        return messages, reply, reads, subscription
+
+    messages, reply, reads, subscription = run(scenario())
+    # As the reference: message-count 1, whatever is unread.
+    assert [count(x) for x in messages] == [1, 1, 1]
+    assert iq_type(reply) == "result"
+    assert reads == []  # no push says a chat was read
+    [sub] = subscription
+    assert kind(sub) == "subscription" and "pending-subscription-count" not in sub.summary
+
+
 def test_a_device_that_resumes_is_back_at_zero(prosody_with):
     p = kinds_prosody(prosody_with)
     romeo, juliet = make_users(p)("romeo", "juliet")
