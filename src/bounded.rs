@@ -5,11 +5,15 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
-/// A bounded map that forgets its oldest entry first.
+/// A bounded map that forgets its oldest entry first. Every operation is
+/// O(1) (amortised): a removed key's place in the order is left behind
+/// and skipped (each entry carries the serial of its insertion), and the
+/// order is compacted once it holds twice as many places as entries.
 pub struct Fifo<K, V> {
     capacity: usize,
-    map: HashMap<K, V>,
-    order: VecDeque<K>,
+    map: HashMap<K, (V, u64)>,
+    order: VecDeque<(K, u64)>,
+    serial: u64,
 }
 
 impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
@@ -19,7 +23,27 @@ impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
             capacity: capacity.max(1),
             map: HashMap::new(),
             order: VecDeque::new(),
+            serial: 0,
         }
+    }
+
+    /// Whether `place` in the order is still its key's.
+    fn live(&self, (key, serial): &(K, u64)) -> bool {
+        self.map.get(key).is_some_and(|(_, s)| s == serial)
+    }
+
+    /// Drops the places left behind once they outnumber the entries.
+    fn compact(&mut self) {
+        if self.order.len() > 2 * self.map.len() + 64 {
+            let map = &self.map;
+            self.order
+                .retain(|(k, serial)| map.get(k).is_some_and(|(_, s)| s == serial));
+        }
+    }
+
+    /// The entries, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter().map(|(k, (v, _))| (k, v))
     }
 
     /// Entries held.
@@ -39,9 +63,10 @@ impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
 
     /// Removes and returns the oldest entry.
     pub fn pop_oldest(&mut self) -> Option<(K, V)> {
-        while let Some(key) = self.order.pop_front() {
-            if let Some(v) = self.map.remove(&key) {
-                return Some((key, v));
+        while let Some(place) = self.order.pop_front() {
+            if self.live(&place) {
+                let (v, _) = self.map.remove(&place.0)?;
+                return Some((place.0, v));
             }
         }
         None
@@ -49,38 +74,35 @@ impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
 
     /// The value under `key`.
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.map.get(key)
+        self.map.get(key).map(|(v, _)| v)
     }
 
     /// The value under `key`, to change in place.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.map.get_mut(key)
+        self.map.get_mut(key).map(|(v, _)| v)
     }
 
     /// Inserts or replaces; a new key beyond capacity evicts the oldest.
     pub fn insert(&mut self, key: K, value: V) {
-        if let Some(v) = self.map.get_mut(&key) {
+        if let Some((v, _)) = self.map.get_mut(&key) {
             *v = value;
             return;
         }
         while self.map.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
-                None => break,
+            if self.pop_oldest().is_none() {
+                break;
             }
         }
-        self.order.push_back(key.clone());
-        self.map.insert(key, value);
+        self.serial += 1;
+        self.order.push_back((key.clone(), self.serial));
+        self.map.insert(key, (value, self.serial));
+        self.compact();
     }
 
     /// Takes the value under `key` out.
     pub fn remove(&mut self, key: &K) -> Option<V> {
-        let v = self.map.remove(key)?;
-        if let Some(pos) = self.order.iter().position(|k| k == key) {
-            self.order.remove(pos);
-        }
+        let (v, _) = self.map.remove(key)?;
+        self.compact();
         Some(v)
     }
 }
@@ -130,5 +152,39 @@ mod tests {
         f.insert("d", 4);
         assert_eq!(f.get(&"c"), Some(&3));
         assert_eq!(f.get(&"d"), Some(&4));
+    }
+
+    #[test]
+    fn a_key_removed_and_inserted_again_takes_its_new_place() {
+        let mut f = Fifo::new(3);
+        f.insert("a", 1);
+        f.insert("b", 2);
+        f.remove(&"a");
+        f.insert("c", 3);
+        f.insert("a", 4); // now the newest
+        f.insert("d", 5); // evicts b, the oldest
+        assert_eq!(f.get(&"b"), None);
+        assert_eq!(f.get(&"a"), Some(&4));
+        assert_eq!(f.pop_oldest(), Some(("c", 3)));
+        assert_eq!(f.pop_oldest(), Some(("a", 4)));
+    }
+
+    #[test]
+    fn removal_costs_no_walk_and_leaves_no_unbounded_order() {
+        // (each remove is O(1): nothing walks the order; what it leaves
+        // behind is compacted, so the order stays within twice the entries)
+        for n in [1_000u32, 100_000] {
+            let mut f = Fifo::new(n as usize);
+            for i in 0..n {
+                f.insert(i, i);
+            }
+            for i in 0..n {
+                assert_eq!(f.remove(&i), Some(i));
+                f.insert(n + i, i);
+                assert!(f.order.len() <= 2 * f.len() + 65, "{}", f.order.len());
+            }
+            assert_eq!(f.len(), n as usize);
+            assert_eq!(f.pop_oldest(), Some((n, 0)));
+        }
     }
 }

@@ -3,17 +3,22 @@
 //! same phones and they stop ringing.
 //!
 //! A call ends when the caller retracts it (a `<retract/>` from the
-//! caller's bare JID: nobody else can hang up someone's call), or when
+//! caller's full JID, the one that proposed it: nobody else can hang up
+//! someone's call, not another occupant of the room a call came through
+//! either), or when
 //! one of the callee's own devices answers or declines it (`<accept/>`,
 //! `<proceed/>`, `<reject/>` sent by the user). After its end, the other
 //! copies of its signals (carbons, archive copies) push nothing.
 //!
 //! Bounded: [`MAX_CALLS`] calls and [`MAX_CALL_BYTES`] bytes per host,
 //! oldest forgotten first, and a call is forgotten [`CALL_MEMORY`] seconds
-//! after its propose.
+//! after its propose; at most [`MAX_CALLS_PER_USER`] per callee and
+//! [`MAX_CALLS_PER_DOMAIN`] per caller's domain (their own oldest go
+//! first), so no stranger can flush other users' calls.
 
 use crate::bounded::Fifo;
 use crate::facts::CallSignal;
+use std::collections::{HashMap, VecDeque};
 
 /// Calls remembered per host.
 pub const MAX_CALLS: usize = 4096;
@@ -21,10 +26,16 @@ pub const MAX_CALLS: usize = 4096;
 pub const MAX_CALL_BYTES: usize = 2 * 1024 * 1024;
 /// Seconds a call is remembered after its propose.
 pub const CALL_MEMORY: f64 = 600.0;
+/// Calls remembered per callee.
+pub const MAX_CALLS_PER_USER: usize = 16;
+/// Calls remembered per caller's domain.
+pub const MAX_CALLS_PER_DOMAIN: usize = 64;
+/// Longest caller JID and call id remembered (a longer one is no call).
+pub const MAX_CALL_FIELD: usize = 1024;
 
 #[derive(Debug)]
 struct Call {
-    /// The caller's bare JID.
+    /// The caller's JID, as the propose came from it.
     caller: String,
     /// Identifiers of the registrations the propose was pushed to.
     rang: Vec<String>,
@@ -64,6 +75,10 @@ pub struct Signal<'a> {
 pub struct Calls {
     calls: Fifo<(String, String), Call>,
     bytes: usize,
+    /// Each callee's calls, oldest first.
+    per_user: HashMap<String, VecDeque<String>>,
+    /// Calls per caller's domain.
+    per_domain: HashMap<String, usize>,
 }
 
 impl Default for Calls {
@@ -71,13 +86,22 @@ impl Default for Calls {
         Calls {
             calls: Fifo::new(MAX_CALLS),
             bytes: 0,
+            per_user: HashMap::new(),
+            per_domain: HashMap::new(),
         }
     }
 }
 
-/// The bare part of a JID.
-fn bare(jid: &str) -> &str {
-    jid.split('/').next().unwrap_or(jid)
+/// The share a caller's JID counts against: its domain's last two labels
+/// (about the registrable domain, so that `a.evil.example` and
+/// `b.evil.example` share one).
+fn domain(jid: &str) -> &str {
+    let bare = jid.split('/').next().unwrap_or(jid);
+    let host = bare.rsplit('@').next().unwrap_or(bare);
+    match host.rmatch_indices('.').nth(1) {
+        Some((i, _)) => &host[i + 1..],
+        None => host,
+    }
 }
 
 impl Calls {
@@ -111,19 +135,15 @@ impl Calls {
         match (signal.kind, signal.own) {
             (CallSignal::Propose, false) => match self.calls.get(&key) {
                 // Another copy of a call that ended: it rings no more.
-                Some(c) if c.ended && Some(c.caller.as_str()) == signal.from.map(bare) => {
-                    CallStep::Moot
-                }
+                Some(c) if c.ended && Some(c.caller.as_str()) == signal.from => CallStep::Moot,
                 // Someone else's propose with the id of a ringing call does
                 // not take it over: an ordinary message.
-                Some(c) if !c.ended && Some(c.caller.as_str()) != signal.from.map(bare) => {
-                    CallStep::Ordinary
-                }
+                Some(c) if !c.ended && Some(c.caller.as_str()) != signal.from => CallStep::Ordinary,
                 _ => CallStep::Ring,
             },
             (CallSignal::Propose, true) => CallStep::Ordinary,
             (CallSignal::Retract, false) => {
-                let caller = signal.from.map(bare);
+                let caller = signal.from;
                 self.end(&key, |c| Some(c.caller.as_str()) == caller, None)
             }
             (CallSignal::Accept | CallSignal::Proceed | CallSignal::Reject, true) => {
@@ -175,7 +195,10 @@ impl Calls {
         now: f64,
     ) {
         let key = (user.to_owned(), id.to_owned());
-        let caller = bare(from.unwrap_or(""));
+        let caller = from.unwrap_or("");
+        if caller.len() > MAX_CALL_FIELD || id.len() > MAX_CALL_FIELD {
+            return;
+        }
         let fresh = match self.calls.get(&key) {
             Some(c) if c.caller != caller => return, // not this caller's call
             Some(c) => c.ended,
@@ -183,13 +206,19 @@ impl Calls {
         };
         if fresh {
             self.forget(&key);
-            let bytes = user.len() + id.len() + caller.len() + 64;
-            while self.calls.len() >= self.calls.capacity() {
-                match self.calls.pop_oldest() {
-                    Some((_, c)) => self.bytes -= c.bytes,
-                    None => break,
-                }
+            if !self.make_room(user, domain(caller)) {
+                return;
             }
+            let bytes = user.len() + id.len() + caller.len() + 64;
+            while self.calls.len() >= self.calls.capacity() && self.pop_oldest() {}
+            self.per_user
+                .entry(user.to_owned())
+                .or_default()
+                .push_back(id.to_owned());
+            *self
+                .per_domain
+                .entry(domain(caller).to_owned())
+                .or_default() += 1;
             self.calls.insert(
                 key.clone(),
                 Call {
@@ -214,19 +243,62 @@ impl Calls {
         }
         self.bytes += added;
         while self.bytes > MAX_CALL_BYTES {
-            match self.calls.pop_oldest() {
-                Some((_, c)) => self.bytes -= c.bytes,
-                None => {
-                    self.bytes = 0;
-                    break;
-                }
+            if !self.pop_oldest() {
+                self.bytes = 0;
+                break;
             }
+        }
+    }
+
+    /// Keeps each callee within its share (its own oldest call goes);
+    /// false when the caller's domain holds its share already (the call is
+    /// not remembered: it rings, but no push follows its end).
+    fn make_room(&mut self, user: &str, caller_domain: &str) -> bool {
+        if self.per_domain.get(caller_domain).copied().unwrap_or(0) >= MAX_CALLS_PER_DOMAIN {
+            return false;
+        }
+        let oldest = self
+            .per_user
+            .get(user)
+            .filter(|ids| ids.len() >= MAX_CALLS_PER_USER)
+            .and_then(|ids| ids.front().cloned());
+        if let Some(id) = oldest {
+            self.forget(&(user.to_owned(), id));
+        }
+        true
+    }
+
+    /// Takes a call out, with its place in the shares and its bytes.
+    fn dropped(&mut self, (user, id): &(String, String), call: &Call) {
+        self.bytes -= call.bytes;
+        if let Some(ids) = self.per_user.get_mut(user) {
+            ids.retain(|i| i != id);
+            if ids.is_empty() {
+                self.per_user.remove(user);
+            }
+        }
+        let d = domain(&call.caller);
+        if let Some(n) = self.per_domain.get_mut(d) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_domain.remove(d);
+            }
+        }
+    }
+
+    fn pop_oldest(&mut self) -> bool {
+        match self.calls.pop_oldest() {
+            Some((key, c)) => {
+                self.dropped(&key, &c);
+                true
+            }
+            None => false,
         }
     }
 
     fn forget(&mut self, key: &(String, String)) {
         if let Some(c) = self.calls.remove(key) {
-            self.bytes -= c.bytes;
+            self.dropped(key, &c);
         }
     }
 }
@@ -269,10 +341,13 @@ mod tests {
     fn the_callers_retract_ends_the_call_where_it_rang_once() {
         let mut calls = ringing(&["phone", "tablet"]);
         let mut retract = |by| calls.step("romeo", from(CallSignal::Retract, "c1", by), None, 5.0);
-        // Nobody but the caller hangs up the call.
+        // Nobody but the caller hangs up the call: not another JID, not
+        // another resource of the same bare JID (another occupant of a room
+        // the call came through).
         assert_eq!(retract("mallory@evil.example/x"), CallStep::Ordinary);
+        assert_eq!(retract("juliet@capulet.lit/other"), CallStep::Ordinary);
         assert_eq!(
-            retract("juliet@capulet.lit/other-device"),
+            retract(CALLER),
             CallStep::End(vec!["phone".into(), "tablet".into()])
         );
         assert_eq!(retract(CALLER), CallStep::Moot);
@@ -339,10 +414,58 @@ mod tests {
     }
 
     #[test]
+    fn a_call_through_a_room_is_the_occupant_s() {
+        let mut calls = Calls::default();
+        let occupant = "capulet@conference.lit/Juliet";
+        let propose = from(CallSignal::Propose, "c1", occupant);
+        assert_eq!(calls.step("romeo", propose, None, 0.0), CallStep::Ring);
+        calls.rang("romeo", "c1", Some(occupant), ["phone"], 0.0);
+        let mallory = from(CallSignal::Retract, "c1", "capulet@conference.lit/Mallory");
+        assert_eq!(calls.step("romeo", mallory, None, 1.0), CallStep::Ordinary);
+        let juliet = from(CallSignal::Retract, "c1", occupant);
+        assert_eq!(
+            calls.step("romeo", juliet, None, 2.0),
+            CallStep::End(vec!["phone".into()])
+        );
+    }
+
+    #[test]
+    fn a_stranger_cannot_flush_other_users_calls() {
+        let mut calls = Calls::default();
+        for i in 0..100 {
+            let caller = format!("friend@d{i}.example/phone");
+            calls.rang(&format!("u{i}"), "call", Some(&caller), ["phone"], 0.0);
+        }
+        // One domain, any number of JIDs and subdomains, long ones, to anyone.
+        let long = "x".repeat(MAX_CALL_FIELD - 20);
+        for i in 0..20_000 {
+            let caller = format!("{long}@s{i}.evil.example/x");
+            let user = format!("u{}", i % 150);
+            calls.rang(&user, &format!("{long}{i}"), Some(&caller), ["phone"], 1.0);
+        }
+        for i in 0..100 {
+            let friend = format!("friend@d{i}.example/phone");
+            assert_eq!(
+                calls.caller(&format!("u{i}"), "call"),
+                Some(friend.as_str())
+            );
+        }
+        assert!(calls.bytes <= MAX_CALL_BYTES);
+        // And one callee holds its own share only.
+        for i in 0..100 {
+            let caller = format!("c@e{i}.example/x");
+            calls.rang("romeo", &format!("r{i}"), Some(&caller), ["phone"], 2.0);
+        }
+        let romeo = calls.calls.iter().filter(|(k, _)| k.0 == "romeo").count();
+        assert_eq!(romeo, MAX_CALLS_PER_USER);
+    }
+
+    #[test]
     fn memory_is_bounded_in_calls_and_bytes() {
         let mut calls = Calls::default();
         for i in 0..(MAX_CALLS + 100) {
-            calls.rang("romeo", &format!("c{i}"), Some(CALLER), ["phone"], 0.0);
+            let caller = format!("c@d{i}.example/x");
+            calls.rang(&format!("u{i}"), "c", Some(&caller), ["phone"], 0.0);
         }
         assert_eq!(calls.len(), MAX_CALLS);
         let big = "x".repeat(200);

@@ -1978,11 +1978,12 @@ mod tests {
             .unwrap()
             .remove(0);
         assert_eq!(read.kind, PushKind::Read);
+        let (to_romeo, chat) = (some("romeo@example.com"), some("chat"));
         let from_juliet = (
             "message".into(),
             some("juliet@capulet.lit"),
-            some("romeo@example.com"),
-            some("chat"),
+            to_romeo.clone(),
+            chat.clone(),
         );
         assert_eq!(attrs(&read), from_juliet);
         // A call answered on another device: from the caller, to the user.
@@ -2002,7 +2003,13 @@ mod tests {
         let accept = StanzaFacts::from_element(&accept.parse().unwrap());
         let end = s.outgoing("romeo", None, &accept, 3.0).unwrap().remove(0);
         assert_eq!(end.kind, PushKind::CallEnd);
-        assert_eq!(attrs(&end), from_juliet);
+        let from_the_caller = (
+            "message".into(),
+            some("juliet@capulet.lit/b"),
+            to_romeo,
+            chat,
+        );
+        assert_eq!(attrs(&end), from_the_caller);
     }
 
     #[test]
