@@ -23,6 +23,7 @@ local coalesce_delay = 1;
 
 local options = lib.options();
 local push = lib.new(options);
+push.scan_known(); -- (which users have registrations: the others cost no read)
 local core, load_user, write_plan, dispatch, handle = push.core, push.load_user, push.write_plan, push.dispatch, push.handle;
 local push_store = push.store;
 -- Every handler fails open (see push.fail_open).
@@ -206,7 +207,8 @@ hook("message/bare", function(event)
 	local stanza = event.stanza;
 	if not stanza:get_child("event", xmlns_pubsub_event) then return; end
 	local user = jid_node(stanza.attr.to);
-	if not user or not core:remote_ends(user, stanza) then return; end
+	-- (a stranger's events for users without registrations read nothing)
+	if not user or not core:might_push(user) or not core:remote_ends(user, stanza) then return; end
 	-- Handled (and not delivered) when it ends a registration.
 	local function disable()
 		if not load_user(user) then return nil; end
@@ -243,7 +245,7 @@ end, 10);
 hook("resource-bind", function(event)
 	local session = event.session;
 	local user = session.username;
-	if not user or session.push_identifier then return; end
+	if not user or session.push_identifier or not core:might_push(user) then return; end
 	if not load_user(user) then return; end
 	-- (the store may yield: the session may have enabled, or closed, meanwhile)
 	if session.destroyed or session.push_identifier then return; end

@@ -64,19 +64,22 @@ end
 function push.on_committed(user, had, has)
 	if had ~= has and not is_local(user) then core:muc_note(user, had, has); end
 end
+-- (and which users have registrations at all: the others cost no read)
 if push.store.users then
 	local n = 0;
 	for user in push.store:users() do
+		core:note_known(user);
 		if not is_local(user) then
 			core:muc_note(user, false, true);
 			n = n + 1;
 		end
 	end
+	core:known_complete();
 	module:log("debug", "%d remote user(s) with push registrations", n);
 end
 
 -- Enable and disable, addressed to the MUC domain, keyed by the real bare JID.
-local function domain_iq(handler)
+local function domain_iq(handler, before)
 	return function(event)
 		local origin, stanza = event.origin, event.stanza;
 		local node, host, resource = jid.prepped_split(stanza.attr.from);
@@ -86,6 +89,10 @@ local function domain_iq(handler)
 			return true;
 		end
 		local user = node.."@"..host;
+		-- Checked before anything is read: who may enable (a stranger
+		-- refused costs no read), and a disable by someone without
+		-- registrations (nothing to read, nothing to remove).
+		if before and before(origin, stanza, user) then return true; end
 		local handled = push.locked(user, function()
 			if not load_user(user) then
 				origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
@@ -103,22 +110,26 @@ local function domain_iq(handler)
 end
 
 hook("iq-set/host/"..xmlns_push..":enable", domain_iq(function(origin, who, stanza, user)
-	local admitted, error_type, condition, text = core:muc_admit(user, is_local(user), time_now());
-	if not admitted then
-		module:log("debug", "MUC push enable from %s refused: %s", user, text);
-		origin.send(st.error_reply(stanza, error_type, condition, text));
-		return;
-	end
 	local _, identifier = push.enable(origin, who, stanza, user);
 	if identifier then
 		module:log("info", "MUC push notifications enabled for %s (%s)", user, identifier);
 	end
+end, function(origin, stanza, user)
+	local admitted, error_type, condition, text = core:muc_admit(user, is_local(user), time_now());
+	if admitted then return false; end
+	module:log("debug", "MUC push enable from %s refused: %s", user, text);
+	origin.send(st.error_reply(stanza, error_type, condition, text));
+	return true;
 end));
 
 -- Looks up exactly what enable stored: the same key (the original looked
 -- under another one, so its disable never removed anything).
 hook("iq-set/host/"..xmlns_push..":disable", domain_iq(function(origin, _, stanza, user)
 	push.disable(origin, stanza, user);
+end, function(origin, stanza, user)
+	if core:might_push(user) then return false; end
+	origin.send(st.reply(stanza)); -- (nothing to disable)
+	return true;
 end));
 
 -- The real bare JIDs of the room's occupants.
@@ -138,7 +149,7 @@ hook("muc-broadcast-message", function(event)
 	local joined = joined_jids(room);
 	local members = {};
 	local function add(member_jid, affiliation)
-		if member_jid and load_user(member_jid) then
+		if member_jid and core:might_push(member_jid) and load_user(member_jid) then
 			members[#members+1] = { jid = member_jid, joined = joined[member_jid] == true,
 				affiliation = affiliation or room:get_affiliation(member_jid) };
 		end
@@ -165,7 +176,7 @@ local function bounced(event)
 	local occupant = room:get_occupant_by_real_jid(stanza.attr.from);
 	if not occupant then return; end
 	local user = jid.bare(stanza.attr.from);
-	if not load_user(user) then return; end
+	if not core:might_push(user) or not load_user(user) then return; end
 	local nicks = { select(3, jid.split(occupant.nick)) };
 	nicks[#nicks+1] = room:get_registered_nick(user);
 	dispatch(core:muc_bounced(room.jid, stanza, user, nicks, time_now()));

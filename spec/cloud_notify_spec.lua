@@ -463,6 +463,36 @@ describe("mod_cloud_notify", function()
 		assert.equal(1, #paused, "a write queued again while one was under way");
 	end);
 
+	it("reads nothing for a stranger's stanzas to users known to have no registration", function()
+		local stored = { romeo = { ["push.example<phone"] = { jid = "push.example", node = "phone", timestamp = 1 } } };
+		local m1 = stand_in.load("known." .. m.host, { store_lists_users = true, stored = stored });
+		local function reads() return m1.store.reads; end
+		for i = 1, 2000 do
+			local user = "nobody" .. i;
+			m1:fire_event("presence/bare", { stanza = st.presence({ to = user .. "@" .. m1.host,
+				from = "mallory@evil.example", type = "subscribe" }) });
+			m1:fire_event("message/bare", { stanza = st.message({ to = user .. "@" .. m1.host,
+				from = "push.example" }):tag("event", { xmlns = "http://jabber.org/protocol/pubsub#event" })
+				:tag("affiliations", { node = "phone" }):tag("affiliation", { jid = user .. "@" .. m1.host,
+				affiliation = "none" }) });
+			stand_in.offline(m1, user .. "@" .. m1.host, "hi");
+		end
+		assert.equal(0, reads());
+		m1:fire_event("global/stats-update", {});
+		assert.equal(0, m1.metrics.users_loaded.values[""]); -- nor a cache slot
+		-- The one user with registrations is read, and pushed.
+		stand_in.offline(m1, "romeo@" .. m1.host, "hi");
+		assert.equal(1, reads());
+		assert.equal(1, #m1.sent);
+		-- Someone enabling for the first time is not read either.
+		local juliet = stand_in.session(m1, "juliet", "phone");
+		assert.equal("result", stand_in.enable(m1, juliet, "push.example", "j").attr.type);
+		assert.equal(1, reads());
+		m1.sent = {};
+		stand_in.offline(m1, "juliet@" .. m1.host, "hi");
+		assert.equal(1, #m1.sent);
+	end);
+
 	it("re-reads only for a commit of the same user, not of another", function()
 		local paused = pausing_store("get");
 		local juliet = stand_in.session(m, "juliet", "phone");

@@ -71,6 +71,12 @@ function stand_in.load(host, options)
 		return assert(loadfile(DIST .. "/" .. name .. ".lib.lua", "t", self.environment))();
 	end
 	function m:open_store() return self.store; end
+	-- A store that lists its users, as Prosody's internal and SQL ones do
+	-- (with `stored`: its users' records, there when the module loads).
+	if options.store_lists_users then
+		for user, record in pairs(options.stored or {}) do m.store.data[user] = record; end
+		function m.store:users() return next, self.data, nil; end
+	end
 	function m:hook(name, fn, priority)
 		local list = self.handlers[name] or {};
 		self.handlers[name] = list;

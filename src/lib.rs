@@ -21,6 +21,7 @@ pub mod fields;
 pub mod grace;
 pub mod ids;
 pub mod importance;
+pub mod known;
 pub mod muc;
 pub mod notification;
 pub mod origin;

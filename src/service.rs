@@ -391,6 +391,8 @@ pub struct PushService {
     failures: crate::throttle::Throttle,
     /// Subscription requests pushed lately.
     subscriptions: crate::subscriptions::Subscriptions,
+    /// Which users have registrations.
+    known: crate::known::Known,
 }
 
 /// The payload numbers of a few recent summaries ([`PushJob::payload_id`]).
@@ -504,6 +506,7 @@ impl PushService {
             kept: None,
             failures: Default::default(),
             subscriptions: Default::default(),
+            known: Default::default(),
             config,
         }
     }
@@ -547,6 +550,22 @@ impl PushService {
         self.failures.failed(kind, now)
     }
 
+    /// `user` has registrations in the store (read when the module loads).
+    pub fn note_known(&mut self, user: &str) {
+        self.known.note(user, true);
+    }
+
+    /// Every user with registrations in the store was noted: a user not
+    /// among them needs no read ([`crate::known`]).
+    pub fn known_complete(&mut self) {
+        self.known.completed();
+    }
+
+    /// Users known to have registrations.
+    pub fn known_users(&self) -> usize {
+        self.known.len()
+    }
+
     /// Bytes of stanza copies kept now ([`crate::origin::MAX_KEPT_BYTES`] at most).
     pub fn kept_bytes(&self) -> usize {
         self.origins.used()
@@ -560,6 +579,7 @@ impl PushService {
     /// Takes a user's registrations as read from the store. Returns the
     /// identifiers trimmed beyond `push_max_devices`.
     pub fn load(&mut self, user: &str, regs: Vec<Registration>) -> Vec<String> {
+        self.known.note(user, !regs.is_empty());
         let (batches, retries, dirty, grace) =
             (&self.batches, &self.retries, &self.dirty, &self.grace);
         self.registry.load_with(user, regs, |u| {
@@ -576,6 +596,8 @@ impl PushService {
     /// cheap question every event path asks before reading a stanza.
     pub fn interest(&self, user: &str) -> Interest {
         match self.registry.peek(user) {
+            // (a user known to have none needs no read: [`crate::known`])
+            None if self.known.rules_out(user) => Interest::Nothing,
             None => Interest::Load,
             Some([]) => Interest::Nothing,
             Some(_) => Interest::Pushes,
@@ -748,6 +770,7 @@ impl PushService {
         }
         let (batches, retries, dirty, grace) =
             (&self.batches, &self.retries, &self.dirty, &self.grace);
+        self.known.note(user, !plan.regs.is_empty());
         self.registry.commit_with(user, plan.regs, |u| {
             batches.holds(u) || retries.holds(u) || dirty.contains(u) || grace.holds_user(u)
         });
@@ -1565,7 +1588,12 @@ impl PushService {
     /// MUC: may `user` (a bare JID; `local`: of one of this server's
     /// hosts) enable now? Checks and counts [`crate::quota`]'s bounds.
     pub fn muc_admit(&mut self, user: &str, local: bool, now: f64) -> Result<(), StanzaError> {
-        let has_push = self.registry.peek(user).is_some_and(|r| !r.is_empty());
+        // (before any read: a user not in memory has registrations unless
+        // known to have none)
+        let has_push = match self.registry.peek(user) {
+            Some(regs) => !regs.is_empty(),
+            None => !self.known.rules_out(user),
+        };
         self.quota.admit(user, local, has_push, now)
     }
 

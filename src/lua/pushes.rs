@@ -202,5 +202,6 @@ fn stats(lua: &Lua, this: &Core, (): ()) -> Result<Table> {
     t.raw_set("registrations", this.service.loaded_registrations())?;
     t.raw_set("pending", this.service.pending())?;
     t.raw_set("batches", this.service.batches())?;
+    t.raw_set("known", this.service.known_users())?;
     Ok(t)
 }

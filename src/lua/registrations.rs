@@ -10,7 +10,9 @@
 //! | `core:loaded(user)` | whether the user's registrations are in memory |
 //! | `core:load(user, stored_or_nil)` | `{ messages for the log }`, `{ [identifier] = true }` trimmed beyond `push_max_devices` or nil |
 //! | `core:has_push(user)` | whether the user has registrations in memory |
-//! | `core:might_push(user)` | false when the user is in memory without any registration (nothing to do), else true |
+//! | `core:might_push(user)` | false when the user is in memory without any registration, or known to have none ([`crate::known`]), else true |
+//! | `core:note_known(user)` | nothing: the user has registrations in the store (listed when the module loads) |
+//! | `core:known_complete()` | nothing: every such user was noted (a user not among them needs no read) |
 //! | `core:enable(who, stanza, now)` | `push_info, identifier` or `nil, type, condition, text` |
 //! | `core:plan_enable(user, identifier, push_info)` | `services, removed` or `nil, type, condition, text` |
 //! | `core:plan_disable(user, stanza)` | `services, removed`, `false, {}` (nothing matched) or `nil, type, condition, text` |
@@ -42,6 +44,8 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("load", load);
     m.add_method("has_push", has_push);
     m.add_method("might_push", might_push);
+    m.add_method_mut("note_known", note_known);
+    m.add_method_mut("known_complete", known_complete);
     m.add_method("enable", enable);
     m.add_method("plan_enable", plan_enable);
     m.add_method("plan_disable", plan_disable);
@@ -93,6 +97,16 @@ fn has_push(_: &Lua, this: &Core, user: LuaString) -> Result<bool> {
 
 fn might_push(_: &Lua, this: &Core, user: LuaString) -> Result<bool> {
     Ok(this.service.interest(&user.to_str()?) != crate::service::Interest::Nothing)
+}
+
+fn note_known(_: &Lua, this: &mut Core, user: LuaString) -> Result<()> {
+    this.service.note_known(&user.to_str()?);
+    Ok(())
+}
+
+fn known_complete(_: &Lua, this: &mut Core, (): ()) -> Result<()> {
+    this.service.known_complete();
+    Ok(())
 }
 
 /// The requester an `<enable/>` comes from.
