@@ -142,16 +142,19 @@ local function joined_jids(room)
 end
 
 -- A room message: the core says what it needs to know, the room tells it.
+-- Who may get a push is gathered at once, without a store read (members
+-- known to have no registration are passed over: no read, no cache slot),
+-- and without yielding, so the room's tables can't change under the walk;
+-- their registrations are read and the pushes sent after the broadcast,
+-- which no store read delays.
 hook("muc-broadcast-message", function(event)
 	local room, stanza = event.room, event.stanza;
 	local wants = core:muc_wants(room.jid, stanza);
 	if not wants then return; end
-	local joined = joined_jids(room);
-	local members = {};
+	local candidates = {};
 	local function add(member_jid, affiliation)
-		if member_jid and core:might_push(member_jid) and load_user(member_jid) then
-			members[#members+1] = { jid = member_jid, joined = joined[member_jid] == true,
-				affiliation = affiliation or room:get_affiliation(member_jid) };
+		if member_jid and core:might_push(member_jid) then
+			candidates[#candidates+1] = { jid = member_jid, affiliation = affiliation or room:get_affiliation(member_jid) };
 		end
 	end
 	if wants == "members" then
@@ -163,7 +166,19 @@ hook("muc-broadcast-message", function(event)
 			add(room:get_registered_jid(nick));
 		end
 	end
-	dispatch(core:muc_push(room.jid, stanza, members, time_now()));
+	if #candidates == 0 then return; end
+	local joined = joined_jids(room);
+	local room_jid, message, now = room.jid, st.clone(stanza), time_now();
+	module:add_timer(0, function()
+		local members = {};
+		for _, c in ipairs(candidates) do
+			if load_user(c.jid) then
+				members[#members+1] = { jid = c.jid, joined = joined[c.jid] == true, affiliation = c.affiliation };
+			end
+		end
+		local ok, err = pcall(function() dispatch(core:muc_push(room_jid, message, members, now)); end);
+		if not ok then module:log("error", "Pushing a message of %s failed: %s", room_jid, err); end
+	end);
 end, -1);
 
 -- Ghost occupants: an error bounce from an occupant's real JID, to the room

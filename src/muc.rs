@@ -141,11 +141,13 @@ pub struct Member {
     pub outcast: bool,
 }
 
-/// The members a message goes to: absent ones, each once.
+/// The members a message goes to: absent ones, each once (in linear time,
+/// however many members a room lists).
 pub fn recipients(members: &[Member]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::with_capacity(members.len());
     let mut out: Vec<String> = Vec::new();
     for m in members {
-        if !m.joined && !m.outcast && !out.contains(&m.jid) {
+        if !m.joined && !m.outcast && seen.insert(m.jid.as_str()) {
             out.push(m.jid.clone());
         }
     }
