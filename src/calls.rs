@@ -92,16 +92,10 @@ impl Default for Calls {
     }
 }
 
-/// The share a caller's JID counts against: its domain's last two labels
-/// (about the registrable domain, so that `a.evil.example` and
-/// `b.evil.example` share one).
+/// The share a caller's JID counts against ([`crate::quota::share`]).
 fn domain(jid: &str) -> &str {
     let bare = jid.split('/').next().unwrap_or(jid);
-    let host = bare.rsplit('@').next().unwrap_or(bare);
-    match host.rmatch_indices('.').nth(1) {
-        Some((i, _)) => &host[i + 1..],
-        None => host,
-    }
+    crate::quota::share(bare.rsplit('@').next().unwrap_or(bare))
 }
 
 impl Calls {

@@ -49,9 +49,21 @@ pub struct RemoteQuota {
     rate: crate::bounded::Fifo<String, (f64, u32)>,
 }
 
-/// The domain of a bare JID (`user@domain`), if it has a local part.
+/// The share a bare JID (`user@domain`, with a local part) counts
+/// against: its domain's last two labels, about the registrable domain, so
+/// that `a.evil.example` and `b.evil.example` share one.
 pub fn domain_of(bare: &str) -> Option<&str> {
-    bare.split_once('@').map(|(_, d)| d)
+    bare.split_once('@').map(|(_, d)| share(d))
+}
+
+/// A domain's last two labels (`conference.capulet.lit` → `capulet.lit`):
+/// the share one party's many subdomains count against together.
+pub fn share(domain: &str) -> &str {
+    let domain = domain.split('/').next().unwrap_or(domain);
+    match domain.rmatch_indices('.').nth(1) {
+        Some((i, _)) => &domain[i + 1..],
+        None => domain,
+    }
 }
 
 impl RemoteQuota {
@@ -208,6 +220,24 @@ mod tests {
         assert!(q.admit("a@evil.example", false, true, 30.0).is_err());
         assert!(q.admit("b@fine.example", false, false, 30.0).is_ok());
         assert!(q.admit("a@evil.example", false, true, 70.5).is_ok());
+    }
+
+    #[test]
+    fn subdomains_share_their_domain_s_bound_and_rate() {
+        let mut q = RemoteQuota::new(limits());
+        // 100 subdomains, one user each: the bound of one domain.
+        let mut admitted = 0;
+        for i in 0..100 {
+            let u = format!("u@s{i}.evil.example");
+            if q.admit(&u, false, false, 0.0).is_ok() {
+                q.note(&u, false, true);
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 3, "per_domain, not per subdomain");
+        assert_eq!(q.users_of("evil.example"), 3);
+        assert_eq!(share("conference.capulet.lit"), "capulet.lit");
+        assert_eq!(share("localhost"), "localhost");
     }
 
     #[test]
