@@ -81,5 +81,12 @@ mod tests {
                 "{id}"
             );
         }
+        // Not a counter in hex: no long shared prefix, no order, every
+        // leading digit in use.
+        let numbers: Vec<u128> = ids.iter().map(|id| id_number(id)).collect();
+        let leading: HashSet<u128> = numbers.iter().map(|n| n >> 124).collect();
+        assert_eq!(leading.len(), 16, "ids start with few digits: a counter?");
+        let rising = numbers.windows(2).filter(|w| w[1] > w[0]).count();
+        assert!((3000..7000).contains(&rising), "ids in order: a counter? {rising}");
     }
 }

@@ -3092,6 +3092,8 @@ mod tests {
             "<message xmlns='jabber:client' from='mallory@evil.example/x' type='chat'>{RETRACT}</message>"
         ));
         let spoofed = offline(&mut s, &forged, 1.0);
+        // Pushed as the ordinary message it is, to both: no call-end.
+        assert_eq!(spoofed.len(), 2);
         assert!(spoofed.iter().all(|j| j.kind == PushKind::Offline));
         let proceed = facts(
             "<message xmlns='jabber:client' from='romeo@example.com/laptop' \

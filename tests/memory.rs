@@ -27,8 +27,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static A: Counting = Counting;
 
+/// The count is process-wide: the tests take turns, so that neither
+/// counts the other's allocations.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn bytes_per_loaded_user() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let users = 20_000;
     let mut s = PushService::new(
         "localhost",
@@ -66,6 +71,7 @@ fn bytes_per_loaded_user() {
 /// core keeps afterwards, per user, beside the registration itself.
 #[test]
 fn bytes_per_user_after_an_enable_and_a_push() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     use cloud_notify::facts::StanzaFacts;
     use cloud_notify::registration::{EnableRequest, Requester};
     use cloud_notify::service::{PushKind, Response, Targets};

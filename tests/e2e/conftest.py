@@ -15,6 +15,10 @@ def pytest_generate_tests(metafunc):
     # or "13" narrows it down for a quick local run).
     if "version" in metafunc.fixturenames:
         wanted = os.environ.get("PROSODY_VERSIONS", " ".join(PROSODY_VERSIONS)).split()
+        # (none would select no test and pass: refused)
+        if not wanted or not set(wanted) <= set(PROSODY_VERSIONS):
+            raise pytest.UsageError(f"PROSODY_VERSIONS={os.environ.get('PROSODY_VERSIONS')!r}: "
+                                    f"name one or more of {' '.join(PROSODY_VERSIONS)}")
         metafunc.parametrize("version", wanted, scope="session")
 
 

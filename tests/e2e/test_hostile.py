@@ -113,6 +113,11 @@ def test_push_ids_tell_an_app_server_nothing(prosody_with):
     ids = [x.id for x in run(scenario())]
     assert all(re.fullmatch(r"push-[0-9a-f]{32}", i) for i in ids), ids
     assert len(set(ids)) == 3
+    # Not a counter in hex: no two share their first 8 digits (random ids
+    # would, once in about 10^9 runs), and they are no run of numbers.
+    assert len({i[5:13] for i in ids}) == 3, ids
+    numbers = [int(i[5:], 16) for i in ids]
+    assert any(abs(b - a) > 2 ** 64 for a, b in zip(numbers, numbers[1:])), ids
 
 
 # -- bounds ---------------------------------------------------------------------
