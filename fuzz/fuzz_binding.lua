@@ -119,27 +119,43 @@ local function enable_iq(session, kind)
 	return iq;
 end
 
-local m = stand_in.load("fuzz.example", { push_max_devices = 3, push_max_errors = 4,
-	push_notification_with_body = random(2) == 1, push_notification_with_sender = true,
-	push_registration_cache_size = 4 });
+-- Two hosts, one with push_notification_with_body and one without, the
+-- inputs going to one then the other, 1000 at a time: every option is
+-- fuzzed in every run, whatever the seed.
 local users = { "romeo", "juliet", "nurse", "tybalt", "benvolio", "mercutio" };
-local sessions = {};
-for _, u in ipairs(users) do
-	sessions[#sessions+1] = stand_in.session(m, u, "phone");
-	sessions[#sessions+1] = stand_in.session(m, u, "laptop");
+local instances = {};
+for i, with_body in ipairs({ true, false }) do
+	local host = i == 1 and "fuzz.example" or "fuzz2.example";
+	local inst = stand_in.load(host, { push_max_devices = 3, push_max_errors = 4,
+		push_notification_with_body = with_body, push_notification_with_sender = i == 1,
+		push_registration_cache_size = 4, push_grace_period = i == 2 and 1 or nil });
+	inst.with_body, inst.with_sender = with_body, i == 1;
+	local inst_sessions = {};
+	for _, u in ipairs(users) do
+		inst_sessions[#inst_sessions+1] = stand_in.session(inst, u, "phone");
+		inst_sessions[#inst_sessions+1] = stand_in.session(inst, u, "laptop");
+	end
+	instances[i] = { m = inst, sessions = inst_sessions };
 end
+local m, sessions = instances[1].m, instances[1].sessions;
 
 local failures, counts = 0, {};
 local function count(kind) counts[kind] = (counts[kind] or 0) + 1; end
+local function fail(message)
+	failures = failures + 1;
+	if failures <= 5 then io.stderr:write(message .. "\n"); end
+end
 
 -- A store that, inside async runners, now and then yields until a later
 -- step lets it go on (as a networked one would).
 local async = require "util.async";
 local paused = {};
-for _, method in ipairs({ "get", "set" }) do
-	stand_in.pausing_store(m, method, function()
-		return async.ready() and random(3) == 1 and #paused < 64;
-	end, paused);
+for _, inst in ipairs(instances) do
+	for _, method in ipairs({ "get", "set" }) do
+		stand_in.pausing_store(inst.m, method, function()
+			return async.ready() and random(3) == 1 and #paused < 64;
+		end, paused);
+	end
 end
 
 -- A cloud_notify/registration handler, as extension modules have: random
@@ -164,14 +180,56 @@ local function value(depth)
 	return word();
 end
 local handlers_on = true;
-m:hook("cloud_notify/registration", function(event)
-	if not handlers_on then return; end
-	if random(2) == 1 then event.push_info[word()] = value(1); end
-	if random(20) == 1 then event.push_info.callback = print; end
-end);
-m:hook("cloud_notify/push", function()
-	if handlers_on and random(200) == 1 then error("a handler failing on purpose"); end
-end);
+-- The privacy oracle, on every push: it says what the options let out,
+-- never more, and never a body the sender did not write.
+local function private(inst, event)
+	local summary = event.push_summary;
+	if summary["last-message-sender"] and not inst.with_sender then
+		fail("a sender without push_notification_with_sender: " .. tostring(event.notification_stanza));
+	end
+	local body = summary["last-message-body"];
+	if not body or body == "New Message!" then return; end
+	if not inst.with_body then
+		fail("a body without push_notification_with_body: " .. tostring(event.notification_stanza));
+	elseif #body > 256 then
+		fail("a body past its bound: " .. #body .. " bytes");
+	else
+		-- (the text a body holds, as the module reads it: its text nodes)
+		local written = {};
+		local function collect(stanza)
+			for _, b in ipairs(stanza and stanza.tags or {}) do
+				-- (in the stanza's namespace, implicit or spelled out)
+				if b.name == "body" and (b.attr.xmlns == nil or b.attr.xmlns == "jabber:client") then
+					for _, node in ipairs(b) do
+						if type(node) == "string" then written[#written+1] = node; end
+					end
+				end
+			end
+		end
+		local original = event.original_stanza;
+		collect(original);
+		for carbon in (original and original.childtags and original:childtags() or function() end) do
+			local forwarded = carbon:get_child("forwarded", "urn:xmpp:forward:0");
+			collect(forwarded and forwarded:get_child("message", "jabber:client"));
+		end
+		local text = table.concat(written);
+		if text:sub(1, #body) ~= body and not text:find(body, 1, true) then
+			fail(("a body the sender did not write: %q (text %q) in %s"):format(body, text, tostring(original)));
+		end
+	end
+end
+for _, inst in ipairs(instances) do
+	inst.m:hook("cloud_notify/registration", function(event)
+		if not handlers_on then return; end
+		if random(2) == 1 then event.push_info[word()] = value(1); end
+		if random(20) == 1 then event.push_info.callback = print; end
+	end);
+	inst.m:hook("cloud_notify/push", function(event)
+		if event.original_stanza == nil then fail("a push without original_stanza: " .. event.push_kind); end
+		private(inst.m, event);
+		if handlers_on and random(200) == 1 then error("a handler failing on purpose"); end
+	end, 100);
+end
 
 -- Errors inside runners reach their error watcher, not pcall.
 local function in_runner(fn)
@@ -198,7 +256,7 @@ local steps = {
 		return fire("iq-set/self/urn:xmpp:push:0:" .. kind, { origin = s, stanza = enable_iq(s, kind) });
 	end,
 	function() -- an offline message (or a bare groupchat one)
-		local to = pick(users) .. "@fuzz.example";
+		local to = pick(users) .. "@" .. m.host;
 		local msg = random(2) == 1 and seeded_message(to) or tree(random(0, 5));
 		msg.attr.to = random(8) == 1 and word() or to;
 		count("offline");
@@ -209,7 +267,7 @@ local steps = {
 		local user = pick(users);
 		count("archive");
 		return fire("archive-message-added", { for_user = random(8) == 1 and word() or user,
-			stanza = seeded_message(user .. "@fuzz.example"), id = random(5) ~= 1 and word() or nil,
+			stanza = seeded_message(user .. "@" .. m.host), id = random(5) ~= 1 and word() or nil,
 			origin = random(2) == 1 and pick(sessions) or nil });
 	end,
 	function() -- smacks: hibernation, queued stanzas, delayed acks, resumption, timers
@@ -248,7 +306,7 @@ local steps = {
 			if random(6) == 1 then reply.attr.from = word(); end
 			if random(6) == 1 then reply:add_child(tree(3)); end
 		else
-			reply = st.iq({ type = pick(TYPES) or "result", id = word(), from = word(), to = "fuzz.example" });
+			reply = st.iq({ type = pick(TYPES) or "result", id = word(), from = word(), to = m.host });
 			if random(2) == 1 then reply:add_child(tree(4)); end
 		end
 		return fire("iq/host", { stanza = reply, origin = {} });
@@ -272,6 +330,12 @@ local steps = {
 local pushed = 0;
 local started = os.clock();
 for i = 1, inputs do
+	if i % 1000 == 0 then -- the other host
+		pushed = pushed + #m.sent;
+		m.sent = {};
+		local next_one = instances[(i // 1000) % #instances + 1];
+		m, sessions = next_one.m, next_one.sessions;
+	end
 	local step = pick(steps)();
 	if random(2) == 1 then -- half of them as Prosody runs stanza handlers: in an async runner
 		local run = step;
@@ -293,10 +357,10 @@ table.sort(parts);
 -- Let everything waiting finish, then every lock must be free: an enable
 -- from each user goes through.
 handlers_on = false;
-local function handovers()
+local function handovers(inst)
 	local ran = false;
-	local timers = m.timers;
-	m.timers = {};
+	local timers = inst.timers;
+	inst.timers = {};
 	for _, timer in ipairs(timers) do
 		if not timer.stopped and timer.delay == 0 then timer.fn(); ran = true; end
 	end
@@ -305,21 +369,33 @@ end
 repeat
 	local progress = #paused > 0;
 	while #paused > 0 do table.remove(paused)(); end
-	progress = handovers() or progress;
+	for _, inst in ipairs(instances) do progress = handovers(inst.m) or progress; end
 until not progress
-for _, s in ipairs(sessions) do
-	s.replies = {};
-	m:fire_event("iq-set/self/urn:xmpp:push:0:enable", { origin = s,
-		stanza = st.iq({ type = "set", id = "final", from = s.full_jid })
-			:tag("enable", { xmlns = "urn:xmpp:push:0", jid = "push.example", node = "final" }) });
-	local reply = s.replies[1];
-	if not (reply and reply.attr.type == "result") then
-		failures = failures + 1;
-		io.stderr:write(("final enable of %s: %s (a lock never freed?)\n"):format(s.full_jid,
-			reply and tostring(reply) or "no answer"));
+for _, inst in ipairs(instances) do
+	for _, s in ipairs(inst.sessions) do
+		s.replies = {};
+		inst.m:fire_event("iq-set/self/urn:xmpp:push:0:enable", { origin = s,
+			stanza = st.iq({ type = "set", id = "final", from = s.full_jid })
+				:tag("enable", { xmlns = "urn:xmpp:push:0", jid = "push.example", node = "final" }) });
+		local reply = s.replies[1];
+		if not (reply and reply.attr.type == "result") then
+			fail(("final enable of %s: %s (a lock never freed?)"):format(s.full_jid,
+				reply and tostring(reply) or "no answer"));
+		end
+	end
+	pushed = pushed + #inst.m.sent;
+	inst.m.sent = {};
+	-- Every handler fails open (a stanza goes on): an error one swallowed
+	-- is a failure here all the same.
+	local hook_errors = inst.m.metrics.hook_errors;
+	for event, n in pairs(hook_errors and hook_errors.values or {}) do
+		fail(("%d error(s) in the %s handler"):format(n, event));
+		for _, line in ipairs(inst.m.logs) do
+			if line.text:find("goes on without push", 1, true) then io.stderr:write(line.text .. "\n"); break; end
+		end
 	end
 end
-pushed = pushed + #m.sent;
+if pushed == 0 then fail("no push in " .. inputs .. " inputs: the fuzzer tests nothing"); end
 -- Every push's publish IQ was checked against the core's (spec/stand_in.lua).
 for i, mismatch in ipairs(stand_in.push_mismatches) do
 	failures = failures + 1;

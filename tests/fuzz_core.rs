@@ -12,9 +12,9 @@ use cloud_notify::config::Config;
 use cloud_notify::facts::StanzaFacts;
 use cloud_notify::importance::{is_important, is_urgent};
 use cloud_notify::muc::{mentioned_nicks, wants, Member, Policy, Reference};
-use cloud_notify::notification::{notification, publish_iq, summarize};
+use cloud_notify::notification::{notification, publish_iq, summarize, MAX_BODY_BYTES};
 use cloud_notify::registration::{registration_from_enable, EnableRequest, Requester};
-use cloud_notify::service::{PushKind, PushService, Response, Targets};
+use cloud_notify::service::{PushJob, PushKind, PushService, Response, Targets};
 use minidom::Element;
 use std::time::Instant;
 
@@ -215,6 +215,8 @@ fn config(r: &mut Rng) -> Config {
     Config {
         with_body: r.chance(2),
         with_sender: r.chance(2),
+        with_counts: !r.chance(4),
+        grace_period: *r.pick(&[0, 0, 1, 5, 30]),
         max_devices: 1 + r.below(4),
         max_errors: 1 + r.below(4) as u32,
         cache_size: 1 + r.below(6),
@@ -225,6 +227,28 @@ fn config(r: &mut Rng) -> Config {
             Policy::Mentions
         },
         ..Config::default()
+    }
+}
+
+/// The privacy oracle: a push says what the options let out, never more,
+/// and never a body the sender did not write (`sent`: the body of the
+/// stanza it is about, where known).
+fn private(cfg: &Config, job: &PushJob, sent: Option<&str>) {
+    let s = &job.summary;
+    if !cfg.with_sender {
+        assert_eq!(s.sender, None, "a sender without push_notification_with_sender");
+    }
+    if let Some(body) = s.body.as_deref() {
+        if body != cfg.important_body {
+            assert!(cfg.with_body, "a body without push_notification_with_body");
+            assert!(body.len() <= MAX_BODY_BYTES, "a body past its bound");
+            if let Some(sent) = sent {
+                assert!(sent.starts_with(body), "a body the sender did not write");
+            }
+        }
+    }
+    if !cfg.with_counts {
+        assert!(s.message_count <= 1 && s.pending_subscriptions.is_none());
     }
 }
 
@@ -240,16 +264,26 @@ fn fuzz_core() {
         .unwrap_or(1);
     let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let users = ["romeo", "juliet", "nurse", "tybalt", "benvolio"];
-    let mut service = PushService::new("montague.example", config(&mut r));
+    let mut cfg = config(&mut r);
+    let mut service = PushService::new("montague.example", cfg.clone());
     let (mut parsed, mut pushes, mut enables) = (0u64, 0u64, 0u64);
     let mut ids: Vec<String> = Vec::new();
     let started = Instant::now();
+    // The clock: mostly small steps, now and then minutes or hours (grace
+    // windows end, calls are forgotten, pushes expire).
+    let mut now = 0.0;
     for i in 0..inputs {
-        if i % 100_000 == 99_999 {
-            service = PushService::new("montague.example", config(&mut r));
+        if i % 2_000 == 1_999 {
+            // (every option in turn, within one run)
+            cfg = config(&mut r);
+            service = PushService::new("montague.example", cfg.clone());
             ids.clear();
         }
-        let now = i as f64 / 100.0;
+        now += match r.below(100) {
+            0 => 3600.0,
+            1..=3 => 60.0 * r.below(20) as f64,
+            _ => r.below(200) as f64 / 100.0,
+        };
         let user = *r.pick(&users);
         let bare = format!("{user}@montague.example");
         match r.below(8) {
@@ -270,6 +304,13 @@ fn fuzz_core() {
                 }
                 let key = facts.stable_key(&bare);
                 let kind = *r.pick(&[PushKind::Offline, PushKind::Groupchat]);
+                // (another of the user's sessions active now and then: the
+                // grace period holds)
+                if r.chance(4) {
+                    let wrote = StanzaFacts::from_element(&tree(&mut r, 2)).received_by(&bare);
+                    let _ = service.outgoing(user, None, &wrote, now);
+                }
+                let mut body_sent = facts.effective().body.clone();
                 let jobs = match r.below(3) {
                     0 => {
                         service.notify(user, Some(&facts), key.as_deref(), Targets::All, kind, now)
@@ -288,12 +329,15 @@ fn fuzz_core() {
                                 &word(&mut r),
                             );
                         }
+                        // (a batch's push may be about an earlier stanza of it)
+                        body_sent = None;
                         service
                             .smacks_flush(&session, now)
                             .map(|f| [f.important, f.unimportant].concat())
                     }
                 };
                 for job in jobs.unwrap_or_default() {
+                    private(&cfg, &job, body_sent.as_deref());
                     let iq = publish_iq(
                         "montague.example",
                         &job.id,
@@ -376,7 +420,7 @@ fn fuzz_core() {
                     service.commit(user, plan);
                 }
                 let regs = service.registrations(user).map_or(0, <[_]>::len);
-                assert!(regs <= 4, "device cap broken: {regs}");
+                assert!(regs <= cfg.max_devices, "device cap broken: {regs}");
             }
             // An app server's answer: to a push, or anything.
             5 | 6 => {
@@ -397,8 +441,15 @@ fn fuzz_core() {
                 };
                 let _ = service.response(&id, from, answer, now);
             }
-            // Time passes.
+            // Time passes: what was held or retried goes out.
             _ => {
+                for (_, jobs) in service.retries_due(now) {
+                    for job in jobs {
+                        private(&cfg, &job, None);
+                        ids.push(job.id);
+                        pushes += 1;
+                    }
+                }
                 service.expire(now + r.below(300) as f64);
                 let _ = service.muc_admit(
                     &format!("u{}@evil{}.example", r.below(50), r.below(3)),
@@ -412,11 +463,16 @@ fn fuzz_core() {
                 );
             }
         }
-        assert!(service.pending() <= 50, "pending table unbounded");
+        assert!(
+            service.pending() <= cfg.max_pending,
+            "pending table past push_max_pending"
+        );
         if ids.len() > 10_000 {
             ids.drain(..5_000);
         }
     }
+    assert!(pushes > 0, "no push in {inputs} inputs: the fuzzer tests nothing");
+    assert!(enables > 0, "no enable in {inputs} inputs");
     let elapsed = started.elapsed().as_secs_f64();
     println!(
         "core fuzz: {inputs} inputs ({parsed} stanzas parsed, {enables} committed changes, {pushes} pushes), no panic, {elapsed:.1} s, {:.2} µs/input, seed {seed}",
