@@ -45,11 +45,9 @@ module:add_timer(push.sweep_interval, push.sweep_timer);
 
 -- Pushes the grace period holds back go out when their window ends (the
 -- core says when): the retries' timer is set for it after any path that
--- may have held one.
-local grace_period = core:grace_period();
+-- may have held one (the core answers at once when nothing was held).
 local function after_holding()
-	if grace_period == 0 then return; end
-	local due = core:next_retry_in(time_now());
+	local due = core:after_holding(time_now());
 	if due then push.schedule_retries(math.max(due, 0.05)); end
 end
 

@@ -87,6 +87,9 @@ mod tests {
         let leading: HashSet<u128> = numbers.iter().map(|n| n >> 124).collect();
         assert_eq!(leading.len(), 16, "ids start with few digits: a counter?");
         let rising = numbers.windows(2).filter(|w| w[1] > w[0]).count();
-        assert!((3000..7000).contains(&rising), "ids in order: a counter? {rising}");
+        assert!(
+            (3000..7000).contains(&rising),
+            "ids in order: a counter? {rising}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! first; so neither a silent nor a chatty app server can grow it.
 
 use crate::ids::id_number as key;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// A push sent and not yet answered.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +38,9 @@ pub struct Pending {
     /// Ids (as numbers: [`crate::ids::id_number`]) in sending order, with their deadline. May hold ids
     /// already answered; compacted when it grows past twice the capacity.
     order: VecDeque<(u128, f64)>,
+    /// Each user's pushes awaiting an answer, so that forgetting a user's
+    /// registrations walks that user's pushes only.
+    by_user: HashMap<String, HashSet<u128>>,
     capacity: usize,
     timeout: f64,
 }
@@ -48,6 +51,7 @@ impl Pending {
         Pending {
             map: HashMap::new(),
             order: VecDeque::new(),
+            by_user: HashMap::new(),
             capacity: capacity.max(1),
             timeout: timeout_secs as f64,
         }
@@ -70,7 +74,7 @@ impl Pending {
         while self.map.len() >= self.capacity {
             match self.order.pop_front() {
                 Some((old, _)) => {
-                    if self.map.remove(&old).is_some() {
+                    if self.take(old).is_some() {
                         dropped += 1;
                     }
                 }
@@ -78,7 +82,16 @@ impl Pending {
             }
         }
         self.order.push_back((id, push.sent_at + self.timeout));
-        self.map.insert(id, push);
+        self.by_user
+            .entry(push.user.clone())
+            .or_default()
+            .insert(id);
+        if let Some(old) = self.map.insert(id, push) {
+            // (the same id again: never, in practice)
+            if self.map.get(&id).is_some_and(|p| p.user != old.user) {
+                self.unindex(id, &old.user);
+            }
+        }
         if self.order.len() > 2 * self.capacity {
             let map = &self.map;
             self.order.retain(|(id, _)| map.contains_key(id));
@@ -93,7 +106,23 @@ impl Pending {
 
     /// Takes the push with this id out (answered or cancelled).
     pub fn remove(&mut self, id: &str) -> Option<PendingPush> {
-        self.map.remove(&key(id))
+        self.take(key(id))
+    }
+
+    fn take(&mut self, id: u128) -> Option<PendingPush> {
+        let push = self.map.remove(&id)?;
+        self.unindex(id, &push.user);
+        Some(push)
+    }
+
+    /// Drops `id` from its user's set.
+    fn unindex(&mut self, id: u128, user: &str) {
+        if let Some(ids) = self.by_user.get_mut(user) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_user.remove(user);
+            }
+        }
     }
 
     /// Drops every entry whose deadline has passed; returns them.
@@ -104,7 +133,7 @@ impl Pending {
                 break;
             }
             if let Some((id, _)) = self.order.pop_front() {
-                if let Some(p) = self.map.remove(&id) {
+                if let Some(p) = self.take(id) {
                     expired.push(p);
                 }
             }
@@ -119,10 +148,32 @@ impl Pending {
         expired
     }
 
-    /// Forgets pushes to the given registrations of a user.
+    /// Forgets pushes to the given registrations of a user (walking that
+    /// user's pushes only; nothing when no registration went).
     pub fn forget(&mut self, user: &str, identifiers: &[String]) {
-        self.map
-            .retain(|_, p| !(p.user == user && identifiers.contains(&p.identifier)));
+        if identifiers.is_empty() {
+            return;
+        }
+        let ids: Vec<u128> = self
+            .by_user
+            .get(user)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            if self
+                .map
+                .get(&id)
+                .is_some_and(|p| identifiers.contains(&p.identifier))
+            {
+                self.take(id);
+            }
+        }
+    }
+
+    /// Users with pushes awaiting an answer (for the tests' bound).
+    #[cfg(test)]
+    fn users(&self) -> usize {
+        self.by_user.len()
     }
 }
 
@@ -140,6 +191,34 @@ mod tests {
             had_errors: false,
             summary: Default::default(),
             origin: None,
+        }
+    }
+
+    #[test]
+    fn forgetting_a_user_s_registration_walks_that_user_s_pushes_only() {
+        for n in [1_000usize, 100_000] {
+            let mut p = Pending::new(n + 1, 60);
+            let mut ids = Vec::new();
+            for i in 0..n {
+                let mut x = push(0.0);
+                x.user = format!("u{}", i % 1000);
+                let id = crate::ids::next_push_id();
+                p.insert(&id, x);
+                ids.push(id);
+            }
+            // A commit that removes nothing touches nothing; one that
+            // removes a registration walks its user's n/1000 pushes.
+            p.forget("u7", &[]);
+            assert_eq!(p.len(), n);
+            p.forget("u7", &["p<n".to_owned()]);
+            assert_eq!(p.len(), n - n / 1000);
+            assert_eq!(p.users(), 999);
+            // Answers and expiry keep the index exact.
+            for id in &ids[..n / 2] {
+                p.remove(id);
+            }
+            p.expire(100.0);
+            assert_eq!((p.len(), p.users()), (0, 0));
         }
     }
 

@@ -393,6 +393,9 @@ pub struct PushService {
     subscriptions: crate::subscriptions::Subscriptions,
     /// Which users have registrations.
     known: crate::known::Known,
+    /// The grace period held a push since [`PushService::after_holding`]
+    /// was last asked.
+    newly_held: bool,
 }
 
 /// The payload numbers of a few recent summaries ([`PushJob::payload_id`]).
@@ -507,6 +510,7 @@ impl PushService {
             failures: Default::default(),
             subscriptions: Default::default(),
             known: Default::default(),
+            newly_held: false,
             config,
         }
     }
@@ -938,6 +942,7 @@ impl PushService {
                     .grace
                     .hold(user, reg.identifier(), chat, n, (&held, kind), origin, now)
                 {
+                    self.newly_held = true;
                     continue;
                 }
             }
@@ -1259,6 +1264,7 @@ impl PushService {
         let mut out: Vec<(String, Vec<PushJob>)> = Vec::new();
         let released = self.grace.due(now);
         self.release(released, now, &mut out);
+        // (each push on its own: grouping by user would cost k² for k due)
         for (user, identifier, retry) in self.retries.due(now) {
             let Some(reg) = self
                 .registry
@@ -1277,10 +1283,7 @@ impl PushService {
                 Some(origin.clone()),
             );
             self.await_answer(&user, &job, retry.attempt, Some(origin), now);
-            match out.iter_mut().find(|(u, _)| *u == user) {
-                Some((_, jobs)) => jobs.push(job),
-                None => out.push((user, vec![job])),
-            }
+            out.push((user, vec![job]));
         }
         out
     }
@@ -1330,11 +1333,19 @@ impl PushService {
                 self.mark_dirty(&held.user);
             }
             self.await_answer(&held.user, &job, 0, Some(origin), now);
-            match out.iter_mut().find(|(u, _)| *u == held.user) {
-                Some((_, jobs)) => jobs.push(job),
-                None => out.push((held.user, vec![job])),
-            }
+            out.push((held.user, vec![job]));
         }
+    }
+
+    /// After an event: seconds until the retries' timer must run, if the
+    /// event held a push back (its window may end before the timer runs);
+    /// `None`, at once, when it held nothing (most events, however many
+    /// pushes are held or waiting: the timer already covers those).
+    pub fn after_holding(&mut self, now: f64) -> Option<f64> {
+        if !std::mem::take(&mut self.newly_held) {
+            return None;
+        }
+        self.next_retry_in(now)
     }
 
     /// Seconds until the next retry is due (`None`: none waiting).
@@ -1879,6 +1890,43 @@ mod tests {
             s.response(&push, "push.example", answer, 3.0);
         }
         assert_eq!(s.counts_to_write(), ["romeo"]);
+    }
+
+    #[test]
+    fn an_event_that_holds_nothing_asks_nothing_of_what_is_held() {
+        for n in [1_000usize, 100_000] {
+            let mut s = PushService::new(
+                "example.com",
+                Config {
+                    grace_period: 30,
+                    cache_size: n + 10,
+                    ..Config::default()
+                },
+            );
+            let said = StanzaFacts::from_element(&JULIET_SAYS.parse().unwrap());
+            let wrote = addressed(&chat(), "juliet@capulet.lit");
+            for i in 0..n.min(crate::grace::MAX_HELD) {
+                let user = format!("u{i}");
+                s.load(&user, vec![]);
+                s.outgoing(&user, None, &wrote, 0.0);
+            }
+            enable(&mut s, "romeo", "push.example", "phone");
+            s.outgoing("romeo", None, &wrote, 0.0);
+            s.notify(
+                "romeo",
+                Some(&said),
+                None,
+                Targets::All,
+                PushKind::Offline,
+                1.0,
+            );
+            assert_eq!(s.after_holding(1.0), Some(29.0), "held: the timer is set");
+            // Every later message of the user's that holds nothing: no walk.
+            for _ in 0..n {
+                s.outgoing("romeo", None, &wrote, 2.0);
+                assert_eq!(s.after_holding(2.0), None);
+            }
+        }
     }
 
     #[test]

@@ -236,7 +236,10 @@ fn config(r: &mut Rng) -> Config {
 fn private(cfg: &Config, job: &PushJob, sent: Option<&str>) {
     let s = &job.summary;
     if !cfg.with_sender {
-        assert_eq!(s.sender, None, "a sender without push_notification_with_sender");
+        assert_eq!(
+            s.sender, None,
+            "a sender without push_notification_with_sender"
+        );
     }
     if let Some(body) = s.body.as_deref() {
         if body != cfg.important_body {
@@ -471,7 +474,10 @@ fn fuzz_core() {
             ids.drain(..5_000);
         }
     }
-    assert!(pushes > 0, "no push in {inputs} inputs: the fuzzer tests nothing");
+    assert!(
+        pushes > 0,
+        "no push in {inputs} inputs: the fuzzer tests nothing"
+    );
     assert!(enables > 0, "no enable in {inputs} inputs");
     let elapsed = started.elapsed().as_secs_f64();
     println!(

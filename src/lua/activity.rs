@@ -19,7 +19,6 @@
 //! | `core:counts_due()` | `{ user, … }` or `nil`: users to write now, before their time (unwritten counts keep a user in memory) |
 //! | `core:counts_aged(now)` | `{ user, … }` or `nil`: users whose counts changed an interval ago (the write-back, every `counts_tick()` seconds) |
 //! | `core:counts_tick()` | seconds |
-//! | `core:grace_period()` | seconds (0: off), as the core took the option |
 
 use super::object::Core;
 use super::raw::read;
@@ -37,7 +36,6 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("counts_due", counts_due);
     m.add_method_mut("counts_aged", counts_aged);
     m.add_method("counts_tick", counts_tick);
-    m.add_method("grace_period", grace_period);
 }
 
 fn outgoing(
@@ -119,8 +117,4 @@ fn counts_aged(lua: &Lua, this: &mut Core, now: f64) -> Result<Option<Table>> {
 
 fn counts_tick(_: &Lua, this: &Core, (): ()) -> Result<u64> {
     Ok(this.service.counts_tick())
-}
-
-fn grace_period(_: &Lua, this: &Core, (): ()) -> Result<u64> {
-    Ok(this.service.grace_period())
 }

@@ -15,6 +15,7 @@
 //! | `core:retries_due(now)` | `events` |
 //! | `core:release_held(now)` | `events`: every push the grace period holds, now (unload, shutdown) |
 //! | `core:next_retry_in(now)` | seconds, or nil |
+//! | `core:after_holding(now)` | seconds until the retries' timer must run if the last event held a push back, else nil (at once) |
 //! | `core:retry_cancel(user, identifier)` | whether a retry was waiting (the device connected) |
 //! | `core:wake(user, identifier, now)` | `events` (the wake-up push) |
 //! | `core:cancel(push_id)` | nothing (a handler blocked the push) |
@@ -37,6 +38,7 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("retries_due", retries_due);
     m.add_method_mut("release_held", release_held);
     m.add_method("next_retry_in", next_retry_in);
+    m.add_method_mut("after_holding", after_holding);
     m.add_method_mut("retry_cancel", retry_cancel);
     m.add_method_mut("wake", wake);
     m.add_method_mut("cancel", cancel);
@@ -163,6 +165,10 @@ fn release_held(lua: &Lua, this: &mut Core, now: f64) -> Result<Table> {
 
 fn next_retry_in(_: &Lua, this: &Core, now: f64) -> Result<Option<f64>> {
     Ok(this.service.next_retry_in(now))
+}
+
+fn after_holding(_: &Lua, this: &mut Core, now: f64) -> Result<Option<f64>> {
+    Ok(this.service.after_holding(now))
 }
 
 fn retry_cancel(_: &Lua, this: &mut Core, (user, identifier): (String, String)) -> Result<bool> {
