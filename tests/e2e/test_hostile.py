@@ -13,6 +13,7 @@ from conftest import make_users
 from harness import (COMPONENT_SECRET, NS_PUSH, AppServer, Client, error_of, iq_type,
                      message_pushes, run)
 from store import read_store
+from test_admin import metric, scrape
 from test_muc import MUC, join, member_with_push, say
 from test_smacks import hibernated_phone, phone_with_push, pushes_within, raw
 
@@ -383,3 +384,105 @@ def test_lowering_push_max_devices_trims_the_store(prosody_with):
     del p.options["push_max_devices"]
     p.restart()
     assert run(pushes()) == ["b", "c"]  # the trimmed one does not come back
+
+
+# -- issue 23: strangers' costs, bounds ------------------------------------------
+
+METRICS = {"statistics": "internal", "statistics_interval": "manual"}
+
+
+def test_strangers_stanzas_to_made_up_users_read_nothing(prosody_with):
+    p = prosody_with(modules=("cloud_notify", "http_openmetrics"), options=METRICS)
+    romeo, juliet, mallory = make_users(p)("romeo", "juliet", "mallory")
+    run(enable_and_leave(p, romeo))
+    p.restart()  # (the store's users are listed when the module loads)
+    reads = "prosody_mod_cloud_notify__store_reads_total"
+
+    async def scenario():
+        app = await AppServer(p).start()
+        m = await Client(mallory, p.c2s_port).start()
+        # 20,000 stanzas to 20,000 made-up names: subscription requests,
+        # pubsub events "from an app server", messages.
+        for i in range(20_000):
+            to = f"nobody{i}@localhost"
+            if i % 3 == 0:
+                m.send_raw(f"<presence to='{to}' type='subscribe'/>")
+            elif i % 3 == 1:
+                m.send_raw(f"<message to='{to}'><event xmlns='http://jabber.org/protocol/pubsub#event'>"
+                           f"<affiliations node='x'><affiliation jid='{to}' affiliation='none'/>"
+                           "</affiliations></event></message>")
+            else:
+                m.send_raw(f"<message to='{to}' type='chat'><body>hi</body></message>")
+            if i % 500 == 499:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        before = metric(scrape(p), reads)
+        # A real user's push still goes out, read once.
+        j = await Client(juliet, p.c2s_port).start()
+        pushes = await message_pushes(app, j, romeo, 1)
+        after = metric(scrape(p), reads)
+        for c in (m, j):
+            await c.stop()
+        await app.stop()
+        return before, pushes, after
+
+    before, pushes, after = run(scenario(), timeout=300)
+    assert before == 0, f"{before} store reads for made-up users"
+    assert len(pushes) == 1 and after == 1
+
+
+async def enable_and_leave(p, user):
+    c = await Client(user, p.c2s_port).start()
+    assert iq_type(await c.enable("push.localhost", "phone")) == "result"
+    await c.stop()
+
+
+def test_a_long_body_is_cut_at_a_character_boundary(prosody_with):
+    p = prosody_with(options={"push_notification_with_body": True})
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    run(enable_and_leave(p, romeo))
+
+    async def scenario():
+        app = await AppServer(p).start()
+        j = await Client(juliet, p.c2s_port).start()
+        pushes = await message_pushes(app, j, romeo, 1, body="é" * 5000)
+        await j.stop()
+        await app.stop()
+        return pushes
+
+    [push] = run(scenario())
+    body = push.summary["last-message-body"]
+    assert body == "é" * 128, len(body.encode())  # 256 bytes, no half character
+
+
+def test_a_room_with_thousands_of_members_reads_only_those_with_registrations(prosody_with):
+    p = prosody_with(modules=("cloud_notify", "http_openmetrics"), muc=MUC,
+                     muc_options={"muc_push_policy": "all"}, options=METRICS)
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    room = f"verona@{MUC}"
+    reads = "prosody_mod_muc_cloud_notify__store_reads_total"
+
+    async def scenario():
+        app = await AppServer(p).start()
+        r = await Client(romeo, p.c2s_port).start()
+        await join(r, room, "Romeo")  # the owner
+        # 3,000 members, made in one admin request; one of them with push.
+        items = "".join(f"<item affiliation='member' jid='m{i}@elsewhere.example'/>" for i in range(3000))
+        iq = r.make_iq_set(ito=room)
+        iq.append(ET.fromstring(f"<query xmlns='http://jabber.org/protocol/muc#admin'>{items}</query>"))
+        await iq.send(timeout=30)
+        j = await member_with_push(p, juliet, room, "Juliet", "j-node")
+        ok = scrape(p)
+        say(r, room, "Good morrow", id_="a1")
+        pushes = await pushes_within(app, 2.0)
+        after = scrape(p)
+        for c in (r, j):
+            await c.stop()
+        await app.stop()
+        return pushes, metric(ok, reads), metric(after, reads)
+
+    pushes, before, after = run(scenario(), timeout=120)
+    assert [x.node for x in pushes] == ["j-node"]
+    # No read for the 3,000 members known to have no registration.
+    assert after - before <= 1, (before, after)
+

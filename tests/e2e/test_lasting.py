@@ -131,6 +131,10 @@ def test_a_last_wake_up_before_the_hibernated_session_expires(prosody_with, exte
 
     pushes, killed, quiet = run(scenario())
     assert [(x.node, x.important) for x in pushes] == [("phone", False)]
+    # When it was due: push_wake_before_expiry before the (extended) end,
+    # not at once and not at the end.
+    woke_after = pushes[0].at - killed
+    assert due - 0.5 <= woke_after <= due + 1.0, woke_after
     assert quiet == []
     assert p.log().count("waking the device") == 1
     assert metric(scrape(p), PREFIX + "pushes_total", kind="wake") == 1
