@@ -545,15 +545,19 @@ function lib.new(options)
 		elseif kind == "disable" then
 			module:log("warn", "Disabling push notifications for identifier '%s' after %d errors",
 				answer.identifier, answer.count);
-			count_disabled():add(1);
-			local user, identifier = answer.user, answer.identifier;
-			push.soon(user, function()
-				if not push.load_user(user) then return; end
-				local services, removed = core:plan_drop(user, identifier);
-				if services then push.write_plan(user, services, removed); end
-			end, "disable "..identifier);
+			push.drop(answer.user, answer.identifier);
 		end
 		return true;
+	end
+
+	-- A registration removed for its errors (or unanswered pushes).
+	function push.drop(user, identifier)
+		count_disabled():add(1);
+		push.soon(user, function()
+			if not push.load_user(user) then return; end
+			local services, removed = core:plan_drop(user, identifier);
+			if services then push.write_plan(user, services, removed); end
+		end, "disable "..identifier);
 	end
 
 	-- Retries of pushes answered with a wait error: one timer for all of
@@ -652,12 +656,19 @@ function lib.new(options)
 		write_counts_logged();
 	end
 
-	-- Forget pushes nobody answered (an answer after that is not ours).
+	-- Forget pushes nobody answered (an answer after that is not ours). On
+	-- the MUC module they count as errors: registrations whose app server
+	-- never answers age out.
 	push.sweep_interval = core:sweep_interval();
 	function push.sweep_timer()
-		local expired = core:expire(time_now());
+		local expired, aged_out = core:expire(time_now());
 		if expired > 0 then
 			module:log("debug", "%d push(es) got no answer in time", expired);
+		end
+		for _, drop in ipairs(aged_out or {}) do
+			module:log("warn", "Disabling push notifications for identifier '%s' of '%s': its app server never answers",
+				drop[2], drop[1]);
+			push.drop(drop[1], drop[2]);
 		end
 		return push.sweep_interval;
 	end

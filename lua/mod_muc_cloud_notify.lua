@@ -28,6 +28,7 @@ options.muc_push_local_only = module:get_option_boolean("muc_push_local_only");
 options.muc_push_max_users_per_domain = module:get_option_number("muc_push_max_users_per_domain");
 options.muc_push_max_remote_users = module:get_option_number("muc_push_max_remote_users");
 options.muc_push_enables_per_minute = module:get_option_number("muc_push_enables_per_minute");
+options.muc_module = true; -- (unanswered pushes count: see the README's Security section)
 local push = lib.new(options);
 local core, load_user, dispatch = push.core, push.load_user, push.dispatch;
 -- Every handler fails open (see push.fail_open).

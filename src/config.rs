@@ -66,6 +66,9 @@ pub struct RawConfig {
     pub push_counts_write_interval: Option<f64>,
     /// mod_muc_cloud_notify only: `"mentions"` or `"all"`.
     pub muc_push_policy: Option<String>,
+    /// Set by mod_muc_cloud_notify itself (not an option): unanswered
+    /// pushes count against a registration there.
+    pub muc_module: Option<bool>,
     /// mod_muc_cloud_notify only: bounds on remote users ([`crate::quota`]).
     pub muc_push_local_only: Option<bool>,
     /// mod_muc_cloud_notify only: the option of that name.
@@ -117,6 +120,11 @@ pub struct Config {
     pub muc_policy: crate::muc::Policy,
     /// What remote users may register with a MUC (mod_muc_cloud_notify).
     pub muc_limits: crate::quota::Limits,
+    /// This is mod_muc_cloud_notify: a push nobody answered counts as an
+    /// error, so registrations whose app server never answers age out
+    /// (anyone on the network may register there). The main module never
+    /// counts them: an outage deletes nothing.
+    pub unanswered_count: bool,
 }
 
 impl Default for Config {
@@ -138,6 +146,7 @@ impl Default for Config {
             grace_period: 0,
             counts_write_interval: 300,
             muc_policy: crate::muc::Policy::default(),
+            unanswered_count: false,
             muc_limits: crate::quota::Limits::default(),
         }
     }
@@ -272,6 +281,7 @@ impl Config {
                 d.max_retries as u64,
                 &mut problems,
             ) as usize,
+            unanswered_count: raw.muc_module.unwrap_or(d.unanswered_count),
             muc_policy: match raw.muc_push_policy.as_deref() {
                 None => d.muc_policy,
                 Some(p) => crate::muc::Policy::parse(p).unwrap_or_else(|| {

@@ -1748,10 +1748,29 @@ impl PushService {
         self.config.response_timeout.clamp(1, 30)
     }
 
-    /// Forgets pushes nobody answered in time; returns how many.
-    pub fn expire(&mut self, now: f64) -> usize {
+    /// Forgets pushes nobody answered in time; returns how many, and (on
+    /// the MUC module, where they count as errors: [`Config::unanswered_count`])
+    /// the registrations that reached `push_max_errors` that way, to drop.
+    pub fn expire(&mut self, now: f64) -> (usize, Vec<(String, String)>) {
         self.clock = self.clock.max(now);
-        self.pending.expire(now).len()
+        let expired = self.pending.expire(now);
+        let n = expired.len();
+        let mut drop = Vec::new();
+        if !self.config.unanswered_count {
+            return (n, drop);
+        }
+        let max_errors = self.config.max_errors;
+        for push in expired {
+            let Some(reg) = self.registry.registration_mut(&push.user, &push.identifier) else {
+                continue; // (gone, or not in memory: counted by the next one)
+            };
+            reg.errors = reg.errors.saturating_add(1);
+            if reg.errors >= max_errors {
+                drop.push((push.user.clone(), push.identifier));
+            }
+            self.mark_dirty(&push.user);
+        }
+        (n, drop)
     }
 
     /// Current error count of a registration.
@@ -1925,6 +1944,33 @@ mod tests {
             for _ in 0..n {
                 s.outgoing("romeo", None, &wrote, 2.0);
                 assert_eq!(s.after_holding(2.0), None);
+            }
+        }
+    }
+
+    #[test]
+    fn on_the_muc_unanswered_pushes_age_a_registration_out_elsewhere_never() {
+        for muc in [true, false] {
+            let mut s = PushService::new(
+                "conference.example.com",
+                Config {
+                    max_errors: 2,
+                    unanswered_count: muc,
+                    response_timeout: 10,
+                    ..Config::default()
+                },
+            );
+            enable(&mut s, "romeo", "push.example", "phone");
+            let mut dropped = Vec::new();
+            for i in 0..3 {
+                first_push_id(&mut s);
+                let (n, drop) = s.expire(100.0 * f64::from(i + 1));
+                assert_eq!(n, 1);
+                dropped.extend(drop);
+            }
+            match muc {
+                true => assert_eq!(dropped[0], ("romeo".into(), "push.example<phone".into())),
+                false => assert!(dropped.is_empty(), "an outage deletes nothing"),
             }
         }
     }
@@ -2584,8 +2630,8 @@ mod tests {
         let mut s = service(16);
         enable(&mut s, "romeo", "push.example", "a");
         s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0);
-        assert_eq!(s.expire(10.0), 0);
-        assert_eq!(s.expire(1000.0), 1);
+        assert_eq!(s.expire(10.0).0, 0);
+        assert_eq!(s.expire(1000.0).0, 1);
     }
 
     fn facts(xml: &str) -> StanzaFacts {

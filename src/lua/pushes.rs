@@ -20,7 +20,7 @@
 //! | `core:wake(user, identifier, now)` | `events` (the wake-up push) |
 //! | `core:cancel(push_id)` | nothing (a handler blocked the push) |
 //! | `core:handler_failed(push_kind, now)` | `nil` (count it only), or the number of failures of that kind not logged since the last line (log it) |
-//! | `core:expire(now)` | the number of pushes nobody answered in time |
+//! | `core:expire(now)` | the number of pushes nobody answered in time, and `{ { user, identifier }, … }` to drop (on the MUC module, registrations that reached `push_max_errors` unanswered) or nil |
 //! | `core:sweep_interval()` | seconds between calls of `expire` |
 //! | `core:stats()` | `{ users, registrations, pending, batches }` |
 
@@ -194,8 +194,16 @@ fn handler_failed(_: &Lua, this: &mut Core, (kind, now): (String, f64)) -> Resul
     Ok(this.service.handler_failed(kind, now))
 }
 
-fn expire(_: &Lua, this: &mut Core, now: f64) -> Result<usize> {
-    Ok(this.service.expire(now))
+fn expire(lua: &Lua, this: &mut Core, now: f64) -> Result<(usize, Option<Table>)> {
+    let (n, drop) = this.service.expire(now);
+    if drop.is_empty() {
+        return Ok((n, None));
+    }
+    let out = lua.create_table()?;
+    for (user, identifier) in drop {
+        out.push(lua.create_sequence_from([user, identifier])?)?;
+    }
+    Ok((n, Some(out)))
 }
 
 fn sweep_interval(_: &Lua, this: &Core, (): ()) -> Result<u64> {

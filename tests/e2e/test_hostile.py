@@ -486,3 +486,30 @@ def test_a_room_with_thousands_of_members_reads_only_those_with_registrations(pr
     # No read for the 3,000 members known to have no registration.
     assert after - before <= 1, (before, after)
 
+
+
+def test_on_the_muc_a_registration_whose_app_server_never_answers_ages_out(prosody_with):
+    p = prosody_with(muc=MUC, muc_options={"muc_push_policy": "all", "push_response_timeout": 1,
+                                           "push_max_errors": 2})
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    room = f"verona@{MUC}"
+
+    async def scenario():
+        app = await AppServer(p, mode="silent").start()  # never answers
+        r = await Client(romeo, p.c2s_port).start()
+        await join(r, room, "Romeo")
+        j = await member_with_push(p, juliet, room, "Juliet", "j-node")
+        pushed = []
+        for i in range(3):
+            say(r, room, f"Anyone there? {i}", id_=f"q{i}")
+            pushed.append(len(await pushes_within(app, 2.5)))  # (the sweep runs every second)
+        for c in (r, j):
+            await c.stop()
+        await app.stop()
+        return pushed
+
+    pushed = run(scenario())
+    # Two pushes nobody answered: the registration is gone, the third message pushes nothing.
+    assert pushed == [1, 1, 0], pushed
+    assert "its app server never answers" in p.log()
+    assert muc_store_users(p) == []
