@@ -124,13 +124,15 @@ test-e2e: dist pydeps prosody13 prosody-modules browser-deps
 # CPU and instructions per message, memory and leaks (bench/bench.py). Then
 # the path real servers take and scale (bench/scale.py): logins with in-band
 # enables, memory per user, latency at 500 messages/s, and 100,000 users on
-# PostgreSQL. About 40 minutes per version. PROSODY_VERSIONS=13 runs it on
+# PostgreSQL; then one message in a room of 20,000 members, 100 with push
+# (bench/muc_room.py). About 45 minutes per version. PROSODY_VERSIONS=13 runs it on
 # Prosody 13.0.x (the reference: its core module), "0.12 13" on both.
 bench: pydeps dist prosody13
 	scripts/install-deps.sh valgrind
 	for v in $(or $(PROSODY_VERSIONS),0.12); do \
 		BENCH_PROSODY=$$v $(PYTHON) bench/bench.py && \
-		BENCH_PROSODY=$$v $(PYTHON) bench/scale.py || exit 1; \
+		BENCH_PROSODY=$$v $(PYTHON) bench/scale.py && \
+		BENCH_PROSODY=$$v $(PYTHON) bench/muc_room.py || exit 1; \
 	done
 
 demo: deps pydeps dist
