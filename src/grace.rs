@@ -296,6 +296,19 @@ mod tests {
         chat_key("juliet@capulet.lit")
     }
 
+    /// Holds one message of `chat` (its summary's body `body`, from MAM) at `now`.
+    fn hold(g: &mut Grace, user: &str, id: &str, chat: u64, body: &str, now: f64) -> bool {
+        g.hold(
+            user,
+            id,
+            chat,
+            1,
+            (&summary(body), PushKind::Mam),
+            None,
+            now,
+        )
+    }
+
     fn nurse() -> u64 {
         chat_key("nurse@capulet.lit")
     }
@@ -318,25 +331,9 @@ mod tests {
         );
         assert!(!g.holds("juliet", "phone", 110.0));
         assert!(!g.holds("romeo", "phone", 130.0));
-        let offline = PushKind::Offline;
-        assert!(g.hold(
-            "romeo",
-            "phone",
-            juliet(),
-            1,
-            (&summary("1"), offline),
-            None,
-            110.0
-        ));
-        assert!(g.hold(
-            "romeo",
-            "phone",
-            nurse(),
-            2,
-            (&summary("2"), offline),
-            None,
-            110.0
-        ));
+        assert!(hold(&mut g, "romeo", "phone", juliet(), "1", 110.0));
+        assert!(hold(&mut g, "romeo", "phone", nurse(), "2", 110.0));
+        assert!(hold(&mut g, "romeo", "phone", nurse(), "2", 110.0));
         assert_eq!(g.next_in(110.0), Some(20.0));
         // More activity moves the end of the window.
         g.note_active("romeo", Some("laptop"), 120.0);
@@ -353,34 +350,9 @@ mod tests {
     fn a_chat_read_meanwhile_is_not_pushed_nor_shown() {
         let mut g = Grace::new(30.0);
         g.note_active("romeo", None, 0.0);
-        let mam = PushKind::Mam;
-        g.hold(
-            "romeo",
-            "phone",
-            juliet(),
-            1,
-            (&summary("1"), mam),
-            None,
-            0.0,
-        );
-        g.hold(
-            "romeo",
-            "tablet",
-            juliet(),
-            1,
-            (&summary("1"), mam),
-            None,
-            0.0,
-        );
-        g.hold(
-            "romeo",
-            "tablet",
-            nurse(),
-            1,
-            (&summary("2"), mam),
-            None,
-            0.0,
-        );
+        hold(&mut g, "romeo", "phone", juliet(), "1", 0.0);
+        hold(&mut g, "romeo", "tablet", juliet(), "1", 0.0);
+        hold(&mut g, "romeo", "tablet", nurse(), "2", 0.0);
         g.read("romeo", juliet());
         let released = g.due(31.0);
         assert_eq!(released.len(), 1);
@@ -389,37 +361,13 @@ mod tests {
         assert!(released[0].summary_unread);
         // The summary's own chat read, another still unread.
         g.note_active("romeo", None, 40.0);
-        g.hold(
-            "romeo",
-            "phone",
-            juliet(),
-            1,
-            (&summary("1"), mam),
-            None,
-            40.0,
-        );
-        g.hold(
-            "romeo",
-            "phone",
-            nurse(),
-            1,
-            (&summary("2"), mam),
-            None,
-            40.0,
-        );
+        hold(&mut g, "romeo", "phone", juliet(), "1", 40.0);
+        hold(&mut g, "romeo", "phone", nurse(), "2", 40.0);
         g.read("romeo", nurse());
         let released = g.due(100.0);
         assert!(!released[0].summary_unread);
         g.note_active("romeo", None, 140.0);
-        g.hold(
-            "romeo",
-            "phone",
-            juliet(),
-            1,
-            (&summary("1"), mam),
-            None,
-            140.0,
-        );
+        hold(&mut g, "romeo", "phone", juliet(), "1", 140.0);
         g.forget("romeo", "phone");
         assert!(g.due(200.0).is_empty());
     }
@@ -428,16 +376,7 @@ mod tests {
     fn held_at_most_a_few_periods_however_long_the_user_stays_active() {
         let mut g = Grace::new(30.0);
         g.note_active("romeo", Some("laptop"), 0.0);
-        let mam = PushKind::Mam;
-        assert!(g.hold(
-            "romeo",
-            "phone",
-            juliet(),
-            1,
-            (&summary("1"), mam),
-            None,
-            1.0
-        ));
+        assert!(hold(&mut g, "romeo", "phone", juliet(), "1", 1.0));
         // A bot on the account, active every 10 s: the window never ends...
         let mut t = 0.0;
         while t < 120.0 {
@@ -456,25 +395,8 @@ mod tests {
         let mut g = Grace::new(30.0);
         g.note_active("romeo", None, 0.0);
         g.note_active("juliet", None, 0.0);
-        let mam = PushKind::Mam;
-        g.hold(
-            "romeo",
-            "phone",
-            juliet(),
-            1,
-            (&summary("1"), mam),
-            None,
-            1.0,
-        );
-        g.hold(
-            "juliet",
-            "phone",
-            nurse(),
-            1,
-            (&summary("2"), mam),
-            None,
-            1.0,
-        );
+        hold(&mut g, "romeo", "phone", juliet(), "1", 1.0);
+        hold(&mut g, "juliet", "phone", nurse(), "2", 1.0);
         assert!(g.due(2.0).is_empty());
         assert_eq!(g.release_all().len(), 2);
         assert!(g.due(100.0).is_empty() && g.next_in(100.0).is_none());
@@ -486,27 +408,11 @@ mod tests {
         for i in 0..(MAX_HELD + 10) {
             let user = format!("u{i}");
             g.note_active(&user, None, 0.0);
-            let held = g.hold(
-                &user,
-                "phone",
-                7,
-                1,
-                (&summary("1"), PushKind::Offline),
-                None,
-                0.0,
-            );
+            let held = hold(&mut g, &user, "phone", 7, "1", 0.0);
             assert_eq!(held, i < MAX_HELD);
         }
         for i in 0..(MAX_HELD_CHATS as u64 + 5) {
-            g.hold(
-                "u0",
-                "phone",
-                i + 100,
-                1,
-                (&summary("1"), PushKind::Offline),
-                None,
-                0.0,
-            );
+            hold(&mut g, "u0", "phone", i + 100, "1", 0.0);
         }
         assert!(g.held["u0"][0].chats.len() <= MAX_HELD_CHATS);
         for i in 0..(MAX_ACTIVE + 10) {

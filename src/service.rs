@@ -1816,6 +1816,25 @@ mod tests {
         id
     }
 
+    /// The plan of an enable of `node` at push.example by `bare_jid`, for
+    /// `user` (loaded), not committed.
+    fn planned(s: &mut PushService, user: &str, bare_jid: &str, node: &str) -> Plan {
+        let who = Requester {
+            bare_jid: bare_jid.into(),
+            ..Default::default()
+        };
+        let req = EnableRequest {
+            jid: Some("push.example".into()),
+            node: Some(node.into()),
+            ..Default::default()
+        };
+        let reg = s.enable_request(req, &who, 1.0).unwrap();
+        if !s.is_loaded(user) {
+            s.load(user, vec![]);
+        }
+        s.plan_enable(user, reg).unwrap()
+    }
+
     /// Pushes to romeo's registrations; the first push's id.
     fn first_push_id(s: &mut PushService) -> String {
         s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
@@ -1875,17 +1894,7 @@ mod tests {
         };
         let push = first_push_id(&mut s);
         // A second device enables: its plan is written (the store yields)...
-        let who = Requester {
-            bare_jid: "romeo@example.com".into(),
-            ..Default::default()
-        };
-        let req = EnableRequest {
-            jid: Some("push.example".into()),
-            node: Some("b".into()),
-            ..Default::default()
-        };
-        let reg = s.enable_request(req, &who, 1.0).unwrap();
-        let plan = s.plan_enable("romeo", reg).unwrap();
+        let plan = planned(&mut s, "romeo", "romeo@example.com", "b");
         // ... while the app server answers an error: counted, no write asked.
         assert!(matches!(
             s.response(&push, "push.example", error(), 2.0),
@@ -3033,18 +3042,7 @@ mod tests {
         use crate::muc::{Member, Reference, Wants};
         let mut s = service(16);
         // MUC registrations are keyed by the real bare JID.
-        let who = Requester {
-            bare_jid: "juliet@example.com".into(),
-            ..Default::default()
-        };
-        let req = EnableRequest {
-            jid: Some("push.example".into()),
-            node: Some("j".into()),
-            ..Default::default()
-        };
-        let reg = s.enable_request(req, &who, 1.0).unwrap();
-        s.load("juliet@example.com", vec![]);
-        let plan = s.plan_enable("juliet@example.com", reg).unwrap();
+        let plan = planned(&mut s, "juliet@example.com", "juliet@example.com", "j");
         s.commit("juliet@example.com", plan);
         let msg = StanzaFacts::from_element(
             &"<message xmlns='jabber:client' type='groupchat' id='g1' from='room@muc.example/Romeo'>\
