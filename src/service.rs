@@ -2040,30 +2040,13 @@ mod tests {
         enable(&mut s, "romeo", "push.example", "phone");
         let said = StanzaFacts::from_element(&JULIET_SAYS.parse().unwrap());
         // With a source (extensions read it): kept for a retry, not handed over.
-        let jobs = s.with_source(source_of(JULIET_SAYS), |s| {
-            s.notify(
-                "romeo",
-                Some(&said),
-                None,
-                Targets::All,
-                PushKind::Offline,
-                0.0,
-            )
-        });
-        assert!(jobs.unwrap()[0].origin.is_none());
+        let jobs = s.with_source(source_of(JULIET_SAYS), |s| offline(s, &said, 0.0));
+        assert!(jobs[0].origin.is_none());
         assert!(s.kept_bytes() > 0);
         // Without one, nothing is kept at all.
         let mut s = service(3);
         enable(&mut s, "romeo", "push.example", "phone");
-        let jobs = s.notify(
-            "romeo",
-            Some(&said),
-            None,
-            Targets::All,
-            PushKind::Offline,
-            0.0,
-        );
-        assert!(jobs.unwrap()[0].origin.is_none());
+        assert!(offline(&mut s, &said, 0.0)[0].origin.is_none());
         assert_eq!(s.kept_bytes(), 0);
     }
 
