@@ -550,6 +550,17 @@ function lib.new(options)
 		return true;
 	end
 
+	-- Runs fn() after this event, in an async runner of its own (storage
+	-- may yield), its errors logged.
+	function push.later(fn, what)
+		module:add_timer(0, function()
+			async.runner(function()
+				local ok, err = pcall(fn);
+				if not ok then module:log("error", "Error %s: %s", what, err); end
+			end):run(true);
+		end);
+	end
+
 	-- A registration removed for its errors (or unanswered pushes).
 	function push.drop(user, identifier)
 		count_disabled():add(1);
@@ -668,7 +679,7 @@ function lib.new(options)
 		for _, drop in ipairs(aged_out or {}) do
 			module:log("warn", "Disabling push notifications for identifier '%s' of '%s': its app server never answers",
 				drop[2], drop[1]);
-			push.drop(drop[1], drop[2]);
+			push.later(function() push.drop(drop[1], drop[2]); end, "removing "..drop[2]);
 		end
 		return push.sweep_interval;
 	end

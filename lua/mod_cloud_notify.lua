@@ -428,6 +428,7 @@ hook("presence/bare", function(event)
 	-- (the roster read may have yielded, and the user left the cache: handle loads them again)
 	handle(user, core.subscription_request, user, stanza, waiting, pending[from] ~= nil,
 		item and item.subscription, user_sessions and user_sessions.sessions, time_now());
+	after_holding();
 end, 1);
 
 -- Archived messages: pushed to the registrations of devices with no live

@@ -110,17 +110,28 @@ local function domain_iq(handler, before)
 	end
 end
 
-hook("iq-set/host/"..xmlns_push..":enable", domain_iq(function(origin, who, stanza, user)
-	local _, identifier = push.enable(origin, who, stanza, user);
-	if identifier then
-		module:log("info", "MUC push notifications enabled for %s (%s)", user, identifier);
-	end
-end, function(origin, stanza, user)
+-- Who may enable: asked before any read when the core knows who has
+-- registrations (a stranger refused costs no read), else once the user's
+-- registrations are loaded. True when refused (and answered).
+local function refused(origin, stanza, user)
 	local admitted, error_type, condition, text = core:muc_admit(user, is_local(user), time_now());
 	if admitted then return false; end
 	module:log("debug", "MUC push enable from %s refused: %s", user, text);
 	origin.send(st.error_reply(stanza, error_type, condition, text));
 	return true;
+end
+
+hook("iq-set/host/"..xmlns_push..":enable", domain_iq(function(origin, who, stanza, user)
+	if not stanza._cloud_notify_admitted and refused(origin, stanza, user) then return; end
+	local _, identifier = push.enable(origin, who, stanza, user);
+	if identifier then
+		module:log("info", "MUC push notifications enabled for %s (%s)", user, identifier);
+	end
+end, function(origin, stanza, user)
+	if not core:known_ready() and not core:loaded(user) then return false; end -- (after the read)
+	if refused(origin, stanza, user) then return true; end
+	stanza._cloud_notify_admitted = true;
+	return false;
 end));
 
 -- Looks up exactly what enable stored: the same key (the original looked
@@ -170,16 +181,15 @@ hook("muc-broadcast-message", function(event)
 	if #candidates == 0 then return; end
 	local joined = joined_jids(room);
 	local room_jid, message, now = room.jid, st.clone(stanza), time_now();
-	module:add_timer(0, function()
+	push.later(function()
 		local members = {};
 		for _, c in ipairs(candidates) do
 			if load_user(c.jid) then
 				members[#members+1] = { jid = c.jid, joined = joined[c.jid] == true, affiliation = c.affiliation };
 			end
 		end
-		local ok, err = pcall(function() dispatch(core:muc_push(room_jid, message, members, now)); end);
-		if not ok then module:log("error", "Pushing a message of %s failed: %s", room_jid, err); end
-	end);
+		dispatch(core:muc_push(room_jid, message, members, now));
+	end, "pushing a message of "..room_jid);
 end, -1);
 
 -- Ghost occupants: an error bounce from an occupant's real JID, to the room

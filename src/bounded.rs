@@ -61,6 +61,14 @@ impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
         self.capacity
     }
 
+    /// The oldest entry.
+    pub fn oldest(&self) -> Option<(&K, &V)> {
+        self.order
+            .iter()
+            .find(|place| self.live(place))
+            .and_then(|(k, _)| self.map.get_key_value(k).map(|(k, (v, _))| (k, v)))
+    }
+
     /// Removes and returns the oldest entry.
     pub fn pop_oldest(&mut self) -> Option<(K, V)> {
         while let Some(place) = self.order.pop_front() {

@@ -77,8 +77,8 @@ pub struct Calls {
     bytes: usize,
     /// Each callee's calls, oldest first.
     per_user: HashMap<String, VecDeque<String>>,
-    /// Calls per caller's domain.
-    per_domain: HashMap<String, usize>,
+    /// Each caller domain's calls, oldest first.
+    per_domain: HashMap<String, VecDeque<(String, String)>>,
 }
 
 impl Default for Calls {
@@ -173,7 +173,8 @@ impl Calls {
         )
     }
 
-    /// The caller of the user's call `id` (a bare JID), while remembered.
+    /// The caller of the user's call `id` (the JID that proposed it), while
+    /// remembered.
     pub fn caller(&self, user: &str, id: &str) -> Option<&str> {
         let key = (user.to_owned(), id.to_owned());
         self.calls.get(&key).map(|c| c.caller.as_str())
@@ -200,19 +201,18 @@ impl Calls {
         };
         if fresh {
             self.forget(&key);
-            if !self.make_room(user, domain(caller)) {
-                return;
-            }
+            self.forget_old(now);
+            self.make_room(user, domain(caller));
             let bytes = user.len() + id.len() + caller.len() + 64;
             while self.calls.len() >= self.calls.capacity() && self.pop_oldest() {}
             self.per_user
                 .entry(user.to_owned())
                 .or_default()
                 .push_back(id.to_owned());
-            *self
-                .per_domain
+            self.per_domain
                 .entry(domain(caller).to_owned())
-                .or_default() += 1;
+                .or_default()
+                .push_back(key.clone());
             self.calls.insert(
                 key.clone(),
                 Call {
@@ -244,13 +244,22 @@ impl Calls {
         }
     }
 
-    /// Keeps each callee within its share (its own oldest call goes);
-    /// false when the caller's domain holds its share already (the call is
-    /// not remembered: it rings, but no push follows its end).
-    fn make_room(&mut self, user: &str, caller_domain: &str) -> bool {
-        if self.per_domain.get(caller_domain).copied().unwrap_or(0) >= MAX_CALLS_PER_DOMAIN {
-            return false;
+    /// Forgets the calls older than [`CALL_MEMORY`] (the oldest first:
+    /// they were remembered in the order they rang).
+    fn forget_old(&mut self, now: f64) {
+        while let Some((key, _)) = self
+            .calls
+            .oldest()
+            .filter(|(_, c)| now - c.at > CALL_MEMORY)
+        {
+            let key = key.clone();
+            self.forget(&key);
         }
+    }
+
+    /// Keeps each callee and each caller's domain within its share: its
+    /// own oldest call goes (so a stranger's calls evict only their own).
+    fn make_room(&mut self, user: &str, caller_domain: &str) {
         let oldest = self
             .per_user
             .get(user)
@@ -259,7 +268,14 @@ impl Calls {
         if let Some(id) = oldest {
             self.forget(&(user.to_owned(), id));
         }
-        true
+        let oldest = self
+            .per_domain
+            .get(caller_domain)
+            .filter(|keys| keys.len() >= MAX_CALLS_PER_DOMAIN)
+            .and_then(|keys| keys.front().cloned());
+        if let Some(key) = oldest {
+            self.forget(&key);
+        }
     }
 
     /// Takes a call out, with its place in the shares and its bytes.
@@ -272,9 +288,11 @@ impl Calls {
             }
         }
         let d = domain(&call.caller);
-        if let Some(n) = self.per_domain.get_mut(d) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(keys) = self.per_domain.get_mut(d) {
+            if let Some(i) = keys.iter().position(|k| k.0 == *user && k.1 == *id) {
+                keys.remove(i);
+            }
+            if keys.is_empty() {
                 self.per_domain.remove(d);
             }
         }
@@ -452,6 +470,39 @@ mod tests {
         }
         let romeo = calls.calls.iter().filter(|(k, _)| k.0 == "romeo").count();
         assert_eq!(romeo, MAX_CALLS_PER_USER);
+    }
+
+    #[test]
+    fn calls_past_their_memory_make_room_and_a_full_share_evicts_its_own() {
+        let mut calls = Calls::default();
+        for i in 0..MAX_CALLS_PER_DOMAIN {
+            let caller = format!("c{i}@montague.lit/x");
+            calls.rang(&format!("u{i}"), "old", Some(&caller), ["phone"], 0.0);
+        }
+        // Long after: the old ones are gone, the new one remembered.
+        calls.rang(
+            "u0",
+            "new",
+            Some("c0@montague.lit/x"),
+            ["phone"],
+            CALL_MEMORY + 1.0,
+        );
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls.caller("u0", "new"), Some("c0@montague.lit/x"));
+        // A full share: the domain's own oldest call goes, not the new one.
+        for i in 0..MAX_CALLS_PER_DOMAIN {
+            let caller = format!("d{i}@montague.lit/x");
+            calls.rang(
+                &format!("v{i}"),
+                "c",
+                Some(&caller),
+                ["phone"],
+                CALL_MEMORY + 2.0,
+            );
+        }
+        assert_eq!(calls.caller("u0", "new"), None, "the domain's oldest");
+        assert!(calls.caller("v63", "c").is_some());
+        assert_eq!(calls.len(), MAX_CALLS_PER_DOMAIN);
     }
 
     #[test]

@@ -37,6 +37,11 @@ impl Known {
         self.complete = true;
     }
 
+    /// Whether every user with registrations was noted.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
     /// Whether `user` surely has no registration (no read needed).
     pub fn rules_out(&self, user: &str) -> bool {
         self.complete && !self.users.contains(&crate::ids::digest(&[user]))

@@ -21,9 +21,12 @@
 //!   so that no sender filter holds back what no sender sent.
 //!
 //! Kept copies are bounded in bytes per host ([`MAX_KEPT_BYTES`]): past
-//! it, a copy keeps the stanza's attributes and small call and encryption
-//! markers only, its body replaced by the placeholder body (what the push
-//! itself says without `push_notification_with_body`).
+//! it, a copy keeps the stanza's addressing attributes (`to`, `from`,
+//! `type`, `id`, each at most [`MAX_ATTR_BYTES`]) and at most
+//! [`MAX_MARKERS`] call and encryption markers only, its body replaced by
+//! the placeholder body (what the push itself says without
+//! `push_notification_with_body`); those count too, within as much again;
+//! past that, the push gets a bare message to the user (nothing else).
 
 use crate::NS_CLIENT;
 use minidom::rxml::{Namespace, NcName};
@@ -38,8 +41,12 @@ pub const MAX_KEPT_BYTES: usize = 1024 * 1024;
 /// Bytes counted for each element besides its names, attributes and text.
 const ELEMENT_OVERHEAD: usize = 64;
 
-/// Largest marker child a bodiless copy keeps.
+/// Largest marker child a bodiless copy keeps (a larger one is emptied).
 const MAX_MARKER_BYTES: usize = 512;
+/// Marker children a bodiless copy keeps.
+pub const MAX_MARKERS: usize = 4;
+/// Longest attribute a bodiless copy keeps.
+pub const MAX_ATTR_BYTES: usize = 1024;
 
 /// Children a bodiless copy keeps (small ones): what tells a call and an
 /// encrypted message apart.
@@ -62,6 +69,8 @@ struct Kept {
     /// Bytes counted against the host's budget (0: not counted).
     bytes: usize,
     ledger: Option<Rc<Cell<usize>>>,
+    /// A whole copy (not a bodiless one, nor one made for the push).
+    whole: bool,
 }
 
 impl Drop for Kept {
@@ -80,6 +89,7 @@ impl Origin {
             element,
             bytes: 0,
             ledger: None,
+            whole: false,
         }))
     }
 
@@ -88,9 +98,9 @@ impl Origin {
         &self.0.element
     }
 
-    /// Whether this is a whole copy counted against the budget.
+    /// Whether this is a whole copy of the stanza.
     pub fn is_whole(&self) -> bool {
-        self.0.ledger.is_some()
+        self.0.whole
     }
 }
 
@@ -128,19 +138,36 @@ impl Origins {
     }
 
     /// A copy of `element` to keep: whole within the budget, else its
-    /// bodiless copy ([`bodiless`], with `placeholder` for its body).
+    /// bodiless copy ([`bodiless`], with `placeholder` for its body) within
+    /// as much again, else a bare message to its `to`. All but the last
+    /// are counted while kept.
     pub fn keep(&self, element: Element, placeholder: &str) -> Origin {
         let bytes = element_bytes(&element, 0);
+        if let Some(kept) = self.count(&element, bytes, self.budget, true) {
+            return kept;
+        }
+        let copy = bodiless(&element, placeholder);
+        let bytes = element_bytes(&copy, 0);
+        if let Some(kept) = self.count(&copy, bytes, self.budget.saturating_mul(2), false) {
+            return kept;
+        }
+        let to = element.attr("to").filter(|t| t.len() <= MAX_ATTR_BYTES);
+        made(to, None, element.attr("type").unwrap_or("chat"))
+    }
+
+    /// `element` kept and counted, if `bytes` more stay within `limit`.
+    fn count(&self, element: &Element, bytes: usize, limit: usize, whole: bool) -> Option<Origin> {
         let used = self.used.get();
-        if used.saturating_add(bytes) > self.budget {
-            return Origin::made(bodiless(&element, placeholder));
+        if used.saturating_add(bytes) > limit {
+            return None;
         }
         self.used.set(used + bytes);
-        Origin(Rc::new(Kept {
-            element,
+        Some(Origin(Rc::new(Kept {
+            element: element.clone(),
             bytes,
             ledger: Some(self.used.clone()),
-        }))
+            whole,
+        })))
     }
 }
 
@@ -169,12 +196,18 @@ pub fn element_bytes(element: &Element, depth: usize) -> usize {
 pub fn bodiless(element: &Element, placeholder: &str) -> Element {
     let ns = element.ns();
     let mut copy = Element::builder(element.name(), ns.as_str()).build();
-    *copy.attrs_mut() = element.attrs().clone();
-    for child in element.children() {
-        let ns = child.ns();
-        if !MARKERS.contains(&ns.as_str()) {
-            continue;
+    for name in ["to", "from", "type", "id"] {
+        let value = element.attr(name).filter(|v| v.len() <= MAX_ATTR_BYTES);
+        if let (Some(value), Ok(name)) = (value, NcName::try_from(name)) {
+            copy.set_attr(Namespace::NONE, name, value);
         }
+    }
+    let markers = element
+        .children()
+        .filter(|c| MARKERS.contains(&c.ns().as_str()))
+        .take(MAX_MARKERS);
+    for child in markers {
+        let ns = child.ns();
         // (a large one, an OMEMO payload, kept as an empty marker)
         match element_bytes(child, 0) <= MAX_MARKER_BYTES {
             true => copy.append_child(child.clone()),
@@ -234,10 +267,10 @@ mod tests {
         assert_eq!(a.element(), &message("Wherefore art thou?"));
         let used = origins.used();
         assert!(used > 4000, "{used}");
-        // Past the budget: the bodiless copy, not counted.
+        // Past the budget: the bodiless copy, small, and counted too.
         let c = origins.keep(message("A third"), "New Message!");
         assert!(!c.is_whole());
-        assert_eq!(origins.used(), used);
+        assert!(origins.used() > used && origins.used() < used + 400);
         assert_eq!(
             c.element().get_child("body", NS_CLIENT).unwrap().text(),
             "New Message!"
@@ -249,6 +282,19 @@ mod tests {
             .is_some());
         assert_eq!(c.element().attr("from"), Some("juliet@capulet.lit/balcony"));
         // Shared by its pushes; given back once the last one goes.
+        // Past twice the budget: a bare message to the user.
+        let mut bodiless = vec![];
+        while bodiless.len() < 100 {
+            let o = origins.keep(message("more"), "New Message!");
+            if o.element().children().count() == 0 {
+                assert_eq!(o.element().attr("to"), Some("romeo@montague.lit"));
+                assert_eq!(o.element().attr("from"), None);
+                break;
+            }
+            bodiless.push(o);
+        }
+        assert!(origins.used() <= 12_000, "{}", origins.used());
+        drop((bodiless, c));
         let a2 = a.clone();
         drop(a);
         assert_eq!(origins.used(), used);

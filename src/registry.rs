@@ -227,6 +227,13 @@ impl Registry {
                 reg.timestamp = ((newest + 0.001) * 1000.0).round() / 1000.0;
             }
         }
+        // (a registration enabled again is a new one: never the same
+        // timestamp as the one it replaces, which is how a commit tells
+        // them apart)
+        let replaced = current.iter().find(|r| r.identifier() == reg.identifier());
+        if replaced.is_some_and(|r| r.timestamp == reg.timestamp) {
+            reg.timestamp = ((reg.timestamp + 0.001) * 1000.0).round() / 1000.0;
+        }
         regs.push(reg);
         let removed = trim_oldest(&mut regs, self.max_devices, true);
         Some(Plan { regs, removed })
@@ -345,9 +352,13 @@ mod tests {
         r.load("u", vec![reg("p", "a", 1000.0)]);
         let plan = r.plan_enable("u", reg("p", "b", 1000.0)).unwrap();
         assert_eq!(plan.regs[1].timestamp, 1000.001);
-        // Re-enabling alone keeps the clock's value.
+        // Re-enabling alone keeps the clock's value...
+        let plan = r.plan_enable("u", reg("p", "a", 1001.0)).unwrap();
+        assert_eq!(plan.regs[0].timestamp, 1001.0);
+        // ... unless it is the very value of the registration it replaces
+        // (a new registration: its error count starts afresh).
         let plan = r.plan_enable("u", reg("p", "a", 1000.0)).unwrap();
-        assert_eq!(plan.regs[0].timestamp, 1000.0);
+        assert_eq!(plan.regs[0].timestamp, 1000.001);
     }
 
     #[test]

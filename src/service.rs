@@ -458,7 +458,10 @@ fn new_job(
 /// The `message-count` a push carries: the registration's unread count;
 /// at least 1 (what app servers have always been sent) except on a push
 /// that lowers it; 1 on the MUC module's pushes, which count nothing.
-fn message_count(kind: PushKind, reg: &Registration) -> u32 {
+fn message_count(kind: PushKind, reg: &Registration, with_counts: bool) -> u32 {
+    if !with_counts {
+        return 1; // (as the reference: whatever counts are stored)
+    }
     match kind {
         PushKind::Read => reg.counts.total(),
         PushKind::Muc => 1,
@@ -563,6 +566,12 @@ impl PushService {
     /// among them needs no read ([`crate::known`]).
     pub fn known_complete(&mut self) {
         self.known.completed();
+    }
+
+    /// Whether every user with registrations in the store is known (a user
+    /// not among them needs no read).
+    pub fn known_complete_now(&self) -> bool {
+        self.known.is_complete()
     }
 
     /// Users known to have registrations.
@@ -765,7 +774,9 @@ impl PushService {
                         reg.counts = old.counts.clone();
                         newer = true;
                     }
-                    if old.errors != reg.errors {
+                    // (not for a registration enabled again, which starts
+                    // afresh: a new timestamp)
+                    if old.errors != reg.errors && old.timestamp == reg.timestamp {
                         reg.errors = old.errors;
                         newer = true;
                     }
@@ -951,7 +962,7 @@ impl PushService {
                 counted = true;
             }
             let mut summary = summary.clone();
-            summary.message_count = message_count(kind, reg);
+            summary.message_count = message_count(kind, reg, self.config.with_counts);
             let origin = made.clone();
             jobs.push(new_job(
                 &mut self.payloads,
@@ -1325,7 +1336,7 @@ impl PushService {
                 origin = None;
             }
             let origin = origin.unwrap_or_else(|| to_user(&self.host, &held.user));
-            summary.message_count = message_count(held.kind, reg);
+            summary.message_count = message_count(held.kind, reg, self.config.with_counts);
             let wakes = summary.important() || self.config.important_body.is_empty();
             let kind = (held.kind, wakes);
             let job = new_job(&mut self.payloads, reg, summary, kind, Some(origin.clone()));
@@ -1765,7 +1776,8 @@ impl PushService {
                 continue; // (gone, or not in memory: counted by the next one)
             };
             reg.errors = reg.errors.saturating_add(1);
-            if reg.errors >= max_errors {
+            // (listed once: when it reaches the bound)
+            if reg.errors == max_errors {
                 drop.push((push.user.clone(), push.identifier));
             }
             self.mark_dirty(&push.user);
@@ -1908,6 +1920,11 @@ mod tests {
         );
         // Still owed to the store, with the unread counts' write-back.
         assert_eq!(s.counts_to_write(), ["romeo"]);
+        // Enabled again (a reinstall), even within the same second: a new
+        // registration, its count afresh.
+        let again = planned(&mut s, "romeo", "romeo@example.com", "a");
+        s.commit("romeo", again);
+        assert_eq!(s.error_count("romeo", "push.example<a"), 0, "carried over");
         // A flapping app server: no write per answer, one write-back.
         for i in 0..100 {
             let push = first_push_id(&mut s);

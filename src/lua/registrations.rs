@@ -13,6 +13,7 @@
 //! | `core:might_push(user)` | false when the user is in memory without any registration, or known to have none ([`crate::known`]), else true |
 //! | `core:note_known(user)` | nothing: the user has registrations in the store (listed when the module loads) |
 //! | `core:known_complete()` | nothing: every such user was noted (a user not among them needs no read) |
+//! | `core:known_ready()` | whether that is so |
 //! | `core:enable(who, stanza, now)` | `push_info, identifier` or `nil, type, condition, text` |
 //! | `core:plan_enable(user, identifier, push_info)` | `services, removed` or `nil, type, condition, text` |
 //! | `core:plan_disable(user, stanza)` | `services, removed`, `false, {}` (nothing matched) or `nil, type, condition, text` |
@@ -46,6 +47,7 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method("might_push", might_push);
     m.add_method_mut("note_known", note_known);
     m.add_method_mut("known_complete", known_complete);
+    m.add_method("known_ready", known_ready);
     m.add_method("enable", enable);
     m.add_method("plan_enable", plan_enable);
     m.add_method("plan_disable", plan_disable);
@@ -107,6 +109,10 @@ fn note_known(_: &Lua, this: &mut Core, user: LuaString) -> Result<()> {
 fn known_complete(_: &Lua, this: &mut Core, (): ()) -> Result<()> {
     this.service.known_complete();
     Ok(())
+}
+
+fn known_ready(_: &Lua, this: &Core, (): ()) -> Result<bool> {
+    Ok(this.service.known_complete_now())
 }
 
 /// The requester an `<enable/>` comes from.
