@@ -61,8 +61,12 @@ local function is_local(user)
 end
 
 -- Remote users with registrations count against their domain's bound:
--- those already stored, then every change.
+-- those already stored, then every change. And the users with
+-- registrations, by bare JID (what the core's "known" walk asks the room
+-- about: few users, however big the room).
+local with_push = {};
 function push.on_committed(user, had, has)
+	with_push[user] = has or nil;
 	if had ~= has and not is_local(user) then core:muc_note(user, had, has); end
 end
 -- (and which users have registrations at all: the others cost no read)
@@ -70,6 +74,7 @@ if push.store.users then
 	local n = 0;
 	for user in push.store:users() do
 		core:note_known(user);
+		with_push[user] = true;
 		if not is_local(user) then
 			core:muc_note(user, false, true);
 			n = n + 1;
@@ -172,6 +177,11 @@ hook("muc-broadcast-message", function(event)
 	if wants == "members" then
 		for member_jid, affiliation in room:each_affiliation() do
 			add(member_jid, affiliation);
+		end
+	elseif wants == "known" then
+		for member_jid in pairs(with_push) do
+			local affiliation = room:get_affiliation(member_jid);
+			if affiliation then add(member_jid, affiliation); end
 		end
 	else
 		for _, nick in ipairs(wants) do

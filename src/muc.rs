@@ -109,7 +109,17 @@ pub enum Wants {
     Nicks(Vec<String>),
     /// Every member with an affiliation, and whether joined.
     Members,
+    /// The same, found the other way round: the room is asked for the
+    /// affiliation of each user of this host with registrations (few),
+    /// instead of walking all of its members ([`KNOWN_WALK`]).
+    Known,
 }
+
+/// Most users with registrations on a MUC host for which a message under
+/// `muc_push_policy = "all"` asks the room about each of them rather than
+/// walking the room's members: the work then follows the members with
+/// registrations, not the room's size.
+pub const KNOWN_WALK: usize = 1000;
 
 /// Whether a room message can lead to pushes, and what the room must look up.
 pub fn wants(policy: Policy, facts: &StanzaFacts, refs: &[Reference]) -> Wants {

@@ -1556,11 +1556,19 @@ impl PushService {
         facts: &StanzaFacts,
         refs: Vec<crate::muc::Reference>,
     ) -> crate::muc::Wants {
-        let wants = crate::muc::wants(self.config.muc_policy, facts, &refs);
+        let mut wants = crate::muc::wants(self.config.muc_policy, facts, &refs);
+        if wants == crate::muc::Wants::Members
+            && self.known.is_complete()
+            && self.known.len() <= crate::muc::KNOWN_WALK
+        {
+            wants = crate::muc::Wants::Known;
+        }
         if let Some(id) = facts.id.as_deref() {
             match &wants {
                 crate::muc::Wants::Nothing => {}
-                crate::muc::Wants::Members => self.recent.remember(room, id, facts, Vec::new()),
+                crate::muc::Wants::Members | crate::muc::Wants::Known => {
+                    self.recent.remember(room, id, facts, Vec::new())
+                }
                 crate::muc::Wants::Nicks(nicks) => {
                     self.recent.remember(room, id, facts, nicks.clone())
                 }
@@ -1999,6 +2007,33 @@ mod tests {
                 false => assert!(dropped.is_empty(), "an outage deletes nothing"),
             }
         }
+    }
+
+    #[test]
+    fn a_big_room_asks_about_the_few_users_with_push_not_its_members() {
+        use crate::muc::{Policy, Wants, KNOWN_WALK};
+        let mut s = PushService::new(
+            "conference.example.com",
+            Config {
+                muc_policy: Policy::All,
+                ..Config::default()
+            },
+        );
+        let said = StanzaFacts::from_element(
+            &"<message xmlns='jabber:client' type='groupchat' from='r@c/n' id='x'><body>hi</body></message>"
+                .parse()
+                .unwrap(),
+        );
+        // Who has registrations not known yet: the room's members are walked.
+        assert_eq!(s.muc_wants("r@c", &said, vec![]), Wants::Members);
+        s.note_known("juliet@example.com");
+        s.known_complete();
+        assert_eq!(s.muc_wants("r@c", &said, vec![]), Wants::Known);
+        // Many users with registrations: the walk again.
+        for i in 0..KNOWN_WALK {
+            s.note_known(&format!("u{i}@example.com"));
+        }
+        assert_eq!(s.muc_wants("r@c", &said, vec![]), Wants::Members);
     }
 
     #[test]

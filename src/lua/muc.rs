@@ -6,7 +6,7 @@
 //!
 //! | method | returns |
 //! |---|---|
-//! | `core:muc_wants(room_jid, stanza)` | `nil`, `"members"` or `{ nick, … }`: what the room must look up |
+//! | `core:muc_wants(room_jid, stanza)` | `nil`, `"members"` (walk the room's affiliations), `"known"` (ask the room about each user with registrations) or `{ nick, … }`: what the room must look up |
 //! | `core:muc_push(room_jid, stanza, members, now)` | `events`; `members`: `{ { jid = real bare JID, joined = bool, affiliation = … }, … }`, their registrations loaded first |
 //! | `core:muc_bounced(room_jid, error_stanza, user, nicks, now)` | `events` for a kickable error from an occupant (`user`: its real bare JID, loaded first; `nicks`: its nickname in the room and its registered one) |
 //! | `core:muc_admit(user, local, now)` | `true`, or `nil, type, condition, text` |
@@ -39,6 +39,7 @@ fn muc_wants(lua: &Lua, this: &mut Core, (room, stanza): (String, Table)) -> Res
     Ok(match this.service.muc_wants(&room, &facts, refs) {
         Wants::Nothing => Value::Nil,
         Wants::Members => Value::String(lua.create_string("members")?),
+        Wants::Known => Value::String(lua.create_string("known")?),
         Wants::Nicks(nicks) => Value::Table(lua.create_sequence_from(nicks)?),
     })
 }
