@@ -1817,21 +1817,8 @@ mod tests {
     }
 
     fn enable(s: &mut PushService, user: &str, jid: &str, node: &str) -> String {
-        let who = Requester {
-            bare_jid: format!("{user}@example.com"),
-            ..Default::default()
-        };
-        let req = EnableRequest {
-            jid: Some(jid.into()),
-            node: Some(node.into()),
-            ..Default::default()
-        };
-        let reg = s.enable_request(req, &who, 1.0).unwrap();
-        let id = reg.identifier().to_owned();
-        if !s.is_loaded(user) {
-            s.load(user, vec![]);
-        }
-        let plan = s.plan_enable(user, reg).unwrap();
+        let plan = planned_at(s, user, &format!("{user}@example.com"), (jid, node));
+        let id = plan.regs.last().unwrap().identifier().to_owned();
         s.commit(user, plan);
         id
     }
@@ -1839,12 +1826,17 @@ mod tests {
     /// The plan of an enable of `node` at push.example by `bare_jid`, for
     /// `user` (loaded), not committed.
     fn planned(s: &mut PushService, user: &str, bare_jid: &str, node: &str) -> Plan {
+        planned_at(s, user, bare_jid, ("push.example", node))
+    }
+
+    /// [`planned`] at the app server `jid`.
+    fn planned_at(s: &mut PushService, user: &str, bare: &str, (jid, node): (&str, &str)) -> Plan {
         let who = Requester {
-            bare_jid: bare_jid.into(),
+            bare_jid: bare.into(),
             ..Default::default()
         };
         let req = EnableRequest {
-            jid: Some("push.example".into()),
+            jid: Some(jid.into()),
             node: Some(node.into()),
             ..Default::default()
         };
