@@ -1957,14 +1957,7 @@ mod tests {
             }
             enable(&mut s, "romeo", "push.example", "phone");
             s.outgoing("romeo", None, &wrote, 0.0);
-            s.notify(
-                "romeo",
-                Some(&said),
-                None,
-                Targets::All,
-                PushKind::Offline,
-                1.0,
-            );
+            offline(&mut s, &said, 1.0);
             assert_eq!(s.after_holding(1.0), Some(29.0), "held: the timer is set");
             // Every later message of the user's that holds nothing: no walk.
             for _ in 0..n {
@@ -2043,17 +2036,8 @@ mod tests {
         let wrote: StanzaFacts = addressed(&chat(), "juliet@capulet.lit");
         // Romeo is active on his laptop: the phone's push is held...
         s.outgoing("romeo", None, &wrote, 100.0).unwrap();
-        let held = s.with_source(source_of(JULIET_SAYS), |s| {
-            s.notify(
-                "romeo",
-                Some(&said),
-                None,
-                Targets::All,
-                PushKind::Offline,
-                101.0,
-            )
-        });
-        assert!(held.unwrap().is_empty());
+        let held = s.with_source(source_of(JULIET_SAYS), |s| offline(s, &said, 101.0));
+        assert!(held.is_empty());
         assert!(s.kept_bytes() > 0, "a copy is kept while held");
         // ... and released with the message it holds.
         let (_, mut jobs) = s.retries_due(131.0).remove(0);
