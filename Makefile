@@ -11,6 +11,8 @@
 #   make fuzz      10^7 inputs through the core, 10^6 through the binding and shim
 #   make browser-deps  Debian's chromium, and Converse.js and playwright-core from npm
 #                  (tests/browser/package-lock.json) into .work/node
+#   make prosody-modules  Debian's prosody-modules (bookworm-backports) unpacked into
+#                  .work/prosody-modules: the real cloud_notify extensions the e2e tests load
 
 PREFIX ?= /usr/local
 MODULEDIR ?= $(PREFIX)/lib/prosody/modules
