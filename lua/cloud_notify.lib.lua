@@ -131,6 +131,8 @@ function lib.new(options)
 		"Registrations held in memory", {}));
 	local gauge_users = labelled(module:metric("gauge", "users_loaded", "",
 		"Users whose registrations are held in memory (with or without any)", {}));
+	local gauge_kept = labelled(module:metric("gauge", "kept_stanza_bytes", "bytes",
+		"Bytes of stanza copies kept for held and retried pushes (1 MiB per host, then bodiless copies)", {}));
 	local count_store_read = labelled(module:metric("counter", "store_reads", "",
 		"Reads of the registration store (cache misses)", {}));
 	local count_hook_error = labelled(module:metric("counter", "hook_errors", "",
@@ -600,6 +602,7 @@ function lib.new(options)
 		gauge_outstanding():set(stats.pending);
 		gauge_registrations():set(stats.registrations);
 		gauge_users():set(stats.users);
+		gauge_kept():set(stats.kept_bytes);
 	end
 
 	-- Unread counts change with every push: written back, each user's

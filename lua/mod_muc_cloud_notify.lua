@@ -133,7 +133,7 @@ hook("iq-set/host/"..xmlns_push..":enable", domain_iq(function(origin, who, stan
 		module:log("info", "MUC push notifications enabled for %s (%s)", user, identifier);
 	end
 end, function(origin, stanza, user)
-	if not core:known_ready() and not core:loaded(user) then return false; end -- (after the read)
+	if not core:muc_admit_ready(user) then return false; end -- (asked after the read)
 	if refused(origin, stanza, user) then return true; end
 	stanza._cloud_notify_admitted = true;
 	return false;

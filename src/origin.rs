@@ -69,8 +69,6 @@ struct Kept {
     /// Bytes counted against the host's budget (0: not counted).
     bytes: usize,
     ledger: Option<Rc<Cell<usize>>>,
-    /// A whole copy (not a bodiless one, nor one made for the push).
-    whole: bool,
 }
 
 impl Drop for Kept {
@@ -89,18 +87,12 @@ impl Origin {
             element,
             bytes: 0,
             ledger: None,
-            whole: false,
         }))
     }
 
     /// The stanza.
     pub fn element(&self) -> &Element {
         &self.0.element
-    }
-
-    /// Whether this is a whole copy of the stanza.
-    pub fn is_whole(&self) -> bool {
-        self.0.whole
     }
 }
 
@@ -143,12 +135,12 @@ impl Origins {
     /// are counted while kept.
     pub fn keep(&self, element: Element, placeholder: &str) -> Origin {
         let bytes = element_bytes(&element, 0);
-        if let Some(kept) = self.count(&element, bytes, self.budget, true) {
+        if let Some(kept) = self.count(&element, bytes, self.budget) {
             return kept;
         }
         let copy = bodiless(&element, placeholder);
         let bytes = element_bytes(&copy, 0);
-        if let Some(kept) = self.count(&copy, bytes, self.budget.saturating_mul(2), false) {
+        if let Some(kept) = self.count(&copy, bytes, self.budget.saturating_mul(2)) {
             return kept;
         }
         let to = element.attr("to").filter(|t| t.len() <= MAX_ATTR_BYTES);
@@ -156,7 +148,7 @@ impl Origins {
     }
 
     /// `element` kept and counted, if `bytes` more stay within `limit`.
-    fn count(&self, element: &Element, bytes: usize, limit: usize, whole: bool) -> Option<Origin> {
+    fn count(&self, element: &Element, bytes: usize, limit: usize) -> Option<Origin> {
         let used = self.used.get();
         if used.saturating_add(bytes) > limit {
             return None;
@@ -166,7 +158,6 @@ impl Origins {
             element: element.clone(),
             bytes,
             ledger: Some(self.used.clone()),
-            whole,
         })))
     }
 }
@@ -263,13 +254,12 @@ mod tests {
         let origins = Origins::new(6000);
         let a = origins.keep(message("Wherefore art thou?"), "New Message!");
         let b = origins.keep(message("Parting is such sweet sorrow"), "New Message!");
-        assert!(a.is_whole() && b.is_whole());
         assert_eq!(a.element(), &message("Wherefore art thou?"));
+        assert_eq!(b.element(), &message("Parting is such sweet sorrow"));
         let used = origins.used();
         assert!(used > 4000, "{used}");
         // Past the budget: the bodiless copy, small, and counted too.
         let c = origins.keep(message("A third"), "New Message!");
-        assert!(!c.is_whole());
         assert!(origins.used() > used && origins.used() < used + 400);
         assert_eq!(
             c.element().get_child("body", NS_CLIENT).unwrap().text(),
@@ -324,6 +314,6 @@ mod tests {
         );
         let wake = made(None, Some("montague.lit"), "headline");
         assert_eq!(wake.element().attr("to"), None);
-        assert!(!wake.is_whole());
+        assert_eq!(wake.element().attr("from"), Some("montague.lit"));
     }
 }

@@ -568,12 +568,6 @@ impl PushService {
         self.known.completed();
     }
 
-    /// Whether every user with registrations in the store is known (a user
-    /// not among them needs no read).
-    pub fn known_complete_now(&self) -> bool {
-        self.known.is_complete()
-    }
-
     /// Users known to have registrations.
     pub fn known_users(&self) -> usize {
         self.known.len()
@@ -1233,11 +1227,6 @@ impl PushService {
         self.config.counts_write_interval
     }
 
-    /// The grace period in effect (seconds; 0: off).
-    pub fn grace_period(&self) -> u64 {
-        self.config.grace_period
-    }
-
     /// Records a sent push as awaiting its answer.
     /// `origin`: the stanza a retry of it is about.
     fn await_answer(
@@ -1613,6 +1602,13 @@ impl PushService {
             body: body.map(str::to_owned),
             ..Default::default()
         })
+    }
+
+    /// MUC: whether [`PushService::muc_admit`] can tell, before any read,
+    /// whether `user` has registrations (in memory, or the known users
+    /// complete); else it is asked once the user is loaded.
+    pub fn muc_admit_ready(&self, user: &str) -> bool {
+        self.registry.peek(user).is_some() || self.known.is_complete()
     }
 
     /// MUC: may `user` (a bare JID; `local`: of one of this server's
@@ -2044,7 +2040,10 @@ mod tests {
         let release = jobs.remove(0);
         let kept = release.origin.clone().expect("the held message");
         assert_eq!(kept.element(), &JULIET_SAYS.parse::<Element>().unwrap());
-        assert!(kept.is_whole());
+        assert!(
+            kept.element().get_child("body", crate::NS_CLIENT).is_some(),
+            "whole"
+        );
         // A wait error: the retry is about it again.
         let wait = Response::Error {
             type_: "wait",
@@ -2107,14 +2106,7 @@ mod tests {
         assert_eq!(attrs(&ping.unwrap()[0]), wanted);
         // A chat read elsewhere: from that chat, to the user.
         let said = StanzaFacts::from_element(&JULIET_SAYS.parse().unwrap());
-        s.notify(
-            "romeo",
-            Some(&said),
-            None,
-            Targets::All,
-            PushKind::Offline,
-            0.0,
-        );
+        offline(&mut s, &said, 0.0);
         let read = s
             .published("romeo", None, crate::NS_MDS, "juliet@capulet.lit", 1.0)
             .unwrap()
@@ -3452,19 +3444,8 @@ mod tests {
         enable(&mut s, "romeo", "push.example", "phone");
         let said = StanzaFacts::from_element(&JULIET_SAYS.parse().unwrap());
         for _ in 0..3 {
-            let jobs = s.notify(
-                "romeo",
-                Some(&said),
-                None,
-                Targets::All,
-                PushKind::Offline,
-                0.0,
-            );
-            assert_eq!(
-                jobs.unwrap()[0].summary.message_count,
-                1,
-                "as the reference"
-            );
+            let jobs = offline(&mut s, &said, 0.0);
+            assert_eq!(jobs[0].summary.message_count, 1, "as the reference");
         }
         assert!(
             s.counts_to_write().is_empty(),

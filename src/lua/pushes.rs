@@ -22,7 +22,7 @@
 //! | `core:handler_failed(push_kind, now)` | `nil` (count it only), or the number of failures of that kind not logged since the last line (log it) |
 //! | `core:expire(now)` | the number of pushes nobody answered in time, and `{ { user, identifier }, … }` to drop (on the MUC module, registrations that reached `push_max_errors` unanswered) or nil |
 //! | `core:sweep_interval()` | seconds between calls of `expire` |
-//! | `core:stats()` | `{ users, registrations, pending, batches }` |
+//! | `core:stats()` | `{ users, registrations, pending, batches, known, kept_bytes }` |
 
 use super::convert::strings_of;
 use super::object::Core;
@@ -217,5 +217,6 @@ fn stats(lua: &Lua, this: &Core, (): ()) -> Result<Table> {
     t.raw_set("pending", this.service.pending())?;
     t.raw_set("batches", this.service.batches())?;
     t.raw_set("known", this.service.known_users())?;
+    t.raw_set("kept_bytes", this.service.kept_bytes())?;
     Ok(t)
 }

@@ -13,7 +13,7 @@
 //! | `core:might_push(user)` | false when the user is in memory without any registration, or known to have none ([`crate::known`]), else true |
 //! | `core:note_known(user)` | nothing: the user has registrations in the store (listed when the module loads) |
 //! | `core:known_complete()` | nothing: every such user was noted (a user not among them needs no read) |
-//! | `core:known_ready()` | whether that is so |
+//! | `core:muc_admit_ready(user)` | whether `core:muc_admit` can be asked before the user's registrations are read |
 //! | `core:enable(who, stanza, now)` | `push_info, identifier` or `nil, type, condition, text` |
 //! | `core:plan_enable(user, identifier, push_info)` | `services, removed` or `nil, type, condition, text` |
 //! | `core:plan_disable(user, stanza)` | `services, removed`, `false, {}` (nothing matched) or `nil, type, condition, text` |
@@ -47,7 +47,7 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method("might_push", might_push);
     m.add_method_mut("note_known", note_known);
     m.add_method_mut("known_complete", known_complete);
-    m.add_method("known_ready", known_ready);
+    m.add_method("muc_admit_ready", muc_admit_ready);
     m.add_method("enable", enable);
     m.add_method("plan_enable", plan_enable);
     m.add_method("plan_disable", plan_disable);
@@ -111,8 +111,8 @@ fn known_complete(_: &Lua, this: &mut Core, (): ()) -> Result<()> {
     Ok(())
 }
 
-fn known_ready(_: &Lua, this: &Core, (): ()) -> Result<bool> {
-    Ok(this.service.known_complete_now())
+fn muc_admit_ready(_: &Lua, this: &Core, user: LuaString) -> Result<bool> {
+    Ok(this.service.muc_admit_ready(&user.to_str()?))
 }
 
 /// The requester an `<enable/>` comes from.
