@@ -44,10 +44,21 @@ COMPONENT_SECRET = "component-secret"
 logging.getLogger("slixmpp").setLevel(logging.ERROR)
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, never one this test run already
+    gave out: the kernel may hand the same free port to two calls in a row,
+    and an instance whose c2s and component ports collide would listen on
+    one only (a CI run once lost an app server's connection that way)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def lua_value(v):
@@ -231,6 +242,9 @@ class Prosody:
             ports = [self.c2s_port, self.component_port]
             if {"http", "websocket", "bosh"} & set(self.modules):
                 ports.append(self.http_port)
+            if "Failed to open server port" in self.log()[mark:]:
+                self.stop()
+                raise RuntimeError("Prosody could not listen:\n" + self.log()[mark:])
             ports_up = all(self._port_open(p) for p in ports)
             if ports_up and (not ours or "Module loaded (core " in self.log()[mark:]):
                 return self
