@@ -283,14 +283,50 @@ def write_lua(path, value):
     path.write_text(f"return {lua_value(value)};\n")
 
 
+def stored_options(node):
+    """A publish-options form as the store keeps it (util.stanza's
+    preserialized tables), a secret as Conversations sends it."""
+    def field(var, value):
+        return {"name": "field", "attr": {"var": var}, 1: {"name": "value", "attr": {}, 1: value}}
+    secret = hashlib.sha256(node.encode()).hexdigest()[:24]
+    return {"name": "x", "attr": {"xmlns": "jabber:x:data", "type": "submit"},
+            1: field("FORM_TYPE", "http://jabber.org/protocol/pubsub#publish-options"), 2: field("secret", secret)}
+
+
 def make_users(p, names, nodes=0):
     data = p.dir / "data" / encode_host(HOST)
     for name in names:
         write_lua(data / "accounts" / f"{name}.dat", {"password": PASSWORD})
         if nodes:
-            regs = {f"{APP}<{name}-{i}": {"jid": APP, "node": f"{name}-{i}", "timestamp": 1700000000 + i}
+            regs = {f"{APP}<{name}-{i}": {"jid": APP, "node": f"{name}-{i}", "timestamp": 1700000000 + i,
+                                           "options": stored_options(f"{name}-{i}")}
                     for i in range(nodes)}
             write_lua(data / "cloud_notify" / f"{name}.dat", regs)
+
+
+PUBLISH_OPTIONS_TYPE = ("<field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value>"
+                        "</field>")
+
+
+def enable_iq(node, i, iq_id="push1"):
+    """An in-band enable the way real clients send it, in turn (user i):
+    Conversations (a secret in publish-options), Monal (its push module)
+    and Siskin (an encryption key, the tigase extension, and a secret)."""
+    secret = hashlib.sha256(f"{node}/{i}".encode()).hexdigest()[:24]
+    shape = i % 3
+    if shape == 0:  # Conversations, to p2.siacs.eu
+        extra = (f"<x xmlns='jabber:x:data' type='submit'>{PUBLISH_OPTIONS_TYPE}"
+                 f"<field var='secret'><value>{secret}</value></field></x>")
+    elif shape == 1:  # Monal, to its app server
+        extra = (f"<x xmlns='jabber:x:data' type='submit'>{PUBLISH_OPTIONS_TYPE}"
+                 f"<field var='pushModule'><value>monalProdiOS</value></field></x>")
+    else:  # Siskin, to Tigase's push service
+        key = base64.b64encode(hashlib.sha256(secret.encode()).digest()[:16]).decode()
+        extra = (f"<x xmlns='jabber:x:data' type='submit'>{PUBLISH_OPTIONS_TYPE}"
+                 f"<field var='secret'><value>{secret}</value></field></x>"
+                 f"<encrypt xmlns='tigase:push:encrypt:0' alg='aes-128-gcm'>{key}</encrypt>")
+    return (f"<iq type='set' id='{iq_id}'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='{node}'>{extra}"
+            f"</enable></iq>")
 
 
 def chat(to, i):
@@ -377,8 +413,7 @@ class Variant:
         connection drops (hibernation)."""
         for u in self.users["w5"]:
             s = await Stream(self.p.c2s_port, u, "phone").connect(presence=True, smacks=True)
-            got = await s.iq(f"<iq type='set' id='push1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='{u}'/></iq>",
-                             "push1")
+            got = await s.iq(enable_iq(u, int(u[1:])), "push1")
             if b"<presence" not in got:
                 await s._read_until(b"<presence")
             # Acknowledge both (own presence, the IQ result), then ask for the

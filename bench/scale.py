@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/e2e"))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench import (APP, HOST, PROBE, REFERENCE, AppServer, Stream, cpu_seconds, log,  # noqa: E402
+from bench import (APP, HOST, PROBE, REFERENCE, AppServer, Stream, cpu_seconds, enable_iq, log,  # noqa: E402
                    rss_kib, stats, write_lua)
 from harness import DIST, PASSWORD, Postgres, Prosody, encode_host  # noqa: E402
 
@@ -128,8 +128,7 @@ class Server:
     async def login(self, user):
         """Log in, presence, enable push in-band, close the stream cleanly."""
         s = await Stream(self.p.c2s_port, user, "phone").connect(presence=True)
-        got = await s.iq(f"<iq type='set' id='push1'><enable xmlns='urn:xmpp:push:0' jid='{APP}' node='{user}'/>"
-                         f"</iq>", "push1")
+        got = await s.iq(enable_iq(user, int(user.lstrip("uw"))), "push1")
         tag = got[got.rfind(b"<iq"):]
         if self.pushing and b"result" not in tag:
             raise RuntimeError(f"{self.name}: enable refused for {user}: {tag!r}")

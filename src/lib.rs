@@ -18,6 +18,7 @@ pub mod counts;
 pub mod error;
 pub mod facts;
 pub mod fields;
+pub mod form;
 pub mod grace;
 pub mod ids;
 pub mod importance;

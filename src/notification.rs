@@ -134,7 +134,7 @@ pub fn publish_iq(host: &str, id: &str, reg: &Registration, payload: Element) ->
     if let Some(options) = &reg.options {
         pubsub = pubsub.append(
             Element::builder("publish-options", ns::PUBSUB)
-                .append((**options).clone())
+                .append(options.to_element(ns::PUBSUB))
                 .build(),
         );
     }
@@ -165,7 +165,8 @@ mod tests {
             },
             0.0,
         );
-        reg.options = options.map(|o| Box::new(o.parse().unwrap()));
+        reg.options =
+            options.map(|o| crate::form::Form::from_element(&o.parse().unwrap(), "").unwrap());
         reg
     }
 

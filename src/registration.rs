@@ -10,6 +10,7 @@
 use crate::counts::Counts;
 use crate::error::StanzaError;
 use crate::fields::Field;
+use crate::form::Form;
 pub use crate::text::{Parts, Text};
 use crate::{NS_DATA_FORMS, NS_PUBLISH_OPTIONS};
 use minidom::Element;
@@ -41,8 +42,9 @@ pub const MAX_RESOURCE_LEN: usize = 1023;
 pub struct Registration {
     /// The key and the strings of the record, packed ([`crate::text`]).
     text: Text,
-    /// The `<x xmlns='jabber:x:data'/>` publish-options form, echoed on every push.
-    pub options: Option<Box<Element>>,
+    /// The `<x xmlns='jabber:x:data'/>` publish-options form, echoed on
+    /// every push; packed (its root carries its namespace).
+    pub options: Option<Form>,
     /// Seconds since the epoch when it was enabled.
     pub timestamp: f64,
     /// Consecutive app-server errors (stored as `error_count`, when not 0,
@@ -292,7 +294,13 @@ pub fn registration_from_enable(
         },
         now,
     );
-    reg.options = req.form.map(Box::new);
+    reg.options = match &req.form {
+        Some(form) => Some(
+            Form::from_element(form, "")
+                .map_err(|_| StanzaError::not_acceptable("Publish options too large"))?,
+        ),
+        None => None,
+    };
     Ok(reg)
 }
 

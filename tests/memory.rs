@@ -99,9 +99,17 @@ fn bytes_per_user_after_an_enable_and_a_push() {
             resource: Some("phone".into()),
             ..Default::default()
         };
+        // With the publish-options form Conversations sends (a secret).
+        let form = format!(
+            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'>\
+             <value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
+             <field var='secret'><value>{:024x}</value></field></x>",
+            i * 7919
+        );
         let req = EnableRequest {
             jid: Some("push.localhost".into()),
             node: Some(user.clone()),
+            form: Some(form.parse().unwrap()),
             ..Default::default()
         };
         let reg = s.enable_request(req, &who, 1.7e9).unwrap();

@@ -8,6 +8,7 @@
 //! whose `attr.xmlns` is absent where the namespace is inherited (and on the
 //! root, which lives in the stream's namespace).
 
+use crate::form::{Form, Packer};
 use crate::muc::{Member, Reference, MAX_REFERENCES};
 use minidom::rxml::{Namespace, NcName};
 use minidom::Element;
@@ -128,6 +129,60 @@ fn to_element(
         }
     }
     Ok(elem)
+}
+
+/// Packs a `util.stanza` object, or its preserialized form, into a
+/// [`Form`] (a stored registration's publish-options), its root in
+/// `root_ns` unless it says otherwise. Bounded as [`Packer`] bounds it;
+/// attribute names that are not XML names are left out, as
+/// [`lua_to_element`] leaves them.
+pub fn lua_to_form(t: &Table, root_ns: &str) -> std::result::Result<Form, String> {
+    let mut p = Packer::new();
+    pack(&mut p, t, root_ns, true)?;
+    p.finish().ok_or_else(|| "empty form".to_owned())
+}
+
+fn pack(p: &mut Packer, t: &Table, parent_ns: &str, root: bool) -> std::result::Result<(), String> {
+    let lua_err = |e: mlua::Error| e.to_string();
+    let too_large = |e: crate::form::TooLarge| e.0.to_owned();
+    let name = str_field(t, "name")
+        .map_err(lua_err)?
+        .ok_or("element without a name")?;
+    if NcName::try_from(name.as_str()).is_err() {
+        return Err(format!("invalid element name {name:?}"));
+    }
+    let attr = table_field(t, "attr").map_err(lua_err)?;
+    let xmlns = match &attr {
+        Some(a) => str_field(a, "xmlns").map_err(lua_err)?,
+        None => None,
+    };
+    let ns = xmlns.unwrap_or_else(|| parent_ns.to_owned());
+    let own = (root || ns != parent_ns).then_some(ns.as_str());
+    p.start(&name, own).map_err(too_large)?;
+    if let Some(attr) = attr {
+        for pair in attr.pairs::<Value, Value>() {
+            let (Value::String(k), Value::String(v)) = pair.map_err(lua_err)? else {
+                continue;
+            };
+            let (k, v) = (k.to_string_lossy(), v.to_string_lossy());
+            let local = k
+                .strip_prefix("xml:")
+                .or_else(|| k.split_once('\u{1}').map(|(_, local)| local))
+                .unwrap_or(&k);
+            if k != "xmlns" && NcName::try_from(local).is_ok() {
+                p.attr(&k, &v).map_err(too_large)?;
+            }
+        }
+    }
+    for child in t.clone().sequence_values::<Value>() {
+        match child.map_err(lua_err)? {
+            Value::Table(c) => pack(p, &c, &ns, false)?,
+            Value::String(s) => p.text(&s.to_string_lossy()).map_err(too_large)?,
+            _ => {}
+        }
+    }
+    p.end();
+    Ok(())
 }
 
 /// Follows `tags[1]` down `levels` times.

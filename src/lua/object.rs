@@ -4,7 +4,7 @@
 use super::convert::{lua_to_element, str_field};
 use super::raw::events::{self, Batch, Tables};
 use super::raw::read;
-use super::raw::write::{options_shape, PublishShapes, Shape};
+use super::raw::write::Shape;
 use crate::config::{Config, RawConfig};
 use crate::facts::StanzaFacts;
 use crate::service::{PushJob, PushService, Slot, StanzaKey, StanzaSource};
@@ -120,15 +120,9 @@ impl Core {
                 (!hit).then(|| found.map(|(_, e)| e)).flatten()
             })
             .collect();
-        let shapes: Vec<_> = jobs
+        let shapes: Vec<Option<Shape>> = payloads
             .iter()
-            .zip(&payloads)
-            .map(|(j, payload)| {
-                (
-                    PublishShapes::of(*payload, j.registration.options.as_deref()),
-                    options_shape(&j.registration),
-                )
-            })
+            .map(|payload| payload.map(|p| Shape::of(p, crate::NS_PUBSUB)))
             .collect();
         // (a kept copy or a made message as `original_stanza`, written
         // from its element)

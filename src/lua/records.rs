@@ -2,7 +2,7 @@
 //! module's layout: `{ ["jid<node"] = { jid=…, node=…, options=…, … } }`);
 //! the other way is [`super::raw::write::registration_table`].
 
-use super::convert::{lua_to_element, str_field};
+use super::convert::{lua_to_form, str_field};
 use crate::counts::Counts;
 use crate::error::StanzaError;
 use crate::fields::{Budget, Field, Key, Refused, ENTRY_COST, MAX_BYTES, MAX_STORED_BYTES};
@@ -143,9 +143,7 @@ fn record_from_lua(identifier: &str, t: &Table) -> std::result::Result<Registrat
         .ok_or_else(|| StanzaError::bad_request("no jid"))?;
     let jid = normalize_jid(&raw_jid).unwrap_or(raw_jid);
     let options = match t.raw_get::<Value>("options").map_err(e)? {
-        Value::Table(o) => Some(Box::new(
-            lua_to_element(&o, NS_DATA_FORMS).map_err(StanzaError::bad_request)?,
-        )),
+        Value::Table(o) => Some(lua_to_form(&o, NS_DATA_FORMS).map_err(StanzaError::bad_request)?),
         _ => None,
     };
     let timestamp = match t.raw_get::<Value>("timestamp").map_err(e)? {

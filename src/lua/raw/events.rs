@@ -9,7 +9,7 @@
 
 use super::write::{
     push_cached_payload, push_element, push_publish, push_registration, set_bool, set_opt, set_str,
-    PayloadFrom, PublishShapes, Shape,
+    PayloadFrom, Shape,
 };
 use super::Balance;
 use crate::notification::Summary;
@@ -84,9 +84,8 @@ pub struct Batch<'a> {
     pub jobs: &'a [PushJob],
     /// Per job, its payload when it is not in the cache.
     pub payloads: &'a [Option<&'a Element>],
-    /// Per job: the shapes of its payload (none if cached) and options,
-    /// and of `push_info`'s options form.
-    pub shapes: &'a [(PublishShapes, Option<Shape>)],
+    /// Per job, the shape of its payload (none if cached).
+    pub shapes: &'a [Option<Shape>],
     /// Per job, the shape of its own `original_stanza` (`job.origin`), if any.
     pub origins: &'a [Option<Shape>],
     /// Payload tables are shared through the cache (see [`shared_payloads`]).
@@ -140,7 +139,7 @@ unsafe fn push_event(
     l: *mut ffi::lua_State,
     batch: &Batch<'_>,
     (job, payload): (&PushJob, Option<&Element>),
-    (shapes, origin): (&(PublishShapes, Option<Shape>), Option<&Shape>),
+    (shape, origin): (&Option<Shape>, Option<&Shape>),
 ) {
     unsafe {
         let balance = Balance::start(l);
@@ -152,13 +151,11 @@ unsafe fn push_event(
             true => PayloadFrom::Cache(slot::PAYLOADS),
             false => PayloadFrom::Built,
         };
-        let payload = (payload, job.payload_id);
-        let (publish_shapes, options_shape) = shapes;
+        let payload = (payload, job.payload_id, shape.as_ref());
         push_publish(
             l,
             (batch.host, &job.id, &job.registration),
             payload,
-            publish_shapes,
             from,
             (slot::STANZA_MT, event + 1),
         );
@@ -172,7 +169,7 @@ unsafe fn push_event(
         }
         ffi::lua_setfield(l, event, c"original_stanza".as_ptr());
         set_str(l, c"username", batch.user);
-        push_registration(l, &job.registration, options_shape.as_ref());
+        push_registration(l, &job.registration);
         ffi::lua_setfield(l, event, c"push_info".as_ptr());
         push_summary(l, &job.summary);
         ffi::lua_setfield(l, event, c"push_summary".as_ptr());

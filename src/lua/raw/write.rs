@@ -1,6 +1,7 @@
 //! Writing Lua values with raw `mlua::ffi` calls, inside the caller's
 //! protected call: util.stanza objects from minidom elements (the publish
-//! IQ, `push_info`'s options form), registration records, field values.
+//! IQ, `push_info`'s options form, from its packed [`Form`]), registration
+//! records, field values.
 //!
 //! What needs allocating (an element's namespace, which minidom hands out
 //! as a new `String`) is collected beforehand into a [`Shape`], so nothing
@@ -8,6 +9,7 @@
 
 use super::Balance;
 use crate::fields::{Field, Key};
+use crate::form::{Form, Item, Items};
 use crate::registration::Registration;
 use crate::NS_PUBSUB;
 use minidom::rxml::Namespace;
@@ -247,21 +249,63 @@ pub unsafe fn push_element(
     }
 }
 
-/// Shapes of what a publish IQ carries besides its fixed wrapper (no
-/// payload shape when the payload comes from the cache).
-pub struct PublishShapes {
-    payload: Option<Shape>,
-    options: Option<Shape>,
+/// Pushes a packed form as a util.stanza object whose metatable is at
+/// absolute stack index `mt`, or with `mt == 0` in the preserialized form
+/// (as [`push_element`]). Its bytes are borrowed: nothing here owns memory
+/// while Lua may raise.
+///
+/// # Safety
+/// `l` is a valid state inside a protected call.
+pub unsafe fn push_form(l: *mut ffi::lua_State, form: &Form, mt: c_int) {
+    unsafe {
+        let balance = Balance::start(l);
+        push_form_element(l, &mut form.items(), mt);
+        balance.check(l, 1, "push_form");
+    }
 }
 
-impl PublishShapes {
-    /// The shapes of a publish's payload (`None`: taken from the cache)
-    /// and publish-options form.
-    pub fn of(payload: Option<&Element>, options: Option<&Element>) -> Self {
-        PublishShapes {
-            payload: payload.map(|p| Shape::of(p, NS_PUBSUB)),
-            options: options.map(|form| Shape::of(form, NS_PUBSUB)),
+/// Pushes the element starting at `items` (nil if none does), leaving
+/// `items` past it.
+///
+/// # Safety
+/// As [`push_form`]; the depth is the form's, bounded when it was packed.
+unsafe fn push_form_element(l: *mut ffi::lua_State, items: &mut Items<'_>, mt: c_int) {
+    unsafe {
+        let Some(Item::Start {
+            name,
+            xmlns,
+            attrs,
+            children,
+        }) = items.next()
+        else {
+            ffi::lua_pushnil(l);
+            return;
+        };
+        let mut o = open(l, name, xmlns, children, attrs, mt);
+        for _ in 0..attrs {
+            if let Some(Item::Attr(k, v)) = items.next() {
+                push_str(l, k);
+                push_str(l, v);
+                ffi::lua_rawset(l, -3);
+            }
         }
+        attrs_done(l, &o, children);
+        for _ in 0..children {
+            match items.peek() {
+                Some(Item::Text(text)) => {
+                    items.next();
+                    push_str(l, text);
+                    o.nodes += 1;
+                    ffi::lua_rawseti(l, o.t, o.nodes);
+                }
+                Some(Item::Start { .. }) => {
+                    push_form_element(l, items, mt);
+                    add_element(l, &mut o);
+                }
+                _ => break,
+            }
+        }
+        close(l, o);
     }
 }
 
@@ -306,19 +350,18 @@ pub enum PayloadFrom {
 /// Pushes a push's publish IQ as a util.stanza object: the shape of
 /// [`crate::notification::publish_iq`] (which spec/publish_spec.lua checks
 /// it against, element for element), written directly from its parts.
-/// `to`: `(host, push id, registration)`; `slots`: the absolute stack
+/// `to`: `(host, push id, registration)`; `payload`: the element (none
+/// when cached), its number, its shape; `slots`: the absolute stack
 /// indices of util.stanza's metatable and of the slot that receives the
 /// payload table (the `<notification/>`, also the IQ's descendant).
 ///
 /// # Safety
-/// `l` is valid inside a protected call; `shapes` was made from `payload`
-/// (unless it is cached) and the registration's options; both slots are
-/// absolute indices below the top.
+/// `l` is valid inside a protected call; the shape was made from the
+/// payload; both slots are absolute indices below the top.
 pub unsafe fn push_publish(
     l: *mut ffi::lua_State,
     to: (&str, &str, &Registration),
-    payload: (Option<&Element>, u64),
-    shapes: &PublishShapes,
+    payload: (Option<&Element>, u64, Option<&Shape>),
     from: PayloadFrom,
     slots: (c_int, c_int),
 ) {
@@ -326,7 +369,7 @@ pub unsafe fn push_publish(
         let balance = Balance::start(l);
         let (host, id, reg) = to;
         let (mt, payload_out) = slots;
-        let options = reg.options.as_deref().zip(shapes.options.as_ref());
+        let options = reg.options.as_ref();
         let pubsub_children = 1 + usize::from(options.is_some());
         let mut iq = open(l, "iq", None, 1, 4, mt);
         set_str(l, c"type", "set");
@@ -341,7 +384,7 @@ pub unsafe fn push_publish(
         attrs_done(l, &publish, 1);
         let mut item = open(l, "item", None, 1, 0, mt);
         attrs_done(l, &item, 1);
-        push_payload(l, payload, shapes, from, mt);
+        push_payload(l, payload, from, mt);
         ffi::lua_pushvalue(l, -1);
         ffi::lua_replace(l, payload_out);
         add_element(l, &mut item);
@@ -349,10 +392,10 @@ pub unsafe fn push_publish(
         add_element(l, &mut publish);
         close(l, publish);
         add_element(l, &mut pubsub);
-        if let Some((form, shape)) = options {
+        if let Some(form) = options {
             let mut publish_options = open(l, "publish-options", None, 1, 0, mt);
             attrs_done(l, &publish_options, 1);
-            push_element(l, form, shape, &mut 0, mt, 0);
+            push_form(l, form, mt);
             add_element(l, &mut publish_options);
             close(l, publish_options);
             add_element(l, &mut pubsub);
@@ -372,20 +415,19 @@ pub unsafe fn push_publish(
 /// As [`push_publish`].
 unsafe fn push_payload(
     l: *mut ffi::lua_State,
-    payload: (Option<&Element>, u64),
-    shapes: &PublishShapes,
+    payload: (Option<&Element>, u64, Option<&Shape>),
     from: PayloadFrom,
     mt: c_int,
 ) {
     unsafe {
         let balance = Balance::start(l);
-        let (element, payload_id) = payload;
+        let (element, payload_id, shape) = payload;
         let cached = match from {
             PayloadFrom::Cache(cache) => push_cached_payload(l, cache, payload_id),
             PayloadFrom::Built => false,
         };
         if !cached {
-            match (element, &shapes.payload) {
+            match (element, shape) {
                 (Some(element), Some(shape)) => push_element(l, element, shape, &mut 0, mt, 0),
                 // not reached: no payload only for one in the cache
                 _ => ffi::lua_pushnil(l),
@@ -403,12 +445,11 @@ unsafe fn push_payload(
 }
 
 /// Pushes a registration as the record the store and event handlers see
-/// (`push_info`); `options` is the shape of its publish-options form.
+/// (`push_info`).
 ///
 /// # Safety
-/// `l` is valid inside a protected call; `options` was made from
-/// `r.options`.
-pub unsafe fn push_registration(l: *mut ffi::lua_State, r: &Registration, options: Option<&Shape>) {
+/// `l` is valid inside a protected call.
+pub unsafe fn push_registration(l: *mut ffi::lua_State, r: &Registration) {
     unsafe {
         let balance = Balance::start(l);
         ffi::luaL_checkstack(l, 4, c"registration".as_ptr());
@@ -416,9 +457,9 @@ pub unsafe fn push_registration(l: *mut ffi::lua_State, r: &Registration, option
         set_str(l, c"jid", r.jid());
         set_opt(l, c"node", r.node());
         set_opt(l, c"include_payload", r.include_payload());
-        if let (Some(form), Some(shape)) = (r.options.as_deref(), options) {
+        if let Some(form) = &r.options {
             // Preserialized, with xmlns on the root, as util.stanza.preserialize leaves it.
-            push_element(l, form, shape, &mut 0, 0, 0);
+            push_form(l, form, 0);
             ffi::lua_setfield(l, -2, c"options".as_ptr());
         }
         push_number(l, r.timestamp);
@@ -478,15 +519,9 @@ unsafe fn push_field(l: *mut ffi::lua_State, v: &Field) {
     }
 }
 
-/// The shape of a registration's options form, if it has one.
-pub fn options_shape(r: &Registration) -> Option<Shape> {
-    r.options.as_deref().map(|form| Shape::of(form, ""))
-}
-
 /// A registration as the record the store and event handlers see
 /// (`push_info`), as a table.
 pub fn registration_table(lua: &Lua, r: &Registration) -> Result<Table> {
-    let options = options_shape(r);
     // SAFETY: the closure only borrows; it leaves the record alone on the stack.
-    unsafe { lua.exec_raw((), |l| push_registration(l, r, options.as_ref())) }
+    unsafe { lua.exec_raw((), |l| push_registration(l, r)) }
 }
