@@ -2,30 +2,34 @@
 """`make bench`, part 2: memory, latency and scale along the path a real
 server takes, side by side with the reference, in one run.
 
-Three fresh Prosodys (no push module, the reference, ours), one after the
-other, each through the same two parts:
+Three Prosodys (no push module, the reference, ours) run at the same time;
+every part goes in BENCH_SCALE_ROUNDS rounds (3), each round on each server
+in turn (the order rotating), so a slow spell of a shared machine falls on
+all three alike; each figure is reported as the median of the rounds with
+their range.
 
 1. Logins (internal storage). BENCH_LOGIN_USERS users (10,000) each log in
-   over c2s, send presence, enable one registration in-band and close the
-   stream cleanly; then each gets one chat message while offline (a no-store
-   hint keeps it out of the archive; WINDOW messages in flight), each
-   pushing once, answered with a result; then a full garbage collection.
-   Reported: memory (RssAnon: resident, not counting the pages of the
-   program and libraries) and Lua heap growth per user over the server
-   without the module, CPU per login and per push. Then the latency from a message's
-   write to its publish's arrival at the app server (p50, p99): another
-   message each to up to 5,000 of them, at BENCH_RATE messages per second
-   (500).
-2. PostgreSQL (`storage = "sql"`, a private server). BENCH_PG_USERS users
-   (100,000) with one registration each, written into the database
-   beforehand, and a registration cache of a tenth of them. Every user gets
-   one offline message (as fast as Prosody takes them, a window of messages
-   in flight); then BENCH_PG_LATENCY (5,000) more at BENCH_RATE to users
-   drawn at random. Reported: memory (RssAnon) growth per user, CPU per
-   push, store reads and writes per message (key-value gets and sets, counted
-   by pg_stat_statements, over the server without the module: what the
-   module itself reads and writes) and the
-   latency at that rate.
+   over c2s, send presence, enable one registration in-band with the
+   publish-options real clients send (Conversations' secret, Monal's push
+   module, Siskin's encryption key, in turn) and close the stream cleanly;
+   then each gets one chat message while offline (a no-store hint keeps it
+   out of the archive; WINDOW messages in flight), each pushing once,
+   answered with a result; then a full garbage collection. Reported:
+   memory (RssAnon: resident, not counting the pages of the program and
+   libraries) growth per user over the server without the module, CPU per
+   login and per push, and the latency from a message's write to its
+   publish's arrival at the app server (p50, p99) at BENCH_RATE messages
+   per second (500).
+2. PostgreSQL (`storage = "sql"`, a private server; each Prosody its own
+   database). BENCH_PG_USERS users (100,000) with one registration each,
+   written into the database beforehand, and a registration cache of a
+   tenth of them. Every user gets one offline message (as fast as Prosody
+   takes them, a window in flight); then BENCH_PG_LATENCY (5,000) more in
+   all, to users drawn at random at BENCH_PG_RATE (100/s, a rate at which
+   the server without the module keeps its p99 under 100 ms). Reported:
+   CPU per message, store reads and writes per message (key-value gets and
+   sets, counted by pg_stat_statements, over the server without the
+   module: what the module itself reads and writes), the latency.
 
 BENCH_PROSODY picks the version (0.12 or 13; on 13 the reference is the
 core's own mod_cloud_notify). The last line is machine-readable.
@@ -52,6 +56,8 @@ LOGIN_USERS = int(os.environ.get("BENCH_LOGIN_USERS", "10000"))
 PG_USERS = int(os.environ.get("BENCH_PG_USERS", "100000"))
 PG_LATENCY = int(os.environ.get("BENCH_PG_LATENCY", "5000"))
 RATE = float(os.environ.get("BENCH_RATE", "500"))
+PG_RATE = float(os.environ.get("BENCH_PG_RATE", "100"))
+ROUNDS = max(3, int(os.environ.get("BENCH_SCALE_ROUNDS", "3")))
 PARALLEL = 32  # logins in flight
 WINDOW = 200  # messages in flight in the PostgreSQL fill
 SENDERS = 10
@@ -204,47 +210,66 @@ class Server:
         self.p.cleanup()
 
 
-async def login_part(name, spec):
-    users = [f"u{i}" for i in range(LOGIN_USERS)]
-    s = Server(name, *spec, options={"push_registration_cache_size": max(LOGIN_USERS, 1000)})
-    s.make_accounts(users + [f"s{i}" for i in range(SENDERS)] + ["admin"])
+def spread(values):
+    """'median (min–max)' of a figure's rounds."""
+    v = sorted(values)
+    mid = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+    return mid, v[0], v[-1]
+
+
+def rotated(servers, r):
+    """The servers in round r's order (each goes first in turn)."""
+    k = r % len(servers)
+    return servers[k:] + servers[:k]
+
+
+async def login_part(specs):
+    """The three servers side by side; users in ROUNDS rounds, each round
+    on every server in turn: logins (each enables with publish-options, as
+    real clients do), one offline message each, then a latency sample."""
+    per_round = LOGIN_USERS // ROUNDS
+    servers = []
     try:
-        await s.start()
-        # Warm-up (not counted): a hundred other users through the same path.
-        warm = [f"w{i}" for i in range(100)]
-        s.make_accounts(warm)
-        await s.logins(warm)
-        await s.paced(warm, RATE, 10 ** 6)
-        await s.pushes_in(warm, {u: 0 for u in warm})
-        rss0, heap0 = await s.gc()
-        core0 = s.core
-        cpu0 = cpu_seconds(s.pid)
-        t = time.time()
-        await s.logins(users)
-        cpu_login = cpu_seconds(s.pid) - cpu0
-        t_login = time.time() - t
-        rss1, heap1 = await s.gc()
-        core1 = s.core - core0
-        cpu0 = cpu_seconds(s.pid)
-        await s.windowed(users, 0)
-        cpu_push = cpu_seconds(s.pid) - cpu0
-        rss2, heap2 = await s.gc()
-        core = s.core - core0
-        pushes = s.app.pushes
-        # Then the latency, at the rate: another message to some of them.
-        sample = users[:min(len(users), int(RATE * 10))]
-        s.arrivals.clear()
-        sent = await s.paced(sample, RATE, 10 ** 6)
-        latency = await s.pushes_in(sample, sent)
-        cpu_unload = await s.unload()
-        log(f"   {name}: {LOGIN_USERS} logins in {t_login:.0f} s; RssAnon {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} -> "
-            f"{rss2 / 1024:.1f} MiB; Lua heap {heap0 / 1024:.1f} -> {heap1 / 1024:.1f} -> {heap2 / 1024:.1f} MiB; "
-            f"Rust side +{core1 / 1024 / 1024:.1f} -> +{core / 1024 / 1024:.1f} MiB")
-        return {"rss": rss2 - rss0, "rss_login": rss1 - rss0, "heap": heap2 - heap0, "core": core,
-                "cpu_login": cpu_login,
-                "cpu_push": cpu_push, "cpu_unload": cpu_unload, "latency": latency, "pushes": pushes - len(warm)}
+        for name, spec in specs.items():
+            s = Server(name, *spec, options={"push_registration_cache_size": max(LOGIN_USERS, 1000)})
+            s.make_accounts([f"u{i}" for i in range(per_round * ROUNDS)] + [f"w{i}" for i in range(100)]
+                            + [f"s{i}" for i in range(SENDERS)] + ["admin"])
+            await s.start()
+            servers.append(s)
+        for s in servers:  # warm-up (not counted): a hundred users through the same path
+            warm = [f"w{i}" for i in range(100)]
+            await s.logins(warm)
+            await s.paced(warm, RATE, 10 ** 6)
+            await s.pushes_in(warm, {u: 0 for u in warm})
+        out = {s.name: [] for s in servers}
+        for r in range(ROUNDS):
+            users = [f"u{i}" for i in range(r * per_round, (r + 1) * per_round)]
+            for s in rotated(servers, r):
+                rss0, heap0 = await s.gc()
+                core0 = s.core
+                cpu0 = cpu_seconds(s.pid)
+                await s.logins(users)
+                cpu_login = cpu_seconds(s.pid) - cpu0
+                cpu0 = cpu_seconds(s.pid)
+                await s.windowed(users, r * per_round)
+                cpu_push = cpu_seconds(s.pid) - cpu0
+                rss1, heap1 = await s.gc()
+                sample = users[:min(len(users), int(RATE * 5))]
+                s.arrivals.clear()
+                sent = await s.paced(sample, RATE, 10 ** 6 + r * per_round)
+                latency = await s.pushes_in(sample, sent)
+                out[s.name].append({"rss": rss1 - rss0, "heap": heap1 - heap0, "core": s.core - core0,
+                                    "cpu_login": cpu_login, "cpu_push": cpu_push, "latency": latency,
+                                    "users": len(users)})
+            log(f"   round {r + 1}/{ROUNDS}: " + ", ".join(
+                f"{s.name} +{out[s.name][-1]['rss'] / 1024:.1f} MiB" for s in servers))
+        for s in servers:
+            out[s.name + "_unload"] = await s.unload()
+            out[s.name + "_pushes"] = s.app.pushes
+        return out
     finally:
-        s.stop()
+        for s in servers:
+            s.stop()
 
 
 def pg_populate(pg, db, users):
@@ -272,131 +297,160 @@ def pg_reads(pg, db):
     return int(reads), int(writes)
 
 
-async def pg_part(name, spec, pg):
-    users = [f"p{i}" for i in range(PG_USERS)]
+async def pg_start(name, spec, pg, users):
+    """A server on its own database, its users' rows written beforehand."""
     sql = pg.database()
     s = Server(name, *spec, options={"storage": "sql", "sql": sql,
                                      "push_registration_cache_size": max(PG_USERS // 10, 100)})
+    s.db = sql["database"]
+    # Prosody creates its tables on its first query (a login attempt);
+    # the rows go in once they are there.
+    s.p.start(timeout=120)
     try:
-        # Prosody creates its tables on its first query (a login attempt);
-        # the rows go in once they are there.
-        s.p.start(timeout=120)
-        try:
-            await asyncio.wait_for(Stream(s.p.c2s_port, "nobody", "x").connect(presence=False), 10)
-        except (ConnectionError, asyncio.TimeoutError):
-            pass
-        deadline = time.monotonic() + 60
-        while pg.psql(sql["database"], "SELECT to_regclass('prosody') IS NOT NULL;").strip() != "t":
-            if time.monotonic() > deadline:
-                raise RuntimeError("Prosody created no tables")
-            await asyncio.sleep(0.2)
-        s.p.stop()
-        pg_populate(pg, sql["database"], users + [f"s{i}" for i in range(SENDERS)] + ["admin"])
-        await s.start()
-        rss0, _ = await s.gc()
-        core0 = s.core
-        reads0 = pg_reads(pg, sql["database"])
-        cpu0 = cpu_seconds(s.pid)
-        t = time.time()
-        await s.windowed(users, 0)
-        t_fill = time.time() - t
-        await s.app.sync()
-        cpu_fill = cpu_seconds(s.pid) - cpu0
-        reads = pg_reads(pg, sql["database"])
-        rss1, _ = await s.gc()
-        core = s.core - core0
-        sample = random.Random(7).sample(users, min(PG_LATENCY, len(users)))
-        s.arrivals.clear()
-        cpu0 = cpu_seconds(s.pid)
-        sent = await s.paced(sample, RATE, 10 ** 6)
-        latency = await s.pushes_in(sample, sent)
-        cpu_sample = cpu_seconds(s.pid) - cpu0
-        reads_sample = pg_reads(pg, sql["database"])
-        cpu_unload = await s.unload()
-        writes_unload = pg_reads(pg, sql["database"])[1] - reads_sample[1]
-        log(f"   {name}: {PG_USERS} messages in {t_fill:.0f} s; RssAnon {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB")
-        return {"rss": rss1 - rss0, "core": core, "cpu_fill": cpu_fill, "cpu_sample": cpu_sample, "latency": latency,
-                "reads": reads[0] - reads0[0], "writes": reads[1] - reads0[1],
-                "reads_sample": reads_sample[0] - reads[0], "writes_sample": reads_sample[1] - reads[1],
-                "cpu_unload": cpu_unload, "writes_unload": writes_unload,
-                "pushes": s.app.pushes}
+        await asyncio.wait_for(Stream(s.p.c2s_port, "nobody", "x").connect(presence=False), 10)
+    except (ConnectionError, asyncio.TimeoutError):
+        pass
+    deadline = time.monotonic() + 60
+    while pg.psql(s.db, "SELECT to_regclass('prosody') IS NOT NULL;").strip() != "t":
+        if time.monotonic() > deadline:
+            raise RuntimeError("Prosody created no tables")
+        await asyncio.sleep(0.2)
+    s.p.stop()
+    pg_populate(pg, s.db, users + [f"s{i}" for i in range(SENDERS)] + ["admin"])
+    await s.start()
+    return s
+
+
+async def pg_part(specs, pg):
+    """The three servers side by side, each on its own database: every
+    user gets one offline message (the fill, most users not in the cache),
+    in ROUNDS rounds each on every server in turn; then, per round too, a
+    sample of users drawn at random at PG_RATE messages per second."""
+    users = [f"p{i}" for i in range(PG_USERS)]
+    per_round = PG_USERS // ROUNDS
+    servers = []
+    try:
+        for name, spec in specs.items():
+            servers.append(await pg_start(name, spec, pg, users))
+        out = {s.name: [] for s in servers}
+        rng = random.Random(7)
+        for r in range(ROUNDS):
+            chunk = users[r * per_round:(r + 1) * per_round]
+            sample = rng.sample(users[:(r + 1) * per_round], min(PG_LATENCY // ROUNDS, (r + 1) * per_round))
+            for s in rotated(servers, r):
+                rss0, _ = await s.gc()
+                core0 = s.core
+                io0 = pg_reads(pg, s.db)
+                cpu0 = cpu_seconds(s.pid)
+                await s.windowed(chunk, r * per_round)
+                await s.app.sync()
+                cpu_fill = cpu_seconds(s.pid) - cpu0
+                io1 = pg_reads(pg, s.db)
+                rss1, _ = await s.gc()
+                s.arrivals.clear()
+                cpu0 = cpu_seconds(s.pid)
+                sent = await s.paced(sample, PG_RATE, 10 ** 6 + r * per_round)
+                latency = await s.pushes_in(sample, sent)
+                cpu_sample = cpu_seconds(s.pid) - cpu0
+                io2 = pg_reads(pg, s.db)
+                out[s.name].append({
+                    "rss": rss1 - rss0, "core": s.core - core0, "msgs": len(chunk), "sample": len(sample),
+                    "cpu_fill": cpu_fill, "cpu_sample": cpu_sample, "latency": latency,
+                    "reads": io1[0] - io0[0], "writes": io1[1] - io0[1],
+                    "reads_sample": io2[0] - io1[0], "writes_sample": io2[1] - io1[1]})
+            log(f"   round {r + 1}/{ROUNDS}: " + ", ".join(
+                f"{s.name} {out[s.name][-1]['writes'] + out[s.name][-1]['writes_sample']} writes" for s in servers))
+        for s in servers:
+            before = pg_reads(pg, s.db)[1]
+            out[s.name + "_unload"] = (await s.unload(), pg_reads(pg, s.db)[1] - before)
+        return out
     finally:
-        s.stop()
+        for s in servers:
+            s.stop()
+
+
+def over_none(rounds, k, key, per):
+    """Per round: server k's figure over none's in the same round, per unit."""
+    return [(v[key] - (n[key] if k != "none" else 0)) / per(v)
+            for v, n in zip(rounds[k], rounds["none"])]
+
+
+def fmt(triple, digits=2):
+    mid, lo, hi = triple
+    return f"{mid:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
+
+
+def report_login(login, out):
+    log("")
+    log(f"Prosody {VERSION}. Part 1: {LOGIN_USERS} users in {ROUNDS} rounds, the three servers side by side (each "
+        f"round on each server in turn): log in over c2s, enable one registration in-band with publish-options "
+        f"(Conversations', Monal's and Siskin's forms in turn), close cleanly; then one offline message each (one "
+        f"push each); full GC. Internal storage. Latency: {min(LOGIN_USERS // ROUNDS, int(RATE * 5))} more per round "
+        f"at {RATE:g}/s. Each figure: median (min–max) of the rounds.")
+    log(f"{'':<6}{'anon KiB/user':>22}{'CPU µs/login':>22}{'CPU µs/push':>22}{'p50 ms':>9}{'p99 ms':>9}")
+    users = lambda v: v["users"]  # noqa: E731
+    for k in ("none", "ref", "ours"):
+        rss = spread(over_none(login, k, "rss", users))
+        c_login = spread([x * 1e6 for x in over_none(login, k, "cpu_login", users)])
+        c_push = spread([x * 1e6 for x in over_none(login, k, "cpu_push", users)])
+        lat = [ms for v in login[k] for ms in v["latency"]]
+        p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
+        log(f"{k:<6}{fmt(rss):>22}{fmt(c_login, 0):>22}{fmt(c_push, 0):>22}{p50:>9.1f}{p99:>9.1f}")
+        out[k] = {"rss": rss, "login": c_login, "push": c_push, "p50": p50, "p99": p99}
+    ratio = lambda key: spread([o / r for o, r in zip(  # noqa: E731
+        over_none(login, "ours", key, users), over_none(login, "ref", key, users)) if r > 0])
+    mem, lg, ps = ratio("rss"), ratio("cpu_login"), ratio("cpu_push")
+    log(f"ours/ref per round: memory per user {fmt(mem)}, CPU per login+enable {fmt(lg)}, CPU per push {fmt(ps)}")
+    owed = ", ".join(f"{k} {login[k + '_unload'] * 1e3:.0f} ms" for k in ("ref", "ours"))
+    log(f"(none's row: its own growth; the others: over none's in the same round. Of ours' memory, its Rust side "
+        f"holds {sum(v['core'] for v in login['ours']) / LOGIN_USERS:.0f} B/user by its allocator's count. The "
+        f"module's unload at the end (what is still owed is written then): {owed}.)")
+    return {"ours_kib_per_user": out["ours"]["rss"][0], "ref_kib_per_user": out["ref"]["rss"][0],
+            "mem_ratio": mem[0], "login_ratio": lg[0], "push_ratio": ps[0],
+            "ours_p99": out["ours"]["p99"], "ref_p99": out["ref"]["p99"]}
+
+
+def report_pg(pg):
+    log("")
+    log(f"Part 2: PostgreSQL, {PG_USERS} users with one registration each, a cache of {max(PG_USERS // 10, 100)}, "
+        f"each server on its own database, side by side in {ROUNDS} rounds: one offline message to each user "
+        f"(windowed; most not in the cache), then {PG_LATENCY // ROUNDS} per round to users drawn at random at "
+        f"{PG_RATE:g}/s. Reads and writes: key-value gets and sets (pg_stat_statements), over none's. "
+        f"Median (min–max) of the rounds.")
+    log(f"{'':<6}{'CPU µs/msg':>20}{'reads/msg':>20}{'writes/msg':>20}{'writes/msg (sample)':>22}"
+        f"{'p50 ms':>9}{'p99 ms':>9}")
+    msgs, sample = (lambda v: v["msgs"]), (lambda v: v["sample"])  # noqa: E731
+    res = {}
+    for k in ("none", "ref", "ours"):
+        cpu = spread([x * 1e6 for x in over_none(pg, k, "cpu_fill", msgs)])
+        reads = spread(over_none(pg, k, "reads", msgs))
+        writes = spread(over_none(pg, k, "writes", msgs))
+        w_s = spread(over_none(pg, k, "writes_sample", sample))
+        lat = [ms for v in pg[k] for ms in v["latency"]]
+        p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
+        log(f"{k:<6}{fmt(cpu, 0):>20}{fmt(reads):>20}{fmt(writes):>20}{fmt(w_s):>22}{p50:>9.1f}{p99:>9.1f}")
+        res[k] = {"cpu": cpu, "reads": reads, "writes": writes, "p50": p50, "p99": p99}
+    if res["none"]["p99"] >= 100:
+        log(f"   !! none's p99 is {res['none']['p99']:.0f} ms at {PG_RATE:g}/s: lower BENCH_PG_RATE")
+    owed = ", ".join(f"{k} {pg[k + '_unload'][1]} writes in {pg[k + '_unload'][0] * 1e3:.0f} ms" for k in ("ref", "ours"))
+    log(f"(Of ours' memory, its Rust side holds {sum(v['core'] for v in pg['ours']) / PG_USERS:.0f} B/user by its "
+        f"allocator's count. Writes still owed at the end, the module's unload: {owed}.)")
+    ratios = spread([o / r for o, r in zip(over_none(pg, "ours", "cpu_fill", msgs),
+                                            over_none(pg, "ref", "cpu_fill", msgs)) if r > 0])
+    log(f"ours/ref per round: CPU per message {fmt(ratios)}; latency p50 {res['ours']['p50']:.1f} vs "
+        f"{res['ref']['p50']:.1f} ms, p99 {res['ours']['p99']:.1f} vs {res['ref']['p99']:.1f} ms")
+    return {"pg_push_ratio": ratios[0], "pg_ours_writes": res["ours"]["writes"][0],
+            "pg_ours_reads": res["ours"]["reads"][0], "pg_ref_reads": res["ref"]["reads"][0],
+            "pg_ours_p99": res["ours"]["p99"], "pg_ref_p99": res["ref"]["p99"], "pg_none_p99": res["none"]["p99"]}
 
 
 def report(login, pg):
     out = {}
-    log("")
-    log(f"Prosody {VERSION}. Part 1: {LOGIN_USERS} users log in over c2s, enable one registration in-band and "
-        f"close cleanly; then one offline message each (one push each); full GC. Internal storage. Latency: "
-        f"{min(LOGIN_USERS, int(RATE * 10))} more at {RATE:g}/s.")
-    log(f"{'':<6}{'anon KiB/user':>14}{'heap B/user':>13}{'CPU µs/login':>14}{'CPU µs/push':>13}"
-        f"{'+writes':>9}{'p50 ms':>9}{'p99 ms':>9}{'pushes':>8}")
-    n = login["none"]
-    for k in ("none", "ref", "ours"):
-        v = login[k]
-        rss = (v["rss"] - (n["rss"] if k != "none" else 0)) / LOGIN_USERS
-        heap = (v["heap"] - (n["heap"] if k != "none" else 0)) * 1024 / LOGIN_USERS
-        c_login = (v["cpu_login"] - (n["cpu_login"] if k != "none" else 0)) / LOGIN_USERS * 1e6
-        c_push = (v["cpu_push"] - (n["cpu_push"] if k != "none" else 0)) / LOGIN_USERS * 1e6
-        c_all = c_push + v["cpu_unload"] / LOGIN_USERS * 1e6
-        p50, p99 = percentile(v["latency"], 0.5), percentile(v["latency"], 0.99)
-        log(f"{k:<6}{rss:>14.2f}{heap:>13.0f}{c_login:>14.0f}{c_push:>13.0f}{c_all:>9.0f}{p50:>9.1f}{p99:>9.1f}"
-            f"{max(v['pushes'], 0):>8}")
-        if k != "none":
-            out[f"{k}_kib_per_user"] = rss
-            out[f"{k}_p50"], out[f"{k}_p99"] = p50, p99
-            out[f"{k}_push_us"] = c_push
-            out[f"{k}_push_all_us"] = c_all
-            out[f"{k}_login_us"] = c_login
-    log(f"(none's row: its own growth; the others: over none's. Of ours' memory, its Rust side holds "
-        f"{login['ours']['core'] / LOGIN_USERS:.0f} B/user by its allocator's count. '+writes': CPU per push with "
-        f"the writes still owed at the end, per user: the module's unload, where ours writes the unread counts "
-        f"its write-back would write an interval after they changed.)")
-    out["ours_core_b_per_user"] = login["ours"]["core"] / LOGIN_USERS
-    out["mem_ratio"] = out["ours_kib_per_user"] / out["ref_kib_per_user"]
-    out["push_ratio"] = out["ours_push_us"] / out["ref_push_us"]
-    out["push_all_ratio"] = out["ours_push_all_us"] / out["ref_push_all_us"]
-    log(f"ours/ref: memory per user {out['mem_ratio']:.2f}, CPU per push {out['push_ratio']:.2f} "
-        f"({out['push_all_ratio']:.2f} with the writes owed), "
-        f"CPU per login+enable {out['ours_login_us'] / out['ref_login_us']:.2f}; latency p50 "
-        f"{out['ours_p50']:.1f} vs {out['ref_p50']:.1f} ms, p99 {out['ours_p99']:.1f} vs {out['ref_p99']:.1f} ms")
+    if login:
+        out.update(report_login(login, {}))
     if pg:
-        log("")
-        log(f"Part 2: PostgreSQL, {PG_USERS} users with one registration each, cache {max(PG_USERS // 10, 100)}; "
-            f"one offline message to every user (windowed), then {PG_LATENCY} to random users at {RATE:g}/s.")
-        log(f"{'':<6}{'anon KiB/user':>14}{'CPU µs/msg':>12}{'reads/msg':>11}{'writes/msg':>12}"
-            f"{'CPU µs/msg':>12}{'reads/msg':>11}{'writes/msg':>12}{'p50 ms':>9}{'p99 ms':>9}")
-        n = pg["none"]
-        for k in ("none", "ref", "ours"):
-            v = pg[k]
-            sub = (lambda key: n[key]) if k != "none" else (lambda key: 0)
-            rss = (v["rss"] - sub("rss")) / PG_USERS
-            c_fill = (v["cpu_fill"] - sub("cpu_fill")) / PG_USERS * 1e6
-            r_fill = (v["reads"] - sub("reads")) / PG_USERS
-            w_fill = (v["writes"] - sub("writes")) / PG_USERS
-            c_s = (v["cpu_sample"] - sub("cpu_sample")) / PG_LATENCY * 1e6
-            r_s = (v["reads_sample"] - sub("reads_sample")) / PG_LATENCY
-            w_s = (v["writes_sample"] - sub("writes_sample")) / PG_LATENCY
-            p50, p99 = percentile(v["latency"], 0.5), percentile(v["latency"], 0.99)
-            log(f"{k:<6}{rss:>14.2f}{c_fill:>12.0f}{r_fill:>11.2f}{w_fill:>12.2f}{c_s:>12.0f}{r_s:>11.2f}{w_s:>12.2f}"
-                f"{p50:>9.1f}{p99:>9.1f}")
-            if k != "none":
-                out[f"pg_{k}_kib_per_user"], out[f"pg_{k}_reads"] = rss, r_fill
-                out[f"pg_{k}_push_us"], out[f"pg_{k}_p99"] = c_fill, p99
-                out[f"pg_{k}_writes"] = w_fill
-        log("(columns 3-5: the fill, every user once, most not in the cache; 6-8: the random sample at the rate; "
-            "reads and writes: key-value gets and sets, over none's. Of ours' memory, its Rust side holds "
-            f"{pg['ours']['core'] / PG_USERS:.0f} B/user by its allocator's count)")
-        owed = ", ".join(f"{k} {pg[k]['writes_unload']} writes in {pg[k]['cpu_unload'] * 1e3:.0f} ms"
-                         for k in ("ref", "ours"))
-        log(f"Writes still owed at the end (the module's unload): {owed}.")
-        out["pg_ours_core_b_per_user"] = pg["ours"]["core"] / PG_USERS
-        out["pg_push_ratio"] = out["pg_ours_push_us"] / out["pg_ref_push_us"]
-    keys = [k for k in ("ours_kib_per_user", "ref_kib_per_user", "ours_core_b_per_user", "mem_ratio", "push_ratio", "ours_p50", "ref_p50",
-                        "ours_p99", "ref_p99", "pg_ours_kib_per_user", "pg_ref_kib_per_user", "pg_ours_core_b_per_user", "pg_ours_reads",
-                        "pg_ref_reads", "pg_push_ratio", "pg_ours_p99", "pg_ref_p99") if k in out]
-    log("RESULT-SCALE " + " ".join(f"{k}={out[k]:.2f}" for k in keys))
+        out.update(report_pg(pg))
+    log("RESULT-SCALE " + " ".join(f"{k}={v:.2f}" for k, v in out.items()))
 
 
 def main():
@@ -406,27 +460,22 @@ def main():
     refdir = Path(tempfile.mkdtemp(prefix="bench-ref-"))
     (refdir / "mod_cloud_notify").symlink_to(REFERENCE)
     specs = variants(refdir)
-    # (BENCH_ONLY="ours" and the like: a quick look at some; the report needs all three)
-    only = os.environ.get("BENCH_ONLY", "").split()
-    specs = {k: v for k, v in specs.items() if not only or k in only}
     login, pg = {}, {}
-    t = time.time()
-    log(f"== logins: {LOGIN_USERS} users, none, ref and ours in turn")
-    for name, spec in specs.items():
-        login[name] = asyncio.run(login_part(name, spec))
-    log(f"   done in {time.time() - t:.0f} s")
+    if LOGIN_USERS:
+        t = time.time()
+        log(f"== logins: {LOGIN_USERS} users, none, ref and ours side by side")
+        login = asyncio.run(login_part(specs))
+        log(f"   done in {time.time() - t:.0f} s")
     if PG_USERS:
         t = time.time()
-        log(f"== PostgreSQL: {PG_USERS} users, none, ref and ours in turn")
+        log(f"== PostgreSQL: {PG_USERS} users, none, ref and ours side by side")
         server = Postgres(statements=True)
         try:
-            for name, spec in specs.items():
-                pg[name] = asyncio.run(pg_part(name, spec, server))
+            pg = asyncio.run(pg_part(specs, server))
         finally:
             server.stop()
         log(f"   done in {time.time() - t:.0f} s")
-    if len(specs) == 3:
-        report(login, pg)
+    report(login, pg)
 
 
 if __name__ == "__main__":

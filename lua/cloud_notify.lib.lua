@@ -133,6 +133,10 @@ function lib.new(options)
 		"Users whose registrations are held in memory (with or without any)", {}));
 	local gauge_kept = labelled(module:metric("gauge", "kept_stanza_bytes", "bytes",
 		"Bytes of stanza copies kept for held and retried pushes (1 MiB per host, then bodiless copies)", {}));
+	local gauge_counts_kept = labelled(module:metric("gauge", "kept_counts_bytes", "bytes",
+		"Bytes of unread counts kept for users not in memory (8 MiB at most)", {}));
+	local gauge_counts_dropped = labelled(module:metric("gauge", "counts_dropped", "",
+		"Users whose unread counts were dropped for room since the module loaded", {}));
 	local count_store_read = labelled(module:metric("counter", "store_reads", "",
 		"Reads of the registration store (cache misses)", {}));
 	local count_hook_error = labelled(module:metric("counter", "hook_errors", "",
@@ -603,6 +607,8 @@ function lib.new(options)
 		gauge_registrations():set(stats.registrations);
 		gauge_users():set(stats.users);
 		gauge_kept():set(stats.kept_bytes);
+		gauge_counts_kept():set(stats.counts_kept_bytes);
+		gauge_counts_dropped():set(stats.counts_dropped);
 	end
 
 	-- Unread counts change with every push: written back, each user's
@@ -639,8 +645,53 @@ function lib.new(options)
 				current.user, math.floor(now - current.since));
 		end
 	end
+	-- Unread counts are one record for the host (every user's: those in
+	-- memory and those the core keeps for users who left it), in a store
+	-- of their own: read when the module loads, written when they changed,
+	-- once a push_counts_write_interval at most, and at shutdown and
+	-- unload. Never a write of a user's registrations for a count.
+	-- The record is the host's (user nil), a table of text parts of at
+	-- most 1 MiB (what every SQL column type holds): `parts` = n, `part1`…
+	local counts_store = module:open_store(module.name.."_counts");
+	local part_size = 1024 * 1024;
+	function push.read_counts()
+		local ok, stored, err = pcall(counts_store.get, counts_store, nil);
+		if not ok or (stored == nil and err) then
+			module:log("warn", "Could not read the unread counts (they start from the registrations' records): %s",
+				ok and err or stored);
+			stored = nil;
+		end
+		local record;
+		if type(stored) == "table" and math.type(tonumber(stored.parts)) == "integer" then
+			local parts = {};
+			for i = 1, tonumber(stored.parts) do
+				parts[i] = type(stored["part"..i]) == "string" and stored["part"..i] or "";
+			end
+			record = table.concat(parts);
+		end
+		local n = core:read_counts_record(record);
+		module:log("debug", "Unread counts of %d user(s) read", n);
+	end
+	local record_writer = async.runner(function(job)
+		local value = { parts = 0 };
+		for at = 1, #job.record, part_size do
+			value.parts = value.parts + 1;
+			value["part"..value.parts] = job.record:sub(at, at + part_size - 1);
+		end
+		local ok, err = counts_store:set(nil, value);
+		if ok then
+			core:counts_record_written(job.serial);
+		else
+			module:log("error", "Writing the unread counts failed: %s", err);
+		end
+	end);
+	local function write_record(force)
+		local record, serial = core:counts_record(time_now(), force);
+		if record then record_writer:run({ record = record, serial = serial }); end
+	end
 	function push.write_counts()
 		write_all(core:counts_to_write());
+		write_record(true);
 	end
 	-- And early, once unwritten counts fill half the cache (a user
 	-- with unwritten counts stays in memory): the cache's bound holds
@@ -655,7 +706,10 @@ function lib.new(options)
 	push.counts_interval = core:counts_tick();
 	function push.counts_timer()
 		check_writer(time_now());
-		local ok, err = pcall(function() write_all(core:counts_aged(time_now())); end);
+		local ok, err = pcall(function()
+			write_all(core:counts_aged(time_now()));
+			write_record(false);
+		end);
 		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
 		return push.counts_interval;
 	end

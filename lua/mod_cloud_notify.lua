@@ -24,6 +24,7 @@ local coalesce_delay = 1;
 local options = lib.options();
 local push = lib.new(options);
 push.scan_known(); -- (which users have registrations: the others cost no read)
+push.read_counts(); -- (the unread counts, as the last run left them)
 local core, load_user, write_plan, dispatch, handle = push.core, push.load_user, push.write_plan, push.dispatch, push.handle;
 local push_store = push.store;
 -- Every handler fails open (see push.fail_open).
@@ -383,6 +384,9 @@ local function outgoing(event)
 	local session, stanza = event.origin, event.stanza;
 	local user = session.username;
 	if not user or session.type ~= "c2s" then return; end
+	-- (a user known to have no registration has no other device to hold,
+	-- stop ringing or clear: most senders cost one cheap question)
+	if not core:might_push(user) then return; end
 	handle(user, core.outgoing, user, session.push_identifier, stanza, time_now());
 	-- (the window moved: what is held goes out at its new end)
 	after_holding();

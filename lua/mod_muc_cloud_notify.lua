@@ -30,6 +30,7 @@ options.muc_push_max_remote_users = module:get_option_number("muc_push_max_remot
 options.muc_push_enables_per_minute = module:get_option_number("muc_push_enables_per_minute");
 options.muc_module = true; -- (unanswered pushes count: see the README's Security section)
 local push = lib.new(options);
+push.read_counts(); -- (the unread counts, as the last run left them)
 local core, load_user, dispatch = push.core, push.load_user, push.dispatch;
 -- Every handler fails open (see push.fail_open).
 local hook = push.hook;
@@ -223,5 +224,7 @@ hook("message/full", bounced, 10);
 module:log("info", "Module loaded (core %s, from %s)", push.version, module:get_directory());
 
 function module.unload()
+	local ok, err = pcall(push.write_counts); -- (what the timer has not written yet)
+	if not ok then module:log("error", "Writing unread counts failed: %s", err); end
 	push.close(); -- let every waiter for a user's lock go
 end

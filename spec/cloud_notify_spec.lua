@@ -441,13 +441,14 @@ describe("mod_cloud_notify", function()
 		assert.equal(0, #m1.sent, "the disabled phone came back");
 	end);
 
-	it("queues one count write per user however long the store hangs", function()
+	it("queues one error-count write per user however long the store hangs", function()
 		local m1 = stand_in.load("hang." .. m.host, { push_counts_write_interval = 1 });
 		m = m1; -- (for pausing_store)
 		local phone = stand_in.session(m1, "romeo", "phone");
 		stand_in.enable(m1, phone, "push.example", "phone");
 		local paused = pausing_store("set"); -- every write hangs from now on
-		stand_in.offline(m1, "romeo@" .. m1.host, "hi"); -- a count to write
+		stand_in.offline(m1, "romeo@" .. m1.host, "hi");
+		stand_in.answer(m1, m1.sent[#m1.sent], "error", "cancel", "item-not-found"); -- an error count to write
 		local counts_timer;
 		for _, timer in ipairs(m1.timers) do
 			if timer.delay == 1 then counts_timer = timer; end
@@ -458,9 +459,44 @@ describe("mod_cloud_notify", function()
 		end
 		assert.equal(1, #paused);
 		paused[1](); -- the store answers at last
-		assert.truthy(m1.store.data.romeo["push.example<phone"].message_counts);
+		assert.equal(1, m1.store.data.romeo["push.example<phone"].error_count);
 		-- Nothing was queued behind it meanwhile.
 		assert.equal(1, #paused, "a write queued again while one was under way");
+	end);
+
+	it("keeps unread counts in one record for the host, never in a write of the user's", function()
+		local m1 = stand_in.load("record." .. m.host, { push_registration_cache_size = 1 });
+		local phone = stand_in.session(m1, "romeo", "phone");
+		stand_in.enable(m1, phone, "push.example", "phone");
+		local juliet = stand_in.session(m1, "juliet", "phone");
+		stand_in.enable(m1, juliet, "push.example", "j");
+		local writes = 0;
+		local plain_set = m1.store.set;
+		m1.store.set = function(...) writes = writes + 1; return plain_set(...); end;
+		for i = 1, 5 do -- (romeo and juliet take turns in a cache of one)
+			stand_in.offline(m1, "romeo@" .. m1.host, "hi " .. i);
+			stand_in.offline(m1, "juliet@" .. m1.host, "hi " .. i);
+		end
+		assert.equal(0, writes);
+		m1:fire_event("global/server-stopping", {});
+		assert.equal(0, writes);
+		local stored = m1.stores.cloud_notify_counts.data[false];
+		assert.equal(1, stored.parts);
+		local record = stored.part1;
+		assert.is_string(record);
+		assert.truthy(record:match("\nromeo\t") and record:match("\njuliet\t"));
+		-- The next run reads it: the counts go on.
+		m1.store.set = plain_set;
+		local m2 = stand_in.load("record." .. m.host, { stores = m1.stores });
+		local count_of = function(push)
+			local form = push:find("{http://jabber.org/protocol/pubsub}pubsub/publish/item/{urn:xmpp:push:0}notification/{jabber:x:data}x");
+			for field in form:childtags("field") do
+				if field.attr.var == "message-count" then return field:get_child_text("value"); end
+			end
+		end
+		m2.sent = {};
+		stand_in.offline(m2, "romeo@" .. m2.host, "again");
+		assert.equal("6", count_of(m2.sent[1]));
 	end);
 
 	it("reads nothing for a stranger's stanzas to users known to have no registration", function()

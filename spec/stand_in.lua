@@ -28,16 +28,19 @@ package.loaded["core.rostermanager"] = {
 
 local DIST = os.getenv("CLOUD_NOTIFY_DIST") or "dist/mod_cloud_notify";
 
--- A store in memory; `fail` makes every write fail.
+-- A store in memory; `fail` makes every write fail. The host's own
+-- record (user nil) is kept under `false`.
 local function new_store()
 	local store = { data = {}, fail = false, reads = 0 };
 	function store:get(user)
+		if user == nil then user = false; end
 		self.reads = self.reads + 1;
 		if self.raise_reads then error("store exploded"); end
 		if self.fail_reads then return nil, self.fail_reads; end
 		return self.data[user];
 	end
 	function store:set(user, value)
+		if user == nil then user = false; end
 		if self.fail then return nil, "disk on fire"; end
 		self.data[user] = value;
 		return true;
@@ -70,7 +73,16 @@ function stand_in.load(host, options)
 	function m:require(name)
 		return assert(loadfile(DIST .. "/" .. name .. ".lib.lua", "t", self.environment))();
 	end
-	function m:open_store() return self.store; end
+	-- (one store per name, as Prosody's; the module's own by default;
+	-- `options.stores`: another run's, as after a restart)
+	m.stores = options.stores or {};
+	if options.stores then m.store = options.stores[m.name]; end
+	m.stores[m.name] = m.store;
+	function m:open_store(name)
+		if name == nil or name == self.name then return self.store; end
+		self.stores[name] = self.stores[name] or new_store();
+		return self.stores[name];
+	end
 	-- A store that lists its users, as Prosody's internal and SQL ones do
 	-- (with `stored`: its users' records, there when the module loads).
 	if options.store_lists_users then

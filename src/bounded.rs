@@ -2,6 +2,7 @@
 //! the shape of every memory the core keeps about traffic (stanzas pushed,
 //! recent room messages), so that nobody's traffic can grow it without bound.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
@@ -81,7 +82,10 @@ impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
     }
 
     /// The value under `key`.
-    pub fn get(&self, key: &K) -> Option<&V> {
+    pub fn get<Q: ?Sized + Hash + Eq>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
         self.map.get(key).map(|(v, _)| v)
     }
 
@@ -108,7 +112,10 @@ impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
     }
 
     /// Takes the value under `key` out.
-    pub fn remove(&mut self, key: &K) -> Option<V> {
+    pub fn remove<Q: ?Sized + Hash + Eq>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
         let (v, _) = self.map.remove(key)?;
         self.compact();
         Some(v)

@@ -276,6 +276,192 @@ impl Dirty {
     }
 }
 
+/// Most bytes the counts of users not in memory take ([`Kept`]), by
+/// [`Kept::cost`]'s reckoning.
+pub const MAX_KEPT_BYTES: usize = 8 << 20;
+
+/// One chat's count of a registration: its identifier's digest
+/// ([`chat_key`] of the identifier), the chat's key, the count.
+pub type Entry = (u64, u64, u32);
+
+/// The unread counts of users whose registrations left memory (the cache
+/// is full): kept here, a few bytes per chat, rather than written to each
+/// user's record. With the counts of the users in memory they make the
+/// one counts record ([`write_record`]), written once an interval at
+/// most, at shutdown and at unload, and read when the module loads: the
+/// store sees one write per interval, not one per message, and a clean
+/// restart loses nothing. Beyond [`MAX_KEPT_BYTES`] the users whose
+/// counts were kept longest ago lose them (soft state: their next push
+/// counts from 1).
+pub struct Kept {
+    users: crate::bounded::Fifo<Rc<str>, Box<[Entry]>>,
+    bytes: usize,
+    max_bytes: usize,
+    dropped: u64,
+}
+
+impl Default for Kept {
+    fn default() -> Self {
+        Kept::new(MAX_KEPT_BYTES)
+    }
+}
+
+impl Kept {
+    /// Nothing kept; at most `max_bytes`.
+    pub fn new(max_bytes: usize) -> Self {
+        Kept {
+            users: crate::bounded::Fifo::new(usize::MAX),
+            bytes: 0,
+            max_bytes,
+            dropped: 0,
+        }
+    }
+
+    /// What a user's counts cost: the name, the entries, the table slot.
+    pub fn cost(user: &str, entries: usize) -> usize {
+        user.len() + entries * std::mem::size_of::<Entry>() + 64
+    }
+
+    /// Keeps `user`'s counts (each registration's identifier and counts),
+    /// replacing any kept before; nothing if none is counted.
+    pub fn put<'a>(&mut self, user: Rc<str>, counts: impl Iterator<Item = (&'a str, &'a Counts)>) {
+        let entries: Box<[Entry]> = counts
+            .flat_map(|(identifier, c)| {
+                let id = chat_key(identifier);
+                c.iter().map(move |(chat, n)| (id, chat, n))
+            })
+            .collect();
+        self.take(&user);
+        if entries.is_empty() {
+            return;
+        }
+        self.bytes += Kept::cost(&user, entries.len());
+        self.users.insert(user, entries);
+        while self.bytes > self.max_bytes {
+            let Some((user, entries)) = self.users.pop_oldest() else {
+                break;
+            };
+            self.bytes -= Kept::cost(&user, entries.len());
+            self.dropped += 1;
+        }
+    }
+
+    /// Takes out what is kept for `user`.
+    pub fn take(&mut self, user: &str) -> Option<Box<[Entry]>> {
+        let entries = self.users.remove(user)?;
+        self.bytes -= Kept::cost(user, entries.len());
+        Some(entries)
+    }
+
+    /// The counts of the registration `identifier` among `entries`.
+    pub fn counts_of(entries: &[Entry], identifier: &str) -> Counts {
+        let id = chat_key(identifier);
+        Counts::from_pairs(
+            entries
+                .iter()
+                .filter(|(i, _, _)| *i == id)
+                .map(|&(_, chat, n)| (chat, n)),
+        )
+    }
+
+    /// Users kept.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Bytes kept, by [`Kept::cost`].
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Users whose counts were dropped for room since the module loaded.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Each user kept, with the entries.
+    pub fn iter(&self) -> impl Iterator<Item = (&Rc<str>, &Box<[Entry]>)> {
+        self.users.iter()
+    }
+
+    /// Keeps what a counts record holds ([`write_record`]'s text; lines
+    /// that are not of its shape are skipped). Returns how many users.
+    pub fn read_record(&mut self, text: &str) -> usize {
+        let mut lines = text.lines();
+        if lines.next() != Some(RECORD_HEADER) {
+            return 0;
+        }
+        let mut n = 0;
+        for line in lines {
+            let mut fields = line.split('\t');
+            let Some(user) = fields.next().filter(|u| !u.is_empty()) else {
+                continue;
+            };
+            let entries: Box<[Entry]> = fields.filter_map(parse_entry).collect();
+            if entries.is_empty() {
+                continue;
+            }
+            self.take(user);
+            self.bytes += Kept::cost(user, entries.len());
+            self.users.insert(Rc::from(user), entries);
+            n += 1;
+        }
+        while self.bytes > self.max_bytes {
+            let Some((user, entries)) = self.users.pop_oldest() else {
+                break;
+            };
+            self.bytes -= Kept::cost(&user, entries.len());
+            self.dropped += 1;
+        }
+        n
+    }
+}
+
+/// The first line of a counts record.
+pub const RECORD_HEADER: &str = "cloud_notify unread counts 1";
+
+fn parse_entry(field: &str) -> Option<Entry> {
+    let mut parts = field.split(' ');
+    let id = key_from_str(parts.next()?)?;
+    let chat = key_from_str(parts.next()?)?;
+    let n: u32 = parts.next()?.parse().ok()?;
+    (parts.next().is_none() && n > 0).then_some((id, chat, n.min(MAX_COUNT)))
+}
+
+/// Appends one user's line of a counts record: the name, then per chat
+/// `identifier-digest chat count`, tab-separated (names never hold a tab
+/// or a line end: nodeprep refuses control characters).
+pub fn write_record_line(out: &mut String, user: &str, entries: impl Iterator<Item = Entry>) {
+    use std::fmt::Write;
+    let start = out.len();
+    out.push_str(user);
+    let mut any = false;
+    for (id, chat, n) in entries {
+        any = true;
+        let _ = write!(out, "\t{} {} {}", key_to_string(id), key_to_string(chat), n);
+    }
+    if any {
+        out.push('\n');
+    } else {
+        out.truncate(start);
+    }
+}
+
+/// A counts record: the header, then a line per user ([`write_record_line`]).
+pub fn write_record<'a>(users: impl Iterator<Item = (&'a str, Vec<Entry>)>) -> String {
+    let mut out = String::from(RECORD_HEADER);
+    out.push('\n');
+    for (user, entries) in users {
+        write_record_line(&mut out, user, entries.into_iter());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,5 +597,58 @@ mod tests {
         }
         assert_eq!(d.users(), ["u49"]);
         assert!(d.order.len() <= 2 * d.len() + 64 + 50, "{}", d.order.len());
+    }
+
+    #[test]
+    fn counts_of_users_out_of_memory_are_kept_within_their_bytes() {
+        let mut kept = Kept::new(Kept::cost("romeo", 2) + Kept::cost("juliet", 1));
+        let mut phone = Counts::default();
+        phone.add_n(juliet(), 2);
+        phone.add_n(chat_key("nurse@capulet.lit"), 1);
+        let empty = Counts::default();
+        kept.put(
+            Rc::from("romeo"),
+            [("push<phone", &phone), ("push<tablet", &empty)].into_iter(),
+        );
+        assert_eq!(kept.len(), 1);
+        let mut one = Counts::default();
+        one.add_n(juliet(), 1);
+        kept.put(Rc::from("juliet"), [("push<x", &one)].into_iter());
+        kept.put(Rc::from("nobody"), [("push<y", &empty)].into_iter());
+        assert_eq!((kept.len(), kept.dropped()), (2, 0));
+        // One more user: the oldest goes.
+        kept.put(Rc::from("nurse"), [("push<z", &one)].into_iter());
+        assert_eq!((kept.len(), kept.dropped()), (2, 1));
+        assert!(kept.take("romeo").is_none());
+        let entries = kept.take("juliet").unwrap();
+        assert_eq!(Kept::counts_of(&entries, "push<x"), one);
+        assert!(Kept::counts_of(&entries, "push<other").is_empty());
+        assert_eq!(kept.bytes(), Kept::cost("nurse", 1));
+    }
+
+    #[test]
+    fn a_counts_record_round_trips_and_bad_lines_are_skipped() {
+        let mut phone = Counts::default();
+        phone.add_n(juliet(), 2);
+        phone.add_n(chat_key("nurse@capulet.lit"), 1);
+        let mut kept = Kept::default();
+        kept.put(Rc::from("romeo"), [("push<phone", &phone)].into_iter());
+        let record = write_record(kept.iter().map(|(u, e)| (&**u, e.to_vec())));
+        assert!(record.starts_with(RECORD_HEADER));
+        let mut back = Kept::default();
+        let text = format!(
+            "{record}bad line\nx\tzz 1 2\n\t{} {} 3\n",
+            "1".repeat(16),
+            "2".repeat(16)
+        );
+        assert_eq!(back.read_record(&text), 1);
+        let entries = back.take("romeo").unwrap();
+        assert_eq!(Kept::counts_of(&entries, "push<phone"), phone);
+        // Another shape (or another version) is not read at all.
+        assert_eq!(Kept::default().read_record("romeo\t1 2 3\n"), 0);
+        // No line for a user without counts.
+        let mut out = String::new();
+        write_record_line(&mut out, "juliet", std::iter::empty());
+        assert!(out.is_empty());
     }
 }

@@ -37,6 +37,8 @@ pub struct Registry {
     capacity: usize,
     max_devices: usize,
     total: usize,
+    /// Users evicted since [`Registry::take_evicted`] last took them.
+    evicted: Vec<(Rc<str>, Box<[Registration]>)>,
 }
 
 /// Drops the oldest registrations (earliest timestamp, then earliest
@@ -81,6 +83,7 @@ impl Registry {
             capacity: capacity.max(1),
             max_devices: max_devices.max(1),
             total: 0,
+            evicted: Vec::new(),
         }
     }
 
@@ -112,6 +115,11 @@ impl Registry {
     /// Registrations of a loaded user, without marking them used.
     pub fn peek(&self, user: &str) -> Option<&[Registration]> {
         self.users.get(user).map(|e| &*e.regs)
+    }
+
+    /// Each user in memory, with their registrations.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[Registration])> {
+        self.users.iter().map(|(u, e)| (&**u, &*e.regs))
     }
 
     /// Users kept in memory.
@@ -203,8 +211,15 @@ impl Registry {
                 self.ring.push_back(user);
             } else if let Some(entry) = self.users.remove(&user) {
                 self.total -= entry.regs.len();
+                self.evicted.push((user, entry.regs));
             }
         }
+    }
+
+    /// The users evicted (for room) since this was last asked, with what
+    /// they held: what the caller keeps of them (their unread counts).
+    pub fn take_evicted(&mut self) -> Vec<(Rc<str>, Box<[Registration]>)> {
+        std::mem::take(&mut self.evicted)
     }
 
     /// The set after enabling `reg`: it replaces a registration with the

@@ -370,6 +370,14 @@ pub struct PushService {
     grace: crate::grace::Grace,
     /// Users whose unread counts are to be written.
     dirty: crate::counts::Dirty,
+    /// Unread counts of users not in memory ([`crate::counts::Kept`]).
+    counts_kept: crate::counts::Kept,
+    /// Changes of unread counts so far, and how many the last counts
+    /// record written holds; when it was written (seconds).
+    counts_changes: (u64, u64, f64),
+    /// Whether the counts stored in registration records count (no counts
+    /// record was read: the module ran without one before).
+    counts_from_records: bool,
     /// The latest time an event brought (seconds since the epoch): when
     /// counts changed, for their write-back.
     clock: f64,
@@ -500,6 +508,9 @@ impl PushService {
             calls: crate::calls::Calls::default(),
             grace: crate::grace::Grace::new(config.grace_period as f64),
             dirty: crate::counts::Dirty::default(),
+            counts_kept: crate::counts::Kept::default(),
+            counts_changes: (0, 0, 0.0),
+            counts_from_records: true,
             clock: 0.0,
             last_errors: crate::bounded::Fifo::new(config.max_pending),
             payloads: PayloadIds {
@@ -585,13 +596,101 @@ impl PushService {
 
     /// Takes a user's registrations as read from the store. Returns the
     /// identifiers trimmed beyond `push_max_devices`.
-    pub fn load(&mut self, user: &str, regs: Vec<Registration>) -> Vec<String> {
+    pub fn load(&mut self, user: &str, mut regs: Vec<Registration>) -> Vec<String> {
         self.known.note(user, !regs.is_empty());
+        self.adopt_counts(user, &mut regs);
         let (batches, retries, dirty, grace) =
             (&self.batches, &self.retries, &self.dirty, &self.grace);
-        self.registry.load_with(user, regs, |u| {
+        let trimmed = self.registry.load_with(user, regs, |u| {
             batches.holds(u) || retries.holds(u) || dirty.contains(u) || grace.holds_user(u)
-        })
+        });
+        self.keep_evicted_counts();
+        trimmed
+    }
+
+    /// Registrations coming into memory take the counts kept for their
+    /// user; without any, those of the records only when no counts record
+    /// was ever read (the records' are older than any record's).
+    fn adopt_counts(&mut self, user: &str, regs: &mut [Registration]) {
+        match self.counts_kept.take(user) {
+            Some(entries) => {
+                for reg in regs.iter_mut() {
+                    reg.counts = crate::counts::Kept::counts_of(&entries, reg.identifier());
+                }
+            }
+            None if !self.counts_from_records => {
+                for reg in regs.iter_mut() {
+                    reg.counts = crate::counts::Counts::default();
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Users evicted from memory leave their unread counts behind.
+    fn keep_evicted_counts(&mut self) {
+        for (user, regs) in self.registry.take_evicted() {
+            if regs.iter().any(|r| !r.counts.is_empty()) {
+                let counts = regs.iter().map(|r| (r.identifier(), &r.counts));
+                self.counts_kept.put(user, counts);
+            }
+        }
+    }
+
+    /// The unread counts changed: the counts record is to be written.
+    fn counts_changed(&mut self) {
+        self.counts_changes.0 += 1;
+    }
+
+    /// Takes the counts record the store held when the module loaded
+    /// (`None`: there was none; the registration records' counts count).
+    /// Returns how many users' counts it held.
+    pub fn read_counts_record(&mut self, record: Option<&str>) -> usize {
+        let Some(text) = record else {
+            return 0;
+        };
+        self.counts_from_records = false;
+        self.counts_kept.read_record(text)
+    }
+
+    /// The counts record to write now, with its number (for
+    /// [`PushService::counts_record_written`]): when the counts changed
+    /// since the last one and it was written `push_counts_write_interval`
+    /// seconds ago or more, or whenever they changed with `force`
+    /// (shutdown, unload). Every user's counts, in memory or kept.
+    pub fn counts_record(&mut self, now: f64, force: bool) -> Option<(String, u64)> {
+        self.clock = self.clock.max(now);
+        let (changes, written, at) = self.counts_changes;
+        let due = force || self.clock - at >= self.config.counts_write_interval as f64;
+        if changes == written || !due {
+            return None;
+        }
+        self.counts_changes.2 = self.clock;
+        let in_memory = self.registry.iter().filter_map(|(user, regs)| {
+            let entries: Vec<crate::counts::Entry> = regs
+                .iter()
+                .flat_map(|r| {
+                    let id = crate::counts::chat_key(r.identifier());
+                    r.counts.iter().map(move |(chat, n)| (id, chat, n))
+                })
+                .collect();
+            (!entries.is_empty()).then_some((user, entries))
+        });
+        let kept = self.counts_kept.iter().map(|(u, e)| (&**u, e.to_vec()));
+        Some((crate::counts::write_record(in_memory.chain(kept)), changes))
+    }
+
+    /// The counts record numbered `serial` was written: the changes up to
+    /// it are in the store.
+    pub fn counts_record_written(&mut self, serial: u64) {
+        self.counts_changes.1 = self.counts_changes.1.max(serial);
+    }
+
+    /// Unread counts kept for users not in memory: users, bytes, and users
+    /// whose counts were dropped for room.
+    pub fn counts_kept(&self) -> (usize, usize, u64) {
+        let k = &self.counts_kept;
+        (k.len(), k.bytes(), k.dropped())
     }
 
     /// The user's registrations in memory; `None`: not loaded.
@@ -746,6 +845,7 @@ impl PushService {
     /// The account is gone (`user-deleted`; Prosody purges its stores):
     /// no registration, no error count, no push in flight is kept.
     pub fn forget_user(&mut self, user: &str) {
+        self.counts_kept.take(user);
         let plan = self.plan_remove_all(user).unwrap_or_default();
         self.commit(user, plan);
     }
@@ -761,12 +861,15 @@ impl PushService {
         // plan was written (the store may yield; an app server answered) is
         // newer than what the plan holds, and is still to be written.
         let mut newer = false;
+        if !self.registry.is_loaded(user) {
+            // (it left memory while the plan was written)
+            self.adopt_counts(user, &mut plan.regs);
+        }
         if let Some(current) = self.registry.peek(user) {
             for reg in &mut plan.regs {
                 if let Some(old) = current.iter().find(|r| r.identifier() == reg.identifier()) {
                     if old.counts != reg.counts {
                         reg.counts = old.counts.clone();
-                        newer = true;
                     }
                     // (not for a registration enabled again, which starts
                     // afresh: a new timestamp)
@@ -783,6 +886,7 @@ impl PushService {
         self.registry.commit_with(user, plan.regs, |u| {
             batches.holds(u) || retries.holds(u) || dirty.contains(u) || grace.holds_user(u)
         });
+        self.keep_evicted_counts();
         let still = newer.then(|| (self.user_key(user), self.second()));
         self.dirty.written(user, still);
     }
@@ -797,7 +901,7 @@ impl PushService {
         self.clock as u32
     }
 
-    /// The user's unread counts changed: to be written back.
+    /// The user's error counts changed: to be written back.
     fn mark_dirty(&mut self, user: &str) {
         let key = self.user_key(user);
         self.dirty.mark(key, self.second());
@@ -967,7 +1071,7 @@ impl PushService {
             ));
         }
         if counted {
-            self.mark_dirty(user);
+            self.counts_changed();
         }
         for job in &jobs {
             self.await_answer(user, job, 0, keep.clone(), now);
@@ -1094,7 +1198,7 @@ impl PushService {
         if dropped.is_empty() {
             return Vec::new();
         }
-        self.mark_dirty(user);
+        self.counts_changed();
         let summary = summarize(&self.config, None);
         let to = bare_jid(&self.host, user);
         let made = made(Some(&to), Some(peer), "chat");
@@ -1169,7 +1273,7 @@ impl PushService {
             .registration_mut(user, identifier)
             .is_some_and(|r| r.counts.reset());
         if changed {
-            self.mark_dirty(user);
+            self.counts_changed();
         }
         changed
     }
@@ -1330,7 +1434,7 @@ impl PushService {
             let kind = (held.kind, wakes);
             let job = new_job(&mut self.payloads, reg, summary, kind, Some(origin.clone()));
             if counted {
-                self.mark_dirty(&held.user);
+                self.counts_changed();
             }
             self.await_answer(&held.user, &job, 0, Some(origin), now);
             out.push((held.user, vec![job]));
@@ -2233,20 +2337,24 @@ mod tests {
         assert!(s.is_loaded("romeo"));
         let Flushed { important, .. } = s.smacks_flush("romeo@example.com/phone", 1.0).unwrap();
         assert_eq!(important.len(), 1, "the batch was lost");
-        // Its unread count is still to be written: kept meanwhile.
+        // Sent: romeo may go like anyone else, his unread count kept.
+        let stored = s.plan_current("romeo").unwrap().regs;
         for i in 5..10 {
             s.load(&format!("user{i}"), vec![]);
         }
-        assert!(s.is_loaded("romeo"));
-        assert_eq!(s.counts_to_write(), ["romeo"]);
-        let plan = s.plan_current("romeo").unwrap();
-        assert_eq!(plan.regs[0].counts.total(), 1);
-        s.commit("romeo", plan);
-        // Once sent and written, romeo may go like anyone else.
-        for i in 10..15 {
-            s.load(&format!("user{i}"), vec![]);
-        }
         assert!(!s.is_loaded("romeo"));
+        assert_eq!(s.counts_kept().0, 1);
+        // Read back from the store (the record has no count): it is his.
+        let stored = stored
+            .into_iter()
+            .map(|mut r| {
+                r.counts = Default::default();
+                r
+            })
+            .collect();
+        s.load("romeo", stored);
+        assert_eq!(s.unread("romeo", &id), 1);
+        assert_eq!(s.counts_kept().0, 0);
     }
 
     #[test]
@@ -3221,7 +3329,10 @@ mod tests {
             "<message xmlns='jabber:client' from='nurse@capulet.example/x' type='chat'><body>3</body></message>",
         );
         assert_eq!(count(offline(&mut s, &nurse, 0.0)), 3);
-        assert_eq!(s.counts_to_write(), ["romeo"]);
+        // In the counts record, not a write of romeo's registrations.
+        assert!(s.counts_to_write().is_empty());
+        let (record, _) = s.counts_record(0.0, true).unwrap();
+        assert!(record.lines().nth(1).unwrap().starts_with("romeo\t"));
         // XEP-0333 §4: romeo's laptop marks juliet's chat displayed.
         let displayed = facts(
             "<message xmlns='jabber:client' from='romeo@example.com/laptop' to='juliet@capulet.example/balcony'>\
@@ -3251,7 +3362,6 @@ mod tests {
         );
         assert!(s.connected("romeo", &phone));
         assert_eq!(s.unread("romeo", &phone), 0);
-        // Stored with the record: the plan to write carries them.
         offline(&mut s, &from_juliet("<body>5</body>"), 4.0);
         let plan = s.plan_current("romeo").unwrap();
         assert_eq!(plan.regs[0].counts.total(), 1);
@@ -3300,19 +3410,25 @@ mod tests {
     }
 
     #[test]
-    fn counts_changed_while_a_plan_was_written_are_kept_and_written_next() {
+    fn counts_changed_while_a_plan_was_written_are_kept() {
         let mut s = service(16);
         enable(&mut s, "romeo", "push.example", "phone");
         let plan = s.plan_current("romeo").unwrap();
         offline(&mut s, &from_juliet("<body>1</body>"), 0.0);
-        s.counts_to_write();
         s.commit("romeo", plan); // written before the message counted
         assert_eq!(s.registrations("romeo").unwrap()[0].counts.total(), 1);
-        assert_eq!(s.counts_to_write(), ["romeo"]);
+        assert!(
+            s.counts_to_write().is_empty(),
+            "no write of romeo's for a count"
+        );
     }
 
+    /// A user pushed once each, with a cache of 4: every count is kept
+    /// (none pins its user in memory, none costs a write of the user's
+    /// registrations), comes back with its user, and is in the one counts
+    /// record a restart reads.
     #[test]
-    fn unwritten_counts_are_written_early_so_the_cache_stays_bounded() {
+    fn counts_of_users_leaving_memory_are_kept_and_come_back_with_them() {
         let mut s = PushService::new(
             "example.com",
             Config {
@@ -3320,10 +3436,11 @@ mod tests {
                 ..Config::default()
             },
         );
-        let mut written = Vec::new();
+        let mut stored = Vec::new();
         for i in 0..40 {
             let user = format!("user{i}");
             enable(&mut s, &user, "push.example", &user);
+            stored.push(s.plan_current(&user).unwrap().regs);
             let jobs = s
                 .notify(
                     &user,
@@ -3335,35 +3452,69 @@ mod tests {
                 )
                 .unwrap();
             assert_eq!(jobs.len(), 1);
-            // What the shim does after each load: write the users due.
-            for due in s.counts_due() {
-                let plan = s.plan_current(&due).unwrap();
-                assert_eq!(plan.regs[0].counts.total(), 1, "{due}'s count");
-                s.commit(&due, plan);
-                written.push(due);
-            }
             assert!(
                 s.loaded_users() <= 4,
                 "{} users in memory",
                 s.loaded_users()
             );
+            assert!(s.counts_to_write().is_empty());
         }
-        // The oldest first, each once; the newest two (half the cache)
-        // wait for the write-back.
-        assert_eq!(written.len(), 38);
-        assert_eq!(written[0], "user0");
-        assert_eq!(s.counts_to_write(), ["user38", "user39"]);
+        assert_eq!(s.counts_kept().0, 36);
+        let (record, serial) = s.counts_record(0.0, true).unwrap();
+        assert_eq!(record.lines().count(), 41);
+        s.counts_record_written(serial);
+        assert!(
+            s.counts_record(1e9, true).is_none(),
+            "nothing changed since"
+        );
+        // user0 comes back: its count with it.
+        let jobs = {
+            s.load("user0", stored[0].clone());
+            s.notify(
+                "user0",
+                Some(&chat()),
+                None,
+                Targets::All,
+                PushKind::Offline,
+                1.0,
+            )
+            .unwrap()
+        };
+        assert_eq!(jobs[0].summary.message_count, 2);
+        // A restart: the record read, the registrations' own counts (none
+        // now) are not.
+        let mut after = PushService::new("example.com", Config::default());
+        assert_eq!(after.read_counts_record(Some(&record)), 40);
+        let mut regs = stored[5].clone();
+        regs[0]
+            .counts
+            .add_n(crate::counts::chat_key("old@example.com"), 7);
+        after.load("user5", regs);
+        let id = after.registrations("user5").unwrap()[0]
+            .identifier()
+            .to_owned();
+        assert_eq!(after.unread("user5", &id), 1);
+        // Without a counts record (the module ran without one), the
+        // records' counts are taken.
+        let mut first = PushService::new("example.com", Config::default());
+        assert_eq!(first.read_counts_record(None), 0);
+        let mut regs = stored[6].clone();
+        regs[0]
+            .counts
+            .add_n(crate::counts::chat_key("old@example.com"), 7);
+        first.load("user6", regs);
+        assert_eq!(first.unread("user6", "push.example<user6"), 7);
     }
 
     #[test]
-    fn counts_are_written_back_an_interval_after_they_changed_not_in_a_burst() {
+    fn the_counts_record_is_written_at_most_once_an_interval() {
         let mut s = PushService::new("example.com", Config::default());
         let interval = s.counts_write_interval() as f64;
-        for (i, t) in [(0, 1000.0), (1, 1000.0), (2, 1030.0)] {
-            let user = format!("user{i}");
-            enable(&mut s, &user, "push.example", &user);
+        assert!(s.counts_record(1000.0, false).is_none(), "nothing changed");
+        enable(&mut s, "romeo", "push.example", "phone");
+        let push = |s: &mut PushService, t: f64| {
             s.notify(
-                &user,
+                "romeo",
                 Some(&chat()),
                 None,
                 Targets::All,
@@ -3371,19 +3522,21 @@ mod tests {
                 t,
             )
             .unwrap();
-        }
-        // Nothing under pressure (the cache is far from full), nothing
-        // before its time.
-        assert!(s.counts_due().is_empty());
-        assert!(s.counts_aged(1000.0 + interval - 1.0).is_empty());
-        assert_eq!(s.counts_aged(1000.0 + interval), ["user0", "user1"]);
-        assert!(s.counts_aged(1001.0 + interval).is_empty(), "listed once");
-        for user in ["user0", "user1"] {
-            let plan = s.plan_current(user).unwrap();
-            s.commit(user, plan);
-        }
-        assert_eq!(s.counts_aged(1030.0 + interval), ["user2"]);
-        assert_eq!(s.counts_to_write(), ["user2"]);
+        };
+        push(&mut s, 1000.0);
+        let (_, serial) = s.counts_record(1000.0, false).unwrap();
+        s.counts_record_written(serial);
+        push(&mut s, 1010.0);
+        assert!(s.counts_record(1000.0 + interval - 1.0, false).is_none());
+        let (record, serial) = s.counts_record(1000.0 + interval, false).unwrap();
+        assert!(record.contains(" 2\n"));
+        // (a record that never got written is made again next time)
+        push(&mut s, 1000.0 + interval + 1.0);
+        assert!(
+            s.counts_record(1000.0 + interval + 2.0, true).is_some(),
+            "forced"
+        );
+        s.counts_record_written(serial);
         assert_eq!(s.counts_tick(), 5);
     }
 

@@ -15,10 +15,13 @@
 //! | `core:subscription_request(user, stanza, pending, already_pending, requester_subscription_or_nil, sessions_or_nil, now)` | `events`, `false` or `nil` (`stanza`: the presence `subscribe`) |
 //! | `core:connected(user, identifier)` | whether its unread count changed (a device connected) |
 //! | `core:unread(user, identifier)` | number |
-//! | `core:counts_to_write()` | `{ user, … }`: write each user's registrations (at shutdown) |
-//! | `core:counts_due()` | `{ user, … }` or `nil`: users to write now, before their time (unwritten counts keep a user in memory) |
-//! | `core:counts_aged(now)` | `{ user, … }` or `nil`: users whose counts changed an interval ago (the write-back, every `counts_tick()` seconds) |
+//! | `core:counts_to_write()` | `{ user, … }`: write each user's registrations (error counts, at shutdown) |
+//! | `core:counts_due()` | `{ user, … }` or `nil`: users to write now, before their time (unwritten error counts keep a user in memory) |
+//! | `core:counts_aged(now)` | `{ user, … }` or `nil`: users whose error counts changed an interval ago (the write-back, every `counts_tick()` seconds) |
 //! | `core:counts_tick()` | seconds |
+//! | `core:counts_record(now, force)` | `record, serial` (the unread counts record to write now) or `nil` |
+//! | `core:counts_record_written(serial)` | nothing: that record is in the store |
+//! | `core:read_counts_record(record_or_nil)` | how many users' counts it held (`nil`: the store had none) |
 
 use super::object::Core;
 use super::raw::read;
@@ -36,6 +39,9 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("counts_due", counts_due);
     m.add_method_mut("counts_aged", counts_aged);
     m.add_method("counts_tick", counts_tick);
+    m.add_method_mut("counts_record", counts_record);
+    m.add_method_mut("counts_record_written", counts_record_written);
+    m.add_method_mut("read_counts_record", read_counts_record);
 }
 
 fn outgoing(
@@ -117,4 +123,25 @@ fn counts_aged(lua: &Lua, this: &mut Core, now: f64) -> Result<Option<Table>> {
 
 fn counts_tick(_: &Lua, this: &Core, (): ()) -> Result<u64> {
     Ok(this.service.counts_tick())
+}
+
+fn counts_record(
+    lua: &Lua,
+    this: &mut Core,
+    (now, force): (f64, bool),
+) -> Result<(Option<LuaString>, Option<u64>)> {
+    Ok(match this.service.counts_record(now, force) {
+        Some((record, serial)) => (Some(lua.create_string(record)?), Some(serial)),
+        None => (None, None),
+    })
+}
+
+fn counts_record_written(_: &Lua, this: &mut Core, serial: u64) -> Result<()> {
+    this.service.counts_record_written(serial);
+    Ok(())
+}
+
+fn read_counts_record(_: &Lua, this: &mut Core, record: Option<LuaString>) -> Result<usize> {
+    let text = record.map(|r| r.to_string_lossy());
+    Ok(this.service.read_counts_record(text.as_deref()))
 }

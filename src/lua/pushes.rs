@@ -218,5 +218,9 @@ fn stats(lua: &Lua, this: &Core, (): ()) -> Result<Table> {
     t.raw_set("batches", this.service.batches())?;
     t.raw_set("known", this.service.known_users())?;
     t.raw_set("kept_bytes", this.service.kept_bytes())?;
+    let (users, bytes, dropped) = this.service.counts_kept();
+    t.raw_set("counts_kept_users", users)?;
+    t.raw_set("counts_kept_bytes", bytes)?;
+    t.raw_set("counts_dropped", dropped)?;
     Ok(t)
 }

@@ -90,7 +90,7 @@ def test_switching_from_and_to_the_reference(prosody_with, version, tmp_path):
 
 @pytest.mark.parametrize("backend", ["internal", "sqlite", "postgres"])
 def test_storage_backends(prosody_with, request, backend):
-    # (unread counts are written each second)
+    # (the unread counts record is written each second)
     options = {"push_registration_cache_size": 2, "push_counts_write_interval": 1}
     if backend == "sqlite":
         options.update(storage="sql", sql={"driver": "SQLite3", "database": "prosody.sqlite"})
@@ -112,18 +112,29 @@ def test_storage_backends(prosody_with, request, backend):
     assert [(x.node, x.options) for x in pushes] == [("n-" + romeo.split("@")[0], options_form("s"))] * 3
     # Cached: three messages, one store read.
     assert loads(romeo) - before == 1
-    # Bounded: once his unread count is written, two other users push romeo
-    # out of a cache of two (juliet, the sender, is in it too).
+    # Bounded: two other users push romeo out of a cache of two (juliet,
+    # the sender, is in it too). His unread count is kept meanwhile, and
+    # in the host's one counts record (written each second here), never in
+    # his registrations' record.
     time.sleep(2.5)
+    name = romeo.split("@")[0]
     if backend == "internal":
-        name = romeo.split("@")[0]
         record = read_store(p.store_file(name))[f"push.localhost<n-{name}"]
+        assert "message_counts" not in record
+        stored = read_store(p.dir / "data" / "localhost" / "cloud_notify_counts.dat")
+        assert stored["parts"] == 1
+        counts = stored["part1"]
         # (chats as digests of their JIDs: no list of contacts in the store)
-        assert list(record["message_counts"].values()) == [3]
+        assert counts.startswith("cloud_notify unread counts 1\n") and f"\n{name}\t" in counts
     run(offline_pushes(p, juliet, mercutio, 1))
     run(offline_pushes(p, juliet, benvolio, 1))
-    run(offline_pushes(p, juliet, romeo, 1))
+    [again] = run(offline_pushes(p, juliet, romeo, 1))
     assert loads(romeo) - before == 2
+    assert again.summary["message-count"] == "4"
+    # And across a restart: the counts record is read back.
+    p.restart()
+    [after] = run(offline_pushes(p, juliet, romeo, 1))
+    assert after.summary["message-count"] == "5"
 
 
 def scrape(p):

@@ -471,17 +471,8 @@ pub unsafe fn push_registration(l: *mut ffi::lua_State, r: &Registration) {
             ffi::lua_pushinteger(l, ffi::lua_Integer::from(r.errors));
             ffi::lua_setfield(l, -2, c"error_count".as_ptr());
         }
-        if !r.counts.is_empty() {
-            ffi::luaL_checkstack(l, 3, c"counts".as_ptr());
-            ffi::lua_createtable(l, 0, c_int::try_from(r.counts.iter().count()).unwrap_or(0));
-            for (chat, n) in r.counts.iter() {
-                // (on the stack: nothing here owns memory while Lua may raise)
-                push_bytes(l, &crate::counts::key_to_bytes(chat));
-                ffi::lua_pushinteger(l, ffi::lua_Integer::from(n));
-                ffi::lua_rawset(l, -3);
-            }
-            ffi::lua_setfield(l, -2, c"message_counts".as_ptr());
-        }
+        // (unread counts are not in the record: they are kept in the
+        // counts record, see crate::counts::Kept)
         for (k, v) in &r.extra {
             push_str(l, k);
             push_field(l, v);
