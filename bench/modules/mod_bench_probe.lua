@@ -15,8 +15,56 @@
 --   <iq type='set'><send xmlns='urn:example:bench' to='app' count='n'/></iq>
 --     sends n publish IQs shaped like a push (empty notification form) from
 --     the host to the app server: what routing a push costs Prosody
---     whichever module builds it.
+--     whichever module builds it;
+--   <iq type='set'><profile xmlns='urn:example:bench' on='true|false'/></iq>
+--     with bench_lua_profile = true: counts Lua VM instructions per
+--     function (every coroutine's, sampled every 100), from on to off,
+--     answered with the top 40 (bench/profile.py).
 local st = require "util.stanza";
+
+if module:get_option_boolean("bench_lua_profile", false) then
+	local counts, on = {}, false;
+	local getinfo = debug.getinfo;
+	local function sample()
+		if not on then return; end
+		local info = getinfo(2, "S");
+		local key = info and (info.short_src .. ":" .. info.linedefined) or "?";
+		counts[key] = (counts[key] or 0) + 1;
+	end
+	local create, resume = coroutine.create, coroutine.resume;
+	-- (every coroutine made from now on is sampled: load this module first)
+	coroutine.create = function(f) -- luacheck: ignore 122
+		local co = create(f);
+		debug.sethook(co, sample, "", 100);
+		return co;
+	end
+	coroutine.wrap = function(f) -- luacheck: ignore 122
+		local co = coroutine.create(f);
+		return function(...)
+			local ret = table.pack(resume(co, ...));
+			if not ret[1] then error(ret[2], 0); end
+			return table.unpack(ret, 2, ret.n);
+		end
+	end
+	debug.sethook(sample, "", 100);
+	module:hook("iq-set/host/urn:example:bench:profile", function(event)
+		local want = event.stanza.tags[1].attr.on == "true";
+		local reply = st.reply(event.stanza):tag("profile", { xmlns = "urn:example:bench" });
+		if want then
+			counts, on = {}, true;
+		else
+			on = false;
+			local keys = {};
+			for key in pairs(counts) do keys[#keys+1] = key; end
+			table.sort(keys, function(a, b) return counts[a] > counts[b]; end);
+			for i = 1, math.min(40, #keys) do
+				reply:tag("f", { at = keys[i], n = tostring(counts[keys[i]]) }):up();
+			end
+		end
+		event.origin.send(reply);
+		return true;
+	end);
+end
 
 local function handler_count()
 	local n = 0;
