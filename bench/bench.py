@@ -22,6 +22,12 @@ Two measurements:
    to a few hundredths of a percent, so a 1% difference is visible. Skipped
    with BENCH_CALLGRIND=0.
 
+Workloads: W1 online recipients without registrations; W2/W3 offline with
+1 / 5 registrations; W4 the MAM path; W5 hibernated smacks sessions, one
+message each to the full JID; W5b the same sessions, two chat messages each
+to the bare JID back to back (archived and queued; coalesced). Every enable
+carries publish-options as Conversations, Monal or Siskin send them.
+
 Then memory (RSS with 20,000 users' registrations loaded) and leaks (event
 handlers and Lua heap around 50,000 answered pushes). The last line is
 machine-readable. BENCH_SCALE scales the message counts, BENCH_ROUNDS the

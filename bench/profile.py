@@ -45,6 +45,8 @@ async def main():
                                  "on='false'/></iq>", "prof2")
         reply += await v.admin._read_until(b"</iq>")
         rows = re.findall(rb"<f at='([^']*)' n='(\d+)'", reply) or re.findall(rb'<f at="([^"]*)" n="(\d+)"', reply)
+        if not rows:
+            log(f"no samples: {reply[:300]!r}")
         total = sum(int(n) for _, n in rows)
         log(f"{VARIANT}, {WORKLOAD}: {msgs} messages, {pushes} pushes; Lua instructions (×100) per function, "
             f"per message (top 40, {total * 100 / max(msgs, 1):.0f} per message in all):")

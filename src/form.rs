@@ -252,20 +252,12 @@ impl Form {
     /// whose names are not XML names left out).
     pub fn to_element(&self, parent_ns: &str) -> Element {
         fn build(items: &mut Items<'_>, parent_ns: &str) -> Option<Element> {
-            let Some(Item::Start {
-                name,
-                xmlns,
-                attrs,
-                children,
-            }) = items.next()
-            else {
-                return None;
-            };
+            let (name, xmlns, attrs, children) = items.start()?;
             let ns = xmlns.unwrap_or(parent_ns).to_owned();
             let mut elem = Element::builder(name, ns.clone()).build();
             for _ in 0..attrs {
                 if let Some(Item::Attr(k, v)) = items.next() {
-                    set_attr(&mut elem, k, v);
+                    set_stanza_attr(&mut elem, k, v);
                 }
             }
             for _ in 0..children {
@@ -283,8 +275,10 @@ impl Form {
     }
 }
 
-/// Sets an attribute given by util.stanza's name for it.
-fn set_attr(elem: &mut Element, k: &str, v: &str) {
+/// Sets an attribute given by util.stanza's name for it (`name`,
+/// `xml:name`, `namespace\u{1}name`); one that is not an XML name is left
+/// out.
+pub fn set_stanza_attr(elem: &mut Element, k: &str, v: &str) {
     if let Some(local) = k.strip_prefix("xml:") {
         if let Ok(local) = NcName::try_from(local) {
             elem.set_attr(Namespace::XML, local, v);
@@ -328,6 +322,20 @@ impl<'a> Items<'a> {
         self.at += len;
         // (packed from &str only)
         std::str::from_utf8(s).unwrap_or_default()
+    }
+
+    /// The element starting next (name, own namespace, attribute and child
+    /// counts), if one does.
+    pub fn start(&mut self) -> Option<(&'a str, Option<&'a str>, usize, usize)> {
+        match self.next()? {
+            Item::Start {
+                name,
+                xmlns,
+                attrs,
+                children,
+            } => Some((name, xmlns, attrs, children)),
+            _ => None,
+        }
     }
 
     /// The next item, without moving past it.

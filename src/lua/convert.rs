@@ -8,9 +8,9 @@
 //! whose `attr.xmlns` is absent where the namespace is inherited (and on the
 //! root, which lives in the stream's namespace).
 
-use crate::form::{Form, Packer};
+use crate::form::{set_stanza_attr, Form, Packer};
 use crate::muc::{Member, Reference, MAX_REFERENCES};
-use minidom::rxml::{Namespace, NcName};
+use minidom::rxml::NcName;
 use minidom::Element;
 use mlua::{Lua, Result, Table, Value};
 
@@ -102,19 +102,8 @@ fn to_element(
                 continue;
             };
             let (k, v) = (k.to_string_lossy(), v.to_string_lossy());
-            if k == "xmlns" {
-                continue;
-            }
-            if let Some(local) = k.strip_prefix("xml:") {
-                if let Ok(local) = NcName::try_from(local) {
-                    elem.set_attr(Namespace::XML, local, v);
-                }
-            } else if let Some((attr_ns, local)) = k.split_once('\u{1}') {
-                if let Ok(local) = NcName::try_from(local) {
-                    elem.set_attr(Namespace::from(attr_ns.to_owned()), local, v);
-                }
-            } else if let Ok(k) = NcName::try_from(k.as_str()) {
-                elem.set_attr(Namespace::NONE, k, v);
+            if k != "xmlns" {
+                set_stanza_attr(&mut elem, &k, &v);
             }
         }
     }

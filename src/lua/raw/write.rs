@@ -271,13 +271,7 @@ pub unsafe fn push_form(l: *mut ffi::lua_State, form: &Form, mt: c_int) {
 /// As [`push_form`]; the depth is the form's, bounded when it was packed.
 unsafe fn push_form_element(l: *mut ffi::lua_State, items: &mut Items<'_>, mt: c_int) {
     unsafe {
-        let Some(Item::Start {
-            name,
-            xmlns,
-            attrs,
-            children,
-        }) = items.next()
-        else {
+        let Some((name, xmlns, attrs, children)) = items.start() else {
             ffi::lua_pushnil(l);
             return;
         };
