@@ -110,9 +110,14 @@ pub struct Packer {
 }
 
 impl Packer {
-    /// An empty packer.
+    /// An empty packer, with room for what real clients send (packing
+    /// grows no buffer step by step among the caller's allocations).
     pub fn new() -> Self {
-        Self::default()
+        Packer {
+            buf: Vec::with_capacity(512),
+            open: Vec::with_capacity(4),
+            nodes: 0,
+        }
     }
 
     fn string(&mut self, s: &str, what: &'static str) -> Result<(), TooLarge> {
@@ -198,7 +203,9 @@ impl Packer {
     /// The packed tree, once every element is closed (`None`: nothing was
     /// packed).
     pub fn finish(self) -> Option<Form> {
-        (!self.buf.is_empty() && self.open.is_empty()).then(|| Form(self.buf.into_boxed_slice()))
+        // (copied into an allocation of its size: the form lives as long
+        // as its registration, the buffer not)
+        (!self.buf.is_empty() && self.open.is_empty()).then(|| Form(self.buf.as_slice().into()))
     }
 }
 
