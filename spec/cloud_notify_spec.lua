@@ -512,6 +512,11 @@ describe("mod_cloud_notify", function()
 				:tag("affiliations", { node = "phone" }):tag("affiliation", { jid = user .. "@" .. m1.host,
 				affiliation = "none" }) });
 			stand_in.offline(m1, user .. "@" .. m1.host, "hi");
+			if i <= 20 then -- (and what they send: a marker, a call's answer)
+				local session = stand_in.session(m1, user, "laptop");
+				m1:fire_event("pre-message/bare", { origin = session, stanza = st.message({ to = "juliet@capulet.lit" })
+					:tag("displayed", { xmlns = "urn:xmpp:chat-markers:0", id = "m1" }):up() });
+			end
 		end
 		assert.equal(0, reads());
 		m1:fire_event("global/stats-update", {});
