@@ -11,8 +11,11 @@
 //! however long the JIDs of those who write, and the store holds no list
 //! of the user's contacts. Beyond [`MAX_CHATS`] chats, the least recently
 //! counted one is folded into one "other chats" entry ([`OTHER`]), which
-//! only a new session clears. Stored with the registration as
-//! `message_counts = { [16 hex digits] = count }`, absent when empty.
+//! only a new session clears. Kept in memory, also for users who left the
+//! registration cache ([`Kept`]), and stored as one record for the host
+//! ([`write_record`]); records of an earlier version that hold
+//! `message_counts = { [16 hex digits] = count }` are read while no such
+//! record exists.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -136,11 +139,12 @@ impl Counts {
     }
 }
 
-/// Users whose counts changed since they were last written.
+/// Users whose error counts changed since they were last written.
 pub const MAX_DIRTY: usize = 65_536;
 
-/// The users whose counts are to be written (bounded: beyond
-/// [`MAX_DIRTY`], a change is written with the user's next write).
+/// The users whose app-server error counts are to be written with their
+/// registrations (bounded: beyond [`MAX_DIRTY`], a change is written with
+/// the user's next write). Unread counts are not: see [`Kept`].
 ///
 /// Write-back: a user's counts are written once, `interval` seconds after
 /// the first change since their last write ([`Dirty::due_aged`]: the

@@ -368,7 +368,7 @@ pub struct PushService {
     calls: crate::calls::Calls,
     /// Sessions' activity and the pushes held back meanwhile.
     grace: crate::grace::Grace,
-    /// Users whose unread counts are to be written.
+    /// Users whose error counts are to be written.
     dirty: crate::counts::Dirty,
     /// Unread counts of users not in memory ([`crate::counts::Kept`]).
     counts_kept: crate::counts::Kept,
