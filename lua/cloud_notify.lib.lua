@@ -611,10 +611,11 @@ function lib.new(options)
 		gauge_counts_dropped():set(stats.counts_dropped);
 	end
 
-	-- Unread counts change with every push: written back, each user's
-	-- push_counts_write_interval after their first change (a tick writes
-	-- those due, so the writes are spread as the changes were), and at
-	-- shutdown; never once per message. In a runner of their own, as
+	-- App-server error counts are written back with the user's
+	-- registrations, push_counts_write_interval after their first change
+	-- (a tick writes those due, so the writes are spread as the changes
+	-- were), and at shutdown; never once per answer (unread counts: the
+	-- host's record, below). In a runner of their own, as
 	-- storage may yield. A user stays listed (and in memory) until a write
 	-- of theirs commits.
 	-- One write queued or in flight per user: the core lists a write that
