@@ -335,6 +335,12 @@ impl Kept {
                 c.iter().map(move |(chat, n)| (id, chat, n))
             })
             .collect();
+        self.insert(user, entries);
+    }
+
+    /// Keeps `entries` as `user`'s (replacing any kept before; none kept
+    /// when empty), then drops the longest kept beyond the bound.
+    fn insert(&mut self, user: Rc<str>, entries: Box<[Entry]>) {
         self.take(&user);
         if entries.is_empty() {
             return;
@@ -407,20 +413,12 @@ impl Kept {
                 continue;
             };
             let entries: Box<[Entry]> = fields.filter_map(parse_entry).collect();
-            if entries.is_empty() {
-                continue;
+            if !entries.is_empty() {
+                // (bounded as it is read: a record of any size costs at
+                // most the bound)
+                self.insert(Rc::from(user), entries);
+                n += 1;
             }
-            self.take(user);
-            self.bytes += Kept::cost(user, entries.len());
-            self.users.insert(Rc::from(user), entries);
-            n += 1;
-        }
-        while self.bytes > self.max_bytes {
-            let Some((user, entries)) = self.users.pop_oldest() else {
-                break;
-            };
-            self.bytes -= Kept::cost(&user, entries.len());
-            self.dropped += 1;
         }
         n
     }
@@ -648,6 +646,19 @@ mod tests {
         assert_eq!(back.read_record(&text), 1);
         let entries = back.take("romeo").unwrap();
         assert_eq!(Kept::counts_of(&entries, "push<phone"), phone);
+        // A record of any size costs at most the bound, as it is read.
+        let mut big = String::from(RECORD_HEADER);
+        for i in 0..1000 {
+            big.push_str(&format!(
+                "\nuser{i}\t{} {} 1",
+                "1".repeat(16),
+                "2".repeat(16)
+            ));
+        }
+        let mut small = Kept::new(10 * Kept::cost("user999", 1));
+        assert_eq!(small.read_record(&big), 1000);
+        assert_eq!((small.len(), small.dropped()), (10, 990));
+        assert!(small.take("user999").is_some(), "the newest are kept");
         // Another shape (or another version) is not read at all.
         assert_eq!(Kept::default().read_record("romeo\t1 2 3\n"), 0);
         // No line for a user without counts.

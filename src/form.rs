@@ -286,17 +286,25 @@ impl Form {
 /// `xml:name`, `namespace\u{1}name`); one that is not an XML name is left
 /// out.
 pub fn set_stanza_attr(elem: &mut Element, k: &str, v: &str) {
-    if let Some(local) = k.strip_prefix("xml:") {
-        if let Ok(local) = NcName::try_from(local) {
-            elem.set_attr(Namespace::XML, local, v);
-        }
-    } else if let Some((attr_ns, local)) = k.split_once('\u{1}') {
-        if let Ok(local) = NcName::try_from(local) {
-            elem.set_attr(Namespace::from(attr_ns.to_owned()), local, v);
-        }
-    } else if let Ok(k) = NcName::try_from(k) {
-        elem.set_attr(Namespace::NONE, k, v);
-    }
+    let Some(local) = stanza_attr_local(k) else {
+        return;
+    };
+    let ns = match k.split_once('\u{1}') {
+        _ if k.starts_with("xml:") => Namespace::XML,
+        Some((attr_ns, _)) => Namespace::from(attr_ns.to_owned()),
+        None => Namespace::NONE,
+    };
+    elem.set_attr(ns, local, v);
+}
+
+/// The local name of an attribute given by util.stanza's name for it, if
+/// it is an XML name (what is kept of an attribute, either way).
+pub fn stanza_attr_local(k: &str) -> Option<NcName> {
+    let local = k
+        .strip_prefix("xml:")
+        .or_else(|| k.split_once('\u{1}').map(|(_, local)| local))
+        .unwrap_or(k);
+    NcName::try_from(local).ok()
 }
 
 /// The items of a [`Form`], in document order.

@@ -8,7 +8,7 @@
 //! whose `attr.xmlns` is absent where the namespace is inherited (and on the
 //! root, which lives in the stream's namespace).
 
-use crate::form::{set_stanza_attr, Form, Packer};
+use crate::form::{set_stanza_attr, stanza_attr_local, Form, Packer};
 use crate::muc::{Member, Reference, MAX_REFERENCES};
 use minidom::rxml::NcName;
 use minidom::Element;
@@ -154,11 +154,7 @@ fn pack(p: &mut Packer, t: &Table, parent_ns: &str, root: bool) -> std::result::
                 continue;
             };
             let (k, v) = (k.to_string_lossy(), v.to_string_lossy());
-            let local = k
-                .strip_prefix("xml:")
-                .or_else(|| k.split_once('\u{1}').map(|(_, local)| local))
-                .unwrap_or(&k);
-            if k != "xmlns" && NcName::try_from(local).is_ok() {
+            if k != "xmlns" && stanza_attr_local(&k).is_some() {
                 p.attr(&k, &v).map_err(too_large)?;
             }
         }
