@@ -118,6 +118,10 @@ function lib.new(options)
 	function push.count_remote_disable(removed)
 		for _ in pairs(removed) do count_remote_disabled():add(1); end
 	end
+	local count_route_failure = labelled(module:metric("counter", "route_failures", "",
+		"Pushes our own server could not route to the app server (s2s or component down): retried, never counted", {}));
+	local count_unanswered = labelled(module:metric("counter", "unanswered", "",
+		"Pushes the app server did not answer within push_response_timeout (retried; counted as errors on the MUC module)", {}));
 	local count_given_up = labelled(module:metric("counter", "retries_given_up", "",
 		"Pushes given up after every retry got a wait error", {}));
 	local count_disabled = labelled(module:metric("counter", "auto_disabled", "",
@@ -467,7 +471,7 @@ function lib.new(options)
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
-		local services, removed, error_condition, error_text = core:plan_enable(user, identifier, push_info);
+		local services, removed, error_condition, error_text = core:plan_enable(user, identifier, push_info, who.resource);
 		if not services then
 			-- (e.g. cloud_notify/registration handlers grew the record past its bounds)
 			module:log("warn", "Push registration %s of '%s' refused: %s", identifier, user, tostring(error_text));
@@ -508,12 +512,15 @@ function lib.new(options)
 
 	-- Answers of app servers (iq/host): one handler for all pushes, no hook
 	-- per push.
+	-- (Prosody's s2s bounces come from a dummy session: our own server's
+	-- errors about the route, which never count against a registration)
 	function push.on_answer(event)
-		local kind, answer, from = core:response(event.stanza, time_now());
+		local bounced = event.origin ~= nil and event.origin.dummy == true;
+		local kind, answer, from = core:response(event.stanza, time_now(), bounced);
 		if kind == nil then return; end -- not one of ours
 		if kind == "load" then
 			if not push.load_user(answer.user) then return true; end
-			kind, answer, from = core:response(event.stanza, time_now());
+			kind, answer, from = core:response(event.stanza, time_now(), bounced);
 			if kind == nil then return; end
 		end
 		-- (error counts the answer changed are written back with the
@@ -526,6 +533,11 @@ function lib.new(options)
 		end
 		if answer.error_type and kind ~= "wrong-sender" then
 			count_error(answer.error_type):add(1);
+		end
+		if answer.route then
+			count_route_failure():add(1);
+			module:log("debug", "Push to %s could not be routed (%s): our server's error, not the app server's; not counted",
+				answer.from, answer.condition);
 		end
 		if kind == "temporary" then
 			if answer.retry_in then
@@ -725,15 +737,17 @@ function lib.new(options)
 		write_counts_logged();
 	end
 
-	-- Forget pushes nobody answered (an answer after that is not ours). On
-	-- the MUC module they count as errors: registrations whose app server
-	-- never answers age out.
+	-- Pushes nobody answered (an answer after that is not ours): retried
+	-- like a wait error and never counted; on the MUC module they count as
+	-- errors instead: registrations whose app server never answers age out.
 	push.sweep_interval = core:sweep_interval();
 	function push.sweep_timer()
-		local expired, aged_out = core:expire(time_now());
+		local expired, aged_out, retry_in, retried = core:expire(time_now());
 		if expired > 0 then
-			module:log("debug", "%d push(es) got no answer in time", expired);
+			count_unanswered():add(expired);
+			module:log("debug", "%d push(es) got no answer in time, %d retried", expired, retried);
 		end
+		if retry_in then push.schedule_retries(retry_in); end
 		for _, drop in ipairs(aged_out or {}) do
 			module:log("warn", "Disabling push notifications for identifier '%s' of '%s': its app server never answers",
 				drop[2], drop[1]);

@@ -78,7 +78,8 @@ describe("mod_cloud_notify", function()
 	it("ships the publish IQ the core builds (stand_in checks every push)", function()
 		local checked = stand_in.pushes_checked;
 		stand_in.enable(m, romeo, "push.example", "node1", stand_in.publish_options("s3"));
-		stand_in.enable(m, romeo, "push.example", nil);
+		-- (another device: one device enabling again replaces its own)
+		stand_in.enable(m, stand_in.session(m, "romeo", "tablet"), "push.example", nil);
 		stand_in.offline(m, "romeo@" .. m.host, "one");
 		stand_in.offline(m, "romeo@" .. m.host, "two"); -- (the shared payload, from the cache)
 		assert.equal(4, #m.sent);
@@ -132,7 +133,7 @@ describe("mod_cloud_notify", function()
 	it("shares a notification payload between pushes only while nothing hooks cloud_notify/push", function()
 		-- (one message, two registrations: one summary, each with its count 1)
 		stand_in.enable(m, romeo, "push.example", "node1");
-		stand_in.enable(m, romeo, "push.example", "node2");
+		stand_in.enable(m, stand_in.session(m, "romeo", "tablet"), "push.example", "node2");
 		stand_in.offline(m, "romeo@" .. m.host, "one");
 		local _, _, first = pubsub_parts(m.sent[1]);
 		local _, _, second = pubsub_parts(m.sent[2]);
@@ -240,7 +241,7 @@ describe("mod_cloud_notify", function()
 
 	it("sends the other pushes when a cloud_notify/push handler raises", function()
 		for _, node in ipairs({ "a", "raise", "b" }) do
-			stand_in.enable(m, romeo, "push.example", node);
+			stand_in.enable(m, stand_in.session(m, "romeo", "device-"..node), "push.example", node);
 		end
 		m.sent = {};
 		m:hook("cloud_notify/push", function(event)
@@ -699,7 +700,7 @@ describe("mod_cloud_notify", function()
 
 	it("pings all or the given registrations with an empty push", function()
 		stand_in.enable(m, romeo, "push.example", "a");
-		stand_in.enable(m, romeo, "push.example", "b");
+		stand_in.enable(m, stand_in.session(m, "romeo", "tablet"), "push.example", "b");
 		m:fire_event("cloud-notify-ping", { user = "romeo" });
 		assert.equal(2, #m.sent);
 		local _, _, _, fields = pubsub_parts(m.sent[1]);

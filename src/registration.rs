@@ -304,6 +304,25 @@ pub fn registration_from_enable(
     Ok(reg)
 }
 
+/// Whether `old` was enabled from the device now enabling `new`, for the
+/// same app server: then `new` replaces it (a token rotation or a
+/// reinstall leaves one registration per device and app server, not a dead
+/// one pushed until the device cap drops it). The device is its SASL2
+/// `client_id` where `old` kept one, else its resource: `resource` is the
+/// enabling session's (a registration keeps it only without a client id).
+/// A record that kept neither is no one's device.
+pub fn same_device(old: &Registration, new: &Registration, resource: Option<&str>) -> bool {
+    if old.jid() != new.jid() {
+        return false;
+    }
+    match old.client_id() {
+        Some(id) => new.client_id() == Some(id),
+        None => old
+            .resource()
+            .is_some_and(|r| Some(r) == new.resource().or(resource)),
+    }
+}
+
 /// Whether a `<disable jid=… node=…/>` covers this registration. Without a
 /// node, every registration with that app server does.
 pub fn disable_matches(reg: &Registration, jid: &str, node: Option<&str>) -> bool {

@@ -6,7 +6,7 @@
 //! is spared once. Storage is the shim's business; the registry only says
 //! what to write ([`Plan`]) and takes the result once it is written.
 
-use crate::registration::Registration;
+use crate::registration::{same_device, Registration};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
@@ -222,21 +222,35 @@ impl Registry {
         std::mem::take(&mut self.evicted)
     }
 
-    /// The set after enabling `reg`: it replaces a registration with the
-    /// same identifier, and the oldest go beyond `max_devices`.
-    /// `None` if the user is not loaded.
+    /// The set after enabling `reg` from a session with `resource`: it
+    /// replaces a registration with the same identifier, and the one from
+    /// the same device for the same app server
+    /// ([`crate::registration::same_device`]); the oldest go beyond
+    /// `max_devices`. `None` if the user is not loaded.
     ///
     /// The new registration is the newest, whatever the clock says: its
     /// timestamp is made later than every other one's (by a millisecond
     /// where the clock, in whole seconds, would tie), so the order survives
     /// the store and a restart.
-    pub fn plan_enable(&self, user: &str, mut reg: Registration) -> Option<Plan> {
+    pub fn plan_enable(
+        &self,
+        user: &str,
+        mut reg: Registration,
+        resource: Option<&str>,
+    ) -> Option<Plan> {
         let current = self.peek(user)?;
-        let mut regs: Vec<Registration> = current
-            .iter()
-            .filter(|r| r.identifier() != reg.identifier())
-            .cloned()
-            .collect();
+        let mut replaced_device = Vec::new();
+        let mut regs: Vec<Registration> = Vec::with_capacity(current.len() + 1);
+        for r in current {
+            if r.identifier() == reg.identifier() {
+                continue;
+            }
+            if same_device(r, &reg, resource) {
+                replaced_device.push(r.identifier().to_owned());
+            } else {
+                regs.push(r.clone());
+            }
+        }
         if let Some(newest) = regs.iter().map(|r| r.timestamp).max_by(f64::total_cmp) {
             if reg.timestamp <= newest {
                 reg.timestamp = ((newest + 0.001) * 1000.0).round() / 1000.0;
@@ -250,7 +264,8 @@ impl Registry {
             reg.timestamp = ((reg.timestamp + 0.001) * 1000.0).round() / 1000.0;
         }
         regs.push(reg);
-        let removed = trim_oldest(&mut regs, self.max_devices, true);
+        let mut removed = replaced_device;
+        removed.extend(trim_oldest(&mut regs, self.max_devices, true));
         Some(Plan { regs, removed })
     }
 
@@ -307,9 +322,62 @@ mod tests {
     fn enable_replaces_same_identifier() {
         let mut r = Registry::new(10, 5);
         r.load("u", vec![reg("p", "a", 1.0)]);
-        let plan = r.plan_enable("u", reg("p", "a", 2.0)).unwrap();
+        let plan = r.plan_enable("u", reg("p", "a", 2.0), None).unwrap();
         assert_eq!(plan.regs.len(), 1);
         assert_eq!(plan.regs[0].timestamp, 2.0);
+        assert!(plan.removed.is_empty());
+    }
+
+    fn device_reg(jid: &str, node: &str, client_id: Option<&str>, resource: Option<&str>) -> Registration {
+        Registration::new(
+            Parts {
+                jid,
+                node: Some(node),
+                client_id,
+                resource,
+                ..Default::default()
+            },
+            1.0,
+        )
+    }
+
+    // ejabberd#4584: a device enabling again with a new node (a rotated
+    // APNs/FCM token, a reinstall) for the same app server replaces its
+    // older registration; another app server, or another device, does not.
+    #[test]
+    fn one_registration_per_device_and_app_server() {
+        let mut r = Registry::new(10, 10);
+        r.load(
+            "u",
+            vec![
+                device_reg("p", "old-token", Some("monal-1"), None),
+                device_reg("q", "other-service", Some("monal-1"), None),
+                device_reg("p", "laptop", Some("dino-2"), None),
+                device_reg("p", "phone", None, Some("phone")),
+                device_reg("p", "legacy", None, None),
+            ],
+        );
+        let plan = r
+            .plan_enable("u", device_reg("p", "new-token", Some("monal-1"), None), None)
+            .unwrap();
+        assert_eq!(plan.removed, ["p<old-token"]);
+        let mut ids: Vec<_> = plan.regs.iter().map(|r| r.identifier()).collect();
+        ids.sort();
+        assert_eq!(ids, ["p<laptop", "p<legacy", "p<new-token", "p<phone", "q<other-service"]);
+        // By resource where no client id was kept, the session's resource
+        // standing in for a new registration that keeps a client id.
+        let plan = r
+            .plan_enable("u", device_reg("p", "phone-2", None, Some("phone")), None)
+            .unwrap();
+        assert_eq!(plan.removed, ["p<phone"]);
+        let plan = r
+            .plan_enable("u", device_reg("p", "phone-3", Some("sasl2-id"), None), Some("phone"))
+            .unwrap();
+        assert_eq!(plan.removed, ["p<phone"]);
+        // Another resource, or no device known: kept.
+        let plan = r
+            .plan_enable("u", device_reg("p", "tablet", None, Some("tablet")), Some("tablet"))
+            .unwrap();
         assert!(plan.removed.is_empty());
     }
 
@@ -317,7 +385,7 @@ mod tests {
     fn oldest_device_is_dropped_beyond_max() {
         let mut r = Registry::new(10, 2);
         r.load("u", vec![reg("p", "b", 2.0), reg("p", "a", 1.0)]);
-        let plan = r.plan_enable("u", reg("p", "c", 2.0)).unwrap();
+        let plan = r.plan_enable("u", reg("p", "c", 2.0), None).unwrap();
         assert_eq!(plan.removed, vec!["p<a".to_string()]);
         let ids: Vec<_> = plan.regs.iter().map(|r| r.identifier()).collect();
         assert_eq!(ids, ["p<b", "p<c"]);
@@ -327,7 +395,7 @@ mod tests {
     fn the_new_device_is_kept_even_with_an_old_clock() {
         let mut r = Registry::new(10, 1);
         r.load("u", vec![reg("p", "a", 100.0)]);
-        let plan = r.plan_enable("u", reg("p", "b", 50.0)).unwrap();
+        let plan = r.plan_enable("u", reg("p", "b", 50.0), None).unwrap();
         assert_eq!(plan.regs[0].identifier(), "p<b");
     }
 
@@ -341,7 +409,7 @@ mod tests {
             let mut enabled = Vec::new();
             for i in 0..(max + 3) {
                 let node = format!("n{i}");
-                let plan = r.plan_enable("u", reg("p", &node, 1000.0)).unwrap();
+                let plan = r.plan_enable("u", reg("p", &node, 1000.0), None).unwrap();
                 // What the store hands back comes in no particular order.
                 let mut regs = plan.regs;
                 regs.reverse();
@@ -365,14 +433,14 @@ mod tests {
     fn tied_timestamps_step_by_a_millisecond() {
         let mut r = Registry::new(10, 5);
         r.load("u", vec![reg("p", "a", 1000.0)]);
-        let plan = r.plan_enable("u", reg("p", "b", 1000.0)).unwrap();
+        let plan = r.plan_enable("u", reg("p", "b", 1000.0), None).unwrap();
         assert_eq!(plan.regs[1].timestamp, 1000.001);
         // Re-enabling alone keeps the clock's value...
-        let plan = r.plan_enable("u", reg("p", "a", 1001.0)).unwrap();
+        let plan = r.plan_enable("u", reg("p", "a", 1001.0), None).unwrap();
         assert_eq!(plan.regs[0].timestamp, 1001.0);
         // ... unless it is the very value of the registration it replaces
         // (a new registration: its error count starts afresh).
-        let plan = r.plan_enable("u", reg("p", "a", 1000.0)).unwrap();
+        let plan = r.plan_enable("u", reg("p", "a", 1000.0), None).unwrap();
         assert_eq!(plan.regs[0].timestamp, 1000.001);
     }
 
@@ -418,7 +486,7 @@ mod tests {
     #[test]
     fn unloaded_users_have_no_plan() {
         let r = Registry::new(10, 5);
-        assert!(r.plan_enable("nobody", reg("p", "a", 1.0)).is_none());
+        assert!(r.plan_enable("nobody", reg("p", "a", 1.0), None).is_none());
     }
 
     #[test]

@@ -232,7 +232,22 @@ pub enum Response<'a> {
         /// The defined condition (`undefined-condition` when none was given).
         condition: &'a str,
     },
+    /// An error our own server generated about the route to the app server
+    /// (the link is down: DNS, a certificate, a timeout, a component that
+    /// is not connected), not the app server's answer
+    /// ([`Response::answer_error`]). Retried like `wait`; never counted
+    /// against the registration, except on the MUC module.
+    RouteFailure {
+        /// One of RFC 6120's five.
+        type_: &'a str,
+        /// The defined condition.
+        condition: &'a str,
+    },
 }
+
+/// RFC 6120 §8.3.3: the conditions a server gives about the route to
+/// another server; an app server never says them about itself.
+const ROUTE_CONDITIONS: [&str; 2] = ["remote-server-not-found", "remote-server-timeout"];
 
 impl<'a> Response<'a> {
     /// An error answer as read from the stanza: the type as
@@ -243,6 +258,39 @@ impl<'a> Response<'a> {
         Response::Error {
             type_: crate::error::error_type(type_),
             condition: condition.unwrap_or(crate::error::UNDEFINED_CONDITION),
+        }
+    }
+
+    /// An error answer as it reached us: [`Response::error`], or a
+    /// [`Response::RouteFailure`] when our own server made it — it came
+    /// from a bounce of ours (`bounced`: Prosody's s2s bounces come from a
+    /// dummy session), its `<error by=…>` names `our_host`, or its
+    /// condition is one only a routing server gives.
+    pub fn answer_error(
+        type_: Option<&str>,
+        condition: Option<&'a str>,
+        by: Option<&str>,
+        bounced: bool,
+        our_host: &str,
+    ) -> Response<'a> {
+        let error = Response::error(type_, condition);
+        let Response::Error { type_, condition } = error else {
+            return error;
+        };
+        if bounced || by == Some(our_host) || ROUTE_CONDITIONS.contains(&condition) {
+            Response::RouteFailure { type_, condition }
+        } else {
+            error
+        }
+    }
+
+    /// Its error type and condition, and whether our own server made it;
+    /// `None` for a result.
+    fn error_parts(&self) -> Option<(&'a str, &'a str, bool)> {
+        match *self {
+            Response::Result => None,
+            Response::Error { type_, condition } => Some((type_, condition, false)),
+            Response::RouteFailure { type_, condition } => Some((type_, condition, true)),
         }
     }
 }
@@ -307,7 +355,8 @@ pub enum Answer {
         /// The error count was not zero: write.
         reset: bool,
     },
-    /// A `wait` error: temporary, not counted; what became of its retry.
+    /// A `wait` error, or our own server's about the route: temporary, not
+    /// counted; what became of its retry.
     Temporary {
         /// The user the push was for.
         user: String,
@@ -315,6 +364,8 @@ pub enum Answer {
         identifier: String,
         /// Its retry.
         retry: crate::retry::Scheduled,
+        /// Our own server's error about the route, not the app server's.
+        route: bool,
     },
     /// An error, counted against the registration: write the user's
     /// registrations (`plan_current`) to keep the count across restarts.
@@ -336,6 +387,20 @@ pub enum Answer {
         /// Its error count.
         count: u32,
     },
+}
+
+/// What [`PushService::expire`] did with the pushes nobody answered.
+#[derive(Debug, Default, PartialEq)]
+pub struct Expired {
+    /// How many there were.
+    pub count: usize,
+    /// How many got a retry of their own (main module).
+    pub retried: usize,
+    /// Seconds until the next retry is due, if any waits.
+    pub retry_in: Option<f64>,
+    /// The registrations that reached `push_max_errors` (MUC module), as
+    /// user and identifier: to drop.
+    pub drop: Vec<(String, String)>,
 }
 
 /// Room messages remembered per MUC host for error bounces.
@@ -763,9 +828,11 @@ impl PushService {
         registration_from_enable(req, who, now)
     }
 
-    /// The user's registrations once `reg` is added. `None`: not loaded.
-    pub fn plan_enable(&self, user: &str, reg: Registration) -> Option<Plan> {
-        self.registry.plan_enable(user, reg)
+    /// The user's registrations once `reg` is added from a session with
+    /// `resource` (it replaces that device's registration with the same app
+    /// server). `None`: not loaded.
+    pub fn plan_enable(&self, user: &str, reg: Registration, resource: Option<&str>) -> Option<Plan> {
+        self.registry.plan_enable(user, reg, resource)
     }
 
     /// The user's registrations without those a `<disable/>` names.
@@ -1784,31 +1851,43 @@ impl PushService {
         let Some(push) = self.pending.remove(id) else {
             return Answer::NotOurs;
         };
-        if let Response::Error { condition, .. } = &response {
-            let condition: String = condition.chars().take(64).collect();
-            self.last_errors.insert(
-                (push.user.clone(), push.identifier.clone()),
-                (condition, now),
-            );
-        }
+        let Some((type_, condition, route)) = response.error_parts() else {
+            let reg = self.registry.registration_mut(&push.user, &push.identifier);
+            let reset = reg.is_some_and(|r| std::mem::take(&mut r.errors) > 0);
+            // Delivered: a retry of an older push has nothing left to say.
+            self.retries
+                .delivered(&push.user, &push.identifier, push.sent_at);
+            if reset {
+                self.mark_dirty(&push.user);
+            }
+            return Answer::Delivered {
+                rtt: (now - push.sent_at).max(0.0),
+                user: push.user,
+                reset,
+            };
+        };
+        let condition: String = condition.chars().take(64).collect();
+        self.last_errors.insert(
+            (push.user.clone(), push.identifier.clone()),
+            (condition, now),
+        );
+        // An outage of the route is not the app server's error: retried,
+        // never counted (on the MUC module, where anyone may register an
+        // unreachable app server, it counts, to age such registrations out).
+        let temporary = type_ == "wait" || (route && !self.config.unanswered_count);
         let max_errors = self.config.max_errors;
-        let reg = self.registry.registration_mut(&push.user, &push.identifier);
         // A changed error count is written back with the unread counts
         // (batched: [`crate::counts::Dirty`]), never a write per answer, so
         // an app server that flaps (error, result, error…) costs no write.
-        let answer = match (response, reg) {
-            (Response::Result, reg) => {
-                let reset = reg.is_some_and(|r| std::mem::take(&mut r.errors) > 0);
-                // Delivered: a retry of an older push has nothing left to say.
-                self.retries
-                    .delivered(&push.user, &push.identifier, push.sent_at);
-                Answer::Delivered {
-                    rtt: (now - push.sent_at).max(0.0),
-                    user: push.user,
-                    reset,
-                }
-            }
-            (Response::Error { type_: "wait", .. }, Some(_)) => Answer::Temporary {
+        let answer = match self.registry.registration_mut(&push.user, &push.identifier) {
+            // Removed meanwhile: nothing left to count against or retry.
+            None => Answer::Temporary {
+                user: push.user,
+                identifier: push.identifier,
+                retry: crate::retry::Scheduled::Gone,
+                route,
+            },
+            Some(_) if temporary => Answer::Temporary {
                 retry: self.retries.schedule(
                     &push.user,
                     &push.identifier,
@@ -1820,14 +1899,9 @@ impl PushService {
                 ),
                 user: push.user,
                 identifier: push.identifier,
+                route,
             },
-            // Removed meanwhile: nothing left to count against or retry.
-            (Response::Error { .. }, None) => Answer::Temporary {
-                user: push.user,
-                identifier: push.identifier,
-                retry: crate::retry::Scheduled::Gone,
-            },
-            (Response::Error { .. }, Some(reg)) => {
+            Some(reg) => {
                 reg.errors = reg.errors.saturating_add(1);
                 let count = reg.errors;
                 if count >= max_errors {
@@ -1845,12 +1919,8 @@ impl PushService {
                 }
             }
         };
-        match &answer {
-            Answer::Delivered {
-                user, reset: true, ..
-            }
-            | Answer::Counted { user, .. } => self.mark_dirty(user),
-            _ => {}
+        if let Answer::Counted { user, .. } = &answer {
+            self.mark_dirty(user);
         }
         answer
     }
@@ -1867,30 +1937,49 @@ impl PushService {
         self.config.response_timeout.clamp(1, 30)
     }
 
-    /// Forgets pushes nobody answered in time; returns how many, and (on
-    /// the MUC module, where they count as errors: [`Config::unanswered_count`])
-    /// the registrations that reached `push_max_errors` that way, to drop.
-    pub fn expire(&mut self, now: f64) -> (usize, Vec<(String, String)>) {
+    /// Takes the pushes nobody answered in time. On the main module each is
+    /// retried like a `wait` error (an outage of the route or of the app
+    /// server is not the registration's fault; an answer that comes late
+    /// is not ours any more) and never counted. On the MUC module, where
+    /// they count as errors ([`Config::unanswered_count`]), the
+    /// registrations that reached `push_max_errors` that way are listed,
+    /// to drop.
+    pub fn expire(&mut self, now: f64) -> Expired {
         self.clock = self.clock.max(now);
         let expired = self.pending.expire(now);
-        let n = expired.len();
-        let mut drop = Vec::new();
-        if !self.config.unanswered_count {
-            return (n, drop);
-        }
+        let mut out = Expired {
+            count: expired.len(),
+            ..Expired::default()
+        };
         let max_errors = self.config.max_errors;
         for push in expired {
             let Some(reg) = self.registry.registration_mut(&push.user, &push.identifier) else {
                 continue; // (gone, or not in memory: counted by the next one)
             };
+            if !self.config.unanswered_count {
+                let retry = self.retries.schedule(
+                    &push.user,
+                    &push.identifier,
+                    (push.summary, push.origin),
+                    push.attempt,
+                    push.sent_at,
+                    now,
+                    crate::ids::jitter(),
+                );
+                if let crate::retry::Scheduled::In(_) = retry {
+                    out.retried += 1;
+                }
+                continue;
+            }
             reg.errors = reg.errors.saturating_add(1);
             // (listed once: when it reaches the bound)
             if reg.errors == max_errors {
-                drop.push((push.user.clone(), push.identifier));
+                out.drop.push((push.user.clone(), push.identifier));
             }
             self.mark_dirty(&push.user);
         }
-        (n, drop)
+        out.retry_in = self.retries.next_in(now);
+        out
     }
 
     /// Current error count of a registration.
@@ -1944,7 +2033,7 @@ mod tests {
         if !s.is_loaded(user) {
             s.load(user, vec![]);
         }
-        s.plan_enable(user, reg).unwrap()
+        s.plan_enable(user, reg, None).unwrap()
     }
 
     /// Pushes to romeo's registrations; the first push's id.
@@ -2083,9 +2172,11 @@ mod tests {
             let mut dropped = Vec::new();
             for i in 0..3 {
                 first_push_id(&mut s);
-                let (n, drop) = s.expire(100.0 * f64::from(i + 1));
-                assert_eq!(n, 1);
-                dropped.extend(drop);
+                let expired = s.expire(100.0 * f64::from(i + 1));
+                assert_eq!(expired.count, 1);
+                // (elsewhere retried like a wait error: one retry waits)
+                assert_eq!(expired.retry_in.is_some(), !muc);
+                dropped.extend(expired.drop);
             }
             match muc {
                 true => assert_eq!(dropped[0], ("romeo".into(), "push.example<phone".into())),
@@ -2376,7 +2467,7 @@ mod tests {
             if !s.is_loaded("romeo") {
                 s.load("romeo", vec![]);
             }
-            let plan = s.plan_enable("romeo", reg).unwrap();
+            let plan = s.plan_enable("romeo", reg, None).unwrap();
             s.commit("romeo", plan);
         };
         enable_as("by-resource", None, "phone");
@@ -2646,6 +2737,87 @@ mod tests {
         assert!(!jobs[0].summary.important());
     }
 
+    // Issue 27 §4: our own server's errors about the route (an s2s bounce,
+    // `by` our host, a routing condition) are not the app server's.
+    #[test]
+    fn route_failures_are_told_apart_from_the_app_servers_errors() {
+        let here = "example.com";
+        let answer = |t, c, by, bounced| Response::answer_error(Some(t), Some(c), by, bounced, here);
+        let route = |t, c| Response::RouteFailure {
+            type_: t,
+            condition: c,
+        };
+        // Prosody 13's s2s bounce (a dummy session, no `by`); 0.12's names
+        // our host; a component that is not connected.
+        assert_eq!(
+            answer("cancel", "remote-server-not-found", None, true),
+            route("cancel", "remote-server-not-found")
+        );
+        assert_eq!(
+            answer("cancel", "remote-server-not-found", Some(here), false),
+            route("cancel", "remote-server-not-found")
+        );
+        assert_eq!(
+            answer("wait", "remote-server-timeout", None, false),
+            route("wait", "remote-server-timeout")
+        );
+        assert_eq!(
+            answer("cancel", "service-unavailable", None, true),
+            route("cancel", "service-unavailable")
+        );
+        // The app server's own (fpush: a dead token, a malformed publish).
+        assert_eq!(
+            answer("cancel", "policy-violation", None, false),
+            Response::Error {
+                type_: "cancel",
+                condition: "policy-violation"
+            }
+        );
+        assert_eq!(
+            answer("cancel", "item-not-found", Some("push.example"), false),
+            Response::Error {
+                type_: "cancel",
+                condition: "item-not-found"
+            }
+        );
+    }
+
+    #[test]
+    fn an_outage_of_the_route_is_retried_and_never_counted_except_on_the_muc() {
+        for muc in [false, true] {
+            let mut s = PushService::new(
+                "example.com",
+                Config {
+                    max_errors: 2,
+                    unanswered_count: muc,
+                    ..Config::default()
+                },
+            );
+            let ident = enable(&mut s, "romeo", "push.example", "a");
+            let bounce = Response::RouteFailure {
+                type_: "cancel",
+                condition: "remote-server-not-found",
+            };
+            let mut answers = Vec::new();
+            for _ in 0..20 {
+                let id = first_push_id(&mut s);
+                answers.push(s.response(&id, "push.example", bounce.clone(), 1.0));
+            }
+            if muc {
+                assert!(matches!(answers[1], Answer::Disable { count: 2, .. }));
+                continue;
+            }
+            assert!(answers.iter().all(|a| matches!(a, Answer::Temporary { route: true, .. })));
+            assert_eq!(s.error_count("romeo", &ident), 0, "an outage deletes nothing");
+            // The link is back: the next push is delivered.
+            let id = first_push_id(&mut s);
+            assert!(matches!(
+                s.response(&id, "push.example", Response::Result, 2.0),
+                Answer::Delivered { .. }
+            ));
+        }
+    }
+
     #[test]
     fn errors_count_wait_does_not_result_resets() {
         let mut s = service(3);
@@ -2750,8 +2922,11 @@ mod tests {
         let mut s = service(16);
         enable(&mut s, "romeo", "push.example", "a");
         s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0);
-        assert_eq!(s.expire(10.0).0, 0);
-        assert_eq!(s.expire(1000.0).0, 1);
+        assert_eq!(s.expire(10.0).count, 0);
+        let expired = s.expire(1000.0);
+        assert_eq!((expired.count, expired.retried), (1, 1));
+        assert!(expired.retry_in.is_some());
+        assert_eq!(s.error_count("romeo", "push.example<a"), 0);
     }
 
     fn facts(xml: &str) -> StanzaFacts {

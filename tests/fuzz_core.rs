@@ -413,7 +413,7 @@ fn fuzz_core() {
                     _ => service
                         .enable_request(req, &who, now)
                         .ok()
-                        .and_then(|reg| service.plan_enable(user, reg)),
+                        .and_then(|reg| service.plan_enable(user, reg, None)),
                 };
                 if let Some(plan) = plan {
                     if r.chance(8) {

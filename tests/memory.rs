@@ -113,7 +113,7 @@ fn bytes_per_user_after_an_enable_and_a_push() {
             ..Default::default()
         };
         let reg = s.enable_request(req, &who, 1.7e9).unwrap();
-        let plan = s.plan_enable(&user, reg).unwrap();
+        let plan = s.plan_enable(&user, reg, None).unwrap();
         s.commit(&user, plan);
         let enabled = LIVE.load(Ordering::Relaxed);
         let facts = StanzaFacts::from_element(&message);

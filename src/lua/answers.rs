@@ -4,11 +4,11 @@
 //!
 //! | method | returns |
 //! |---|---|
-//! | `core:response(stanza, now)` | see [`Reply`] |
+//! | `core:response(stanza, now, bounced)` | see [`Reply`]; `bounced`: the answer came from a bounce of our own server (Prosody's s2s bounces come from a dummy session) |
 //!
 //! Most answers are plain deliveries: they get no table.
 
-use super::convert::error_of;
+use super::convert::{error_by, error_of};
 use super::object::Core;
 use super::raw::read;
 use crate::retry::Scheduled;
@@ -30,7 +30,7 @@ enum Reply {
     /// `kind, details`: kind is `"wrong-sender"`, `"load"` (load
     /// `details.user`, then ask again), `"temporary"`, `"counted"` or
     /// `"disable"`; details holds `user`, `identifier`, `count`,
-    /// `expected`, `retry_in`, `merged`, `gave_up`, `gone`, `full`,
+    /// `expected`, `retry_in`, `merged`, `gave_up`, `gone`, `full`, `route`,
     /// `error_type`, `condition` and `from`, as they apply.
     Other(&'static str, Table),
 }
@@ -45,7 +45,11 @@ impl IntoLuaMulti for Reply {
     }
 }
 
-fn response(lua: &Lua, this: &mut Core, (stanza, now): (Table, f64)) -> Result<Reply> {
+fn response(
+    lua: &Lua,
+    this: &mut Core,
+    (stanza, now, bounced): (Table, f64, Option<bool>),
+) -> Result<Reply> {
     if this.service.pending() == 0 {
         return Ok(Reply::NotOurs);
     }
@@ -53,12 +57,19 @@ fn response(lua: &Lua, this: &mut Core, (stanza, now): (Table, f64)) -> Result<R
     let (Some(id), Some(from)) = (id, from) else {
         return Ok(Reply::NotOurs);
     };
-    let (error_type, condition);
+    let (error_type, condition, by);
     let response = match kind.as_deref() {
         Some("result") => Response::Result,
         Some("error") => {
             (error_type, condition) = error_of(&stanza)?;
-            Response::error(error_type.as_deref(), condition.as_deref())
+            by = error_by(&stanza)?;
+            Response::answer_error(
+                error_type.as_deref(),
+                condition.as_deref(),
+                by.as_deref(),
+                bounced.unwrap_or(false),
+                &this.service.host,
+            )
         }
         _ => return Ok(Reply::NotOurs),
     };
@@ -68,7 +79,9 @@ fn response(lua: &Lua, this: &mut Core, (stanza, now): (Table, f64)) -> Result<R
         Answer::Delivered { rtt, .. } => return Ok(Reply::Delivered { rtt, from }),
         answer => details(lua, answer)?,
     };
-    if let Response::Error { type_, condition } = response {
+    if let Response::Error { type_, condition } | Response::RouteFailure { type_, condition } =
+        response
+    {
         details.raw_set("error_type", type_)?;
         details.raw_set("condition", condition)?;
     }
@@ -93,7 +106,11 @@ fn details(lua: &Lua, answer: Answer) -> Result<(&'static str, Table)> {
             user,
             identifier,
             retry,
+            route,
         } => {
+            if route {
+                t.raw_set("route", true)?;
+            }
             match retry {
                 Scheduled::In(delay) => t.raw_set("retry_in", delay)?,
                 Scheduled::Merged(delay) => {

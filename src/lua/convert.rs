@@ -274,6 +274,17 @@ pub fn error_of(stanza: &Table) -> Result<(Option<String>, Option<String>)> {
     Ok((type_, None))
 }
 
+/// The `by` attribute of a stanza's `<error/>` (RFC 6120 §8.3.2: the
+/// entity that made the error), if any.
+pub fn error_by(stanza: &Table) -> Result<Option<String>> {
+    let mut by = None;
+    each_child_named(stanza, "error", |e| {
+        by = attr_str(&e, "by")?;
+        Ok(false)
+    })?;
+    Ok(by)
+}
+
 /// The XEP-0372 references among a stanza's children (at most
 /// [`MAX_REFERENCES`]).
 pub fn references(stanza: &Table) -> Result<Vec<Reference>> {

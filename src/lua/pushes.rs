@@ -20,7 +20,7 @@
 //! | `core:wake(user, identifier, now)` | `events` (the wake-up push) |
 //! | `core:cancel(push_id)` | nothing (a handler blocked the push) |
 //! | `core:handler_failed(push_kind, now)` | `nil` (count it only), or the number of failures of that kind not logged since the last line (log it) |
-//! | `core:expire(now)` | the number of pushes nobody answered in time, and `{ { user, identifier }, … }` to drop (on the MUC module, registrations that reached `push_max_errors` unanswered) or nil |
+//! | `core:expire(now)` | the number of pushes nobody answered in time; `{ { user, identifier }, … }` to drop (on the MUC module, registrations that reached `push_max_errors` unanswered) or nil; seconds until the next retry is due or nil (on the main module unanswered pushes are retried); how many of them got a retry |
 //! | `core:sweep_interval()` | seconds between calls of `expire` |
 //! | `core:stats()` | `{ users, registrations, pending, batches, known, kept_bytes }` |
 
@@ -194,16 +194,18 @@ fn handler_failed(_: &Lua, this: &mut Core, (kind, now): (String, f64)) -> Resul
     Ok(this.service.handler_failed(kind, now))
 }
 
-fn expire(lua: &Lua, this: &mut Core, now: f64) -> Result<(usize, Option<Table>)> {
-    let (n, drop) = this.service.expire(now);
-    if drop.is_empty() {
-        return Ok((n, None));
-    }
-    let out = lua.create_table()?;
-    for (user, identifier) in drop {
-        out.push(lua.create_sequence_from([user, identifier])?)?;
-    }
-    Ok((n, Some(out)))
+fn expire(lua: &Lua, this: &mut Core, now: f64) -> Result<(usize, Option<Table>, Option<f64>, usize)> {
+    let expired = this.service.expire(now);
+    let drop = if expired.drop.is_empty() {
+        None
+    } else {
+        let out = lua.create_table()?;
+        for (user, identifier) in expired.drop {
+            out.push(lua.create_sequence_from([user, identifier])?)?;
+        }
+        Some(out)
+    };
+    Ok((expired.count, drop, expired.retry_in, expired.retried))
 }
 
 fn sweep_interval(_: &Lua, this: &Core, (): ()) -> Result<u64> {

@@ -15,7 +15,7 @@
 //! | `core:known_complete()` | nothing: every such user was noted (a user not among them needs no read) |
 //! | `core:muc_admit_ready(user)` | whether `core:muc_admit` can be asked before the user's registrations are read |
 //! | `core:enable(who, stanza, now)` | `push_info, identifier` or `nil, type, condition, text` |
-//! | `core:plan_enable(user, identifier, push_info)` | `services, removed` or `nil, type, condition, text` |
+//! | `core:plan_enable(user, identifier, push_info, resource)` | `services, removed` or `nil, type, condition, text` |
 //! | `core:plan_disable(user, stanza)` | `services, removed`, `false, {}` (nothing matched) or `nil, type, condition, text` |
 //! | `core:plan_remove_all(user)`, `core:plan_drop(user, identifier)`, `core:plan_current(user)` | `services, removed` or nothing |
 //! | `core:commit(user, services, removed)` | `{ messages for the log }` |
@@ -158,13 +158,14 @@ fn enable(_: &Lua, this: &Core, (who, stanza, now): (Table, Table, f64)) -> Resu
 fn plan_enable(
     _: &Lua,
     this: &Core,
-    (user, identifier, info): (String, String, Table),
+    (user, identifier, info, resource): (String, String, Table, Option<LuaString>),
 ) -> Result<Reply<Planned>> {
     let reg = match registration_from_lua(&identifier, &info) {
         Ok(r) => r,
         Err(e) => return Ok(Reply::Refused(e)),
     };
-    Ok(match this.service.plan_enable(&user, reg) {
+    let resource = resource.as_ref().map(|r| r.to_str()).transpose()?;
+    Ok(match this.service.plan_enable(&user, reg, resource.as_deref()) {
         Some(plan) => Reply::Done(Planned(Some(plan))),
         None => Reply::Refused(not_loaded()),
     })

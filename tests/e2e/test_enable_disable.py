@@ -3,6 +3,7 @@
 import asyncio
 
 from harness import (NS_PUSH, PUBLISH_OPTIONS, AppServer, Client, error_of, iq_type, message_pushes, run)
+from conftest import make_users
 from store import read_store
 
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
@@ -139,9 +140,12 @@ def test_disable_with_node_and_without(prosody, users):
 
     async def scenario():
         app = await AppServer(prosody).start()
-        c = await Client(romeo, prosody.c2s_port).start()
+        # (three devices: one device enabling again replaces its own)
         for node in ("a", "b", "c"):
+            c = await Client(romeo, prosody.c2s_port, resource=f"device-{node}").start()
             assert iq_type(await c.enable("push.localhost", node)) == "result"
+            await c.stop()
+        c = await Client(romeo, prosody.c2s_port).start()
         assert iq_type(await c.disable("push.localhost", "b")) == "result"
         await c.stop()
         j = await Client(juliet, prosody.c2s_port).start()
@@ -192,3 +196,40 @@ def test_disable_from_another_device_stops_pushes(prosody, users):
 
     control = run(scenario())
     assert control.node == "phone-node" and control.important
+
+
+def test_a_device_enabling_again_replaces_its_registration(prosody_with):
+    """Issue 27 §2 (ejabberd#4584): a device that enables again with a new
+    node for the same app server (an APNs/FCM token rotated, the app
+    reinstalled) keeps one registration: the dead token is not pushed. The
+    same device with another app server, and another device, keep theirs."""
+    p = prosody_with(components=["other.localhost"])
+    romeo, juliet = make_users(p)("romeo", "juliet")
+
+    async def scenario():
+        app = await AppServer(p).start()
+        other = await AppServer(p, jid="other.localhost").start()
+        phone = await Client(romeo, p.c2s_port, resource="phone").start()
+        assert iq_type(await phone.enable("push.localhost", "token-1")) == "result"
+        assert iq_type(await phone.enable("other.localhost", "elsewhere")) == "result"
+        await phone.stop()
+        laptop = await Client(romeo, p.c2s_port, resource="laptop").start()
+        assert iq_type(await laptop.enable("push.localhost", "laptop-node")) == "result"
+        await laptop.stop()
+        # The token rotates: the app enables again, from the same resource.
+        phone = await Client(romeo, p.c2s_port, resource="phone").start()
+        assert iq_type(await phone.enable("push.localhost", "token-2")) == "result"
+        await phone.stop()
+        j = await Client(juliet, p.c2s_port).start()
+        pushes = await message_pushes(app, j, romeo, 2)
+        elsewhere = await other.next_push()
+        await j.stop()
+        await other.stop()
+        await app.stop()
+        return sorted(push.node for push in pushes), elsewhere.node
+
+    nodes, elsewhere = run(scenario())
+    assert nodes == ["laptop-node", "token-2"]
+    assert elsewhere == "elsewhere"
+    stored = read_store(p.store_file(romeo.split("@")[0]))
+    assert sorted(stored) == ["other.localhost<elsewhere", "push.localhost<laptop-node", "push.localhost<token-2"]
