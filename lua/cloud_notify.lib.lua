@@ -141,6 +141,17 @@ function lib.new(options)
 		"Bytes of unread counts kept for users not in memory (8 MiB at most)", {}));
 	local gauge_counts_dropped = labelled(module:metric("gauge", "counts_dropped", "",
 		"Users whose unread counts were dropped for room since the module loaded", {}));
+	-- Per app server (the first 32 by name, the rest as "other"; error
+	-- conditions RFC 6120's or "other": bounded label sets).
+	local count_service_push = labelled(module:metric("counter", "service_pushes", "",
+		"Pushes sent, by app server", { "service" }));
+	local count_service_answer = labelled(module:metric("counter", "service_answers", "",
+		"What came of the pushes, by app server: delivered, wait, error, timeout, route (our server could not reach it)",
+		{ "service", "result" }));
+	local service_errors = module:metric("counter", "service_errors", "",
+		"Error answers by app server, error type and condition", { "service", "type", "condition" });
+	local gauge_service_rtt = labelled(module:metric("gauge", "service_response_time", "seconds",
+		"Mean time from a push to its result since the last collection, by app server", { "service" }));
 	local count_store_read = labelled(module:metric("counter", "store_reads", "",
 		"Reads of the registration store (cache misses)", {}));
 	local count_hook_error = labelled(module:metric("counter", "hook_errors", "",
@@ -621,6 +632,15 @@ function lib.new(options)
 		gauge_kept():set(stats.kept_bytes);
 		gauge_counts_kept():set(stats.counts_kept_bytes);
 		gauge_counts_dropped():set(stats.counts_dropped);
+		for _, t in ipairs(core:service_changes()) do
+			local service = t.service;
+			if t.sent > 0 then count_service_push(service):add(t.sent); end
+			for _, result in ipairs({ "delivered", "wait", "errors", "timeouts", "route" }) do
+				if t[result] > 0 then count_service_answer(service, result):add(t[result]); end
+			end
+			for _, c in ipairs(t.conditions) do service_errors:with_labels(service, c[1], c[2]):add(c[3]); end
+			if t.delivered > 0 then gauge_service_rtt(service):set(t.rtt_sum / t.delivered); end
+		end
 	end
 
 	-- App-server error counts are written back with the user's
@@ -742,10 +762,14 @@ function lib.new(options)
 	-- errors instead: registrations whose app server never answers age out.
 	push.sweep_interval = core:sweep_interval();
 	function push.sweep_timer()
-		local expired, aged_out, retry_in, retried = core:expire(time_now());
+		local expired, aged_out, retry_in, retried, warnings = core:expire(time_now());
 		if expired > 0 then
 			count_unanswered():add(expired);
 			module:log("debug", "%d push(es) got no answer in time, %d retried", expired, retried);
+		end
+		for service, n in pairs(warnings) do
+			module:log("warn", "App server %s left %d push(es) unanswered within push_response_timeout (warned at most once a minute per app server)",
+				service, n);
 		end
 		if retry_in then push.schedule_retries(retry_in); end
 		for _, drop in ipairs(aged_out or {}) do

@@ -473,7 +473,20 @@ local jid_split = require "util.jid".prepped_split;
 
 local admin = {};
 
+-- push:list(host): per app server, the registrations held in memory and
+-- what came of the pushes since the module loaded.
+function admin.services(print)
+	local view = core:service_totals();
+	for _, t in ipairs(view) do
+		print(("%s\tregistrations_loaded=%d sent=%d delivered=%d wait=%d errors=%d timeouts=%d route=%d rtt=%s"):format(
+			t.service, t.registrations, t.sent, t.delivered, t.wait, t.errors, t.timeouts, t.route,
+			t.delivered > 0 and ("%.3fs"):format(t.rtt_sum / t.delivered) or "-"));
+	end
+	return true, ("%d app server(s)"):format(#view);
+end
+
 function admin.list(print, user)
+	if not user then return admin.services(print); end
 	if not load_user(user) then return false, "Could not read the registrations"; end
 	local now = time_now();
 	local attached = {};
@@ -519,13 +532,17 @@ function admin.ping(_, user)
 end
 
 local admin_commands = {
-	{ name = "list", desc = "List a user's push registrations (identifier, app server, node, age, errors, client)" };
+	{ name = "list", desc = "List a user's push registrations (identifier, app server, node, age, errors, client);"
+		.." for a host, its app servers (registrations, pushes, answers, round-trip time)" };
 	{ name = "remove", desc = "Remove one push registration of a user (by identifier), or all of them" };
 	{ name = "ping", desc = "Send a test push (cloud-notify-ping) to every registration of a user" };
 };
 
-local function user_of(self, user_jid)
+local function user_of(self, user_jid, command)
 	local user, host = jid_split(user_jid);
+	if command == "list" and not user and host == module.host then
+		return false, self and self.session and self.session.print or print;
+	end
 	if not user or host ~= module.host then
 		return nil, "Not a user of "..module.host..": "..tostring(user_jid);
 	end
@@ -541,9 +558,9 @@ if not prosody.version or not prosody.version:match("^0%.") then
 			section = "push"; section_desc = "Push notification registrations (XEP-0357)";
 			name = name; desc = command.desc; args = args; host_selector = "jid";
 			handler = function(self, user_jid, ...)
-				local user, out = user_of(self, user_jid);
-				if not user then return false, out; end
-				return admin[name](out, user, ...);
+				local user, out = user_of(self, user_jid, name);
+				if user == nil then return false, out; end
+				return admin[name](out, user or nil, ...);
 			end;
 		});
 	end
@@ -559,7 +576,9 @@ else
 			local _, host = jid_split(user_jid or "");
 			local host_admin = host and hosts_admin[host];
 			if not host_admin then return false, "Push notifications are not enabled for "..tostring(host); end
-			return host_admin[name](self.session.print, (jid_split(user_jid)), ...);
+			local user = jid_split(user_jid);
+			if not user and name ~= "list" then return false, "Not a user's JID: "..tostring(user_jid); end
+			return host_admin[name](self.session.print, user, ...);
 		end;
 	end
 	admin.unregister = function() hosts_admin[module.host] = nil; end;

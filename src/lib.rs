@@ -33,6 +33,7 @@ pub mod registry;
 pub mod retry;
 pub mod seen;
 pub mod service;
+pub mod service_stats;
 pub mod subscriptions;
 pub mod text;
 pub mod throttle;

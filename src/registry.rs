@@ -328,7 +328,12 @@ mod tests {
         assert!(plan.removed.is_empty());
     }
 
-    fn device_reg(jid: &str, node: &str, client_id: Option<&str>, resource: Option<&str>) -> Registration {
+    fn device_reg(
+        jid: &str,
+        node: &str,
+        client_id: Option<&str>,
+        resource: Option<&str>,
+    ) -> Registration {
         Registration::new(
             Parts {
                 jid,
@@ -358,12 +363,25 @@ mod tests {
             ],
         );
         let plan = r
-            .plan_enable("u", device_reg("p", "new-token", Some("monal-1"), None), None)
+            .plan_enable(
+                "u",
+                device_reg("p", "new-token", Some("monal-1"), None),
+                None,
+            )
             .unwrap();
         assert_eq!(plan.removed, ["p<old-token"]);
         let mut ids: Vec<_> = plan.regs.iter().map(|r| r.identifier()).collect();
         ids.sort();
-        assert_eq!(ids, ["p<laptop", "p<legacy", "p<new-token", "p<phone", "q<other-service"]);
+        assert_eq!(
+            ids,
+            [
+                "p<laptop",
+                "p<legacy",
+                "p<new-token",
+                "p<phone",
+                "q<other-service"
+            ]
+        );
         // By resource where no client id was kept, the session's resource
         // standing in for a new registration that keeps a client id.
         let plan = r
@@ -371,12 +389,20 @@ mod tests {
             .unwrap();
         assert_eq!(plan.removed, ["p<phone"]);
         let plan = r
-            .plan_enable("u", device_reg("p", "phone-3", Some("sasl2-id"), None), Some("phone"))
+            .plan_enable(
+                "u",
+                device_reg("p", "phone-3", Some("sasl2-id"), None),
+                Some("phone"),
+            )
             .unwrap();
         assert_eq!(plan.removed, ["p<phone"]);
         // Another resource, or no device known: kept.
         let plan = r
-            .plan_enable("u", device_reg("p", "tablet", None, Some("tablet")), Some("tablet"))
+            .plan_enable(
+                "u",
+                device_reg("p", "tablet", None, Some("tablet")),
+                Some("tablet"),
+            )
             .unwrap();
         assert!(plan.removed.is_empty());
     }

@@ -18,6 +18,7 @@ use crate::registration::{
 };
 use crate::registry::{Plan, Registry};
 use crate::seen::{Seen, DEFAULT_CAPACITY as SEEN_CAPACITY};
+use crate::service_stats::{condition_label, Outcome, ServiceStats, Tally};
 use minidom::Element;
 
 /// Which of a user's registrations a push goes to.
@@ -401,7 +402,22 @@ pub struct Expired {
     /// The registrations that reached `push_max_errors` (MUC module), as
     /// user and identifier: to drop.
     pub drop: Vec<(String, String)>,
+    /// App servers to warn about (at most once a minute each), with the
+    /// pushes they left unanswered since the last warning.
+    pub warnings: Vec<(String, u64)>,
 }
+
+/// The tally of an app server nothing was pushed to yet.
+static NO_TALLY: Tally = Tally {
+    sent: 0,
+    delivered: 0,
+    wait: 0,
+    errors: 0,
+    timeouts: 0,
+    route: 0,
+    rtt_sum: 0.0,
+    conditions: Vec::new(),
+};
 
 /// Room messages remembered per MUC host for error bounces.
 const RECENT_ROOM_MESSAGES: usize = 4096;
@@ -462,6 +478,8 @@ pub struct PushService {
     kept: Option<(Slot, Option<Origin>)>,
     /// When raising `cloud_notify/push` handlers were last logged.
     failures: crate::throttle::Throttle,
+    /// Per app server: pushes and their answers ([`ServiceStats`]).
+    stats: ServiceStats,
     /// Subscription requests pushed lately.
     subscriptions: crate::subscriptions::Subscriptions,
     /// Which users have registrations.
@@ -587,6 +605,7 @@ impl PushService {
             slot: Slot::Event,
             kept: None,
             failures: Default::default(),
+            stats: ServiceStats::default(),
             subscriptions: Default::default(),
             known: Default::default(),
             newly_held: false,
@@ -831,7 +850,12 @@ impl PushService {
     /// The user's registrations once `reg` is added from a session with
     /// `resource` (it replaces that device's registration with the same app
     /// server). `None`: not loaded.
-    pub fn plan_enable(&self, user: &str, reg: Registration, resource: Option<&str>) -> Option<Plan> {
+    pub fn plan_enable(
+        &self,
+        user: &str,
+        reg: Registration,
+        resource: Option<&str>,
+    ) -> Option<Plan> {
         self.registry.plan_enable(user, reg, resource)
     }
 
@@ -1408,6 +1432,7 @@ impl PushService {
         origin: Option<Origin>,
         now: f64,
     ) {
+        self.stats.sent(job.registration.jid(), 1);
         self.pending.insert(
             &job.id,
             PendingPush {
@@ -1827,7 +1852,9 @@ impl PushService {
 
     /// A push was not sent after all (an event handler blocked it).
     pub fn cancel(&mut self, id: &str) {
-        self.pending.remove(id);
+        if let Some(push) = self.pending.remove(id) {
+            self.stats.sent(&push.jid, -1);
+        }
     }
 
     /// Handles an IQ result or error addressed to the host.
@@ -1852,6 +1879,8 @@ impl PushService {
             return Answer::NotOurs;
         };
         let Some((type_, condition, route)) = response.error_parts() else {
+            let rtt = (now - push.sent_at).max(0.0);
+            self.stats.answered(&push.jid, Outcome::Delivered(rtt));
             let reg = self.registry.registration_mut(&push.user, &push.identifier);
             let reset = reg.is_some_and(|r| std::mem::take(&mut r.errors) > 0);
             // Delivered: a retry of an older push has nothing left to say.
@@ -1861,11 +1890,16 @@ impl PushService {
                 self.mark_dirty(&push.user);
             }
             return Answer::Delivered {
-                rtt: (now - push.sent_at).max(0.0),
+                rtt,
                 user: push.user,
                 reset,
             };
         };
+        let label = condition_label(condition);
+        self.stats.answered(
+            &push.jid,
+            Outcome::Error(crate::error::error_type(Some(type_)), label, route),
+        );
         let condition: String = condition.chars().take(64).collect();
         self.last_errors.insert(
             (push.user.clone(), push.identifier.clone()),
@@ -1952,6 +1986,20 @@ impl PushService {
             ..Expired::default()
         };
         let max_errors = self.config.max_errors;
+        let mut by_service: Vec<(String, u64)> = Vec::new();
+        for push in &expired {
+            self.stats.answered(&push.jid, Outcome::Timeout);
+            let label = self.stats.label(&push.jid);
+            match by_service.iter_mut().find(|(s, _)| s == label) {
+                Some(entry) => entry.1 += 1,
+                None => by_service.push((label.to_owned(), 1)),
+            }
+        }
+        for (service, n) in by_service {
+            if let Some(since) = self.stats.unanswered(&service, n, now) {
+                out.warnings.push((service, since));
+            }
+        }
         for push in expired {
             let Some(reg) = self.registry.registration_mut(&push.user, &push.identifier) else {
                 continue; // (gone, or not in memory: counted by the next one)
@@ -1979,6 +2027,33 @@ impl PushService {
             self.mark_dirty(&push.user);
         }
         out.retry_in = self.retries.next_in(now);
+        out
+    }
+
+    /// Per app server, what changed since the last call (for the metrics).
+    pub fn service_changes(&mut self) -> Vec<(String, Tally)> {
+        self.stats.take_changes()
+    }
+
+    /// Per app server, the totals since the module loaded (for the admin
+    /// shell), with the registrations held in memory for it.
+    pub fn service_totals(&self) -> Vec<(&str, &Tally, usize)> {
+        let mut regs: std::collections::HashMap<&str, usize> = Default::default();
+        for (_, list) in self.registry.iter() {
+            for reg in list {
+                *regs.entry(self.stats.label(reg.jid())).or_default() += 1;
+            }
+        }
+        let mut out: Vec<(&str, &Tally, usize)> = self
+            .stats
+            .totals()
+            .into_iter()
+            .map(|(name, tally)| (name, tally, regs.remove(name).unwrap_or(0)))
+            .collect();
+        // (app servers nothing was pushed to yet)
+        let mut idle: Vec<(&str, usize)> = regs.into_iter().collect();
+        idle.sort();
+        out.extend(idle.into_iter().map(|(name, n)| (name, &NO_TALLY, n)));
         out
     }
 
@@ -2742,7 +2817,8 @@ mod tests {
     #[test]
     fn route_failures_are_told_apart_from_the_app_servers_errors() {
         let here = "example.com";
-        let answer = |t, c, by, bounced| Response::answer_error(Some(t), Some(c), by, bounced, here);
+        let answer =
+            |t, c, by, bounced| Response::answer_error(Some(t), Some(c), by, bounced, here);
         let route = |t, c| Response::RouteFailure {
             type_: t,
             condition: c,
@@ -2807,8 +2883,14 @@ mod tests {
                 assert!(matches!(answers[1], Answer::Disable { count: 2, .. }));
                 continue;
             }
-            assert!(answers.iter().all(|a| matches!(a, Answer::Temporary { route: true, .. })));
-            assert_eq!(s.error_count("romeo", &ident), 0, "an outage deletes nothing");
+            assert!(answers
+                .iter()
+                .all(|a| matches!(a, Answer::Temporary { route: true, .. })));
+            assert_eq!(
+                s.error_count("romeo", &ident),
+                0,
+                "an outage deletes nothing"
+            );
             // The link is back: the next push is delivered.
             let id = first_push_id(&mut s);
             assert!(matches!(

@@ -35,6 +35,7 @@ mod raw;
 mod records;
 mod registrations;
 mod replies;
+mod services;
 mod smacks;
 #[cfg(all(test, feature = "vm"))]
 mod tests;

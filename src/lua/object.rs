@@ -237,5 +237,6 @@ impl UserData for Core {
         super::muc::add_methods(m);
         super::answers::add_methods(m);
         super::activity::add_methods(m);
+        super::services::add_methods(m);
     }
 }

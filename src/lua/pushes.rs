@@ -20,7 +20,7 @@
 //! | `core:wake(user, identifier, now)` | `events` (the wake-up push) |
 //! | `core:cancel(push_id)` | nothing (a handler blocked the push) |
 //! | `core:handler_failed(push_kind, now)` | `nil` (count it only), or the number of failures of that kind not logged since the last line (log it) |
-//! | `core:expire(now)` | the number of pushes nobody answered in time; `{ { user, identifier }, … }` to drop (on the MUC module, registrations that reached `push_max_errors` unanswered) or nil; seconds until the next retry is due or nil (on the main module unanswered pushes are retried); how many of them got a retry |
+//! | `core:expire(now)` | the number of pushes nobody answered in time; `{ { user, identifier }, … }` to drop (on the MUC module, registrations that reached `push_max_errors` unanswered) or nil; seconds until the next retry is due or nil (on the main module unanswered pushes are retried); how many of them got a retry; `{ [app server] = n }` to warn about (at most once a minute each: `n` pushes unanswered since the last warning) |
 //! | `core:sweep_interval()` | seconds between calls of `expire` |
 //! | `core:stats()` | `{ users, registrations, pending, batches, known, kept_bytes }` |
 
@@ -194,7 +194,11 @@ fn handler_failed(_: &Lua, this: &mut Core, (kind, now): (String, f64)) -> Resul
     Ok(this.service.handler_failed(kind, now))
 }
 
-fn expire(lua: &Lua, this: &mut Core, now: f64) -> Result<(usize, Option<Table>, Option<f64>, usize)> {
+/// What `core:expire` returns: count, to drop, next retry in, retried,
+/// warnings.
+type ExpireReply = (usize, Option<Table>, Option<f64>, usize, Table);
+
+fn expire(lua: &Lua, this: &mut Core, now: f64) -> Result<ExpireReply> {
     let expired = this.service.expire(now);
     let drop = if expired.drop.is_empty() {
         None
@@ -205,7 +209,17 @@ fn expire(lua: &Lua, this: &mut Core, now: f64) -> Result<(usize, Option<Table>,
         }
         Some(out)
     };
-    Ok((expired.count, drop, expired.retry_in, expired.retried))
+    let warnings = lua.create_table()?;
+    for (service, n) in expired.warnings {
+        warnings.raw_set(service, n)?;
+    }
+    Ok((
+        expired.count,
+        drop,
+        expired.retry_in,
+        expired.retried,
+        warnings,
+    ))
 }
 
 fn sweep_interval(_: &Lua, this: &Core, (): ()) -> Result<u64> {

@@ -165,10 +165,12 @@ fn plan_enable(
         Err(e) => return Ok(Reply::Refused(e)),
     };
     let resource = resource.as_ref().map(|r| r.to_str()).transpose()?;
-    Ok(match this.service.plan_enable(&user, reg, resource.as_deref()) {
-        Some(plan) => Reply::Done(Planned(Some(plan))),
-        None => Reply::Refused(not_loaded()),
-    })
+    Ok(
+        match this.service.plan_enable(&user, reg, resource.as_deref()) {
+            Some(plan) => Reply::Done(Planned(Some(plan))),
+            None => Reply::Refused(not_loaded()),
+        },
+    )
 }
 
 fn plan_disable(_: &Lua, this: &Core, (user, stanza): (String, Table)) -> Result<Reply<Disabled>> {

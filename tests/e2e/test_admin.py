@@ -23,8 +23,9 @@ def options_form(secret):
     return {"FORM_TYPE": PUBLISH_OPTIONS, "secret": secret}
 
 
-async def enable(p, user, node, options=None, resource="phone"):
-    c = await Client(user, p.c2s_port, resource=resource).start()
+async def enable(p, user, node, options=None, resource=None):
+    # (a device of its own per node: one device enabling again replaces its registration)
+    c = await Client(user, p.c2s_port, resource=resource or f"device-{node}").start()
     reply = await c.enable("push.localhost", node, options)
     await c.stop()
     assert iq_type(reply) == "result"
@@ -223,6 +224,57 @@ def test_admin_shell_commands(prosody_with):
     assert "push.localhost<a" not in listed and "1 registration(s)" in listed
     assert "1 registration(s) removed" in shell("remove", romeo)
     assert "0 registration(s)" in shell("list", romeo)
+
+
+def test_per_app_server_metrics_warnings_and_view(prosody_with):
+    """Issue 27 §5: per app server, pushes sent and what came of them
+    (results, wait, other errors by type and condition, no answer, route
+    failures), the round-trip time; a warning once a minute per app server
+    that leaves pushes unanswered; `push:list(host)` shows it. fpush (Monal's
+    app server) answers a dead token with cancel/policy-violation and a
+    malformed publish with wait/bad-request: both are visible by name."""
+    p = prosody_with(modules=("cloud_notify", "http_openmetrics", "admin_shell"),
+                     options={"statistics": "internal", "statistics_interval": "manual",
+                              "push_response_timeout": 2, "push_retry_delays": [30]},
+                     components=["other.localhost"])
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    prefix = "prosody_mod_cloud_notify__service_"
+
+    async def scenario():
+        app = await AppServer(p).start()
+        silent = await AppServer(p, jid="other.localhost", mode="silent").start()
+        c = await Client(romeo, p.c2s_port, resource="phone").start()
+        assert iq_type(await c.enable("push.localhost", "fpush-token")) == "result"
+        assert iq_type(await c.enable("other.localhost", "never-answered")) == "result"
+        await c.stop()
+        j = await Client(juliet, p.c2s_port).start()
+        for mode in ("result", ("error", "cancel", "policy-violation"), ("error", "wait", "bad-request")):
+            app.mode = mode
+            await message_pushes(app, j, romeo, 1, quiet=0.3)
+        await asyncio.sleep(5)  # (the silent app server's pushes expire: 2 s, swept every 2 s)
+        await j.stop()
+        await silent.stop()
+        await app.stop()
+        return scrape(p)
+
+    metrics = run(scenario())
+    here = {"service": "push.localhost"}
+    assert metric(metrics, prefix + "pushes_total", **here) == 3
+    assert metric(metrics, prefix + "answers_total", result="delivered", **here) == 1
+    assert metric(metrics, prefix + "answers_total", result="errors", **here) == 1
+    assert metric(metrics, prefix + "answers_total", result="wait", **here) == 1
+    assert metric(metrics, prefix + "errors_total", type="cancel", condition="policy-violation", **here) == 1
+    assert metric(metrics, prefix + "errors_total", type="wait", condition="bad-request", **here) == 1
+    assert metric(metrics, prefix + "response_time_seconds", **here) > 0
+    assert metric(metrics, prefix + "pushes_total", service="other.localhost") == 3
+    assert metric(metrics, prefix + "answers_total", service="other.localhost", result="timeouts") == 3
+    assert p.log().count("App server other.localhost left") == 1  # (once a minute)
+    r = p.ctl("shell", "push", "list", "localhost")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = {line.split("\t")[0]: line for line in r.stdout.splitlines() if "\t" in line}
+    assert "sent=3 delivered=1 wait=1 errors=1" in lines["push.localhost"]
+    assert "timeouts=3" in lines["other.localhost"] and "registrations_loaded=1" in lines["other.localhost"]
+    assert "2 app server(s)" in r.stdout
 
 
 def test_account_deletion_removes_registrations_and_error_counts(prosody_with):
