@@ -1878,23 +1878,39 @@ impl PushService {
         let Some(push) = self.pending.remove(id) else {
             return Answer::NotOurs;
         };
-        let Some((type_, condition, route)) = response.error_parts() else {
-            let rtt = (now - push.sent_at).max(0.0);
-            self.stats.answered(&push.jid, Outcome::Delivered(rtt));
-            let reg = self.registry.registration_mut(&push.user, &push.identifier);
-            let reset = reg.is_some_and(|r| std::mem::take(&mut r.errors) > 0);
-            // Delivered: a retry of an older push has nothing left to say.
-            self.retries
-                .delivered(&push.user, &push.identifier, push.sent_at);
-            if reset {
-                self.mark_dirty(&push.user);
-            }
-            return Answer::Delivered {
-                rtt,
-                user: push.user,
-                reset,
-            };
-        };
+        match response.error_parts() {
+            None => self.delivered(push, now),
+            Some((type_, condition, route)) => self.failed(push, (type_, condition, route), now),
+        }
+    }
+
+    /// A result: the registration's error count is reset.
+    fn delivered(&mut self, push: PendingPush, now: f64) -> Answer {
+        let rtt = (now - push.sent_at).max(0.0);
+        self.stats.answered(&push.jid, Outcome::Delivered(rtt));
+        let reg = self.registry.registration_mut(&push.user, &push.identifier);
+        let reset = reg.is_some_and(|r| std::mem::take(&mut r.errors) > 0);
+        // Delivered: a retry of an older push has nothing left to say.
+        self.retries
+            .delivered(&push.user, &push.identifier, push.sent_at);
+        if reset {
+            self.mark_dirty(&push.user);
+        }
+        Answer::Delivered {
+            rtt,
+            user: push.user,
+            reset,
+        }
+    }
+
+    /// An error (type, condition, whether our own server made it): retried
+    /// (`wait`, or a route failure off the MUC module) or counted.
+    fn failed(
+        &mut self,
+        push: PendingPush,
+        (type_, condition, route): (&str, &str, bool),
+        now: f64,
+    ) -> Answer {
         let label = condition_label(condition);
         self.stats.answered(
             &push.jid,
@@ -1937,25 +1953,22 @@ impl PushService {
             },
             Some(reg) => {
                 reg.errors = reg.errors.saturating_add(1);
-                let count = reg.errors;
+                let (user, identifier, count) = (push.user, push.identifier, reg.errors);
                 if count >= max_errors {
-                    Answer::Disable {
-                        user: push.user,
-                        identifier: push.identifier,
+                    return Answer::Disable {
+                        user,
+                        identifier,
                         count,
-                    }
-                } else {
-                    Answer::Counted {
-                        user: push.user,
-                        identifier: push.identifier,
-                        count,
-                    }
+                    };
+                }
+                self.mark_dirty(&user);
+                Answer::Counted {
+                    user,
+                    identifier,
+                    count,
                 }
             }
         };
-        if let Answer::Counted { user, .. } = &answer {
-            self.mark_dirty(user);
-        }
         answer
     }
 
