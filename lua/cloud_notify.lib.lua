@@ -46,6 +46,7 @@ function lib.options()
 		push_max_retries = module:get_option_number("push_max_retries");
 		push_grace_period = module:get_option_number("push_grace_period");
 		push_counts_write_interval = module:get_option_number("push_counts_write_interval");
+		push_chat_settings_defaults = module:get_option_boolean("push_chat_settings_defaults");
 	};
 end
 

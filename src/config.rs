@@ -64,6 +64,9 @@ pub struct RawConfig {
     pub push_grace_period: Option<f64>,
     /// The option of that name.
     pub push_counts_write_interval: Option<f64>,
+    /// The option of that name (XEP-0492's defaults where the user's
+    /// bookmark says nothing).
+    pub push_chat_settings_defaults: Option<bool>,
     /// mod_muc_cloud_notify only: `"mentions"` or `"all"`.
     pub muc_push_policy: Option<String>,
     /// Set by mod_muc_cloud_notify itself (not an option): unanswered
@@ -125,6 +128,11 @@ pub struct Config {
     /// (anyone on the network may register there). The main module never
     /// counts them: an outage deletes nothing.
     pub unanswered_count: bool,
+    /// `push_chat_settings_defaults`: where a user's bookmark for a room
+    /// says nothing, XEP-0492's defaults apply (on-mention in a public
+    /// room, always in another); off, such a room is pushed as without
+    /// XEP-0492.
+    pub chat_settings_defaults: bool,
 }
 
 impl Default for Config {
@@ -147,6 +155,7 @@ impl Default for Config {
             counts_write_interval: 300,
             muc_policy: crate::muc::Policy::default(),
             unanswered_count: false,
+            chat_settings_defaults: false,
             muc_limits: crate::quota::Limits::default(),
         }
     }
@@ -282,6 +291,9 @@ impl Config {
                 &mut problems,
             ) as usize,
             unanswered_count: raw.muc_module.unwrap_or(d.unanswered_count),
+            chat_settings_defaults: raw
+                .push_chat_settings_defaults
+                .unwrap_or(d.chat_settings_defaults),
             muc_policy: match raw.muc_push_policy.as_deref() {
                 None => d.muc_policy,
                 Some(p) => crate::muc::Policy::parse(p).unwrap_or_else(|| {

@@ -12,6 +12,7 @@
 
 pub mod bounded;
 pub mod calls;
+pub mod chat_settings;
 pub mod coalesce;
 pub mod config;
 pub mod counts;

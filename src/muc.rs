@@ -149,16 +149,20 @@ pub struct Member {
     pub joined: bool,
     /// Banned from the room: never pushed.
     pub outcast: bool,
+    /// Their XEP-0492 setting for the room (a local user's bookmark), if any.
+    pub setting: Option<crate::chat_settings::Level>,
+    /// Their nickname in the room (registered), for mentions by name.
+    pub nick: Option<String>,
 }
 
 /// The members a message goes to: absent ones, each once (in linear time,
 /// however many members a room lists).
-pub fn recipients(members: &[Member]) -> Vec<String> {
+pub fn recipients(members: &[Member]) -> Vec<&Member> {
     let mut seen = std::collections::HashSet::with_capacity(members.len());
-    let mut out: Vec<String> = Vec::new();
+    let mut out: Vec<&Member> = Vec::new();
     for m in members {
         if !m.joined && !m.outcast && seen.insert(m.jid.as_str()) {
-            out.push(m.jid.clone());
+            out.push(m);
         }
     }
     out
@@ -355,6 +359,8 @@ mod tests {
             jid: jid.into(),
             joined,
             outcast,
+            setting: None,
+            nick: None,
         };
         let members = [
             member("a@x", false, false),
@@ -362,7 +368,8 @@ mod tests {
             member("a@x", false, false),
             member("c@x", false, true),
         ];
-        assert_eq!(recipients(&members), ["a@x"]);
+        let jids: Vec<&str> = recipients(&members).iter().map(|m| m.jid.as_str()).collect();
+        assert_eq!(jids, ["a@x"]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! shim does I/O. One instance per VirtualHost: nothing is shared.
 
 use crate::calls::{CallStep, Signal};
+use crate::chat_settings::{Level, Pings, RoomSetting};
 use crate::coalesce::{Added, Batches};
 use crate::config::Config;
 use crate::error::StanzaError;
@@ -407,6 +408,27 @@ pub struct Expired {
     pub warnings: Vec<(String, u64)>,
 }
 
+/// XEP-0492: whether a group chat message is pushed to a user whose
+/// setting for the room is `level` (none: as without settings). A call is
+/// pushed whatever the setting.
+fn wants_push(
+    level: Option<Level>,
+    facts: &StanzaFacts,
+    pings: &Pings,
+    user_jid: &str,
+    nick: Option<&str>,
+    room: &str,
+) -> bool {
+    match level {
+        None | Some(Level::Always) => true,
+        _ if facts.propose || facts.call.is_some() => true,
+        Some(Level::Never) => false,
+        Some(Level::OnMention) => {
+            crate::chat_settings::mentions(facts.body.as_deref(), pings, user_jid, nick, room)
+        }
+    }
+}
+
 /// The tally of an app server nothing was pushed to yet.
 static NO_TALLY: Tally = Tally {
     sent: 0,
@@ -480,6 +502,8 @@ pub struct PushService {
     failures: crate::throttle::Throttle,
     /// Per app server: pushes and their answers ([`ServiceStats`]).
     stats: ServiceStats,
+    /// The users' XEP-0492 chat notification settings.
+    settings: crate::chat_settings::ChatSettings,
     /// Subscription requests pushed lately.
     subscriptions: crate::subscriptions::Subscriptions,
     /// Which users have registrations.
@@ -606,6 +630,7 @@ impl PushService {
             kept: None,
             failures: Default::default(),
             stats: ServiceStats::default(),
+            settings: Default::default(),
             subscriptions: Default::default(),
             known: Default::default(),
             newly_held: false,
@@ -714,6 +739,8 @@ impl PushService {
     /// Users evicted from memory leave their unread counts behind.
     fn keep_evicted_counts(&mut self) {
         for (user, regs) in self.registry.take_evicted() {
+            // (read again with the registrations)
+            self.settings.forget(&user);
             if regs.iter().any(|r| !r.counts.is_empty()) {
                 let counts = regs.iter().map(|r| (r.identifier(), &r.counts));
                 self.counts_kept.put(user, counts);
@@ -937,6 +964,7 @@ impl PushService {
     /// no registration, no error count, no push in flight is kept.
     pub fn forget_user(&mut self, user: &str) {
         self.counts_kept.take(user);
+        self.settings.forget(user);
         let plan = self.plan_remove_all(user).unwrap_or_default();
         self.commit(user, plan);
     }
@@ -1831,13 +1859,33 @@ impl PushService {
     pub fn muc_push(
         &mut self,
         room: &str,
-        facts: &StanzaFacts,
+        (facts, pings, public): (&StanzaFacts, &Pings, bool),
         members: &[crate::muc::Member],
         now: f64,
     ) -> Vec<(String, Vec<PushJob>)> {
         let key = facts.stable_key(room);
         let mut out = Vec::new();
-        for user in crate::muc::recipients(members) {
+        for member in crate::muc::recipients(members) {
+            // XEP-0492: the member's own setting for this room (from their
+            // bookmark, on their host), else the XEP's default where the
+            // admin opted in (on-mention in a public room, else always).
+            let default = self.config.chat_settings_defaults.then_some(if public {
+                Level::OnMention
+            } else {
+                Level::Always
+            });
+            let level = member.setting.or(default);
+            if !wants_push(
+                level,
+                facts,
+                pings,
+                &member.jid,
+                member.nick.as_deref(),
+                room,
+            ) {
+                continue;
+            }
+            let user = member.jid.clone();
             let kind = PushKind::Muc;
             if let Some(jobs) =
                 self.notify(&user, Some(facts), key.as_deref(), Targets::All, kind, now)
@@ -2041,6 +2089,62 @@ impl PushService {
         }
         out.retry_in = self.retries.next_in(now);
         out
+    }
+
+    /// XEP-0492: whether the user's bookmarks are to be read (they have
+    /// registrations, and their bookmarks were not read since they were
+    /// loaded).
+    pub fn bookmarks_wanted(&self, user: &str) -> bool {
+        self.registry
+            .peek(user)
+            .is_some_and(|regs| !regs.is_empty())
+            && !self.settings.is_read(user)
+    }
+
+    /// XEP-0492: the user's bookmarks, as read (room JID and what its
+    /// bookmark says).
+    pub fn bookmarks_read(&mut self, user: &str, rooms: Vec<(String, Option<RoomSetting>)>) {
+        self.settings.read(
+            user,
+            rooms.iter().map(|(room, s)| (room.as_str(), s.clone())),
+        );
+    }
+
+    /// XEP-0492: one of the user's bookmarks published (`Some`) or
+    /// retracted (`None`), followed for users whose bookmarks were read.
+    pub fn bookmark_changed(&mut self, user: &str, room: &str, setting: Option<RoomSetting>) {
+        self.settings.set(user, room, setting);
+    }
+
+    /// XEP-0492: the user's setting for `room`, if their bookmarks were
+    /// read and it has one.
+    pub fn chat_setting(&self, user: &str, room: &str) -> Option<&RoomSetting> {
+        self.settings.get(user, room)
+    }
+
+    /// XEP-0492: whether a bare groupchat message to the user is pushed
+    /// at all, by their setting for the room it came from.
+    pub fn groupchat_wanted(&self, user: &str, facts: &StanzaFacts, pings: &Pings) -> bool {
+        let Some(room) = facts.from.as_deref() else {
+            return true;
+        };
+        let Some(setting) = self.settings.get(user, room) else {
+            return true;
+        };
+        let user_jid = bare_jid(&self.host, user);
+        wants_push(
+            Some(setting.level),
+            facts,
+            pings,
+            &user_jid,
+            setting.nick.as_deref(),
+            room,
+        )
+    }
+
+    /// Bytes of chat settings kept.
+    pub fn chat_settings_bytes(&self) -> usize {
+        self.settings.bytes()
     }
 
     /// Per app server, what changed since the last call (for the metrics).
@@ -3440,22 +3544,24 @@ mod tests {
             s.muc_wants("room@muc.example", &msg, refs),
             Wants::Nicks(vec!["Jürgen".into()])
         );
-        let absent = [Member {
+        let member = |joined, setting| Member {
             jid: "juliet@example.com".into(),
-            joined: false,
+            joined,
             outcast: false,
-        }];
-        let pushes = s.muc_push("room@muc.example", &msg, &absent, 0.0);
+            setting,
+            nick: Some("Jürgen".into()),
+        };
+        let pings = Pings::default();
+        let push = |s: &mut PushService, m: &[Member]| {
+            s.muc_push("room@muc.example", (&msg, &pings, false), m, 0.0)
+        };
+        // XEP-0492: "never" pushes nothing; "on-mention" this message (its
+        // body names Jürgen); without a setting, as the policy says.
+        assert!(push(&mut s, &[member(false, Some(Level::Never))]).is_empty());
+        assert!(push(&mut s, &[member(true, None)]).is_empty());
+        let pushes = push(&mut s, &[member(false, Some(Level::OnMention))]);
         assert_eq!(pushes.len(), 1);
         assert_eq!(pushes[0].1[0].kind, PushKind::Muc);
-        let joined = [Member {
-            jid: "juliet@example.com".into(),
-            joined: true,
-            outcast: false,
-        }];
-        assert!(s
-            .muc_push("room@muc.example", &msg, &joined, 0.0)
-            .is_empty());
         // A ghost's bounce of that message: pushed if the policy would have.
         let bounced = |body| {
             s.muc_bounced(

@@ -8,6 +8,7 @@
 //! `FUZZ_CORE_INPUTS` (default 20,000; `make fuzz` runs 10,000,000) and
 //! `FUZZ_SEED`; run with `--nocapture` to see the figures.
 
+use cloud_notify::chat_settings::{mentions, Level, Pings};
 use cloud_notify::config::Config;
 use cloud_notify::facts::StanzaFacts;
 use cloud_notify::importance::{is_important, is_urgent};
@@ -365,12 +366,21 @@ fn fuzz_core() {
                 let _ = wants(Policy::Mentions, &facts, &refs);
                 let room = "room@muc.example";
                 service.muc_wants(room, &facts, refs);
+                let level = [Level::Always, Level::OnMention, Level::Never][r.below(3)];
                 let members = [Member {
                     jid: bare.clone(),
                     joined: r.chance(2),
                     outcast: r.chance(5),
+                    setting: r.chance(2).then_some(level),
+                    nick: r.chance(2).then(|| word(&mut r)),
                 }];
-                service.muc_push(room, &facts, &members, now);
+                let pings = Pings {
+                    uris: vec![word(&mut r)],
+                    nicks: vec![word(&mut r)],
+                    reply_to: r.chance(2).then(|| word(&mut r)),
+                };
+                let _ = mentions(facts.body.as_deref(), &pings, &bare, Some(&word(&mut r)), room);
+                service.muc_push(room, (&facts, &pings, r.chance(2)), &members, now);
                 let echoed = word(&mut r);
                 let _ = service.muc_bounced(
                     room,

@@ -305,6 +305,43 @@ pub fn references(stanza: &Table) -> Result<Vec<Reference>> {
     Ok(out)
 }
 
+/// XEP-0461 (Message Replies).
+const NS_REPLY: &str = "urn:xmpp:reply:0";
+
+/// What tells whether a group chat message pings someone (XEP-0492
+/// "on-mention"): its mention references' URIs and the nicknames they
+/// cover in `body`, and the `to` of its XEP-0461 reply (each bounded).
+pub fn pings_of(stanza: &Table, body: Option<&str>) -> Result<crate::chat_settings::Pings> {
+    let mut pings = crate::chat_settings::Pings::default();
+    each_child_named(stanza, "reference", |child| {
+        let Some(attr) = table_field(&child, "attr")? else {
+            return Ok(true);
+        };
+        let ours = str_field(&attr, "xmlns")?.as_deref() == Some(NS_REFERENCE)
+            && str_field(&attr, "type")?.as_deref() == Some("mention");
+        if let (true, Some(uri)) = (ours, str_field(&attr, "uri")?) {
+            if uri.len() <= 3072 {
+                pings.uris.push(uri);
+            }
+        }
+        Ok(pings.uris.len() < MAX_REFERENCES)
+    })?;
+    if let Some(body) = body {
+        pings.nicks = crate::muc::mentioned_nicks(body, &references(stanza)?);
+    }
+    each_child_named(stanza, "reply", |child| {
+        let Some(attr) = table_field(&child, "attr")? else {
+            return Ok(true);
+        };
+        if str_field(&attr, "xmlns")?.as_deref() == Some(NS_REPLY) {
+            pings.reply_to = str_field(&attr, "to")?.filter(|t| t.len() <= 3072);
+            return Ok(false);
+        }
+        Ok(true)
+    })?;
+    Ok(pings)
+}
+
 /// Most `<affiliation/>`s read from one pubsub event.
 const MAX_AFFILIATIONS: usize = 16;
 
@@ -333,7 +370,8 @@ pub fn affiliations_of(stanza: &Table) -> Result<Option<Affiliations>> {
     Ok(Some((node, out)))
 }
 
-/// `{ { jid = …, joined = …, affiliation = … }, … }` from the room.
+/// `{ { jid = …, joined = …, affiliation = …, setting = …, nick = … }, … }`
+/// from the room (`setting`: the member's XEP-0492 level for it, if any).
 pub fn members_of(t: &Table) -> Result<Vec<Member>> {
     let mut out = Vec::new();
     for m in t.clone().sequence_values::<Value>() {
@@ -341,10 +379,20 @@ pub fn members_of(t: &Table) -> Result<Vec<Member>> {
         if let Some(jid) = str_field(&m, "jid")? {
             let joined = matches!(m.raw_get::<Value>("joined")?, Value::Boolean(true));
             let outcast = str_field(&m, "affiliation")?.as_deref() == Some("outcast");
+            let setting = match str_field(&m, "setting")?.as_deref() {
+                Some("always") => Some(crate::chat_settings::Level::Always),
+                Some("on-mention") => Some(crate::chat_settings::Level::OnMention),
+                Some("never") => Some(crate::chat_settings::Level::Never),
+                _ => None,
+            };
+            let nick =
+                str_field(&m, "nick")?.filter(|n| n.len() <= crate::chat_settings::MAX_NICK_BYTES);
             out.push(Member {
                 jid,
                 joined,
                 outcast,
+                setting,
+                nick,
             });
         }
     }

@@ -27,6 +27,7 @@
 
 mod activity;
 mod answers;
+mod chat_settings;
 mod convert;
 mod muc;
 mod object;

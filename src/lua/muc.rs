@@ -7,13 +7,13 @@
 //! | method | returns |
 //! |---|---|
 //! | `core:muc_wants(room_jid, stanza)` | `nil`, `"members"` (walk the room's affiliations), `"known"` (ask the room about each user with registrations) or `{ nick, … }`: what the room must look up |
-//! | `core:muc_push(room_jid, stanza, members, now)` | `events`; `members`: `{ { jid = real bare JID, joined = bool, affiliation = … }, … }`, their registrations loaded first |
+//! | `core:muc_push(room_jid, stanza, members, now, public)` | `events`; `members`: `{ { jid = real bare JID, joined = bool, affiliation = …, setting = XEP-0492 level or nil, nick = … }, … }`, their registrations loaded first; `public`: the room is public (XEP-0492's default, where the admin opted in) |
 //! | `core:muc_bounced(room_jid, error_stanza, user, nicks, now)` | `events` for a kickable error from an occupant (`user`: its real bare JID, loaded first; `nicks`: its nickname in the room and its registered one) |
 //! | `core:muc_admit(user, local, now)` | `true`, or `nil, type, condition, text` |
 //! | `core:muc_note(user, had, has)` | nothing: a remote user's registrations went from any/none to any/none |
 
 use super::convert::{
-    error_of, members_of, message_from_facts, references, str_field, table_field,
+    error_of, members_of, message_from_facts, pings_of, references, str_field, table_field,
 };
 use super::object::Core;
 use super::raw::read;
@@ -47,13 +47,15 @@ fn muc_wants(lua: &Lua, this: &mut Core, (room, stanza): (String, Table)) -> Res
 fn muc_push(
     lua: &Lua,
     this: &mut Core,
-    (room, stanza, members, now): (String, Table, Table, f64),
+    (room, stanza, members, now, public): (String, Table, Table, f64, Option<bool>),
 ) -> Result<Table> {
     let facts = read::stanza_facts(lua, &stanza)?;
     let members = members_of(&members)?;
+    let pings = pings_of(&stanza, facts.body.as_deref())?;
     let source = this.source_of(&stanza)?;
+    let public = public.unwrap_or(false);
     let pushes = this.service.with_source(source, |service| {
-        service.muc_push(&room, &facts, &members, now)
+        service.muc_push(&room, (&facts, &pings, public), &members, now)
     });
     let out = lua.create_table()?;
     let original = Value::Table(stanza);
@@ -96,8 +98,13 @@ fn muc_bounced(lua: &Lua, this: &mut Core, args: BouncedArgs) -> Result<Table> {
         jid: user.clone(),
         joined: false,
         outcast: false,
+        setting: None,
+        nick: None,
     }];
-    let pushes = this.service.muc_push(&room, &facts, &member, now);
+    let pings = crate::chat_settings::Pings::default();
+    let pushes = this
+        .service
+        .muc_push(&room, (&facts, &pings, false), &member, now);
     let out = lua.create_table()?;
     if pushes.is_empty() {
         return Ok(out);

@@ -238,5 +238,6 @@ impl UserData for Core {
         super::answers::add_methods(m);
         super::activity::add_methods(m);
         super::services::add_methods(m);
+        super::chat_settings::add_methods(m);
     }
 }

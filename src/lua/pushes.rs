@@ -24,7 +24,7 @@
 //! | `core:sweep_interval()` | seconds between calls of `expire` |
 //! | `core:stats()` | `{ users, registrations, pending, batches, known, kept_bytes }` |
 
-use super::convert::strings_of;
+use super::convert::{pings_of, strings_of};
 use super::object::Core;
 use super::raw::read;
 use crate::service::{Interest, PushKind, Targets};
@@ -73,6 +73,13 @@ fn notify(
         Some((facts, key)) => (Some(facts), Some(key.as_str())),
         None => (None, None),
     };
+    // XEP-0492: a bare groupchat message, by the user's setting for its room.
+    if let (PushKind::Groupchat, Some(t), Some(f)) = (kind, &stanza, facts) {
+        let pings = pings_of(t, f.body.as_deref())?;
+        if !this.service.groupchat_wanted(user, f, &pings) {
+            return Ok(Value::Nil);
+        }
+    }
     let targets = match &only {
         Some(ids) => Targets::Only(ids),
         None => Targets::All,
