@@ -11,6 +11,7 @@
 -- hooks every event it handles itself, visibly.
 
 local st = require "util.stanza";
+local modulemanager = require "core.modulemanager";
 local async = require "util.async";
 local time_now = require "util.time".now;
 
@@ -460,6 +461,30 @@ function lib.new(options)
 		end
 		if not pushes then return false; end
 		return push.dispatch(pushes);
+	end
+
+	-- XEP-0492: the user's bookmarks (XEP-0402, in their PEP service), read
+	-- once when the core wants them (may yield: storage). Without mod_pep,
+	-- there are none.
+	push.xmlns_bookmarks = "urn:xmpp:bookmarks:1";
+	function push.read_bookmarks(user, any)
+		if not core:bookmarks_wanted(user, any) then return; end
+		local items = {};
+		local pep = modulemanager.get_module(module.host, "pep");
+		if pep and pep.get_pep_service then
+			local ok, found, data = pcall(function()
+				return pep.get_pep_service(user):get_items(push.xmlns_bookmarks, true);
+			end);
+			if not ok then
+				module:log("warn", "Could not read the bookmarks of '%s': %s", user, found);
+			elseif found and type(data) == "table" then
+				for _, id in ipairs(data) do
+					local item = data[id];
+					items[#items+1] = { id, item and item:get_child("conference", push.xmlns_bookmarks) or false };
+				end
+			end
+		end
+		core:bookmarks(user, items);
 	end
 
 	-- https://xmpp.org/extensions/xep-0357.html#enabling

@@ -281,6 +281,8 @@ hook("message/bare/groupchat", function(event)
 	local stanza = event.stanza;
 	local user = jid_node(stanza.attr.to);
 	if not user then return; end
+	-- (XEP-0492: the user's setting for the room, from their bookmarks)
+	if core:might_push(user) and load_user(user) then push.read_bookmarks(user); end
 	handle(user, core.offline, user, stanza, time_now(), true);
 	after_holding();
 end, 1);
@@ -397,19 +399,40 @@ hook("pre-message/host", outgoing, 1);
 
 -- XEP-0490 (Message Displayed Synchronization): a chat read, published to
 -- the user's own PEP service.
+-- XEP-0492: a bookmark published or retracted changes the user's chat
+-- notification settings (followed once they were read).
 local xmlns_pubsub = "http://jabber.org/protocol/pubsub";
 hook("pre-iq/bare", function(event)
 	local session, stanza = event.origin, event.stanza;
 	local user = session.username;
 	if not user or not event.to_self or stanza.attr.type ~= "set" then return; end
-	local publish = stanza:get_child("pubsub", xmlns_pubsub);
-	publish = publish and publish:get_child("publish");
+	local pubsub = stanza:get_child("pubsub", xmlns_pubsub);
+	local retract = pubsub and pubsub:get_child("retract");
+	if retract and retract.attr.node == push.xmlns_bookmarks then
+		for item in retract:childtags("item") do
+			if item.attr.id then core:bookmark(user, item.attr.id, nil); end
+		end
+		return;
+	end
+	local publish = pubsub and pubsub:get_child("publish");
 	local item = publish and publish:get_child("item");
 	local node, item_id = publish and publish.attr.node, item and item.attr.id;
 	if not node or not item_id then return; end
+	if node == push.xmlns_bookmarks then
+		core:bookmark(user, item_id, item:get_child("conference", push.xmlns_bookmarks) or false);
+		return;
+	end
 	handle(user, core.published, user, session.push_identifier, node, item_id, time_now());
 	after_holding();
 end, 1);
+
+-- XEP-0492 for mod_muc_cloud_notify: a local member's setting for a room
+-- (their bookmarks read once, if they were not).
+local chat_settings = module:shared("/*/cloud_notify/chat_settings");
+chat_settings[module.host] = function(user, room)
+	push.read_bookmarks(user, true);
+	return core:chat_setting(user, room);
+end
 
 -- A presence subscription request: an unimportant push that says how many
 -- wait (XEP-0357 pending-subscription-count), before mod_presence records it.
@@ -593,6 +616,7 @@ function module.unload()
 	if not ok then module:log("error", "Writing unread counts failed: %s", err); end
 	push.close();
 	if admin.unregister then admin.unregister(); end
+	chat_settings[module.host] = nil;
 	-- Sessions go on without us: timers stopped, smacks' watchdog restored.
 	for _, user_sessions in pairs(host_sessions) do
 		for _, session in pairs(user_sessions.sessions) do

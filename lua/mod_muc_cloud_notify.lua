@@ -150,6 +150,9 @@ end, function(origin, stanza, user)
 	return true;
 end));
 
+-- XEP-0492: local members' chat settings, from their hosts' mod_cloud_notify.
+local chat_settings = module:shared("/*/cloud_notify/chat_settings");
+
 -- The real bare JIDs of the room's occupants.
 local function joined_jids(room)
 	local joined = {};
@@ -192,14 +195,23 @@ hook("muc-broadcast-message", function(event)
 	if #candidates == 0 then return; end
 	local joined = joined_jids(room);
 	local room_jid, message, now = room.jid, st.clone(stanza), time_now();
+	local public = not room:get_members_only();
+	for _, c in ipairs(candidates) do c.nick = room:get_registered_nick(c.jid); end
 	push.later(function()
 		local members = {};
 		for _, c in ipairs(candidates) do
 			if load_user(c.jid) then
-				members[#members+1] = { jid = c.jid, joined = joined[c.jid] == true, affiliation = c.affiliation };
+				-- XEP-0492: a local member's setting for this room, from
+				-- their bookmarks (read by their host's module)
+				local node, host = jid.split(c.jid);
+				local setting_of = chat_settings[host];
+				local setting, nick;
+				if node and setting_of then setting, nick = setting_of(node, room_jid); end
+				members[#members+1] = { jid = c.jid, joined = joined[c.jid] == true, affiliation = c.affiliation,
+					setting = setting, nick = nick or c.nick };
 			end
 		end
-		dispatch(core:muc_push(room_jid, message, members, now));
+		dispatch(core:muc_push(room_jid, message, members, now, public));
 	end, "pushing a message of "..room_jid);
 end, -1);
 

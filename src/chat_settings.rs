@@ -11,8 +11,9 @@
 //!
 //! Kept per user, bounded: only rooms with a setting, at most
 //! [`MAX_ROOMS`] per user, a nickname of at most [`MAX_NICK_BYTES`], and
-//! [`MAX_BYTES`] per host in all. Beyond a bound a room's setting is not
-//! kept, and its messages are pushed as without one.
+//! [`MAX_BYTES`] per host in all: beyond it other users' settings are
+//! forgotten (and read again when needed); beyond [`MAX_ROOMS`] a room's
+//! setting is not kept, and its messages are pushed as without one.
 
 use minidom::Element;
 use std::collections::HashMap;
@@ -159,11 +160,20 @@ impl ChatSettings {
         }
         let Some(setting) = setting else { return };
         let bytes = bytes_of(&setting);
-        if rooms.len() >= MAX_ROOMS || self.bytes + bytes > MAX_BYTES {
+        if rooms.len() >= MAX_ROOMS {
             return; // (bounded: pushed as without a setting)
         }
+        // Room for it: other users' settings go (read again when needed).
+        while self.bytes + bytes > MAX_BYTES {
+            let Some(other) = self.users.keys().find(|u| *u != user).cloned() else {
+                return;
+            };
+            self.forget(&other);
+        }
         self.bytes += bytes;
-        rooms.insert(key, setting);
+        if let Some(rooms) = self.users.get_mut(user) {
+            rooms.insert(key, setting);
+        }
     }
 
     /// The user's setting for `room`, if any.

@@ -368,7 +368,10 @@ mod tests {
             member("a@x", false, false),
             member("c@x", false, true),
         ];
-        let jids: Vec<&str> = recipients(&members).iter().map(|m| m.jid.as_str()).collect();
+        let jids: Vec<&str> = recipients(&members)
+            .iter()
+            .map(|m| m.jid.as_str())
+            .collect();
         assert_eq!(jids, ["a@x"]);
     }
 

@@ -2091,14 +2091,16 @@ impl PushService {
         out
     }
 
-    /// XEP-0492: whether the user's bookmarks are to be read (they have
-    /// registrations, and their bookmarks were not read since they were
-    /// loaded).
-    pub fn bookmarks_wanted(&self, user: &str) -> bool {
-        self.registry
-            .peek(user)
-            .is_some_and(|regs| !regs.is_empty())
-            && !self.settings.is_read(user)
+    /// XEP-0492: whether the user's bookmarks are to be read: not read
+    /// since they were loaded, and they have registrations here (or `any`:
+    /// a MUC module asks for a local member with registrations there).
+    pub fn bookmarks_wanted(&self, user: &str, any: bool) -> bool {
+        !self.settings.is_read(user)
+            && (any
+                || self
+                    .registry
+                    .peek(user)
+                    .is_some_and(|regs| !regs.is_empty()))
     }
 
     /// XEP-0492: the user's bookmarks, as read (room JID and what its

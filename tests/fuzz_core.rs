@@ -379,7 +379,13 @@ fn fuzz_core() {
                     nicks: vec![word(&mut r)],
                     reply_to: r.chance(2).then(|| word(&mut r)),
                 };
-                let _ = mentions(facts.body.as_deref(), &pings, &bare, Some(&word(&mut r)), room);
+                let _ = mentions(
+                    facts.body.as_deref(),
+                    &pings,
+                    &bare,
+                    Some(&word(&mut r)),
+                    room,
+                );
                 service.muc_push(room, (&facts, &pings, r.chance(2)), &members, now);
                 let echoed = word(&mut r);
                 let _ = service.muc_bounced(

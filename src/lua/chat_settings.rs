@@ -6,7 +6,7 @@
 //!
 //! | method | returns |
 //! |---|---|
-//! | `core:bookmarks_wanted(user)` | whether to read the user's bookmarks now (they have registrations; not read since they were loaded) |
+//! | `core:bookmarks_wanted(user[, any])` | whether to read the user's bookmarks now (not read since they were loaded; they have registrations here, or `any`) |
 //! | `core:bookmarks(user, { { room, conference }, … })` | nothing: the user's bookmarks, as read (at most 2,000 looked at) |
 //! | `core:bookmark(user, room, conference_or_nil)` | nothing: one bookmark published, or retracted (nil) |
 //! | `core:chat_setting(user, room)` | `level, nick` (`"always"`, `"on-mention"`, `"never"`), or nil |
@@ -36,8 +36,8 @@ fn setting_of(conference: &Value) -> Option<RoomSetting> {
     from_conference(&element)
 }
 
-fn bookmarks_wanted(_: &Lua, this: &Core, user: String) -> Result<bool> {
-    Ok(this.service.bookmarks_wanted(&user))
+fn bookmarks_wanted(_: &Lua, this: &Core, (user, any): (String, Option<bool>)) -> Result<bool> {
+    Ok(this.service.bookmarks_wanted(&user, any.unwrap_or(false)))
 }
 
 fn bookmarks(_: &Lua, this: &mut Core, (user, items): (String, Table)) -> Result<()> {

@@ -495,6 +495,18 @@ class AppServer(slixmpp.ComponentXMPP):
         raise AssertionError(f"unexpected push: {push}")
 
 
+async def enable_devices(user, port, nodes, jid="push.localhost", options=None, pause=0.0):
+    """Each node enabled from a device of its own (resource `device-<node>`):
+    one device enabling again replaces its own registration (issue 27 §2)."""
+    for node in nodes:
+        c = await Client(user, port, resource=f"device-{node}").start()
+        reply = await c.enable(jid, node, options)
+        await c.stop()
+        assert iq_type(reply) == "result", reply
+        if pause:
+            await asyncio.sleep(pause)
+
+
 async def message_pushes(app, sender, to, n, body="hi", quiet=1.0):
     """`sender` sends `to` a chat message; returns the `n` pushes the app
     server receives, and checks no further push follows within `quiet` s."""

@@ -466,7 +466,8 @@ def test_push_info_on_the_offline_groupchat_and_call_paths(ext):
 
     async def call():
         app = await AppServer(ext).start()
-        phone = await Client(romeo, ext.c2s_port).start()  # a live device: calls reach it
+        # a live device (another one: one device enabling again replaces its own): calls reach it
+        phone = await Client(romeo, ext.c2s_port, resource="live").start()
         assert iq_type(await phone.enable_with("live", TAG)) == "result"
         j = await Client(juliet, ext.c2s_port).start()
         raw(j, romeo, PROPOSE, id_="c1")
@@ -680,10 +681,13 @@ def test_the_newest_registrations_win_within_one_second(prosody_with, max_device
     n = max_devices + 1
 
     async def enable_quickly(first, count):
-        c = await Client(romeo, p.c2s_port).start()
-        for i in range(first, first + count):
+        # (a device each, connected first: the enables come within a second)
+        devices = range(first, first + count)
+        clients = [await Client(romeo, p.c2s_port, resource=f"device-{i}").start() for i in devices]
+        for i, c in zip(devices, clients):
             assert iq_type(await c.enable("push.localhost", f"n{i}")) == "result"
-        await c.stop()
+        for c in clients:
+            await c.stop()
 
     run(enable_quickly(1, n))
     expected = [f"push.localhost<n{i}" for i in range(2, n + 1)]

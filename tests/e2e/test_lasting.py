@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from conftest import make_users
-from harness import AppServer, Client, iq_type, run
+from harness import AppServer, Client, enable_devices, iq_type, run
 from store import read_store
 from test_admin import metric, scrape
 
@@ -73,10 +73,7 @@ def test_the_app_server_ends_a_registration(prosody_with):
     async def scenario():
         app = await AppServer(p).start()
         other = await AppServer(p, jid="other.localhost").start()
-        c = await Client(romeo, p.c2s_port).start()
-        for node in ("n1", "n2"):
-            assert iq_type(await c.enable("push.localhost", node)) == "result"
-        await c.stop()
+        await enable_devices(romeo, p.c2s_port, ("n1", "n2"))
         # From anyone but the registered app server: nothing changes.
         other.send_raw(f"<message from='other.localhost' to='{romeo}'>{affiliation_none('n1')}</message>")
         await asyncio.sleep(0.5)

@@ -4,17 +4,14 @@ importance, and the options that shape it."""
 import asyncio
 import xml.etree.ElementTree as ET
 
-from harness import PUBLISH_OPTIONS, AppServer, Client, iq_type, message_pushes, run
+from harness import PUBLISH_OPTIONS, AppServer, Client, enable_devices, iq_type, message_pushes, run
 
 OMEMO = ("<encrypted xmlns='eu.siacs.conversations.axolotl'><header sid='1'>"
          "<key rid='2'>a2V5</key><iv>aXY=</iv></header><payload>cA==</payload></encrypted>")
 
 
 async def offline_user_with(prosody, user, nodes, options=None):
-    c = await Client(user, prosody.c2s_port).start()
-    for node in nodes:
-        assert iq_type(await c.enable("push.localhost", node, options)) == "result"
-    await c.stop()
+    await enable_devices(user, prosody.c2s_port, nodes, options=options)
 
 
 def send_raw(client, to, inner, mtype="chat"):
@@ -114,11 +111,8 @@ def test_important_body_and_max_devices(prosody_with):
 
     async def scenario():
         app = await AppServer(p).start()
-        c = await Client(romeo, p.c2s_port).start()
-        for node in ("oldest", "middle", "newest"):
-            assert iq_type(await c.enable("push.localhost", node)) == "result"
-            await asyncio.sleep(1.1)  # distinct enable timestamps
-        await c.stop()
+        # (distinct enable timestamps)
+        await enable_devices(romeo, p.c2s_port, ("oldest", "middle", "newest"), pause=1.1)
         j = await Client(juliet, p.c2s_port).start()
         pushes = await message_pushes(app, j, romeo, 2)
         await j.stop()

@@ -6,7 +6,8 @@ from harness import AppServer, Client, iq_type, message_pushes, run
 
 
 async def enable(p, user, node):
-    c = await Client(user, p.c2s_port).start()
+    # (a device per node: one device enabling again replaces its own)
+    c = await Client(user, p.c2s_port, resource=f"device-{node}").start()
     reply = await c.enable("push.localhost", node)
     await c.stop()
     assert iq_type(reply) == "result"

@@ -3,7 +3,7 @@ app-server errors counting against a registration."""
 
 import asyncio
 
-from harness import PUBLISH_OPTIONS, AppServer, Client, error_of, iq_type, message_pushes, run
+from harness import PUBLISH_OPTIONS, AppServer, Client, enable_devices, error_of, iq_type, message_pushes, run
 from store import read_store
 
 
@@ -69,10 +69,7 @@ def test_app_server_errors_disable_after_push_max_errors(prosody_with):
 
     async def scenario():
         app = await AppServer(p, mode=("error", "cancel", "item-not-found")).start()
-        c = await Client(romeo, p.c2s_port).start()
-        await c.enable("push.localhost", "failing")
-        await c.enable("push.localhost", "healthy")
-        await c.stop()
+        await enable_devices(romeo, p.c2s_port, ("failing", "healthy"))
         j = await Client(juliet, p.c2s_port).start()
 
         async def message_and_pushes(n):
