@@ -142,3 +142,32 @@ def test_bare_groupchat_follows_the_users_bookmark(prosody_with):
     assert {k: len(v) for k, v in out.items()} == {
         "plain": 0, "named": 1, "reply": 1, "reference": 1, "never": 0, "other room": 1}
     assert p.alive()
+
+
+def test_the_xeps_defaults_apply_only_where_the_admin_opts_in(prosody_with):
+    """push_chat_settings_defaults: a member without a setting for a public
+    room gets XEP-0492's default there (on-mention); without the option, as
+    before (muc_push_policy "all": every message)."""
+    counts = {}
+    for opted_in in (False, True):
+        p = prosody_with(muc=MUC, modules=("cloud_notify", "pep"),
+                         muc_options={"muc_push_policy": "all", "push_chat_settings_defaults": opted_in})
+        romeo, juliet = make_users(p)("romeo", "juliet")
+        room = f"verona@{MUC}"
+
+        async def scenario():
+            app = await AppServer(p).start()
+            r = await Client(romeo, p.c2s_port).start()
+            await join(r, room, "Romeo")
+            j = await member_with_push(p, juliet, room, "Jürgen", "j-node")
+            say(r, room, "Hello everyone", id_="d1")
+            plain = await pushes_within(app, 1.5)
+            say(r, room, "Jürgen, the balcony", id_="d2")
+            named = await pushes_within(app, 1.5)
+            for c in (r, j):
+                await c.stop()
+            await app.stop()
+            return len(plain), len(named)
+
+        counts[opted_in] = run(scenario())
+    assert counts == {False: (1, 1), True: (0, 1)}
