@@ -11,7 +11,6 @@
 -- hooks every event it handles itself, visibly.
 
 local st = require "util.stanza";
-local modulemanager = require "core.modulemanager";
 local async = require "util.async";
 local time_now = require "util.time".now;
 
@@ -470,7 +469,8 @@ function lib.new(options)
 	function push.read_bookmarks(user, any)
 		if not core:bookmarks_wanted(user, any) then return; end
 		local items = {};
-		local pep = modulemanager.get_module(module.host, "pep");
+		local host = prosody.hosts[module.host];
+		local pep = host and host.modules and host.modules.pep; -- (the module's environment)
 		if pep and pep.get_pep_service then
 			local ok, found, data = pcall(function()
 				return pep.get_pep_service(user):get_items(push.xmlns_bookmarks, true);
