@@ -476,7 +476,9 @@ function lib.new(options)
 				return pep.get_pep_service(user):get_items(push.xmlns_bookmarks, true);
 			end);
 			if not ok then
-				module:log("warn", "Could not read the bookmarks of '%s': %s", user, found);
+				-- (not read: asked again next time, rather than taken as none)
+				module:log("debug", "Could not read the bookmarks of '%s': %s", user, found);
+				return;
 			elseif found and type(data) == "table" then
 				for _, id in ipairs(data) do
 					local item = data[id];

@@ -399,32 +399,58 @@ hook("pre-message/host", outgoing, 1);
 
 -- XEP-0490 (Message Displayed Synchronization): a chat read, published to
 -- the user's own PEP service.
--- XEP-0492: a bookmark published or retracted changes the user's chat
--- notification settings (followed once they were read).
 local xmlns_pubsub = "http://jabber.org/protocol/pubsub";
 hook("pre-iq/bare", function(event)
 	local session, stanza = event.origin, event.stanza;
 	local user = session.username;
 	if not user or not event.to_self or stanza.attr.type ~= "set" then return; end
-	local pubsub = stanza:get_child("pubsub", xmlns_pubsub);
-	local retract = pubsub and pubsub:get_child("retract");
-	if retract and retract.attr.node == push.xmlns_bookmarks then
-		for item in retract:childtags("item") do
-			if item.attr.id then core:bookmark(user, item.attr.id, nil); end
-		end
-		return;
-	end
-	local publish = pubsub and pubsub:get_child("publish");
+	local publish = stanza:get_child("pubsub", xmlns_pubsub);
+	publish = publish and publish:get_child("publish");
 	local item = publish and publish:get_child("item");
 	local node, item_id = publish and publish.attr.node, item and item.attr.id;
 	if not node or not item_id then return; end
-	if node == push.xmlns_bookmarks then
-		core:bookmark(user, item_id, item:get_child("conference", push.xmlns_bookmarks) or false);
-		return;
-	end
 	handle(user, core.published, user, session.push_identifier, node, item_id, time_now());
 	after_holding();
 end, 1);
+
+-- XEP-0492: each user's PEP service (mod_pep) tells when a bookmark is
+-- published or retracted, or the node purged or deleted, whoever did it (a
+-- client, mod_bookmarks' XEP-0048 sync), once it was accepted; the user's
+-- settings follow (once they were read).
+local followed = {};
+local function follow_bookmarks(service)
+	local user = service.config and service.config.pep_username;
+	if not user or followed[service] then return; end
+	local xmlns = push.xmlns_bookmarks;
+	local handlers = {
+		["item-published/"..xmlns] = function(event)
+			core:bookmark(user, event.id, event.item and event.item:get_child("conference", xmlns) or false);
+		end;
+		["item-retracted"] = function(event)
+			if event.node == xmlns then core:bookmark(user, event.id, nil); end
+		end;
+		["node-purged"] = function(event)
+			if event.node == xmlns then core:bookmarks(user, {}); end
+		end;
+		["node-deleted"] = function(event)
+			if event.node == xmlns then core:bookmarks(user, {}); end
+		end;
+	};
+	for name, handler in pairs(handlers) do
+		handlers[name] = push.fail_open("pep "..name, handler);
+		service.events.add_handler(name, handlers[name]);
+	end
+	followed[service] = handlers;
+end
+module:handle_items("pep-service", function(event)
+	follow_bookmarks(event.item.service);
+end, function(event)
+	local service = event.item.service;
+	local handlers = followed[service];
+	if not handlers then return; end
+	for name, handler in pairs(handlers) do service.events.remove_handler(name, handler); end
+	followed[service] = nil;
+end, true);
 
 -- XEP-0492 for mod_muc_cloud_notify: a local member's setting for a room
 -- (their bookmarks read once, if they were not).
@@ -617,6 +643,9 @@ function module.unload()
 	push.close();
 	if admin.unregister then admin.unregister(); end
 	chat_settings[module.host] = nil;
+	for service, handlers in pairs(followed) do
+		for name, handler in pairs(handlers) do service.events.remove_handler(name, handler); end
+	end
 	-- Sessions go on without us: timers stopped, smacks' watchdog restored.
 	for _, user_sessions in pairs(host_sessions) do
 		for _, session in pairs(user_sessions.sessions) do

@@ -34,6 +34,8 @@ pub const MAX_NICK_BYTES: usize = 256;
 pub const MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Bytes counted per room besides its nickname.
 const ROOM_BYTES: usize = 48;
+/// Bytes counted per user read (with or without settings).
+const USER_BYTES: usize = 64;
 
 /// When the user wants to be notified about a group chat's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +144,8 @@ impl ChatSettings {
         rooms: impl IntoIterator<Item = (&'a str, Option<RoomSetting>)>,
     ) {
         self.forget(user);
+        self.make_room(user, USER_BYTES + user.len());
+        self.bytes += USER_BYTES + user.len();
         self.users.insert(user.to_owned(), HashMap::new());
         for (room, setting) in rooms {
             self.set(user, room, setting);
@@ -163,17 +167,25 @@ impl ChatSettings {
         if rooms.len() >= MAX_ROOMS {
             return; // (bounded: pushed as without a setting)
         }
-        // Room for it: other users' settings go (read again when needed).
-        while self.bytes + bytes > MAX_BYTES {
-            let Some(other) = self.users.keys().find(|u| *u != user).cloned() else {
-                return;
-            };
-            self.forget(&other);
+        if !self.make_room(user, bytes) {
+            return;
         }
         self.bytes += bytes;
         if let Some(rooms) = self.users.get_mut(user) {
             rooms.insert(key, setting);
         }
+    }
+
+    /// Room for `bytes` more: other users' settings go (read again when
+    /// needed). False if `user`'s own fill the bound.
+    fn make_room(&mut self, user: &str, bytes: usize) -> bool {
+        while self.bytes + bytes > MAX_BYTES {
+            let Some(other) = self.users.keys().find(|u| *u != user).cloned() else {
+                return false;
+            };
+            self.forget(&other);
+        }
+        true
     }
 
     /// The user's setting for `room`, if any.
@@ -185,7 +197,8 @@ impl ChatSettings {
     /// needed.
     pub fn forget(&mut self, user: &str) {
         if let Some(rooms) = self.users.remove(user) {
-            self.bytes -= rooms.values().map(bytes_of).sum::<usize>();
+            let settings: usize = rooms.values().map(bytes_of).sum();
+            self.bytes -= USER_BYTES + user.len() + settings;
         }
     }
 
@@ -231,9 +244,11 @@ pub fn mentions(
     pings.nicks.iter().any(|n| n == nick) || body.is_some_and(|b| has_word(b, nick))
 }
 
-/// Whether `word` appears in `text` not inside a longer word.
+/// Whether `word` appears in `text` not inside a longer word. A word of
+/// fewer than two letters or digits never does ("I", "a", ".", an emoji
+/// would match nearly every message).
 fn has_word(text: &str, word: &str) -> bool {
-    if word.is_empty() {
+    if word.chars().filter(|c| c.is_alphanumeric()).count() < 2 {
         return false;
     }
     let lower_text = text.to_lowercase();
@@ -357,6 +372,17 @@ mod tests {
         assert!(!by(none.clone(), "the orchard wall is high"));
         assert!(by(none.clone(), "romeo, are you there?"));
         assert!(!by(none.clone(), "romeos everywhere"));
+        // A nickname of one letter (or none) is not looked for in the body.
+        let short = |nick| {
+            mentions(
+                Some("I think a . is fine"),
+                &none,
+                "i@example.com",
+                Some(nick),
+                room,
+            )
+        };
+        assert!(!short("I") && !short(".") && !short("a"));
         let uri = Pings {
             uris: vec!["xmpp:romeo@example.com".into()],
             ..Pings::default()

@@ -429,6 +429,11 @@ fn wants_push(
     }
 }
 
+/// Seconds an app server may stay unreachable (route failures, pushes
+/// unanswered, no result) before its registration is removed: an outage
+/// of hours deletes nothing, a retired or mistyped app server goes.
+pub const UNREACHABLE_MAX: f64 = 72.0 * 3600.0;
+
 /// The tally of an app server nothing was pushed to yet.
 static NO_TALLY: Tally = Tally {
     sent: 0,
@@ -486,6 +491,10 @@ pub struct PushService {
     clock: f64,
     /// The last error condition and time per registration (for admins).
     last_errors: crate::bounded::Fifo<(String, String), (String, f64)>,
+    /// Per registration: when the latest push delivered was sent, and since
+    /// when its app server has been unreachable (route failures and
+    /// unanswered pushes only, no result since).
+    health: crate::bounded::Fifo<(String, String), (f64, Option<f64>)>,
     /// The numbers of recent summaries' payloads (with the default
     /// privacy there are only two).
     payloads: PayloadIds,
@@ -620,6 +629,7 @@ impl PushService {
             counts_from_records: true,
             clock: 0.0,
             last_errors: crate::bounded::Fifo::new(config.max_pending),
+            health: crate::bounded::Fifo::new(config.max_pending),
             payloads: PayloadIds {
                 serial: 0,
                 entries: Vec::new(),
@@ -1932,10 +1942,26 @@ impl PushService {
         }
     }
 
+    /// Seconds the push's registration has been unreachable (route
+    /// failures and unanswered pushes, no result since), this one counted.
+    fn unreachable_since(&mut self, push: &PendingPush, now: f64) -> f64 {
+        let key = (push.user.clone(), push.identifier.clone());
+        let (delivered, since) = self.health.get(&key).copied().unwrap_or((0.0, None));
+        let since = since.unwrap_or(now);
+        self.health.insert(key, (delivered, Some(since)));
+        now - since
+    }
+
     /// A result: the registration's error count is reset.
     fn delivered(&mut self, push: PendingPush, now: f64) -> Answer {
         let rtt = (now - push.sent_at).max(0.0);
         self.stats.answered(&push.jid, Outcome::Delivered(rtt));
+        let key = (push.user.clone(), push.identifier.clone());
+        let delivered = self
+            .health
+            .get(&key)
+            .map_or(push.sent_at, |h| h.0.max(push.sent_at));
+        self.health.insert(key, (delivered, None));
         let reg = self.registry.registration_mut(&push.user, &push.identifier);
         let reset = reg.is_some_and(|r| std::mem::take(&mut r.errors) > 0);
         // Delivered: a retry of an older push has nothing left to say.
@@ -1973,6 +1999,9 @@ impl PushService {
         // never counted (on the MUC module, where anyone may register an
         // unreachable app server, it counts, to age such registrations out).
         let temporary = type_ == "wait" || (route && !self.config.unanswered_count);
+        // ... unless it has been unreachable, with no result, for 72 h.
+        let gone_for_good =
+            route && temporary && self.unreachable_since(&push, now) >= UNREACHABLE_MAX;
         let max_errors = self.config.max_errors;
         // A changed error count is written back with the unread counts
         // (batched: [`crate::counts::Dirty`]), never a write per answer, so
@@ -1984,6 +2013,11 @@ impl PushService {
                 identifier: push.identifier,
                 retry: crate::retry::Scheduled::Gone,
                 route,
+            },
+            Some(reg) if gone_for_good => Answer::Disable {
+                user: push.user,
+                identifier: push.identifier,
+                count: reg.errors,
             },
             Some(_) if temporary => Answer::Temporary {
                 retry: self.retries.schedule(
@@ -2047,18 +2081,11 @@ impl PushService {
             ..Expired::default()
         };
         let max_errors = self.config.max_errors;
-        let mut by_service: Vec<(String, u64)> = Vec::new();
         for push in &expired {
             self.stats.answered(&push.jid, Outcome::Timeout);
-            let label = self.stats.label(&push.jid);
-            match by_service.iter_mut().find(|(s, _)| s == label) {
-                Some(entry) => entry.1 += 1,
-                None => by_service.push((label.to_owned(), 1)),
-            }
-        }
-        for (service, n) in by_service {
-            if let Some(since) = self.stats.unanswered(&service, n, now) {
-                out.warnings.push((service, since));
+            if let Some(since) = self.stats.unanswered(&push.jid, now) {
+                let label = self.stats.label(&push.jid).to_owned();
+                out.warnings.push((label, since));
             }
         }
         for push in expired {
@@ -2066,6 +2093,15 @@ impl PushService {
                 continue; // (gone, or not in memory: counted by the next one)
             };
             if !self.config.unanswered_count {
+                // (a later push was delivered: nothing left to say)
+                let key = (push.user.clone(), push.identifier.clone());
+                if self.health.get(&key).is_some_and(|h| h.0 > push.sent_at) {
+                    continue;
+                }
+                if self.unreachable_since(&push, now) >= UNREACHABLE_MAX {
+                    out.drop.push((push.user.clone(), push.identifier.clone()));
+                    continue;
+                }
                 let retry = self.retries.schedule(
                     &push.user,
                     &push.identifier,
@@ -3016,6 +3052,22 @@ mod tests {
                 s.response(&id, "push.example", Response::Result, 2.0),
                 Answer::Delivered { .. }
             ));
+            // An outage of hours deletes nothing; unreachable for 72 h (no
+            // result since), the registration goes.
+            let mut at = |s: &mut PushService, t: f64| {
+                let id = first_push_id(s);
+                s.response(&id, "push.example", bounce.clone(), t)
+            };
+            assert!(matches!(
+                at(&mut s, 10.0),
+                Answer::Temporary { route: true, .. }
+            ));
+            let late = 10.0 + UNREACHABLE_MAX;
+            assert!(matches!(
+                at(&mut s, late - 60.0),
+                Answer::Temporary { route: true, .. }
+            ));
+            assert!(matches!(at(&mut s, late), Answer::Disable { .. }));
         }
     }
 

@@ -120,19 +120,25 @@ pub struct ServiceStats {
 }
 
 impl ServiceStats {
+    /// Whether `service` is (or would be, once something is tallied for
+    /// it) tracked by name.
+    fn named(&self, service: &str) -> bool {
+        self.by_name.contains_key(service)
+            || (self.by_name.len() < MAX_SERVICES
+                && service.len() <= MAX_SERVICE_LEN
+                && service != OTHER)
+    }
+
     fn entry(&mut self, service: &str) -> &mut Entry {
-        if self.by_name.contains_key(service) {
-            return self.by_name.get_mut(service).expect("checked");
-        }
-        if self.by_name.len() >= MAX_SERVICES || service.len() > MAX_SERVICE_LEN {
+        if !self.named(service) {
             return &mut self.other;
         }
         self.by_name.entry(service.to_owned()).or_default()
     }
 
-    /// The label `service` is tallied under.
+    /// The label `service` is (or would be) tallied under.
     pub fn label<'a>(&'a self, service: &'a str) -> &'a str {
-        if self.by_name.contains_key(service) {
+        if self.named(service) {
             service
         } else {
             OTHER
@@ -172,10 +178,11 @@ impl ServiceStats {
         }
     }
 
-    /// `n` pushes to `service` went unanswered at `now`: `Some(count)` to
-    /// warn (`count` unanswered since the last warning, these included),
-    /// at most once a minute per app server.
-    pub fn unanswered(&mut self, service: &str, n: u64, now: f64) -> Option<u64> {
+    /// A push to `service` went unanswered at `now`: `Some(count)` to warn
+    /// (`count` unanswered since the last warning, this one included), at
+    /// most once a minute per label.
+    pub fn unanswered(&mut self, service: &str, now: f64) -> Option<u64> {
+        let n = 1;
         let e = self.entry(service);
         e.unwarned += n;
         match e.warned {
@@ -285,9 +292,12 @@ mod tests {
     #[test]
     fn unanswered_pushes_warn_once_a_minute_per_service() {
         let mut s = ServiceStats::default();
-        assert_eq!(s.unanswered("a.example", 2, 100.0), Some(2));
-        assert_eq!(s.unanswered("a.example", 3, 130.0), None);
-        assert_eq!(s.unanswered("b.example", 1, 130.0), Some(1));
-        assert_eq!(s.unanswered("a.example", 1, 161.0), Some(4));
+        assert_eq!(s.unanswered("a.example", 100.0), Some(1));
+        assert_eq!(s.unanswered("a.example", 130.0), None);
+        assert_eq!(s.unanswered("a.example", 131.0), None);
+        assert_eq!(s.unanswered("b.example", 130.0), Some(1));
+        assert_eq!(s.unanswered("a.example", 161.0), Some(3));
+        // (a JID named "other" is not a name of its own)
+        assert_eq!(s.label("other"), OTHER);
     }
 }

@@ -41,11 +41,12 @@ def test_an_outage_deletes_nothing_and_pushes_flow_again(prosody_with):
         await phone.stop()
         j = await Client(juliet, p.c2s_port).start()
         # 20 messages while the app server is down and the remote push
-        # service unreachable: 40 publishes answered by our own server.
+        # service unreachable: publishes answered by our own server (the s2s
+        # bounces) or not at all (Prosody drops a disconnected component's error).
         for i in range(20):
             j.send_message(mto=romeo, mbody=f"during the outage {i}", mtype="chat")
             await asyncio.sleep(0.05)
-        failures = await route_failures(40)
+        failures = await route_failures(20)  # (the remote one's s2s bounces, at least)
         await asyncio.sleep(3)  # (the retries fail too, and error counts are written back)
         during = read_store(store)
         # The link is back.
@@ -63,7 +64,7 @@ def test_an_outage_deletes_nothing_and_pushes_flow_again(prosody_with):
         return failures, during, pushes
 
     failures, during, pushes = run(scenario(), timeout=180)
-    assert failures >= 40
+    assert failures >= 20
     assert sorted(during) == sorted([f"{REMOTE}<remote-node", "push.localhost<phone-node"])
     assert all(not r.get("error_count") for r in during.values()), during
     assert any(push.node == "phone-node" for push in pushes)
