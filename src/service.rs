@@ -3054,7 +3054,7 @@ mod tests {
             ));
             // An outage of hours deletes nothing; unreachable for 72 h (no
             // result since), the registration goes.
-            let mut at = |s: &mut PushService, t: f64| {
+            let at = |s: &mut PushService, t: f64| {
                 let id = first_push_id(s);
                 s.response(&id, "push.example", bounce.clone(), t)
             };
