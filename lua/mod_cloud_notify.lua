@@ -317,6 +317,11 @@ local function smacks_stanzas(session, stanzas, at_once)
 	-- (the store may yield: the registration may have gone meanwhile)
 	if session.destroyed or session.push_identifier ~= identifier or not session.full_jid then return; end
 	local outcome = core:smacks_add(session.full_jid, user, identifier, stanzas);
+	if outcome == "bookmarks" then -- (XEP-0492: rooms' messages follow the user's settings)
+		push.read_bookmarks(user);
+		if session.destroyed or session.push_identifier ~= identifier or not session.full_jid then return; end
+		outcome = core:smacks_add(session.full_jid, user, identifier, stanzas, true);
+	end
 	if outcome == "nothing" then return; end
 	if at_once or outcome == "flush" then
 		if session.cloud_notify_timer then

@@ -10,12 +10,13 @@
 //!
 //! | method | returns |
 //! |---|---|
-//! | `core:smacks_add(session, user, identifier, stanzas)` | `"nothing"`, `"joined"`, `"opened"` (start the coalescing timer) or `"flush"` (send now) |
+//! | `core:smacks_add(session, user, identifier, stanzas[, asked])` | `"nothing"`, `"joined"`, `"opened"` (start the coalescing timer), `"flush"` (send now) or `"bookmarks"` (read the user's bookmarks, then ask again with `asked` true: XEP-0492) |
 //! | `core:smacks_flush(session, now)` | `events` (at most one important and one unimportant push) |
 //! | `core:smacks_cancel(session)` | whether a batch was waiting (dropped unsent) |
 //! | `core:extended_hibernation(smacks_timeout)` | the timeout to hibernate for, or nil |
 //! | `core:wake_delay(hibernation_timeout)` | seconds until the wake-up push, or nil |
 
+use super::convert::{pings_of, str_field, table_field};
 use super::object::{BatchObjects, Core};
 use crate::coalesce::Added;
 use crate::service::Flushed;
@@ -43,14 +44,29 @@ fn added_name(added: Added) -> &'static str {
 fn smacks_add(
     lua: &Lua,
     this: &mut Core,
-    (session, user, identifier, stanzas): (String, String, String, Table),
+    (session, user, identifier, stanzas, asked): (String, String, String, Table, Option<bool>),
 ) -> Result<&'static str> {
+    // XEP-0492: a room's message needs the user's bookmarks read first
+    // (once: `asked`, the shim tried, whether or not the read worked).
+    if asked != Some(true)
+        && this.service.bookmarks_wanted(&user, false)
+        && any_groupchat(&stanzas)?
+    {
+        return Ok("bookmarks");
+    }
     let mut outcome = Added::Nothing;
     for stanza in stanzas.sequence_values::<Value>() {
         let Value::Table(stanza) = stanza? else {
             continue;
         };
         let (facts, key) = this.facts_and_key(lua, &stanza, &user)?;
+        // XEP-0492: a room's message, by the user's setting for the room.
+        if facts.type_.as_deref() == Some("groupchat") {
+            let pings = pings_of(&stanza, facts.body.as_deref())?;
+            if !this.service.groupchat_wanted(&user, &facts, &pings) {
+                continue;
+            }
+        }
         let queued = this
             .service
             .smacks_add(&session, &user, &identifier, facts, &key);
@@ -72,6 +88,26 @@ fn smacks_add(
         outcome = outcome.max(added);
     }
     Ok(added_name(outcome))
+}
+
+/// Whether any of the stanzas is a groupchat message.
+fn any_groupchat(stanzas: &Table) -> Result<bool> {
+    for stanza in stanzas.sequence_values::<Value>() {
+        let Value::Table(stanza) = stanza? else {
+            continue;
+        };
+        let attr = table_field(&stanza, "attr")?;
+        if attr
+            .map(|a| str_field(&a, "type"))
+            .transpose()?
+            .flatten()
+            .as_deref()
+            == Some("groupchat")
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn smacks_flush(lua: &Lua, this: &mut Core, (session, now): (String, f64)) -> Result<Table> {

@@ -171,3 +171,47 @@ def test_the_xeps_defaults_apply_only_where_the_admin_opts_in(prosody_with):
 
         counts[opted_in] = run(scenario())
     assert counts == {False: (1, 1), True: (0, 1)}
+
+
+def test_a_hibernated_sessions_room_messages_follow_the_bookmark(prosody_with):
+    """The phone joined the room and its stream hibernated (the usual
+    Conversations/Monal case): the room's messages queued for it follow the
+    user's setting too; a chat message still pushes."""
+    p = prosody_with(muc=MUC, modules=("cloud_notify", "pep"))
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    room = f"verona@{MUC}"
+
+    async def scenario():
+        app = await AppServer(p).start()
+        j = await Client(juliet, p.c2s_port).start()
+        await join(j, room, "Juliet")
+        phone = await Client(romeo, p.c2s_port, resource="phone", smacks=True).start()
+        await join(phone, room, "Romeo")
+        await bookmark(phone, room, "Romeo", "<never/>")
+        assert iq_type(await phone.enable("push.localhost", "phone-node")) == "result"
+        await asyncio.sleep(0.5)
+        await phone.kill()
+        await asyncio.sleep(0.5)
+        out = {}
+        say(j, room, "Romeo, the lark!", id_="h1")
+        out["never, named"] = await pushes_within(app, 2.5)
+        j.send_message(mto=romeo, mbody="a word in private", mtype="chat")
+        out["chat"] = await pushes_within(app, 2.5)
+        await phone.resume()
+        await bookmark(phone, room, "Romeo", ON_MENTION_FOR_PHONES)
+        await asyncio.sleep(0.5)
+        await phone.kill()
+        await asyncio.sleep(0.5)
+        say(j, room, "Nothing for anyone", id_="h2")
+        out["on-mention, not named"] = await pushes_within(app, 2.5)
+        say(j, room, "Romeo, the nightingale", id_="h3")
+        out["on-mention, named"] = await pushes_within(app, 2.5)
+        await phone.resume()
+        await phone.stop()
+        await j.stop()
+        await app.stop()
+        return out
+
+    out = run(scenario())
+    assert {k: len(v) for k, v in out.items()} == {
+        "never, named": 0, "chat": 1, "on-mention, not named": 0, "on-mention, named": 1}
