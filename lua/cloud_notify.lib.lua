@@ -120,7 +120,7 @@ function lib.new(options)
 		for _ in pairs(removed) do count_remote_disabled():add(1); end
 	end
 	local count_route_failure = labelled(module:metric("counter", "route_failures", "",
-		"Pushes our own server could not route to the app server (s2s or component down): retried, never counted", {}));
+		"Pushes our own server could not route to the app server (an s2s bounce): retried, never counted (counted on the MUC module)", {}));
 	local count_unanswered = labelled(module:metric("counter", "unanswered", "",
 		"Pushes the app server did not answer within push_response_timeout (retried; counted as errors on the MUC module)", {}));
 	local count_given_up = labelled(module:metric("counter", "retries_given_up", "",
@@ -147,7 +147,7 @@ function lib.new(options)
 	local count_service_push = labelled(module:metric("counter", "service_pushes", "",
 		"Pushes sent, by app server", { "service" }));
 	local count_service_answer = labelled(module:metric("counter", "service_answers", "",
-		"What came of the pushes, by app server: delivered, wait, error, timeout, route (our server could not reach it)",
+		"What came of the pushes, by app server: delivered, wait, errors, timeouts, route (our server could not reach it)",
 		{ "service", "result" }));
 	local service_errors = module:metric("counter", "service_errors", "",
 		"Error answers by app server, error type and condition", { "service", "type", "condition" });
@@ -575,7 +575,7 @@ function lib.new(options)
 		end
 		if answer.route then
 			count_route_failure():add(1);
-			module:log("debug", "Push to %s could not be routed (%s): our server's error, not the app server's; not counted",
+			module:log("debug", "Push to %s could not be routed (%s): our server's error, not the app server's",
 				answer.from, answer.condition);
 		end
 		if kind == "temporary" then

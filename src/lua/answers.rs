@@ -85,6 +85,9 @@ fn response(
         details.raw_set("error_type", type_)?;
         details.raw_set("condition", condition)?;
     }
+    if let Response::RouteFailure { .. } = response {
+        details.raw_set("route", true)?;
+    }
     details.raw_set("from", from)?;
     Ok(Reply::Other(kind, details))
 }
