@@ -98,6 +98,8 @@ function stand_in.load(host, options)
 	local shared = {};
 	function m:shared(path) shared[path] = shared[path] or {}; return shared[path]; end
 	function m:add_item() end
+	-- (no item is ever added here: no PEP service to follow)
+	function m:handle_items() end
 	m.metrics = {};
 	function m:metric(type_, name)
 		local family = { type = type_, values = {} };
