@@ -228,7 +228,11 @@ local function bounced(event)
 	if not core:might_push(user) or not load_user(user) then return; end
 	local nicks = { select(3, jid.split(occupant.nick)) };
 	nicks[#nicks+1] = room:get_registered_nick(user);
-	dispatch(core:muc_bounced(room.jid, stanza, user, nicks, time_now()));
+	-- (XEP-0492: the ghost's own setting for the room, if a local user's)
+	local node, host = jid.split(user);
+	local setting_of = chat_settings[host];
+	local setting = node and setting_of and setting_of(node, room.jid) or nil;
+	dispatch(core:muc_bounced(room.jid, stanza, user, nicks, time_now(), setting));
 end
 hook("message/bare", bounced, 10);
 hook("message/full", bounced, 10);

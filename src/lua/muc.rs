@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `core:muc_wants(room_jid, stanza)` | `nil`, `"members"` (walk the room's affiliations), `"known"` (ask the room about each user with registrations) or `{ nick, … }`: what the room must look up |
 //! | `core:muc_push(room_jid, stanza, members, now, public)` | `events`; `members`: `{ { jid = real bare JID, joined = bool, affiliation = …, setting = XEP-0492 level or nil, nick = … }, … }`, their registrations loaded first; `public`: the room is public (XEP-0492's default, where the admin opted in) |
-//! | `core:muc_bounced(room_jid, error_stanza, user, nicks, now)` | `events` for a kickable error from an occupant (`user`: its real bare JID, loaded first; `nicks`: its nickname in the room and its registered one) |
+//! | `core:muc_bounced(room_jid, error_stanza, user, nicks, now[, setting])` | `events` for a kickable error from an occupant (`user`: its real bare JID, loaded first; `nicks`: its nickname in the room and its registered one) |
 //! | `core:muc_admit(user, local, now)` | `true`, or `nil, type, condition, text` |
 //! | `core:muc_note(user, had, has)` | nothing: a remote user's registrations went from any/none to any/none |
 
@@ -65,11 +65,11 @@ fn muc_push(
     Ok(out)
 }
 
-/// `muc_bounced(room_jid, error_stanza, user, nicks, now)`.
-type BouncedArgs = (String, Table, String, Table, f64);
+/// `muc_bounced(room_jid, error_stanza, user, nicks, now, setting)`.
+type BouncedArgs = (String, Table, String, Table, f64, Option<String>);
 
 fn muc_bounced(lua: &Lua, this: &mut Core, args: BouncedArgs) -> Result<Table> {
-    let (room, stanza, user, nicks, now) = args;
+    let (room, stanza, user, nicks, now, setting) = args;
     let id = table_field(&stanza, "attr")?
         .map(|a| str_field(&a, "id"))
         .transpose()?
@@ -98,7 +98,10 @@ fn muc_bounced(lua: &Lua, this: &mut Core, args: BouncedArgs) -> Result<Table> {
         jid: user.clone(),
         joined: false,
         outcast: false,
-        setting: None,
+        // (XEP-0492: "never" holds for a ghost too; the bounce itself is
+        // the mention the other levels would look for)
+        setting: (setting.as_deref() == Some("never"))
+            .then_some(crate::chat_settings::Level::Never),
         nick: None,
     }];
     let pings = crate::chat_settings::Pings::default();

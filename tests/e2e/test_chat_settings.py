@@ -9,7 +9,7 @@ import asyncio
 
 from conftest import make_users
 from harness import AppServer, Client, iq_type, run
-from test_muc import MUC, join, member_with_push, say
+from test_muc import BODY, MUC, join, member_with_push, romeo_and_absent_juliet, say
 from test_smacks import pushes_within
 
 NS_BOOKMARKS = "urn:xmpp:bookmarks:1"
@@ -215,3 +215,31 @@ def test_a_hibernated_sessions_room_messages_follow_the_bookmark(prosody_with):
     out = run(scenario())
     assert {k: len(v) for k, v in out.items()} == {
         "never, named": 0, "chat": 1, "on-mention, not named": 0, "on-mention, named": 1}
+
+
+def test_a_ghosts_bounce_follows_never(prosody_with):
+    """A ghost occupant (its server bounces the room's message) with
+    `never` for the room: no push (without the setting, the bounce of a
+    message that mentioned it pushes: test_muc's ghost test)."""
+    p = prosody_with(muc=MUC, modules=("cloud_notify", "pep"))
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    room = f"verona@{MUC}"
+
+    async def scenario():
+        app, r, j = await romeo_and_absent_juliet(p, romeo, juliet, room)
+        await bookmark(j, room, "Jürgen", "<never/>")
+        await join(j, room, "Jürgen")
+        say(r, room, BODY, mentions=[(7, 13)], id_="g1")
+        await pushes_within(app, 1.0)
+        j.send_raw(f"<message to='{room}/Romeo' from='{juliet}/laptop' type='error' id='g1'>"
+                   "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+                   "</error></message>")
+        bounced = await pushes_within(app, 2.0)
+        for c in (r, j):
+            await c.stop()
+        await app.stop()
+        return bounced
+
+    bounced = run(scenario())
+    assert bounced == []
+    assert p.alive()
