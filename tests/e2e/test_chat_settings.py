@@ -9,7 +9,7 @@ import asyncio
 
 from conftest import make_users
 from harness import AppServer, Client, iq_type, run
-from test_muc import BODY, MUC, join, member_with_push, romeo_and_absent_juliet, say
+from test_muc import BODY, MUC, join, romeo_and_absent_juliet, say
 from test_smacks import pushes_within
 
 NS_BOOKMARKS = "urn:xmpp:bookmarks:1"
@@ -63,10 +63,7 @@ def test_muc_pushes_follow_the_members_bookmark(prosody_with):
     room = f"verona@{MUC}"
 
     async def scenario():
-        app = await AppServer(p).start()
-        r = await Client(romeo, p.c2s_port).start()
-        await join(r, room, "Romeo")
-        j = await member_with_push(p, juliet, room, "Jürgen", "j-node")
+        app, r, j = await romeo_and_absent_juliet(p, romeo, juliet, room)
         out = {}
         say(r, room, "Before any bookmark", id_="m0")
         out["none"] = await pushes_within(app, 1.5)
@@ -156,10 +153,7 @@ def test_the_xeps_defaults_apply_only_where_the_admin_opts_in(prosody_with):
         room = f"verona@{MUC}"
 
         async def scenario():
-            app = await AppServer(p).start()
-            r = await Client(romeo, p.c2s_port).start()
-            await join(r, room, "Romeo")
-            j = await member_with_push(p, juliet, room, "Jürgen", "j-node")
+            app, r, j = await romeo_and_absent_juliet(p, romeo, juliet, room)
             say(r, room, "Hello everyone", id_="d1")
             plain = await pushes_within(app, 1.5)
             say(r, room, "Jürgen, the balcony", id_="d2")
