@@ -27,7 +27,7 @@
 
 use crate::notification::Summary;
 use crate::origin::Origin;
-use crate::service::PushKind;
+use crate::vocabulary::PushKind;
 use std::collections::HashMap;
 
 /// Users whose activity is remembered.

@@ -38,6 +38,7 @@ pub mod service_stats;
 pub mod subscriptions;
 pub mod text;
 pub mod throttle;
+pub mod vocabulary;
 
 #[cfg(any(feature = "module", feature = "vm"))]
 mod lua;

@@ -4,7 +4,7 @@
 //! since. A stranger's subscription requests, say, can't fill the log.
 //! Every failure is still counted (the `handler_errors` metric).
 
-use crate::service::PushKind;
+use crate::vocabulary::PushKind;
 
 /// Seconds between two log lines of one kind.
 pub const LOG_PERIOD: f64 = 60.0;
