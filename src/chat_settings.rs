@@ -49,7 +49,8 @@ pub enum Level {
 }
 
 impl Level {
-    fn of(name: &str) -> Option<Level> {
+    /// The level of that XEP-0492 name (`always`, `on-mention`, `never`).
+    pub fn of(name: &str) -> Option<Level> {
         match name {
             "always" => Some(Level::Always),
             "on-mention" => Some(Level::OnMention),
@@ -87,6 +88,12 @@ pub fn resolve(notify: &Element, (category, type_): (&str, &str)) -> Option<Leve
         }
     }
     best.map(|(_, level)| level)
+}
+
+/// The level that holds for a ghost occupant's bounce: only `never` (the
+/// bounce is itself the mention the other levels would look for).
+pub fn on_bounce(level: Option<Level>) -> Option<Level> {
+    level.filter(|l| *l == Level::Never)
 }
 
 /// What a bookmark says for pushes: the level for a push device and the
@@ -360,6 +367,14 @@ mod tests {
         s.forget("juliet");
         s.forget("romeo");
         assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn only_never_holds_for_a_ghosts_bounce() {
+        assert_eq!(on_bounce(Level::of("never")), Some(Level::Never));
+        assert_eq!(on_bounce(Level::of("on-mention")), None);
+        assert_eq!(on_bounce(Level::of("always")), None);
+        assert_eq!(Level::of("sometimes"), None);
     }
 
     #[test]

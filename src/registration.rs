@@ -56,6 +56,20 @@ pub struct Registration {
     /// Unread counts (stored as `message_counts` when not empty; the
     /// reference ignores the field): see [`crate::counts`].
     pub counts: Counts,
+    /// In memory only: when the latest push delivered to it was sent, and
+    /// since when its app server has been unreachable (route failures and
+    /// unanswered pushes, no result since).
+    pub health: Health,
+}
+
+/// A registration's reachability, in memory only (a restart starts it
+/// again: never a removal too early).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Health {
+    /// When the latest push delivered was sent (0: none yet).
+    pub delivered_sent_at: f64,
+    /// Since when nothing but route failures and silence came back.
+    pub unreachable_since: Option<f64>,
 }
 
 impl Registration {
@@ -69,6 +83,7 @@ impl Registration {
             errors: 0,
             extra: Vec::new(),
             counts: Counts::default(),
+            health: Health::default(),
         }
     }
 
@@ -127,6 +142,7 @@ impl Registration {
             errors: self.errors,
             extra: self.extra.clone(),
             counts: Counts::default(),
+            health: self.health,
         }
     }
 }

@@ -106,10 +106,6 @@ pub struct PushService {
     clock: f64,
     /// The last error condition and time per registration (for admins).
     last_errors: crate::bounded::Fifo<(String, String), (String, f64)>,
-    /// Per registration: when the latest push delivered was sent, and since
-    /// when its app server has been unreachable (route failures and
-    /// unanswered pushes only, no result since).
-    health: crate::bounded::Fifo<(String, String), (f64, Option<f64>)>,
     /// The numbers of recent summaries' payloads (with the default
     /// privacy there are only two).
     payloads: PayloadIds,
@@ -244,7 +240,6 @@ impl PushService {
             counts_from_records: true,
             clock: 0.0,
             last_errors: crate::bounded::Fifo::new(config.max_pending),
-            health: crate::bounded::Fifo::new(config.max_pending),
             payloads: PayloadIds {
                 serial: 0,
                 entries: Vec::new(),
@@ -1560,25 +1555,22 @@ impl PushService {
     /// Seconds the push's registration has been unreachable (route
     /// failures and unanswered pushes, no result since), this one counted.
     fn unreachable_since(&mut self, push: &PendingPush, now: f64) -> f64 {
-        let key = (push.user.clone(), push.identifier.clone());
-        let (delivered, since) = self.health.get(&key).copied().unwrap_or((0.0, None));
-        let since = since.unwrap_or(now);
-        self.health.insert(key, (delivered, Some(since)));
-        now - since
+        match self.registry.registration_mut(&push.user, &push.identifier) {
+            Some(reg) => now - *reg.health.unreachable_since.get_or_insert(now),
+            None => 0.0,
+        }
     }
 
     /// A result: the registration's error count is reset.
     fn delivered(&mut self, push: PendingPush, now: f64) -> Answer {
         let rtt = (now - push.sent_at).max(0.0);
         self.stats.answered(&push.jid, Outcome::Delivered(rtt));
-        let key = (push.user.clone(), push.identifier.clone());
-        let delivered = self
-            .health
-            .get(&key)
-            .map_or(push.sent_at, |h| h.0.max(push.sent_at));
-        self.health.insert(key, (delivered, None));
         let reg = self.registry.registration_mut(&push.user, &push.identifier);
-        let reset = reg.is_some_and(|r| std::mem::take(&mut r.errors) > 0);
+        let reset = reg.is_some_and(|r| {
+            r.health.delivered_sent_at = r.health.delivered_sent_at.max(push.sent_at);
+            r.health.unreachable_since = None;
+            std::mem::take(&mut r.errors) > 0
+        });
         // Delivered: a retry of an older push has nothing left to say.
         self.retries
             .delivered(&push.user, &push.identifier, push.sent_at);
@@ -1709,8 +1701,7 @@ impl PushService {
             };
             if !self.config.unanswered_count {
                 // (a later push was delivered: nothing left to say)
-                let key = (push.user.clone(), push.identifier.clone());
-                if self.health.get(&key).is_some_and(|h| h.0 > push.sent_at) {
+                if reg.health.delivered_sent_at > push.sent_at {
                     continue;
                 }
                 if self.unreachable_since(&push, now) >= UNREACHABLE_MAX {

@@ -379,12 +379,9 @@ pub fn members_of(t: &Table) -> Result<Vec<Member>> {
         if let Some(jid) = str_field(&m, "jid")? {
             let joined = matches!(m.raw_get::<Value>("joined")?, Value::Boolean(true));
             let outcast = str_field(&m, "affiliation")?.as_deref() == Some("outcast");
-            let setting = match str_field(&m, "setting")?.as_deref() {
-                Some("always") => Some(crate::chat_settings::Level::Always),
-                Some("on-mention") => Some(crate::chat_settings::Level::OnMention),
-                Some("never") => Some(crate::chat_settings::Level::Never),
-                _ => None,
-            };
+            let setting = str_field(&m, "setting")?
+                .as_deref()
+                .and_then(crate::chat_settings::Level::of);
             let nick =
                 str_field(&m, "nick")?.filter(|n| n.len() <= crate::chat_settings::MAX_NICK_BYTES);
             out.push(Member {

@@ -98,10 +98,9 @@ fn muc_bounced(lua: &Lua, this: &mut Core, args: BouncedArgs) -> Result<Table> {
         jid: user.clone(),
         joined: false,
         outcast: false,
-        // (XEP-0492: "never" holds for a ghost too; the bounce itself is
-        // the mention the other levels would look for)
-        setting: (setting.as_deref() == Some("never"))
-            .then_some(crate::chat_settings::Level::Never),
+        setting: crate::chat_settings::on_bounce(
+            setting.as_deref().and_then(crate::chat_settings::Level::of),
+        ),
         nick: None,
     }];
     let pings = crate::chat_settings::Pings::default();
