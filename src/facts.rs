@@ -32,6 +32,12 @@ pub const NS_STANZA_ID: &str = "urn:xmpp:sid:0";
 pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 /// XEP-0333 Chat Markers.
 pub const NS_CHAT_MARKERS: &str = "urn:xmpp:chat-markers:0";
+/// XEP-0444 Message Reactions.
+pub const NS_REACTIONS: &str = "urn:xmpp:reactions:0";
+/// XEP-0461 Message Replies.
+pub const NS_REPLY: &str = "urn:xmpp:reply:0";
+/// Longest reply `to` kept (bytes: a full JID's bound).
+pub const MAX_REPLY_TO_LEN: usize = 3071;
 
 /// Longest call id kept (bytes): a longer one is not tracked as a call.
 pub const MAX_CALL_ID_LEN: usize = 256;
@@ -134,6 +140,10 @@ pub enum Child {
     CarbonReceived,
     /// An XEP-0359 `<stanza-id by=… id=…/>`: a stable key for the message.
     StanzaId,
+    /// An XEP-0444 `<reactions/>`: a reaction to an earlier message.
+    Reactions,
+    /// An XEP-0461 `<reply to=…/>`: its `to` is needed.
+    Reply,
     /// Something push decisions do not look at.
     Ignored,
 }
@@ -155,6 +165,8 @@ pub fn classify_child(name: &str, ns: &str) -> Child {
         ("sent", NS_CARBONS) => Child::CarbonSent,
         ("received", NS_CARBONS) => Child::CarbonReceived,
         ("stanza-id", NS_STANZA_ID) => Child::StanzaId,
+        ("reactions", NS_REACTIONS) => Child::Reactions,
+        ("reply", NS_REPLY) => Child::Reply,
         _ => Child::Ignored,
     }
 }
@@ -203,6 +215,11 @@ pub struct StanzaFacts {
     pub carbon: Option<(Direction, Box<StanzaFacts>)>,
     /// The first few `<stanza-id/>`s, as `(by, id)`.
     pub stanza_ids: Vec<(String, String)>,
+    /// An XEP-0444 reaction.
+    pub reactions: bool,
+    /// The `to` of an XEP-0461 reply (the first; at most
+    /// [`MAX_REPLY_TO_LEN`] bytes).
+    pub reply_to: Option<String>,
 }
 
 /// Stanza ids kept per stanza: one per archive that saw it is plenty.
@@ -240,7 +257,15 @@ impl StanzaFacts {
                     }
                 }
             }
-            Child::StanzaId | Child::Ignored => {}
+            Child::Reactions => self.reactions = true,
+            Child::StanzaId | Child::Reply | Child::Ignored => {}
+        }
+    }
+
+    /// Records a reply's `to` (the first, if not too long).
+    pub fn note_reply(&mut self, to: Option<String>) {
+        if self.reply_to.is_none() {
+            self.reply_to = to.filter(|t| t.len() <= MAX_REPLY_TO_LEN);
         }
     }
 
@@ -308,7 +333,7 @@ impl StanzaFacts {
             f.type_.hash(h);
             f.body.hash(h);
             (f.has_subject, f.encrypted, f.propose, &f.call).hash(h);
-            (f.chat_state, f.displayed).hash(h);
+            (f.chat_state, f.displayed, f.reactions, &f.reply_to).hash(h);
         }
         let mut h = std::collections::hash_map::DefaultHasher::new();
         feed(self, &mut h);
@@ -378,6 +403,10 @@ impl StanzaFacts {
             }
             if let Child::Call(signal) = class {
                 facts.note_call(signal, child.attr("id").map(str::to_owned));
+                continue;
+            }
+            if class == Child::Reply {
+                facts.note_reply(child.attr("to").map(str::to_owned));
                 continue;
             }
             facts.note_child(

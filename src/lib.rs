@@ -28,6 +28,7 @@ pub mod muc;
 pub mod notification;
 pub mod origin;
 pub mod pending;
+pub mod push2;
 pub mod quota;
 pub mod registration;
 pub mod registry;

@@ -77,6 +77,9 @@ struct RawStanza {
     call: Option<(CallSignal, Found)>,
     chat_state: bool,
     displayed: bool,
+    reactions: bool,
+    /// The first reply's `to`.
+    reply_to: Found,
     /// The first carbon copy whose forwarded message was found (read into
     /// the caller's inner level).
     carbon: Option<Direction>,
@@ -99,6 +102,8 @@ impl RawStanza {
         call: None,
         chat_state: false,
         displayed: false,
+        reactions: false,
+        reply_to: Found::NONE,
         carbon: None,
         stanza_ids: [(Found::NONE, Found::NONE); MAX_STANZA_IDS],
         stanza_id_count: 0,
@@ -303,6 +308,12 @@ unsafe fn read_child(
             }
             Child::ChatState => out.chat_state = true,
             Child::Displayed => out.displayed = true,
+            Child::Reactions => out.reactions = true,
+            Child::Reply => {
+                if out.reply_to.0.is_null() {
+                    out.reply_to = attr_of(l, child, c"to");
+                }
+            }
             Child::StanzaId => {
                 let (by, id) = stanza_id_of(l, child);
                 if !by.0.is_null() && !id.0.is_null() && out.stanza_id_count < MAX_STANZA_IDS {
@@ -379,6 +390,7 @@ unsafe fn facts_of(raw: &RawStanza, inner: &RawStanza) -> StanzaFacts {
             propose: raw.propose,
             chat_state: raw.chat_state,
             displayed: raw.displayed,
+            reactions: raw.reactions,
             carbon: raw
                 .carbon
                 .map(|dir| (dir, Box::new(facts_of(inner, &RawStanza::EMPTY)))),
@@ -391,6 +403,7 @@ unsafe fn facts_of(raw: &RawStanza, inner: &RawStanza) -> StanzaFacts {
         if let Some((signal, id)) = raw.call {
             facts.note_call(signal, id.string());
         }
+        facts.note_reply(raw.reply_to.string());
         facts
     }
 }
