@@ -67,6 +67,10 @@ pub struct RawConfig {
     /// The option of that name (XEP-0492's defaults where the user's
     /// bookmark says nothing).
     pub push_chat_settings_defaults: Option<bool>,
+    /// The option of that name (Push 2.0 served beside XEP-0357).
+    pub push2: Option<bool>,
+    /// The option of that name (`mod_push2`'s: the VAPID `sub` claim).
+    pub contact_uri: Option<String>,
     /// mod_muc_cloud_notify only: `"mentions"` or `"all"`.
     pub muc_push_policy: Option<String>,
     /// Set by mod_muc_cloud_notify itself (not an option): unanswered
@@ -133,6 +137,12 @@ pub struct Config {
     /// room, always in another); off, such a room is pushed as without
     /// XEP-0492.
     pub chat_settings_defaults: bool,
+    /// `push2`: Push 2.0 (`urn:xmpp:push2:0`) is served (never on the MUC
+    /// module).
+    pub push2: bool,
+    /// `contact_uri`: the VAPID `sub` claim of Push 2.0 pushes; `None`:
+    /// `https://` and the host (Apple's Web Push refuses `xmpp:` URIs).
+    pub contact_uri: Option<String>,
 }
 
 impl Default for Config {
@@ -156,9 +166,31 @@ impl Default for Config {
             muc_policy: crate::muc::Policy::default(),
             unanswered_count: false,
             chat_settings_defaults: false,
+            push2: true,
+            contact_uri: None,
             muc_limits: crate::quota::Limits::default(),
         }
     }
+}
+
+/// `contact_uri`: a `mailto:` or `https:` URI of at most 1 KiB is taken
+/// as it is; an `xmpp:` one is taken with a warning (Apple's Web Push
+/// refuses it); anything else is not.
+fn contact_uri(value: Option<&str>, problems: &mut Vec<String>) -> Option<String> {
+    let uri = value?;
+    let scheme_ok = ["mailto:", "https:", "xmpp:"].iter().any(|s| uri.starts_with(s));
+    if !scheme_ok || uri.len() > 1024 || uri.chars().any(char::is_control) {
+        problems.push(format!(
+            "option 'contact_uri' is {uri:?}, expected a mailto: or https: URI; using https:// and the host"
+        ));
+        return None;
+    }
+    if uri.starts_with("xmpp:") {
+        problems.push(format!(
+            "option 'contact_uri' is {uri:?}: Apple's Web Push refuses Push 2.0 pushes whose VAPID subject is an xmpp: URI; prefer mailto: or https:"
+        ));
+    }
+    Some(uri.to_owned())
 }
 
 /// An integral option within `min..=max`, or the default with a complaint.
@@ -291,6 +323,8 @@ impl Config {
                 &mut problems,
             ) as usize,
             unanswered_count: raw.muc_module.unwrap_or(d.unanswered_count),
+            push2: raw.push2.unwrap_or(d.push2) && raw.muc_module != Some(true),
+            contact_uri: contact_uri(raw.contact_uri.as_deref(), &mut problems),
             chat_settings_defaults: raw
                 .push_chat_settings_defaults
                 .unwrap_or(d.chat_settings_defaults),

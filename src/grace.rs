@@ -85,15 +85,19 @@ pub struct Released {
 /// The grace period of one host.
 pub struct Grace {
     period: f64,
+    /// Activity is noted even with no period (Push 2.0 matches have their
+    /// own: [`Grace::active_within`]).
+    track: bool,
     active: HashMap<String, Active>,
     held: HashMap<String, Vec<Held>>,
 }
 
 impl Grace {
     /// `period` seconds; 0 turns it off.
-    pub fn new(period: f64) -> Self {
+    pub fn new(period: f64, track: bool) -> Self {
         Grace {
             period: period.max(0.0),
+            track,
             active: HashMap::new(),
             held: HashMap::new(),
         }
@@ -106,7 +110,7 @@ impl Grace {
 
     /// A session of `user` (with registration `identifier`, if any) was active.
     pub fn note_active(&mut self, user: &str, identifier: Option<&str>, now: f64) {
-        if !self.enabled() {
+        if !self.enabled() && !self.track {
             return;
         }
         if let Some(a) = self.active.get_mut(user) {
@@ -115,7 +119,11 @@ impl Grace {
             return;
         }
         if self.active.len() >= MAX_ACTIVE {
-            let period = self.period;
+            // (with Push 2.0 matches' own periods: an hour at least)
+            let period = match self.track {
+                true => self.period.max(3600.0),
+                false => self.period,
+            };
             self.active.retain(|_, a| now - a.at < period);
             if self.active.len() >= MAX_ACTIVE {
                 return;
@@ -128,6 +136,14 @@ impl Grace {
                 identifier: identifier.map(str::to_owned),
             },
         );
+    }
+
+    /// Whether a session of `user` other than registration `identifier`'s
+    /// was active within the last `seconds` (a Push 2.0 match's grace).
+    pub fn active_within(&self, user: &str, identifier: &str, seconds: f64, now: f64) -> bool {
+        self.active
+            .get(user)
+            .is_some_and(|a| now - a.at < seconds && a.identifier.as_deref() != Some(identifier))
     }
 
     /// When the user's window ends, if it is open now.
@@ -315,14 +331,14 @@ mod tests {
 
     #[test]
     fn off_by_default() {
-        let mut g = Grace::new(0.0);
+        let mut g = Grace::new(0.0, false);
         g.note_active("romeo", None, 0.0);
         assert!(!g.holds("romeo", "phone", 0.0));
     }
 
     #[test]
     fn active_elsewhere_holds_other_registrations_until_the_window_ends() {
-        let mut g = Grace::new(30.0);
+        let mut g = Grace::new(30.0, false);
         g.note_active("romeo", Some("laptop"), 100.0);
         assert!(g.holds("romeo", "phone", 110.0));
         assert!(
@@ -348,7 +364,7 @@ mod tests {
 
     #[test]
     fn a_chat_read_meanwhile_is_not_pushed_nor_shown() {
-        let mut g = Grace::new(30.0);
+        let mut g = Grace::new(30.0, false);
         g.note_active("romeo", None, 0.0);
         hold(&mut g, "romeo", "phone", juliet(), "1", 0.0);
         hold(&mut g, "romeo", "tablet", juliet(), "1", 0.0);
@@ -374,7 +390,7 @@ mod tests {
 
     #[test]
     fn held_at_most_a_few_periods_however_long_the_user_stays_active() {
-        let mut g = Grace::new(30.0);
+        let mut g = Grace::new(30.0, false);
         g.note_active("romeo", Some("laptop"), 0.0);
         assert!(hold(&mut g, "romeo", "phone", juliet(), "1", 1.0));
         // A bot on the account, active every 10 s: the window never ends...
@@ -392,7 +408,7 @@ mod tests {
 
     #[test]
     fn everything_held_goes_out_at_once_on_release_all() {
-        let mut g = Grace::new(30.0);
+        let mut g = Grace::new(30.0, false);
         g.note_active("romeo", None, 0.0);
         g.note_active("juliet", None, 0.0);
         hold(&mut g, "romeo", "phone", juliet(), "1", 1.0);
@@ -404,7 +420,7 @@ mod tests {
 
     #[test]
     fn bounded() {
-        let mut g = Grace::new(30.0);
+        let mut g = Grace::new(30.0, false);
         for i in 0..(MAX_HELD + 10) {
             let user = format!("u{i}");
             g.note_active(&user, None, 0.0);

@@ -32,6 +32,14 @@ impl Known {
         }
     }
 
+    /// An empty set, complete if `complete` (a store that is not used).
+    pub fn completed_if(complete: bool) -> Known {
+        Known {
+            users: HashSet::new(),
+            complete,
+        }
+    }
+
     /// Every user with registrations in the store was noted.
     pub fn completed(&mut self) {
         self.complete = true;

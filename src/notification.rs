@@ -27,6 +27,9 @@ pub struct Summary {
     /// (never an encrypted message's fallback body), otherwise the
     /// configured placeholder for important stanzas.
     pub body: Option<String>,
+    /// Not a summary field: how a push to a Push 2.0 registration goes
+    /// (kept with the summary through retries; `None` on XEP-0357 pushes).
+    pub wire: Option<crate::push2::Wire>,
 }
 
 impl Summary {

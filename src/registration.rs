@@ -60,6 +60,9 @@ pub struct Registration {
     /// since when its app server has been unreachable (route failures and
     /// unanswered pushes, no result since).
     pub health: Health,
+    /// A Push 2.0 registration's settings (`jid` is then its service);
+    /// `None`: an XEP-0357 one.
+    pub push2: Option<Box<crate::push2::Push2>>,
 }
 
 /// A registration's reachability, in memory only (a restart starts it
@@ -84,7 +87,31 @@ impl Registration {
             extra: Vec::new(),
             counts: Counts::default(),
             health: Health::default(),
+            push2: None,
         }
+    }
+
+    /// A Push 2.0 registration of the device `key` (its SASL2 client id,
+    /// else its resource) to `service`, enabled at `timestamp`.
+    pub fn push2(key: &str, service: &str, settings: crate::push2::Push2, timestamp: f64) -> Self {
+        let identifier = crate::push2::identifier(key);
+        let mut reg = Registration::new(
+            Parts {
+                identifier: Some(&identifier),
+                jid: service,
+                ..Default::default()
+            },
+            timestamp,
+        );
+        reg.push2 = Some(Box::new(settings));
+        reg
+    }
+
+    /// The device a Push 2.0 registration belongs to (its store key).
+    pub fn push2_key(&self) -> Option<&str> {
+        self.push2
+            .as_ref()
+            .and_then(|_| crate::push2::store_key(self.identifier()))
     }
 
     /// The storage key: `jid<node` (or another a stored record had).
@@ -143,6 +170,7 @@ impl Registration {
             extra: self.extra.clone(),
             counts: Counts::default(),
             health: self.health,
+            push2: self.push2.clone(),
         }
     }
 }
@@ -328,7 +356,8 @@ pub fn registration_from_enable(
 /// enabling session's (a registration keeps it only without a client id).
 /// A record that kept neither is no one's device.
 pub fn same_device(old: &Registration, new: &Registration, resource: Option<&str>) -> bool {
-    if old.jid() != new.jid() {
+    // (one of each protocol may stay; a Push 2.0 device has one identifier)
+    if old.jid() != new.jid() || old.push2.is_some() || new.push2.is_some() {
         return false;
     }
     match old.client_id() {
@@ -342,6 +371,9 @@ pub fn same_device(old: &Registration, new: &Registration, resource: Option<&str
 /// Whether a `<disable jid=… node=…/>` covers this registration. Without a
 /// node, every registration with that app server does.
 pub fn disable_matches(reg: &Registration, jid: &str, node: Option<&str>) -> bool {
+    if reg.push2.is_some() {
+        return false; // (an XEP-0357 disable leaves Push 2.0 alone)
+    }
     let same_jid = reg.jid() == jid || normalize_jid(jid).is_ok_and(|n| n == reg.jid());
     same_jid && node.is_none_or(|n| reg.node() == Some(n))
 }

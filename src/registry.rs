@@ -18,6 +18,42 @@ pub struct Plan {
     pub regs: Vec<Registration>,
     /// The identifiers the change removes.
     pub removed: Vec<String>,
+    /// Which stores the change writes.
+    pub stores: Stores,
+}
+
+/// The stores a [`Plan`] changes: XEP-0357 registrations live in the
+/// module's store, Push 2.0 ones in `mod_push2`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stores {
+    /// The XEP-0357 registrations change.
+    pub xep0357: bool,
+    /// The Push 2.0 registrations change.
+    pub push2: bool,
+}
+
+impl Plan {
+    /// The plan of `regs` replacing `current` (`removed` gone).
+    pub fn new(current: &[Registration], regs: Vec<Registration>, removed: Vec<String>) -> Plan {
+        let changed = |push2: bool| {
+            fn of(list: &[Registration], push2: bool) -> Vec<&Registration> {
+                list.iter().filter(|r| r.push2.is_some() == push2).collect()
+            }
+            of(current, push2) != of(&regs, push2)
+                || removed
+                    .iter()
+                    .any(|id| id.starts_with(crate::push2::PREFIX) == push2)
+        };
+        let stores = Stores {
+            xep0357: changed(false),
+            push2: changed(true),
+        };
+        Plan {
+            regs,
+            removed,
+            stores,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -266,7 +302,7 @@ impl Registry {
         regs.push(reg);
         let mut removed = replaced_device;
         removed.extend(trim_oldest(&mut regs, self.max_devices, true));
-        Some(Plan { regs, removed })
+        Some(Plan::new(current, regs, removed))
     }
 
     /// One registration, to change in place (its error count).
@@ -280,10 +316,15 @@ impl Registry {
 
     /// The set as it is (to write a change made in place).
     pub fn plan_current(&self, user: &str) -> Option<Plan> {
-        Some(Plan {
-            regs: self.peek(user)?.to_vec(),
-            removed: Vec::new(),
-        })
+        let current = self.peek(user)?;
+        let mut plan = Plan::new(current, current.to_vec(), Vec::new());
+        // (both written as they are: error counts and unread counts changed
+        // in place, or registrations were trimmed at load)
+        plan.stores = Stores {
+            xep0357: true,
+            push2: true,
+        };
+        Some(plan)
     }
 
     /// The set without the registrations `pred` selects.
@@ -292,13 +333,11 @@ impl Registry {
         let current = self.peek(user)?;
         let (removed, regs): (Vec<&Registration>, Vec<&Registration>) =
             current.iter().partition(|r| pred(r));
-        Some(Plan {
-            regs: regs.into_iter().cloned().collect(),
-            removed: removed
-                .into_iter()
-                .map(|r| r.identifier().to_owned())
-                .collect(),
-        })
+        let removed = removed
+            .into_iter()
+            .map(|r| r.identifier().to_owned())
+            .collect();
+        Some(Plan::new(current, regs.into_iter().cloned().collect(), removed))
     }
 }
 

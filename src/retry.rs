@@ -200,6 +200,7 @@ pub fn kept_summary(summary: &Summary, placeholder: &str) -> Summary {
             .as_ref()
             .map(|_| placeholder.to_owned())
             .filter(|p| !p.is_empty()),
+        wire: summary.wire,
     }
 }
 

@@ -128,6 +128,8 @@ pub struct PushService {
     subscriptions: crate::subscriptions::Subscriptions,
     /// Which users have registrations.
     known: crate::known::Known,
+    /// Which users have Push 2.0 registrations (`mod_push2`'s store).
+    known2: crate::known::Known,
     /// The grace period held a push since [`PushService::after_holding`]
     /// was last asked.
     newly_held: bool,
@@ -174,10 +176,14 @@ fn chat_of(msg: &StanzaFacts) -> u64 {
 fn new_job(
     payloads: &mut PayloadIds,
     reg: &Registration,
-    summary: Summary,
+    mut summary: Summary,
     (kind, wakes): (PushKind, bool),
     origin: Option<Origin>,
 ) -> PushJob {
+    if let (Some(p2), None) = (&reg.push2, &summary.wire) {
+        // (a release or a retry whose wire was not kept: by importance)
+        summary.wire = Some(crate::push2::decide::fallback(p2, summary.important()));
+    }
     let payload_id = payloads.get(&summary);
     PushJob {
         id: next_push_id(),
@@ -233,7 +239,7 @@ impl PushService {
             quota: crate::quota::RemoteQuota::new(config.muc_limits),
             retries: crate::retry::Retries::new(config.retry_delays.clone(), config.max_retries),
             calls: crate::calls::Calls::default(),
-            grace: crate::grace::Grace::new(config.grace_period as f64),
+            grace: crate::grace::Grace::new(config.grace_period as f64, config.push2),
             dirty: crate::counts::Dirty::default(),
             counts_kept: crate::counts::Kept::default(),
             counts_changes: (0, 0, 0.0),
@@ -253,6 +259,7 @@ impl PushService {
             settings: Default::default(),
             subscriptions: Default::default(),
             known: Default::default(),
+            known2: crate::known::Known::completed_if(!config.push2),
             newly_held: false,
             config,
         }
@@ -308,6 +315,37 @@ impl PushService {
         self.known.completed();
     }
 
+    /// A user with Push 2.0 registrations in `mod_push2`'s store (listed
+    /// when the module loads).
+    pub fn note_known2(&mut self, user: &str) {
+        self.known2.note(user, true);
+    }
+
+    /// Every user with Push 2.0 registrations was noted.
+    pub fn known2_complete(&mut self) {
+        self.known2.completed();
+    }
+
+    /// Which stores a load of `user` must read: the module's, `mod_push2`'s
+    /// (a store known to hold nothing of theirs is not read).
+    pub fn stores_to_read(&self, user: &str) -> (bool, bool) {
+        (
+            !self.known.rules_out(user),
+            self.config.push2 && !self.known2.rules_out(user),
+        )
+    }
+
+    /// Whether Push 2.0 registrations may be pushed (then pushes that go
+    /// out later keep a copy of their message, to forward it).
+    pub fn push2_in_use(&self) -> bool {
+        self.config.push2 && !(self.known2.is_complete() && self.known2.is_empty())
+    }
+
+    /// Whether Push 2.0 is served.
+    pub fn push2_enabled(&self) -> bool {
+        self.config.push2
+    }
+
     /// Users known to have registrations.
     pub fn known_users(&self) -> usize {
         self.known.len()
@@ -326,7 +364,7 @@ impl PushService {
     /// Takes a user's registrations as read from the store. Returns the
     /// identifiers trimmed beyond `push_max_devices`.
     pub fn load(&mut self, user: &str, mut regs: Vec<Registration>) -> Vec<String> {
-        self.known.note(user, !regs.is_empty());
+        self.note_kinds(user, &regs);
         self.adopt_counts(user, &mut regs);
         let (batches, retries, dirty, grace) =
             (&self.batches, &self.retries, &self.dirty, &self.grace);
@@ -335,6 +373,12 @@ impl PushService {
         });
         self.keep_evicted_counts();
         trimmed
+    }
+
+    /// Which kinds of registration `user` has now.
+    fn note_kinds(&mut self, user: &str, regs: &[Registration]) {
+        self.known.note(user, regs.iter().any(|r| r.push2.is_none()));
+        self.known2.note(user, regs.iter().any(|r| r.push2.is_some()));
     }
 
     /// Registrations coming into memory take the counts kept for their
@@ -434,7 +478,7 @@ impl PushService {
     pub fn interest(&self, user: &str) -> Interest {
         match self.registry.peek(user) {
             // (a user known to have none needs no read: [`crate::known`])
-            None if self.known.rules_out(user) => Interest::Nothing,
+            None if self.known.rules_out(user) && self.known2.rules_out(user) => Interest::Nothing,
             None => Interest::Load,
             Some([]) => Interest::Nothing,
             Some(_) => Interest::Pushes,
@@ -506,6 +550,33 @@ impl PushService {
         self.registry.plan_enable(user, reg, resource)
     }
 
+    /// Push 2.0: the user's registrations once the `<enable/>` of the
+    /// device `key` (its client id, else resource) is added: it replaces
+    /// that device's Push 2.0 registration. `own`: the user's bare JID
+    /// and the session's full JID. `Ok(None)`: not loaded.
+    pub fn plan_enable2(
+        &self,
+        user: &str,
+        key: &str,
+        own: [&str; 2],
+        enable: &minidom::Element,
+        now: f64,
+    ) -> Result<Option<Plan>, StanzaError> {
+        if key.is_empty() || key.len() > crate::registration::MAX_CLIENT_ID_LEN.max(1023) {
+            return Err(StanzaError::bad_request("No device to register"));
+        }
+        let (service, settings) = crate::push2::settings::from_enable(enable, own)?;
+        let reg = Registration::push2(key, &service, settings, now);
+        Ok(self.registry.plan_enable(user, reg, None))
+    }
+
+    /// Push 2.0: the user's registrations without the device `key`'s.
+    pub fn plan_disable2(&self, user: &str, key: &str) -> Option<Plan> {
+        let identifier = crate::push2::identifier(key);
+        self.registry
+            .plan_remove(user, |r| r.identifier() == identifier)
+    }
+
     /// The user's registrations without those a `<disable/>` names.
     pub fn plan_disable(
         &self,
@@ -548,7 +619,7 @@ impl PushService {
         }
         let plan = self
             .registry
-            .plan_remove(user, |r| r.jid() == from && r.node() == node)?;
+            .plan_remove(user, |r| r.push2.is_none() && r.jid() == from && r.node() == node)?;
         (!plan.removed.is_empty()).then_some(plan)
     }
 
@@ -574,10 +645,27 @@ impl PushService {
         resource: Option<&str>,
     ) -> Option<&Registration> {
         let regs = self.registry.peek(user)?;
-        regs.iter().rev().find(|r| match client_id {
+        let xep = regs.iter().rev().find(|r| match client_id {
             Some(c) => r.client_id() == Some(c),
             None => r.client_id().is_none() && resource.is_some() && r.resource() == resource,
-        })
+        });
+        xep.filter(|r| r.push2.is_none())
+            .or_else(|| self.reattach2(user, client_id, resource))
+    }
+
+    /// Push 2.0: the device's registration (stored under its client id,
+    /// else its resource).
+    pub fn reattach2(
+        &self,
+        user: &str,
+        client_id: Option<&str>,
+        resource: Option<&str>,
+    ) -> Option<&Registration> {
+        let key = client_id.or(resource)?;
+        self.registry
+            .peek(user)?
+            .iter()
+            .find(|r| r.push2_key() == Some(key))
     }
 
     /// The account is gone (`user-deleted`; Prosody purges its stores):
@@ -619,9 +707,9 @@ impl PushService {
                 }
             }
         }
+        self.note_kinds(user, &plan.regs);
         let (batches, retries, dirty, grace) =
             (&self.batches, &self.retries, &self.dirty, &self.grace);
-        self.known.note(user, !plan.regs.is_empty());
         self.registry.commit_with(user, plan.regs, |u| {
             batches.holds(u) || retries.holds(u) || dirty.contains(u) || grace.holds_user(u)
         });
@@ -770,10 +858,34 @@ impl PushService {
         let graced = kind.is_graced() && self.grace.enabled();
         let kept =
             graced.then(|| crate::retry::kept_summary(&summary, &self.config.important_body));
+        let user_bare = bare_jid(&self.host, user);
         let regs = self.registry.get_mut(user)?;
         let mut jobs = Vec::new();
         let mut counted = false;
         for reg in regs.iter_mut().filter(|r| targets.includes(r.identifier())) {
+            // Push 2.0: the registration's matches decide, and how.
+            let wire = match &reg.push2 {
+                None => None,
+                Some(p2) => {
+                    let id = reg.identifier();
+                    let active = |secs: f64| self.grace.active_within(user, id, secs, now);
+                    let facts = stanza.map(StanzaFacts::effective);
+                    let room = facts.and_then(|f| f.from.as_deref()).map(bare);
+                    let nick = room
+                        .and_then(|r| self.settings.get(user, r))
+                        .and_then(|s| s.nick.as_deref())
+                        .unwrap_or(user);
+                    let ctx = crate::push2::decide::Context {
+                        user_bare: &user_bare,
+                        nick,
+                        active_within: &active,
+                    };
+                    match crate::push2::decide::decide(p2, kind, facts, &ctx) {
+                        Some(wire) => Some(wire),
+                        None => continue,
+                    }
+                }
+            };
             if let Some(key) = key {
                 if !self.seen.insert(user, key, reg.identifier()) {
                     continue;
@@ -800,6 +912,7 @@ impl PushService {
             }
             let mut summary = summary.clone();
             summary.message_count = message_count(kind, reg, self.config.with_counts);
+            summary.wire = wire;
             let origin = made.clone();
             jobs.push(new_job(
                 &mut self.payloads,
@@ -1530,6 +1643,10 @@ impl PushService {
         let Some(push) = self.pending.get(id) else {
             return Answer::NotOurs;
         };
+        // (a Push 2.0 notification is a message: only an error answers it)
+        if push.identifier.starts_with(crate::push2::PREFIX) && matches!(response, Response::Result) {
+            return Answer::NotOurs;
+        }
         if push.jid != from {
             return Answer::WrongSender {
                 expected: push.jid.clone(),
@@ -1688,6 +1805,17 @@ impl PushService {
             ..Expired::default()
         };
         let max_errors = self.config.max_errors;
+        // A Push 2.0 notification is a message: no error within the
+        // timeout is its delivery (no response time is known).
+        let (silent, expired): (Vec<PendingPush>, Vec<PendingPush>) = expired
+            .into_iter()
+            .partition(|p| p.identifier.starts_with(crate::push2::PREFIX));
+        out.count -= silent.len();
+        for push in silent {
+            let mut push = push;
+            push.sent_at = now;
+            self.delivered(push, now);
+        }
         for push in &expired {
             self.stats.answered(&push.jid, Outcome::Timeout);
             if let Some(since) = self.stats.unanswered(&push.jid, now) {

@@ -108,6 +108,25 @@ fn message_matches(m: &Match, facts: &StanzaFacts, kind: PushKind, ctx: &Context
     filter.is_none_or(|f| filtered_through(f, facts, ctx))
 }
 
+/// The wire of a push whose decision was not kept (a grace period's
+/// release): by importance, through the first encrypted send (else the
+/// first send).
+pub fn fallback(p: &Push2, important: bool) -> Wire {
+    let send = p
+        .matches
+        .iter()
+        .position(|m| matches!(m.send, Send::Encrypted(_)))
+        .unwrap_or(0);
+    Wire {
+        priority: match important {
+            true => Priority::Normal,
+            false => Priority::Low,
+        },
+        voip: false,
+        send,
+    }
+}
+
 /// The wire of a push of `kind` (about `facts`, the effective message, if
 /// any) to a registration with these settings; `None`: no match takes it.
 pub fn decide(
