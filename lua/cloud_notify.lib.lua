@@ -104,6 +104,9 @@ function lib.new(options)
 	local push = { core = core, version = cloud_notify.version };
 	local push_store = module:open_store();
 	push.store = push_store;
+	-- Push 2.0 registrations: mod_push2's store and layout (not on MUC).
+	local push2_store = core:push2() and module:open_store("push2_registrations") or nil;
+	push.store2 = push2_store;
 
 	-- Metrics (Prosody's statistics API; e.g. mod_http_openmetrics shows them).
 	local count_push = labelled(module:metric("counter", "pushes", "",
@@ -309,28 +312,43 @@ function lib.new(options)
 		if marks then marks.commits = marks.commits + 1; end
 	end
 
+	-- Reads a user's table from `store` (may yield). Returns the table
+	-- (nil: none), false when a commit of this user landed meanwhile (read
+	-- again), or nil, error.
+	local function read_store(store, user)
+		count_store_read():add(1);
+		local marks = reading[user] or { readers = 0, commits = 0 };
+		reading[user], marks.readers = marks, marks.readers + 1;
+		local commits_before = marks.commits;
+		local ok, value, err = pcall(store.get, store, user);
+		marks.readers = marks.readers - 1;
+		if marks.readers == 0 then reading[user] = nil; end
+		if not ok then value, err = nil, value; end
+		if value == nil and err ~= nil then return nil, err; end
+		if marks.commits ~= commits_before then return false; end
+		return value;
+	end
+
 	-- Makes sure the core has the user's registrations; false on a store error.
 	-- A user known to have none (see push.scan_known) is loaded empty, unread.
+	-- Push 2.0 registrations are in mod_push2's store, read when the user
+	-- may have some.
 	function push.load_user(user)
 		if core:loaded(user) then return true; end
-		if not core:might_push(user) then
-			core:load(user, nil);
+		local want, want2 = core:stores_to_read(user);
+		if not push2_store then want2 = false; end
+		if not want and not want2 then
+			core:load(user, nil, nil);
 			return true;
 		end
-		local stored;
+		local stored, stored2 = false, false;
 		for _ = 1, 3 do
 			module:log("debug", "Loading push registrations of '%s'", user);
-			count_store_read():add(1);
-			local marks = reading[user] or { readers = 0, commits = 0 };
-			reading[user], marks.readers = marks, marks.readers + 1;
-			local commits_before = marks.commits;
-			local ok, value, err = pcall(push_store.get, push_store, user);
-			marks.readers = marks.readers - 1;
-			if marks.readers == 0 then reading[user] = nil; end
-			local stale = marks.commits ~= commits_before;
-			if not ok then value, err = nil, value; end
-			stored = value;
-			if stored == nil and err ~= nil then
+			local err;
+			stored, stored2 = nil, nil;
+			if want then stored, err = read_store(push_store, user); end
+			if err == nil and want2 and stored ~= false then stored2, err = read_store(push2_store, user); end
+			if err ~= nil then
 				module:log("error", "Error reading push registrations of '%s': %s", user, err);
 				return false;
 			end
@@ -338,22 +356,21 @@ function lib.new(options)
 			-- maybe changed) meanwhile is newer than what was read, and a
 			-- commit of this user's meanwhile may have made it old: read again.
 			if core:loaded(user) then return true; end
-			if not stale then break; end
-			stored = false;
+			if stored ~= false and stored2 ~= false then break; end
 		end
-		if stored == false then
+		if stored == false or stored2 == false then
 			module:log("warn", "Push registrations of '%s' kept changing while being read", user);
 			return false;
 		end
-		local load_problems, trimmed = core:load(user, stored);
+		local load_problems, trimmed = core:load(user, stored, stored2);
 		log_all("warn", load_problems);
 		push.write_due();
 		if trimmed then
 			-- Beyond push_max_devices (the admin lowered it): the store
 			-- follows, and sessions of trimmed registrations stop pushing.
 			push.soon(user, function()
-				local services, removed = core:plan_current(user);
-				if services then push.write_plan(user, services, removed, trimmed); end
+				local services, removed, services2 = core:plan_current(user);
+				if services then push.write_plan(user, services, removed, trimmed, services2); end
 			end, "trim");
 		end
 		return true;
@@ -364,30 +381,43 @@ function lib.new(options)
 	-- store without `users()` is read as before). About 10 bytes per user
 	-- with registrations.
 	function push.scan_known()
-		if not push_store.users then return; end
-		local ok, err = pcall(function()
-			local n = 0;
-			for user in push_store:users() do
-				core:note_known(user);
-				n = n + 1;
-			end
-			core:known_complete();
-			module:log("debug", "%d user(s) with push registrations", n);
-		end);
-		if not ok then module:log("warn", "Could not list the users with push registrations: %s", err); end
+		local function scan(store, note, complete, what)
+			if not store or not store.users then return; end
+			local ok, err = pcall(function()
+				local n = 0;
+				for user in store:users() do
+					note(core, user);
+					n = n + 1;
+				end
+				complete(core);
+				module:log("debug", "%d user(s) with %s registrations", n, what);
+			end);
+			if not ok then module:log("warn", "Could not list the users with %s registrations: %s", what, err); end
+		end
+		scan(push_store, core.note_known, core.known_complete, "push");
+		scan(push2_store, core.note_known2, core.known2_complete, "Push 2.0");
 	end
 
 	-- Writes a planned set of registrations, then lets the core adopt it.
 	-- `released`: identifiers already gone from the core whose sessions
 	-- must stop pushing as well.
-	function push.write_plan(user, services, removed, released)
+	-- `services2`: the user's Push 2.0 registrations when they change
+	-- (mod_push2's store; written first, then the module's own).
+	function push.write_plan(user, services, removed, released, services2)
 		local had = push.on_committed and core:has_push(user);
+		if services2 and push2_store then
+			local ok, err = push2_store:set(user, next(services2) ~= nil and services2 or nil);
+			if not ok then
+				module:log("error", "Error writing Push 2.0 registrations of '%s': %s", user, err);
+				return false;
+			end
+		end
 		local ok, err = push_store:set(user, services);
 		if not ok then
 			module:log("error", "Error writing push registrations of '%s': %s", user, err);
 			return false;
 		end
-		log_all("warn", core:commit(user, services, removed));
+		log_all("warn", core:commit(user, services, removed, services2));
 		push.note_commit(user);
 		if push.on_committed then push.on_committed(user, had, core:has_push(user)); end
 		if released then
@@ -402,8 +432,8 @@ function lib.new(options)
 	-- Writes a user's registrations as the core holds them (error counts).
 	function push.write_current(user)
 		push.soon(user, function()
-			local services, removed = core:plan_current(user);
-			if services then push.write_plan(user, services, removed); end
+			local services, removed, services2 = core:plan_current(user);
+			if services then push.write_plan(user, services, removed, nil, services2); end
 		end, "error counts");
 	end
 
@@ -416,7 +446,11 @@ function lib.new(options)
 		if not pushes then return woke; end
 		for i = 1, #pushes do
 			local push_event = pushes[i];
-			local ok, blocked = pcall(module.fire_event, module, "cloud_notify/push", push_event);
+			-- (a Push 2.0 push is no XEP-0357 publish: no handler sees it)
+			local ok, blocked = true, nil;
+			if not push_event.push2 then
+				ok, blocked = pcall(module.fire_event, module, "cloud_notify/push", push_event);
+			end
 			if not ok then
 				-- (counted each time; logged at most once a minute per kind)
 				local unlogged = core:handler_failed(push_event.push_kind, time_now());
@@ -434,9 +468,14 @@ function lib.new(options)
 				count_blocked(push_event.push_kind):add(1);
 			else
 				count_push(push_event.push_kind, push_event.important and "important" or "unimportant"):add(1);
-				module:log("debug", "Sending %s push notification for %s@%s to %s (%s)",
-					push_event.important and "important" or "unimportant",
-					push_event.username, module.host, push_event.push_info.jid, push_event.push_info.node);
+				if push_event.push2 then
+					module:log("debug", "Sending Push 2.0 notification (%s priority) for %s@%s to %s",
+						push_event.priority, push_event.username, module.host, push_event.service);
+				else
+					module:log("debug", "Sending %s push notification for %s@%s to %s (%s)",
+						push_event.important and "important" or "unimportant",
+						push_event.username, module.host, push_event.push_info.jid, push_event.push_info.node);
+				end
 				module:send(push_event.notification_stanza);
 				woke = woke or push_event.wakes;
 				if push_event.wakes and push.on_woken then
@@ -510,14 +549,16 @@ function lib.new(options)
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
-		local services, removed, error_condition, error_text = core:plan_enable(user, identifier, push_info, who.resource);
+		-- (refused: nil, type, condition, text)
+		local services, removed, services2, error_text = core:plan_enable(user, identifier, push_info, who.resource);
+		local error_condition = services2;
 		if not services then
 			-- (e.g. cloud_notify/registration handlers grew the record past its bounds)
 			module:log("warn", "Push registration %s of '%s' refused: %s", identifier, user, tostring(error_text));
 			origin.send(st.error_reply(stanza, removed, error_condition, error_text));
 			return;
 		end
-		if not push.write_plan(user, services, removed) then
+		if not push.write_plan(user, services, removed, nil, services2) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
@@ -527,12 +568,13 @@ function lib.new(options)
 
 	-- https://xmpp.org/extensions/xep-0357.html#disabling
 	function push.disable(origin, stanza, user)
-		local services, removed, condition, text = core:plan_disable(user, stanza);
+		-- (refused: nil, type, condition, text)
+		local services, removed, services2, text = core:plan_disable(user, stanza);
 		if services == nil then
-			origin.send(st.error_reply(stanza, removed, condition, text));
+			origin.send(st.error_reply(stanza, removed, services2, text));
 			return;
 		end
-		if services and not push.write_plan(user, services, removed) then
+		if services and not push.write_plan(user, services, removed, nil, services2) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
@@ -540,6 +582,37 @@ function lib.new(options)
 			module:log("info", "Push notifications disabled for %s (%s)", user, identifier);
 		end
 		origin.send(st.reply(stanza));
+	end
+
+	-- Push 2.0: enables the session's device; its identifier, or nil (an
+	-- error was sent).
+	function push.enable2(origin, stanza, user)
+		local services, removed, services2, text = core:enable2(origin, stanza, os.time());
+		if not services then
+			module:log("debug", "Push 2.0 enable refused: %s: %s", services2, text);
+			origin.send(st.error_reply(stanza, removed, services2, text));
+			return nil;
+		end
+		if not push.write_plan(user, services, removed, nil, services2) then
+			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+			return nil;
+		end
+		origin.send(st.reply(stanza));
+		return core:reattach2(user, origin.client_id, origin.resource);
+	end
+
+	-- Push 2.0: disables the session's device; whether it had a registration.
+	function push.disable2(origin, stanza, user)
+		local services, removed, services2 = core:disable2(user, origin);
+		if services and not push.write_plan(user, services, removed, nil, services2) then
+			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+			return false;
+		end
+		if services then
+			module:log("info", "Push 2.0 notifications disabled for %s (%s)", user, next(removed));
+		end
+		origin.send(st.reply(stanza));
+		return services ~= nil;
 	end
 
 	-- cloud-notify-ping: an empty push to all (or the given) registrations.
@@ -623,8 +696,8 @@ function lib.new(options)
 		count_disabled():add(1);
 		push.soon(user, function()
 			if not push.load_user(user) then return; end
-			local services, removed = core:plan_drop(user, identifier);
-			if services then push.write_plan(user, services, removed); end
+			local services, removed, services2 = core:plan_drop(user, identifier);
+			if services then push.write_plan(user, services, removed, nil, services2); end
 		end, "disable "..identifier);
 	end
 

@@ -16,6 +16,7 @@ local watchdog = require "util.watchdog";
 local lib = module:require "cloud_notify";
 
 local xmlns_push = "urn:xmpp:push:0";
+local xmlns_push2 = "urn:xmpp:push2:0";
 
 -- Stanzas queued for a hibernated (or unresponsive) smacks session within
 -- this many seconds give one push (one important, one not).
@@ -39,6 +40,11 @@ local jid_node = require "util.jid".node;
 -- at shutdown) and the sweep of pushes nobody answered.
 hook("cloud-notify-ping", push.on_ping);
 hook("iq/host", push.on_answer, 10);
+-- (Push 2.0 notifications are messages: only errors answer them)
+hook("message/host", function(event)
+	if event.stanza.attr.type ~= "error" then return; end
+	return push.on_answer(event);
+end, 10);
 module:hook_global("stats-update", push.update_gauges);
 module:hook_global("server-stopping", push.on_server_stopping);
 module:add_timer(push.counts_interval, push.counts_timer);
@@ -143,6 +149,9 @@ function push.on_removed(user, removed)
 	local user_sessions = host_sessions[user];
 	if not user_sessions then return; end
 	for _, session in pairs(user_sessions.sessions) do
+		if session.push2_identifier and removed[session.push2_identifier] then
+			session.push2_identifier = nil;
+		end
 		if session.push_identifier and removed[session.push_identifier] then
 			session.log("debug", "Push registration %s removed", session.push_identifier);
 			session.push_identifier = nil;
@@ -155,7 +164,13 @@ end
 
 -- https://xmpp.org/extensions/xep-0357.html#disco
 hook("account-disco-info", function(event)
-	(event.reply or event.stanza):tag("feature", { var = xmlns_push }):up();
+	local reply = event.reply or event.stanza;
+	reply:tag("feature", { var = xmlns_push }):up();
+	if core:push2() then
+		reply:tag("feature", { var = xmlns_push2 }):up();
+		reply:tag("feature", { var = "urn:xmpp:push2:send:notify-only:0" }):up();
+		reply:tag("feature", { var = "urn:xmpp:push2:send:sce+rfc8291+rfc8292:0" }):up();
+	end
 end);
 
 -- An IQ handler that runs holding the user's lock, once the user's
@@ -198,6 +213,36 @@ hook("iq-set/self/"..xmlns_push..":disable", user_iq(function(origin, stanza, us
 	return true;
 end));
 
+-- Push 2.0 (urn:xmpp:push2:0): one registration per device (SASL2
+-- client_id, else resource), in mod_push2's store. The session pushes
+-- through it unless it enabled XEP-0357 too (one push per device).
+if core:push2() then
+	hook("iq-set/self/"..xmlns_push2..":enable", user_iq(function(origin, stanza, user)
+		local identifier = push.enable2(origin, stanza, user);
+		if identifier then
+			core:retry_cancel(user, identifier); -- the device is here
+			core:connected(user, identifier);
+			origin.push2_identifier = identifier;
+			if not origin.push_identifier or origin.push_identifier:match("^push2:") then
+				origin.push_identifier, origin.push_settings = identifier, nil;
+				origin.first_hibernated_push = nil;
+			end
+			origin.log("info", "Push 2.0 notifications enabled for %s (%s)", origin.full_jid, identifier);
+		end
+		return true;
+	end));
+	hook("iq-set/self/"..xmlns_push2..":disable", user_iq(function(origin, stanza, user)
+		if push.disable2(origin, stanza, user) then
+			if origin.push_identifier == origin.push2_identifier then
+				origin.push_identifier, origin.push_settings = nil, nil;
+				release_session(origin);
+			end
+			origin.push2_identifier = nil;
+		end
+		return true;
+	end));
+end
+
 -- XEP-0357 §7: an app server ends a registration by setting the user's
 -- affiliation with its node to none. The core checks that it comes from
 -- that registration's own app server.
@@ -211,12 +256,12 @@ hook("message/bare", function(event)
 	-- Handled (and not delivered) when it ends a registration.
 	local function disable()
 		if not load_user(user) then return nil; end
-		local services, removed = core:remote_disable(user, stanza);
+		local services, removed, services2 = core:remote_disable(user, stanza);
 		if not services then
 			module:log("debug", "Ignoring pubsub affiliations from %s for '%s'", stanza.attr.from, user);
 			return nil;
 		end
-		if not write_plan(user, services, removed) then return nil; end
+		if not write_plan(user, services, removed, nil, services2) then return nil; end
 		for identifier in pairs(removed) do
 			module:log("info", "Push notifications disabled by the app server for %s (%s)", user, identifier);
 		end
@@ -249,6 +294,8 @@ hook("resource-bind", function(event)
 	-- (the store may yield: the session may have enabled, or closed, meanwhile)
 	if session.destroyed or session.push_identifier then return; end
 	local identifier, push_info = core:reattach(user, session.client_id, session.resource);
+	-- (Push 2.0: the device's registration, also when it pushes by XEP-0357)
+	session.push2_identifier = core:reattach2(user, session.client_id, session.resource);
 	if identifier then
 		-- The device's older session (still hibernating, say) no longer pushes.
 		for _, other in pairs(host_sessions[user] and host_sessions[user].sessions or {}) do
@@ -564,14 +611,14 @@ end
 function admin.remove(_, user, identifier)
 	local ok, message = push.locked(user, function()
 		if not load_user(user) then return false, "Could not read the registrations"; end
-		local services, removed;
+		local services, removed, services2;
 		if identifier then
-			services, removed = core:plan_drop(user, identifier);
+			services, removed, services2 = core:plan_drop(user, identifier);
 		else
-			services, removed = core:plan_remove_all(user);
+			services, removed, services2 = core:plan_remove_all(user);
 		end
 		if not services then return false, "No such registration"; end
-		if not write_plan(user, services, removed) then return false, "Could not write the registrations"; end
+		if not write_plan(user, services, removed, nil, services2) then return false, "Could not write the registrations"; end
 		local n = 0;
 		for _ in pairs(removed) do n = n + 1; end
 		return true, ("%d registration(s) removed"):format(n);

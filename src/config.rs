@@ -178,7 +178,9 @@ impl Default for Config {
 /// refuses it); anything else is not.
 fn contact_uri(value: Option<&str>, problems: &mut Vec<String>) -> Option<String> {
     let uri = value?;
-    let scheme_ok = ["mailto:", "https:", "xmpp:"].iter().any(|s| uri.starts_with(s));
+    let scheme_ok = ["mailto:", "https:", "xmpp:"]
+        .iter()
+        .any(|s| uri.starts_with(s));
     if !scheme_ok || uri.len() > 1024 || uri.chars().any(char::is_control) {
         problems.push(format!(
             "option 'contact_uri' is {uri:?}, expected a mailto: or https: URI; using https:// and the host"

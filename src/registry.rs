@@ -337,7 +337,11 @@ impl Registry {
             .into_iter()
             .map(|r| r.identifier().to_owned())
             .collect();
-        Some(Plan::new(current, regs.into_iter().cloned().collect(), removed))
+        Some(Plan::new(
+            current,
+            regs.into_iter().cloned().collect(),
+            removed,
+        ))
     }
 }
 

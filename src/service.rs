@@ -377,8 +377,10 @@ impl PushService {
 
     /// Which kinds of registration `user` has now.
     fn note_kinds(&mut self, user: &str, regs: &[Registration]) {
-        self.known.note(user, regs.iter().any(|r| r.push2.is_none()));
-        self.known2.note(user, regs.iter().any(|r| r.push2.is_some()));
+        self.known
+            .note(user, regs.iter().any(|r| r.push2.is_none()));
+        self.known2
+            .note(user, regs.iter().any(|r| r.push2.is_some()));
     }
 
     /// Registrations coming into memory take the counts kept for their
@@ -617,9 +619,9 @@ impl PushService {
         if !self.affiliation_ends(user, affiliations) {
             return None;
         }
-        let plan = self
-            .registry
-            .plan_remove(user, |r| r.push2.is_none() && r.jid() == from && r.node() == node)?;
+        let plan = self.registry.plan_remove(user, |r| {
+            r.push2.is_none() && r.jid() == from && r.node() == node
+        })?;
         (!plan.removed.is_empty()).then_some(plan)
     }
 
@@ -1644,7 +1646,8 @@ impl PushService {
             return Answer::NotOurs;
         };
         // (a Push 2.0 notification is a message: only an error answers it)
-        if push.identifier.starts_with(crate::push2::PREFIX) && matches!(response, Response::Result) {
+        if push.identifier.starts_with(crate::push2::PREFIX) && matches!(response, Response::Result)
+        {
             return Answer::NotOurs;
         }
         if push.jid != from {

@@ -31,6 +31,7 @@ mod chat_settings;
 mod convert;
 mod muc;
 mod object;
+mod push2;
 mod pushes;
 mod raw;
 mod records;
@@ -84,6 +85,7 @@ fn summary_of(t: &Table) -> Result<Summary> {
         pending_subscriptions: number("pending-subscription-count")?,
         sender: str_field(t, "last-message-sender")?,
         body: str_field(t, "last-message-body")?,
+        wire: None,
     })
 }
 

@@ -91,6 +91,16 @@ impl Core {
         if jobs.is_empty() {
             return Ok(());
         }
+        // (Push 2.0 pushes are messages of their own, made here)
+        let (jobs, push2): (Vec<PushJob>, Vec<PushJob>) = jobs
+            .into_iter()
+            .partition(|j| j.registration.push2.is_none());
+        if !push2.is_empty() {
+            super::push2::append_events(self, lua, out, &push2, user, original)?;
+        }
+        if jobs.is_empty() {
+            return Ok(());
+        }
         // Payload tables are shared between pushes while nothing hooks
         // cloud_notify/push (a handler could change one push's payload).
         let mut cached = vec![false; jobs.len()];
@@ -177,10 +187,17 @@ impl Core {
         }
     }
 
+    /// Whether pushes that go out later need a copy of their stanza: a
+    /// `cloud_notify/push` handler may read it, or a Push 2.0 registration
+    /// forwards it.
+    pub fn wants_copies(&self) -> Result<bool> {
+        Ok(self.service.push2_in_use() || self.hooked()?)
+    }
+
     /// The event's stanza for the core to keep a copy of ([`crate::origin`]),
     /// while anything hooks `cloud_notify/push`.
     pub fn source_of(&self, stanza: &Table) -> Result<Option<StanzaSource>> {
-        if !self.hooked()? {
+        if !self.wants_copies()? {
             return Ok(None);
         }
         let stanza = stanza.clone();
@@ -193,7 +210,7 @@ impl Core {
     /// A smacks batch's stanzas for the core to keep copies of, as
     /// [`Core::source_of`].
     pub fn batch_source(&self, objects: &BatchObjects) -> Result<Option<StanzaSource>> {
-        if !self.hooked()? {
+        if !self.wants_copies()? {
             return Ok(None);
         }
         let (important, unimportant) = (objects.important.clone(), objects.unimportant.clone());
@@ -239,5 +256,6 @@ impl UserData for Core {
         super::activity::add_methods(m);
         super::services::add_methods(m);
         super::chat_settings::add_methods(m);
+        super::push2::add_methods(m);
     }
 }

@@ -251,6 +251,7 @@ pub fn plan_from_lua(services: &Table, removed: Option<Table>) -> Result<(Plan, 
         Plan {
             regs,
             removed: gone,
+            stores: Default::default(),
         },
         problems,
     ))

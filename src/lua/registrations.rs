@@ -71,12 +71,17 @@ fn loaded(_: &Lua, this: &Core, user: String) -> Result<bool> {
 fn load(
     lua: &Lua,
     this: &mut Core,
-    (user, stored): (String, Option<Table>),
+    (user, stored, stored2): (String, Option<Table>, Option<Table>),
 ) -> Result<(Table, Option<Table>)> {
-    let (regs, mut problems) = match stored {
+    let (mut regs, mut problems) = match stored {
         Some(t) => registrations_from_store(&t)?,
         None => (Vec::new(), Vec::new()),
     };
+    if let Some(t) = stored2.filter(|_| this.service.push2_enabled()) {
+        let (regs2, problems2) = super::push2::registrations_from_store(&t)?;
+        regs.extend(regs2);
+        problems.extend(problems2);
+    }
     let trimmed = this.service.load(&user, regs);
     let trimmed_set = match trimmed.is_empty() {
         true => None,
@@ -212,9 +217,22 @@ fn plan_current(_: &Lua, this: &Core, user: String) -> Result<Planned> {
 fn commit(
     lua: &Lua,
     this: &mut Core,
-    (user, services, removed): (String, Table, Option<Table>),
+    (user, services, removed, services2): (String, Table, Option<Table>, Option<Table>),
 ) -> Result<Table> {
-    let (plan, problems) = plan_from_lua(&services, removed)?;
+    let (mut plan, mut problems) = plan_from_lua(&services, removed)?;
+    // Push 2.0 registrations: as written, or (not written) as they are.
+    match services2 {
+        Some(t) => {
+            let (regs2, problems2) = super::push2::registrations_from_store(&t)?;
+            plan.regs.extend(regs2);
+            problems.extend(problems2);
+        }
+        None => {
+            let current = this.service.registrations(&user).unwrap_or_default();
+            plan.regs
+                .extend(current.iter().filter(|r| r.push2.is_some()).cloned());
+        }
+    }
     this.service.commit(&user, plan);
     lua.create_sequence_from(problems)
 }

@@ -62,9 +62,11 @@ impl IntoLuaMulti for Enabled {
     }
 }
 
-/// `services, removed`: a plan to write — the user's table for the store
-/// (`{ [identifier] = record }`) and the set `{ [identifier] = true }` of
-/// what it removes. Nothing at all when there is no plan.
+/// `services, removed, services2`: a plan to write — the user's table for
+/// the store (`{ [identifier] = record }`), the set `{ [identifier] = true
+/// }` of what it removes, and the user's table for `mod_push2`'s store
+/// when their Push 2.0 registrations change (else nil). Nothing at all
+/// when there is no plan.
 pub struct Planned(pub Option<Plan>);
 
 impl IntoLuaMulti for Planned {
@@ -73,14 +75,18 @@ impl IntoLuaMulti for Planned {
             return Ok(MultiValue::new());
         };
         let services = lua.create_table_with_capacity(0, plan.regs.len())?;
-        for r in &plan.regs {
+        for r in plan.regs.iter().filter(|r| r.push2.is_none()) {
             services.raw_set(r.identifier(), Record(r))?;
         }
         let removed = lua.create_table_with_capacity(0, plan.removed.len())?;
         for id in &plan.removed {
             removed.raw_set(id.as_str(), true)?;
         }
-        (services, removed).into_lua_multi(lua)
+        let services2 = match plan.stores.push2 {
+            true => Some(super::push2::store_table(lua, plan.regs.iter())?),
+            false => None,
+        };
+        (services, removed, services2).into_lua_multi(lua)
     }
 }
 

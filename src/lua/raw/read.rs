@@ -446,7 +446,8 @@ pub fn read_attrs<const N: usize>(
     }
 }
 
-/// The `push_identifier` of each session in a user's `sessions` table.
+/// The `push_identifier` (and `push2_identifier`: a device with both
+/// protocols' registrations) of each session in a user's `sessions` table.
 pub fn push_identifiers(lua: &Lua, sessions: &Table) -> Result<Vec<String>> {
     // Owned by this frame, not the closure's: a Lua error leaving the
     // closure skips nothing that owns memory.
@@ -458,9 +459,12 @@ pub fn push_identifiers(lua: &Lua, sessions: &Table) -> Result<Vec<String>> {
             ffi::lua_pushnil(l);
             while ffi::lua_next(l, ARG) != 0 {
                 if ffi::lua_type(l, -1) == ffi::LUA_TTABLE {
-                    let id = get_str(l, ffi::lua_gettop(l), c"push_identifier");
-                    if !id.0.is_null() {
-                        found.push(id);
+                    let session = ffi::lua_gettop(l);
+                    for key in [c"push_identifier", c"push2_identifier"] {
+                        let id = get_str(l, session, key);
+                        if !id.0.is_null() {
+                            found.push(id);
+                        }
                     }
                 }
                 ffi::lua_settop(l, -2);

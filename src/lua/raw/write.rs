@@ -510,3 +510,23 @@ pub fn registration_table(lua: &Lua, r: &Registration) -> Result<Table> {
     // SAFETY: the closure only borrows; it leaves the record alone on the stack.
     unsafe { lua.exec_raw((), |l| push_registration(l, r)) }
 }
+
+/// `elem` (whose parent is in `parent_ns`) as a util.stanza object with
+/// the metatable `stanza_mt`.
+pub fn element_stanza(
+    lua: &Lua,
+    elem: &Element,
+    parent_ns: &str,
+    stanza_mt: &Table,
+) -> Result<Table> {
+    let shape = Shape::of(elem, parent_ns);
+    // SAFETY: the closure only borrows; the metatable is at slot 1 and
+    // the stanza is left alone on top.
+    unsafe {
+        lua.exec_raw(stanza_mt.clone(), |l| {
+            push_element(l, elem, &shape, &mut 0, 1, 0);
+            ffi::lua_replace(l, 1);
+            ffi::lua_settop(l, 1);
+        })
+    }
+}
