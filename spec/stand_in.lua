@@ -78,16 +78,22 @@ function stand_in.load(host, options)
 	m.stores = options.stores or {};
 	if options.stores then m.store = options.stores[m.name]; end
 	m.stores[m.name] = m.store;
+	-- Stores that list their users, as Prosody's internal and SQL ones do
+	-- (with `stored`: the module's store's records, there when it loads).
+	local function lists(store)
+		if options.store_lists_users then
+			function store:users() return next, self.data, nil; end
+		end
+		return store;
+	end
 	function m:open_store(name)
 		if name == nil or name == self.name then return self.store; end
-		self.stores[name] = self.stores[name] or new_store();
+		self.stores[name] = self.stores[name] or lists(new_store());
 		return self.stores[name];
 	end
-	-- A store that lists its users, as Prosody's internal and SQL ones do
-	-- (with `stored`: its users' records, there when the module loads).
 	if options.store_lists_users then
 		for user, record in pairs(options.stored or {}) do m.store.data[user] = record; end
-		function m.store:users() return next, self.data, nil; end
+		lists(m.store);
 	end
 	function m:hook(name, fn, priority)
 		local list = self.handlers[name] or {};

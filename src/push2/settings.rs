@@ -116,7 +116,7 @@ pub struct Push2 {
     pub matches: Vec<Match>,
 }
 
-fn text_of<'a>(parent: &'a Element, name: &str, max: usize) -> Result<Option<String>, StanzaError> {
+fn text_of(parent: &Element, name: &str, max: usize) -> Result<Option<String>, StanzaError> {
     let Some(child) = parent.children().find(|c| c.name() == name) else {
         return Ok(None);
     };
