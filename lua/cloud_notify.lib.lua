@@ -47,6 +47,9 @@ function lib.options()
 		push_grace_period = module:get_option_number("push_grace_period");
 		push_counts_write_interval = module:get_option_number("push_counts_write_interval");
 		push_chat_settings_defaults = module:get_option_boolean("push_chat_settings_defaults");
+		push2 = module:get_option_boolean("push2");
+		contact_uri = module:get_option_string("contact_uri");
+		push2_forward_content = module:get_option_boolean("push2_forward_content");
 	};
 end
 

@@ -71,6 +71,8 @@ pub struct RawConfig {
     pub push2: Option<bool>,
     /// The option of that name (`mod_push2`'s: the VAPID `sub` claim).
     pub contact_uri: Option<String>,
+    /// The option of that name.
+    pub push2_forward_content: Option<bool>,
     /// mod_muc_cloud_notify only: `"mentions"` or `"all"`.
     pub muc_push_policy: Option<String>,
     /// Set by mod_muc_cloud_notify itself (not an option): unanswered
@@ -143,6 +145,10 @@ pub struct Config {
     /// `contact_uri`: the VAPID `sub` claim of Push 2.0 pushes; `None`:
     /// `https://` and the host (Apple's Web Push refuses `xmpp:` URIs).
     pub contact_uri: Option<String>,
+    /// `push2_forward_content`: an encrypted Push 2.0 push forwards the
+    /// message (encrypted to the device's own key); off, only its archive
+    /// id, type and call signal, no body and no sender.
+    pub push2_forward_content: bool,
 }
 
 impl Default for Config {
@@ -168,6 +174,7 @@ impl Default for Config {
             chat_settings_defaults: false,
             push2: true,
             contact_uri: None,
+            push2_forward_content: true,
             muc_limits: crate::quota::Limits::default(),
         }
     }
@@ -327,6 +334,9 @@ impl Config {
             unanswered_count: raw.muc_module.unwrap_or(d.unanswered_count),
             push2: raw.push2.unwrap_or(d.push2) && raw.muc_module != Some(true),
             contact_uri: contact_uri(raw.contact_uri.as_deref(), &mut problems),
+            push2_forward_content: raw
+                .push2_forward_content
+                .unwrap_or(d.push2_forward_content),
             chat_settings_defaults: raw
                 .push_chat_settings_defaults
                 .unwrap_or(d.chat_settings_defaults),

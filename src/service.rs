@@ -341,6 +341,14 @@ impl PushService {
         self.config.push2 && !(self.known2.is_complete() && self.known2.is_empty())
     }
 
+    /// The VAPID `sub` claim: `contact_uri`, else `https://` and the host.
+    pub fn push2_contact(&self) -> String {
+        match &self.config.contact_uri {
+            Some(c) => c.clone(),
+            None => format!("https://{}", self.host),
+        }
+    }
+
     /// Whether Push 2.0 is served.
     pub fn push2_enabled(&self) -> bool {
         self.config.push2
@@ -2002,6 +2010,130 @@ mod tests {
             s.load(user, vec![]);
         }
         s.plan_enable(user, reg, None).unwrap()
+    }
+
+    /// Romeo's device `key` enables Push 2.0 (`profile`, notify-only).
+    fn enable2(s: &mut PushService, key: &str, profile: &str) -> String {
+        let enable: Element = format!(
+            "<enable xmlns='urn:xmpp:push2:0'><service>push2.example</service><client>c-{key}</client>\
+             <match profile='{profile}'><send xmlns='urn:xmpp:push2:send:notify-only:0'/></match></enable>"
+        )
+        .parse()
+        .unwrap();
+        if !s.is_loaded("romeo") {
+            s.load("romeo", vec![]);
+        }
+        let own = ["romeo@example.com", "romeo@example.com/x"];
+        let plan = s
+            .plan_enable2("romeo", key, own, &enable, 1.0)
+            .unwrap()
+            .unwrap();
+        assert!(plan.stores.push2 && !plan.stores.xep0357);
+        let id = plan.regs.last().unwrap().identifier().to_owned();
+        s.commit("romeo", plan);
+        id
+    }
+
+    #[test]
+    fn push2_registrations_beside_xep_0357_ones() {
+        let mut s = service(3);
+        let xep = enable(&mut s, "romeo", "push.example", "n");
+        let all = enable2(&mut s, "tablet", crate::push2::settings::MATCH_ALL);
+        let important = enable2(&mut s, "phone", crate::push2::settings::MATCH_IMPORTANT);
+        assert_eq!(all, "push2:tablet");
+        // A chat: all three; a receipt: XEP-0357 and `all` only.
+        let kinds = |s: &mut PushService, f: &StanzaFacts| -> Vec<(String, Option<&'static str>)> {
+            let jobs = s
+                .notify("romeo", Some(f), None, Targets::All, PushKind::Offline, 0.0)
+                .unwrap();
+            let mut out: Vec<_> = jobs
+                .iter()
+                .map(|j| {
+                    (
+                        j.registration.identifier().to_owned(),
+                        j.summary.wire.map(|w| w.priority.as_str()),
+                    )
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        assert_eq!(
+            kinds(&mut s, &chat()),
+            vec![
+                (xep.clone(), None),
+                (important.clone(), Some("normal")),
+                (all.clone(), Some("normal")),
+            ]
+        );
+        let receipt = StanzaFacts::from_element(
+            &"<message xmlns='jabber:client'><received xmlns='urn:xmpp:receipts' id='x'/></message>"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            kinds(&mut s, &receipt),
+            vec![(xep.clone(), None), (all.clone(), Some("low"))]
+        );
+        // An XEP-0357 disable leaves Push 2.0 alone; a Push 2.0 disable
+        // removes that device's only.
+        let plan = s
+            .plan_disable("romeo", Some("push2.example"), None)
+            .unwrap()
+            .unwrap();
+        assert!(plan.removed.is_empty());
+        let plan = s.plan_disable2("romeo", "tablet").unwrap();
+        assert_eq!(plan.removed, vec![all]);
+        assert!(plan.stores.push2 && !plan.stores.xep0357);
+        // Reattach: the device's XEP-0357 registration first, else Push 2.0.
+        assert_eq!(
+            s.reattach("romeo", None, Some("phone"))
+                .unwrap()
+                .identifier(),
+            important
+        );
+    }
+
+    #[test]
+    fn a_push2_push_unanswered_is_delivered_and_only_errors_answer_it() {
+        let mut s = service(2);
+        let id2 = enable2(&mut s, "phone", crate::push2::settings::MATCH_ALL);
+        let jobs = s
+            .notify(
+                "romeo",
+                Some(&chat()),
+                None,
+                Targets::All,
+                PushKind::Offline,
+                0.0,
+            )
+            .unwrap();
+        let push = jobs[0].id.clone();
+        // (a result is no answer to a message)
+        assert!(matches!(
+            s.response(&push, "push2.example", Response::Result, 1.0),
+            Answer::NotOurs
+        ));
+        let expired = s.expire(10_000.0);
+        assert_eq!((expired.count, expired.retried), (0, 0));
+        assert_eq!(s.pending(), 0);
+        // Errors count, as XEP-0357 ones.
+        let jobs = s
+            .notify(
+                "romeo",
+                Some(&chat()),
+                None,
+                Targets::All,
+                PushKind::Offline,
+                0.0,
+            )
+            .unwrap();
+        let error = Response::error(Some("cancel"), Some("item-not-found"));
+        assert!(matches!(
+            s.response(&jobs[0].id, "push2.example", error, 1.0),
+            Answer::Counted { count: 1, .. }
+        ));
+        assert_eq!(s.error_count("romeo", &id2), 1);
     }
 
     /// Pushes to romeo's registrations; the first push's id.

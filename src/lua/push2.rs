@@ -302,10 +302,7 @@ pub fn append_events(
     original: &Value,
 ) -> Result<()> {
     let host = &this.service.host;
-    let contact = match &this.service.config.contact_uri {
-        Some(c) => c.clone(),
-        None => format!("https://{host}"),
-    };
+    let contact = this.service.push2_contact();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
@@ -327,6 +324,7 @@ pub fn append_events(
             service: job.registration.jid(),
             original,
             contact: &contact,
+            content: this.service.config.push2_forward_content,
             now,
         };
         let stanza = message(p2, wire, parts, &mut rand_core::OsRng);

@@ -166,6 +166,22 @@ pub fn minimised(message: Option<Element>, max: usize) -> Element {
     env
 }
 
+/// What is left of a message when its content is not forwarded
+/// (`push2_forward_content = false`): its `id` and `type`, its archive id
+/// and a call's signal; no body, no sender.
+pub fn without_content(mut message: Element) -> Element {
+    retain(&mut message, |e| {
+        matches!(
+            e.ns().as_str(),
+            NS_STANZA_ID | NS_JINGLE_MESSAGE | NS_JINGLE_MESSAGE_1
+        )
+    });
+    message
+        .attrs_mut()
+        .retain(|ns, name, _| ns.is_empty() && matches!(name.as_str(), "id" | "type"));
+    message
+}
+
 /// The plaintext: the minimised envelope, padded with `<rpad/>` up to the
 /// next multiple of 256 bytes plus up to 63 more (`random` gives the
 /// bytes), never past [`MAX_ENVELOPE`].
@@ -253,6 +269,14 @@ mod tests {
         // (a 10 kB body too)
         let ten = "a".repeat(10_000);
         assert!(plaintext(Some(msg(&ten, "")), &mut counter()).len() <= MAX_ENVELOPE);
+    }
+
+    #[test]
+    fn without_content_no_body_and_no_sender() {
+        let m = without_content(msg("secret", "<x xmlns='jabber:x:oob'><url>u</url></x>"));
+        let text = String::from(&m);
+        assert!(!text.contains("secret") && !text.contains("romeo") && !text.contains("oob"));
+        assert!(text.contains("id='A1'") && text.contains("type='chat'"));
     }
 
     #[test]

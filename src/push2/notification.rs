@@ -26,6 +26,9 @@ pub struct Parts<'a> {
     pub original: Option<Element>,
     /// The VAPID `sub` claim (the admin's contact URI).
     pub contact: &'a str,
+    /// Forward the message's content (`push2_forward_content`); else
+    /// [`super::envelope::without_content`].
+    pub content: bool,
     /// Seconds since the epoch.
     pub now: f64,
 }
@@ -50,7 +53,11 @@ pub fn message<R: RngCore + CryptoRng>(
         n.append_child(Element::builder("voip", NS_PUSH2).build());
     }
     if let Some(Send::Encrypted(keys)) = p.matches.get(wire.send).map(|m| &m.send) {
-        let plain = plaintext(parts.original, &mut |b| rng.fill_bytes(b));
+        let original = match parts.content {
+            true => parts.original,
+            false => parts.original.map(super::envelope::without_content),
+        };
+        let plain = plaintext(original, &mut |b| rng.fill_bytes(b));
         let mut salt = [0u8; 16];
         rng.fill_bytes(&mut salt);
         let one_time = SecretKey::random(&mut *rng);
@@ -98,6 +105,7 @@ mod tests {
             service: &service,
             original: Some(original),
             contact: "https://example",
+            content: true,
             now: 0.0,
         };
         let m = message(&p, wire, parts, &mut OsRng);
