@@ -130,6 +130,8 @@ pub struct PushService {
     known: crate::known::Known,
     /// Which users have Push 2.0 registrations (`mod_push2`'s store).
     known2: crate::known::Known,
+    /// Push 2.0's signed VAPID tokens, reused while fresh.
+    push2_tokens: crate::push2::tokens::Tokens,
     /// The grace period held a push since [`PushService::after_holding`]
     /// was last asked.
     newly_held: bool,
@@ -260,6 +262,7 @@ impl PushService {
             subscriptions: Default::default(),
             known: Default::default(),
             known2: crate::known::Known::completed_if(!config.push2),
+            push2_tokens: Default::default(),
             newly_held: false,
             config,
         }
@@ -347,6 +350,37 @@ impl PushService {
             Some(c) => c.clone(),
             None => format!("https://{}", self.host),
         }
+    }
+
+    /// The `<message/>` of a Push 2.0 push (`None`: the job is an XEP-0357
+    /// one): `original` forwarded (or only its archive id and call signal:
+    /// `push2_forward_content`), encrypted and signed as its match says.
+    pub fn push2_message(
+        &mut self,
+        user: &str,
+        job: &PushJob,
+        original: Option<minidom::Element>,
+        now: f64,
+    ) -> Option<minidom::Element> {
+        let (p2, wire) = (job.registration.push2.as_ref()?, job.summary.wire?);
+        let sub = self.push2_contact();
+        let who = [user, job.registration.identifier()];
+        let tokens = &mut self.push2_tokens;
+        let parts = crate::push2::notification::Parts {
+            host: &self.host,
+            id: &job.id,
+            service: job.registration.jid(),
+            original,
+            content: self.config.push2_forward_content,
+        };
+        let mut jwt = |keys: &crate::push2::settings::Encrypted| tokens.get(who, keys, &sub, now);
+        Some(crate::push2::notification::message(
+            p2,
+            wire,
+            parts,
+            &mut rand_core::OsRng,
+            &mut jwt,
+        ))
     }
 
     /// Whether Push 2.0 is served.

@@ -68,7 +68,7 @@ impl Core {
 
     /// The `cloud_notify/push` event payloads for a batch of jobs.
     pub fn events(
-        &self,
+        &mut self,
         lua: &Lua,
         jobs: Vec<PushJob>,
         user: &str,
@@ -81,7 +81,7 @@ impl Core {
 
     /// Appends the `cloud_notify/push` event payloads of `jobs` to `out`.
     pub fn append_events(
-        &self,
+        &mut self,
         lua: &Lua,
         out: &Table,
         jobs: Vec<PushJob>,
@@ -165,7 +165,7 @@ impl Core {
     /// `events | nil | false` for what the core answered: the events, nil
     /// for none, false for "the user is not loaded".
     pub fn events_or_load(
-        &self,
+        &mut self,
         lua: &Lua,
         jobs: Option<Vec<PushJob>>,
         user: &str,

@@ -24,7 +24,6 @@ use super::object::Core;
 use super::raw::write::element_stanza;
 use super::replies::{not_loaded, Planned, Reply};
 use crate::error::StanzaError;
-use crate::push2::notification::{message, Parts};
 use crate::push2::settings::{
     encrypted, Filter, Match, Push2, Send, SEND_ENCRYPTED, SEND_NOTIFY_ONLY,
 };
@@ -294,15 +293,13 @@ pub fn store_table<'a>(lua: &Lua, regs: impl Iterator<Item = &'a Registration>) 
 /// service, priority, important, wakes }`. No `cloud_notify/push` handler
 /// sees them (they are not XEP-0357 publishes).
 pub fn append_events(
-    this: &Core,
+    this: &mut Core,
     lua: &Lua,
     out: &Table,
     jobs: &[PushJob],
     user: &str,
     original: &Value,
 ) -> Result<()> {
-    let host = &this.service.host;
-    let contact = this.service.push2_contact();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
@@ -311,23 +308,16 @@ pub fn append_events(
         _ => None,
     };
     for job in jobs {
-        let (Some(p2), Some(wire)) = (&job.registration.push2, job.summary.wire) else {
-            continue;
-        };
         let original = match &job.origin {
             Some(kept) => Some(kept.element().clone()),
             None => event_original.clone(),
         };
-        let parts = Parts {
-            host,
-            id: &job.id,
-            service: job.registration.jid(),
-            original,
-            contact: &contact,
-            content: this.service.config.push2_forward_content,
-            now,
+        let Some(stanza) = this.service.push2_message(user, job, original, now) else {
+            continue;
         };
-        let stanza = message(p2, wire, parts, &mut rand_core::OsRng);
+        let Some(wire) = job.summary.wire else {
+            continue;
+        };
         let event = lua.create_table()?;
         event.raw_set("push2", true)?;
         event.raw_set(

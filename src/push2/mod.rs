@@ -15,6 +15,7 @@ pub mod ece;
 pub mod envelope;
 pub mod notification;
 pub mod settings;
+pub mod tokens;
 pub mod vapid;
 
 pub use decide::{Priority, Wire};

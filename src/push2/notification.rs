@@ -4,8 +4,7 @@ use super::b64;
 use super::decide::Wire;
 use super::ece::encrypt;
 use super::envelope::plaintext;
-use super::settings::{Push2, Send, NS_PUSH2};
-use super::vapid;
+use super::settings::{Encrypted, Push2, Send, NS_PUSH2};
 use crate::NS_CLIENT;
 use minidom::Element;
 use p256::SecretKey;
@@ -24,13 +23,9 @@ pub struct Parts<'a> {
     pub service: &'a str,
     /// The message the push is about (`None`: nothing to forward).
     pub original: Option<Element>,
-    /// The VAPID `sub` claim (the admin's contact URI).
-    pub contact: &'a str,
     /// Forward the message's content (`push2_forward_content`); else
     /// [`super::envelope::without_content`].
     pub content: bool,
-    /// Seconds since the epoch.
-    pub now: f64,
 }
 
 fn text_el(name: &str, ns: &str, text: &str) -> Element {
@@ -39,12 +34,14 @@ fn text_el(name: &str, ns: &str, text: &str) -> Element {
 
 /// The notification for a push with this wire to a registration with
 /// these settings. Each encrypted one has its own salt, one-time key and
-/// padding, from `rng`.
+/// padding, from `rng`; `jwt` gives its VAPID token and key (signed, or
+/// reused: [`super::tokens`]), if it has a signing key.
 pub fn message<R: RngCore + CryptoRng>(
     p: &Push2,
     wire: Wire,
     parts: Parts<'_>,
     rng: &mut R,
+    jwt: &mut dyn FnMut(&Encrypted) -> Option<(String, String)>,
 ) -> Element {
     let mut n = Element::builder("notification", NS_PUSH2).build();
     n.append_child(text_el("client", NS_PUSH2, &p.client));
@@ -65,8 +62,7 @@ pub fn message<R: RngCore + CryptoRng>(
         let mut encrypted = Element::builder("encrypted", NS_RFC8291).build();
         encrypted.append_child(text_el("payload", NS_RFC8291, &b64::encode(&body)));
         n.append_child(encrypted);
-        if let Some(signer) = &keys.signer {
-            let (token, key) = vapid::jwt(signer, &keys.jwt_claims, parts.contact, parts.now);
+        if let Some((token, key)) = jwt(keys) {
             n.append_child(
                 Element::builder("jwt", NS_PUSH2)
                     .attr(minidom::rxml::xml_ncname!("key").into(), key)
@@ -104,11 +100,18 @@ mod tests {
             id: "p1",
             service: &service,
             original: Some(original),
-            contact: "https://example",
             content: true,
-            now: 0.0,
         };
-        let m = message(&p, wire, parts, &mut OsRng);
+        let mut sign = |k: &Encrypted| {
+            let signer = k.signer.as_ref()?;
+            Some(crate::push2::vapid::jwt(
+                signer,
+                &k.jwt_claims,
+                "https://example",
+                0.0,
+            ))
+        };
+        let m = message(&p, wire, parts, &mut OsRng, &mut sign);
         let xml = String::from(&m);
         assert!(xml.starts_with("<message xmlns='jabber:client'"));
         let n = m.get_child("notification", NS_PUSH2).unwrap();

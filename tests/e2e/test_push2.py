@@ -409,3 +409,87 @@ async def pushed_through(p, romeo, juliet):
     await j.stop()
     await service.stop()
     return n
+
+
+def test_one_device_with_both_protocols(prosody_with):
+    """A client may hold one registration of each protocol: offline, each
+    is pushed (its own counts, calls, errors); while its session is
+    hibernated, the device gets one push, through the XEP-0357 one it
+    enabled, and none for the archive."""
+    from harness import AppServer
+    p = prosody_with(components=["push2.localhost"])
+    romeo, juliet = p.add_user("romeo"), p.add_user("juliet")
+    device = Device()
+
+    async def scenario():
+        app = await AppServer(p).start()
+        service = await PushService(p, jid="push2.localhost").start()
+        c = await Client(romeo, p.c2s_port, resource="both", smacks=True).start()
+        assert iq_type(await c.enable("push.localhost", "n1")) == "result"
+        xml = device.enable_xml("https://push.example/ep/both", service="push2.localhost")
+        assert iq_type(await c.iq_set(xml)) == "result"
+        await c.kill()
+        j = await Client(juliet, p.c2s_port).start()
+        send(j, romeo, "<body>while hibernated</body>")
+        hibernated = await app.next_push()
+        await service.nothing(2)
+        await c.resume()
+        await c.stop()
+        await asyncio.sleep(0.5)
+        send(j, romeo, "<body>while offline</body>")
+        offline = await app.next_push()
+        n = await service.next()
+        await j.stop()
+        await service.stop()
+        await app.stop()
+        return hibernated, offline, n
+
+    hibernated, offline, n = run(scenario())
+    assert hibernated.node == "n1" and offline.node == "n1"
+    msg, _, _ = device.open(n.notification)
+    assert msg.findtext(f"{{{NS_CLIENT}}}body") == "while offline"
+
+
+def test_a_match_grace_holds_while_another_device_is_active(prosody, users):
+    romeo, juliet = users("romeo", "juliet")
+    graced, plain = Device(), Device()
+
+    async def scenario():
+        service = await PushService(prosody).start()
+        await enable_device(romeo, prosody.c2s_port, graced, "graced", match_extra="<grace>60</grace>")
+        await enable_device(romeo, prosody.c2s_port, plain, "plain")
+        desk = await Client(romeo, prosody.c2s_port, resource="desk").start()
+        j = await Client(juliet, prosody.c2s_port).start()
+        send(desk, juliet, "<body>I am at my desk</body>")  # activity elsewhere
+        await asyncio.sleep(0.5)
+        send(j, romeo, "<body>hello</body>")
+        got = [await service.next()]
+        await service.nothing(1.5)
+        await desk.stop()
+        await j.stop()
+        await service.stop()
+        return got
+
+    got = run(scenario())
+    assert [n.client.rsplit("/", 1)[1] for n in got] == ["plain"]
+
+
+def test_content_is_not_forwarded_when_the_admin_says_so(prosody_with):
+    p = prosody_with(options={"push2_forward_content": False})
+    romeo, juliet = p.add_user("romeo"), p.add_user("juliet")
+    device = Device()
+
+    async def scenario():
+        service = await PushService(p).start()
+        await enable_device(romeo, p.c2s_port, device, "borogove")
+        j = await Client(juliet, p.c2s_port).start()
+        send(j, romeo, "<body>a secret</body>", mid="m-secret")
+        n = await service.next()
+        await j.stop()
+        await service.stop()
+        return n
+
+    msg, _, _ = device.open(run(scenario()).notification)
+    text = ET.tostring(msg, encoding="unicode")
+    assert "a secret" not in text and juliet not in text and msg.get("from") is None
+    assert msg.get("id") == "m-secret" and msg.find("{urn:xmpp:sid:0}stanza-id") is not None
