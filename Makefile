@@ -134,7 +134,8 @@ bench: pydeps dist prosody13
 	for v in $(or $(PROSODY_VERSIONS),0.12); do \
 		BENCH_PROSODY=$$v $(PYTHON) bench/bench.py && \
 		BENCH_PROSODY=$$v $(PYTHON) bench/scale.py && \
-		BENCH_PROSODY=$$v $(PYTHON) bench/muc_room.py || exit 1; \
+		BENCH_PROSODY=$$v $(PYTHON) bench/muc_room.py && \
+		BENCH_PROSODY=$$v $(PYTHON) bench/push2.py || exit 1; \
 	done
 
 demo: deps pydeps dist
