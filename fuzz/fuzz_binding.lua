@@ -119,6 +119,44 @@ local function enable_iq(session, kind)
 	return iq;
 end
 
+-- A Push 2.0 enable: usable keys (RFC 8291's example, a generated PKCS#8
+-- key) or words, profiles known and not, filters, grace.
+local UA_PUBLIC = "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4";
+local JWT_KEY = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg9hJRHTOJhmXXMzJ6"
+	.. "Be1Oh/qdxu8U9VIfwft3UP5zPJehRANCAATVZNuKsWThVawbNoZf2h8q3v8DB00p"
+	.. "NJp1m2mCCvAsfHWJ+fkTjoPmIku9UlWrOj0UnB9tYkQAvCjCpxIOe+VN";
+local function enable2_iq(session, kind)
+	local iq = st.iq({ type = "set", id = "p" .. random(1000), from = session.full_jid });
+	iq:tag(kind, { xmlns = "urn:xmpp:push2:0" });
+	if kind == "disable" then return iq; end
+	if random(8) ~= 1 then iq:text_tag("service", pick({ "push.example", "push2.example", word() })); end
+	if random(8) ~= 1 then iq:text_tag("client", pick({ "https://p.example/1", word() })); end
+	for _ = 1, random(0, 3) do
+		iq:tag("match", { profile = pick({ "urn:xmpp:push2:match:all", "urn:xmpp:push2:match:important",
+			"urn:xmpp:push2:match:archived", "urn:xmpp:push2:match:archived-with-body", word() }) });
+		if random(3) == 1 then iq:text_tag("grace", pick({ "30", "0", "-1", word() })); end
+		if random(3) == 1 then
+			iq:tag("filter", { jid = pick({ "juliet@" .. session.host, word() }) }):tag("mention"):up():up();
+		end
+		if random(3) == 1 then
+			iq:tag("send", { xmlns = "urn:xmpp:push2:send:notify-only:0" }):up();
+		else
+			iq:tag("send", { xmlns = "urn:xmpp:push2:send:sce+rfc8291+rfc8292:0" })
+				:text_tag("ua-public", random(4) == 1 and word() or UA_PUBLIC)
+				:text_tag("auth-secret", random(4) == 1 and word() or "BTBZMqHH6r4Tts7J_aSIgg");
+			if random(2) == 1 then
+				iq:text_tag("jwt-alg", random(4) == 1 and word() or "ES256")
+					:text_tag("jwt-key", random(4) == 1 and word() or JWT_KEY)
+					:tag("jwt-claim", { name = pick({ "aud", "sub", "exp", word() }) }):text(word()):up();
+			end
+			iq:up();
+		end
+		if random(4) == 1 then iq:add_child(tree(random(0, 3))); end
+		iq:up();
+	end
+	return iq;
+end
+
 -- Two hosts, one with push_notification_with_body and one without, the
 -- inputs going to one then the other, 1000 at a time: every option is
 -- fuzzed in every run, whatever the seed.
@@ -255,6 +293,12 @@ local steps = {
 		count(kind);
 		return fire("iq-set/self/urn:xmpp:push:0:" .. kind, { origin = s, stanza = enable_iq(s, kind) });
 	end,
+	function() -- a Push 2.0 enable or disable
+		local s = pick(sessions);
+		local kind = random(3) == 1 and "disable" or "enable";
+		count(kind .. "2");
+		return fire("iq-set/self/urn:xmpp:push2:0:" .. kind, { origin = s, stanza = enable2_iq(s, kind) });
+	end,
 	function() -- an offline message (or a bare groupchat one)
 		local to = pick(users) .. "@" .. m.host;
 		local msg = random(2) == 1 and seeded_message(to) or tree(random(0, 5));
@@ -327,12 +371,21 @@ local steps = {
 	end,
 };
 
-local pushed = 0;
+local pushed, pushed2 = 0, 0;
+-- (what was sent: Push 2.0 notifications counted apart)
+local function take_sent(inst_m)
+	for _, sent in ipairs(inst_m.sent) do
+		if sent.name == "message" and sent:get_child("notification", "urn:xmpp:push2:0") then
+			pushed2 = pushed2 + 1;
+		end
+	end
+	pushed = pushed + #inst_m.sent;
+	inst_m.sent = {};
+end
 local started = os.clock();
 for i = 1, inputs do
 	if i % 1000 == 0 then -- the other host
-		pushed = pushed + #m.sent;
-		m.sent = {};
+		take_sent(m);
 		local next_one = instances[(i // 1000) % #instances + 1];
 		m, sessions = next_one.m, next_one.sessions;
 	end
@@ -346,7 +399,7 @@ for i = 1, inputs do
 		failures = failures + 1;
 		if failures <= 5 then io.stderr:write(("input %d: %s\n"):format(i, tostring(err))); end
 	end
-	if #m.sent > 200 then pushed = pushed + #m.sent; m.sent = {}; end
+	if #m.sent > 200 then take_sent(m); end
 	if i % 5000 == 0 then m:fire_event("global/stats-update", {}); end
 end
 local elapsed = os.clock() - started;
@@ -383,8 +436,7 @@ for _, inst in ipairs(instances) do
 				reply and tostring(reply) or "no answer"));
 		end
 	end
-	pushed = pushed + #inst.m.sent;
-	inst.m.sent = {};
+	take_sent(inst.m);
 	-- Every handler fails open (a stanza goes on): an error one swallowed
 	-- is a failure here all the same.
 	local hook_errors = inst.m.metrics.hook_errors;
@@ -396,6 +448,7 @@ for _, inst in ipairs(instances) do
 	end
 end
 if pushed == 0 then fail("no push in " .. inputs .. " inputs: the fuzzer tests nothing"); end
+if pushed2 == 0 then fail("no Push 2.0 notification in " .. inputs .. " inputs"); end
 -- Every push's publish IQ was checked against the core's (spec/stand_in.lua).
 for i, mismatch in ipairs(stand_in.push_mismatches) do
 	failures = failures + 1;
@@ -403,6 +456,8 @@ for i, mismatch in ipairs(stand_in.push_mismatches) do
 		io.stderr:write(("publish IQ differs:\n  core:    %s\n  shipped: %s\n"):format(mismatch.expected, mismatch.got));
 	end
 end
-print(("binding fuzz: %d inputs (%s), %d pushes (%d checked against the core's publish IQ), %d Lua errors, %.1f s, %.1f µs/input, seed %d"):format(
-	inputs, table.concat(parts, " "), pushed, stand_in.pushes_checked, failures, elapsed, elapsed * 1e6 / inputs, seed));
+print(("binding fuzz: %d inputs (%s), %d stanzas sent (%d publish IQs checked against the core's, "
+	.. "%d Push 2.0 notifications), %d Lua errors, %.1f s, %.1f µs/input, seed %d"):format(
+	inputs, table.concat(parts, " "), pushed, stand_in.pushes_checked, pushed2, failures, elapsed,
+	elapsed * 1e6 / inputs, seed));
 os.exit(failures == 0 and 0 or 1);
