@@ -493,3 +493,35 @@ def test_content_is_not_forwarded_when_the_admin_says_so(prosody_with):
     text = ET.tostring(msg, encoding="unicode")
     assert "a secret" not in text and juliet not in text and msg.get("from") is None
     assert msg.get("id") == "m-secret" and msg.find("{urn:xmpp:sid:0}stanza-id") is not None
+
+
+def test_a_failed_store_write_answers_internal_server_error_and_changes_nothing(prosody_with):
+    from harness import error_of
+    p = prosody_with()
+    romeo, juliet = p.add_user("romeo"), p.add_user("juliet")
+    device = Device()
+
+    async def scenario():
+        service = await PushService(p).start()
+        c = await Client(romeo, p.c2s_port, resource="borogove").start()
+        assert iq_type(await c.iq_set(device.enable_xml("https://push.example/ep/kept"))) == "result"
+        # mod_push2's store file for romeo made unwritable: a directory in its place
+        path = p.store_file("romeo", store="push2_registrations")
+        path.unlink()
+        path.mkdir()
+        (path / "blocker").write_text("x")
+        failed_enable = error_of(await c.iq_set(Device().enable_xml("https://push.example/ep/new")))
+        failed_disable = error_of(await c.iq_set(f"<disable xmlns='{NS_PUSH2}'/>"))
+        await c.stop()
+        j = await Client(juliet, p.c2s_port).start()
+        send(j, romeo, "<body>still pushed</body>")
+        n = await service.next()
+        await j.stop()
+        await service.stop()
+        return failed_enable, failed_disable, n
+
+    failed_enable, failed_disable, n = run(scenario())
+    assert failed_enable == ("wait", "internal-server-error")
+    assert failed_disable == ("wait", "internal-server-error")
+    assert n.client == "https://push.example/ep/kept"
+    assert "Error writing Push 2.0 registrations" in p.log()
