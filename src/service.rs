@@ -116,6 +116,9 @@ pub struct PushService {
     source: Option<StanzaSource>,
     /// Which of the event's stanzas the pushes being made are about.
     slot: Slot,
+    /// Something hooks `cloud_notify/push` (then every push keeps a copy
+    /// of its stanza for later; else only those to Push 2.0 registrations).
+    source_hooked: bool,
     /// The copy made of it (per slot), once asked for.
     kept: Option<(Slot, Option<Origin>)>,
     /// When raising `cloud_notify/push` handlers were last logged.
@@ -255,6 +258,7 @@ impl PushService {
             origins: Origins::default(),
             source: None,
             slot: Slot::Event,
+            source_hooked: false,
             kept: None,
             failures: Default::default(),
             stats: ServiceStats::default(),
@@ -273,10 +277,11 @@ impl PushService {
     /// binding installs one only while `cloud_notify/push` is hooked.
     pub fn with_source<T>(
         &mut self,
-        source: Option<StanzaSource>,
+        (source, hooked): (Option<StanzaSource>, bool),
         f: impl FnOnce(&mut Self) -> T,
     ) -> T {
         self.source = source;
+        self.source_hooked = hooked;
         self.slot = Slot::Event;
         self.kept = None;
         let out = f(self);
@@ -889,9 +894,14 @@ impl PushService {
         let wakes = summary.important() || self.config.important_body.is_empty();
         // What handlers get as `original_stanza` now (`made`, else the
         // event's own) and what a release or a retry will get (`keep`).
+        let push2 = self
+            .registry
+            .peek(user)
+            .is_some_and(|regs| regs.iter().any(|r| r.push2.is_some()));
         let keep = match &made {
             Some(m) => Some(m.clone()),
-            None => self.event_origin(),
+            None if self.source_hooked || push2 => self.event_origin(),
+            None => None,
         };
         // What an important message counts for: its chat (importance, not
         // the summary's body: without a placeholder body it still counts).
@@ -2361,7 +2371,7 @@ mod tests {
         let wrote: StanzaFacts = addressed(&chat(), "juliet@capulet.lit");
         // Romeo is active on his laptop: the phone's push is held...
         s.outgoing("romeo", None, &wrote, 100.0).unwrap();
-        let held = s.with_source(source_of(JULIET_SAYS), |s| offline(s, &said, 101.0));
+        let held = s.with_source((source_of(JULIET_SAYS), true), |s| offline(s, &said, 101.0));
         assert!(held.is_empty());
         assert!(s.kept_bytes() > 0, "a copy is kept while held");
         // ... and released with the message it holds.
@@ -2396,7 +2406,7 @@ mod tests {
         enable(&mut s, "romeo", "push.example", "phone");
         let said = StanzaFacts::from_element(&JULIET_SAYS.parse().unwrap());
         // With a source (extensions read it): kept for a retry, not handed over.
-        let jobs = s.with_source(source_of(JULIET_SAYS), |s| offline(s, &said, 0.0));
+        let jobs = s.with_source((source_of(JULIET_SAYS), true), |s| offline(s, &said, 0.0));
         assert!(jobs[0].origin.is_none());
         assert!(s.kept_bytes() > 0);
         // Without one, nothing is kept at all.

@@ -187,41 +187,40 @@ impl Core {
         }
     }
 
-    /// Whether pushes that go out later need a copy of their stanza: a
-    /// `cloud_notify/push` handler may read it, or a Push 2.0 registration
-    /// forwards it.
-    pub fn wants_copies(&self) -> Result<bool> {
-        Ok(self.service.push2_in_use() || self.hooked()?)
-    }
-
     /// The event's stanza for the core to keep a copy of ([`crate::origin`]),
     /// while anything hooks `cloud_notify/push`.
-    pub fn source_of(&self, stanza: &Table) -> Result<Option<StanzaSource>> {
-        if !self.wants_copies()? {
-            return Ok(None);
+    pub fn source_of(&self, stanza: &Table) -> Result<(Option<StanzaSource>, bool)> {
+        let hooked = self.hooked()?;
+        if !hooked && !self.service.push2_in_use() {
+            return Ok((None, false));
         }
         let stanza = stanza.clone();
-        Ok(Some(Box::new(move |slot| match slot {
+        let source: StanzaSource = Box::new(move |slot| match slot {
             Slot::Event => lua_to_element(&stanza, crate::NS_CLIENT).ok(),
             Slot::Important | Slot::Unimportant => None,
-        })))
+        });
+        Ok((Some(source), hooked))
     }
 
     /// A smacks batch's stanzas for the core to keep copies of, as
     /// [`Core::source_of`].
-    pub fn batch_source(&self, objects: &BatchObjects) -> Result<Option<StanzaSource>> {
-        if !self.wants_copies()? {
-            return Ok(None);
+    pub fn batch_source(&self, objects: &BatchObjects) -> Result<(Option<StanzaSource>, bool)> {
+        let hooked = self.hooked()?;
+        if !hooked && !self.service.push2_in_use() {
+            return Ok((None, false));
         }
         let (important, unimportant) = (objects.important.clone(), objects.unimportant.clone());
-        Ok(Some(Box::new(move |slot| {
-            let object = match slot {
-                Slot::Important => important.as_ref(),
-                Slot::Unimportant => unimportant.as_ref(),
-                Slot::Event => None,
-            };
-            object.and_then(|t| lua_to_element(t, crate::NS_CLIENT).ok())
-        })))
+        Ok((
+            Some(Box::new(move |slot| {
+                let object = match slot {
+                    Slot::Important => important.as_ref(),
+                    Slot::Unimportant => unimportant.as_ref(),
+                    Slot::Event => None,
+                };
+                object.and_then(|t| lua_to_element(t, crate::NS_CLIENT).ok())
+            })),
+            hooked,
+        ))
     }
 
     /// A stanza's facts and the key recognising its copies for `user`

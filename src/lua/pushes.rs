@@ -86,7 +86,7 @@ fn notify(
     };
     let source = match &stanza {
         Some(t) => this.source_of(t)?,
-        None => None,
+        None => (None, false),
     };
     let jobs = this.service.with_source(source, |service| {
         service.notify(user, facts, key, targets, kind, now)
