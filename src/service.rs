@@ -1836,7 +1836,12 @@ impl PushService {
     /// The user's registrations as they are, to write after a change made
     /// in place (an error count).
     pub fn plan_current(&self, user: &str) -> Option<Plan> {
-        self.registry.plan_current(user)
+        let mut plan = self.registry.plan_current(user)?;
+        // (a store that holds nothing of the user's is not written; what
+        // was noted at load includes registrations trimmed since)
+        plan.stores.xep0357 = !self.known.rules_out(user);
+        plan.stores.push2 = self.config.push2 && !self.known2.rules_out(user);
+        Some(plan)
     }
 
     /// Seconds between sweeps of the pushes nobody answered
