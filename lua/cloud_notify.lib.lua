@@ -372,8 +372,8 @@ function lib.new(options)
 			-- Beyond push_max_devices (the admin lowered it): the store
 			-- follows, and sessions of trimmed registrations stop pushing.
 			push.soon(user, function()
-				local services, removed, services2 = core:plan_current(user);
-				if services then push.write_plan(user, services, removed, trimmed, services2); end
+				local services, removed, services2, xep = core:plan_current(user);
+				if services then push.write_plan(user, services, removed, trimmed, services2, xep); end
 			end, "trim");
 		end
 		return true;
@@ -405,20 +405,29 @@ function lib.new(options)
 	-- `released`: identifiers already gone from the core whose sessions
 	-- must stop pushing as well.
 	-- `services2`: the user's Push 2.0 registrations when they change
-	-- (mod_push2's store; written first, then the module's own).
-	function push.write_plan(user, services, removed, released, services2)
+	-- (mod_push2's store; written first, then the module's own unless `xep`
+	-- is false: it did not change). A failure leaves both stores as they
+	-- were (mod_push2's is written back) and the core unchanged.
+	function push.write_plan(user, services, removed, released, services2, xep)
 		local had = push.on_committed and core:has_push(user);
+		local ok, err;
 		if services2 and push2_store then
-			local ok, err = push2_store:set(user, next(services2) ~= nil and services2 or nil);
+			ok, err = push2_store:set(user, next(services2) ~= nil and services2 or nil);
 			if not ok then
 				module:log("error", "Error writing Push 2.0 registrations of '%s': %s", user, err);
 				return false;
 			end
 		end
-		local ok, err = push_store:set(user, services);
-		if not ok then
-			module:log("error", "Error writing push registrations of '%s': %s", user, err);
-			return false;
+		if xep ~= false then
+			ok, err = push_store:set(user, services);
+			if not ok then
+				module:log("error", "Error writing push registrations of '%s': %s", user, err);
+				if services2 and push2_store then
+					local _, _, before = core:plan_current(user);
+					if before then push2_store:set(user, next(before) ~= nil and before or nil); end
+				end
+				return false;
+			end
 		end
 		log_all("warn", core:commit(user, services, removed, services2));
 		push.note_commit(user);
@@ -435,8 +444,8 @@ function lib.new(options)
 	-- Writes a user's registrations as the core holds them (error counts).
 	function push.write_current(user)
 		push.soon(user, function()
-			local services, removed, services2 = core:plan_current(user);
-			if services then push.write_plan(user, services, removed, nil, services2); end
+			local services, removed, services2, xep = core:plan_current(user);
+			if services then push.write_plan(user, services, removed, nil, services2, xep); end
 		end, "error counts");
 	end
 
@@ -553,15 +562,16 @@ function lib.new(options)
 			return;
 		end
 		-- (refused: nil, type, condition, text)
-		local services, removed, services2, error_text = core:plan_enable(user, identifier, push_info, who.resource);
-		local error_condition = services2;
+		-- (refused: nil, type, condition, text)
+		local services, removed, services2, xep = core:plan_enable(user, identifier, push_info, who.resource);
+		local error_condition, error_text = services2, xep;
 		if not services then
 			-- (e.g. cloud_notify/registration handlers grew the record past its bounds)
 			module:log("warn", "Push registration %s of '%s' refused: %s", identifier, user, tostring(error_text));
 			origin.send(st.error_reply(stanza, removed, error_condition, error_text));
 			return;
 		end
-		if not push.write_plan(user, services, removed, nil, services2) then
+		if not push.write_plan(user, services, removed, nil, services2, xep) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
@@ -572,12 +582,12 @@ function lib.new(options)
 	-- https://xmpp.org/extensions/xep-0357.html#disabling
 	function push.disable(origin, stanza, user)
 		-- (refused: nil, type, condition, text)
-		local services, removed, services2, text = core:plan_disable(user, stanza);
+		local services, removed, services2, xep = core:plan_disable(user, stanza);
 		if services == nil then
-			origin.send(st.error_reply(stanza, removed, services2, text));
+			origin.send(st.error_reply(stanza, removed, services2, xep));
 			return;
 		end
-		if services and not push.write_plan(user, services, removed, nil, services2) then
+		if services and not push.write_plan(user, services, removed, nil, services2, xep) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
@@ -590,13 +600,13 @@ function lib.new(options)
 	-- Push 2.0: enables the session's device; its identifier, or nil (an
 	-- error was sent).
 	function push.enable2(origin, stanza, user)
-		local services, removed, services2, text = core:enable2(origin, stanza, os.time());
+		local services, removed, services2, xep = core:enable2(origin, stanza, os.time());
 		if not services then
-			module:log("debug", "Push 2.0 enable refused: %s: %s", services2, text);
-			origin.send(st.error_reply(stanza, removed, services2, text));
+			module:log("debug", "Push 2.0 enable refused: %s: %s", services2, xep);
+			origin.send(st.error_reply(stanza, removed, services2, xep));
 			return nil;
 		end
-		if not push.write_plan(user, services, removed, nil, services2) then
+		if not push.write_plan(user, services, removed, nil, services2, xep) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return nil;
 		end
@@ -606,8 +616,8 @@ function lib.new(options)
 
 	-- Push 2.0: disables the session's device; whether it had a registration.
 	function push.disable2(origin, stanza, user)
-		local services, removed, services2 = core:disable2(user, origin);
-		if services and not push.write_plan(user, services, removed, nil, services2) then
+		local services, removed, services2, xep = core:disable2(user, origin);
+		if services and not push.write_plan(user, services, removed, nil, services2, xep) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return false;
 		end
@@ -699,8 +709,8 @@ function lib.new(options)
 		count_disabled():add(1);
 		push.soon(user, function()
 			if not push.load_user(user) then return; end
-			local services, removed, services2 = core:plan_drop(user, identifier);
-			if services then push.write_plan(user, services, removed, nil, services2); end
+			local services, removed, services2, xep = core:plan_drop(user, identifier);
+			if services then push.write_plan(user, services, removed, nil, services2, xep); end
 		end, "disable "..identifier);
 	end
 
@@ -743,7 +753,7 @@ function lib.new(options)
 				if t[result] > 0 then count_service_answer(service, result):add(t[result]); end
 			end
 			for _, c in ipairs(t.conditions) do service_errors:with_labels(service, c[1], c[2]):add(c[3]); end
-			if t.delivered > 0 then gauge_service_rtt(service):set(t.rtt_sum / t.delivered); end
+			if t.rtt_count > 0 then gauge_service_rtt(service):set(t.rtt_sum / t.rtt_count); end
 		end
 	end
 

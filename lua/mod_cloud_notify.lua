@@ -256,12 +256,12 @@ hook("message/bare", function(event)
 	-- Handled (and not delivered) when it ends a registration.
 	local function disable()
 		if not load_user(user) then return nil; end
-		local services, removed, services2 = core:remote_disable(user, stanza);
+		local services, removed, services2, xep = core:remote_disable(user, stanza);
 		if not services then
 			module:log("debug", "Ignoring pubsub affiliations from %s for '%s'", stanza.attr.from, user);
 			return nil;
 		end
-		if not write_plan(user, services, removed, nil, services2) then return nil; end
+		if not write_plan(user, services, removed, nil, services2, xep) then return nil; end
 		for identifier in pairs(removed) do
 			module:log("info", "Push notifications disabled by the app server for %s (%s)", user, identifier);
 		end
@@ -558,9 +558,11 @@ module:hook_global("user-deleted", function(event)
 	push.soon(user, function()
 		core:forget_user(user);
 		push.note_commit(user);
-		local ok, err = push_store:set(user, nil);
-		if not ok and err then
-			module:log("error", "Error removing push registrations of deleted user '%s': %s", user, err);
+		for _, store in ipairs({ push_store, push.store2 }) do
+			local ok, err = store:set(user, nil);
+			if not ok and err then
+				module:log("error", "Error removing push registrations of deleted user '%s': %s", user, err);
+			end
 		end
 		module:log("debug", "Push registrations of deleted user '%s' removed", user);
 	end, "account deleted");
@@ -581,7 +583,7 @@ function admin.services(print)
 	for _, t in ipairs(view) do
 		print(("%s\tregistrations_loaded=%d sent=%d delivered=%d wait=%d errors=%d timeouts=%d route=%d rtt=%s"):format(
 			t.service, t.registrations, t.sent, t.delivered, t.wait, t.errors, t.timeouts, t.route,
-			t.delivered > 0 and ("%.3fs"):format(t.rtt_sum / t.delivered) or "-"));
+			t.rtt_count > 0 and ("%.3fs"):format(t.rtt_sum / t.rtt_count) or "-"));
 	end
 	return true, ("%d app server(s)"):format(#view);
 end
@@ -611,14 +613,14 @@ end
 function admin.remove(_, user, identifier)
 	local ok, message = push.locked(user, function()
 		if not load_user(user) then return false, "Could not read the registrations"; end
-		local services, removed, services2;
+		local services, removed, services2, xep;
 		if identifier then
-			services, removed, services2 = core:plan_drop(user, identifier);
+			services, removed, services2, xep = core:plan_drop(user, identifier);
 		else
-			services, removed, services2 = core:plan_remove_all(user);
+			services, removed, services2, xep = core:plan_remove_all(user);
 		end
 		if not services then return false, "No such registration"; end
-		if not write_plan(user, services, removed, nil, services2) then return false, "Could not write the registrations"; end
+		if not write_plan(user, services, removed, nil, services2, xep) then return false, "Could not write the registrations"; end
 		local n = 0;
 		for _ in pairs(removed) do n = n + 1; end
 		return true, ("%d registration(s) removed"):format(n);

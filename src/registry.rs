@@ -78,24 +78,33 @@ pub struct Registry {
 }
 
 /// Drops the oldest registrations (earliest timestamp, then earliest
-/// position) until at most `max` remain. Returns the dropped identifiers.
+/// position) until at most `max` remain of each protocol (XEP-0357 and
+/// Push 2.0 are counted apart: one never pushes the other out). With
+/// `keep_last`, the last one (just enabled) stays. Returns the dropped
+/// identifiers.
 fn trim_oldest(regs: &mut Vec<Registration>, max: usize, keep_last: bool) -> Vec<String> {
     let mut dropped = Vec::new();
-    while regs.len() > max {
-        let candidates = if keep_last {
-            regs.len() - 1
-        } else {
-            regs.len()
-        };
-        let oldest = (0..candidates)
-            .min_by(|&a, &b| {
-                regs[a]
-                    .timestamp
-                    .total_cmp(&regs[b].timestamp)
-                    .then(a.cmp(&b))
-            })
-            .unwrap_or(0);
-        dropped.push(regs.remove(oldest).identifier().to_owned());
+    for push2 in [false, true] {
+        loop {
+            let last = regs.len().saturating_sub(1);
+            let candidates: Vec<usize> = (0..regs.len())
+                .filter(|&i| regs[i].push2.is_some() == push2)
+                .collect();
+            if candidates.len() <= max {
+                break;
+            }
+            let oldest = candidates
+                .into_iter()
+                .filter(|&i| !(keep_last && i == last))
+                .min_by(|&a, &b| {
+                    regs[a]
+                        .timestamp
+                        .total_cmp(&regs[b].timestamp)
+                        .then(a.cmp(&b))
+                });
+            let Some(oldest) = oldest else { break };
+            dropped.push(regs.remove(oldest).identifier().to_owned());
+        }
     }
     dropped
 }

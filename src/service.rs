@@ -53,6 +53,7 @@ pub const UNREACHABLE_MAX: f64 = 72.0 * 3600.0;
 static NO_TALLY: Tally = Tally {
     sent: 0,
     delivered: 0,
+    rtt_count: 0,
     wait: 0,
     errors: 0,
     timeouts: 0,
@@ -765,6 +766,21 @@ impl PushService {
         self.keep_evicted_counts();
         let still = newer.then(|| (self.user_key(user), self.second()));
         self.dirty.written(user, still);
+    }
+
+    /// A written plan that leaves the user's Push 2.0 registrations as they
+    /// were, for a user who left memory while it was written: what it
+    /// removes is forgotten, and the registrations (of both stores) are
+    /// read again on the user's next event, never committed from half.
+    pub fn commit_unloaded(&mut self, user: &str, plan: &Plan) {
+        self.pending.forget(user, &plan.removed);
+        for identifier in &plan.removed {
+            self.retries.cancel(user, identifier);
+            self.grace.forget(user, identifier);
+        }
+        if plan.regs.iter().any(|r| r.push2.is_none()) {
+            self.known.note(user, true);
+        }
     }
 
     /// The registry's name for a user (shared, not copied).
@@ -1694,12 +1710,24 @@ impl PushService {
 
     /// Handles an IQ result or error addressed to the host.
     pub fn response(&mut self, id: &str, from: &str, response: Response<'_>, now: f64) -> Answer {
+        self.response_to(id, from, (response, false), now)
+    }
+
+    /// Handles an answer addressed to the host: an IQ's (to an XEP-0357
+    /// publish) or, `message`, a message error (to a Push 2.0
+    /// notification, which nothing else answers).
+    pub fn response_to(
+        &mut self,
+        id: &str,
+        from: &str,
+        (response, message): (Response<'_>, bool),
+        now: f64,
+    ) -> Answer {
         let Some(push) = self.pending.get(id) else {
             return Answer::NotOurs;
         };
-        // (a Push 2.0 notification is a message: only an error answers it)
-        if push.identifier.starts_with(crate::push2::PREFIX) && matches!(response, Response::Result)
-        {
+        let push2 = push.summary.wire.is_some();
+        if push2 != message || (message && matches!(response, Response::Result)) {
             return Answer::NotOurs;
         }
         if push.jid != from {
@@ -1719,7 +1747,7 @@ impl PushService {
             return Answer::NotOurs;
         };
         match response.error_parts() {
-            None => self.delivered(push, now),
+            None => self.delivered(push, Some(now)),
             Some((type_, condition, route)) => self.failed(push, (type_, condition, route), now),
         }
     }
@@ -1733,10 +1761,15 @@ impl PushService {
         }
     }
 
-    /// A result: the registration's error count is reset.
-    fn delivered(&mut self, push: PendingPush, now: f64) -> Answer {
-        let rtt = (now - push.sent_at).max(0.0);
-        self.stats.answered(&push.jid, Outcome::Delivered(rtt));
+    /// A result (at `now`; `None`: a Push 2.0 push no error answered in
+    /// time): the registration's error count is reset.
+    fn delivered(&mut self, push: PendingPush, now: Option<f64>) -> Answer {
+        let rtt = now.map_or(0.0, |now| (now - push.sent_at).max(0.0));
+        let outcome = match now {
+            Some(_) => Outcome::Delivered(rtt),
+            None => Outcome::Silent,
+        };
+        self.stats.answered(&push.jid, outcome);
         let reg = self.registry.registration_mut(&push.user, &push.identifier);
         let reset = reg.is_some_and(|r| {
             r.health.delivered_sent_at = r.health.delivered_sent_at.max(push.sent_at);
@@ -1867,14 +1900,11 @@ impl PushService {
         let max_errors = self.config.max_errors;
         // A Push 2.0 notification is a message: no error within the
         // timeout is its delivery (no response time is known).
-        let (silent, expired): (Vec<PendingPush>, Vec<PendingPush>) = expired
-            .into_iter()
-            .partition(|p| p.identifier.starts_with(crate::push2::PREFIX));
+        let (silent, expired): (Vec<PendingPush>, Vec<PendingPush>) =
+            expired.into_iter().partition(|p| p.summary.wire.is_some());
         out.count -= silent.len();
         for push in silent {
-            let mut push = push;
-            push.sent_at = now;
-            self.delivered(push, now);
+            self.delivered(push, None);
         }
         for push in &expired {
             self.stats.answered(&push.jid, Outcome::Timeout);
@@ -2144,6 +2174,38 @@ mod tests {
     }
 
     #[test]
+    fn push_max_devices_counts_each_protocol_apart() {
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                max_devices: 2,
+                ..Config::default()
+            },
+        );
+        for node in ["a", "b"] {
+            enable(&mut s, "romeo", "push.example", node);
+        }
+        for key in ["p", "q"] {
+            enable2(&mut s, key, crate::push2::settings::MATCH_ALL);
+        }
+        assert_eq!(s.registrations("romeo").unwrap().len(), 4);
+        // A third of each kind pushes out the oldest of its own kind only.
+        let id = enable2(&mut s, "r", crate::push2::settings::MATCH_ALL);
+        let ids: Vec<&str> = s
+            .registrations("romeo")
+            .unwrap()
+            .iter()
+            .map(|r| r.identifier())
+            .collect();
+        assert_eq!(ids.len(), 4);
+        assert!(
+            ids.contains(&"push.example<a")
+                && ids.contains(&id.as_str())
+                && !ids.contains(&"push2:p")
+        );
+    }
+
+    #[test]
     fn a_push2_push_unanswered_is_delivered_and_only_errors_answer_it() {
         let mut s = service(2);
         let id2 = enable2(&mut s, "phone", crate::push2::settings::MATCH_ALL);
@@ -2159,8 +2221,15 @@ mod tests {
             .unwrap();
         let push = jobs[0].id.clone();
         // (a result is no answer to a message)
+        let result = (Response::Result, true);
         assert!(matches!(
-            s.response(&push, "push2.example", Response::Result, 1.0),
+            s.response_to(&push, "push2.example", result, 1.0),
+            Answer::NotOurs
+        ));
+        // (nor an IQ's error)
+        let iq_error = Response::error(Some("cancel"), Some("item-not-found"));
+        assert!(matches!(
+            s.response(&push, "push2.example", iq_error, 1.0),
             Answer::NotOurs
         ));
         let expired = s.expire(10_000.0);
@@ -2179,7 +2248,7 @@ mod tests {
             .unwrap();
         let error = Response::error(Some("cancel"), Some("item-not-found"));
         assert!(matches!(
-            s.response(&jobs[0].id, "push2.example", error, 1.0),
+            s.response_to(&jobs[0].id, "push2.example", (error, true), 1.0),
             Answer::Counted { count: 1, .. }
         ));
         assert_eq!(s.error_count("romeo", &id2), 1);

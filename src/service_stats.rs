@@ -60,8 +60,11 @@ pub fn condition_label(condition: &str) -> &'static str {
 pub struct Tally {
     /// Pushes sent (built and not blocked by a `cloud_notify/push` handler).
     pub sent: u64,
-    /// Answered with a result.
+    /// Answered with a result (or, a Push 2.0 push, no error in time).
     pub delivered: u64,
+    /// Results whose round-trip time is known (a Push 2.0 push's
+    /// delivery has none).
+    pub rtt_count: u64,
     /// Answered with a `wait` error (retried).
     pub wait: u64,
     /// Answered with another error (counted against the registration).
@@ -95,6 +98,8 @@ impl Tally {
 pub enum Outcome {
     /// A result, after this many seconds.
     Delivered(f64),
+    /// A Push 2.0 push: no error within `push_response_timeout`.
+    Silent,
     /// An error: its type, its condition, whether our own server made it
     /// (a route failure).
     Error(&'static str, &'static str, bool),
@@ -165,8 +170,10 @@ impl ServiceStats {
             match outcome {
                 Outcome::Delivered(rtt) => {
                     t.delivered += 1;
+                    t.rtt_count += 1;
                     t.rtt_sum += rtt;
                 }
+                Outcome::Silent => t.delivered += 1,
                 Outcome::Error(_, _, true) => t.route += 1,
                 Outcome::Error("wait", _, false) => t.wait += 1,
                 Outcome::Error(_, _, false) => t.errors += 1,

@@ -13,7 +13,7 @@ use super::object::Core;
 use super::raw::read;
 use crate::retry::Scheduled;
 use crate::service::{Answer, Response};
-use mlua::{IntoLuaMulti, Lua, MultiValue, Result, Table, UserDataMethods};
+use mlua::{IntoLuaMulti, Lua, LuaString, MultiValue, Result, Table, UserDataMethods};
 
 /// The methods of this file, on the core object.
 pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
@@ -54,6 +54,10 @@ fn response(
         return Ok(Reply::NotOurs);
     }
     let [kind, id, from] = read::read_attrs(lua, &stanza, [c"type", c"id", c"from"])?;
+    // (a message error answers a Push 2.0 notification, an IQ a publish)
+    let message = stanza
+        .raw_get::<Option<LuaString>>("name")?
+        .is_some_and(|n| n.as_bytes() == b"message");
     let (Some(id), Some(from)) = (id, from) else {
         return Ok(Reply::NotOurs);
     };
@@ -73,7 +77,9 @@ fn response(
         }
         _ => return Ok(Reply::NotOurs),
     };
-    let answer = this.service.response(&id, &from, response.clone(), now);
+    let answer = this
+        .service
+        .response_to(&id, &from, (response.clone(), message), now);
     let (kind, details) = match answer {
         Answer::NotOurs => return Ok(Reply::NotOurs),
         Answer::Delivered { rtt, .. } => return Ok(Reply::Delivered { rtt, from }),

@@ -219,6 +219,14 @@ pub fn registrations_from_store(stored: &Table) -> Result<(Vec<Registration>, Ve
         match (k, v) {
             (Value::String(k), Value::Table(v)) => {
                 let k = k.to_string_lossy();
+                // (that prefix names Push 2.0 registrations in memory; no
+                // XEP-0357 key begins with it: no JID has a `:` there)
+                if k.starts_with(crate::push2::PREFIX) {
+                    problems.push(format!(
+                        "ignoring stored registration '{k}': not a JID's key"
+                    ));
+                    continue;
+                }
                 match stored_registration_from_lua(&k, &v) {
                     Ok((r, problem)) => {
                         problems.extend(problem);

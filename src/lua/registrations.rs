@@ -8,7 +8,7 @@
 //! | method | returns |
 //! |---|---|
 //! | `core:loaded(user)` | whether the user's registrations are in memory |
-//! | `core:load(user, stored_or_nil)` | `{ messages for the log }`, `{ [identifier] = true }` trimmed beyond `push_max_devices` or nil |
+//! | `core:load(user, stored_or_nil, stored2_or_nil)` (`stored2`: mod_push2's table) | `{ messages for the log }`, `{ [identifier] = true }` trimmed beyond `push_max_devices` or nil |
 //! | `core:has_push(user)` | whether the user has registrations in memory |
 //! | `core:might_push(user)` | false when the user is in memory without any registration, or known to have none ([`crate::known`]), else true |
 //! | `core:note_known(user)` | nothing: the user has registrations in the store (listed when the module loads) |
@@ -18,7 +18,7 @@
 //! | `core:plan_enable(user, identifier, push_info, resource)` | `services, removed` or `nil, type, condition, text` |
 //! | `core:plan_disable(user, stanza)` | `services, removed`, `false, {}` (nothing matched) or `nil, type, condition, text` |
 //! | `core:plan_remove_all(user)`, `core:plan_drop(user, identifier)`, `core:plan_current(user)` | `services, removed` or nothing |
-//! | `core:commit(user, services, removed)` | `{ messages for the log }` |
+//! | `core:commit(user, services, removed[, services2])` | `{ messages for the log }` (`services2`: mod_push2's table as written; nil: unchanged) |
 //! | `core:remote_ends(user, message)` | whether a pubsub event sets the user's affiliation to none |
 //! | `core:remote_disable(user, message)` | `services, removed` or nothing |
 //! | `core:reattach(user, client_id, resource)` | `identifier, push_info` or `nil, nil` |
@@ -27,7 +27,8 @@
 //! | `core:error_count(user, identifier)` | number |
 //! | `core:forget_user(user)` | nothing (the account was deleted) |
 //!
-//! `services, removed`: see [`Planned`]. `who`: the requester, `{ username,
+//! `services, removed`: see [`Planned`] (with `services2, xep` after them:
+//! Push 2.0's table when it changes, whether the module's store does). `who`: the requester, `{ username,
 //! host, full_jid, client_id, resource }` (a session, for the main module).
 
 use super::convert::{affiliations_of, first_tag_path, lua_to_element, str_field, table_field};
@@ -227,11 +228,16 @@ fn commit(
             plan.regs.extend(regs2);
             problems.extend(problems2);
         }
-        None => {
-            let current = this.service.registrations(&user).unwrap_or_default();
-            plan.regs
-                .extend(current.iter().filter(|r| r.push2.is_some()).cloned());
-        }
+        None => match this.service.registrations(&user) {
+            Some(current) => plan
+                .regs
+                .extend(current.iter().filter(|r| r.push2.is_some()).cloned()),
+            // (it left memory while the plan was written: read again later)
+            None => {
+                this.service.commit_unloaded(&user, &plan);
+                return lua.create_sequence_from(problems);
+            }
+        },
     }
     this.service.commit(&user, plan);
     lua.create_sequence_from(problems)
@@ -267,6 +273,8 @@ fn reattach(
         .service
         .reattach(&user, client_id.as_deref(), resource.as_deref());
     Ok(match reg {
+        // (a Push 2.0 registration has no XEP-0357 record to hand over)
+        Some(reg) if reg.push2.is_some() => (Some(reg.identifier().to_owned()), None),
         Some(reg) => (
             Some(reg.identifier().to_owned()),
             Some(registration_table(lua, reg)?),
@@ -301,7 +309,7 @@ fn admin_view(lua: &Lua, this: &Core, (user, now): (String, f64)) -> Result<Opti
         t.raw_set("timestamp", reg.timestamp)?;
         t.raw_set("errors", reg.errors)?;
         t.raw_set("unread", reg.counts.total())?;
-        let client = reg.client_id().or(reg.resource());
+        let client = reg.client_id().or(reg.resource()).or(reg.push2_key());
         t.raw_set("client", client)?;
         if let Some((condition, at)) = this.service.last_error(&user, reg.identifier()) {
             t.raw_set("last_error", condition.as_str())?;

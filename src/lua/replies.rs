@@ -62,11 +62,12 @@ impl IntoLuaMulti for Enabled {
     }
 }
 
-/// `services, removed, services2`: a plan to write — the user's table for
-/// the store (`{ [identifier] = record }`), the set `{ [identifier] = true
-/// }` of what it removes, and the user's table for `mod_push2`'s store
-/// when their Push 2.0 registrations change (else nil). Nothing at all
-/// when there is no plan.
+/// `services, removed, services2, xep`: a plan to write — the user's
+/// table for the store (`{ [identifier] = record }`), the set `{
+/// [identifier] = true }` of what it removes, the user's table for
+/// `mod_push2`'s store when their Push 2.0 registrations change (else
+/// nil), and whether the module's own store changes (else its write is
+/// skipped). Nothing at all when there is no plan.
 pub struct Planned(pub Option<Plan>);
 
 impl IntoLuaMulti for Planned {
@@ -86,7 +87,7 @@ impl IntoLuaMulti for Planned {
             true => Some(super::push2::store_table(lua, plan.regs.iter())?),
             false => None,
         };
-        (services, removed, services2).into_lua_multi(lua)
+        (services, removed, services2, plan.stores.xep0357).into_lua_multi(lua)
     }
 }
 

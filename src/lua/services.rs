@@ -5,7 +5,7 @@
 //!
 //! | method | returns |
 //! |---|---|
-//! | `core:service_changes()` | `{ { service, sent, delivered, wait, errors, timeouts, route, rtt_sum, conditions = { { type, condition, n }, … } }, … }`: what changed since the last call, by app server (`"other"` for those not tracked by name) |
+//! | `core:service_changes()` | `{ { service, sent, delivered, wait, errors, timeouts, route, rtt_sum, rtt_count, conditions = { { type, condition, n }, … } }, … }`: what changed since the last call, by app server (`"other"` for those not tracked by name) |
 //! | `core:service_totals()` | the same fields since the module loaded (no `conditions`), with `registrations` (held in memory) |
 
 use super::object::Core;
@@ -29,6 +29,7 @@ fn tally_table(lua: &Lua, service: &str, t: &Tally) -> Result<Table> {
     out.raw_set("timeouts", t.timeouts)?;
     out.raw_set("route", t.route)?;
     out.raw_set("rtt_sum", t.rtt_sum)?;
+    out.raw_set("rtt_count", t.rtt_count)?;
     Ok(out)
 }
 
