@@ -2173,6 +2173,19 @@ mod tests {
         );
     }
 
+    /// Romeo's pushes for an offline chat message.
+    fn offline_chat(s: &mut PushService) -> Vec<PushJob> {
+        s.notify(
+            "romeo",
+            Some(&chat()),
+            None,
+            Targets::All,
+            PushKind::Offline,
+            0.0,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn push_max_devices_counts_each_protocol_apart() {
         let mut s = PushService::new(
@@ -2209,16 +2222,7 @@ mod tests {
     fn a_push2_push_unanswered_is_delivered_and_only_errors_answer_it() {
         let mut s = service(2);
         let id2 = enable2(&mut s, "phone", crate::push2::settings::MATCH_ALL);
-        let jobs = s
-            .notify(
-                "romeo",
-                Some(&chat()),
-                None,
-                Targets::All,
-                PushKind::Offline,
-                0.0,
-            )
-            .unwrap();
+        let jobs = offline_chat(&mut s);
         let push = jobs[0].id.clone();
         // (a result is no answer to a message)
         let result = (Response::Result, true);
@@ -2236,16 +2240,7 @@ mod tests {
         assert_eq!((expired.count, expired.retried), (0, 0));
         assert_eq!(s.pending(), 0);
         // Errors count, as XEP-0357 ones.
-        let jobs = s
-            .notify(
-                "romeo",
-                Some(&chat()),
-                None,
-                Targets::All,
-                PushKind::Offline,
-                0.0,
-            )
-            .unwrap();
+        let jobs = offline_chat(&mut s);
         let error = Response::error(Some("cancel"), Some("item-not-found"));
         assert!(matches!(
             s.response_to(&jobs[0].id, "push2.example", (error, true), 1.0),
@@ -2915,16 +2910,7 @@ mod tests {
         let mut s = service(16);
         enable(&mut s, "romeo", "push.example", "a");
         enable(&mut s, "romeo", "push.example", "b");
-        let jobs = s
-            .notify(
-                "romeo",
-                Some(&chat()),
-                None,
-                Targets::All,
-                PushKind::Offline,
-                0.0,
-            )
-            .unwrap();
+        let jobs = offline_chat(&mut s);
         assert_eq!(jobs.len(), 2);
         assert_eq!(s.pending(), 2);
         assert!(jobs.iter().all(|j| j.summary.important()));

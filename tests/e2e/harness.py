@@ -431,6 +431,23 @@ def form_values(x):
     return out
 
 
+async def next_of(queue, timeout, what):
+    """The next item of `queue`, failing the test after `timeout` s."""
+    try:
+        return await asyncio.wait_for(queue.get(), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"{what} received nothing") from None
+
+
+async def none_of(queue, within):
+    """Fails the test if `queue` gets an item within `within` s."""
+    try:
+        item = await asyncio.wait_for(queue.get(), within)
+    except asyncio.TimeoutError:
+        return
+    raise AssertionError(f"unexpected: {item}")
+
+
 class AppServer(slixmpp.ComponentXMPP):
     """The push app server: an XMPP component recording each publish.
     Like a real one (and as Converse.js checks before it enables push), its
@@ -482,17 +499,10 @@ class AppServer(slixmpp.ComponentXMPP):
                 f"<error type='{etype}'><{cond} xmlns='{NS_STANZAS}'/></error></iq>")
 
     async def next_push(self, timeout=10):
-        try:
-            return await asyncio.wait_for(self.pushes.get(), timeout)
-        except asyncio.TimeoutError:
-            raise AssertionError("the app server received no push") from None
+        return await next_of(self.pushes, timeout, "the app server")
 
     async def no_push(self, within=1.5):
-        try:
-            push = await asyncio.wait_for(self.pushes.get(), within)
-        except asyncio.TimeoutError:
-            return
-        raise AssertionError(f"unexpected push: {push}")
+        await none_of(self.pushes, within)
 
 
 async def enable_devices(user, port, nodes, jid="push.localhost", options=None, pause=0.0):

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from harness import COMPONENT_SECRET, NS_STANZAS, Client, Prosody, iq_type, lua_value, run
+from harness import COMPONENT_SECRET, NS_STANZAS, Client, Prosody, iq_type, lua_value, next_of, none_of, run
 
 NS_PUSH2 = "urn:xmpp:push2:0"
 NS_RFC8291 = "urn:xmpp:sce:rfc8291:0"
@@ -40,15 +40,19 @@ class Device:
         self.auth = os.urandom(16)
         self.vapid = ec.generate_private_key(ec.SECP256R1())
 
-    def send_xml(self):
+    def keys_b64(self):
+        """ua-public, auth-secret and jwt-key as a client sends them."""
         public = self.ua.public_key().public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
         pkcs8 = self.vapid.private_bytes(
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-        return (f"<send xmlns='{SEND_ENCRYPTED}'><ua-public>{b64(public)}</ua-public>"
-                f"<auth-secret>{b64(self.auth)}</auth-secret><jwt-alg>ES256</jwt-alg>"
-                f"<jwt-key>{b64(pkcs8)}</jwt-key><jwt-claim name='aud'>{AUD}</jwt-claim></send>")
+        return tuple(base64.b64encode(b).decode() for b in (public, self.auth, pkcs8))
+
+    def send_xml(self):
+        public, auth, pkcs8 = self.keys_b64()
+        return (f"<send xmlns='{SEND_ENCRYPTED}'><ua-public>{public}</ua-public>"
+                f"<auth-secret>{auth}</auth-secret><jwt-alg>ES256</jwt-alg>"
+                f"<jwt-key>{pkcs8}</jwt-key><jwt-claim name='aud'>{AUD}</jwt-claim></send>")
 
     def enable_xml(self, client, service="push.localhost", profile=IMPORTANT, match_extra="", send=None):
         send = self.send_xml() if send is None else send
@@ -121,17 +125,10 @@ class PushService(slixmpp.ComponentXMPP):
         await asyncio.sleep(0.1)
 
     async def next(self, timeout=10):
-        try:
-            return await asyncio.wait_for(self.notifications.get(), timeout)
-        except asyncio.TimeoutError:
-            raise AssertionError("the push service received no notification") from None
+        return await next_of(self.notifications, timeout, "the push service")
 
     async def nothing(self, within=1.5):
-        try:
-            n = await asyncio.wait_for(self.notifications.get(), within)
-        except asyncio.TimeoutError:
-            return
-        raise AssertionError(f"unexpected notification: {n}")
+        await none_of(self.notifications, within)
 
 
 async def enable_device(user, port, device, resource, **kwargs):
@@ -376,18 +373,13 @@ def test_an_admin_switching_from_mod_push2_keeps_its_registrations(version):
     p = Prosody(version=version)
     romeo, juliet = p.add_user("romeo"), p.add_user("juliet")
     device = Device()
-    public = device.ua.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    pkcs8 = device.vapid.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    public, auth, pkcs8 = device.keys_b64()
     # What mod_push2 stored for a Borogove device (its layout, its key).
     record = {"borogove": {
         "service": "push.localhost", "client": "https://push.example/ep/old", "timestamp": 1700000000,
         "matches": [{"match": IMPORTANT, "chats": {}, "send": SEND_ENCRYPTED,
-                     "ua_public": base64.b64encode(public).decode(),
-                     "auth_secret": base64.b64encode(device.auth).decode(),
-                     "jwt_alg": "ES256", "jwt_key": base64.b64encode(pkcs8).decode(),
-                     "jwt_claims": {"aud": AUD}}]}}
+                     "ua_public": public, "auth_secret": auth,
+                     "jwt_alg": "ES256", "jwt_key": pkcs8, "jwt_claims": {"aud": AUD}}]}}
     path = p.store_file("romeo", store="push2_registrations")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"return {lua_value(record)};\n")
