@@ -88,16 +88,25 @@ impl Core {
         user: &str,
         original: &Value,
     ) -> Result<()> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        // (Push 2.0 pushes are messages of their own, made here)
+        // (Push 2.0 pushes are messages of their own, made there)
         let (jobs, push2): (Vec<PushJob>, Vec<PushJob>) = jobs
             .into_iter()
             .partition(|j| j.registration.push2.is_none());
         if !push2.is_empty() {
             super::push2::append_events(self, lua, out, &push2, user, original)?;
         }
+        self.append_publishes(lua, out, jobs, user, original)
+    }
+
+    /// Appends the `cloud_notify/push` events of XEP-0357 pushes.
+    fn append_publishes(
+        &mut self,
+        lua: &Lua,
+        out: &Table,
+        jobs: Vec<PushJob>,
+        user: &str,
+        original: &Value,
+    ) -> Result<()> {
         if jobs.is_empty() {
             return Ok(());
         }

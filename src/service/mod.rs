@@ -173,6 +173,23 @@ fn bare(jid: &str) -> &str {
 /// The chat a message counts in: its sender's bare JID (a room's, for a
 /// room message), as a [`crate::counts::chat_key`]; the "other chats"
 /// entry for a message without sender.
+/// What [`PushService::deliver`] works out before it walks the
+/// registrations.
+struct Setup {
+    /// The pushes end a hibernated session's extended timeout.
+    wakes: bool,
+    /// The copy of the stanza that later pushes (a release, a retry) carry.
+    keep: Option<Origin>,
+    /// The chat an important message counts for.
+    chat: Option<u64>,
+    /// Pushes of this kind count unread messages.
+    counted_kind: bool,
+    /// The grace period may hold pushes of this kind.
+    graced: bool,
+    /// The summary a held push keeps (bounded).
+    kept: Option<Summary>,
+}
+
 fn chat_of(msg: &StanzaFacts) -> u64 {
     msg.from
         .as_deref()
@@ -797,27 +814,9 @@ impl PushService {
         now: f64,
     ) -> Option<Vec<PushJob>> {
         self.clock = self.clock.max(now);
-        let wakes = summary.important() || self.config.important_body.is_empty();
-        // What handlers get as `original_stanza` now (`made`, else the
-        // event's own) and what a release or a retry will get (`keep`).
-        let push2 = self
-            .registry
-            .peek(user)
-            .is_some_and(|regs| regs.iter().any(|r| r.push2.is_some()));
-        let keep = match &made {
-            Some(m) => Some(m.clone()),
-            None if self.source_hooked || push2 => self.event_origin(),
-            None => None,
-        };
-        // What an important message counts for: its chat (importance, not
-        // the summary's body: without a placeholder body it still counts).
-        let chat = stanza
-            .filter(|f| kind.is_message() && is_important(f))
-            .map(|f| chat_of(f.effective()));
-        let counted_kind = kind.counts() && self.config.with_counts;
-        let graced = kind.is_graced() && self.grace.enabled();
-        let kept =
-            graced.then(|| crate::retry::kept_summary(&summary, &self.config.important_body));
+        let setup = self.deliver_setup(user, stanza, kind, &summary, &made);
+        let (wakes, keep, chat) = (setup.wakes, setup.keep, setup.chat);
+        let (counted_kind, graced, kept) = (setup.counted_kind, setup.graced, setup.kept);
         let user_bare = bare_jid(&self.host, user);
         let regs = self.registry.get_mut(user)?;
         let mut jobs = Vec::new();
@@ -827,20 +826,8 @@ impl PushService {
             let wire = match &reg.push2 {
                 None => None,
                 Some(p2) => {
-                    let id = reg.identifier();
-                    let active = |secs: f64| self.grace.active_within(user, id, secs, now);
-                    let facts = stanza.map(StanzaFacts::effective);
-                    let room = facts.and_then(|f| f.from.as_deref()).map(bare);
-                    let nick = room
-                        .and_then(|r| self.settings.get(user, r))
-                        .and_then(|s| s.nick.as_deref())
-                        .unwrap_or(user);
-                    let ctx = crate::push2::decide::Context {
-                        user_bare: &user_bare,
-                        nick,
-                        active_within: &active,
-                    };
-                    match crate::push2::decide::decide(p2, kind, facts, &ctx) {
+                    let at = (user, user_bare.as_str(), reg.identifier(), now);
+                    match push2::wire(p2, (&self.grace, &self.settings), at, stanza, kind) {
                         Some(wire) => Some(wire),
                         None => continue,
                     }
@@ -889,6 +876,43 @@ impl PushService {
             self.await_answer(user, job, 0, keep.clone(), now);
         }
         Some(jobs)
+    }
+
+    /// What a delivery needs besides the registrations ([`Setup`]).
+    fn deliver_setup(
+        &mut self,
+        user: &str,
+        stanza: Option<&StanzaFacts>,
+        kind: PushKind,
+        summary: &Summary,
+        made: &Option<Origin>,
+    ) -> Setup {
+        let wakes = summary.important() || self.config.important_body.is_empty();
+        // What handlers get as `original_stanza` now (`made`, else the
+        // event's own) and what a release or a retry will get (`keep`).
+        let push2 = self
+            .registry
+            .peek(user)
+            .is_some_and(|regs| regs.iter().any(|r| r.push2.is_some()));
+        let keep = match made {
+            Some(m) => Some(m.clone()),
+            None if self.source_hooked || push2 => self.event_origin(),
+            None => None,
+        };
+        // What an important message counts for: its chat (importance, not
+        // the summary's body: without a placeholder body it still counts).
+        let chat = stanza
+            .filter(|f| kind.is_message() && is_important(f))
+            .map(|f| chat_of(f.effective()));
+        let graced = kind.is_graced() && self.grace.enabled();
+        Setup {
+            wakes,
+            keep,
+            chat,
+            counted_kind: kind.counts() && self.config.with_counts,
+            graced,
+            kept: graced.then(|| crate::retry::kept_summary(summary, &self.config.important_body)),
+        }
     }
 
     /// A message one of the user's own sessions sent (`identifier`: that

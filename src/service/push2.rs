@@ -3,10 +3,37 @@
 //! messages ([`crate::push2`] decides and builds; this holds the state:
 //! which users have such registrations, the reused VAPID tokens).
 
-use super::{PushJob, PushService};
+use super::{PushJob, PushKind, PushService};
 use crate::error::StanzaError;
+use crate::facts::StanzaFacts;
 use crate::registration::Registration;
 use crate::registry::Plan;
+
+/// How a push of `kind` about `stanza` goes to a Push 2.0 registration
+/// with these settings (`at`: the user, their bare JID, the registration,
+/// the time); `None`: none of its matches takes it. A match's grace reads
+/// the user's activity; a mention, their nick in the room.
+pub(super) fn wire(
+    p2: &crate::push2::Push2,
+    (grace, settings): (&crate::grace::Grace, &crate::chat_settings::ChatSettings),
+    (user, user_bare, identifier, now): (&str, &str, &str, f64),
+    stanza: Option<&StanzaFacts>,
+    kind: PushKind,
+) -> Option<crate::push2::Wire> {
+    let active = |secs: f64| grace.active_within(user, identifier, secs, now);
+    let facts = stanza.map(StanzaFacts::effective);
+    let room = facts.and_then(|f| f.from.as_deref()).map(super::bare);
+    let nick = room
+        .and_then(|r| settings.get(user, r))
+        .and_then(|s| s.nick.as_deref())
+        .unwrap_or(user);
+    let ctx = crate::push2::decide::Context {
+        user_bare,
+        nick,
+        active_within: &active,
+    };
+    crate::push2::decide::decide(p2, kind, facts, &ctx)
+}
 
 impl PushService {
     /// A user with Push 2.0 registrations in `mod_push2`'s store (listed
