@@ -1,0 +1,232 @@
+//! Registrations: loading, enabling, disabling, removing, re-attaching, and committing what was written.
+
+use super::*;
+
+impl PushService {
+    /// Takes a user's registrations as read from the store. Returns the
+    /// identifiers trimmed beyond `push_max_devices`.
+    pub fn load(&mut self, user: &str, mut regs: Vec<Registration>) -> Vec<String> {
+        self.note_kinds(user, &regs);
+        self.adopt_counts(user, &mut regs);
+        let (batches, retries, dirty, grace) =
+            (&self.batches, &self.retries, &self.dirty, &self.grace);
+        let trimmed = self.registry.load_with(user, regs, |u| {
+            batches.holds(u) || retries.holds(u) || dirty.contains(u) || grace.holds_user(u)
+        });
+        self.keep_evicted_counts();
+        trimmed
+    }
+
+    /// Which kinds of registration `user` has now.
+    pub(super) fn note_kinds(&mut self, user: &str, regs: &[Registration]) {
+        self.known
+            .note(user, regs.iter().any(|r| r.push2.is_none()));
+        self.known2
+            .note(user, regs.iter().any(|r| r.push2.is_some()));
+    }
+
+    /// Registrations coming into memory take the counts kept for their
+    /// user; without any, those of the records only when no counts record
+    /// was ever read (the records' are older than any record's).
+    pub(super) fn adopt_counts(&mut self, user: &str, regs: &mut [Registration]) {
+        match self.counts_kept.take(user) {
+            Some(entries) => {
+                for reg in regs.iter_mut() {
+                    reg.counts = crate::counts::Kept::counts_of(&entries, reg.identifier());
+                }
+            }
+            None if !self.counts_from_records => {
+                for reg in regs.iter_mut() {
+                    reg.counts = crate::counts::Counts::default();
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Users evicted from memory leave their unread counts behind.
+    pub(super) fn keep_evicted_counts(&mut self) {
+        for (user, regs) in self.registry.take_evicted() {
+            // (read again with the registrations)
+            self.settings.forget(&user);
+            if regs.iter().any(|r| !r.counts.is_empty()) {
+                let counts = regs.iter().map(|r| (r.identifier(), &r.counts));
+                self.counts_kept.put(user, counts);
+            }
+        }
+    }
+
+    /// Checks an `<enable/>`; the registration it would create.
+    pub fn enable_request(
+        &self,
+        req: EnableRequest,
+        who: &Requester,
+        now: f64,
+    ) -> Result<Registration, StanzaError> {
+        registration_from_enable(req, who, now)
+    }
+
+    /// The user's registrations once `reg` is added from a session with
+    /// `resource` (it replaces that device's registration with the same app
+    /// server). `None`: not loaded.
+    pub fn plan_enable(
+        &self,
+        user: &str,
+        reg: Registration,
+        resource: Option<&str>,
+    ) -> Option<Plan> {
+        self.registry.plan_enable(user, reg, resource)
+    }
+
+    /// The user's registrations without those a `<disable/>` names.
+    pub fn plan_disable(
+        &self,
+        user: &str,
+        jid: Option<&str>,
+        node: Option<&str>,
+    ) -> Result<Option<Plan>, StanzaError> {
+        let jid = jid.ok_or_else(|| StanzaError::bad_request("Missing jid"))?;
+        Ok(self
+            .registry
+            .plan_remove(user, |r| disable_matches(r, jid, node)))
+    }
+
+    /// The user's registrations without one identifier.
+    pub fn plan_drop(&self, user: &str, identifier: &str) -> Option<Plan> {
+        self.registry
+            .plan_remove(user, |r| r.identifier() == identifier)
+    }
+
+    /// The user's registrations without any (admin: remove all).
+    pub fn plan_remove_all(&self, user: &str) -> Option<Plan> {
+        self.registry.plan_remove(user, |_| true)
+    }
+
+    /// XEP-0357 §7: the app server `from` ends registrations by setting a
+    /// user's affiliation with `node` to `none`. The user's registrations
+    /// without those of `from` for `node` — if `affiliated` (bare JID) is the
+    /// user and the affiliation is `none`; `None` when nothing matches (an
+    /// affiliation change from anyone but the registered app server
+    /// changes nothing).
+    pub fn remote_disable(
+        &self,
+        user: &str,
+        from: &str,
+        node: Option<&str>,
+        affiliations: &[(String, String)],
+    ) -> Option<Plan> {
+        if !self.affiliation_ends(user, affiliations) {
+            return None;
+        }
+        let plan = self.registry.plan_remove(user, |r| {
+            r.push2.is_none() && r.jid() == from && r.node() == node
+        })?;
+        (!plan.removed.is_empty()).then_some(plan)
+    }
+
+    /// Whether pubsub affiliations set `user`'s to `none` (before anything
+    /// is loaded: most pubsub events are nothing of the kind).
+    pub fn affiliation_ends(&self, user: &str, affiliations: &[(String, String)]) -> bool {
+        let bare = bare_jid(&self.host, user);
+        affiliations.iter().any(|(jid, affiliation)| {
+            affiliation == "none" && jid.split('/').next() == Some(bare.as_str())
+        })
+    }
+
+    /// A device reconnecting in a new session without `<enable/>`: the
+    /// stored registration it made, if any — the newest whose `client_id`
+    /// is the session's (SASL2), or, for a session without one, whose
+    /// `resource` is the session's (the record keeps `resource` only when
+    /// there was no `client_id`). A registration the device disabled is no
+    /// longer stored, so it is never re-attached.
+    pub fn reattach(
+        &self,
+        user: &str,
+        client_id: Option<&str>,
+        resource: Option<&str>,
+    ) -> Option<&Registration> {
+        let regs = self.registry.peek(user)?;
+        let xep = regs.iter().rev().find(|r| match client_id {
+            Some(c) => r.client_id() == Some(c),
+            None => r.client_id().is_none() && resource.is_some() && r.resource() == resource,
+        });
+        xep.filter(|r| r.push2.is_none())
+            .or_else(|| self.reattach2(user, client_id, resource))
+    }
+
+    /// The account is gone (`user-deleted`; Prosody purges its stores):
+    /// no registration, no error count, no push in flight is kept.
+    pub fn forget_user(&mut self, user: &str) {
+        self.counts_kept.take(user);
+        self.settings.forget(user);
+        let plan = self.plan_remove_all(user).unwrap_or_default();
+        self.commit(user, plan);
+    }
+
+    /// Makes a written plan the user's registrations.
+    pub fn commit(&mut self, user: &str, mut plan: Plan) {
+        self.pending.forget(user, &plan.removed);
+        for identifier in &plan.removed {
+            self.retries.cancel(user, identifier);
+            self.grace.forget(user, identifier);
+        }
+        // Counts and error counts are the core's: what changed while the
+        // plan was written (the store may yield; an app server answered) is
+        // newer than what the plan holds, and is still to be written.
+        let mut newer = false;
+        if !self.registry.is_loaded(user) {
+            // (it left memory while the plan was written)
+            self.adopt_counts(user, &mut plan.regs);
+        }
+        if let Some(current) = self.registry.peek(user) {
+            for reg in &mut plan.regs {
+                if let Some(old) = current.iter().find(|r| r.identifier() == reg.identifier()) {
+                    if old.counts != reg.counts {
+                        reg.counts = old.counts.clone();
+                    }
+                    // (not for a registration enabled again, which starts
+                    // afresh: a new timestamp)
+                    if old.errors != reg.errors && old.timestamp == reg.timestamp {
+                        reg.errors = old.errors;
+                        newer = true;
+                    }
+                }
+            }
+        }
+        self.note_kinds(user, &plan.regs);
+        let (batches, retries, dirty, grace) =
+            (&self.batches, &self.retries, &self.dirty, &self.grace);
+        self.registry.commit_with(user, plan.regs, |u| {
+            batches.holds(u) || retries.holds(u) || dirty.contains(u) || grace.holds_user(u)
+        });
+        self.keep_evicted_counts();
+        let still = newer.then(|| (self.user_key(user), self.second()));
+        self.dirty.written(user, still);
+    }
+
+    /// A written plan that leaves the user's Push 2.0 registrations as they
+    /// were, for a user who left memory while it was written: what it
+    /// removes is forgotten, and the registrations (of both stores) are
+    /// read again on the user's next event, never committed from half.
+    pub fn commit_unloaded(&mut self, user: &str, plan: &Plan) {
+        self.pending.forget(user, &plan.removed);
+        for identifier in &plan.removed {
+            self.retries.cancel(user, identifier);
+            self.grace.forget(user, identifier);
+        }
+        if plan.regs.iter().any(|r| r.push2.is_none()) {
+            self.known.note(user, true);
+        }
+    }
+
+    /// The user's registrations as they are, to write after a change made
+    /// in place (an error count).
+    pub fn plan_current(&self, user: &str) -> Option<Plan> {
+        let mut plan = self.registry.plan_current(user)?;
+        // (a store that holds nothing of the user's is not written; what
+        // was noted at load includes registrations trimmed since)
+        plan.stores.xep0357 = !self.known.rules_out(user);
+        plan.stores.push2 = self.config.push2 && !self.known2.rules_out(user);
+        Some(plan)
+    }
+}
