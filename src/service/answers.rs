@@ -242,3 +242,433 @@ impl PushService {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::*;
+    use super::*;
+
+    #[test]
+    fn errors_answered_while_a_plan_was_written_are_kept_and_batched() {
+        let mut s = service(16);
+        enable(&mut s, "romeo", "push.example", "a");
+        let error = || Response::Error {
+            type_: "cancel",
+            condition: "item-not-found",
+        };
+        let push = first_push_id(&mut s);
+        // A second device enables: its plan is written (the store yields)...
+        let plan = planned(&mut s, "romeo", "romeo@example.com", "b");
+        // ... while the app server answers an error: counted, no write asked.
+        assert!(matches!(
+            s.response(&push, "push.example", error(), 2.0),
+            Answer::Counted { count: 1, .. }
+        ));
+        s.commit("romeo", plan);
+        assert_eq!(
+            s.error_count("romeo", "push.example<a"),
+            1,
+            "reverted by the commit"
+        );
+        // Still owed to the store, with the unread counts' write-back.
+        assert_eq!(s.counts_to_write(), ["romeo"]);
+        // Enabled again (a reinstall), even within the same second: a new
+        // registration, its count afresh.
+        let again = planned(&mut s, "romeo", "romeo@example.com", "a");
+        s.commit("romeo", again);
+        assert_eq!(s.error_count("romeo", "push.example<a"), 0, "carried over");
+        // A flapping app server: no write per answer, one write-back.
+        for i in 0..100 {
+            let push = first_push_id(&mut s);
+            let answer = match i % 2 {
+                0 => Response::Result,
+                _ => error(),
+            };
+            s.response(&push, "push.example", answer, 3.0);
+        }
+        assert_eq!(s.counts_to_write(), ["romeo"]);
+    }
+
+    #[test]
+    fn on_the_muc_unanswered_pushes_age_a_registration_out_elsewhere_never() {
+        for muc in [true, false] {
+            let mut s = PushService::new(
+                "conference.example.com",
+                Config {
+                    max_errors: 2,
+                    unanswered_count: muc,
+                    response_timeout: 10,
+                    ..Config::default()
+                },
+            );
+            enable(&mut s, "romeo", "push.example", "phone");
+            let mut dropped = Vec::new();
+            for i in 0..3 {
+                first_push_id(&mut s);
+                let expired = s.expire(100.0 * f64::from(i + 1));
+                assert_eq!(expired.count, 1);
+                // (elsewhere retried like a wait error: one retry waits)
+                assert_eq!(expired.retry_in.is_some(), !muc);
+                dropped.extend(expired.drop);
+            }
+            match muc {
+                true => assert_eq!(dropped[0], ("romeo".into(), "push.example<phone".into())),
+                false => assert!(dropped.is_empty(), "an outage deletes nothing"),
+            }
+        }
+    }
+
+    #[test]
+    fn wait_errors_are_retried_with_the_latest_summary_then_given_up() {
+        use crate::retry::Scheduled;
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                retry_delays: vec![5.0, 30.0],
+                cache_size: 1,
+                ..Config::default()
+            },
+        );
+        let id = enable(&mut s, "romeo", "push.example", "phone");
+        let wait = || Response::Error {
+            type_: "wait",
+            condition: "resource-constraint",
+        };
+        let chat = |body: &str| {
+            StanzaFacts::from_element(
+                &format!(
+                    "<message xmlns='jabber:client' type='chat'><body>{body}</body></message>"
+                )
+                .parse()
+                .unwrap(),
+            )
+        };
+        let push = |s: &mut PushService, f: &StanzaFacts| {
+            s.notify("romeo", Some(f), None, Targets::All, PushKind::Offline, 0.0)
+                .unwrap()
+                .remove(0)
+                .id
+        };
+        let first = push(&mut s, &chat("one"));
+        let second = push(&mut s, &chat("two"));
+        let Answer::Temporary {
+            retry: Scheduled::In(delay),
+            ..
+        } = s.response(&first, "push.example", wait(), 0.0)
+        else {
+            panic!("not retried");
+        };
+        assert!((4.0..=6.0).contains(&delay), "{delay}");
+        // A second wait for the same registration: one retry, latest summary.
+        assert!(matches!(
+            s.response(&second, "push.example", wait(), 1.0),
+            Answer::Temporary {
+                retry: Scheduled::Merged(_),
+                ..
+            }
+        ));
+        // Its user stays loaded while it waits, whatever the cache does.
+        s.load("juliet", vec![]);
+        assert!(s.is_loaded("romeo"));
+        assert!(s.retries_due(delay - 0.1).is_empty());
+        let due = s.retries_due(delay);
+        let [(user, jobs)] = <[_; 1]>::try_from(due).unwrap();
+        assert_eq!((user.as_str(), jobs.len()), ("romeo", 1));
+        assert_eq!(jobs[0].kind, PushKind::Retry);
+        assert_eq!(jobs[0].registration.identifier(), id);
+        // Placeholder body (privacy by default), the latest summary's.
+        assert!(jobs[0].summary.important());
+        // The retry is throttled too: the next delay; then given up.
+        let retry = jobs[0].id.clone();
+        assert!(matches!(
+            s.response(&retry, "push.example", wait(), 10.0),
+            Answer::Temporary {
+                retry: Scheduled::In(_),
+                ..
+            }
+        ));
+        let due = s.retries_due(100.0);
+        let last = due[0].1[0].id.clone();
+        assert!(matches!(
+            s.response(&last, "push.example", wait(), 100.0),
+            Answer::Temporary {
+                retry: Scheduled::GaveUp,
+                ..
+            }
+        ));
+        assert_eq!(s.error_count("romeo", &id), 0, "wait never counts");
+        // A retry is dropped when the device connects.
+        let again = push(&mut s, &chat("three"));
+        s.response(&again, "push.example", wait(), 200.0);
+        assert!(s.retry_of("romeo", &id, 200.0).is_some());
+        assert!(s.retry_cancel("romeo", &id));
+        assert!(s.retries_due(1000.0).is_empty());
+        // And when the registration goes.
+        let again = push(&mut s, &chat("four"));
+        s.response(&again, "push.example", wait(), 300.0);
+        let plan = s.plan_remove_all("romeo").unwrap();
+        s.commit("romeo", plan);
+        assert!(s.retries_due(1000.0).is_empty());
+    }
+
+    #[test]
+    fn route_failures_are_told_apart_from_the_app_servers_errors() {
+        let here = "example.com";
+        let answer =
+            |t, c, by, bounced| Response::answer_error(Some(t), Some(c), by, bounced, here);
+        let route = |t, c| Response::RouteFailure {
+            type_: t,
+            condition: c,
+        };
+        // Prosody 13's s2s bounce (a dummy session, no `by`); 0.12's names
+        // our host; a component that is not connected.
+        assert_eq!(
+            answer("cancel", "remote-server-not-found", None, true),
+            route("cancel", "remote-server-not-found")
+        );
+        assert_eq!(
+            answer("cancel", "remote-server-not-found", Some(here), false),
+            route("cancel", "remote-server-not-found")
+        );
+        assert_eq!(
+            answer("wait", "remote-server-timeout", None, false),
+            route("wait", "remote-server-timeout")
+        );
+        assert_eq!(
+            answer("cancel", "service-unavailable", None, true),
+            route("cancel", "service-unavailable")
+        );
+        // The app server's own (fpush: a dead token, a malformed publish).
+        assert_eq!(
+            answer("cancel", "policy-violation", None, false),
+            Response::Error {
+                type_: "cancel",
+                condition: "policy-violation"
+            }
+        );
+        assert_eq!(
+            answer("cancel", "item-not-found", Some("push.example"), false),
+            Response::Error {
+                type_: "cancel",
+                condition: "item-not-found"
+            }
+        );
+    }
+
+    #[test]
+    fn an_outage_of_the_route_is_retried_and_never_counted_except_on_the_muc() {
+        for muc in [false, true] {
+            let mut s = PushService::new(
+                "example.com",
+                Config {
+                    max_errors: 2,
+                    unanswered_count: muc,
+                    ..Config::default()
+                },
+            );
+            let ident = enable(&mut s, "romeo", "push.example", "a");
+            let bounce = Response::RouteFailure {
+                type_: "cancel",
+                condition: "remote-server-not-found",
+            };
+            let mut answers = Vec::new();
+            for _ in 0..20 {
+                let id = first_push_id(&mut s);
+                answers.push(s.response(&id, "push.example", bounce.clone(), 1.0));
+            }
+            if muc {
+                assert!(matches!(answers[1], Answer::Disable { count: 2, .. }));
+                continue;
+            }
+            assert!(answers
+                .iter()
+                .all(|a| matches!(a, Answer::Temporary { route: true, .. })));
+            assert_eq!(
+                s.error_count("romeo", &ident),
+                0,
+                "an outage deletes nothing"
+            );
+            // The link is back: the next push is delivered.
+            let id = first_push_id(&mut s);
+            assert!(matches!(
+                s.response(&id, "push.example", Response::Result, 2.0),
+                Answer::Delivered { .. }
+            ));
+            // An outage of hours deletes nothing; unreachable for 72 h (no
+            // result since), the registration goes.
+            let at = |s: &mut PushService, t: f64| {
+                let id = first_push_id(s);
+                s.response(&id, "push.example", bounce.clone(), t)
+            };
+            assert!(matches!(
+                at(&mut s, 10.0),
+                Answer::Temporary { route: true, .. }
+            ));
+            let late = 10.0 + UNREACHABLE_MAX;
+            assert!(matches!(
+                at(&mut s, late - 60.0),
+                Answer::Temporary { route: true, .. }
+            ));
+            assert!(matches!(at(&mut s, late), Answer::Disable { .. }));
+        }
+    }
+
+    #[test]
+    fn errors_count_wait_does_not_result_resets() {
+        let mut s = service(3);
+        let ident = enable(&mut s, "romeo", "push.example", "a");
+        let push = |s: &mut PushService| first_push_id(s);
+        let err = Response::Error {
+            type_: "cancel",
+            condition: "item-not-found",
+        };
+        let id = push(&mut s);
+        assert_eq!(
+            s.response(&id, "push.example", err.clone(), 1.0),
+            Answer::Counted {
+                user: "romeo".into(),
+                identifier: ident.clone(),
+                count: 1
+            }
+        );
+        let id = push(&mut s);
+        let wait = Response::Error {
+            type_: "wait",
+            condition: "resource-constraint",
+        };
+        assert!(matches!(
+            s.response(&id, "push.example", wait, 1.0),
+            Answer::Temporary {
+                retry: crate::retry::Scheduled::In(_),
+                ..
+            }
+        ));
+        assert_eq!(s.error_count("romeo", &ident), 1);
+        let id = push(&mut s);
+        assert!(matches!(
+            s.response(&id, "push.example", Response::Result, 1.5),
+            Answer::Delivered { .. }
+        ));
+        assert_eq!(s.error_count("romeo", &ident), 0);
+        for n in 1..3 {
+            let id = push(&mut s);
+            assert!(
+                matches!(s.response(&id, "push.example", err.clone(), 1.0), Answer::Counted { count, .. } if count == n)
+            );
+        }
+        let id = push(&mut s);
+        assert!(matches!(
+            s.response(&id, "push.example", err.clone(), 1.0),
+            Answer::Disable { count: 3, .. }
+        ));
+        let plan = s.plan_drop("romeo", &ident).unwrap();
+        s.commit("romeo", plan);
+        assert_eq!(
+            s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(s.error_count("romeo", &ident), 0);
+    }
+
+    #[test]
+    fn answers_from_others_and_unknown_ids() {
+        let mut s = service(16);
+        enable(&mut s, "romeo", "push.example", "a");
+        let id = first_push_id(&mut s);
+        assert_eq!(
+            s.response("nope", "push.example", Response::Result, 0.0),
+            Answer::NotOurs
+        );
+        assert!(matches!(
+            s.response(&id, "evil.example", Response::Result, 0.0),
+            Answer::WrongSender { .. }
+        ));
+        assert_eq!(s.pending(), 1);
+        assert!(matches!(
+            s.response(&id, "push.example", Response::Result, 0.0),
+            Answer::Delivered { .. }
+        ));
+        assert_eq!(s.pending(), 0);
+    }
+
+    #[test]
+    fn pending_expires() {
+        let mut s = service(16);
+        enable(&mut s, "romeo", "push.example", "a");
+        s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0);
+        assert_eq!(s.expire(10.0).count, 0);
+        let expired = s.expire(1000.0);
+        assert_eq!((expired.count, expired.retried), (1, 1));
+        assert!(expired.retry_in.is_some());
+        assert_eq!(s.error_count("romeo", "push.example<a"), 0);
+    }
+
+    #[test]
+    fn error_answers_take_the_type_as_rfc_6120_has_it() {
+        assert_eq!(
+            Response::error(Some("wait"), Some("resource-constraint")),
+            Response::Error {
+                type_: "wait",
+                condition: "resource-constraint"
+            }
+        );
+        assert_eq!(
+            Response::error(Some("made-up"), None),
+            Response::Error {
+                type_: "cancel",
+                condition: "undefined-condition"
+            }
+        );
+    }
+
+    #[test]
+    fn answers_for_an_evicted_user_ask_for_a_load_only_when_they_change_it() {
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                cache_size: 1,
+                ..Config::default()
+            },
+        );
+        let error = Response::Error {
+            type_: "cancel",
+            condition: "item-not-found",
+        };
+        enable(&mut s, "romeo", "push.example", "a");
+        let [ok, bad] = [first_push_id(&mut s), first_push_id(&mut s)];
+        s.load("juliet", vec![]); // evicts romeo
+                                  // A result changes nothing in a registration without errors: no read.
+        assert!(matches!(
+            s.response(&ok, "push.example", Response::Result, 1.0),
+            Answer::Delivered { reset: false, .. }
+        ));
+        // An error counts against it: read first.
+        assert_eq!(
+            s.response(&bad, "push.example", error.clone(), 1.0),
+            Answer::Load {
+                user: "romeo".into()
+            }
+        );
+        s.forget_user("juliet");
+        enable(&mut s, "romeo", "push.example", "a");
+        assert!(!matches!(
+            s.response(&bad, "push.example", error, 1.0),
+            Answer::Load { .. }
+        ));
+        assert_eq!(s.error_count("romeo", "push.example<a"), 1);
+        // (the count is written back with the unread counts; until then
+        // romeo stays in memory)
+        assert_eq!(s.counts_to_write(), ["romeo"]);
+        let written = s.plan_current("romeo").unwrap();
+        s.commit("romeo", written);
+        // A push to a registration with errors: its result resets them, read first.
+        let reset = first_push_id(&mut s);
+        s.load("juliet", vec![]);
+        assert!(matches!(
+            s.response(&reset, "push.example", Response::Result, 1.0),
+            Answer::Load { .. }
+        ));
+    }
+}

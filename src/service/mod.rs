@@ -1085,12 +1085,17 @@ mod tests {
 
     /// The plan of an enable of `node` at push.example by `bare_jid`, for
     /// `user` (loaded), not committed.
-    fn planned(s: &mut PushService, user: &str, bare_jid: &str, node: &str) -> Plan {
+    pub(super) fn planned(s: &mut PushService, user: &str, bare_jid: &str, node: &str) -> Plan {
         planned_at(s, user, bare_jid, ("push.example", node))
     }
 
     /// [`planned`] at the app server `jid`.
-    fn planned_at(s: &mut PushService, user: &str, bare: &str, (jid, node): (&str, &str)) -> Plan {
+    pub(super) fn planned_at(
+        s: &mut PushService,
+        user: &str,
+        bare: &str,
+        (jid, node): (&str, &str),
+    ) -> Plan {
         let who = Requester {
             bare_jid: bare.into(),
             ..Default::default()
@@ -1121,7 +1126,7 @@ mod tests {
     }
 
     /// Pushes to romeo's registrations; the first push's id.
-    fn first_push_id(s: &mut PushService) -> String {
+    pub(super) fn first_push_id(s: &mut PushService) -> String {
         s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
             .unwrap()[0]
             .id
@@ -1129,7 +1134,7 @@ mod tests {
     }
 
     /// An archived chat for romeo from `recipient`'s point of view gives no push.
-    fn nothing_archived(s: &mut PushService, recipient: &str, id: &str) -> bool {
+    pub(super) fn nothing_archived(s: &mut PushService, recipient: &str, id: &str) -> bool {
         s.archived(
             "romeo",
             &addressed(&chat(), recipient),
@@ -1143,7 +1148,7 @@ mod tests {
     }
 
     /// `facts` addressed to `to`.
-    fn addressed(facts: &StanzaFacts, to: &str) -> StanzaFacts {
+    pub(super) fn addressed(facts: &StanzaFacts, to: &str) -> StanzaFacts {
         StanzaFacts {
             to: Some(to.to_owned()),
             ..facts.clone()
@@ -1159,56 +1164,15 @@ mod tests {
     }
 
     /// A source giving `xml` as the event's stanza.
-    fn source_of(xml: &'static str) -> Option<StanzaSource> {
+    pub(super) fn source_of(xml: &'static str) -> Option<StanzaSource> {
         Some(Box::new(move |slot| {
             (slot == Slot::Event).then(|| xml.parse::<Element>().unwrap())
         }))
     }
 
-    const JULIET_SAYS: &str = "<message xmlns='jabber:client' type='chat' \
+    pub(super) const JULIET_SAYS: &str = "<message xmlns='jabber:client' type='chat' \
         from='juliet@capulet.lit/balcony' to='romeo@example.com' id='m1'>\
         <body>Wherefore art thou?</body></message>";
-
-    #[test]
-    fn errors_answered_while_a_plan_was_written_are_kept_and_batched() {
-        let mut s = service(16);
-        enable(&mut s, "romeo", "push.example", "a");
-        let error = || Response::Error {
-            type_: "cancel",
-            condition: "item-not-found",
-        };
-        let push = first_push_id(&mut s);
-        // A second device enables: its plan is written (the store yields)...
-        let plan = planned(&mut s, "romeo", "romeo@example.com", "b");
-        // ... while the app server answers an error: counted, no write asked.
-        assert!(matches!(
-            s.response(&push, "push.example", error(), 2.0),
-            Answer::Counted { count: 1, .. }
-        ));
-        s.commit("romeo", plan);
-        assert_eq!(
-            s.error_count("romeo", "push.example<a"),
-            1,
-            "reverted by the commit"
-        );
-        // Still owed to the store, with the unread counts' write-back.
-        assert_eq!(s.counts_to_write(), ["romeo"]);
-        // Enabled again (a reinstall), even within the same second: a new
-        // registration, its count afresh.
-        let again = planned(&mut s, "romeo", "romeo@example.com", "a");
-        s.commit("romeo", again);
-        assert_eq!(s.error_count("romeo", "push.example<a"), 0, "carried over");
-        // A flapping app server: no write per answer, one write-back.
-        for i in 0..100 {
-            let push = first_push_id(&mut s);
-            let answer = match i % 2 {
-                0 => Response::Result,
-                _ => error(),
-            };
-            s.response(&push, "push.example", answer, 3.0);
-        }
-        assert_eq!(s.counts_to_write(), ["romeo"]);
-    }
 
     #[test]
     fn an_event_that_holds_nothing_asks_nothing_of_what_is_held() {
@@ -1238,62 +1202,6 @@ mod tests {
                 assert_eq!(s.after_holding(2.0), None);
             }
         }
-    }
-
-    #[test]
-    fn on_the_muc_unanswered_pushes_age_a_registration_out_elsewhere_never() {
-        for muc in [true, false] {
-            let mut s = PushService::new(
-                "conference.example.com",
-                Config {
-                    max_errors: 2,
-                    unanswered_count: muc,
-                    response_timeout: 10,
-                    ..Config::default()
-                },
-            );
-            enable(&mut s, "romeo", "push.example", "phone");
-            let mut dropped = Vec::new();
-            for i in 0..3 {
-                first_push_id(&mut s);
-                let expired = s.expire(100.0 * f64::from(i + 1));
-                assert_eq!(expired.count, 1);
-                // (elsewhere retried like a wait error: one retry waits)
-                assert_eq!(expired.retry_in.is_some(), !muc);
-                dropped.extend(expired.drop);
-            }
-            match muc {
-                true => assert_eq!(dropped[0], ("romeo".into(), "push.example<phone".into())),
-                false => assert!(dropped.is_empty(), "an outage deletes nothing"),
-            }
-        }
-    }
-
-    #[test]
-    fn a_big_room_asks_about_the_few_users_with_push_not_its_members() {
-        use crate::muc::{Policy, Wants, KNOWN_WALK};
-        let mut s = PushService::new(
-            "conference.example.com",
-            Config {
-                muc_policy: Policy::All,
-                ..Config::default()
-            },
-        );
-        let said = StanzaFacts::from_element(
-            &"<message xmlns='jabber:client' type='groupchat' from='r@c/n' id='x'><body>hi</body></message>"
-                .parse()
-                .unwrap(),
-        );
-        // Who has registrations not known yet: the room's members are walked.
-        assert_eq!(s.muc_wants("r@c", &said, vec![]), Wants::Members);
-        s.note_known("juliet@example.com");
-        s.known_complete();
-        assert_eq!(s.muc_wants("r@c", &said, vec![]), Wants::Known);
-        // Many users with registrations: the walk again.
-        for i in 0..KNOWN_WALK {
-            s.note_known(&format!("u{i}@example.com"));
-        }
-        assert_eq!(s.muc_wants("r@c", &said, vec![]), Wants::Members);
     }
 
     #[test]
@@ -1492,291 +1400,6 @@ mod tests {
     }
 
     #[test]
-    fn a_waiting_smacks_batch_keeps_its_user_loaded() {
-        let mut s = PushService::new(
-            "example.com",
-            Config {
-                cache_size: 2,
-                ..Config::default()
-            },
-        );
-        let id = enable(&mut s, "romeo", "push.example", "n");
-        let added = s
-            .smacks_add("romeo@example.com/phone", "romeo", &id, chat(), "k1")
-            .added;
-        assert_eq!(added, Added::Opened);
-        // Within the coalescing window, other users fill the cache.
-        for i in 0..5 {
-            s.load(&format!("user{i}"), vec![]);
-        }
-        assert!(s.is_loaded("romeo"));
-        let Flushed { important, .. } = s.smacks_flush("romeo@example.com/phone", 1.0).unwrap();
-        assert_eq!(important.len(), 1, "the batch was lost");
-        // Sent: romeo may go like anyone else, his unread count kept.
-        let stored = s.plan_current("romeo").unwrap().regs;
-        for i in 5..10 {
-            s.load(&format!("user{i}"), vec![]);
-        }
-        assert!(!s.is_loaded("romeo"));
-        assert_eq!(s.counts_kept().0, 1);
-        // Read back from the store (the record has no count): it is his.
-        let stored = stored
-            .into_iter()
-            .map(|mut r| {
-                r.counts = Default::default();
-                r
-            })
-            .collect();
-        s.load("romeo", stored);
-        assert_eq!(s.unread("romeo", &id), 1);
-        assert_eq!(s.counts_kept().0, 0);
-    }
-
-    #[test]
-    fn reconnecting_devices_find_their_registration() {
-        let mut s = service(16);
-        let mut enable_as = |node: &str, client_id: Option<&str>, resource: &str| {
-            let who = Requester {
-                bare_jid: "romeo@example.com".into(),
-                client_id: client_id.map(Into::into),
-                resource: Some(resource.into()),
-                ..Default::default()
-            };
-            let req = EnableRequest {
-                jid: Some("push.example".into()),
-                node: Some(node.into()),
-                ..Default::default()
-            };
-            let reg = s.enable_request(req, &who, 1.0).unwrap();
-            if !s.is_loaded("romeo") {
-                s.load("romeo", vec![]);
-            }
-            let plan = s.plan_enable("romeo", reg, None).unwrap();
-            s.commit("romeo", plan);
-        };
-        enable_as("by-resource", None, "phone");
-        enable_as("by-client-id", Some("c-1"), "tablet");
-        let found = |s: &PushService, c: Option<&str>, r: Option<&str>| {
-            s.reattach("romeo", c, r)
-                .map(|r| r.node().map(str::to_owned).unwrap())
-        };
-        assert_eq!(
-            found(&s, None, Some("phone")).as_deref(),
-            Some("by-resource")
-        );
-        // The SASL2 client id wins, whatever the resource.
-        assert_eq!(
-            found(&s, Some("c-1"), Some("other")).as_deref(),
-            Some("by-client-id")
-        );
-        // A client id never matches a record stored by resource, nor the reverse.
-        assert_eq!(found(&s, Some("c-2"), Some("phone")), None);
-        assert_eq!(found(&s, None, Some("tablet")), None);
-        assert_eq!(found(&s, None, None), None);
-        assert_eq!(s.reattach("juliet", None, Some("phone")), None);
-    }
-
-    #[test]
-    fn app_servers_end_their_own_registrations_only() {
-        let mut s = service(16);
-        enable(&mut s, "romeo", "push.example", "n1");
-        enable(&mut s, "romeo", "push.example", "n2");
-        enable(&mut s, "romeo", "other.example", "n1");
-        let none = |jid: &str| vec![(jid.to_owned(), "none".to_owned())];
-        // XEP-0357 §7's example shape: the node's affiliation for the user goes to none.
-        let plan = s
-            .remote_disable(
-                "romeo",
-                "push.example",
-                Some("n1"),
-                &none("romeo@example.com"),
-            )
-            .unwrap();
-        assert_eq!(plan.removed, ["push.example<n1"]);
-        assert_eq!(plan.regs.len(), 2);
-        // Not the registered app server, another user, another affiliation, unknown node.
-        assert!(s
-            .remote_disable(
-                "romeo",
-                "evil.example",
-                Some("n2"),
-                &none("romeo@example.com")
-            )
-            .is_none());
-        assert!(s
-            .remote_disable(
-                "romeo",
-                "push.example",
-                Some("n2"),
-                &none("juliet@example.com")
-            )
-            .is_none());
-        let member = vec![("romeo@example.com".to_owned(), "member".to_owned())];
-        assert!(s
-            .remote_disable("romeo", "push.example", Some("n2"), &member)
-            .is_none());
-        assert!(s
-            .remote_disable(
-                "romeo",
-                "push.example",
-                Some("n9"),
-                &none("romeo@example.com")
-            )
-            .is_none());
-    }
-
-    #[test]
-    fn the_last_wake_up_before_expiry() {
-        let mut s = PushService::new(
-            "example.com",
-            Config {
-                wake_before_expiry: 60,
-                ..Config::default()
-            },
-        );
-        assert_eq!(s.wake_delay(600.0), Some(540.0));
-        assert_eq!(s.wake_delay(60.0), None);
-        assert_eq!(s.wake_delay(30.0), None);
-        let id = enable(&mut s, "romeo", "push.example", "phone");
-        enable(&mut s, "romeo", "push.example", "tablet");
-        let jobs = s.wake("romeo", &id, 0.0);
-        assert_eq!(jobs.len(), 1);
-        assert_eq!(jobs[0].registration.identifier(), id);
-        assert!(!jobs[0].summary.important() && !jobs[0].wakes);
-        assert_eq!(jobs[0].kind, PushKind::Wake);
-        let off = PushService::new(
-            "example.com",
-            Config {
-                wake_before_expiry: 0,
-                ..Config::default()
-            },
-        );
-        assert_eq!(off.wake_delay(600.0), None);
-    }
-
-    #[test]
-    fn wait_errors_are_retried_with_the_latest_summary_then_given_up() {
-        use crate::retry::Scheduled;
-        let mut s = PushService::new(
-            "example.com",
-            Config {
-                retry_delays: vec![5.0, 30.0],
-                cache_size: 1,
-                ..Config::default()
-            },
-        );
-        let id = enable(&mut s, "romeo", "push.example", "phone");
-        let wait = || Response::Error {
-            type_: "wait",
-            condition: "resource-constraint",
-        };
-        let chat = |body: &str| {
-            StanzaFacts::from_element(
-                &format!(
-                    "<message xmlns='jabber:client' type='chat'><body>{body}</body></message>"
-                )
-                .parse()
-                .unwrap(),
-            )
-        };
-        let push = |s: &mut PushService, f: &StanzaFacts| {
-            s.notify("romeo", Some(f), None, Targets::All, PushKind::Offline, 0.0)
-                .unwrap()
-                .remove(0)
-                .id
-        };
-        let first = push(&mut s, &chat("one"));
-        let second = push(&mut s, &chat("two"));
-        let Answer::Temporary {
-            retry: Scheduled::In(delay),
-            ..
-        } = s.response(&first, "push.example", wait(), 0.0)
-        else {
-            panic!("not retried");
-        };
-        assert!((4.0..=6.0).contains(&delay), "{delay}");
-        // A second wait for the same registration: one retry, latest summary.
-        assert!(matches!(
-            s.response(&second, "push.example", wait(), 1.0),
-            Answer::Temporary {
-                retry: Scheduled::Merged(_),
-                ..
-            }
-        ));
-        // Its user stays loaded while it waits, whatever the cache does.
-        s.load("juliet", vec![]);
-        assert!(s.is_loaded("romeo"));
-        assert!(s.retries_due(delay - 0.1).is_empty());
-        let due = s.retries_due(delay);
-        let [(user, jobs)] = <[_; 1]>::try_from(due).unwrap();
-        assert_eq!((user.as_str(), jobs.len()), ("romeo", 1));
-        assert_eq!(jobs[0].kind, PushKind::Retry);
-        assert_eq!(jobs[0].registration.identifier(), id);
-        // Placeholder body (privacy by default), the latest summary's.
-        assert!(jobs[0].summary.important());
-        // The retry is throttled too: the next delay; then given up.
-        let retry = jobs[0].id.clone();
-        assert!(matches!(
-            s.response(&retry, "push.example", wait(), 10.0),
-            Answer::Temporary {
-                retry: Scheduled::In(_),
-                ..
-            }
-        ));
-        let due = s.retries_due(100.0);
-        let last = due[0].1[0].id.clone();
-        assert!(matches!(
-            s.response(&last, "push.example", wait(), 100.0),
-            Answer::Temporary {
-                retry: Scheduled::GaveUp,
-                ..
-            }
-        ));
-        assert_eq!(s.error_count("romeo", &id), 0, "wait never counts");
-        // A retry is dropped when the device connects.
-        let again = push(&mut s, &chat("three"));
-        s.response(&again, "push.example", wait(), 200.0);
-        assert!(s.retry_of("romeo", &id, 200.0).is_some());
-        assert!(s.retry_cancel("romeo", &id));
-        assert!(s.retries_due(1000.0).is_empty());
-        // And when the registration goes.
-        let again = push(&mut s, &chat("four"));
-        s.response(&again, "push.example", wait(), 300.0);
-        let plan = s.plan_remove_all("romeo").unwrap();
-        s.commit("romeo", plan);
-        assert!(s.retries_due(1000.0).is_empty());
-    }
-
-    #[test]
-    fn not_loaded_means_none() {
-        let mut s = service(16);
-        assert!(s
-            .notify(
-                "romeo",
-                Some(&chat()),
-                None,
-                Targets::All,
-                PushKind::Offline,
-                0.0
-            )
-            .is_none());
-        s.load("romeo", vec![]);
-        assert_eq!(
-            s.notify(
-                "romeo",
-                Some(&chat()),
-                None,
-                Targets::All,
-                PushKind::Offline,
-                0.0
-            )
-            .unwrap()
-            .len(),
-            0
-        );
-    }
-
-    #[test]
     fn one_push_per_registration() {
         let mut s = service(16);
         enable(&mut s, "romeo", "push.example", "a");
@@ -1814,220 +1437,7 @@ mod tests {
 
     // Issue 27 §4: our own server's errors about the route (an s2s bounce,
     // `by` our host, a routing condition) are not the app server's.
-    #[test]
-    fn route_failures_are_told_apart_from_the_app_servers_errors() {
-        let here = "example.com";
-        let answer =
-            |t, c, by, bounced| Response::answer_error(Some(t), Some(c), by, bounced, here);
-        let route = |t, c| Response::RouteFailure {
-            type_: t,
-            condition: c,
-        };
-        // Prosody 13's s2s bounce (a dummy session, no `by`); 0.12's names
-        // our host; a component that is not connected.
-        assert_eq!(
-            answer("cancel", "remote-server-not-found", None, true),
-            route("cancel", "remote-server-not-found")
-        );
-        assert_eq!(
-            answer("cancel", "remote-server-not-found", Some(here), false),
-            route("cancel", "remote-server-not-found")
-        );
-        assert_eq!(
-            answer("wait", "remote-server-timeout", None, false),
-            route("wait", "remote-server-timeout")
-        );
-        assert_eq!(
-            answer("cancel", "service-unavailable", None, true),
-            route("cancel", "service-unavailable")
-        );
-        // The app server's own (fpush: a dead token, a malformed publish).
-        assert_eq!(
-            answer("cancel", "policy-violation", None, false),
-            Response::Error {
-                type_: "cancel",
-                condition: "policy-violation"
-            }
-        );
-        assert_eq!(
-            answer("cancel", "item-not-found", Some("push.example"), false),
-            Response::Error {
-                type_: "cancel",
-                condition: "item-not-found"
-            }
-        );
-    }
-
-    #[test]
-    fn an_outage_of_the_route_is_retried_and_never_counted_except_on_the_muc() {
-        for muc in [false, true] {
-            let mut s = PushService::new(
-                "example.com",
-                Config {
-                    max_errors: 2,
-                    unanswered_count: muc,
-                    ..Config::default()
-                },
-            );
-            let ident = enable(&mut s, "romeo", "push.example", "a");
-            let bounce = Response::RouteFailure {
-                type_: "cancel",
-                condition: "remote-server-not-found",
-            };
-            let mut answers = Vec::new();
-            for _ in 0..20 {
-                let id = first_push_id(&mut s);
-                answers.push(s.response(&id, "push.example", bounce.clone(), 1.0));
-            }
-            if muc {
-                assert!(matches!(answers[1], Answer::Disable { count: 2, .. }));
-                continue;
-            }
-            assert!(answers
-                .iter()
-                .all(|a| matches!(a, Answer::Temporary { route: true, .. })));
-            assert_eq!(
-                s.error_count("romeo", &ident),
-                0,
-                "an outage deletes nothing"
-            );
-            // The link is back: the next push is delivered.
-            let id = first_push_id(&mut s);
-            assert!(matches!(
-                s.response(&id, "push.example", Response::Result, 2.0),
-                Answer::Delivered { .. }
-            ));
-            // An outage of hours deletes nothing; unreachable for 72 h (no
-            // result since), the registration goes.
-            let at = |s: &mut PushService, t: f64| {
-                let id = first_push_id(s);
-                s.response(&id, "push.example", bounce.clone(), t)
-            };
-            assert!(matches!(
-                at(&mut s, 10.0),
-                Answer::Temporary { route: true, .. }
-            ));
-            let late = 10.0 + UNREACHABLE_MAX;
-            assert!(matches!(
-                at(&mut s, late - 60.0),
-                Answer::Temporary { route: true, .. }
-            ));
-            assert!(matches!(at(&mut s, late), Answer::Disable { .. }));
-        }
-    }
-
-    #[test]
-    fn errors_count_wait_does_not_result_resets() {
-        let mut s = service(3);
-        let ident = enable(&mut s, "romeo", "push.example", "a");
-        let push = |s: &mut PushService| first_push_id(s);
-        let err = Response::Error {
-            type_: "cancel",
-            condition: "item-not-found",
-        };
-        let id = push(&mut s);
-        assert_eq!(
-            s.response(&id, "push.example", err.clone(), 1.0),
-            Answer::Counted {
-                user: "romeo".into(),
-                identifier: ident.clone(),
-                count: 1
-            }
-        );
-        let id = push(&mut s);
-        let wait = Response::Error {
-            type_: "wait",
-            condition: "resource-constraint",
-        };
-        assert!(matches!(
-            s.response(&id, "push.example", wait, 1.0),
-            Answer::Temporary {
-                retry: crate::retry::Scheduled::In(_),
-                ..
-            }
-        ));
-        assert_eq!(s.error_count("romeo", &ident), 1);
-        let id = push(&mut s);
-        assert!(matches!(
-            s.response(&id, "push.example", Response::Result, 1.5),
-            Answer::Delivered { .. }
-        ));
-        assert_eq!(s.error_count("romeo", &ident), 0);
-        for n in 1..3 {
-            let id = push(&mut s);
-            assert!(
-                matches!(s.response(&id, "push.example", err.clone(), 1.0), Answer::Counted { count, .. } if count == n)
-            );
-        }
-        let id = push(&mut s);
-        assert!(matches!(
-            s.response(&id, "push.example", err.clone(), 1.0),
-            Answer::Disable { count: 3, .. }
-        ));
-        let plan = s.plan_drop("romeo", &ident).unwrap();
-        s.commit("romeo", plan);
-        assert_eq!(
-            s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
-                .unwrap()
-                .len(),
-            0
-        );
-        assert_eq!(s.error_count("romeo", &ident), 0);
-    }
-
-    #[test]
-    fn answers_from_others_and_unknown_ids() {
-        let mut s = service(16);
-        enable(&mut s, "romeo", "push.example", "a");
-        let id = first_push_id(&mut s);
-        assert_eq!(
-            s.response("nope", "push.example", Response::Result, 0.0),
-            Answer::NotOurs
-        );
-        assert!(matches!(
-            s.response(&id, "evil.example", Response::Result, 0.0),
-            Answer::WrongSender { .. }
-        ));
-        assert_eq!(s.pending(), 1);
-        assert!(matches!(
-            s.response(&id, "push.example", Response::Result, 0.0),
-            Answer::Delivered { .. }
-        ));
-        assert_eq!(s.pending(), 0);
-    }
-
-    #[test]
-    fn disable_forgets_pending_and_errors() {
-        let mut s = service(16);
-        let ident = enable(&mut s, "romeo", "push.example", "a");
-        let id = first_push_id(&mut s);
-        let plan = s
-            .plan_disable("romeo", Some("push.example"), None)
-            .unwrap()
-            .unwrap();
-        assert_eq!(plan.removed, vec![ident]);
-        s.commit("romeo", plan);
-        assert_eq!(s.pending(), 0);
-        assert_eq!(
-            s.response(&id, "push.example", Response::Result, 0.0),
-            Answer::NotOurs
-        );
-        assert!(s.plan_disable("romeo", None, None).is_err());
-    }
-
-    #[test]
-    fn pending_expires() {
-        let mut s = service(16);
-        enable(&mut s, "romeo", "push.example", "a");
-        s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0);
-        assert_eq!(s.expire(10.0).count, 0);
-        let expired = s.expire(1000.0);
-        assert_eq!((expired.count, expired.retried), (1, 1));
-        assert!(expired.retry_in.is_some());
-        assert_eq!(s.error_count("romeo", "push.example<a"), 0);
-    }
-
-    fn facts(xml: &str) -> StanzaFacts {
+    pub(super) fn facts(xml: &str) -> StanzaFacts {
         StanzaFacts::from_element(&xml.parse().unwrap())
     }
 
@@ -2141,24 +1551,6 @@ mod tests {
     }
 
     #[test]
-    fn error_answers_take_the_type_as_rfc_6120_has_it() {
-        assert_eq!(
-            Response::error(Some("wait"), Some("resource-constraint")),
-            Response::Error {
-                type_: "wait",
-                condition: "resource-constraint"
-            }
-        );
-        assert_eq!(
-            Response::error(Some("made-up"), None),
-            Response::Error {
-                type_: "cancel",
-                condition: "undefined-condition"
-            }
-        );
-    }
-
-    #[test]
     fn archived_only_for_the_recipient_and_urgent_to_all() {
         let mut s = service(16);
         let a = enable(&mut s, "romeo", "push.example", "a");
@@ -2207,305 +1599,7 @@ mod tests {
             .is_empty());
     }
 
-    #[test]
-    fn hibernation_extension() {
-        let s = service(16);
-        assert_eq!(s.extended_hibernation(600.0), Some(259_200.0));
-        assert_eq!(s.extended_hibernation(300_000.0), None);
-    }
-
-    #[test]
-    fn smacks_batches_coalesce_and_cancel() {
-        let mut s = service(16);
-        let a = enable(&mut s, "romeo", "push.example", "a");
-        let receipt = facts(
-            "<message xmlns='jabber:client' type='chat'><received xmlns='urn:xmpp:receipts' id='r'/></message>",
-        );
-        assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k1").added,
-            Added::Opened
-        );
-        assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k2").added,
-            Added::Joined
-        );
-        assert_eq!(
-            s.smacks_add("s1", "romeo", &a, receipt.clone(), "k3").added,
-            Added::Joined
-        );
-        assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k1").added,
-            Added::Nothing
-        );
-        let Flushed {
-            user,
-            important,
-            unimportant,
-        } = s.smacks_flush("s1", 0.0).unwrap();
-        assert_eq!(user, "romeo");
-        // one push for the important stanzas, one for the rest
-        assert_eq!((important.len(), unimportant.len()), (1, 1));
-        assert!(important[0].summary.important() && !unimportant[0].summary.important());
-        assert!(
-            important[0].registration.identifier() == a
-                && unimportant[0].registration.identifier() == a
-        );
-        assert!(s.smacks_flush("s1", 0.0).is_none());
-        // Pushed stanzas are not pushed again; a cancelled batch's may be.
-        assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k2").added,
-            Added::Nothing
-        );
-        assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k4").added,
-            Added::Opened
-        );
-        assert!(s.smacks_cancel("s1"));
-        assert_eq!(s.batches(), 0);
-        assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k4").added,
-            Added::Opened
-        );
-        let Flushed {
-            important,
-            unimportant,
-            ..
-        } = s.smacks_flush("s1", 0.0).unwrap();
-        assert_eq!((important.len(), unimportant.len()), (1, 0));
-        assert!(important[0].wakes);
-    }
-
-    #[test]
-    fn smacks_slots_follow_the_stanza_not_the_summary() {
-        // Without a placeholder body no summary is important, yet the
-        // batch's important stanza still goes out of slot 0 (its push is
-        // the one whose original_stanza is that stanza).
-        let mut s = PushService::new(
-            "example.com",
-            Config {
-                important_body: String::new(),
-                ..Config::default()
-            },
-        );
-        let a = enable(&mut s, "romeo", "push.example", "a");
-        s.smacks_add("s1", "romeo", &a, chat(), "k1");
-        let Flushed {
-            important,
-            unimportant,
-            ..
-        } = s.smacks_flush("s1", 0.0).unwrap();
-        assert_eq!((important.len(), unimportant.len()), (1, 0));
-        assert!(!important[0].summary.important());
-    }
-
-    #[test]
-    fn unimportant_pushes_do_not_wake_unless_importance_is_off() {
-        let mut s = service(16);
-        enable(&mut s, "romeo", "push.example", "a");
-        let jobs = s
-            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
-            .unwrap();
-        assert!(!jobs[0].wakes);
-        let mut s = PushService::new(
-            "example.com",
-            Config {
-                important_body: String::new(),
-                ..Config::default()
-            },
-        );
-        enable(&mut s, "romeo", "push.example", "a");
-        let jobs = s
-            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
-            .unwrap();
-        assert!(jobs[0].wakes);
-    }
-
-    #[test]
-    fn error_counts_live_in_the_records() {
-        let mut s = service(16);
-        let a = enable(&mut s, "romeo", "push.example", "a");
-        let id = first_push_id(&mut s);
-        let err = Response::Error {
-            type_: "cancel",
-            condition: "item-not-found",
-        };
-        assert!(matches!(
-            s.response(&id, "push.example", err, 1.0),
-            Answer::Counted { count: 1, .. }
-        ));
-        // What gets written carries the count; a reload brings it back.
-        let plan = s.plan_current("romeo").unwrap();
-        assert_eq!(plan.regs[0].errors, 1);
-        let mut t = service(16);
-        t.load("romeo", plan.regs);
-        assert_eq!(t.error_count("romeo", &a), 1);
-        // A result resets it, and asks for the reset to be written.
-        let id = t
-            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
-            .unwrap()[0]
-            .id
-            .clone();
-        assert!(matches!(
-            t.response(&id, "push.example", Response::Result, 1.0),
-            Answer::Delivered { reset: true, .. }
-        ));
-        assert_eq!(t.error_count("romeo", &a), 0);
-    }
-
-    #[test]
-    fn answers_for_an_evicted_user_ask_for_a_load_only_when_they_change_it() {
-        let mut s = PushService::new(
-            "example.com",
-            Config {
-                cache_size: 1,
-                ..Config::default()
-            },
-        );
-        let error = Response::Error {
-            type_: "cancel",
-            condition: "item-not-found",
-        };
-        enable(&mut s, "romeo", "push.example", "a");
-        let [ok, bad] = [first_push_id(&mut s), first_push_id(&mut s)];
-        s.load("juliet", vec![]); // evicts romeo
-                                  // A result changes nothing in a registration without errors: no read.
-        assert!(matches!(
-            s.response(&ok, "push.example", Response::Result, 1.0),
-            Answer::Delivered { reset: false, .. }
-        ));
-        // An error counts against it: read first.
-        assert_eq!(
-            s.response(&bad, "push.example", error.clone(), 1.0),
-            Answer::Load {
-                user: "romeo".into()
-            }
-        );
-        s.forget_user("juliet");
-        enable(&mut s, "romeo", "push.example", "a");
-        assert!(!matches!(
-            s.response(&bad, "push.example", error, 1.0),
-            Answer::Load { .. }
-        ));
-        assert_eq!(s.error_count("romeo", "push.example<a"), 1);
-        // (the count is written back with the unread counts; until then
-        // romeo stays in memory)
-        assert_eq!(s.counts_to_write(), ["romeo"]);
-        let written = s.plan_current("romeo").unwrap();
-        s.commit("romeo", written);
-        // A push to a registration with errors: its result resets them, read first.
-        let reset = first_push_id(&mut s);
-        s.load("juliet", vec![]);
-        assert!(matches!(
-            s.response(&reset, "push.example", Response::Result, 1.0),
-            Answer::Load { .. }
-        ));
-    }
-
-    #[test]
-    fn a_deleted_account_keeps_nothing() {
-        let mut s = service(16);
-        let a = enable(&mut s, "romeo", "push.example", "a");
-        let id = first_push_id(&mut s);
-        let err = Response::Error {
-            type_: "cancel",
-            condition: "gone",
-        };
-        s.response(&id, "push.example", err, 0.0);
-        s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0);
-        assert_eq!(s.pending(), 1);
-        s.forget_user("romeo");
-        assert_eq!(s.error_count("romeo", &a), 0);
-        assert_eq!(s.pending(), 0);
-        assert_eq!(s.registrations("romeo"), Some(&[][..]));
-        s.forget_user("never-loaded");
-        assert_eq!(s.registrations("never-loaded"), Some(&[][..]));
-    }
-
-    #[test]
-    fn muc_mentions_and_bounces() {
-        use crate::muc::{Member, Reference, Wants};
-        let mut s = service(16);
-        // MUC registrations are keyed by the real bare JID.
-        let plan = planned(&mut s, "juliet@example.com", "juliet@example.com", "j");
-        s.commit("juliet@example.com", plan);
-        let msg = StanzaFacts::from_element(
-            &"<message xmlns='jabber:client' type='groupchat' id='g1' from='room@muc.example/Romeo'>\
-              <body>Hi Jürgen</body></message>"
-                .parse()
-                .unwrap(),
-        );
-        let refs = vec![Reference {
-            type_: Some("mention".into()),
-            begin: Some("3".into()),
-            end: Some("9".into()),
-        }];
-        assert_eq!(
-            s.muc_wants("room@muc.example", &msg, refs),
-            Wants::Nicks(vec!["Jürgen".into()])
-        );
-        let member = |joined, setting| Member {
-            jid: "juliet@example.com".into(),
-            joined,
-            outcast: false,
-            setting,
-            nick: Some("Jürgen".into()),
-        };
-        let pings = Pings::default();
-        let push = |s: &mut PushService, m: &[Member]| {
-            s.muc_push("room@muc.example", (&msg, &pings, false), m, 0.0)
-        };
-        // XEP-0492: "never" pushes nothing; "on-mention" this message (its
-        // body names Jürgen); without a setting, as the policy says.
-        assert!(push(&mut s, &[member(false, Some(Level::Never))]).is_empty());
-        assert!(push(&mut s, &[member(true, None)]).is_empty());
-        let pushes = push(&mut s, &[member(false, Some(Level::OnMention))]);
-        assert_eq!(pushes.len(), 1);
-        assert_eq!(pushes[0].1[0].kind, PushKind::Muc);
-        // A ghost's bounce of that message: pushed if the policy would have.
-        let bounced = |body| {
-            s.muc_bounced(
-                "room@muc.example",
-                "g1",
-                "service-unavailable",
-                &["Jürgen"],
-                body,
-            )
-        };
-        // Without the body: important, but no text.
-        let plain = bounced(None).unwrap();
-        assert!(crate::importance::is_important(&plain) && plain.body.is_none());
-        assert_eq!(plain.from.as_deref(), Some("room@muc.example/Romeo"));
-        // The body it echoes counts only if it is the one that was sent.
-        assert_eq!(
-            bounced(Some("Hi Jürgen")).unwrap().body.as_deref(),
-            Some("Hi Jürgen")
-        );
-        let forged = bounced(Some("Your account is locked, log in at evil.example")).unwrap();
-        assert_eq!(forged.body, None);
-        assert!(s
-            .muc_bounced(
-                "room@muc.example",
-                "g1",
-                "service-unavailable",
-                &["Nurse"],
-                None
-            )
-            .is_none());
-        assert!(s
-            .muc_bounced(
-                "room@muc.example",
-                "g1",
-                "not-acceptable",
-                &["Jürgen"],
-                None
-            )
-            .is_none());
-        assert!(s
-            .muc_bounced("room@muc.example", "unknown", "gone", &["Jürgen"], None)
-            .is_none());
-    }
-
-    fn from_juliet(inner: &str) -> StanzaFacts {
+    pub(super) fn from_juliet(inner: &str) -> StanzaFacts {
         facts(&format!(
             "<message xmlns='jabber:client' from='juliet@capulet.example/balcony' \
              to='romeo@example.com' type='chat' id='{}'>{inner}</message>",
@@ -2513,12 +1607,12 @@ mod tests {
         ))
     }
 
-    fn offline(s: &mut PushService, f: &StanzaFacts, now: f64) -> Vec<PushJob> {
+    pub(super) fn offline(s: &mut PushService, f: &StanzaFacts, now: f64) -> Vec<PushJob> {
         s.notify("romeo", Some(f), None, Targets::All, PushKind::Offline, now)
             .unwrap()
     }
 
-    fn nodes(jobs: &[PushJob]) -> Vec<&str> {
+    pub(super) fn nodes(jobs: &[PushJob]) -> Vec<&str> {
         let mut n: Vec<&str> = jobs
             .iter()
             .map(|j| j.registration.node().unwrap())
@@ -2528,10 +1622,10 @@ mod tests {
     }
 
     // XEP-0353 §3, the examples' call.
-    const PROPOSE: &str =
+    pub(super) const PROPOSE: &str =
         "<propose xmlns='urn:xmpp:jingle-message:0' id='ca3cf894-5325-482f-a412-a6e9f832298d'>\
         <description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'/></propose>";
-    const RETRACT: &str =
+    pub(super) const RETRACT: &str =
         "<retract xmlns='urn:xmpp:jingle-message:0' id='ca3cf894-5325-482f-a412-a6e9f832298d'/>";
 
     #[test]
@@ -2585,84 +1679,6 @@ mod tests {
     }
 
     #[test]
-    fn counts_per_registration_drop_when_a_chat_is_read_and_reset_on_connect() {
-        let mut s = service(16);
-        let phone = enable(&mut s, "romeo", "push.example", "phone");
-        let count = |jobs: Vec<PushJob>| jobs[0].summary.message_count;
-        assert_eq!(
-            count(offline(&mut s, &from_juliet("<body>1</body>"), 0.0)),
-            1
-        );
-        assert_eq!(
-            count(offline(&mut s, &from_juliet("<body>2</body>"), 0.0)),
-            2
-        );
-        // Unimportant pushes carry the count and do not add to it.
-        let state = from_juliet("<active xmlns='http://jabber.org/protocol/chatstates'/>");
-        assert_eq!(count(offline(&mut s, &state, 0.0)), 2);
-        let nurse = facts(
-            "<message xmlns='jabber:client' from='nurse@capulet.example/x' type='chat'><body>3</body></message>",
-        );
-        assert_eq!(count(offline(&mut s, &nurse, 0.0)), 3);
-        // In the counts record, not a write of romeo's registrations.
-        assert!(s.counts_to_write().is_empty());
-        let (record, _) = s.counts_record(0.0, true).unwrap();
-        assert!(record.lines().nth(1).unwrap().starts_with("romeo\t"));
-        // XEP-0333 §4: romeo's laptop marks juliet's chat displayed.
-        let displayed = facts(
-            "<message xmlns='jabber:client' from='romeo@example.com/laptop' to='juliet@capulet.example/balcony'>\
-             <displayed xmlns='urn:xmpp:chat-markers:0' id='message-1'/></message>",
-        );
-        let read = s.outgoing("romeo", None, &displayed, 1.0).unwrap();
-        assert_eq!(read.len(), 1);
-        assert_eq!((read[0].kind, count(read.clone())), (PushKind::Read, 1));
-        assert!(!read[0].summary.important());
-        // Read again: nothing dropped, no push.
-        assert!(s
-            .outgoing("romeo", None, &displayed, 1.0)
-            .unwrap()
-            .is_empty());
-        // XEP-0490: the nurse's chat, through MDS.
-        let mds = s
-            .published("romeo", None, crate::NS_MDS, "nurse@capulet.example", 2.0)
-            .unwrap();
-        assert_eq!(count(mds), 0);
-        assert!(s
-            .published("romeo", None, "urn:xmpp:avatar:data", "x", 2.0)
-            .unwrap()
-            .is_empty());
-        assert_eq!(
-            count(offline(&mut s, &from_juliet("<body>4</body>"), 3.0)),
-            1
-        );
-        assert!(s.connected("romeo", &phone));
-        assert_eq!(s.unread("romeo", &phone), 0);
-        offline(&mut s, &from_juliet("<body>5</body>"), 4.0);
-        let plan = s.plan_current("romeo").unwrap();
-        assert_eq!(plan.regs[0].counts.total(), 1);
-        // What the pushes carry has no counts (push_info stays as stored by the reference).
-        assert!(offline(&mut s, &from_juliet("<body>6</body>"), 4.0)[0]
-            .registration
-            .counts
-            .is_empty());
-    }
-
-    #[test]
-    fn important_messages_count_without_a_placeholder_body() {
-        let mut s = PushService::new(
-            "example.com",
-            Config {
-                important_body: String::new(),
-                ..Config::default()
-            },
-        );
-        enable(&mut s, "romeo", "push.example", "phone");
-        let jobs = offline(&mut s, &from_juliet("<body>1</body>"), 0.0);
-        assert_eq!(jobs[0].summary.body, None);
-        assert_eq!(jobs[0].summary.message_count, 1);
-    }
-
-    #[test]
     fn a_sender_not_in_memory_is_loaded_only_for_a_marker_or_a_call() {
         let mut s = service(16);
         let plain = facts(
@@ -2682,137 +1698,6 @@ mod tests {
             s.outgoing("romeo", None, &displayed, 0.0).map(|j| j.len()),
             Some(0)
         );
-    }
-
-    #[test]
-    fn counts_changed_while_a_plan_was_written_are_kept() {
-        let mut s = service(16);
-        enable(&mut s, "romeo", "push.example", "phone");
-        let plan = s.plan_current("romeo").unwrap();
-        offline(&mut s, &from_juliet("<body>1</body>"), 0.0);
-        s.commit("romeo", plan); // written before the message counted
-        assert_eq!(s.registrations("romeo").unwrap()[0].counts.total(), 1);
-        assert!(
-            s.counts_to_write().is_empty(),
-            "no write of romeo's for a count"
-        );
-    }
-
-    /// A user pushed once each, with a cache of 4: every count is kept
-    /// (none pins its user in memory, none costs a write of the user's
-    /// registrations), comes back with its user, and is in the one counts
-    /// record a restart reads.
-    #[test]
-    fn counts_of_users_leaving_memory_are_kept_and_come_back_with_them() {
-        let mut s = PushService::new(
-            "example.com",
-            Config {
-                cache_size: 4,
-                ..Config::default()
-            },
-        );
-        let mut stored = Vec::new();
-        for i in 0..40 {
-            let user = format!("user{i}");
-            enable(&mut s, &user, "push.example", &user);
-            stored.push(s.plan_current(&user).unwrap().regs);
-            let jobs = s
-                .notify(
-                    &user,
-                    Some(&chat()),
-                    None,
-                    Targets::All,
-                    PushKind::Offline,
-                    0.0,
-                )
-                .unwrap();
-            assert_eq!(jobs.len(), 1);
-            assert!(
-                s.loaded_users() <= 4,
-                "{} users in memory",
-                s.loaded_users()
-            );
-            assert!(s.counts_to_write().is_empty());
-        }
-        assert_eq!(s.counts_kept().0, 36);
-        let (record, serial) = s.counts_record(0.0, true).unwrap();
-        assert_eq!(record.lines().count(), 41);
-        s.counts_record_written(serial);
-        assert!(
-            s.counts_record(1e9, true).is_none(),
-            "nothing changed since"
-        );
-        // user0 comes back: its count with it.
-        let jobs = {
-            s.load("user0", stored[0].clone());
-            s.notify(
-                "user0",
-                Some(&chat()),
-                None,
-                Targets::All,
-                PushKind::Offline,
-                1.0,
-            )
-            .unwrap()
-        };
-        assert_eq!(jobs[0].summary.message_count, 2);
-        // A restart: the record read, the registrations' own counts (none
-        // now) are not.
-        let mut after = PushService::new("example.com", Config::default());
-        assert_eq!(after.read_counts_record(Some(&record)), 40);
-        let mut regs = stored[5].clone();
-        regs[0]
-            .counts
-            .add_n(crate::counts::chat_key("old@example.com"), 7);
-        after.load("user5", regs);
-        let id = after.registrations("user5").unwrap()[0]
-            .identifier()
-            .to_owned();
-        assert_eq!(after.unread("user5", &id), 1);
-        // Without a counts record (the module ran without one), the
-        // records' counts are taken.
-        let mut first = PushService::new("example.com", Config::default());
-        assert_eq!(first.read_counts_record(None), 0);
-        let mut regs = stored[6].clone();
-        regs[0]
-            .counts
-            .add_n(crate::counts::chat_key("old@example.com"), 7);
-        first.load("user6", regs);
-        assert_eq!(first.unread("user6", "push.example<user6"), 7);
-    }
-
-    #[test]
-    fn the_counts_record_is_written_at_most_once_an_interval() {
-        let mut s = PushService::new("example.com", Config::default());
-        let interval = s.counts_write_interval() as f64;
-        assert!(s.counts_record(1000.0, false).is_none(), "nothing changed");
-        enable(&mut s, "romeo", "push.example", "phone");
-        let push = |s: &mut PushService, t: f64| {
-            s.notify(
-                "romeo",
-                Some(&chat()),
-                None,
-                Targets::All,
-                PushKind::Offline,
-                t,
-            )
-            .unwrap();
-        };
-        push(&mut s, 1000.0);
-        let (_, serial) = s.counts_record(1000.0, false).unwrap();
-        s.counts_record_written(serial);
-        push(&mut s, 1010.0);
-        assert!(s.counts_record(1000.0 + interval - 1.0, false).is_none());
-        let (record, serial) = s.counts_record(1000.0 + interval, false).unwrap();
-        assert!(record.contains(" 2\n"));
-        // (a record that never got written is made again next time)
-        push(&mut s, 1000.0 + interval + 1.0);
-        assert!(
-            s.counts_record(1000.0 + interval + 2.0, true).is_some(),
-            "forced"
-        );
-        s.counts_record_written(serial);
-        assert_eq!(s.counts_tick(), 5);
     }
 
     #[test]
@@ -2858,33 +1743,6 @@ mod tests {
         );
         s.outgoing("romeo", None, &displayed, 302.0);
         assert!(s.retries_due(400.0).is_empty());
-    }
-
-    #[test]
-    fn without_counts_the_app_server_learns_no_count_and_no_read() {
-        let mut s = PushService::new(
-            "example.com",
-            Config {
-                with_counts: false,
-                ..Config::default()
-            },
-        );
-        enable(&mut s, "romeo", "push.example", "phone");
-        let said = StanzaFacts::from_element(&JULIET_SAYS.parse().unwrap());
-        for _ in 0..3 {
-            let jobs = offline(&mut s, &said, 0.0);
-            assert_eq!(jobs[0].summary.message_count, 1, "as the reference");
-        }
-        assert!(
-            s.counts_to_write().is_empty(),
-            "nothing counted, nothing to write"
-        );
-        let read = s.published("romeo", None, crate::NS_MDS, "juliet@capulet.lit", 1.0);
-        assert!(read.unwrap().is_empty());
-        let sub = s
-            .subscription_request("romeo", "nurse@c.lit", 2, false, None, &[], 2.0)
-            .unwrap();
-        assert_eq!(sub[0].summary.pending_subscriptions, None);
     }
 
     #[test]

@@ -140,3 +140,120 @@ impl PushService {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::*;
+    use super::*;
+
+    #[test]
+    fn a_big_room_asks_about_the_few_users_with_push_not_its_members() {
+        use crate::muc::{Policy, Wants, KNOWN_WALK};
+        let mut s = PushService::new(
+            "conference.example.com",
+            Config {
+                muc_policy: Policy::All,
+                ..Config::default()
+            },
+        );
+        let said = StanzaFacts::from_element(
+            &"<message xmlns='jabber:client' type='groupchat' from='r@c/n' id='x'><body>hi</body></message>"
+                .parse()
+                .unwrap(),
+        );
+        // Who has registrations not known yet: the room's members are walked.
+        assert_eq!(s.muc_wants("r@c", &said, vec![]), Wants::Members);
+        s.note_known("juliet@example.com");
+        s.known_complete();
+        assert_eq!(s.muc_wants("r@c", &said, vec![]), Wants::Known);
+        // Many users with registrations: the walk again.
+        for i in 0..KNOWN_WALK {
+            s.note_known(&format!("u{i}@example.com"));
+        }
+        assert_eq!(s.muc_wants("r@c", &said, vec![]), Wants::Members);
+    }
+
+    #[test]
+    fn muc_mentions_and_bounces() {
+        use crate::muc::{Member, Reference, Wants};
+        let mut s = service(16);
+        // MUC registrations are keyed by the real bare JID.
+        let plan = planned(&mut s, "juliet@example.com", "juliet@example.com", "j");
+        s.commit("juliet@example.com", plan);
+        let msg = StanzaFacts::from_element(
+            &"<message xmlns='jabber:client' type='groupchat' id='g1' from='room@muc.example/Romeo'>\
+              <body>Hi Jürgen</body></message>"
+                .parse()
+                .unwrap(),
+        );
+        let refs = vec![Reference {
+            type_: Some("mention".into()),
+            begin: Some("3".into()),
+            end: Some("9".into()),
+        }];
+        assert_eq!(
+            s.muc_wants("room@muc.example", &msg, refs),
+            Wants::Nicks(vec!["Jürgen".into()])
+        );
+        let member = |joined, setting| Member {
+            jid: "juliet@example.com".into(),
+            joined,
+            outcast: false,
+            setting,
+            nick: Some("Jürgen".into()),
+        };
+        let pings = Pings::default();
+        let push = |s: &mut PushService, m: &[Member]| {
+            s.muc_push("room@muc.example", (&msg, &pings, false), m, 0.0)
+        };
+        // XEP-0492: "never" pushes nothing; "on-mention" this message (its
+        // body names Jürgen); without a setting, as the policy says.
+        assert!(push(&mut s, &[member(false, Some(Level::Never))]).is_empty());
+        assert!(push(&mut s, &[member(true, None)]).is_empty());
+        let pushes = push(&mut s, &[member(false, Some(Level::OnMention))]);
+        assert_eq!(pushes.len(), 1);
+        assert_eq!(pushes[0].1[0].kind, PushKind::Muc);
+        // A ghost's bounce of that message: pushed if the policy would have.
+        let bounced = |body| {
+            s.muc_bounced(
+                "room@muc.example",
+                "g1",
+                "service-unavailable",
+                &["Jürgen"],
+                body,
+            )
+        };
+        // Without the body: important, but no text.
+        let plain = bounced(None).unwrap();
+        assert!(crate::importance::is_important(&plain) && plain.body.is_none());
+        assert_eq!(plain.from.as_deref(), Some("room@muc.example/Romeo"));
+        // The body it echoes counts only if it is the one that was sent.
+        assert_eq!(
+            bounced(Some("Hi Jürgen")).unwrap().body.as_deref(),
+            Some("Hi Jürgen")
+        );
+        let forged = bounced(Some("Your account is locked, log in at evil.example")).unwrap();
+        assert_eq!(forged.body, None);
+        assert!(s
+            .muc_bounced(
+                "room@muc.example",
+                "g1",
+                "service-unavailable",
+                &["Nurse"],
+                None
+            )
+            .is_none());
+        assert!(s
+            .muc_bounced(
+                "room@muc.example",
+                "g1",
+                "not-acceptable",
+                &["Jürgen"],
+                None
+            )
+            .is_none());
+        assert!(s
+            .muc_bounced("room@muc.example", "unknown", "gone", &["Jürgen"], None)
+            .is_none());
+    }
+}

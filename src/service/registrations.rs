@@ -230,3 +230,202 @@ impl PushService {
         Some(plan)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::*;
+    use super::*;
+
+    #[test]
+    fn reconnecting_devices_find_their_registration() {
+        let mut s = service(16);
+        let mut enable_as = |node: &str, client_id: Option<&str>, resource: &str| {
+            let who = Requester {
+                bare_jid: "romeo@example.com".into(),
+                client_id: client_id.map(Into::into),
+                resource: Some(resource.into()),
+                ..Default::default()
+            };
+            let req = EnableRequest {
+                jid: Some("push.example".into()),
+                node: Some(node.into()),
+                ..Default::default()
+            };
+            let reg = s.enable_request(req, &who, 1.0).unwrap();
+            if !s.is_loaded("romeo") {
+                s.load("romeo", vec![]);
+            }
+            let plan = s.plan_enable("romeo", reg, None).unwrap();
+            s.commit("romeo", plan);
+        };
+        enable_as("by-resource", None, "phone");
+        enable_as("by-client-id", Some("c-1"), "tablet");
+        let found = |s: &PushService, c: Option<&str>, r: Option<&str>| {
+            s.reattach("romeo", c, r)
+                .map(|r| r.node().map(str::to_owned).unwrap())
+        };
+        assert_eq!(
+            found(&s, None, Some("phone")).as_deref(),
+            Some("by-resource")
+        );
+        // The SASL2 client id wins, whatever the resource.
+        assert_eq!(
+            found(&s, Some("c-1"), Some("other")).as_deref(),
+            Some("by-client-id")
+        );
+        // A client id never matches a record stored by resource, nor the reverse.
+        assert_eq!(found(&s, Some("c-2"), Some("phone")), None);
+        assert_eq!(found(&s, None, Some("tablet")), None);
+        assert_eq!(found(&s, None, None), None);
+        assert_eq!(s.reattach("juliet", None, Some("phone")), None);
+    }
+
+    #[test]
+    fn app_servers_end_their_own_registrations_only() {
+        let mut s = service(16);
+        enable(&mut s, "romeo", "push.example", "n1");
+        enable(&mut s, "romeo", "push.example", "n2");
+        enable(&mut s, "romeo", "other.example", "n1");
+        let none = |jid: &str| vec![(jid.to_owned(), "none".to_owned())];
+        // XEP-0357 §7's example shape: the node's affiliation for the user goes to none.
+        let plan = s
+            .remote_disable(
+                "romeo",
+                "push.example",
+                Some("n1"),
+                &none("romeo@example.com"),
+            )
+            .unwrap();
+        assert_eq!(plan.removed, ["push.example<n1"]);
+        assert_eq!(plan.regs.len(), 2);
+        // Not the registered app server, another user, another affiliation, unknown node.
+        assert!(s
+            .remote_disable(
+                "romeo",
+                "evil.example",
+                Some("n2"),
+                &none("romeo@example.com")
+            )
+            .is_none());
+        assert!(s
+            .remote_disable(
+                "romeo",
+                "push.example",
+                Some("n2"),
+                &none("juliet@example.com")
+            )
+            .is_none());
+        let member = vec![("romeo@example.com".to_owned(), "member".to_owned())];
+        assert!(s
+            .remote_disable("romeo", "push.example", Some("n2"), &member)
+            .is_none());
+        assert!(s
+            .remote_disable(
+                "romeo",
+                "push.example",
+                Some("n9"),
+                &none("romeo@example.com")
+            )
+            .is_none());
+    }
+
+    #[test]
+    fn not_loaded_means_none() {
+        let mut s = service(16);
+        assert!(s
+            .notify(
+                "romeo",
+                Some(&chat()),
+                None,
+                Targets::All,
+                PushKind::Offline,
+                0.0
+            )
+            .is_none());
+        s.load("romeo", vec![]);
+        assert_eq!(
+            s.notify(
+                "romeo",
+                Some(&chat()),
+                None,
+                Targets::All,
+                PushKind::Offline,
+                0.0
+            )
+            .unwrap()
+            .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn disable_forgets_pending_and_errors() {
+        let mut s = service(16);
+        let ident = enable(&mut s, "romeo", "push.example", "a");
+        let id = first_push_id(&mut s);
+        let plan = s
+            .plan_disable("romeo", Some("push.example"), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(plan.removed, vec![ident]);
+        s.commit("romeo", plan);
+        assert_eq!(s.pending(), 0);
+        assert_eq!(
+            s.response(&id, "push.example", Response::Result, 0.0),
+            Answer::NotOurs
+        );
+        assert!(s.plan_disable("romeo", None, None).is_err());
+    }
+
+    #[test]
+    fn error_counts_live_in_the_records() {
+        let mut s = service(16);
+        let a = enable(&mut s, "romeo", "push.example", "a");
+        let id = first_push_id(&mut s);
+        let err = Response::Error {
+            type_: "cancel",
+            condition: "item-not-found",
+        };
+        assert!(matches!(
+            s.response(&id, "push.example", err, 1.0),
+            Answer::Counted { count: 1, .. }
+        ));
+        // What gets written carries the count; a reload brings it back.
+        let plan = s.plan_current("romeo").unwrap();
+        assert_eq!(plan.regs[0].errors, 1);
+        let mut t = service(16);
+        t.load("romeo", plan.regs);
+        assert_eq!(t.error_count("romeo", &a), 1);
+        // A result resets it, and asks for the reset to be written.
+        let id = t
+            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
+            .unwrap()[0]
+            .id
+            .clone();
+        assert!(matches!(
+            t.response(&id, "push.example", Response::Result, 1.0),
+            Answer::Delivered { reset: true, .. }
+        ));
+        assert_eq!(t.error_count("romeo", &a), 0);
+    }
+
+    #[test]
+    fn a_deleted_account_keeps_nothing() {
+        let mut s = service(16);
+        let a = enable(&mut s, "romeo", "push.example", "a");
+        let id = first_push_id(&mut s);
+        let err = Response::Error {
+            type_: "cancel",
+            condition: "gone",
+        };
+        s.response(&id, "push.example", err, 0.0);
+        s.notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0);
+        assert_eq!(s.pending(), 1);
+        s.forget_user("romeo");
+        assert_eq!(s.error_count("romeo", &a), 0);
+        assert_eq!(s.pending(), 0);
+        assert_eq!(s.registrations("romeo"), Some(&[][..]));
+        s.forget_user("never-loaded");
+        assert_eq!(s.registrations("never-loaded"), Some(&[][..]));
+    }
+}

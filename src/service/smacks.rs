@@ -122,3 +122,192 @@ impl PushService {
         self.batches.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::*;
+    use super::*;
+
+    #[test]
+    fn a_waiting_smacks_batch_keeps_its_user_loaded() {
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                cache_size: 2,
+                ..Config::default()
+            },
+        );
+        let id = enable(&mut s, "romeo", "push.example", "n");
+        let added = s
+            .smacks_add("romeo@example.com/phone", "romeo", &id, chat(), "k1")
+            .added;
+        assert_eq!(added, Added::Opened);
+        // Within the coalescing window, other users fill the cache.
+        for i in 0..5 {
+            s.load(&format!("user{i}"), vec![]);
+        }
+        assert!(s.is_loaded("romeo"));
+        let Flushed { important, .. } = s.smacks_flush("romeo@example.com/phone", 1.0).unwrap();
+        assert_eq!(important.len(), 1, "the batch was lost");
+        // Sent: romeo may go like anyone else, his unread count kept.
+        let stored = s.plan_current("romeo").unwrap().regs;
+        for i in 5..10 {
+            s.load(&format!("user{i}"), vec![]);
+        }
+        assert!(!s.is_loaded("romeo"));
+        assert_eq!(s.counts_kept().0, 1);
+        // Read back from the store (the record has no count): it is his.
+        let stored = stored
+            .into_iter()
+            .map(|mut r| {
+                r.counts = Default::default();
+                r
+            })
+            .collect();
+        s.load("romeo", stored);
+        assert_eq!(s.unread("romeo", &id), 1);
+        assert_eq!(s.counts_kept().0, 0);
+    }
+
+    #[test]
+    fn the_last_wake_up_before_expiry() {
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                wake_before_expiry: 60,
+                ..Config::default()
+            },
+        );
+        assert_eq!(s.wake_delay(600.0), Some(540.0));
+        assert_eq!(s.wake_delay(60.0), None);
+        assert_eq!(s.wake_delay(30.0), None);
+        let id = enable(&mut s, "romeo", "push.example", "phone");
+        enable(&mut s, "romeo", "push.example", "tablet");
+        let jobs = s.wake("romeo", &id, 0.0);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].registration.identifier(), id);
+        assert!(!jobs[0].summary.important() && !jobs[0].wakes);
+        assert_eq!(jobs[0].kind, PushKind::Wake);
+        let off = PushService::new(
+            "example.com",
+            Config {
+                wake_before_expiry: 0,
+                ..Config::default()
+            },
+        );
+        assert_eq!(off.wake_delay(600.0), None);
+    }
+
+    #[test]
+    fn hibernation_extension() {
+        let s = service(16);
+        assert_eq!(s.extended_hibernation(600.0), Some(259_200.0));
+        assert_eq!(s.extended_hibernation(300_000.0), None);
+    }
+
+    #[test]
+    fn smacks_batches_coalesce_and_cancel() {
+        let mut s = service(16);
+        let a = enable(&mut s, "romeo", "push.example", "a");
+        let receipt = facts(
+            "<message xmlns='jabber:client' type='chat'><received xmlns='urn:xmpp:receipts' id='r'/></message>",
+        );
+        assert_eq!(
+            s.smacks_add("s1", "romeo", &a, chat(), "k1").added,
+            Added::Opened
+        );
+        assert_eq!(
+            s.smacks_add("s1", "romeo", &a, chat(), "k2").added,
+            Added::Joined
+        );
+        assert_eq!(
+            s.smacks_add("s1", "romeo", &a, receipt.clone(), "k3").added,
+            Added::Joined
+        );
+        assert_eq!(
+            s.smacks_add("s1", "romeo", &a, chat(), "k1").added,
+            Added::Nothing
+        );
+        let Flushed {
+            user,
+            important,
+            unimportant,
+        } = s.smacks_flush("s1", 0.0).unwrap();
+        assert_eq!(user, "romeo");
+        // one push for the important stanzas, one for the rest
+        assert_eq!((important.len(), unimportant.len()), (1, 1));
+        assert!(important[0].summary.important() && !unimportant[0].summary.important());
+        assert!(
+            important[0].registration.identifier() == a
+                && unimportant[0].registration.identifier() == a
+        );
+        assert!(s.smacks_flush("s1", 0.0).is_none());
+        // Pushed stanzas are not pushed again; a cancelled batch's may be.
+        assert_eq!(
+            s.smacks_add("s1", "romeo", &a, chat(), "k2").added,
+            Added::Nothing
+        );
+        assert_eq!(
+            s.smacks_add("s1", "romeo", &a, chat(), "k4").added,
+            Added::Opened
+        );
+        assert!(s.smacks_cancel("s1"));
+        assert_eq!(s.batches(), 0);
+        assert_eq!(
+            s.smacks_add("s1", "romeo", &a, chat(), "k4").added,
+            Added::Opened
+        );
+        let Flushed {
+            important,
+            unimportant,
+            ..
+        } = s.smacks_flush("s1", 0.0).unwrap();
+        assert_eq!((important.len(), unimportant.len()), (1, 0));
+        assert!(important[0].wakes);
+    }
+
+    #[test]
+    fn smacks_slots_follow_the_stanza_not_the_summary() {
+        // Without a placeholder body no summary is important, yet the
+        // batch's important stanza still goes out of slot 0 (its push is
+        // the one whose original_stanza is that stanza).
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                important_body: String::new(),
+                ..Config::default()
+            },
+        );
+        let a = enable(&mut s, "romeo", "push.example", "a");
+        s.smacks_add("s1", "romeo", &a, chat(), "k1");
+        let Flushed {
+            important,
+            unimportant,
+            ..
+        } = s.smacks_flush("s1", 0.0).unwrap();
+        assert_eq!((important.len(), unimportant.len()), (1, 0));
+        assert!(!important[0].summary.important());
+    }
+
+    #[test]
+    fn unimportant_pushes_do_not_wake_unless_importance_is_off() {
+        let mut s = service(16);
+        enable(&mut s, "romeo", "push.example", "a");
+        let jobs = s
+            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
+            .unwrap();
+        assert!(!jobs[0].wakes);
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                important_body: String::new(),
+                ..Config::default()
+            },
+        );
+        enable(&mut s, "romeo", "push.example", "a");
+        let jobs = s
+            .notify("romeo", None, None, Targets::All, PushKind::Offline, 0.0)
+            .unwrap();
+        assert!(jobs[0].wakes);
+    }
+}
