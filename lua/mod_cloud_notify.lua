@@ -197,8 +197,7 @@ end
 local function push_enable(origin, stanza, user)
 	local push_info, identifier = push.enable(origin, origin, stanza, user);
 	if push_info then
-		core:retry_cancel(user, identifier); -- the device is here
-		core:connected(user, identifier); -- nothing is unread for it
+		core:device_here(user, identifier); -- (no retry, nothing unread or held)
 		origin.push_identifier = identifier;
 		origin.push_settings = push_info;
 		origin.first_hibernated_push = nil;
@@ -220,8 +219,7 @@ if core:push2() then
 	hook("iq-set/self/"..xmlns_push2..":enable", user_iq(function(origin, stanza, user)
 		local identifier = push.enable2(origin, stanza, user);
 		if identifier then
-			core:retry_cancel(user, identifier); -- the device is here
-			core:connected(user, identifier);
+			core:device_here(user, identifier);
 			origin.push2_identifier = identifier;
 			if not origin.push_identifier or origin.push_identifier:match("^push2:") then
 				origin.push_identifier, origin.push_settings = identifier, nil;
@@ -306,8 +304,7 @@ hook("resource-bind", function(event)
 		end
 		session.push_identifier, session.push_settings = identifier, push_info;
 		session.first_hibernated_push = nil;
-		core:retry_cancel(user, identifier); -- the device is here
-		core:connected(user, identifier);
+		core:device_here(user, identifier);
 		session.log("debug", "Push registration %s re-attached to this session", identifier);
 	end
 end);

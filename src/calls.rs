@@ -94,7 +94,7 @@ impl Default for Calls {
 
 /// The share a caller's JID counts against ([`crate::quota::share`]).
 fn domain(jid: &str) -> &str {
-    let bare = jid.split('/').next().unwrap_or(jid);
+    let bare = crate::bare(jid);
     crate::quota::share(bare.rsplit('@').next().unwrap_or(bare))
 }
 

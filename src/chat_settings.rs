@@ -123,7 +123,7 @@ pub fn from_conference(conference: &Element) -> Option<RoomSetting> {
 
 /// A room's key: its bare JID, lower-cased (JIDs compare so), digested.
 fn room_key(room: &str) -> u64 {
-    let bare = room.split('/').next().unwrap_or(room);
+    let bare = crate::bare(room);
     crate::ids::digest(&[&bare.to_ascii_lowercase()])
 }
 
@@ -239,7 +239,7 @@ pub fn mentions(
     nick: Option<&str>,
     room: &str,
 ) -> bool {
-    let occupant = nick.map(|n| format!("{}/{n}", room.split('/').next().unwrap_or(room)));
+    let occupant = nick.map(|n| format!("{}/{n}", crate::bare(room)));
     let is_them = |jid: &str| {
         let jid = jid.strip_prefix("xmpp:").unwrap_or(jid);
         jid.eq_ignore_ascii_case(user_jid) || occupant.as_deref() == Some(jid)

@@ -87,7 +87,7 @@ pub fn archive_key(archive_id: &str) -> String {
 
 /// The local part of a JID (`user` of `user@host/resource`), if any.
 pub fn jid_node(jid: &str) -> Option<&str> {
-    let bare = jid.split('/').next().unwrap_or(jid);
+    let bare = crate::bare(jid);
     bare.split_once('@')
         .map(|(node, _)| node)
         .filter(|n| !n.is_empty())

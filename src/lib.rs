@@ -10,6 +10,11 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+/// A JID without its resource (what precedes the first `/`).
+pub fn bare(jid: &str) -> &str {
+    jid.split('/').next().unwrap_or(jid)
+}
+
 pub mod bounded;
 pub mod calls;
 pub mod chat_settings;

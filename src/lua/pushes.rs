@@ -17,6 +17,7 @@
 //! | `core:next_retry_in(now)` | seconds, or nil |
 //! | `core:after_holding(now)` | seconds until the retries' timer must run if the last event held a push back, else nil (at once) |
 //! | `core:retry_cancel(user, identifier)` | whether a retry was waiting (the device connected) |
+//! | `core:device_here(user, identifier)` | nothing: the device enabled, or a session re-attached it (its retry is moot, nothing is unread or held for it) |
 //! | `core:wake(user, identifier, now)` | `events` (the wake-up push) |
 //! | `core:cancel(push_id)` | nothing (a handler blocked the push) |
 //! | `core:handler_failed(push_kind, now)` | `nil` (count it only), or the number of failures of that kind not logged since the last line (log it) |
@@ -40,6 +41,7 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method("next_retry_in", next_retry_in);
     m.add_method_mut("after_holding", after_holding);
     m.add_method_mut("retry_cancel", retry_cancel);
+    m.add_method_mut("device_here", device_here);
     m.add_method_mut("wake", wake);
     m.add_method_mut("cancel", cancel);
     m.add_method_mut("handler_failed", handler_failed);
@@ -176,6 +178,11 @@ fn next_retry_in(_: &Lua, this: &Core, now: f64) -> Result<Option<f64>> {
 
 fn after_holding(_: &Lua, this: &mut Core, now: f64) -> Result<Option<f64>> {
     Ok(this.service.after_holding(now))
+}
+
+fn device_here(_: &Lua, this: &mut Core, (user, identifier): (String, String)) -> Result<()> {
+    this.service.device_here(&user, &identifier);
+    Ok(())
 }
 
 fn retry_cancel(_: &Lua, this: &mut Core, (user, identifier): (String, String)) -> Result<bool> {

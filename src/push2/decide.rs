@@ -55,9 +55,7 @@ pub struct Context<'a> {
     pub active_within: &'a dyn Fn(f64) -> bool,
 }
 
-fn bare(jid: &str) -> &str {
-    jid.split('/').next().unwrap_or(jid)
-}
+use crate::bare;
 
 fn host(jid: &str) -> &str {
     let bare = bare(jid);

@@ -171,10 +171,7 @@ impl PayloadIds {
     }
 }
 
-/// The bare part of a JID.
-fn bare(jid: &str) -> &str {
-    jid.split('/').next().unwrap_or(jid)
-}
+use crate::bare;
 
 /// The chat a message counts in: its sender's bare JID (a room's, for a
 /// room message), as a [`crate::counts::chat_key`]; the "other chats"
@@ -194,6 +191,13 @@ struct Setup {
     graced: bool,
     /// The summary a held push keeps (bounded).
     kept: Option<Summary>,
+}
+
+/// Whether a push of `summary` ends a hibernated session's extended
+/// timeout: it is important, or importance is not told apart (no
+/// placeholder body).
+fn wakes(config: &Config, summary: &Summary) -> bool {
+    summary.important() || config.important_body.is_empty()
 }
 
 fn chat_of(msg: &StanzaFacts) -> u64 {
@@ -621,7 +625,7 @@ impl PushService {
         summary: &Summary,
         made: &Option<Origin>,
     ) -> Setup {
-        let wakes = summary.important() || self.config.important_body.is_empty();
+        let wakes = wakes(&self.config, summary);
         // What handlers get as `original_stanza` now (`made`, else the
         // event's own) and what a release or a retry will get (`keep`).
         let push2 = self
@@ -880,7 +884,7 @@ impl PushService {
             else {
                 continue;
             };
-            let wakes = retry.summary.important() || self.config.important_body.is_empty();
+            let wakes = wakes(&self.config, &retry.summary);
             let origin = retry.origin.unwrap_or_else(|| to_user(&self.host, &user));
             let job = new_job(
                 &mut self.payloads,
@@ -933,7 +937,7 @@ impl PushService {
             }
             let origin = origin.unwrap_or_else(|| to_user(&self.host, &held.user));
             summary.message_count = message_count(held.kind, reg, self.config.with_counts);
-            let wakes = summary.important() || self.config.important_body.is_empty();
+            let wakes = wakes(&self.config, &summary);
             let kind = (held.kind, wakes);
             let job = new_job(&mut self.payloads, reg, summary, kind, Some(origin.clone()));
             if counted {
@@ -966,6 +970,14 @@ impl PushService {
     /// The device of a registration connected: its retry is moot.
     pub fn retry_cancel(&mut self, user: &str, identifier: &str) -> bool {
         self.retries.cancel(user, identifier)
+    }
+
+    /// The device of a registration is here (it enabled, or bound a
+    /// session that re-attached it): its retry is moot, nothing is unread
+    /// for it, nothing held for it is pushed.
+    pub fn device_here(&mut self, user: &str, identifier: &str) {
+        self.retry_cancel(user, identifier);
+        self.connected(user, identifier);
     }
 
     /// The last error an app server answered for a registration: its
