@@ -18,15 +18,14 @@ local lib = module:require "cloud_notify";
 local xmlns_push = "urn:xmpp:push:0";
 local xmlns_push2 = "urn:xmpp:push2:0";
 
--- Stanzas queued for a hibernated (or unresponsive) smacks session within
--- this many seconds give one push (one important, one not).
-local coalesce_delay = 1;
-
 local options = lib.options();
 local push = lib.new(options);
 push.scan_known(); -- (which users have registrations: the others cost no read)
 push.read_counts(); -- (the unread counts, as the last run left them)
 local core, load_user, write_plan, dispatch, handle = push.core, push.load_user, push.write_plan, push.dispatch, push.handle;
+-- Stanzas queued for a hibernated (or unresponsive) smacks session within
+-- this many seconds give one push (one important, one not): the core's rule.
+local coalesce_delay = core:coalesce_delay();
 local push_store = push.store;
 -- Every handler fails open (see push.fail_open).
 local hook = push.hook;

@@ -6,6 +6,10 @@
 //! the keys it took, so a cancelled batch can give them back. Memory per
 //! batch is bounded, and so is the number of batches.
 
+/// Seconds a session's batch gathers stanzas before it is pushed: the
+/// stanzas a hibernated session is sent within this window give one push.
+pub const DELAY: f64 = 1.0;
+
 use crate::bounded::PerUser;
 use crate::facts::StanzaFacts;
 use std::collections::HashMap;

@@ -15,6 +15,7 @@
 //! | `core:smacks_cancel(session)` | whether a batch was waiting (dropped unsent) |
 //! | `core:extended_hibernation(smacks_timeout)` | the timeout to hibernate for, or nil |
 //! | `core:wake_delay(hibernation_timeout)` | seconds until the wake-up push, or nil |
+//! | `core:coalesce_delay()` | seconds a session's batch gathers stanzas before its push |
 
 use super::convert::{pings_of, str_field, table_field};
 use super::object::{BatchObjects, Core};
@@ -29,6 +30,9 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("smacks_cancel", smacks_cancel);
     m.add_method("extended_hibernation", extended_hibernation);
     m.add_method("wake_delay", wake_delay);
+    m.add_method("coalesce_delay", |_, _: &Core, ()| {
+        Ok(crate::coalesce::DELAY)
+    });
 }
 
 /// What `smacks_add` says to the shim.
