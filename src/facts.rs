@@ -86,6 +86,7 @@ pub fn archive_key(archive_id: &str) -> String {
 }
 
 /// The local part of a JID (`user` of `user@host/resource`), if any.
+#[cfg(test)]
 pub fn jid_node(jid: &str) -> Option<&str> {
     let bare = crate::bare(jid);
     bare.split_once('@')

@@ -180,6 +180,7 @@ impl Registry {
     /// Takes what the store holds for a user. More than `max_devices`
     /// (the admin lowered it) are trimmed to the newest; the trimmed
     /// identifiers are returned so the caller can write the trimmed set.
+    #[cfg(test)]
     pub fn load(&mut self, user: &str, regs: Vec<Registration>) -> Vec<String> {
         self.load_with(user, regs, |_| false)
     }
@@ -199,6 +200,7 @@ impl Registry {
 
     /// Stores the user's registrations in memory, as written to the store
     /// (in any order: they are kept oldest first).
+    #[cfg(test)]
     pub fn commit(&mut self, user: &str, regs: Vec<Registration>) {
         self.commit_with(user, regs, |_| false)
     }

@@ -7,7 +7,7 @@
 //! [`crate::service`]).
 
 use crate::coalesce::Added;
-use crate::notification::{notification, publish_iq, Summary};
+use crate::notification::{notification, Summary};
 use crate::origin::Origin;
 use crate::registration::Registration;
 use minidom::Element;
@@ -207,8 +207,9 @@ impl PushJob {
 
     /// The publish IQ to send, from `host` (see [`publish_iq`]; the binding
     /// writes the same shape straight into Lua, without building it).
+    #[cfg(test)]
     pub fn iq(&self, host: &str) -> Element {
-        publish_iq(host, &self.id, &self.registration, self.payload())
+        crate::notification::publish_iq(host, &self.id, &self.registration, self.payload())
     }
 }
 

@@ -123,6 +123,7 @@ impl PushService {
     }
 
     /// Seconds between writes of the changed unread counts.
+    #[cfg(test)]
     pub fn counts_write_interval(&self) -> u64 {
         self.config.counts_write_interval
     }
