@@ -60,9 +60,10 @@ pub struct Registration {
     /// since when its app server has been unreachable (route failures and
     /// unanswered pushes, no result since).
     pub health: Health,
-    /// A Push 2.0 registration's settings (`jid` is then its service);
+    /// A Push 2.0 registration's settings (`jid` is then its service;
+    /// shared: a push's copy of the registration costs no deep copy);
     /// `None`: an XEP-0357 one.
-    pub push2: Option<Box<crate::push2::Push2>>,
+    pub push2: Option<std::rc::Rc<crate::push2::Push2>>,
 }
 
 /// A registration's reachability, in memory only (a restart starts it
@@ -103,7 +104,7 @@ impl Registration {
             },
             timestamp,
         );
-        reg.push2 = Some(Box::new(settings));
+        reg.push2 = Some(std::rc::Rc::new(settings));
         reg
     }
 
