@@ -835,6 +835,33 @@ describe("mod_cloud_notify", function()
 		assert.equal(0, m.sent and #m.sent);
 	end);
 
+	it("enables Push 2.0 in mod_push2's store and sends a notification message", function()
+		local enable = st.iq({ type = "set", id = "p2", from = romeo.full_jid })
+			:tag("enable", { xmlns = "urn:xmpp:push2:0" })
+			:text_tag("service", "push2.example"):text_tag("client", "https://p.example/1")
+			:tag("match", { profile = "urn:xmpp:push2:match:important" })
+			:tag("send", { xmlns = "urn:xmpp:push2:send:notify-only:0" }):up():up();
+		m:fire_event("iq-set/self/urn:xmpp:push2:0:enable", { origin = romeo, stanza = enable });
+		assert.equal("result", romeo.replies[#romeo.replies].attr.type);
+		local stored = m.stores.push2_registrations.data.romeo.phone;
+		assert.equal("push2.example", stored.service);
+		assert.equal("urn:xmpp:push2:match:important", stored.matches[1].match);
+		assert.is_nil(m.store.data.romeo); -- (the module's own store: untouched)
+		assert.equal("push2:phone", romeo.push_identifier);
+		stand_in.offline(m, "romeo@" .. m.host, "hi");
+		local sent = m.sent[#m.sent];
+		assert.equal("message", sent.name);
+		local n = sent:get_child("notification", "urn:xmpp:push2:0");
+		assert.equal("https://p.example/1", n:get_child_text("client"));
+		assert.equal("normal", n:get_child_text("priority"));
+		-- (a message error answers it; a disable removes it from the store)
+		m:fire_event("iq-set/self/urn:xmpp:push2:0:disable", { origin = romeo,
+			stanza = st.iq({ type = "set", id = "d2", from = romeo.full_jid }):tag("disable", { xmlns = "urn:xmpp:push2:0" }) });
+		assert.equal("result", romeo.replies[#romeo.replies].attr.type);
+		assert.is_nil(m.stores.push2_registrations.data.romeo);
+		assert.is_nil(romeo.push_identifier);
+	end);
+
 	it("pushes a stanza once across the smacks, MAM and offline paths", function()
 		stand_in.enable(m, romeo, "push.example", "node1");
 		romeo.push_identifier = nil; -- the phone's session is gone; another stays
