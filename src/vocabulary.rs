@@ -197,6 +197,10 @@ pub struct PushJob {
     /// kept copy, or a message made for the push: [`crate::origin`]);
     /// `None`: the stanza of the event being handled.
     pub origin: Option<Origin>,
+    /// The archive id of the message it is about, when the archive's event
+    /// brought it (`archive-message-added` hands over a copy without its
+    /// `<stanza-id/>`): a Push 2.0 push forwards it with that id.
+    pub archive_id: Option<String>,
 }
 
 impl PushJob {

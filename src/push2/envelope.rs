@@ -166,6 +166,25 @@ pub fn minimised(message: Option<Element>, max: usize) -> Element {
     env
 }
 
+/// `message` with the user's archive id (`by` their bare JID) as a
+/// `<stanza-id/>`, unless it has one from them already (the archive's own
+/// event hands over a copy without it).
+pub fn with_archive_id(mut message: Element, by: &str, id: Option<&str>) -> Element {
+    let Some(id) = id else { return message };
+    let has = message
+        .children()
+        .any(|c| c.is("stanza-id", NS_STANZA_ID) && c.attr("by") == Some(by));
+    if !has {
+        message.append_child(
+            Element::builder("stanza-id", NS_STANZA_ID)
+                .attr(minidom::rxml::xml_ncname!("by").into(), by)
+                .attr(minidom::rxml::xml_ncname!("id").into(), id)
+                .build(),
+        );
+    }
+    message
+}
+
 /// What is left of a message when its content is not forwarded
 /// (`push2_forward_content = false`): its `id` and `type`, its archive id
 /// and a call's signal; no body, no sender.
@@ -277,6 +296,22 @@ mod tests {
         let text = String::from(&m);
         assert!(!text.contains("secret") && !text.contains("romeo") && !text.contains("oob"));
         assert!(text.contains("id='A1'") && text.contains("type='chat'"));
+    }
+
+    #[test]
+    fn the_archive_id_is_added_once() {
+        let bare: Element = "<message xmlns='jabber:client'><body>b</body></message>"
+            .parse()
+            .unwrap();
+        let m = with_archive_id(bare, "juliet@capulet.example", Some("A9"));
+        let ids: Vec<_> = m
+            .children()
+            .filter(|c| c.is("stanza-id", NS_STANZA_ID))
+            .collect();
+        assert_eq!((ids.len(), ids[0].attr("id")), (1, Some("A9")));
+        let again = with_archive_id(m.clone(), "juliet@capulet.example", Some("A9"));
+        assert_eq!(again, m);
+        assert_eq!(with_archive_id(m.clone(), "x@y", None), m);
     }
 
     #[test]

@@ -228,6 +228,7 @@ fn new_job(
         wakes,
         payload_id,
         origin,
+        archive_id: None,
     }
 }
 
@@ -1034,7 +1035,11 @@ impl PushService {
             (Targets::Except(live), PushKind::Mam)
         };
         let key = crate::facts::archive_key(archive_id);
-        self.notify(for_user, Some(stanza), Some(&key), targets, kind, now)
+        let mut jobs = self.notify(for_user, Some(stanza), Some(&key), targets, kind, now)?;
+        for job in jobs.iter_mut().filter(|j| j.registration.push2.is_some()) {
+            job.archive_id = Some(archive_id.to_owned());
+        }
+        Some(jobs)
     }
 
     /// Per app server, what changed since the last call (for the metrics).

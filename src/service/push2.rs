@@ -81,6 +81,9 @@ impl PushService {
         now: f64,
     ) -> Option<minidom::Element> {
         let (p2, wire) = (job.registration.push2.as_ref()?, job.summary.wire?);
+        let by = super::bare_jid(&self.host, user);
+        let original = original
+            .map(|m| crate::push2::envelope::with_archive_id(m, &by, job.archive_id.as_deref()));
         let sub = self.push2_contact();
         let who = [user, job.registration.identifier()];
         let tokens = &mut self.push2_tokens;

@@ -517,3 +517,62 @@ def test_a_failed_store_write_answers_internal_server_error_and_changes_nothing(
     assert failed_disable == ("wait", "internal-server-error")
     assert n.client == "https://push.example/ep/kept"
     assert "Error writing Push 2.0 registrations" in p.log()
+
+
+def test_the_last_wake_up_of_a_hibernated_session(prosody_with):
+    """The extended hibernation (6 s here) and its wake-up 2 s before the
+    end work for a Push 2.0 session as for an XEP-0357 one."""
+    p = prosody_with(options={"smacks_hibernation_time": 4, "push_wake_before_expiry": 2,
+                              "push_max_hibernation_timeout": 6})
+    romeo = p.add_user("romeo")
+    device = Device()
+
+    async def scenario():
+        service = await PushService(p).start()
+        c = await Client(romeo, p.c2s_port, resource="borogove", smacks=True).start()
+        assert iq_type(await c.iq_set(device.enable_xml("https://push.example/ep/w"))) == "result"
+        loop = asyncio.get_running_loop()
+        await c.kill()
+        killed = loop.time()
+        n = await service.next(8)
+        woke_after = loop.time() - killed
+        await service.nothing(3)
+        await service.stop()
+        return n, woke_after
+
+    n, woke_after = run(scenario())
+    assert 3.5 <= woke_after <= 5.0, woke_after
+    assert n.priority == "normal" and not n.voip
+    msg, _, _ = device.open(n.notification)
+    assert msg.get("from") == "localhost" and msg.find(f"{{{NS_CLIENT}}}body") is None
+    assert p.log().count("waking the device") == 1
+
+
+def test_bare_groupchat_and_the_archive_path(prosody, users):
+    """A groupchat message to the user's bare JID (no joined device) and an
+    archived message while another session of the user is online (the
+    device with the registration has none)."""
+    romeo, juliet = users("romeo", "juliet")
+    device = Device()
+
+    async def scenario():
+        service = await PushService(prosody).start()
+        await enable_device(romeo, prosody.c2s_port, device, "borogove")
+        j = await Client(juliet, prosody.c2s_port).start()
+        send(j, romeo, "<body>to the room</body>", mtype="groupchat")
+        room = await service.next()
+        desk = await Client(romeo, prosody.c2s_port, resource="desk").start()
+        send(j, romeo, "<body>archived</body>")
+        archived = await service.next()
+        await service.nothing(1.5)
+        await desk.stop()
+        await j.stop()
+        await service.stop()
+        return room, archived
+
+    room, archived = run(scenario())
+    msg, _, _ = device.open(room.notification)
+    assert msg.get("type") == "groupchat" and msg.findtext(f"{{{NS_CLIENT}}}body") == "to the room"
+    msg, _, _ = device.open(archived.notification)
+    assert msg.findtext(f"{{{NS_CLIENT}}}body") == "archived"
+    assert msg.find("{urn:xmpp:sid:0}stanza-id") is not None
