@@ -437,7 +437,7 @@ local function outgoing(event)
 	-- (a user known to have no registration has no other device to hold,
 	-- stop ringing or clear: most senders cost one cheap question)
 	if not core:might_push(user) then return; end
-	handle(user, core.outgoing, user, session.push_identifier, stanza, time_now());
+	handle(user, core.outgoing, user, session.push_identifier, stanza, time_now(), session.push2_identifier);
 	-- (the window moved: what is held goes out at its new end)
 	after_holding();
 end
@@ -457,7 +457,7 @@ hook("pre-iq/bare", function(event)
 	local item = publish and publish:get_child("item");
 	local node, item_id = publish and publish.attr.node, item and item.attr.id;
 	if not node or not item_id then return; end
-	handle(user, core.published, user, session.push_identifier, node, item_id, time_now());
+	handle(user, core.published, user, session.push_identifier, node, item_id, time_now(), session.push2_identifier);
 	after_holding();
 end, 1);
 

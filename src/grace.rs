@@ -45,6 +45,9 @@ struct Active {
     /// The active session's registration, if it has one: its own pushes
     /// are not held (its session is gone once it gets any).
     identifier: Option<String>,
+    /// Its Push 2.0 registration too, when it holds one of each (a
+    /// match's grace never holds the device's own).
+    identifier2: Option<String>,
 }
 
 /// Pushes held back for one registration.
@@ -110,12 +113,24 @@ impl Grace {
 
     /// A session of `user` (with registration `identifier`, if any) was active.
     pub fn note_active(&mut self, user: &str, identifier: Option<&str>, now: f64) {
+        self.note_active_as(user, (identifier, None), now);
+    }
+
+    /// [`Grace::note_active`] of a session with a registration of each
+    /// protocol, or either.
+    pub fn note_active_as(
+        &mut self,
+        user: &str,
+        (identifier, identifier2): (Option<&str>, Option<&str>),
+        now: f64,
+    ) {
         if !self.enabled() && !self.track {
             return;
         }
         if let Some(a) = self.active.get_mut(user) {
             a.at = now;
             a.identifier = identifier.map(str::to_owned);
+            a.identifier2 = identifier2.map(str::to_owned);
             return;
         }
         if self.active.len() >= MAX_ACTIVE {
@@ -134,6 +149,7 @@ impl Grace {
             Active {
                 at: now,
                 identifier: identifier.map(str::to_owned),
+                identifier2: identifier2.map(str::to_owned),
             },
         );
     }
@@ -141,9 +157,11 @@ impl Grace {
     /// Whether a session of `user` other than registration `identifier`'s
     /// was active within the last `seconds` (a Push 2.0 match's grace).
     pub fn active_within(&self, user: &str, identifier: &str, seconds: f64, now: f64) -> bool {
-        self.active
-            .get(user)
-            .is_some_and(|a| now - a.at < seconds && a.identifier.as_deref() != Some(identifier))
+        self.active.get(user).is_some_and(|a| {
+            now - a.at < seconds
+                && a.identifier.as_deref() != Some(identifier)
+                && a.identifier2.as_deref() != Some(identifier)
+        })
     }
 
     /// When the user's window ends, if it is open now.
@@ -327,6 +345,18 @@ mod tests {
 
     fn nurse() -> u64 {
         chat_key("nurse@capulet.lit")
+    }
+
+    #[test]
+    fn a_match_grace_never_holds_the_active_device_s_own_registrations() {
+        let mut g = Grace::new(0.0, true);
+        g.note_active_as("romeo", (Some("push.example<n"), Some("push2:phone")), 100.0);
+        assert!(!g.active_within("romeo", "push2:phone", 60.0, 110.0));
+        assert!(!g.active_within("romeo", "push.example<n", 60.0, 110.0));
+        assert!(g.active_within("romeo", "push2:tablet", 60.0, 110.0));
+        assert!(!g.active_within("romeo", "push2:tablet", 60.0, 170.0));
+        // (tracked with no push_grace_period: nothing is held by it)
+        assert!(!g.holds("romeo", "push2:tablet", 110.0));
     }
 
     #[test]

@@ -312,7 +312,7 @@ fn fuzz_core() {
                 // grace period holds)
                 if r.chance(4) {
                     let wrote = StanzaFacts::from_element(&tree(&mut r, 2)).received_by(&bare);
-                    let _ = service.outgoing(user, None, &wrote, now);
+                    let _ = service.outgoing(user, (None, None), &wrote, now);
                 }
                 let mut body_sent = facts.effective().body.clone();
                 let jobs = match r.below(3) {

@@ -10,8 +10,8 @@
 //!
 //! | method | returns |
 //! |---|---|
-//! | `core:outgoing(user, identifier_or_nil, stanza, now)` | `events`, `false` or `nil`: a message one of the user's sessions sent (identifier: its registration) |
-//! | `core:published(user, identifier_or_nil, node, item_id, now)` | `events`, `false` or `nil`: an item the user published to their own PEP service |
+//! | `core:outgoing(user, identifier_or_nil, stanza, now[, identifier2])` | `events`, `false` or `nil`: a message one of the user's sessions sent (identifier: its registration; identifier2: its Push 2.0 one, when it holds both) |
+//! | `core:published(user, identifier_or_nil, node, item_id, now[, identifier2])` | `events`, `false` or `nil`: an item the user published to their own PEP service |
 //! | `core:subscription_request(user, stanza, pending, already_pending, requester_subscription_or_nil, sessions_or_nil, now)` | `events`, `false` or `nil` (`stanza`: the presence `subscribe`) |
 //! | `core:connected(user, identifier)` | whether its unread count changed (a device connected) |
 //! | `core:unread(user, identifier)` | number |
@@ -44,10 +44,13 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("read_counts_record", read_counts_record);
 }
 
+/// `outgoing(user, identifier, stanza, now[, identifier2])`.
+type OutgoingArgs = (LuaString, Option<String>, Table, f64, Option<String>);
+
 fn outgoing(
     lua: &Lua,
     this: &mut Core,
-    (user, identifier, stanza, now): (LuaString, Option<String>, Table, f64),
+    (user, identifier, stanza, now, identifier2): OutgoingArgs,
 ) -> Result<Value> {
     let user = user.to_str()?;
     // The common case: loaded, no push; read nothing of the stanza.
@@ -55,20 +58,22 @@ fn outgoing(
         return Ok(Value::Nil);
     }
     let facts = read::stanza_facts(lua, &stanza)?;
-    let jobs = this
-        .service
-        .outgoing(&user, identifier.as_deref(), &facts, now);
+    let jobs = this.service.outgoing(
+        &user,
+        (identifier.as_deref(), identifier2.as_deref()),
+        &facts,
+        now,
+    );
     this.events_or_load(lua, jobs, &user, &Value::Table(stanza))
 }
 
-/// `published(user, identifier, node, item_id, now)`.
-type PublishedArgs = (String, Option<String>, String, String, f64);
+/// `published(user, identifier, node, item_id, now[, identifier2])`.
+type PublishedArgs = (String, Option<String>, String, String, f64, Option<String>);
 
 fn published(lua: &Lua, this: &mut Core, args: PublishedArgs) -> Result<Value> {
-    let (user, identifier, node, item, now) = args;
-    let jobs = this
-        .service
-        .published(&user, identifier.as_deref(), &node, &item, now);
+    let (user, identifier, node, item, now, identifier2) = args;
+    let ids = (identifier.as_deref(), identifier2.as_deref());
+    let jobs = this.service.published(&user, ids, &node, &item, now);
     this.events_or_load(lua, jobs, &user, &Value::Nil)
 }
 

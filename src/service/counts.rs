@@ -163,22 +163,28 @@ mod tests {
             "<message xmlns='jabber:client' from='romeo@example.com/laptop' to='juliet@capulet.example/balcony'>\
              <displayed xmlns='urn:xmpp:chat-markers:0' id='message-1'/></message>",
         );
-        let read = s.outgoing("romeo", None, &displayed, 1.0).unwrap();
+        let read = s.outgoing("romeo", (None, None), &displayed, 1.0).unwrap();
         assert_eq!(read.len(), 1);
         assert_eq!((read[0].kind, count(read.clone())), (PushKind::Read, 1));
         assert!(!read[0].summary.important());
         // Read again: nothing dropped, no push.
         assert!(s
-            .outgoing("romeo", None, &displayed, 1.0)
+            .outgoing("romeo", (None, None), &displayed, 1.0)
             .unwrap()
             .is_empty());
         // XEP-0490: the nurse's chat, through MDS.
         let mds = s
-            .published("romeo", None, crate::NS_MDS, "nurse@capulet.example", 2.0)
+            .published(
+                "romeo",
+                (None, None),
+                crate::NS_MDS,
+                "nurse@capulet.example",
+                2.0,
+            )
             .unwrap();
         assert_eq!(count(mds), 0);
         assert!(s
-            .published("romeo", None, "urn:xmpp:avatar:data", "x", 2.0)
+            .published("romeo", (None, None), "urn:xmpp:avatar:data", "x", 2.0)
             .unwrap()
             .is_empty());
         assert_eq!(
@@ -362,7 +368,13 @@ mod tests {
             s.counts_to_write().is_empty(),
             "nothing counted, nothing to write"
         );
-        let read = s.published("romeo", None, crate::NS_MDS, "juliet@capulet.lit", 1.0);
+        let read = s.published(
+            "romeo",
+            (None, None),
+            crate::NS_MDS,
+            "juliet@capulet.lit",
+            1.0,
+        );
         assert!(read.unwrap().is_empty());
         let sub = s
             .subscription_request("romeo", "nurse@c.lit", 2, false, None, &[], 2.0)

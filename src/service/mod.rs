@@ -655,7 +655,8 @@ impl PushService {
     }
 
     /// A message one of the user's own sessions sent (`identifier`: that
-    /// session's registration, if any): activity for the grace period, a
+    /// session's registration, if any; `identifier2`: its Push 2.0 one,
+    /// when it holds one of each): activity for the grace period, a
     /// chat marked read (a `displayed` marker), a call answered or declined
     /// on this device (the call's other registrations stop ringing).
     /// `None`: load the user's registrations, then ask again (only for a
@@ -663,7 +664,7 @@ impl PushService {
     pub fn outgoing(
         &mut self,
         user: &str,
-        identifier: Option<&str>,
+        (identifier, identifier2): (Option<&str>, Option<&str>),
         facts: &StanzaFacts,
         now: f64,
     ) -> Option<Vec<PushJob>> {
@@ -674,7 +675,8 @@ impl PushService {
             || facts.chat_state
             || facts.displayed;
         if worked {
-            self.grace.note_active(user, identifier, now);
+            self.grace
+                .note_active_as(user, (identifier, identifier2), now);
         }
         // Only a chat read or a call's answer needs the registrations: a
         // plain message costs a sender no store read.
@@ -728,7 +730,7 @@ impl PushService {
     pub fn published(
         &mut self,
         user: &str,
-        identifier: Option<&str>,
+        (identifier, identifier2): (Option<&str>, Option<&str>),
         node: &str,
         item: &str,
         now: f64,
@@ -740,7 +742,8 @@ impl PushService {
         if self.registry.get(user)?.is_empty() {
             return Some(Vec::new());
         }
-        self.grace.note_active(user, identifier, now);
+        self.grace
+            .note_active_as(user, (identifier, identifier2), now);
         Some(self.chat_read(user, bare(item), identifier, now))
     }
 
@@ -1207,15 +1210,15 @@ mod tests {
             for i in 0..n.min(crate::grace::MAX_HELD) {
                 let user = format!("u{i}");
                 s.load(&user, vec![]);
-                s.outgoing(&user, None, &wrote, 0.0);
+                s.outgoing(&user, (None, None), &wrote, 0.0);
             }
             enable(&mut s, "romeo", "push.example", "phone");
-            s.outgoing("romeo", None, &wrote, 0.0);
+            s.outgoing("romeo", (None, None), &wrote, 0.0);
             offline(&mut s, &said, 1.0);
             assert_eq!(s.after_holding(1.0), Some(29.0), "held: the timer is set");
             // Every later message of the user's that holds nothing: no walk.
             for _ in 0..n {
-                s.outgoing("romeo", None, &wrote, 2.0);
+                s.outgoing("romeo", (None, None), &wrote, 2.0);
                 assert_eq!(s.after_holding(2.0), None);
             }
         }
@@ -1235,7 +1238,7 @@ mod tests {
         let said = StanzaFacts::from_element(&JULIET_SAYS.parse().unwrap());
         let wrote: StanzaFacts = addressed(&chat(), "juliet@capulet.lit");
         // Romeo is active on his laptop: the phone's push is held...
-        s.outgoing("romeo", None, &wrote, 100.0).unwrap();
+        s.outgoing("romeo", (None, None), &wrote, 100.0).unwrap();
         let held = s.with_source((source_of(JULIET_SAYS), true), |s| offline(s, &said, 101.0));
         assert!(held.is_empty());
         assert!(s.kept_bytes() > 0, "a copy is kept while held");
@@ -1312,7 +1315,13 @@ mod tests {
         let said = StanzaFacts::from_element(&JULIET_SAYS.parse().unwrap());
         offline(&mut s, &said, 0.0);
         let read = s
-            .published("romeo", None, crate::NS_MDS, "juliet@capulet.lit", 1.0)
+            .published(
+                "romeo",
+                (None, None),
+                crate::NS_MDS,
+                "juliet@capulet.lit",
+                1.0,
+            )
             .unwrap()
             .remove(0);
         assert_eq!(read.kind, PushKind::Read);
@@ -1339,7 +1348,10 @@ mod tests {
         let accept = "<message xmlns='jabber:client' type='chat' from='romeo@example.com/laptop' \
             to='romeo@example.com'><accept xmlns='urn:xmpp:jingle-message:0' id='c1'/></message>";
         let accept = StanzaFacts::from_element(&accept.parse().unwrap());
-        let end = s.outgoing("romeo", None, &accept, 3.0).unwrap().remove(0);
+        let end = s
+            .outgoing("romeo", (None, None), &accept, 3.0)
+            .unwrap()
+            .remove(0);
         assert_eq!(end.kind, PushKind::CallEnd);
         let from_the_caller = (
             "message".into(),
@@ -1689,7 +1701,9 @@ mod tests {
              to='juliet@capulet.example/balcony' type='chat'>\
              <proceed xmlns='urn:xmpp:jingle-message:0' id='ca3cf894-5325-482f-a412-a6e9f832298d'/></message>",
         );
-        let end = s.outgoing("romeo", Some(&laptop), &proceed, 2.0).unwrap();
+        let end = s
+            .outgoing("romeo", (Some(laptop.as_str()), None), &proceed, 2.0)
+            .unwrap();
         assert_eq!(nodes(&end), ["phone"]);
         assert_eq!(end[0].kind, PushKind::CallEnd);
         assert!(!end[0].summary.important());
@@ -1702,17 +1716,19 @@ mod tests {
             "<message xmlns='jabber:client' from='romeo@example.com/laptop' to='juliet@capulet.example'><body>hi</body></message>",
         );
         assert_eq!(
-            s.outgoing("romeo", None, &plain, 0.0).map(|j| j.len()),
+            s.outgoing("romeo", (None, None), &plain, 0.0)
+                .map(|j| j.len()),
             Some(0)
         );
         let displayed = facts(
             "<message xmlns='jabber:client' from='romeo@example.com/laptop' to='juliet@capulet.example'>\
              <displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/></message>",
         );
-        assert!(s.outgoing("romeo", None, &displayed, 0.0).is_none());
+        assert!(s.outgoing("romeo", (None, None), &displayed, 0.0).is_none());
         s.load("romeo", vec![]);
         assert_eq!(
-            s.outgoing("romeo", None, &displayed, 0.0).map(|j| j.len()),
+            s.outgoing("romeo", (None, None), &displayed, 0.0)
+                .map(|j| j.len()),
             Some(0)
         );
     }
@@ -1732,7 +1748,7 @@ mod tests {
              <composing xmlns='http://jabber.org/protocol/chatstates'/></message>",
         );
         assert!(s
-            .outgoing("romeo", None, &typing, 100.0)
+            .outgoing("romeo", (None, None), &typing, 100.0)
             .unwrap()
             .is_empty());
         assert!(offline(&mut s, &from_juliet("<body>1</body>"), 101.0).is_empty());
@@ -1752,13 +1768,13 @@ mod tests {
         assert!(job.summary.important());
         assert!(s.retries_due(200.0).is_empty(), "once");
         // A chat read within the window: nothing pushed for it.
-        s.outgoing("romeo", None, &typing, 300.0);
+        s.outgoing("romeo", (None, None), &typing, 300.0);
         offline(&mut s, &from_juliet("<body>2</body>"), 301.0);
         let displayed = facts(
             "<message xmlns='jabber:client' from='romeo@example.com/laptop' to='juliet@capulet.example/balcony'>\
              <displayed xmlns='urn:xmpp:chat-markers:0' id='m2'/></message>",
         );
-        s.outgoing("romeo", None, &displayed, 302.0);
+        s.outgoing("romeo", (None, None), &displayed, 302.0);
         assert!(s.retries_due(400.0).is_empty());
     }
 
