@@ -350,7 +350,11 @@ mod tests {
     #[test]
     fn a_match_grace_never_holds_the_active_device_s_own_registrations() {
         let mut g = Grace::new(0.0, true);
-        g.note_active_as("romeo", (Some("push.example<n"), Some("push2:phone")), 100.0);
+        g.note_active_as(
+            "romeo",
+            (Some("push.example<n"), Some("push2:phone")),
+            100.0,
+        );
         assert!(!g.active_within("romeo", "push2:phone", 60.0, 110.0));
         assert!(!g.active_within("romeo", "push.example<n", 60.0, 110.0));
         assert!(g.active_within("romeo", "push2:tablet", 60.0, 110.0));
