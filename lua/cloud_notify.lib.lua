@@ -411,6 +411,12 @@ function lib.new(options)
 	function push.write_plan(user, services, removed, released, services2, xep)
 		local had = push.on_committed and core:has_push(user);
 		local ok, err;
+		-- (what mod_push2's store holds now, to write back if the second write fails)
+		local before;
+		if services2 and push2_store and xep ~= false then
+			local _, _, current2 = core:plan_current(user);
+			before = current2;
+		end
 		if services2 and push2_store then
 			ok, err = push2_store:set(user, next(services2) ~= nil and services2 or nil);
 			if not ok then
@@ -422,9 +428,11 @@ function lib.new(options)
 			ok, err = push_store:set(user, services);
 			if not ok then
 				module:log("error", "Error writing push registrations of '%s': %s", user, err);
-				if services2 and push2_store then
-					local _, _, before = core:plan_current(user);
-					if before then push2_store:set(user, next(before) ~= nil and before or nil); end
+				if before then
+					local restored, restore_err = push2_store:set(user, next(before) ~= nil and before or nil);
+					if not restored then
+						module:log("error", "Error writing back the Push 2.0 registrations of '%s': %s", user, restore_err);
+					end
 				end
 				return false;
 			end

@@ -128,6 +128,10 @@ pub struct PushService {
     /// Something hooks `cloud_notify/push` (then every push keeps a copy
     /// of its stanza for later; else only those to Push 2.0 registrations).
     source_hooked: bool,
+    /// While the archive's event is handled: the user's bare JID and the
+    /// message's archive id, which its kept copy carries (that event hands
+    /// over a copy without its `<stanza-id/>`).
+    archive_tag: Option<(String, String)>,
     /// The copy made of it (per slot), once asked for.
     kept: Option<(Slot, Option<Origin>)>,
     /// When raising `cloud_notify/push` handlers were last logged.
@@ -290,6 +294,7 @@ impl PushService {
             source: None,
             slot: Slot::Event,
             source_hooked: false,
+            archive_tag: None,
             kept: None,
             failures: Default::default(),
             stats: ServiceStats::default(),
@@ -329,7 +334,10 @@ impl PushService {
                 return origin.clone();
             }
         }
-        let element = self.source.as_mut().and_then(|source| source(self.slot));
+        let mut element = self.source.as_mut().and_then(|source| source(self.slot));
+        if let Some((by, id)) = &self.archive_tag {
+            element = element.map(|e| crate::push2::envelope::with_archive_id(e, by, Some(id)));
+        }
         let placeholder = &self.config.important_body;
         let origin = element.map(|e| self.origins.keep(e, placeholder));
         self.kept = Some((self.slot, origin.clone()));
@@ -1038,7 +1046,11 @@ impl PushService {
             (Targets::Except(live), PushKind::Mam)
         };
         let key = crate::facts::archive_key(archive_id);
-        let mut jobs = self.notify(for_user, Some(stanza), Some(&key), targets, kind, now)?;
+        // (what is kept for a release or a retry carries the archive id too)
+        self.archive_tag = Some((bare_jid(&self.host, for_user), archive_id.to_owned()));
+        let jobs = self.notify(for_user, Some(stanza), Some(&key), targets, kind, now);
+        self.archive_tag = None;
+        let mut jobs = jobs?;
         for job in jobs.iter_mut().filter(|j| j.registration.push2.is_some()) {
             job.archive_id = Some(archive_id.to_owned());
         }

@@ -154,7 +154,9 @@ impl PushService {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{chat, enable, offline_chat, service};
+    use super::super::tests::{
+        addressed, chat, enable, offline_chat, service, source_of, JULIET_SAYS,
+    };
     use super::super::*;
     use minidom::Element;
 
@@ -301,5 +303,27 @@ mod tests {
             Answer::Counted { count: 1, .. }
         ));
         assert_eq!(s.error_count("romeo", &id2), 1);
+    }
+
+    #[test]
+    fn a_retry_from_the_archive_path_keeps_the_archive_id() {
+        let mut s = service(3);
+        enable2(&mut s, "phone", crate::push2::settings::MATCH_ALL);
+        let facts = addressed(&chat(), "romeo@example.com");
+        let jobs = s
+            .with_source((source_of(JULIET_SAYS), false), |s| {
+                s.archived("romeo", &facts, None, "A7", Some(&[]), 0.0)
+            })
+            .unwrap();
+        assert_eq!(jobs[0].archive_id.as_deref(), Some("A7"));
+        let wait = Response::error(Some("wait"), Some("resource-constraint"));
+        s.response_to(&jobs[0].id, "push2.example", (wait, true), 1.0);
+        let due = s.retries_due(1000.0);
+        let kept = due[0].1[0].origin.as_ref().unwrap().element();
+        let id = kept
+            .children()
+            .find(|c| c.is("stanza-id", crate::facts::NS_STANZA_ID))
+            .and_then(|c| c.attr("id"));
+        assert_eq!(id, Some("A7"));
     }
 }
