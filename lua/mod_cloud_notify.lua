@@ -220,7 +220,7 @@ if core:push2() then
 		if identifier then
 			core:device_here(user, identifier);
 			origin.push2_identifier = identifier;
-			if not origin.push_identifier or origin.push_identifier:match("^push2:") then
+			if core:push2_session(origin.push_identifier) then
 				origin.push_identifier, origin.push_settings = identifier, nil;
 				origin.first_hibernated_push = nil;
 			end

@@ -12,6 +12,7 @@
 //! | `core:known2_complete()` | nothing: every such user was noted |
 //! | `core:reattach2(user, client_id, resource)` | the device's Push 2.0 identifier, or nil |
 //! | `core:push2()` | whether Push 2.0 is served |
+//! | `core:push2_session(current_or_nil)` | whether a session whose registration is `current` pushes through the Push 2.0 one it just enabled (an XEP-0357 one stays its way) |
 //!
 //! The stored layout is `mod_push2`'s: per user, `{ [device] = { service,
 //! client, timestamp, matches = { { match, grace, chats = { [jid] = {
@@ -43,6 +44,7 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method("push2", |_, this: &Core, ()| {
         Ok(this.service.push2_enabled())
     });
+    m.add_method("push2_session", push2_session);
 }
 
 /// The device a session is: its SASL2 client id, else its resource.
@@ -88,6 +90,10 @@ fn disable2(_: &Lua, this: &Core, (user, who): (String, Table)) -> Result<Planne
     };
     let plan = this.service.plan_disable2(&user, &key);
     Ok(Planned(plan.filter(|p| !p.removed.is_empty())))
+}
+
+fn push2_session(_: &Lua, _: &Core, current: Option<String>) -> Result<bool> {
+    Ok(crate::push2::session_pushes_through(current.as_deref()))
 }
 
 fn stores_to_read(_: &Lua, this: &Core, user: LuaString) -> Result<(bool, bool)> {

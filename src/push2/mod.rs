@@ -32,7 +32,25 @@ pub fn identifier(key: &str) -> String {
 /// What every Push 2.0 identifier begins with.
 pub const PREFIX: &str = "push2:";
 
+/// Whether a session whose registration is `current` (if any) pushes
+/// through the Push 2.0 registration it just enabled: unless it holds an
+/// XEP-0357 one, which stays its way (one push per device).
+pub fn session_pushes_through(current: Option<&str>) -> bool {
+    current.is_none_or(|c| c.starts_with(PREFIX))
+}
+
 /// The store key of a Push 2.0 identifier.
 pub fn store_key(identifier: &str) -> Option<&str> {
     identifier.strip_prefix(PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_xep_0357_registration_stays_the_session_s_way() {
+        use super::session_pushes_through as through;
+        assert!(through(None));
+        assert!(through(Some("push2:old")));
+        assert!(!through(Some("push.example<n")));
+    }
 }
