@@ -163,6 +163,14 @@ function lib.new(options)
 		"Reads of the registration store (cache misses)", {}));
 	local count_hook_error = labelled(module:metric("counter", "hook_errors", "",
 		"Errors in this module's handlers (the stanza went on without it), by event", { "event" }));
+	-- The counters an event's outcome names (the core's Counter).
+	push.counters = {
+		app_server_errors = count_error;
+		route_failures = count_route_failure;
+		unanswered = count_unanswered;
+		retries_given_up = count_given_up;
+		auto_disabled = count_disabled;
+	};
 
 	-- Every handler fails open: an error in one (a bug, or a wedged core)
 	-- is counted and logged (at most once a minute per event, here and not
@@ -506,19 +514,40 @@ function lib.new(options)
 		return woke;
 	end
 
-	-- Hands an event for `user` to the core: `ask(core, ...)` is one of the
-	-- core's event methods, answering the pushes to send, nil for none, or
-	-- false when the user's registrations are not in memory. Those are then
-	-- loaded (once, here: storage may yield, which the core can't) and the
-	-- core asked again. Returns whether a waking push was sent.
-	function push.handle(user, ask, ...)
-		local pushes = ask(core, ...);
-		if pushes == false then
-			if not push.load_user(user) then return false; end
-			pushes = ask(core, ...);
+	-- Carries out what the core answered for an event, its outcome (see
+	-- src/lua/outcome.rs; nil: nothing to do): the pushes, the retries'
+	-- timer, the registrations to remove, log lines, counters. Returns
+	-- whether a waking push was sent.
+	-- `deferred`: called from a timer, where a change of registrations
+	-- (its store may yield) must run in a runner of its own.
+	function push.apply(outcome, deferred)
+		if not outcome then return false; end
+		local woke = push.dispatch(outcome);
+		if outcome.timer then push.schedule_retries(outcome.timer); end
+		for _, line in ipairs(outcome.logs or {}) do module:log(line[1], "%s", line[2]); end
+		for _, c in ipairs(outcome.counts or {}) do push.counters[c[1]](c[2] or nil):add(c[3]); end
+		if outcome.rtt then sample_rtt():sample(outcome.rtt); end
+		for _, drop in ipairs(outcome.drops or {}) do
+			local user, identifier = drop[1], drop[2];
+			if deferred then push.later(function() push.drop(user, identifier); end, "removing "..identifier);
+			else push.drop(user, identifier); end
 		end
-		if not pushes then return false; end
-		return push.dispatch(pushes);
+		return woke;
+	end
+
+	-- Hands an event to the core: `ask(core, ...)` is one of the core's
+	-- event methods, answering its outcome. When it says to load a user's
+	-- registrations, they are loaded (here: storage may yield, which the
+	-- core can't) and the core asked again. Returns whether a waking push
+	-- was sent, and the outcome.
+	function push.ask(ask, ...)
+		local outcome = ask(core, ...);
+		if outcome and outcome.load then
+			if not push.load_user(outcome.load) then return false, outcome; end
+			outcome = ask(core, ...);
+			if outcome and outcome.load then return false, outcome; end -- (gone again meanwhile)
+		end
+		return push.apply(outcome), outcome;
 	end
 
 	-- XEP-0492: the user's bookmarks (XEP-0402, in their PEP service), read
@@ -640,7 +669,7 @@ function lib.new(options)
 	function push.on_ping(event)
 		local user = event.user;
 		module:log("debug", "Handling event 'cloud-notify-ping' for user '%s'", user);
-		push.handle(user, core.ping, user, event.push_services, time_now());
+		push.ask(core.ping, user, event.push_services, time_now());
 	end
 
 	-- Answers of app servers (iq/host): one handler for all pushes, no hook
@@ -649,56 +678,9 @@ function lib.new(options)
 	-- errors about the route, which never count against a registration)
 	function push.on_answer(event)
 		local bounced = event.origin ~= nil and event.origin.dummy == true;
-		local kind, answer, from = core:response(event.stanza, time_now(), bounced);
-		if kind == nil then return; end -- not one of ours
-		if kind == "load" then
-			if not push.load_user(answer.user) then return true; end
-			kind, answer, from = core:response(event.stanza, time_now(), bounced);
-			if kind == nil then return; end
-		end
-		-- (error counts the answer changed are written back with the
-		-- unread counts, never a write per answer)
-		if kind == "delivered" then
-			-- answer: the round-trip time
-			module:log("debug", "Push delivered to %s in %.3fs", from, answer);
-			sample_rtt():sample(answer);
-			return true;
-		end
-		if answer.error_type and kind ~= "wrong-sender" then
-			count_error(answer.error_type):add(1);
-		end
-		if answer.route then
-			count_route_failure():add(1);
-			module:log("debug", "Push to %s could not be routed (%s): our server's error, not the app server's",
-				answer.from, answer.condition);
-		end
-		if kind == "temporary" then
-			if answer.retry_in then
-				module:log("debug", "Push to %s failed temporarily (%s), not counted; retried in %.1fs",
-					answer.from, answer.condition, answer.retry_in);
-				push.schedule_retries(answer.retry_in);
-			elseif answer.gone then
-				module:log("debug", "Push to %s failed temporarily (%s); its registration is gone",
-					answer.from, answer.condition);
-			elseif answer.full then
-				module:log("warn", "Push to %s failed temporarily (%s); too many retries waiting, not retried",
-					answer.from, answer.condition);
-			else
-				module:log("info", "Push for identifier '%s' of '%s' failed temporarily (%s) after every retry: given up",
-					answer.identifier, answer.user, answer.condition);
-				count_given_up():add(1);
-			end
-		elseif kind == "wrong-sender" then
-			module:log("warn", "Ignoring push answer from %s, expected %s", answer.from, answer.expected);
-		elseif kind == "counted" then
-			module:log("info", "Got error <%s:%s> for identifier '%s': error count is now %d",
-				answer.error_type, answer.condition, answer.identifier, answer.count);
-		elseif kind == "disable" then
-			module:log("warn", "Disabling push notifications for identifier '%s' after %d errors",
-				answer.identifier, answer.count);
-			push.drop(answer.user, answer.identifier);
-		end
-		return true;
+		local _, outcome = push.ask(core.response, event.stanza, time_now(), bounced);
+		-- (ours: no other handler gets it, also when its user could not be loaded)
+		if outcome and (outcome.handled or outcome.load) then return true; end
 	end
 
 	-- Runs fn() after this event, in an async runner of its own (storage
@@ -714,7 +696,6 @@ function lib.new(options)
 
 	-- A registration removed for its errors (or unanswered pushes).
 	function push.drop(user, identifier)
-		count_disabled():add(1);
 		push.soon(user, function()
 			if not push.load_user(user) then return; end
 			local services, removed, services2, xep = core:plan_drop(user, identifier);
@@ -732,16 +713,13 @@ function lib.new(options)
 		if retry_timer then retry_timer:stop(); end
 		retry_timer_at = now + delay;
 		retry_timer = module:add_timer(delay, function()
-			local ok, err = pcall(function() push.dispatch(core:retries_due(time_now())); end);
-			if not ok then module:log("error", "Sending retries failed: %s", err); end
-			local next_in = core:next_retry_in(time_now());
-			if not next_in then
-				retry_timer, retry_timer_at = nil, nil;
-				return nil;
+			-- (the outcome sets the next one: the core says when)
+			retry_timer, retry_timer_at = nil, nil;
+			local ok, err = pcall(function() push.apply(core:retries_due(time_now())); end);
+			if not ok then
+				module:log("error", "Sending retries failed: %s", err);
+				push.schedule_retries(1);
 			end
-			next_in = math.max(next_in, 0.05);
-			retry_timer_at = time_now() + next_in;
-			return next_in;
 		end);
 	end
 
@@ -871,7 +849,7 @@ function lib.new(options)
 	-- What the grace period holds goes out now (unload, shutdown): nothing
 	-- held is lost.
 	function push.release_held()
-		local ok, err = pcall(function() push.dispatch(core:release_held(time_now())); end);
+		local ok, err = pcall(function() push.apply(core:release_held(time_now())); end);
 		if not ok then module:log("error", "Sending held pushes failed: %s", err); end
 	end
 	function push.on_server_stopping()
@@ -884,21 +862,7 @@ function lib.new(options)
 	-- errors instead: registrations whose app server never answers age out.
 	push.sweep_interval = core:sweep_interval();
 	function push.sweep_timer()
-		local expired, aged_out, retry_in, retried, warnings = core:expire(time_now());
-		if expired > 0 then
-			count_unanswered():add(expired);
-			module:log("debug", "%d push(es) got no answer in time, %d retried", expired, retried);
-		end
-		for service, n in pairs(warnings) do
-			module:log("warn", "App server %s left %d push(es) unanswered within push_response_timeout (warned at most once a minute per app server)",
-				service, n);
-		end
-		if retry_in then push.schedule_retries(retry_in); end
-		for _, drop in ipairs(aged_out or {}) do
-			module:log("warn", "Disabling push notifications for identifier '%s' of '%s': its app server never answers",
-				drop[2], drop[1]);
-			push.later(function() push.drop(drop[1], drop[2]); end, "removing "..drop[2]);
-		end
+		push.apply(core:expire(time_now()), true);
 		return push.sweep_interval;
 	end
 

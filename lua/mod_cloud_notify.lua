@@ -22,7 +22,7 @@ local options = lib.options();
 local push = lib.new(options);
 push.scan_known(); -- (which users have registrations: the others cost no read)
 push.read_counts(); -- (the unread counts, as the last run left them)
-local core, load_user, write_plan, dispatch, handle = push.core, push.load_user, push.write_plan, push.dispatch, push.handle;
+local core, load_user, write_plan, apply, ask = push.core, push.load_user, push.write_plan, push.apply, push.ask;
 -- Stanzas queued for a hibernated (or unresponsive) smacks session within
 -- this many seconds give one push (one important, one not): the core's rule.
 local coalesce_delay = core:coalesce_delay();
@@ -48,14 +48,6 @@ module:hook_global("stats-update", push.update_gauges);
 module:hook_global("server-stopping", push.on_server_stopping);
 module:add_timer(push.counts_interval, push.counts_timer);
 module:add_timer(push.sweep_interval, push.sweep_timer);
-
--- Pushes the grace period holds back go out when their window ends (the
--- core says when): the retries' timer is set for it after any path that
--- may have held one (the core answers at once when nothing was held).
-local function after_holding()
-	local due = core:after_holding(time_now());
-	if due then push.schedule_retries(math.max(due, 0.05)); end
-end
 
 -- The last wake-up: push_wake_before_expiry seconds before a hibernated
 -- push session's time is up (extended or smacks' own), one unimportant
@@ -86,7 +78,7 @@ local function schedule_wake(session, timeout)
 		if not load_user(user) or gone() then return; end
 		session.cloud_notify_woken = true;
 		session.log("debug", "Hibernation ends in %gs: waking the device", timeout - delay);
-		dispatch(core:wake(user, identifier, time_now()));
+		apply(core:wake(user, identifier, time_now()));
 	end);
 end
 
@@ -313,8 +305,7 @@ hook("message/offline/handle", function(event)
 	local stanza = event.stanza;
 	local user = jid_node(stanza.attr.to);
 	if not user then return; end
-	handle(user, core.offline, user, stanza, time_now());
-	after_holding();
+	ask(core.offline, user, stanza, time_now());
 end, 1);
 
 -- Bare groupchat messages to the user (a MUC with no joined device of
@@ -326,8 +317,7 @@ hook("message/bare/groupchat", function(event)
 	if not user then return; end
 	-- (XEP-0492: the user's setting for the room, from their bookmarks)
 	if core:might_push(user) and load_user(user) then push.read_bookmarks(user); end
-	handle(user, core.offline, user, stanza, time_now(), true);
-	after_holding();
+	ask(core.offline, user, stanza, time_now(), true);
 end, 1);
 
 -- A waking push (important, or any where importance is not told apart)
@@ -347,8 +337,7 @@ end
 -- Sends a session's coalesced batch.
 local function send_batch(session)
 	session.cloud_notify_timer = nil;
-	dispatch(core:smacks_flush(session.full_jid, time_now()));
-	after_holding();
+	apply(core:smacks_flush(session.full_jid, time_now()));
 end
 
 -- Stanzas in a session's smacks queue: pushed to that session's
@@ -437,9 +426,7 @@ local function outgoing(event)
 	-- (a user known to have no registration has no other device to hold,
 	-- stop ringing or clear: most senders cost one cheap question)
 	if not core:might_push(user) then return; end
-	handle(user, core.outgoing, user, session.push_identifier, stanza, time_now(), session.push2_identifier);
-	-- (the window moved: what is held goes out at its new end)
-	after_holding();
+	ask(core.outgoing, user, session.push_identifier, stanza, time_now(), session.push2_identifier);
 end
 hook("pre-message/full", outgoing, 1);
 hook("pre-message/bare", outgoing, 1);
@@ -457,8 +444,7 @@ hook("pre-iq/bare", function(event)
 	local item = publish and publish:get_child("item");
 	local node, item_id = publish and publish.attr.node, item and item.attr.id;
 	if not node or not item_id then return; end
-	handle(user, core.published, user, session.push_identifier, node, item_id, time_now(), session.push2_identifier);
-	after_holding();
+	ask(core.published, user, session.push_identifier, node, item_id, time_now(), session.push2_identifier);
 end, 1);
 
 -- XEP-0492: each user's PEP service (mod_pep) tells when a bookmark is
@@ -527,9 +513,8 @@ hook("presence/bare", function(event)
 	local item = roster[from];
 	local user_sessions = host_sessions[user];
 	-- (the roster read may have yielded, and the user left the cache: handle loads them again)
-	handle(user, core.subscription_request, user, stanza, waiting, pending[from] ~= nil,
+	ask(core.subscription_request, user, stanza, waiting, pending[from] ~= nil,
 		item and item.subscription, user_sessions and user_sessions.sessions, time_now());
-	after_holding();
 end, 1);
 
 -- Archived messages: pushed to the registrations of devices with no live
@@ -542,8 +527,7 @@ hook("archive-message-added", function(event)
 	local user_sessions = host_sessions[for_user];
 	local sessions = user_sessions and user_sessions.sessions;
 	local origin_user = event.origin and event.origin.username;
-	handle(for_user, core.archived, for_user, event.stanza, event.id, sessions, origin_user, time_now());
-	after_holding();
+	ask(core.archived, for_user, event.stanza, event.id, sessions, origin_user, time_now());
 end);
 
 -- A deleted account keeps no registration and no error count (Prosody

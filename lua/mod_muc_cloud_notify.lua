@@ -31,7 +31,7 @@ options.muc_push_enables_per_minute = module:get_option_number("muc_push_enables
 options.muc_module = true; -- (unanswered pushes count: see the README's Security section)
 local push = lib.new(options);
 push.read_counts(); -- (the unread counts, as the last run left them)
-local core, load_user, dispatch = push.core, push.load_user, push.dispatch;
+local core, load_user, apply = push.core, push.load_user, push.apply;
 -- Every handler fails open (see push.fail_open).
 local hook = push.hook;
 
@@ -211,7 +211,7 @@ hook("muc-broadcast-message", function(event)
 					setting = setting, nick = nick or c.nick };
 			end
 		end
-		dispatch(core:muc_push(room_jid, message, members, now, public));
+		apply(core:muc_push(room_jid, message, members, now, public));
 	end, "pushing a message of "..room_jid);
 end, -1);
 
@@ -232,7 +232,7 @@ local function bounced(event)
 	local node, host = jid.split(user);
 	local setting_of = chat_settings[host];
 	local setting = node and setting_of and setting_of(node, room.jid) or nil;
-	dispatch(core:muc_bounced(room.jid, stanza, user, nicks, time_now(), setting));
+	apply(core:muc_bounced(room.jid, stanza, user, nicks, time_now(), setting));
 end
 hook("message/bare", bounced, 10);
 hook("message/full", bounced, 10);

@@ -32,6 +32,7 @@ pub mod known;
 pub mod muc;
 pub mod notification;
 pub mod origin;
+pub mod outcome;
 pub mod pending;
 pub mod push2;
 pub mod quota;

@@ -95,7 +95,7 @@ impl Tally {
 
 /// How an answer is tallied.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Outcome {
+pub enum Answered {
     /// A result, after this many seconds.
     Delivered(f64),
     /// A Push 2.0 push: no error within `push_response_timeout`.
@@ -164,22 +164,22 @@ impl ServiceStats {
     }
 
     /// An answer from `service` (or none).
-    pub fn answered(&mut self, service: &str, outcome: Outcome) {
+    pub fn answered(&mut self, service: &str, outcome: Answered) {
         let e = self.entry(service);
         for t in [&mut e.total, &mut e.since] {
             match outcome {
-                Outcome::Delivered(rtt) => {
+                Answered::Delivered(rtt) => {
                     t.delivered += 1;
                     t.rtt_count += 1;
                     t.rtt_sum += rtt;
                 }
-                Outcome::Silent => t.delivered += 1,
-                Outcome::Error(_, _, true) => t.route += 1,
-                Outcome::Error("wait", _, false) => t.wait += 1,
-                Outcome::Error(_, _, false) => t.errors += 1,
-                Outcome::Timeout => t.timeouts += 1,
+                Answered::Silent => t.delivered += 1,
+                Answered::Error(_, _, true) => t.route += 1,
+                Answered::Error("wait", _, false) => t.wait += 1,
+                Answered::Error(_, _, false) => t.errors += 1,
+                Answered::Timeout => t.timeouts += 1,
             }
-            if let Outcome::Error(type_, condition, _) = outcome {
+            if let Answered::Error(type_, condition, _) = outcome {
                 t.error(type_, condition);
             }
         }
@@ -243,21 +243,21 @@ mod tests {
             s.sent("push.example", 1);
         }
         s.sent("push.example", -1);
-        s.answered("push.example", Outcome::Delivered(0.5));
+        s.answered("push.example", Answered::Delivered(0.5));
         // fpush: a dead token, a malformed publish.
         s.answered(
             "push.example",
-            Outcome::Error("cancel", condition_label("policy-violation"), false),
+            Answered::Error("cancel", condition_label("policy-violation"), false),
         );
         s.answered(
             "push.example",
-            Outcome::Error("wait", condition_label("bad-request"), false),
+            Answered::Error("wait", condition_label("bad-request"), false),
         );
         s.answered(
             "push.example",
-            Outcome::Error("cancel", "remote-server-not-found", true),
+            Answered::Error("cancel", "remote-server-not-found", true),
         );
-        s.answered("push.example", Outcome::Timeout);
+        s.answered("push.example", Answered::Timeout);
         let changes = s.take_changes();
         let (name, t) = &changes[0];
         assert_eq!(name, "push.example");

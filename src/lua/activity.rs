@@ -24,6 +24,7 @@
 //! | `core:read_counts_record(record_or_nil)` | how many users' counts it held (`nil`: the store had none) |
 
 use super::object::Core;
+use super::outcome::{to_lua, Originals};
 use super::raw::read;
 use crate::service::Interest;
 use mlua::{Lua, LuaString, Result, Table, UserDataMethods, Value};
@@ -58,13 +59,9 @@ fn outgoing(
         return Ok(Value::Nil);
     }
     let facts = read::stanza_facts(lua, &stanza)?;
-    let jobs = this.service.outgoing(
-        &user,
-        (identifier.as_deref(), identifier2.as_deref()),
-        &facts,
-        now,
-    );
-    this.events_or_load(lua, jobs, &user, &Value::Table(stanza))
+    let ids = (identifier.as_deref(), identifier2.as_deref());
+    let outcome = this.service.on_outgoing(&user, ids, &facts, now);
+    to_lua(lua, this, outcome, &Originals::event(stanza))
 }
 
 /// `published(user, identifier, node, item_id, now[, identifier2])`.
@@ -73,8 +70,8 @@ type PublishedArgs = (String, Option<String>, String, String, f64, Option<String
 fn published(lua: &Lua, this: &mut Core, args: PublishedArgs) -> Result<Value> {
     let (user, identifier, node, item, now, identifier2) = args;
     let ids = (identifier.as_deref(), identifier2.as_deref());
-    let jobs = this.service.published(&user, ids, &node, &item, now);
-    this.events_or_load(lua, jobs, &user, &Value::Nil)
+    let outcome = this.service.on_published(&user, ids, (&node, &item), now);
+    to_lua(lua, this, outcome, &Originals::default())
 }
 
 /// `subscription_request(user, stanza, pending, already, subscription, sessions, now)`.
@@ -91,11 +88,12 @@ fn subscription_request(lua: &Lua, this: &mut Core, args: SubscriptionArgs) -> R
         .as_deref()
         .map_or("", |f| f.split('/').next().unwrap_or(f));
     let source = this.source_of(&stanza)?;
-    let jobs = this.service.with_source(source, |service| {
+    let outcome = this.service.with_source(source, |service| {
         let subscription = subscription.as_deref();
-        service.subscription_request(&user, requester, pending, already, subscription, &live, now)
+        let counts = (pending, already);
+        service.on_subscription(&user, requester, counts, subscription, &live, now)
     });
-    this.events_or_load(lua, jobs, &user, &Value::Table(stanza))
+    to_lua(lua, this, outcome, &Originals::event(stanza))
 }
 
 fn connected(_: &Lua, this: &mut Core, (user, identifier): (String, String)) -> Result<bool> {

@@ -31,6 +31,7 @@ mod chat_settings;
 mod convert;
 mod muc;
 mod object;
+mod outcome;
 mod push2;
 mod pushes;
 mod raw;

@@ -12,13 +12,12 @@
 //! | `core:muc_admit(user, local, now)` | `true`, or `nil, type, condition, text` |
 //! | `core:muc_note(user, had, has)` | nothing: a remote user's registrations went from any/none to any/none |
 
-use super::convert::{
-    error_of, members_of, message_from_facts, pings_of, references, str_field, table_field,
-};
+use super::convert::{error_of, members_of, pings_of, references, str_field, table_field};
 use super::object::Core;
+use super::outcome::{to_lua, Originals};
 use super::raw::read;
 use super::replies::Reply;
-use crate::muc::{Member, Wants};
+use crate::muc::Wants;
 use mlua::{Lua, Result, Table, UserDataMethods, Value};
 
 /// The methods of this file, on the core object.
@@ -48,76 +47,43 @@ fn muc_push(
     lua: &Lua,
     this: &mut Core,
     (room, stanza, members, now, public): (String, Table, Table, f64, Option<bool>),
-) -> Result<Table> {
+) -> Result<Value> {
     let facts = read::stanza_facts(lua, &stanza)?;
     let members = members_of(&members)?;
     let pings = pings_of(&stanza, facts.body.as_deref())?;
     let source = this.source_of(&stanza)?;
     let public = public.unwrap_or(false);
-    let pushes = this.service.with_source(source, |service| {
-        service.muc_push(&room, (&facts, &pings, public), &members, now)
+    let outcome = this.service.with_source(source, |service| {
+        service.on_muc_push(&room, (&facts, &pings, public), &members, now)
     });
-    let out = lua.create_table()?;
-    let original = Value::Table(stanza);
-    for (user, jobs) in pushes {
-        this.append_events(lua, &out, jobs, &user, &original)?;
-    }
-    Ok(out)
+    to_lua(lua, this, outcome, &Originals::event(stanza))
 }
 
 /// `muc_bounced(room_jid, error_stanza, user, nicks, now, setting)`.
 type BouncedArgs = (String, Table, String, Table, f64, Option<String>);
 
-fn muc_bounced(lua: &Lua, this: &mut Core, args: BouncedArgs) -> Result<Table> {
+fn muc_bounced(lua: &Lua, this: &mut Core, args: BouncedArgs) -> Result<Value> {
     let (room, stanza, user, nicks, now, setting) = args;
     let id = table_field(&stanza, "attr")?
         .map(|a| str_field(&a, "id"))
         .transpose()?
         .flatten();
     let Some(id) = id else {
-        return lua.create_table();
+        return Ok(Value::Nil);
     };
     let nicks: Vec<String> = nicks.sequence_values::<String>().collect::<Result<_>>()?;
     let nick_refs: Vec<&str> = nicks.iter().map(String::as_str).collect();
     let (_, condition) = error_of(&stanza)?;
+    let condition = condition
+        .as_deref()
+        .unwrap_or(crate::error::UNDEFINED_CONDITION);
     // The body the bounce echoes (checked against the one sent).
     let echoed = read::stanza_facts(lua, &stanza)?.body;
-    let bounced = this.service.muc_bounced(
-        &room,
-        &id,
-        condition
-            .as_deref()
-            .unwrap_or(crate::error::UNDEFINED_CONDITION),
-        &nick_refs,
-        echoed.as_deref(),
-    );
-    let Some(facts) = bounced else {
-        return lua.create_table();
-    };
-    let member = [Member {
-        jid: user.clone(),
-        joined: false,
-        outcast: false,
-        setting: crate::chat_settings::on_bounce(
-            setting.as_deref().and_then(crate::chat_settings::Level::of),
-        ),
-        nick: None,
-    }];
-    let pings = crate::chat_settings::Pings::default();
-    let pushes = this
-        .service
-        .muc_push(&room, (&facts, &pings, false), &member, now);
-    let out = lua.create_table()?;
-    if pushes.is_empty() {
-        return Ok(out);
-    }
-    // The room message that bounced, as the core remembers it.
-    let original = message_from_facts(lua, &this.stanza_mt, &facts, &user)?;
-    let original = Value::Table(original);
-    for (user, jobs) in pushes {
-        this.append_events(lua, &out, jobs, &user, &original)?;
-    }
-    Ok(out)
+    let member = (user.as_str(), nick_refs.as_slice(), setting.as_deref());
+    let outcome =
+        this.service
+            .on_muc_bounced(&room, (&id, condition), member, echoed.as_deref(), now);
+    to_lua(lua, this, outcome, &Originals::default())
 }
 
 fn muc_admit(

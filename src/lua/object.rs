@@ -66,19 +66,6 @@ impl Core {
         Ok((host, lua.create_sequence_from(problems)?))
     }
 
-    /// The `cloud_notify/push` event payloads for a batch of jobs.
-    pub fn events(
-        &mut self,
-        lua: &Lua,
-        jobs: Vec<PushJob>,
-        user: &str,
-        original: &Value,
-    ) -> Result<Table> {
-        let out = lua.create_table_with_capacity(jobs.len(), 0)?;
-        self.append_events(lua, &out, jobs, user, original)?;
-        Ok(out)
-    }
-
     /// Appends the `cloud_notify/push` event payloads of `jobs` to `out`.
     pub fn append_events(
         &mut self,
@@ -169,22 +156,6 @@ impl Core {
             payloads: &self.payload_tables,
         };
         events::append(lua, tables, &batch)
-    }
-
-    /// `events | nil | false` for what the core answered: the events, nil
-    /// for none, false for "the user is not loaded".
-    pub fn events_or_load(
-        &mut self,
-        lua: &Lua,
-        jobs: Option<Vec<PushJob>>,
-        user: &str,
-        original: &Value,
-    ) -> Result<Value> {
-        match jobs {
-            None => Ok(Value::Boolean(false)),
-            Some(jobs) if jobs.is_empty() => Ok(Value::Nil),
-            Some(jobs) => Ok(Value::Table(self.events(lua, jobs, user, original)?)),
-        }
     }
 
     /// Whether anything hooks `cloud_notify/push` now (then pushes hand

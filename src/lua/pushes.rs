@@ -27,7 +27,9 @@
 
 use super::convert::{pings_of, strings_of};
 use super::object::Core;
+use super::outcome::{to_lua, Originals};
 use super::raw::read;
+use crate::outcome::Outcome;
 use crate::service::{Interest, PushKind, Targets};
 use mlua::{Lua, LuaString, Result, Table, UserDataMethods, Value};
 
@@ -38,8 +40,6 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("ping", ping);
     m.add_method_mut("retries_due", retries_due);
     m.add_method_mut("release_held", release_held);
-    m.add_method("next_retry_in", next_retry_in);
-    m.add_method_mut("after_holding", after_holding);
     m.add_method_mut("retry_cancel", retry_cancel);
     m.add_method_mut("device_here", device_here);
     m.add_method_mut("wake", wake);
@@ -62,7 +62,7 @@ fn notify(
     now: f64,
 ) -> Result<Value> {
     match this.service.interest(user) {
-        Interest::Load => return Ok(Value::Boolean(false)),
+        Interest::Load => return to_lua(lua, this, Outcome::load(user), &Originals::default()),
         // The common case: no push for this user; read nothing of the stanza.
         Interest::Nothing => return Ok(Value::Nil),
         Interest::Pushes => {}
@@ -75,13 +75,11 @@ fn notify(
         Some((facts, key)) => (Some(facts), Some(key.as_str())),
         None => (None, None),
     };
-    // XEP-0492: a bare groupchat message, by the user's setting for its room.
-    if let (PushKind::Groupchat, Some(t), Some(f)) = (kind, &stanza, facts) {
-        let pings = pings_of(t, f.body.as_deref())?;
-        if !this.service.groupchat_wanted(user, f, &pings) {
-            return Ok(Value::Nil);
-        }
-    }
+    // (XEP-0492: a bare groupchat message's mentions, for the core)
+    let pings = match (kind, &stanza, facts) {
+        (PushKind::Groupchat, Some(t), Some(f)) => Some(pings_of(t, f.body.as_deref())?),
+        _ => None,
+    };
     let targets = match &only {
         Some(ids) => Targets::Only(ids),
         None => Targets::All,
@@ -90,11 +88,11 @@ fn notify(
         Some(t) => this.source_of(t)?,
         None => (None, false),
     };
-    let jobs = this.service.with_source(source, |service| {
-        service.notify(user, facts, key, targets, kind, now)
+    let outcome = this.service.with_source(source, |service| {
+        service.on_notify(user, (facts, key, pings.as_ref()), targets, kind, now)
     });
-    let original = stanza.map_or(Value::Nil, Value::Table);
-    this.events_or_load(lua, jobs, user, &original)
+    let originals = stanza.map_or_else(Originals::default, Originals::event);
+    to_lua(lua, this, outcome, &originals)
 }
 
 fn offline(
@@ -137,7 +135,9 @@ fn archived(lua: &Lua, this: &mut Core, args: ArchivedArgs) -> Result<Value> {
         .service
         .archived_interest(&for_user, sessions.is_some())
     {
-        Interest::Load => return Ok(Value::Boolean(false)),
+        Interest::Load => {
+            return to_lua(lua, this, Outcome::load(&for_user), &Originals::default())
+        }
         Interest::Nothing => return Ok(Value::Nil),
         Interest::Pushes => {}
     }
@@ -149,35 +149,21 @@ fn archived(lua: &Lua, this: &mut Core, args: ArchivedArgs) -> Result<Value> {
     let sender = sender.map(|s| s.to_string_lossy());
     let archive_id = archive_id.to_string_lossy();
     let source = this.source_of(&stanza)?;
-    let jobs = this.service.with_source(source, |service| {
-        let sender = sender.as_deref();
-        service.archived(&for_user, &facts, sender, &archive_id, live.as_deref(), now)
+    let outcome = this.service.with_source(source, |service| {
+        let ids = (sender.as_deref(), archive_id.as_str());
+        service.on_archived(&for_user, &facts, ids, live.as_deref(), now)
     });
-    this.events_or_load(lua, jobs, &for_user, &Value::Table(stanza))
+    to_lua(lua, this, outcome, &Originals::event(stanza))
 }
 
-fn retries_due(lua: &Lua, this: &mut Core, now: f64) -> Result<Table> {
-    let out = lua.create_table()?;
-    for (user, jobs) in this.service.retries_due(now) {
-        this.append_events(lua, &out, jobs, &user, &Value::Nil)?;
-    }
-    Ok(out)
+fn retries_due(lua: &Lua, this: &mut Core, now: f64) -> Result<Value> {
+    let outcome = this.service.on_retries_due(now);
+    to_lua(lua, this, outcome, &Originals::default())
 }
 
-fn release_held(lua: &Lua, this: &mut Core, now: f64) -> Result<Table> {
-    let out = lua.create_table()?;
-    for (user, jobs) in this.service.release_held(now) {
-        this.append_events(lua, &out, jobs, &user, &Value::Nil)?;
-    }
-    Ok(out)
-}
-
-fn next_retry_in(_: &Lua, this: &Core, now: f64) -> Result<Option<f64>> {
-    Ok(this.service.next_retry_in(now))
-}
-
-fn after_holding(_: &Lua, this: &mut Core, now: f64) -> Result<Option<f64>> {
-    Ok(this.service.after_holding(now))
+fn release_held(lua: &Lua, this: &mut Core, now: f64) -> Result<Value> {
+    let outcome = this.service.on_release_held(now);
+    to_lua(lua, this, outcome, &Originals::default())
 }
 
 fn device_here(_: &Lua, this: &mut Core, (user, identifier): (String, String)) -> Result<()> {
@@ -193,9 +179,9 @@ fn wake(
     lua: &Lua,
     this: &mut Core,
     (user, identifier, now): (String, String, f64),
-) -> Result<Table> {
-    let jobs = this.service.wake(&user, &identifier, now);
-    this.events(lua, jobs, &user, &Value::Nil)
+) -> Result<Value> {
+    let outcome = this.service.on_wake(&user, &identifier, now);
+    to_lua(lua, this, outcome, &Originals::default())
 }
 
 fn cancel(_: &Lua, this: &mut Core, id: String) -> Result<()> {
@@ -208,32 +194,9 @@ fn handler_failed(_: &Lua, this: &mut Core, (kind, now): (String, f64)) -> Resul
     Ok(this.service.handler_failed(kind, now))
 }
 
-/// What `core:expire` returns: count, to drop, next retry in, retried,
-/// warnings.
-type ExpireReply = (usize, Option<Table>, Option<f64>, usize, Table);
-
-fn expire(lua: &Lua, this: &mut Core, now: f64) -> Result<ExpireReply> {
-    let expired = this.service.expire(now);
-    let drop = if expired.drop.is_empty() {
-        None
-    } else {
-        let out = lua.create_table()?;
-        for (user, identifier) in expired.drop {
-            out.push(lua.create_sequence_from([user, identifier])?)?;
-        }
-        Some(out)
-    };
-    let warnings = lua.create_table()?;
-    for (service, n) in expired.warnings {
-        warnings.raw_set(service, n)?;
-    }
-    Ok((
-        expired.count,
-        drop,
-        expired.retry_in,
-        expired.retried,
-        warnings,
-    ))
+fn expire(lua: &Lua, this: &mut Core, now: f64) -> Result<Value> {
+    let outcome = this.service.on_sweep(now);
+    to_lua(lua, this, outcome, &Originals::default())
 }
 
 fn sweep_interval(_: &Lua, this: &Core, (): ()) -> Result<u64> {

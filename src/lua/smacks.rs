@@ -19,8 +19,8 @@
 
 use super::convert::{pings_of, str_field, table_field};
 use super::object::{BatchObjects, Core};
+use super::outcome::{to_lua, Originals};
 use crate::coalesce::Added;
-use crate::service::Flushed;
 use mlua::{Lua, Result, Table, UserDataMethods, Value};
 
 /// The methods of this file, on the core object.
@@ -114,31 +114,19 @@ fn any_groupchat(stanzas: &Table) -> Result<bool> {
     Ok(false)
 }
 
-fn smacks_flush(lua: &Lua, this: &mut Core, (session, now): (String, f64)) -> Result<Table> {
+fn smacks_flush(lua: &Lua, this: &mut Core, (session, now): (String, f64)) -> Result<Value> {
     let objects = this.batch_objects.remove(&session).unwrap_or_default();
-    let out = lua.create_table()?;
     let source = this.batch_source(&objects)?;
-    let flushed = this
+    let outcome = this
         .service
-        .with_source(source, |service| service.smacks_flush(&session, now));
-    let Some(Flushed {
-        user,
-        important,
-        unimportant,
-    }) = flushed
-    else {
-        return Ok(out);
+        .with_source(source, |service| service.on_smacks_flush(&session, now));
+    let object = |object: Option<Table>| object.map_or(Value::Nil, Value::Table);
+    let originals = Originals {
+        event: Value::Nil,
+        important: object(objects.important),
+        unimportant: object(objects.unimportant),
     };
-    let original = |object: Option<Table>| object.map_or(Value::Nil, Value::Table);
-    this.append_events(lua, &out, important, &user, &original(objects.important))?;
-    this.append_events(
-        lua,
-        &out,
-        unimportant,
-        &user,
-        &original(objects.unimportant),
-    )?;
-    Ok(out)
+    to_lua(lua, this, outcome, &originals)
 }
 
 fn smacks_cancel(_: &Lua, this: &mut Core, session: String) -> Result<bool> {

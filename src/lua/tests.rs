@@ -154,7 +154,7 @@ fn the_core_object_end_to_end() {
         assert(core:loaded("romeo") == false);
         assert(core:might_push("romeo") == true and core:has_push("romeo") == false);
         local pushes = core:offline("romeo", s("message", { to = "romeo@example.com", id = "x" }), 1);
-        assert(pushes == false, "not loaded: false");
+        assert(pushes.load == "romeo" and #pushes == 0, "not loaded: load them");
         core:load("romeo", nil);
         assert(core:might_push("romeo") == false);
         local iq = s("iq", { type = "set", id = "e1" })
@@ -182,8 +182,9 @@ fn the_core_object_end_to_end() {
         assert(t == "modify" and c == "bad-request");
         -- The app server's answer: delivered.
         local answer = s("iq", { type = "result", id = event.push_id, from = "push.example" });
-        local kind, rtt, from = core:response(answer, 2.5);
-        assert(kind == "delivered" and rtt == 0.5 and from == "push.example");
+        local outcome = core:response(answer, 2.5);
+        assert(outcome.handled and outcome.rtt == 0.5 and #outcome == 0);
+        assert(outcome.logs[1][1] == "debug" and outcome.logs[1][2]:match("delivered to push.example"));
         assert(core:response(answer, 3) == nil, "answered once");
         return true;
     "#,

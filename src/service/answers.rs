@@ -68,8 +68,8 @@ impl PushService {
     pub(super) fn delivered(&mut self, push: PendingPush, now: Option<f64>) -> Answer {
         let rtt = now.map_or(0.0, |now| (now - push.sent_at).max(0.0));
         let outcome = match now {
-            Some(_) => Outcome::Delivered(rtt),
-            None => Outcome::Silent,
+            Some(_) => Answered::Delivered(rtt),
+            None => Answered::Silent,
         };
         self.stats.answered(&push.jid, outcome);
         let reg = self.registry.registration_mut(&push.user, &push.identifier);
@@ -102,7 +102,7 @@ impl PushService {
         let label = condition_label(condition);
         self.stats.answered(
             &push.jid,
-            Outcome::Error(crate::error::error_type(Some(type_)), label, route),
+            Answered::Error(crate::error::error_type(Some(type_)), label, route),
         );
         let condition: String = condition.chars().take(64).collect();
         self.last_errors.insert(
@@ -168,6 +168,53 @@ impl PushService {
         answer
     }
 
+    /// An answer addressed to the host ([`PushService::response_to`]):
+    /// what it means for logs, metrics, retries and registrations.
+    /// `handled`: it answered one of our pushes (no other handler gets
+    /// it); nothing to do for an answer that is not ours.
+    pub fn on_answer(
+        &mut self,
+        id: &str,
+        from: &str,
+        (response, message): (Response<'_>, bool),
+        now: f64,
+    ) -> crate::outcome::Outcome {
+        match self.response_to(id, from, (response.clone(), message), now) {
+            Answer::NotOurs => crate::outcome::Outcome::default(),
+            Answer::Load { user } => crate::outcome::Outcome::load(&user),
+            answer => answered(answer, from, &response),
+        }
+    }
+
+    /// The sweep of pushes nobody answered ([`PushService::expire`]): how
+    /// many (counted, logged), the app servers to warn about, the
+    /// registrations to remove, the retries' timer.
+    pub fn on_sweep(&mut self, now: f64) -> crate::outcome::Outcome {
+        use crate::outcome::{Counter, Level::*, Outcome};
+        let expired = self.expire(now);
+        let mut out = Outcome::default();
+        if expired.count > 0 {
+            out.count(Counter::Unanswered, expired.count as u64);
+            out.log(
+                Debug,
+                format!(
+                    "{} push(es) got no answer in time, {} retried",
+                    expired.count, expired.retried
+                ),
+            );
+        }
+        for (service, n) in expired.warnings {
+            out.log(Warn, format!("App server {service} left {n} push(es) unanswered within push_response_timeout (warned at most once a minute per app server)"));
+        }
+        for (user, identifier) in expired.drop {
+            out.log(Warn, format!("Disabling push notifications for identifier '{identifier}' of '{user}': its app server never answers"));
+            out.count(Counter::AutoDisabled, 1);
+            out.drops.push((user, identifier));
+        }
+        out.timer_in(expired.retry_in);
+        out
+    }
+
     /// Seconds between sweeps of the pushes nobody answered
     /// ([`PushService::expire`]): `push_response_timeout`, within 1 to 30.
     pub fn sweep_interval(&self) -> u64 {
@@ -198,7 +245,7 @@ impl PushService {
             self.delivered(push, None);
         }
         for push in &expired {
-            self.stats.answered(&push.jid, Outcome::Timeout);
+            self.stats.answered(&push.jid, Answered::Timeout);
             if let Some(since) = self.stats.unanswered(&push.jid, now) {
                 let label = self.stats.label(&push.jid).to_owned();
                 out.warnings.push((label, since));
@@ -240,6 +287,100 @@ impl PushService {
         }
         out.retry_in = self.retries.next_in(now);
         out
+    }
+}
+
+/// What an answer to one of our pushes (from `from`) means for logs,
+/// metrics, retries and registrations.
+fn answered(answer: Answer, from: &str, response: &Response<'_>) -> crate::outcome::Outcome {
+    use crate::outcome::{shown, Counter, Level::*, Outcome};
+    use crate::retry::Scheduled;
+    let mut out = Outcome {
+        handled: true,
+        ..Outcome::default()
+    };
+    let (error_type, condition, route) = match response.error_parts() {
+        Some((type_, condition, route)) => (Some(type_), shown(condition), route),
+        None => (None, String::new(), false),
+    };
+    let wrong_sender = matches!(answer, Answer::WrongSender { .. });
+    if let (Some(type_), false) = (error_type, wrong_sender) {
+        let type_ = crate::error::error_type(Some(type_));
+        out.count(Counter::AppServerError(type_), 1);
+    }
+    if route && !wrong_sender {
+        out.count(Counter::RouteFailure, 1);
+        out.log(Debug, format!("Push to {from} could not be routed ({condition}): our server's error, not the app server's"));
+    }
+    match answer {
+        Answer::NotOurs | Answer::Load { .. } => {}
+        Answer::Delivered { rtt, .. } => {
+            out.log(Debug, format!("Push delivered to {from} in {rtt:.3}s"));
+            out.rtt = Some(rtt);
+        }
+        Answer::WrongSender { expected } => {
+            let text = format!("Ignoring push answer from {from}, expected {expected}");
+            out.log(Warn, text);
+        }
+        Answer::Temporary {
+            user,
+            identifier,
+            retry,
+            ..
+        } => {
+            let (level, text) = temporary_line(from, &condition, (&user, &identifier), retry);
+            out.log(level, text);
+            match retry {
+                Scheduled::In(delay) | Scheduled::Merged(delay) => out.timer_in(Some(delay)),
+                Scheduled::GaveUp => out.count(Counter::GivenUp, 1),
+                Scheduled::Gone | Scheduled::Full => {}
+            }
+        }
+        Answer::Counted {
+            identifier, count, ..
+        } => {
+            let type_ = error_type.unwrap_or("cancel");
+            out.log(Info, format!("Got error <{type_}:{condition}> for identifier '{identifier}': error count is now {count}"));
+        }
+        Answer::Disable {
+            user,
+            identifier,
+            count,
+        } => {
+            out.log(Warn, format!("Disabling push notifications for identifier '{identifier}' after {count} errors"));
+            out.count(Counter::AutoDisabled, 1);
+            out.drops.push((user, identifier));
+        }
+    }
+    out
+}
+
+/// The log line of a temporary error, by what became of its retry.
+fn temporary_line(
+    from: &str,
+    condition: &str,
+    (user, identifier): (&str, &str),
+    retry: crate::retry::Scheduled,
+) -> (crate::outcome::Level, String) {
+    use crate::outcome::Level::*;
+    use crate::retry::Scheduled;
+    match retry {
+        Scheduled::In(delay) | Scheduled::Merged(delay) => (
+            Debug,
+            format!("Push to {from} failed temporarily ({condition}), not counted; retried in {delay:.1}s"),
+        ),
+        Scheduled::Gone => (
+            Debug,
+            format!("Push to {from} failed temporarily ({condition}); its registration is gone"),
+        ),
+        Scheduled::Full => (
+            Warn,
+            format!("Push to {from} failed temporarily ({condition}); too many retries waiting, not retried"),
+        ),
+        Scheduled::GaveUp => (
+            Info,
+            format!("Push for identifier '{identifier}' of '{user}' failed temporarily ({condition}) after every retry: given up"),
+        ),
     }
 }
 

@@ -19,13 +19,14 @@ use crate::registration::{
 };
 use crate::registry::{Plan, Registry};
 use crate::seen::{Seen, DEFAULT_CAPACITY as SEEN_CAPACITY};
-use crate::service_stats::{condition_label, Outcome, ServiceStats, Tally};
+use crate::service_stats::{condition_label, Answered, ServiceStats, Tally};
 
 pub use crate::vocabulary::*;
 
 mod answers;
 mod chat_settings;
 mod counts;
+mod events;
 mod muc;
 mod push2;
 mod registrations;
