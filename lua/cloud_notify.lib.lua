@@ -94,84 +94,74 @@ local function log_all(level, messages)
 	end
 end
 
--- The host's push service: the object both shims call `push` (the core's
--- object, in it and in the shims, is `core`). `push.on_removed(user, removed)`, if set, is
--- called after registrations were removed (to release sessions).
-function lib.new(options)
-	local cloud_notify = load_core();
-	-- get_handlers: the core shares notification payloads between pushes
-	-- only while nothing hooks cloud_notify/push.
-	local host_events = prosody.hosts[module.host].events;
-	local core, problems = cloud_notify.new(module.host, options, st.stanza_mt, host_events.get_handlers);
-	log_all("error", problems);
-	local push = { core = core, version = cloud_notify.version };
-	local push_store = module:open_store();
-	push.store = push_store;
-	-- Push 2.0 registrations: mod_push2's store and layout (not on MUC).
-	local push2_store = core:push2() and module:open_store("push2_registrations") or nil;
-	push.store2 = push2_store;
-
+-- The module's metrics; returns them by name.
+local function add_metrics(push)
+	local metrics = {};
 	-- Metrics (Prosody's statistics API; e.g. mod_http_openmetrics shows them).
-	local count_push = labelled(module:metric("counter", "pushes", "",
+	metrics.count_push = labelled(module:metric("counter", "pushes", "",
 		"Pushes sent to app servers, by path and importance", { "kind", "importance" }));
-	local count_blocked = labelled(module:metric("counter", "blocked", "",
+	metrics.count_blocked = labelled(module:metric("counter", "blocked", "",
 		"Pushes blocked by a cloud_notify/push handler, by path", { "kind" }));
-	local count_handler_error = labelled(module:metric("counter", "handler_errors", "",
+	metrics.count_handler_error = labelled(module:metric("counter", "handler_errors", "",
 		"Pushes not sent because a cloud_notify/push handler raised an error, by path", { "kind" }));
-	local count_error = labelled(module:metric("counter", "app_server_errors", "",
+	metrics.count_error = labelled(module:metric("counter", "app_server_errors", "",
 		"Error answers from app servers, by error type", { "type" }));
-	local count_remote_disabled = labelled(module:metric("counter", "remote_disabled", "",
+	metrics.count_remote_disabled = labelled(module:metric("counter", "remote_disabled", "",
 		"Registrations the app server ended (XEP-0357 affiliation none)", {}));
 	function push.count_remote_disable(removed)
-		for _ in pairs(removed) do count_remote_disabled():add(1); end
+		for _ in pairs(removed) do metrics.count_remote_disabled():add(1); end
 	end
-	local count_route_failure = labelled(module:metric("counter", "route_failures", "",
+	metrics.count_route_failure = labelled(module:metric("counter", "route_failures", "",
 		"Pushes our own server could not route to the app server (an s2s bounce): retried, never counted (counted on the MUC module)", {}));
-	local count_unanswered = labelled(module:metric("counter", "unanswered", "",
+	metrics.count_unanswered = labelled(module:metric("counter", "unanswered", "",
 		"Pushes the app server did not answer within push_response_timeout (retried; counted as errors on the MUC module)", {}));
-	local count_given_up = labelled(module:metric("counter", "retries_given_up", "",
+	metrics.count_given_up = labelled(module:metric("counter", "retries_given_up", "",
 		"Pushes given up after every retry got a wait error", {}));
-	local count_disabled = labelled(module:metric("counter", "auto_disabled", "",
+	metrics.count_disabled = labelled(module:metric("counter", "auto_disabled", "",
 		"Registrations removed after push_max_errors errors", {}));
-	local sample_rtt = labelled(module:metric("histogram", "response_time", "seconds",
+	metrics.sample_rtt = labelled(module:metric("histogram", "response_time", "seconds",
 		"Time from a push to the app server's answer", {},
 		{ buckets = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120 } }));
-	local gauge_outstanding = labelled(module:metric("gauge", "outstanding", "",
+	metrics.gauge_outstanding = labelled(module:metric("gauge", "outstanding", "",
 		"Pushes awaiting an answer", {}));
-	local gauge_registrations = labelled(module:metric("gauge", "registrations_loaded", "",
+	metrics.gauge_registrations = labelled(module:metric("gauge", "registrations_loaded", "",
 		"Registrations held in memory", {}));
-	local gauge_users = labelled(module:metric("gauge", "users_loaded", "",
+	metrics.gauge_users = labelled(module:metric("gauge", "users_loaded", "",
 		"Users whose registrations are held in memory (with or without any)", {}));
-	local gauge_kept = labelled(module:metric("gauge", "kept_stanza_bytes", "bytes",
+	metrics.gauge_kept = labelled(module:metric("gauge", "kept_stanza_bytes", "bytes",
 		"Bytes of stanza copies kept for held and retried pushes (1 MiB per host, then bodiless copies)", {}));
-	local gauge_counts_kept = labelled(module:metric("gauge", "kept_counts_bytes", "bytes",
+	metrics.gauge_counts_kept = labelled(module:metric("gauge", "kept_counts_bytes", "bytes",
 		"Bytes of unread counts kept for users not in memory (8 MiB at most)", {}));
-	local gauge_counts_dropped = labelled(module:metric("gauge", "counts_dropped", "",
+	metrics.gauge_counts_dropped = labelled(module:metric("gauge", "counts_dropped", "",
 		"Users whose unread counts were dropped for room since the module loaded", {}));
 	-- Per app server (the first 32 by name, the rest as "other"; error
 	-- conditions RFC 6120's or "other": bounded label sets).
-	local count_service_push = labelled(module:metric("counter", "service_pushes", "",
+	metrics.count_service_push = labelled(module:metric("counter", "service_pushes", "",
 		"Pushes sent, by app server", { "service" }));
-	local count_service_answer = labelled(module:metric("counter", "service_answers", "",
+	metrics.count_service_answer = labelled(module:metric("counter", "service_answers", "",
 		"What came of the pushes, by app server: delivered, wait, errors, timeouts, route (our server could not reach it)",
 		{ "service", "result" }));
-	local service_errors = module:metric("counter", "service_errors", "",
+	metrics.service_errors = module:metric("counter", "metrics.service_errors", "",
 		"Error answers by app server, error type and condition", { "service", "type", "condition" });
-	local gauge_service_rtt = labelled(module:metric("gauge", "service_response_time", "seconds",
+	metrics.gauge_service_rtt = labelled(module:metric("gauge", "service_response_time", "seconds",
 		"Mean time from a push to its result since the last collection, by app server", { "service" }));
-	local count_store_read = labelled(module:metric("counter", "store_reads", "",
+	metrics.count_store_read = labelled(module:metric("counter", "store_reads", "",
 		"Reads of the registration store (cache misses)", {}));
-	local count_hook_error = labelled(module:metric("counter", "hook_errors", "",
+	metrics.count_hook_error = labelled(module:metric("counter", "hook_errors", "",
 		"Errors in this module's handlers (the stanza went on without it), by event", { "event" }));
 	-- The counters an event's outcome names (the core's Counter).
 	push.counters = {
-		app_server_errors = count_error;
-		route_failures = count_route_failure;
-		unanswered = count_unanswered;
-		retries_given_up = count_given_up;
-		auto_disabled = count_disabled;
+		app_server_errors = metrics.count_error;
+		route_failures = metrics.count_route_failure;
+		unanswered = metrics.count_unanswered;
+		retries_given_up = metrics.count_given_up;
+		auto_disabled = metrics.count_disabled;
 	};
+	return metrics;
+end
 
+-- Handlers that fail open.
+local function add_fail_open(push, metrics)
 	-- Every handler fails open: an error in one (a bug, or a wedged core)
 	-- is counted and logged (at most once a minute per event, here and not
 	-- in the core, which may be what fails), and the stanza goes on as if
@@ -183,7 +173,7 @@ function lib.new(options)
 		return function(event)
 			local ok, ret = pcall(handler, event);
 			if ok then return ret; end
-			count_hook_error(name):add(1);
+			metrics.count_hook_error(name):add(1);
 			local now = time_now();
 			if (hook_logged[name] or -math.huge) <= now - 60 then
 				hook_logged[name] = now;
@@ -201,7 +191,10 @@ function lib.new(options)
 	function push.hook(name, handler, priority)
 		module:hook(name, push.fail_open(name, handler), priority);
 	end
+end
 
+-- The per-user locks.
+local function new_locks()
 	-- Per-user write lock. Storage may yield (handlers run in util.async
 	-- runners), so every change of a user's registrations (plan, write,
 	-- commit) runs holding the user's lock, planned from what the core
@@ -267,6 +260,11 @@ function lib.new(options)
 		hand_over(user, lock);
 	end
 
+	return acquire, release, locks;
+end
+
+-- Running changes under a user's lock.
+local function add_locked(push, acquire, release, locks)
 	-- The module unloads: its timers will not run, so every waiter is let
 	-- go now, without the lock (its change is answered as busy).
 	function push.close()
@@ -311,7 +309,10 @@ function lib.new(options)
 		release(user);
 		if not ok then error(err, 0); end
 	end
+end
 
+-- Loading users' registrations into the core.
+local function add_loading(push, core, metrics)
 	-- Reads under way, by user: `commits` counts that user's commits
 	-- while any read is under way; a read that saw a commit land after it
 	-- began may be older than what was committed (and maybe evicted since),
@@ -327,7 +328,7 @@ function lib.new(options)
 	-- (nil: none), false when a commit of this user landed meanwhile (read
 	-- again), or nil, error.
 	local function read_store(store, user)
-		count_store_read():add(1);
+		metrics.count_store_read():add(1);
 		local marks = reading[user] or { readers = 0, commits = 0 };
 		reading[user], marks.readers = marks, marks.readers + 1;
 		local commits_before = marks.commits;
@@ -347,7 +348,7 @@ function lib.new(options)
 	function push.load_user(user)
 		if core:loaded(user) then return true; end
 		local want, want2 = core:stores_to_read(user);
-		if not push2_store then want2 = false; end
+		if not push.store2 then want2 = false; end
 		if not want and not want2 then
 			core:load(user, nil, nil);
 			return true;
@@ -357,8 +358,8 @@ function lib.new(options)
 			module:log("debug", "Loading push registrations of '%s'", user);
 			local err;
 			stored, stored2 = nil, nil;
-			if want then stored, err = read_store(push_store, user); end
-			if err == nil and want2 and stored ~= false then stored2, err = read_store(push2_store, user); end
+			if want then stored, err = read_store(push.store, user); end
+			if err == nil and want2 and stored ~= false then stored2, err = read_store(push.store2, user); end
 			if err ~= nil then
 				module:log("error", "Error reading push registrations of '%s': %s", user, err);
 				return false;
@@ -387,6 +388,10 @@ function lib.new(options)
 		return true;
 	end
 
+end
+
+-- Which users have registrations.
+local function add_scan(push, core)
 	-- Which users have registrations: listed once, when the module loads,
 	-- so that a stanza for a user known to have none costs no read (a
 	-- store without `users()` is read as before). About 10 bytes per user
@@ -405,10 +410,13 @@ function lib.new(options)
 			end);
 			if not ok then module:log("warn", "Could not list the users with %s registrations: %s", what, err); end
 		end
-		scan(push_store, core.note_known, core.known_complete, "push");
-		scan(push2_store, core.note_known2, core.known2_complete, "Push 2.0");
+		scan(push.store, core.note_known, core.known_complete, "push");
+		scan(push.store2, core.note_known2, core.known2_complete, "Push 2.0");
 	end
+end
 
+-- Writing users' registrations.
+local function add_writing(push, core)
 	-- Writes a planned set of registrations, then lets the core adopt it.
 	-- `released`: identifiers already gone from the core whose sessions
 	-- must stop pushing as well.
@@ -421,23 +429,23 @@ function lib.new(options)
 		local ok, err;
 		-- (what mod_push2's store holds now, to write back if the second write fails)
 		local before;
-		if services2 and push2_store and xep ~= false then
+		if services2 and push.store2 and xep ~= false then
 			local _, _, current2 = core:plan_current(user);
 			before = current2;
 		end
-		if services2 and push2_store then
-			ok, err = push2_store:set(user, next(services2) ~= nil and services2 or nil);
+		if services2 and push.store2 then
+			ok, err = push.store2:set(user, next(services2) ~= nil and services2 or nil);
 			if not ok then
 				module:log("error", "Error writing Push 2.0 registrations of '%s': %s", user, err);
 				return false;
 			end
 		end
 		if xep ~= false then
-			ok, err = push_store:set(user, services);
+			ok, err = push.store:set(user, services);
 			if not ok then
 				module:log("error", "Error writing push registrations of '%s': %s", user, err);
 				if before then
-					local restored, restore_err = push2_store:set(user, next(before) ~= nil and before or nil);
+					local restored, restore_err = push.store2:set(user, next(before) ~= nil and before or nil);
 					if not restored then
 						module:log("error", "Error writing back the Push 2.0 registrations of '%s': %s", user, restore_err);
 					end
@@ -464,7 +472,10 @@ function lib.new(options)
 			if services then push.write_plan(user, services, removed, nil, services2, xep); end
 		end, "error counts");
 	end
+end
 
+-- Sending pushes.
+local function add_sending(push, core, metrics)
 	-- Sends the pushes the core built, unless a cloud_notify/push handler
 	-- objects. A handler that raises costs its own push only: it is logged
 	-- and not sent, and the others go on. Returns whether a waking push was
@@ -489,13 +500,13 @@ function lib.new(options)
 						or "");
 				end
 				core:cancel(push_event.push_id);
-				count_handler_error(push_event.push_kind):add(1);
+				metrics.count_handler_error(push_event.push_kind):add(1);
 			elseif blocked then
 				module:log("debug", "Push was blocked by event handler: %s", push_event.reason or "Unknown reason");
 				core:cancel(push_event.push_id);
-				count_blocked(push_event.push_kind):add(1);
+				metrics.count_blocked(push_event.push_kind):add(1);
 			else
-				count_push(push_event.push_kind, push_event.important and "important" or "unimportant"):add(1);
+				metrics.count_push(push_event.push_kind, push_event.important and "important" or "unimportant"):add(1);
 				if push_event.push2 then
 					module:log("debug", "Sending Push 2.0 notification (%s priority) for %s@%s to %s",
 						push_event.priority, push_event.username, module.host, push_event.service);
@@ -514,6 +525,10 @@ function lib.new(options)
 		return woke;
 	end
 
+end
+
+-- Carrying out the core's outcomes.
+local function add_outcomes(push, core, metrics)
 	-- Carries out what the core answered for an event, its outcome (see
 	-- src/lua/outcome.rs; nil: nothing to do): the pushes, the retries'
 	-- timer, the registrations to remove, log lines, counters. Returns
@@ -526,7 +541,7 @@ function lib.new(options)
 		if outcome.timer then push.schedule_retries(outcome.timer); end
 		for _, line in ipairs(outcome.logs or {}) do module:log(line[1], "%s", line[2]); end
 		for _, c in ipairs(outcome.counts or {}) do push.counters[c[1]](c[2] or nil):add(c[3]); end
-		if outcome.rtt then sample_rtt():sample(outcome.rtt); end
+		if outcome.rtt then metrics.sample_rtt():sample(outcome.rtt); end
 		for _, drop in ipairs(outcome.drops or {}) do
 			local user, identifier = drop[1], drop[2];
 			if deferred then push.later(function() push.drop(user, identifier); end, "removing "..identifier);
@@ -549,7 +564,10 @@ function lib.new(options)
 		end
 		return push.apply(outcome), outcome;
 	end
+end
 
+-- XEP-0492 bookmarks.
+local function add_bookmarks(push, core)
 	-- XEP-0492: the user's bookmarks (XEP-0402, in their PEP service), read
 	-- once when the core wants them (may yield: storage). Without mod_pep,
 	-- there are none.
@@ -576,7 +594,10 @@ function lib.new(options)
 		end
 		core:bookmarks(user, items);
 	end
+end
 
+-- XEP-0357 enable and disable.
+local function add_requests(push, core)
 	-- https://xmpp.org/extensions/xep-0357.html#enabling
 	-- `who` describes the requester to the core (username, host, full_jid,
 	-- client_id, resource); replies go through `origin`. Returns the new
@@ -598,7 +619,6 @@ function lib.new(options)
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
-		-- (refused: nil, type, condition, text)
 		-- (refused: nil, type, condition, text)
 		local services, removed, services2, xep = core:plan_enable(user, identifier, push_info, who.resource);
 		local error_condition, error_text = services2, xep;
@@ -633,7 +653,10 @@ function lib.new(options)
 		end
 		origin.send(st.reply(stanza));
 	end
+end
 
+-- Push 2.0 enable and disable.
+local function add_requests2(push, core)
 	-- Push 2.0: enables the session's device; its identifier, or nil (an
 	-- error was sent).
 	function push.enable2(origin, stanza, user)
@@ -664,7 +687,10 @@ function lib.new(options)
 		origin.send(st.reply(stanza));
 		return services ~= nil;
 	end
+end
 
+-- Pings, answers, removals and retries.
+local function add_answers(push, core)
 	-- cloud-notify-ping: an empty push to all (or the given) registrations.
 	function push.on_ping(event)
 		local user = event.user;
@@ -722,27 +748,33 @@ function lib.new(options)
 			end
 		end);
 	end
+end
 
+-- Gauges.
+local function add_gauges(push, core, metrics)
 	-- Gauges are read when statistics are collected (stats-update).
 	function push.update_gauges()
 		local stats = core:stats();
-		gauge_outstanding():set(stats.pending);
-		gauge_registrations():set(stats.registrations);
-		gauge_users():set(stats.users);
-		gauge_kept():set(stats.kept_bytes);
-		gauge_counts_kept():set(stats.counts_kept_bytes);
-		gauge_counts_dropped():set(stats.counts_dropped);
+		metrics.gauge_outstanding():set(stats.pending);
+		metrics.gauge_registrations():set(stats.registrations);
+		metrics.gauge_users():set(stats.users);
+		metrics.gauge_kept():set(stats.kept_bytes);
+		metrics.gauge_counts_kept():set(stats.counts_kept_bytes);
+		metrics.gauge_counts_dropped():set(stats.counts_dropped);
 		for _, t in ipairs(core:service_changes()) do
 			local service = t.service;
-			if t.sent > 0 then count_service_push(service):add(t.sent); end
+			if t.sent > 0 then metrics.count_service_push(service):add(t.sent); end
 			for _, result in ipairs({ "delivered", "wait", "errors", "timeouts", "route" }) do
-				if t[result] > 0 then count_service_answer(service, result):add(t[result]); end
+				if t[result] > 0 then metrics.count_service_answer(service, result):add(t[result]); end
 			end
-			for _, c in ipairs(t.conditions) do service_errors:with_labels(service, c[1], c[2]):add(c[3]); end
-			if t.rtt_count > 0 then gauge_service_rtt(service):set(t.rtt_sum / t.rtt_count); end
+			for _, c in ipairs(t.conditions) do metrics.service_errors:with_labels(service, c[1], c[2]):add(c[3]); end
+			if t.rtt_count > 0 then metrics.gauge_service_rtt(service):set(t.rtt_sum / t.rtt_count); end
 		end
 	end
+end
 
+-- Writes of users' error counts.
+local function add_count_writes(push)
 	-- App-server error counts are written back with the user's
 	-- registrations, push_counts_write_interval after their first change
 	-- (a tick writes those due, so the writes are spread as the changes
@@ -762,7 +794,7 @@ function lib.new(options)
 		current, queued[user] = nil, nil;
 		if not ok then module:log("error", "Writing the counts of '%s' failed: %s", user, err); end
 	end);
-	local function write_all(users)
+	function push.write_users(users)
 		if not users then return; end
 		for _, user in ipairs(users) do
 			if not queued[user] then
@@ -771,13 +803,17 @@ function lib.new(options)
 			end
 		end
 	end
-	local function check_writer(now)
+	function push.check_writer(now)
 		if current and not current.logged and now - current.since > 60 then
 			current.logged = true;
 			module:log("warn", "Writing the counts of '%s' has not finished after %ds; the other writes wait",
 				current.user, math.floor(now - current.since));
 		end
 	end
+end
+
+-- The host's unread counts record.
+local function add_counts_record(push, core)
 	-- Unread counts are one record for the host (every user's: those in
 	-- memory and those the core keeps for users who left it), in a store
 	-- of their own: read when the module loads, written when they changed,
@@ -823,29 +859,33 @@ function lib.new(options)
 		if record then record_writer:run({ record = record, serial = serial }); end
 	end
 	function push.write_counts()
-		write_all(core:counts_to_write());
+		push.write_users(core:counts_to_write());
 		write_record(true);
 	end
 	-- And early, once unwritten counts fill half the cache (a user
 	-- with unwritten counts stays in memory): the cache's bound holds
 	-- however many users get pushes.
 	function push.write_due()
-		write_all(core:counts_due());
+		push.write_users(core:counts_due());
 	end
-	local function write_counts_logged()
+	function push.write_counts_logged()
 		local ok, err = pcall(push.write_counts);
 		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
 	end
 	push.counts_interval = core:counts_tick();
 	function push.counts_timer()
-		check_writer(time_now());
+		push.check_writer(time_now());
 		local ok, err = pcall(function()
-			write_all(core:counts_aged(time_now()));
+			push.write_users(core:counts_aged(time_now()));
 			write_record(false);
 		end);
 		if not ok then module:log("error", "Writing unread counts failed: %s", err); end
 		return push.counts_interval;
 	end
+end
+
+-- What goes out at shutdown, and the sweep.
+local function add_upkeep(push, core)
 	-- What the grace period holds goes out now (unload, shutdown): nothing
 	-- held is lost.
 	function push.release_held()
@@ -854,7 +894,7 @@ function lib.new(options)
 	end
 	function push.on_server_stopping()
 		push.release_held();
-		write_counts_logged();
+		push.write_counts_logged();
 	end
 
 	-- Pushes nobody answered (an answer after that is not ours): retried
@@ -865,7 +905,38 @@ function lib.new(options)
 		push.apply(core:expire(time_now()), true);
 		return push.sweep_interval;
 	end
+end
 
+-- The host's push service: the object both shims call `push` (the core's
+-- object, in it and in the shims, is `core`). `push.on_removed(user, removed)`, if set, is
+-- called after registrations were removed (to release sessions).
+function lib.new(options)
+	local cloud_notify = load_core();
+	-- get_handlers: the core shares notification payloads between pushes
+	-- only while nothing hooks cloud_notify/push.
+	local host_events = prosody.hosts[module.host].events;
+	local core, problems = cloud_notify.new(module.host, options, st.stanza_mt, host_events.get_handlers);
+	log_all("error", problems);
+	local push = { core = core, version = cloud_notify.version };
+	push.store = module:open_store();
+	-- Push 2.0 registrations: mod_push2's store and layout (not on MUC).
+	push.store2 = core:push2() and module:open_store("push2_registrations") or nil;
+	local metrics = add_metrics(push);
+	add_fail_open(push, metrics);
+	add_locked(push, new_locks());
+	add_loading(push, core, metrics);
+	add_scan(push, core);
+	add_writing(push, core);
+	add_sending(push, core, metrics);
+	add_outcomes(push, core, metrics);
+	add_bookmarks(push, core);
+	add_requests(push, core);
+	add_requests2(push, core);
+	add_answers(push, core);
+	add_gauges(push, core, metrics);
+	add_count_writes(push);
+	add_counts_record(push, core);
+	add_upkeep(push, core);
 	return push;
 end
 

@@ -11,11 +11,11 @@
 //! the core wants an element.
 //!
 //! Layout: counts as 16-bit little-endian numbers; strings as one byte
-//! below [`LONG`] (their length, then their bytes), one byte from
-//! [`WORDS`] on (a word of data forms, [`DICTIONARY`]), or [`LONG`] and
+//! below `LONG` (their length, then their bytes), one byte from
+//! `WORDS` on (a word of data forms, `DICTIONARY`), or `LONG` and
 //! a 16-bit length, then their bytes:
 //! - element: `0`, attribute count, child count, name, namespace
-//!   ([`INHERITED`] when it is its parent's, else a string), then its
+//!   (`INHERITED` when it is its parent's, else a string), then its
 //!   attributes, then its children;
 //! - text: `1`, a string;
 //! - attribute: `2`, its name, its value.
@@ -36,7 +36,7 @@ pub const MAX_FORM_DEPTH: usize = 32;
 const ELEMENT: u8 = 0;
 const TEXT: u8 = 1;
 const ATTR: u8 = 2;
-/// The first byte of a string that is a word of [`DICTIONARY`].
+/// The first byte of a string that is a word of `DICTIONARY`.
 const WORDS: u8 = 0xC0;
 /// The byte of a string whose 16-bit length follows.
 const LONG: u8 = 0xFE;

@@ -185,7 +185,9 @@ impl Registry {
         self.load_with(user, regs, |_| false)
     }
 
-    /// [`Registry::load`], never evicting a user `pinned` names.
+    /// Stores the user's registrations read from the store (trimmed to
+    /// `push_max_devices`, oldest first; the dropped ones' identifiers
+    /// returned), never evicting a user `pinned` names.
     pub fn load_with(
         &mut self,
         user: &str,
@@ -205,7 +207,7 @@ impl Registry {
         self.commit_with(user, regs, |_| false)
     }
 
-    /// [`Registry::commit`], never evicting a user `pinned` names (one
+    /// Stores the user's registrations as written, never evicting a user `pinned` names (one
     /// whose smacks batch is waiting): the cache may then hold a few more
     /// users than its capacity, until those batches are gone.
     pub fn commit_with(

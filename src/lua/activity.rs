@@ -6,13 +6,13 @@
 //! Each method converts its arguments, asks the core once and converts
 //! the answer.
 //!
-//! Lua API (`events | false | nil` as in [`super::pushes`]):
+//! Lua API (`outcome`: as in [`super::pushes`]):
 //!
 //! | method | returns |
 //! |---|---|
-//! | `core:outgoing(user, identifier_or_nil, stanza, now[, identifier2])` | `events`, `false` or `nil`: a message one of the user's sessions sent (identifier: its registration; identifier2: its Push 2.0 one, when it holds both) |
-//! | `core:published(user, identifier_or_nil, node, item_id, now[, identifier2])` | `events`, `false` or `nil`: an item the user published to their own PEP service |
-//! | `core:subscription_request(user, stanza, pending, already_pending, requester_subscription_or_nil, sessions_or_nil, now)` | `events`, `false` or `nil` (`stanza`: the presence `subscribe`) |
+//! | `core:outgoing(user, identifier_or_nil, stanza, now[, identifier2])` | `outcome`: a message one of the user's sessions sent (identifier: its registration; identifier2: its Push 2.0 one, when it holds both) |
+//! | `core:published(user, identifier_or_nil, node, item_id, now[, identifier2])` | `outcome`: an item the user published to their own PEP service |
+//! | `core:subscription_request(user, stanza, pending, already_pending, requester_subscription_or_nil, sessions_or_nil, now)` | `outcome` (`stanza`: the presence `subscribe`) |
 //! | `core:connected(user, identifier)` | whether its unread count changed (a device connected) |
 //! | `core:unread(user, identifier)` | number |
 //! | `core:counts_to_write()` | `{ user, … }`: write each user's registrations (error counts, at shutdown) |

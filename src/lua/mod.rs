@@ -18,12 +18,15 @@
 //! (stream management batches, hibernation), [`muc`] (group chats),
 //! [`answers`] (app servers' answers), [`activity`] (what the user does on
 //! other devices, unread counts). [`object`] holds the object and the event
-//! conversion they share, [`replies`] their return types, [`convert`] and
+//! conversion they share, [`outcome`] the one conversion of an event's
+//! [`Outcome`](crate::outcome::Outcome), [`replies`] the other return types, [`convert`] and
 //! [`records`] the conversions through mlua's table API, [`raw`] the raw
 //! ffi (the crate's only `unsafe`).
 //!
-//! A new event: a method in the file of its concern (convert, one core
-//! call, convert), a `module:hook` in the shim that hands it over.
+//! A new event: an `on_*` method of the core returning an
+//! [`Outcome`](crate::outcome::Outcome), a method here in the file of its
+//! concern (convert the arguments, call it, [`outcome::to_lua`]), and a
+//! `module:hook` in the shim that hands it over with `push.ask`.
 
 mod activity;
 mod answers;

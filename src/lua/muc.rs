@@ -7,8 +7,8 @@
 //! | method | returns |
 //! |---|---|
 //! | `core:muc_wants(room_jid, stanza)` | `nil`, `"members"` (walk the room's affiliations), `"known"` (ask the room about each user with registrations) or `{ nick, … }`: what the room must look up |
-//! | `core:muc_push(room_jid, stanza, members, now, public)` | `events`; `members`: `{ { jid = real bare JID, joined = bool, affiliation = …, setting = XEP-0492 level or nil, nick = … }, … }`, their registrations loaded first; `public`: the room is public (XEP-0492's default, where the admin opted in) |
-//! | `core:muc_bounced(room_jid, error_stanza, user, nicks, now[, setting])` | `events` for a kickable error from an occupant (`user`: its real bare JID, loaded first; `nicks`: its nickname in the room and its registered one) |
+//! | `core:muc_push(room_jid, stanza, members, now, public)` | `outcome` ([`super::outcome`]); `members`: `{ { jid = real bare JID, joined = bool, affiliation = …, setting = XEP-0492 level or nil, nick = … }, … }`, their registrations loaded first; `public`: the room is public (XEP-0492's default, where the admin opted in) |
+//! | `core:muc_bounced(room_jid, error_stanza, user, nicks, now[, setting])` | `outcome` for a kickable error from an occupant (`user`: its real bare JID, loaded first; `nicks`: its nickname in the room and its registered one) |
 //! | `core:muc_admit(user, local, now)` | `true`, or `nil, type, condition, text` |
 //! | `core:muc_note(user, had, has)` | nothing: a remote user's registrations went from any/none to any/none |
 

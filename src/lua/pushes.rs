@@ -3,25 +3,22 @@
 //! server answered with a `wait` error, the wake-up before a hibernated
 //! session expires; pushes cancelled, expired, counted.
 //!
-//! Lua API (`events`: a list of `cloud_notify/push` event payloads, see
-//! [`super::raw::events`]; `false`: load the user, then ask again; `nil`:
-//! nothing to do):
+//! Lua API (`outcome`: the event's outcome, one table or nil, see
+//! [`super::outcome`]; the shim's `push.apply` carries it out):
 //!
 //! | method | returns |
 //! |---|---|
-//! | `core:offline(user, stanza, now[, groupchat])` | `events`, `false` or `nil` (groupchat: a bare groupchat message, pushed the same way) |
-//! | `core:archived(for_user, stanza, archive_id, sessions_or_nil, sender_or_nil, now)` | `events`, `false` or `nil` (`sessions`: the user's `sessions` table; `sender`: the sending session's user) |
-//! | `core:ping(user, push_services_or_nil, now)` | `events`, `false` or `nil` |
-//! | `core:retries_due(now)` | `events` |
-//! | `core:release_held(now)` | `events`: every push the grace period holds, now (unload, shutdown) |
-//! | `core:next_retry_in(now)` | seconds, or nil |
-//! | `core:after_holding(now)` | seconds until the retries' timer must run if the last event held a push back, else nil (at once) |
+//! | `core:offline(user, stanza, now[, groupchat])` | `outcome` (groupchat: a bare groupchat message, pushed the same way, by the user's XEP-0492 setting for the room) |
+//! | `core:archived(for_user, stanza, archive_id, sessions_or_nil, sender_or_nil, now)` | `outcome` (`sessions`: the user's `sessions` table; `sender`: the sending session's user) |
+//! | `core:ping(user, push_services_or_nil, now)` | `outcome` |
+//! | `core:retries_due(now)` | `outcome`: the retries due, the pushes whose grace window ended, and when the timer must run next |
+//! | `core:release_held(now)` | `outcome`: every push the grace period holds, now (unload, shutdown) |
 //! | `core:retry_cancel(user, identifier)` | whether a retry was waiting (the device connected) |
 //! | `core:device_here(user, identifier)` | nothing: the device enabled, or a session re-attached it (its retry is moot, nothing is unread or held for it) |
-//! | `core:wake(user, identifier, now)` | `events` (the wake-up push) |
+//! | `core:wake(user, identifier, now)` | `outcome` (the wake-up push) |
 //! | `core:cancel(push_id)` | nothing (a handler blocked the push) |
 //! | `core:handler_failed(push_kind, now)` | `nil` (count it only), or the number of failures of that kind not logged since the last line (log it) |
-//! | `core:expire(now)` | the number of pushes nobody answered in time; `{ { user, identifier }, … }` to drop (on the MUC module, registrations that reached `push_max_errors` unanswered) or nil; seconds until the next retry is due or nil (on the main module unanswered pushes are retried); how many of them got a retry; `{ [app server] = n }` to warn about (at most once a minute each: `n` pushes unanswered since the last warning) |
+//! | `core:expire(now)` | `outcome` of the pushes nobody answered in time: counted, logged, retried (the timer), or their registrations removed (`drops`: on the MUC module, those that reached `push_max_errors` unanswered; anywhere, those unreachable for 72 h) |
 //! | `core:sweep_interval()` | seconds between calls of `expire` |
 //! | `core:stats()` | `{ users, registrations, pending, batches, known, kept_bytes }` |
 

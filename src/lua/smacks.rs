@@ -11,7 +11,7 @@
 //! | method | returns |
 //! |---|---|
 //! | `core:smacks_add(session, user, identifier, stanzas[, asked])` | `"nothing"`, `"joined"`, `"opened"` (start the coalescing timer), `"flush"` (send now) or `"bookmarks"` (read the user's bookmarks, then ask again with `asked` true: XEP-0492) |
-//! | `core:smacks_flush(session, now)` | `events` (at most one important and one unimportant push) |
+//! | `core:smacks_flush(session, now)` | `outcome` ([`super::outcome`]: at most one important and one unimportant push) |
 //! | `core:smacks_cancel(session)` | whether a batch was waiting (dropped unsent) |
 //! | `core:extended_hibernation(smacks_timeout)` | the timeout to hibernate for, or nil |
 //! | `core:wake_delay(hibernation_timeout)` | seconds until the wake-up push, or nil |

@@ -1,6 +1,6 @@
 //! A Push 2.0 registration's settings: what an `<enable
 //! xmlns='urn:xmpp:push2:0'>` asks for, checked and bounded, and kept in
-//! `mod_push2`'s stored layout (see [`super::store`]).
+//! `mod_push2`'s stored layout.
 
 use super::b64;
 use super::ece::UaKeys;
