@@ -49,10 +49,10 @@ module:hook_global("server-stopping", push.on_server_stopping);
 module:add_timer(push.counts_interval, push.counts_timer);
 module:add_timer(push.sweep_interval, push.sweep_timer);
 
--- The last wake-up: push_wake_before_expiry seconds before a hibernated
--- push session's time is up (extended or smacks' own), one unimportant
--- push, so the app can reconnect and resume before its queue is dropped.
--- One per hibernation; none once resumed.
+-- The extended hibernation and the last wake-up: at each moment of a
+-- push session's hibernation, the core says what to do to its watchdog
+-- and wake-up timer (src/hibernation.rs). The fields are those of the
+-- reference module, so either can take over a session.
 local function stop_wake(session)
 	if session.cloud_notify_wake_timer then
 		session.cloud_notify_wake_timer:stop();
@@ -60,11 +60,10 @@ local function stop_wake(session)
 	end
 end
 
-local function schedule_wake(session, timeout)
+-- The last wake-up, in `delay` seconds: one unimportant push, so the app
+-- can reconnect and resume before its queue is dropped.
+local function start_wake(session, delay)
 	stop_wake(session);
-	if session.cloud_notify_woken or not timeout then return; end
-	local delay = core:wake_delay(timeout);
-	if not delay then return; end
 	session.cloud_notify_wake_timer = module:add_timer(delay, function()
 		session.cloud_notify_wake_timer = nil;
 		local user, identifier = session.username, session.push_identifier;
@@ -77,19 +76,14 @@ local function schedule_wake(session, timeout)
 		-- registration, meanwhile)
 		if not load_user(user) or gone() then return; end
 		session.cloud_notify_woken = true;
-		session.log("debug", "Hibernation ends in %gs: waking the device", timeout - delay);
+		session.log("debug", "Hibernation ends soon: waking the device");
 		apply(core:wake(user, identifier, time_now()));
 	end);
 end
 
--- Extended hibernation: a hibernated session with push enabled is kept for
--- push_max_hibernation_timeout, until its first waking push. The fields are
--- those of the reference module, so either can take over a session.
-local function extend_hibernation(session)
+-- Keeps smacks' own watchdog aside and hibernates `timeout` seconds.
+local function extend(session, timeout)
 	local dog = session.hibernating_watchdog;
-	if not dog or session.original_smacks_callback then return; end
-	local timeout = core:extended_hibernation(dog.timeout or 0);
-	if not timeout then return; end
 	local original_callback, original_timeout = dog.callback, dog.timeout;
 	session.original_smacks_callback, session.original_smacks_timeout = original_callback, original_timeout;
 	dog:cancel();
@@ -100,21 +94,32 @@ local function extend_hibernation(session)
 		return original_callback(this_dog);
 	end);
 	session.log("debug", "Hibernation extended to %gs until the first push", timeout);
-	schedule_wake(session, timeout);
 end
 
 -- Back to smacks' own watchdog, counting from now.
-local function end_extension(session)
-	local original_callback, original_timeout = session.original_smacks_callback, session.original_smacks_timeout;
-	session.original_smacks_callback, session.original_smacks_timeout = nil, nil;
-	if not original_callback then return; end
+local function restore(session)
+	session.hibernating_watchdog:cancel();
+	local timeout = session.original_smacks_timeout;
+	session.hibernating_watchdog = watchdog.new(timeout, session.original_smacks_callback);
+	session.log("debug", "Hibernation timeout back to %gs", timeout);
+end
+
+-- Carries out what the core says to do to a session at `moment`
+-- ("start", "pushed", "resumed", "released").
+local function hibernation(session, moment)
 	local dog = session.hibernating_watchdog;
-	if dog and session.hibernating then
-		dog:cancel();
-		session.hibernating_watchdog = watchdog.new(original_timeout, original_callback);
-		session.log("debug", "Hibernation timeout back to %gs", original_timeout);
-		schedule_wake(session, original_timeout);
-	end
+	-- (session.hibernating: when it began, in mod_smacks)
+	local step = core:hibernation(moment, session.push_identifier ~= nil, not not session.hibernating,
+		session.original_smacks_callback ~= nil, not not session.cloud_notify_woken,
+		session.first_hibernated_push ~= nil, dog and dog.timeout, session.original_smacks_timeout);
+	if not step then return; end
+	if step.reset then session.first_hibernated_push, session.cloud_notify_woken = nil, nil; end
+	if step.stop_wake then stop_wake(session); end
+	if step.extend then extend(session, step.extend); end
+	if step.restore then restore(session); end
+	if step.forget_original then session.original_smacks_callback, session.original_smacks_timeout = nil, nil; end
+	if step.first_push then session.first_hibernated_push = os.time(); end
+	if step.wake_in then start_wake(session, step.wake_in); end
 end
 
 -- Drops a session's coalescing timer and its waiting batch.
@@ -131,8 +136,7 @@ end
 -- A session no longer pushes (its registration is gone, or we unload).
 local function release_session(session)
 	stop_batch(session);
-	end_extension(session);
-	stop_wake(session);
+	hibernation(session, "released");
 end
 
 -- Sessions of removed registrations stop pushing, from every path.
@@ -327,10 +331,7 @@ end, 1);
 function push.on_woken(user, identifier)
 	local user_sessions = host_sessions[user];
 	for _, session in pairs(user_sessions and user_sessions.sessions or {}) do
-		if session.push_identifier == identifier and session.hibernating and not session.first_hibernated_push then
-			session.first_hibernated_push = os.time();
-			end_extension(session);
-		end
+		if session.push_identifier == identifier then hibernation(session, "pushed"); end
 	end
 end
 
@@ -369,13 +370,7 @@ end
 
 hook("smacks-hibernation-start", function(event)
 	local session = event.origin;
-	session.first_hibernated_push, session.cloud_notify_woken = nil, nil;
-	if not session.push_identifier then return; end
-	extend_hibernation(session);
-	if not session.original_smacks_callback then -- not extended: smacks' own time
-		local dog = session.hibernating_watchdog;
-		schedule_wake(session, dog and dog.timeout);
-	end
+	hibernation(session, "start");
 	smacks_stanzas(session, event.queue, true);
 end);
 
@@ -400,7 +395,7 @@ hook("smacks-hibernation-end", function(event)
 	local session = event.resumed;
 	if not session then return; end
 	stop_batch(session);
-	stop_wake(session);
+	hibernation(session, "resumed"); -- (mod_smacks has let our watchdog go)
 	local user, identifier = session.username, session.push_identifier;
 	if identifier and user then
 		core:retry_cancel(user, identifier); -- the device is back
@@ -410,9 +405,6 @@ hook("smacks-hibernation-end", function(event)
 			core:connected(user, identifier);
 		end
 	end
-	session.first_hibernated_push, session.cloud_notify_woken = nil, nil;
-	-- mod_smacks has let our watchdog go.
-	session.original_smacks_callback, session.original_smacks_timeout = nil, nil;
 end);
 
 -- What the user does on one device changes the pushes to the others: a

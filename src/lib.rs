@@ -26,6 +26,7 @@ pub mod facts;
 pub mod fields;
 pub mod form;
 pub mod grace;
+pub mod hibernation;
 pub mod ids;
 pub mod importance;
 pub mod known;

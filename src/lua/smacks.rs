@@ -13,14 +13,14 @@
 //! | `core:smacks_add(session, user, identifier, stanzas[, asked])` | `"nothing"`, `"joined"`, `"opened"` (start the coalescing timer), `"flush"` (send now) or `"bookmarks"` (read the user's bookmarks, then ask again with `asked` true: XEP-0492) |
 //! | `core:smacks_flush(session, now)` | `outcome` ([`super::outcome`]: at most one important and one unimportant push) |
 //! | `core:smacks_cancel(session)` | whether a batch was waiting (dropped unsent) |
-//! | `core:extended_hibernation(smacks_timeout)` | the timeout to hibernate for, or nil |
-//! | `core:wake_delay(hibernation_timeout)` | seconds until the wake-up push, or nil |
+//! | `core:hibernation(moment, pushes, hibernating, extended, woken, first_push, timeout, original)` | what to do to the session ([`crate::hibernation::Step`]: a table of its fields that are set) or nil; `moment`: `"start"`, `"pushed"`, `"resumed"` or `"released"`; the rest describes the session ([`crate::hibernation::Session`]) |
 //! | `core:coalesce_delay()` | seconds a session's batch gathers stanzas before its push |
 
 use super::convert::{pings_of, str_field, table_field};
 use super::object::{BatchObjects, Core};
 use super::outcome::{to_lua, Originals};
 use crate::coalesce::Added;
+use crate::hibernation::{Moment, Session, Step};
 use mlua::{Lua, Result, Table, UserDataMethods, Value};
 
 /// The methods of this file, on the core object.
@@ -28,8 +28,7 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("smacks_add", smacks_add);
     m.add_method_mut("smacks_flush", smacks_flush);
     m.add_method_mut("smacks_cancel", smacks_cancel);
-    m.add_method("extended_hibernation", extended_hibernation);
-    m.add_method("wake_delay", wake_delay);
+    m.add_method("hibernation", hibernation);
     m.add_method("coalesce_delay", |_, _: &Core, ()| {
         Ok(crate::coalesce::DELAY)
     });
@@ -134,10 +133,49 @@ fn smacks_cancel(_: &Lua, this: &mut Core, session: String) -> Result<bool> {
     Ok(this.service.smacks_cancel(&session))
 }
 
-fn extended_hibernation(_: &Lua, this: &Core, original: f64) -> Result<Option<f64>> {
-    Ok(this.service.extended_hibernation(original))
-}
+/// `hibernation(moment, pushes, hibernating, extended, woken, first_push, timeout, original)`.
+type HibernationArgs = (
+    String,
+    bool,
+    bool,
+    bool,
+    bool,
+    bool,
+    Option<f64>,
+    Option<f64>,
+);
 
-fn wake_delay(_: &Lua, this: &Core, timeout: f64) -> Result<Option<f64>> {
-    Ok(this.service.wake_delay(timeout))
+fn hibernation(lua: &Lua, this: &Core, args: HibernationArgs) -> Result<Option<Table>> {
+    let (moment, pushes, hibernating, extended, woken, first_push, timeout, original) = args;
+    let Some(moment) = Moment::of(&moment) else {
+        return Err(mlua::Error::runtime(format!("no such moment: {moment}")));
+    };
+    let session = Session {
+        pushes,
+        hibernating,
+        extended,
+        woken,
+        first_push,
+        timeout,
+        original,
+    };
+    let step = this.service.hibernation_step(moment, session);
+    if step == Step::default() {
+        return Ok(None);
+    }
+    let t = lua.create_table()?;
+    for (name, set) in [
+        ("reset", step.reset),
+        ("stop_wake", step.stop_wake),
+        ("restore", step.restore),
+        ("forget_original", step.forget_original),
+        ("first_push", step.first_push),
+    ] {
+        if set {
+            t.raw_set(name, true)?;
+        }
+    }
+    t.raw_set("extend", step.extend)?;
+    t.raw_set("wake_in", step.wake_in)?;
+    Ok(Some(t))
 }

@@ -86,13 +86,22 @@ impl PushService {
         true
     }
 
-    /// A hibernated push session whose hibernation ends in `timeout`
-    /// seconds: in how many seconds its last wake-up push is due
-    /// (`push_wake_before_expiry` before the end), or `None` for none (the
-    /// option is 0, or not shorter than the timeout).
-    pub fn wake_delay(&self, timeout: f64) -> Option<f64> {
-        let before = self.config.wake_before_expiry as f64;
-        (before > 0.0 && before < timeout).then_some(timeout - before)
+    /// What to do to a hibernating session's watchdog and wake-up timer
+    /// at `moment` ([`crate::hibernation`]).
+    pub fn hibernation_step(
+        &self,
+        moment: crate::hibernation::Moment,
+        session: crate::hibernation::Session,
+    ) -> crate::hibernation::Step {
+        crate::hibernation::step(moment, session, self.hibernation_limits())
+    }
+
+    /// The options the hibernation's rules read.
+    fn hibernation_limits(&self) -> crate::hibernation::Limits {
+        crate::hibernation::Limits {
+            max_hibernation: self.config.max_hibernation_timeout as f64,
+            wake_before: self.config.wake_before_expiry as f64,
+        }
     }
 
     /// The wake-up push to a hibernated session's registration: one
@@ -107,14 +116,6 @@ impl PushService {
             job.wakes = false; // it ends no extended hibernation
         }
         jobs
-    }
-
-    /// The watchdog timeout of a hibernated session with push enabled,
-    /// until its first waking push: `push_max_hibernation_timeout`, never
-    /// shorter than smacks' own (`original`). `None`: nothing to extend.
-    pub fn extended_hibernation(&self, original: f64) -> Option<f64> {
-        let extended = self.config.max_hibernation_timeout as f64;
-        (extended > original).then_some(extended)
     }
 
     /// Smacks batches waiting.
@@ -178,9 +179,10 @@ mod tests {
                 ..Config::default()
             },
         );
-        assert_eq!(s.wake_delay(600.0), Some(540.0));
-        assert_eq!(s.wake_delay(60.0), None);
-        assert_eq!(s.wake_delay(30.0), None);
+        let wake = |s: &PushService, timeout| s.hibernation_limits().wake_delay(timeout);
+        assert_eq!(wake(&s, 600.0), Some(540.0));
+        assert_eq!(wake(&s, 60.0), None);
+        assert_eq!(wake(&s, 30.0), None);
         let id = enable(&mut s, "romeo", "push.example", "phone");
         enable(&mut s, "romeo", "push.example", "tablet");
         let jobs = s.wake("romeo", &id, 0.0);
@@ -195,14 +197,15 @@ mod tests {
                 ..Config::default()
             },
         );
-        assert_eq!(off.wake_delay(600.0), None);
+        assert_eq!(wake(&off, 600.0), None);
     }
 
     #[test]
     fn hibernation_extension() {
         let s = service(16);
-        assert_eq!(s.extended_hibernation(600.0), Some(259_200.0));
-        assert_eq!(s.extended_hibernation(300_000.0), None);
+        let limits = s.hibernation_limits();
+        assert_eq!(limits.extended(600.0), Some(259_200.0));
+        assert_eq!(limits.extended(300_000.0), None);
     }
 
     #[test]
