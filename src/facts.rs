@@ -6,8 +6,6 @@
 //! serves the unit tests and any caller holding parsed XML; the specs feed
 //! both walks the same stanzas and compare what they found.
 
-use minidom::Element;
-
 /// XEP-0280 Message Carbons.
 pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
 /// XEP-0297 Stanza Forwarding.
@@ -227,42 +225,6 @@ pub struct StanzaFacts {
 pub const MAX_STANZA_IDS: usize = 4;
 
 impl StanzaFacts {
-    /// Records one classified child. `text` is asked for only for a body,
-    /// `forwarded` only for a carbon copy (returning the inner message's facts).
-    pub fn note_child(
-        &mut self,
-        child: Child,
-        text: impl FnOnce() -> Option<String>,
-        forwarded: impl FnOnce() -> Option<StanzaFacts>,
-    ) {
-        match child {
-            Child::Body => {
-                if self.body.is_none() {
-                    self.body = text();
-                }
-            }
-            Child::Subject => self.has_subject = true,
-            Child::Encrypted => self.encrypted = true,
-            Child::Call(signal) => self.note_call(signal, None),
-            Child::ChatState => self.chat_state = true,
-            Child::Displayed => self.displayed = true,
-            Child::CarbonSent | Child::CarbonReceived => {
-                if self.carbon.is_none() {
-                    if let Some(inner) = forwarded() {
-                        let dir = if child == Child::CarbonSent {
-                            Direction::Sent
-                        } else {
-                            Direction::Received
-                        };
-                        self.carbon = Some((dir, Box::new(inner)));
-                    }
-                }
-            }
-            Child::Reactions => self.reactions = true,
-            Child::StanzaId | Child::Reply | Child::Ignored => {}
-        }
-    }
-
     /// Records a reply's `to` (the first, if not too long).
     pub fn note_reply(&mut self, to: Option<String>) {
         if self.reply_to.is_none() {
@@ -377,59 +339,12 @@ impl StanzaFacts {
             None => self,
         }
     }
-
-    /// Facts of a parsed stanza (namespace of the root: `jabber:client` or alike).
-    pub fn from_element(elem: &Element) -> StanzaFacts {
-        Self::from_element_depth(elem, 0)
-    }
-
-    fn from_element_depth(elem: &Element, depth: u8) -> StanzaFacts {
-        let mut facts = StanzaFacts {
-            kind: Kind::from_name(elem.name()),
-            type_: elem.attr("type").map(str::to_owned),
-            from: elem.attr("from").map(str::to_owned),
-            to: elem.attr("to").map(str::to_owned),
-            id: elem.attr("id").map(str::to_owned),
-            ..Default::default()
-        };
-        for child in elem.children() {
-            let ns = child.ns();
-            let class = classify_child(child.name(), &ns);
-            if class == Child::StanzaId {
-                facts.note_stanza_id(
-                    child.attr("by").map(str::to_owned),
-                    child.attr("id").map(str::to_owned),
-                );
-                continue;
-            }
-            if let Child::Call(signal) = class {
-                facts.note_call(signal, child.attr("id").map(str::to_owned));
-                continue;
-            }
-            if class == Child::Reply {
-                facts.note_reply(child.attr("to").map(str::to_owned));
-                continue;
-            }
-            facts.note_child(
-                class,
-                || Some(child.text()),
-                || {
-                    if depth > 0 {
-                        return None;
-                    }
-                    let fwd = child.get_child("forwarded", NS_FORWARD)?;
-                    let msg = fwd.get_child("message", crate::NS_CLIENT)?;
-                    Some(Self::from_element_depth(msg, depth + 1))
-                },
-            );
-        }
-        facts
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use minidom::Element;
 
     fn parse(xml: &str) -> StanzaFacts {
         StanzaFacts::from_element(&xml.parse::<Element>().unwrap())

@@ -47,6 +47,7 @@ pub mod subscriptions;
 pub mod text;
 pub mod throttle;
 pub mod vocabulary;
+pub mod walk;
 
 #[cfg(any(feature = "module", feature = "vm"))]
 mod lua;
