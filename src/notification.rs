@@ -124,30 +124,126 @@ fn attr(name: &'static str) -> NcName {
     NcName::try_from(name).unwrap_or_else(|_| unreachable!("invalid constant attribute name"))
 }
 
-/// The publish IQ, from the host to the registered app server:
-/// `<iq type='set'><pubsub><publish node=…><item><notification/></item></publish>
+/// What writes a tree, element by element: the core's element builder
+/// ([`publish_iq`]) and the binding's raw writer of util.stanza objects.
+/// [`write_publish`] says what the publish IQ is, once, for both.
+pub trait TreeWriter {
+    /// Opens an element, in its own namespace `ns` (`None`: its parent's),
+    /// with the attributes that are there, and `children` elements to come.
+    fn open(
+        &mut self,
+        name: &'static str,
+        ns: Option<&'static str>,
+        attrs: &[(&'static str, Option<&str>)],
+        children: usize,
+    );
+    /// Writes the notification payload as the open element's child.
+    fn payload(&mut self);
+    /// Writes the registration's publish-options form as the open element's child.
+    fn form(&mut self, form: &crate::form::Form);
+    /// Closes the element opened last (a child of the one before).
+    fn close(&mut self);
+}
+
+/// The publish IQ, from the host to the registered app server (XEP-0357
+/// §5): `<iq type='set'><pubsub><publish node=…><item><notification/></item></publish>
 /// <publish-options>…</publish-options></pubsub></iq>`.
+pub fn write_publish(w: &mut impl TreeWriter, host: &str, id: &str, reg: &Registration) {
+    let options = reg.options.as_ref();
+    let iq_attrs = [
+        ("type", Some("set")),
+        ("id", Some(id)),
+        ("from", Some(host)),
+        ("to", Some(reg.jid())),
+    ];
+    w.open("iq", None, &iq_attrs, 1);
+    w.open(
+        "pubsub",
+        Some(ns::PUBSUB),
+        &[],
+        1 + usize::from(options.is_some()),
+    );
+    w.open("publish", None, &[("node", reg.node())], 1);
+    w.open("item", None, &[], 1);
+    w.payload();
+    w.close();
+    w.close();
+    if let Some(form) = options {
+        w.open("publish-options", None, &[], 1);
+        w.form(form);
+        w.close();
+    }
+    w.close();
+    w.close();
+}
+
+/// [`TreeWriter`] building an [`Element`].
+struct ElementWriter {
+    /// The open elements, outermost first.
+    open: Vec<Element>,
+    /// The payload, until it is written.
+    payload: Option<Element>,
+    /// The closed root.
+    done: Option<Element>,
+}
+
+impl ElementWriter {
+    fn append(&mut self, child: Element) {
+        match self.open.last_mut() {
+            Some(parent) => {
+                parent.append_child(child);
+            }
+            None => self.done = Some(child),
+        }
+    }
+}
+
+impl TreeWriter for ElementWriter {
+    fn open(
+        &mut self,
+        name: &'static str,
+        ns: Option<&'static str>,
+        attrs: &[(&'static str, Option<&str>)],
+        _children: usize,
+    ) {
+        let parent_ns = self.open.last().map_or(NS_CLIENT.to_owned(), |p| p.ns());
+        let mut elem = Element::builder(name, ns.map_or(parent_ns, str::to_owned));
+        for &(key, value) in attrs {
+            if let Some(value) = value {
+                elem = elem.attr(attr(key), value);
+            }
+        }
+        self.open.push(elem.build());
+    }
+
+    fn payload(&mut self) {
+        if let Some(payload) = self.payload.take() {
+            self.append(payload);
+        }
+    }
+
+    fn form(&mut self, form: &crate::form::Form) {
+        let ns = self.open.last().map_or(NS_CLIENT.to_owned(), |p| p.ns());
+        self.append(form.to_element(&ns));
+    }
+
+    fn close(&mut self) {
+        if let Some(elem) = self.open.pop() {
+            self.append(elem);
+        }
+    }
+}
+
+/// The publish IQ ([`write_publish`]) as an element.
 pub fn publish_iq(host: &str, id: &str, reg: &Registration, payload: Element) -> Element {
-    let mut publish = Element::builder("publish", ns::PUBSUB);
-    if let Some(node) = reg.node() {
-        publish = publish.attr(attr("node"), node);
-    }
-    let item = Element::builder("item", ns::PUBSUB).append(payload);
-    let mut pubsub = Element::builder("pubsub", ns::PUBSUB).append(publish.append(item).build());
-    if let Some(options) = &reg.options {
-        pubsub = pubsub.append(
-            Element::builder("publish-options", ns::PUBSUB)
-                .append(options.to_element(ns::PUBSUB))
-                .build(),
-        );
-    }
-    Element::builder("iq", NS_CLIENT)
-        .attr(attr("type"), "set")
-        .attr(attr("id"), id)
-        .attr(attr("from"), host)
-        .attr(attr("to"), reg.jid())
-        .append(pubsub.build())
-        .build()
+    let mut w = ElementWriter {
+        open: Vec::new(),
+        payload: Some(payload),
+        done: None,
+    };
+    write_publish(&mut w, host, id, reg);
+    w.done
+        .unwrap_or_else(|| unreachable!("write_publish closes what it opens"))
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@
 use super::Balance;
 use crate::fields::{Field, Key};
 use crate::form::{Form, Item, Items};
+use crate::notification::{write_publish, TreeWriter};
 use crate::registration::Registration;
-use crate::NS_PUBSUB;
 use minidom::rxml::Namespace;
 use minidom::Element;
 use mlua::{ffi, Lua, Result, Table};
@@ -112,6 +112,7 @@ unsafe fn push_number(l: *mut ffi::lua_State, n: f64) {
 
 /// An element being written: its table's stack index and child counts.
 /// Only integers, so nothing is lost if a Lua error jumps over it.
+#[derive(Clone, Copy)]
 struct Open {
     t: c_int,
     nodes: ffi::lua_Integer,
@@ -341,9 +342,11 @@ pub enum PayloadFrom {
     Cache(c_int),
 }
 
-/// Pushes a push's publish IQ as a util.stanza object: the shape of
-/// [`crate::notification::publish_iq`] (which spec/publish_spec.lua checks
-/// it against, element for element), written directly from its parts.
+/// Pushes a push's publish IQ as a util.stanza object: the core's
+/// [`write_publish`] written with [`RawWriter`] (the core's tests check
+/// what it writes through its own writer; `check_push`, which every
+/// spec push and the binding fuzzer go through, checks that both agree,
+/// element for element).
 /// `to`: `(host, push id, registration)`; `payload`: the element (none
 /// when cached), its number, its shape; `slots`: the absolute stack
 /// indices of util.stanza's metatable and of the slot that receives the
@@ -363,41 +366,108 @@ pub unsafe fn push_publish(
         let balance = Balance::start(l);
         let (host, id, reg) = to;
         let (mt, payload_out) = slots;
-        let options = reg.options.as_ref();
-        let pubsub_children = 1 + usize::from(options.is_some());
-        let mut iq = open(l, "iq", None, 1, 4, mt);
-        set_str(l, c"type", "set");
-        set_str(l, c"id", id);
-        set_str(l, c"from", host);
-        set_str(l, c"to", reg.jid());
-        attrs_done(l, &iq, 1);
-        let mut pubsub = open(l, "pubsub", Some(NS_PUBSUB), pubsub_children, 0, mt);
-        attrs_done(l, &pubsub, pubsub_children);
-        let mut publish = open(l, "publish", None, 1, 1, mt);
-        set_opt(l, c"node", reg.node());
-        attrs_done(l, &publish, 1);
-        let mut item = open(l, "item", None, 1, 0, mt);
-        attrs_done(l, &item, 1);
-        push_payload(l, payload, from, mt);
-        ffi::lua_pushvalue(l, -1);
-        ffi::lua_replace(l, payload_out);
-        add_element(l, &mut item);
-        close(l, item);
-        add_element(l, &mut publish);
-        close(l, publish);
-        add_element(l, &mut pubsub);
-        if let Some(form) = options {
-            let mut publish_options = open(l, "publish-options", None, 1, 0, mt);
-            attrs_done(l, &publish_options, 1);
-            push_form(l, form, mt);
-            add_element(l, &mut publish_options);
-            close(l, publish_options);
-            add_element(l, &mut pubsub);
-        }
-        close(l, pubsub);
-        add_element(l, &mut iq);
-        close(l, iq);
+        let mut w = RawWriter {
+            l,
+            mt,
+            open: [None; PUBLISH_DEPTH],
+            depth: 0,
+            payload: (payload, from, payload_out),
+        };
+        write_publish(&mut w, host, id, reg);
         balance.check(l, 1, "push_publish");
+    }
+}
+
+/// Elements a publish IQ nests (iq, pubsub, publish, item).
+const PUBLISH_DEPTH: usize = 4;
+
+/// [`TreeWriter`] of util.stanza objects, on the Lua stack: what it holds
+/// is plain data (stack indices, references), so nothing is lost if a Lua
+/// error jumps over it. Made only by [`push_publish`], inside its
+/// protected call.
+struct RawWriter<'a> {
+    l: *mut ffi::lua_State,
+    mt: c_int,
+    open: [Option<Open>; PUBLISH_DEPTH],
+    depth: usize,
+    /// The payload, where it comes from, and the slot that receives it.
+    payload: (
+        (Option<&'a Element>, u64, Option<&'a Shape>),
+        PayloadFrom,
+        c_int,
+    ),
+}
+
+impl RawWriter<'_> {
+    /// Adds the value on top of the stack to the open element.
+    ///
+    /// # Safety
+    /// Inside [`push_publish`]'s protected call, after an element opened.
+    unsafe fn add(&mut self) {
+        if let Some(Some(parent)) = self.depth.checked_sub(1).map(|i| &mut self.open[i]) {
+            unsafe { add_element(self.l, parent) };
+        }
+    }
+}
+
+impl TreeWriter for RawWriter<'_> {
+    fn open(
+        &mut self,
+        name: &'static str,
+        ns: Option<&'static str>,
+        attrs: &[(&'static str, Option<&str>)],
+        children: usize,
+    ) {
+        let l = self.l;
+        // SAFETY: a RawWriter is made only inside push_publish's protected call.
+        unsafe {
+            let o = open(l, name, ns, children, attrs.len(), self.mt);
+            for &(key, value) in attrs {
+                if let Some(value) = value {
+                    push_str(l, key);
+                    push_str(l, value);
+                    ffi::lua_rawset(l, -3);
+                }
+            }
+            attrs_done(l, &o, children);
+            if self.depth < PUBLISH_DEPTH {
+                self.open[self.depth] = Some(o);
+                self.depth += 1;
+            }
+        }
+    }
+
+    fn payload(&mut self) {
+        let (payload, from, out) = self.payload;
+        // SAFETY: as in `open`.
+        unsafe {
+            push_payload(self.l, payload, from, self.mt);
+            ffi::lua_pushvalue(self.l, -1);
+            ffi::lua_replace(self.l, out);
+            self.add();
+        }
+    }
+
+    fn form(&mut self, form: &Form) {
+        // SAFETY: as in `open`.
+        unsafe {
+            push_form(self.l, form, self.mt);
+            self.add();
+        }
+    }
+
+    fn close(&mut self) {
+        let Some(o) = self.depth.checked_sub(1).and_then(|i| self.open[i].take()) else {
+            return;
+        };
+        self.depth -= 1;
+        // SAFETY: as in `open`.
+        unsafe {
+            close(self.l, o);
+            if self.depth > 0 {
+                self.add();
+            }
+        }
     }
 }
 
