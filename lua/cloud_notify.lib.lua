@@ -381,8 +381,8 @@ local function add_loading(push, core, metrics)
 			-- Beyond push_max_devices (the admin lowered it): the store
 			-- follows, and sessions of trimmed registrations stop pushing.
 			push.soon(user, function()
-				local services, removed, services2, xep = core:plan_current(user);
-				if services then push.write_plan(user, services, removed, trimmed, services2, xep); end
+				local plan = core:plan_current(user);
+				if plan then push.write_plan(user, plan, trimmed); end
 			end, "trim");
 		end
 		return true;
@@ -417,21 +417,22 @@ end
 
 -- Writing users' registrations.
 local function add_writing(push, core)
-	-- Writes a planned set of registrations, then lets the core adopt it.
-	-- `released`: identifiers already gone from the core whose sessions
-	-- must stop pushing as well.
-	-- `services2`: the user's Push 2.0 registrations when they change
-	-- (mod_push2's store; written first, then the module's own unless `xep`
-	-- is false: it did not change). A failure leaves both stores as they
-	-- were (mod_push2's is written back) and the core unchanged.
-	function push.write_plan(user, services, removed, released, services2, xep)
+	-- Writes a plan (see src/lua/replies.rs, Planned), then lets the core
+	-- adopt it. `released`: identifiers already gone from the core whose
+	-- sessions must stop pushing as well.
+	-- The user's Push 2.0 registrations, when they change (`services2`),
+	-- go to mod_push2's store first, then the module's own unless `xep` is
+	-- false (it did not change). A failure leaves both stores as they were
+	-- (mod_push2's is written back) and the core unchanged.
+	function push.write_plan(user, plan, released)
 		local had = push.on_committed and core:has_push(user);
+		local services2 = plan.services2;
 		local ok, err;
 		-- (what mod_push2's store holds now, to write back if the second write fails)
 		local before;
-		if services2 and push.store2 and xep ~= false then
-			local _, _, current2 = core:plan_current(user);
-			before = current2;
+		if services2 and push.store2 and plan.xep ~= false then
+			local current = core:plan_current(user);
+			before = current and current.services2;
 		end
 		if services2 and push.store2 then
 			ok, err = push.store2:set(user, next(services2) ~= nil and services2 or nil);
@@ -440,8 +441,8 @@ local function add_writing(push, core)
 				return false;
 			end
 		end
-		if xep ~= false then
-			ok, err = push.store:set(user, services);
+		if plan.xep ~= false then
+			ok, err = push.store:set(user, plan.services);
 			if not ok then
 				module:log("error", "Error writing push registrations of '%s': %s", user, err);
 				if before then
@@ -453,9 +454,10 @@ local function add_writing(push, core)
 				return false;
 			end
 		end
-		log_all("warn", core:commit(user, services, removed, services2));
+		log_all("warn", core:commit(user, plan));
 		push.note_commit(user);
 		if push.on_committed then push.on_committed(user, had, core:has_push(user)); end
+		local removed = plan.removed;
 		if released then
 			for identifier in pairs(released) do removed[identifier] = true; end
 		end
@@ -468,8 +470,8 @@ local function add_writing(push, core)
 	-- Writes a user's registrations as the core holds them (error counts).
 	function push.write_current(user)
 		push.soon(user, function()
-			local services, removed, services2, xep = core:plan_current(user);
-			if services then push.write_plan(user, services, removed, nil, services2, xep); end
+			local plan = core:plan_current(user);
+			if plan then push.write_plan(user, plan); end
 		end, "error counts");
 	end
 end
@@ -619,16 +621,14 @@ local function add_requests(push, core)
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
-		-- (refused: nil, type, condition, text)
-		local services, removed, services2, xep = core:plan_enable(user, identifier, push_info, who.resource);
-		local error_condition, error_text = services2, xep;
-		if not services then
+		local plan, error_type, error_condition, error_text = core:plan_enable(user, identifier, push_info, who.resource);
+		if not plan then
 			-- (e.g. cloud_notify/registration handlers grew the record past its bounds)
 			module:log("warn", "Push registration %s of '%s' refused: %s", identifier, user, tostring(error_text));
-			origin.send(st.error_reply(stanza, removed, error_condition, error_text));
+			origin.send(st.error_reply(stanza, error_type, error_condition, error_text));
 			return;
 		end
-		if not push.write_plan(user, services, removed, nil, services2, xep) then
+		if not push.write_plan(user, plan) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
@@ -638,17 +638,17 @@ local function add_requests(push, core)
 
 	-- https://xmpp.org/extensions/xep-0357.html#disabling
 	function push.disable(origin, stanza, user)
-		-- (refused: nil, type, condition, text)
-		local services, removed, services2, xep = core:plan_disable(user, stanza);
-		if services == nil then
-			origin.send(st.error_reply(stanza, removed, services2, xep));
+		-- (refused: nil, type, condition, text; nothing matched: nothing to write)
+		local plan, error_type, condition, text = core:plan_disable(user, stanza);
+		if not plan then
+			origin.send(st.error_reply(stanza, error_type, condition, text));
 			return;
 		end
-		if services and not push.write_plan(user, services, removed, nil, services2, xep) then
+		if plan.held and not push.write_plan(user, plan) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return;
 		end
-		for identifier in pairs(removed) do
+		for identifier in pairs(plan.removed) do
 			module:log("info", "Push notifications disabled for %s (%s)", user, identifier);
 		end
 		origin.send(st.reply(stanza));
@@ -660,13 +660,13 @@ local function add_requests2(push, core)
 	-- Push 2.0: enables the session's device; its identifier, or nil (an
 	-- error was sent).
 	function push.enable2(origin, stanza, user)
-		local services, removed, services2, xep = core:enable2(origin, stanza, os.time());
-		if not services then
-			module:log("debug", "Push 2.0 enable refused: %s: %s", services2, xep);
-			origin.send(st.error_reply(stanza, removed, services2, xep));
+		local plan, error_type, condition, text = core:enable2(origin, stanza, os.time());
+		if not plan then
+			module:log("debug", "Push 2.0 enable refused: %s: %s", condition, text);
+			origin.send(st.error_reply(stanza, error_type, condition, text));
 			return nil;
 		end
-		if not push.write_plan(user, services, removed, nil, services2, xep) then
+		if not push.write_plan(user, plan) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return nil;
 		end
@@ -676,16 +676,16 @@ local function add_requests2(push, core)
 
 	-- Push 2.0: disables the session's device; whether it had a registration.
 	function push.disable2(origin, stanza, user)
-		local services, removed, services2, xep = core:disable2(user, origin);
-		if services and not push.write_plan(user, services, removed, nil, services2, xep) then
+		local plan = core:disable2(user, origin);
+		if plan and not push.write_plan(user, plan) then
 			origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
 			return false;
 		end
-		if services then
-			module:log("info", "Push 2.0 notifications disabled for %s (%s)", user, next(removed));
+		if plan then
+			module:log("info", "Push 2.0 notifications disabled for %s (%s)", user, next(plan.removed));
 		end
 		origin.send(st.reply(stanza));
-		return services ~= nil;
+		return plan ~= nil;
 	end
 end
 
@@ -724,8 +724,8 @@ local function add_answers(push, core)
 	function push.drop(user, identifier)
 		push.soon(user, function()
 			if not push.load_user(user) then return; end
-			local services, removed, services2, xep = core:plan_drop(user, identifier);
-			if services then push.write_plan(user, services, removed, nil, services2, xep); end
+			local plan = core:plan_drop(user, identifier);
+			if plan then push.write_plan(user, plan); end
 		end, "disable "..identifier);
 	end
 

@@ -249,26 +249,26 @@ hook("message/bare", function(event)
 	-- Handled (and not delivered) when it ends a registration.
 	local function disable()
 		if not load_user(user) then return nil; end
-		local services, removed, services2, xep = core:remote_disable(user, stanza);
-		if not services then
+		local plan = core:remote_disable(user, stanza);
+		if not plan then
 			module:log("debug", "Ignoring pubsub affiliations from %s for '%s'", stanza.attr.from, user);
 			return nil;
 		end
-		if not write_plan(user, services, removed, nil, services2, xep) then return nil; end
-		for identifier in pairs(removed) do
+		if not write_plan(user, plan) then return nil; end
+		for identifier in pairs(plan.removed) do
 			module:log("info", "Push notifications disabled by the app server for %s (%s)", user, identifier);
 		end
-		push.count_remote_disable(removed);
+		push.count_remote_disable(plan.removed);
 		return true;
 	end
 	local handled, busy = push.locked(user, disable);
 	if handled == nil and busy and core:loaded(user) then
 		-- (no async runner here: done once the lock is free; queued only
 		-- when it names real registrations, once per registration set)
-		local _, removed = core:remote_disable(user, stanza);
-		if removed then
+		local plan = core:remote_disable(user, stanza);
+		if plan then
 			local ids = {};
-			for identifier in pairs(removed) do ids[#ids+1] = identifier; end
+			for identifier in pairs(plan.removed) do ids[#ids+1] = identifier; end
 			table.sort(ids);
 			push.soon(user, disable, "remote disable "..table.concat(ids, " "));
 		end
@@ -585,16 +585,16 @@ end
 function admin.remove(_, user, identifier)
 	local ok, message = push.locked(user, function()
 		if not load_user(user) then return false, "Could not read the registrations"; end
-		local services, removed, services2, xep;
+		local plan;
 		if identifier then
-			services, removed, services2, xep = core:plan_drop(user, identifier);
+			plan = core:plan_drop(user, identifier);
 		else
-			services, removed, services2, xep = core:plan_remove_all(user);
+			plan = core:plan_remove_all(user);
 		end
-		if not services then return false, "No such registration"; end
-		if not write_plan(user, services, removed, nil, services2, xep) then return false, "Could not write the registrations"; end
+		if not plan then return false, "No such registration"; end
+		if not write_plan(user, plan) then return false, "Could not write the registrations"; end
 		local n = 0;
-		for _ in pairs(removed) do n = n + 1; end
+		for _ in pairs(plan.removed) do n = n + 1; end
 		return true, ("%d registration(s) removed"):format(n);
 	end);
 	if ok == nil then return false, "The user's registrations are being changed, try again"; end

@@ -5,8 +5,8 @@
 //!
 //! | method | returns |
 //! |---|---|
-//! | `core:enable2(who, stanza, now)` | `services, removed, services2` (a plan to write) or `nil, type, condition, text` |
-//! | `core:disable2(user, who)` | `services, removed, services2`, or nothing (no registration of that device) |
+//! | `core:enable2(who, stanza, now)` | `plan` (see [`super::replies::Planned`]) or `nil, type, condition, text` |
+//! | `core:disable2(user, who)` | `plan`, or nothing (no registration of that device) |
 //! | `core:stores_to_read(user)` | whether the module's store, and whether `mod_push2`'s, must be read to load the user |
 //! | `core:note_known2(user)` | nothing: the user has Push 2.0 registrations (listed when the module loads) |
 //! | `core:known2_complete()` | nothing: every such user was noted |

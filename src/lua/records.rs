@@ -7,7 +7,6 @@ use crate::counts::Counts;
 use crate::error::StanzaError;
 use crate::fields::{Budget, Field, Key, Refused, ENTRY_COST, MAX_BYTES, MAX_STORED_BYTES};
 use crate::registration::{normalize_jid, Parts, Registration};
-use crate::registry::Plan;
 use crate::NS_DATA_FORMS;
 use mlua::{Result, Table, Value};
 
@@ -242,25 +241,4 @@ pub fn registrations_from_store(stored: &Table) -> Result<(Vec<Registration>, Ve
         }
     }
     Ok((regs, problems))
-}
-
-/// Reads back a written plan (`services`, `removed`) to commit it.
-pub fn plan_from_lua(services: &Table, removed: Option<Table>) -> Result<(Plan, Vec<String>)> {
-    let (regs, problems) = registrations_from_store(services)?;
-    let mut gone = Vec::new();
-    if let Some(removed) = removed {
-        for pair in removed.pairs::<Value, Value>() {
-            if let (Value::String(k), _) = pair? {
-                gone.push(k.to_string_lossy());
-            }
-        }
-    }
-    Ok((
-        Plan {
-            regs,
-            removed: gone,
-            stores: Default::default(),
-        },
-        problems,
-    ))
 }

@@ -15,30 +15,30 @@
 //! | `core:known_complete()` | nothing: every such user was noted (a user not among them needs no read) |
 //! | `core:muc_admit_ready(user)` | whether `core:muc_admit` can be asked before the user's registrations are read |
 //! | `core:enable(who, stanza, now)` | `push_info, identifier` or `nil, type, condition, text` |
-//! | `core:plan_enable(user, identifier, push_info, resource)` | `services, removed` or `nil, type, condition, text` |
-//! | `core:plan_disable(user, stanza)` | `services, removed`, `false, {}` (nothing matched) or `nil, type, condition, text` |
-//! | `core:plan_remove_all(user)`, `core:plan_drop(user, identifier)`, `core:plan_current(user)` | `services, removed` or nothing |
-//! | `core:commit(user, services, removed[, services2])` | `{ messages for the log }` (`services2`: mod_push2's table as written; nil: unchanged) |
+//! | `core:plan_enable(user, identifier, push_info, resource)` | `plan` or `nil, type, condition, text` |
+//! | `core:plan_disable(user, stanza)` | `plan`, `{ removed = {} }` (nothing matched: nothing to write) or `nil, type, condition, text` |
+//! | `core:plan_remove_all(user)`, `core:plan_drop(user, identifier)`, `core:plan_current(user)` | `plan` or nothing |
+//! | `core:commit(user, plan)` | `{ messages for the log }`: the written plan becomes the user's registrations |
 //! | `core:remote_ends(user, message)` | whether a pubsub event sets the user's affiliation to none |
-//! | `core:remote_disable(user, message)` | `services, removed` or nothing |
+//! | `core:remote_disable(user, message)` | `plan` or nothing |
 //! | `core:reattach(user, client_id, resource)` | `identifier, push_info` or `nil, nil` |
 //! | `core:registrations(user)` | `{ [identifier] = push_info }` (with `error_count`) or nil |
 //! | `core:admin_view(user, now)` | `{ { identifier, jid, node, timestamp, errors, unread, client, last_error, last_error_at, retry_attempt, retry_in }, … }` or nil |
 //! | `core:error_count(user, identifier)` | number |
 //! | `core:forget_user(user)` | nothing (the account was deleted) |
 //!
-//! `services, removed`: see [`Planned`] (with `services2, xep` after them:
-//! Push 2.0's table when it changes, whether the module's store does). `who`: the requester, `{ username,
+//! `plan`: see [`Planned`] (what to write to each store, and the plan
+//! itself for `commit`). `who`: the requester, `{ username,
 //! host, full_jid, client_id, resource }` (a session, for the main module).
 
 use super::convert::{affiliations_of, first_tag_path, lua_to_element, str_field, table_field};
 use super::object::Core;
 use super::raw::write::registration_table;
-use super::records::{plan_from_lua, registration_from_lua, registrations_from_store};
-use super::replies::{not_loaded, Disabled, Enabled, Planned, Record, Reply};
+use super::records::{registration_from_lua, registrations_from_store};
+use super::replies::{not_loaded, Disabled, Enabled, HeldPlan, Planned, Record, Reply};
 use crate::error::StanzaError;
 use crate::registration::{EnableRequest, Requester};
-use mlua::{Lua, LuaString, Result, Table, UserDataMethods};
+use mlua::{AnyUserData, Lua, LuaString, Result, Table, UserDataMethods};
 
 /// The methods of this file, on the core object.
 pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
@@ -215,32 +215,13 @@ fn plan_current(_: &Lua, this: &Core, user: String) -> Result<Planned> {
     Ok(Planned(this.service.plan_current(&user)))
 }
 
-fn commit(
-    lua: &Lua,
-    this: &mut Core,
-    (user, services, removed, services2): (String, Table, Option<Table>, Option<Table>),
-) -> Result<Table> {
-    let (mut plan, mut problems) = plan_from_lua(&services, removed)?;
-    // Push 2.0 registrations: as written, or (not written) as they are.
-    match services2 {
-        Some(t) => {
-            let (regs2, problems2) = super::push2::registrations_from_store(&t)?;
-            plan.regs.extend(regs2);
-            problems.extend(problems2);
-        }
-        None => match this.service.registrations(&user) {
-            Some(current) => plan
-                .regs
-                .extend(current.iter().filter(|r| r.push2.is_some()).cloned()),
-            // (it left memory while the plan was written: read again later)
-            None => {
-                this.service.commit_unloaded(&user, &plan);
-                return lua.create_sequence_from(problems);
-            }
-        },
-    }
-    this.service.commit(&user, plan);
-    lua.create_sequence_from(problems)
+fn commit(lua: &Lua, this: &mut Core, (user, plan): (String, Table)) -> Result<Table> {
+    let held: AnyUserData = plan.raw_get("held")?;
+    let Some(plan) = held.borrow_mut::<HeldPlan>()?.0.take() else {
+        return lua.create_sequence_from(["A plan was committed twice: ignored"]);
+    };
+    this.service.commit_written(&user, plan);
+    lua.create_table()
 }
 
 fn remote_ends(_: &Lua, this: &Core, (user, stanza): (String, Table)) -> Result<bool> {

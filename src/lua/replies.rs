@@ -6,7 +6,7 @@ use super::raw::write::registration_table;
 use crate::error::StanzaError;
 use crate::registration::Registration;
 use crate::registry::Plan;
-use mlua::{IntoLua, IntoLuaMulti, Lua, MultiValue, Result, Value};
+use mlua::{IntoLua, IntoLuaMulti, Lua, MultiValue, Result, UserData, Value};
 
 /// `values…` on success; `nil, type, condition, text` for a refusal (as
 /// `st.error_reply` takes them).
@@ -62,13 +62,19 @@ impl IntoLuaMulti for Enabled {
     }
 }
 
-/// `services, removed, services2, xep`: a plan to write — the user's
-/// table for the store (`{ [identifier] = record }`), the set `{
-/// [identifier] = true }` of what it removes, the user's table for
-/// `mod_push2`'s store when their Push 2.0 registrations change (else
-/// nil), and whether the module's own store changes (else its write is
-/// skipped). Nothing at all when there is no plan.
+/// A plan to write, as one table (nothing at all when there is no plan):
+/// `services`, the user's table for the module's store (`{ [identifier]
+/// = record }`); `removed`, the set `{ [identifier] = true }` of what it
+/// removes; `services2`, the user's table for `mod_push2`'s store when
+/// their Push 2.0 registrations change (else nil); `xep`, whether the
+/// module's own store changes (else its write is skipped); `held`, the
+/// plan itself, which `core:commit(user, plan)` adopts once written.
 pub struct Planned(pub Option<Plan>);
+
+/// The plan a [`Planned`] table carries, for `core:commit` to adopt (once).
+pub struct HeldPlan(pub Option<Plan>);
+
+impl UserData for HeldPlan {}
 
 impl IntoLuaMulti for Planned {
     fn into_lua_multi(self, lua: &Lua) -> Result<MultiValue> {
@@ -83,16 +89,23 @@ impl IntoLuaMulti for Planned {
         for id in &plan.removed {
             removed.raw_set(id.as_str(), true)?;
         }
-        let services2 = match plan.stores.push2 {
-            true => Some(super::push2::store_table(lua, plan.regs.iter())?),
-            false => None,
-        };
-        (services, removed, services2, plan.stores.xep0357).into_lua_multi(lua)
+        let t = lua.create_table_with_capacity(0, 5)?;
+        if plan.stores.push2 {
+            t.raw_set(
+                "services2",
+                super::push2::store_table(lua, plan.regs.iter())?,
+            )?;
+        }
+        t.raw_set("services", services)?;
+        t.raw_set("removed", removed)?;
+        t.raw_set("xep", plan.stores.xep0357)?;
+        t.raw_set("held", lua.create_userdata(HeldPlan(Some(plan)))?)?;
+        t.into_lua_multi(lua)
     }
 }
 
-/// `services, removed` for a `<disable/>` that removes something;
-/// `false, {}` for one that matches nothing (answered, nothing written).
+/// A [`Planned`] table for a `<disable/>` that removes something;
+/// `{ removed = {} }` (nothing to write) for one that matches nothing.
 pub enum Disabled {
     /// Write this plan.
     Plan(Plan),
@@ -104,7 +117,11 @@ impl IntoLuaMulti for Disabled {
     fn into_lua_multi(self, lua: &Lua) -> Result<MultiValue> {
         match self {
             Disabled::Plan(plan) => Planned(Some(plan)).into_lua_multi(lua),
-            Disabled::Nothing => (false, lua.create_table()?).into_lua_multi(lua),
+            Disabled::Nothing => {
+                let t = lua.create_table()?;
+                t.raw_set("removed", lua.create_table()?)?;
+                t.into_lua_multi(lua)
+            }
         }
     }
 }

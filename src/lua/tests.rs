@@ -62,8 +62,15 @@ fn replies_keep_their_conventions() {
     assert_eq!(values(&lua, Reply::Done(true)).len(), 1);
     assert!(values(&lua, Planned(None)).is_empty());
     let nothing = values(&lua, Disabled::Nothing);
-    assert_eq!(nothing[0], Value::Boolean(false));
-    assert!(matches!(&nothing[1], Value::Table(t) if t.raw_len() == 0));
+    let Value::Table(nothing) = &nothing[0] else {
+        panic!("a table")
+    };
+    assert!(
+        nothing.raw_get::<Value>("held").unwrap().is_nil(),
+        "nothing to write"
+    );
+    let removed: mlua::Table = nothing.raw_get("removed").unwrap();
+    assert!(removed.is_empty());
 }
 
 #[test]
@@ -163,8 +170,10 @@ fn the_core_object_end_to_end() {
         local who = { username = "romeo", host = "example.com", full_jid = "romeo@example.com/phone", resource = "phone" };
         local info, identifier = core:enable(who, iq, 1);
         assert(identifier == "push.example<n1", tostring(identifier));
-        local services, removed = core:plan_enable("romeo", identifier, info);
-        core:commit("romeo", services, removed);
+        local plan = core:plan_enable("romeo", identifier, info);
+        assert(plan.services[identifier].node == "n1" and next(plan.removed) == nil);
+        assert(#core:commit("romeo", plan) == 0);
+        assert(core:commit("romeo", plan)[1]:match("twice"), "adopted once");
         assert(core:has_push("romeo"));
         local msg = s("message", { to = "romeo@example.com", from = "juliet@example.com/b", type = "chat", id = "m1" })
             :tag("body"):text("secret"):up();

@@ -204,6 +204,18 @@ impl PushService {
         self.dirty.written(user, still);
     }
 
+    /// Makes a plan written to the stores the user's registrations: a
+    /// plan that left the Push 2.0 registrations as they were, written
+    /// for a user who left memory meanwhile, is not committed from half
+    /// ([`PushService::commit_unloaded`]).
+    pub fn commit_written(&mut self, user: &str, plan: Plan) {
+        if !plan.stores.push2 && !self.registry.is_loaded(user) {
+            self.commit_unloaded(user, &plan);
+            return;
+        }
+        self.commit(user, plan);
+    }
+
     /// A written plan that leaves the user's Push 2.0 registrations as they
     /// were, for a user who left memory while it was written: what it
     /// removes is forgotten, and the registrations (of both stores) are
