@@ -350,7 +350,8 @@ local function add_loading(push, core, metrics)
 		local want, want2 = core:stores_to_read(user);
 		if not push.store2 then want2 = false; end
 		if not want and not want2 then
-			core:load(user, nil, nil);
+			local _, _, due = core:load(user, nil, nil);
+			push.write_users(due);
 			return true;
 		end
 		local stored, stored2 = false, false;
@@ -374,9 +375,9 @@ local function add_loading(push, core, metrics)
 			module:log("warn", "Push registrations of '%s' kept changing while being read", user);
 			return false;
 		end
-		local load_problems, trimmed = core:load(user, stored, stored2);
+		local load_problems, trimmed, due = core:load(user, stored, stored2);
 		log_all("warn", load_problems);
-		push.write_due();
+		push.write_users(due);
 		if trimmed then
 			-- Beyond push_max_devices (the admin lowered it): the store
 			-- follows, and sessions of trimmed registrations stop pushing.
@@ -861,12 +862,6 @@ local function add_counts_record(push, core)
 	function push.write_counts()
 		push.write_users(core:counts_to_write());
 		write_record(true);
-	end
-	-- And early, once unwritten counts fill half the cache (a user
-	-- with unwritten counts stays in memory): the cache's bound holds
-	-- however many users get pushes.
-	function push.write_due()
-		push.write_users(core:counts_due());
 	end
 	function push.write_counts_logged()
 		local ok, err = pcall(push.write_counts);

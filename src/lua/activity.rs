@@ -16,7 +16,6 @@
 //! | `core:connected(user, identifier)` | whether its unread count changed (a device connected) |
 //! | `core:unread(user, identifier)` | number |
 //! | `core:counts_to_write()` | `{ user, … }`: write each user's registrations (error counts, at shutdown) |
-//! | `core:counts_due()` | `{ user, … }` or `nil`: users to write now, before their time (unwritten error counts keep a user in memory) |
 //! | `core:counts_aged(now)` | `{ user, … }` or `nil`: users whose error counts changed an interval ago (the write-back, every `counts_tick()` seconds) |
 //! | `core:counts_tick()` | seconds |
 //! | `core:counts_record(now, force)` | `record, serial` (the unread counts record to write now) or `nil` |
@@ -37,7 +36,6 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("connected", connected);
     m.add_method("unread", unread);
     m.add_method("counts_to_write", counts_to_write);
-    m.add_method_mut("counts_due", counts_due);
     m.add_method_mut("counts_aged", counts_aged);
     m.add_method("counts_tick", counts_tick);
     m.add_method_mut("counts_record", counts_record);
@@ -106,14 +104,6 @@ fn unread(_: &Lua, this: &Core, (user, identifier): (String, String)) -> Result<
 
 fn counts_to_write(lua: &Lua, this: &Core, (): ()) -> Result<Table> {
     lua.create_sequence_from(this.service.counts_to_write())
-}
-
-fn counts_due(lua: &Lua, this: &mut Core, (): ()) -> Result<Option<Table>> {
-    let due = this.service.counts_due();
-    if due.is_empty() {
-        return Ok(None);
-    }
-    lua.create_sequence_from(due).map(Some)
 }
 
 fn counts_aged(lua: &Lua, this: &mut Core, now: f64) -> Result<Option<Table>> {

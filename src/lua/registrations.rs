@@ -8,7 +8,7 @@
 //! | method | returns |
 //! |---|---|
 //! | `core:loaded(user)` | whether the user's registrations are in memory |
-//! | `core:load(user, stored_or_nil, stored2_or_nil)` (`stored2`: mod_push2's table) | `{ messages for the log }`, `{ [identifier] = true }` trimmed beyond `push_max_devices` or nil |
+//! | `core:load(user, stored_or_nil, stored2_or_nil)` (`stored2`: mod_push2's table) | `{ messages for the log }`, `{ [identifier] = true }` trimmed beyond `push_max_devices` or nil, and `{ user, … }` whose counts to write now or nil (before their time: unwritten error counts keep a user in memory, and the cache filled up) |
 //! | `core:has_push(user)` | whether the user has registrations in memory |
 //! | `core:might_push(user)` | false when the user is in memory without any registration, or known to have none ([`crate::known`]), else true |
 //! | `core:note_known(user)` | nothing: the user has registrations in the store (listed when the module loads) |
@@ -73,7 +73,7 @@ fn load(
     lua: &Lua,
     this: &mut Core,
     (user, stored, stored2): (String, Option<Table>, Option<Table>),
-) -> Result<(Table, Option<Table>)> {
+) -> Result<(Table, Option<Table>, Option<Table>)> {
     let (mut regs, mut problems) = match stored {
         Some(t) => registrations_from_store(&t)?,
         None => (Vec::new(), Vec::new()),
@@ -96,7 +96,13 @@ fn load(
             set.raw_set(id, true)?;
         }
     }
-    Ok((lua.create_sequence_from(problems)?, trimmed_set))
+    // (a user in memory may have filled the cache with unwritten counts)
+    let due = this.service.counts_due();
+    let due = match due.is_empty() {
+        true => None,
+        false => Some(lua.create_sequence_from(due)?),
+    };
+    Ok((lua.create_sequence_from(problems)?, trimmed_set, due))
 }
 
 fn has_push(_: &Lua, this: &Core, user: LuaString) -> Result<bool> {
