@@ -161,7 +161,10 @@ impl Registration {
     }
 
     /// A copy for a push: everything but the counts (the push carries
-    /// their total, and `push_info` stays the reference's shape).
+    /// their total, and `push_info` stays the reference's shape). Kept a
+    /// copy on purpose: sharing the strings and form (`Rc`) would save one
+    /// or two small allocations per push and cost every registration in
+    /// memory its counters (measured: 319 → 340 bytes per loaded user).
     pub fn for_push(&self) -> Registration {
         Registration {
             text: self.text.clone(),
