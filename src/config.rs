@@ -202,23 +202,164 @@ fn contact_uri(value: Option<&str>, problems: &mut Vec<String>) -> Option<String
     Some(uri.to_owned())
 }
 
-/// An integral option within `min..=max`, or the default with a complaint.
-fn ranged(
-    name: &str,
-    value: Option<f64>,
-    min: u64,
-    max: u64,
-    default: u64,
-    problems: &mut Vec<String>,
-) -> u64 {
-    match value {
-        None => default,
-        Some(v) if v.fract() == 0.0 && v >= min as f64 && v <= max as f64 => v as u64,
-        Some(v) => {
-            problems.push(format!(
-                "option '{name}' is {v}, expected a whole number from {min} to {max}; using the default {default}"
+/// The options' checks, and a message per value rejected.
+#[derive(Default)]
+struct Checks {
+    problems: Vec<String>,
+}
+
+impl Checks {
+    /// An integral option within `min..=max`, or the default with a complaint.
+    fn ranged(
+        &mut self,
+        name: &str,
+        value: Option<f64>,
+        (min, max): (u64, u64),
+        default: u64,
+    ) -> u64 {
+        match value {
+            None => default,
+            Some(v) if v.fract() == 0.0 && v >= min as f64 && v <= max as f64 => v as u64,
+            Some(v) => {
+                self.problems.push(format!(
+                    "option '{name}' is {v}, expected a whole number from {min} to {max}; using the default {default}"
+                ));
+                default
+            }
+        }
+    }
+
+    /// `push_retry_delays`: at most 10 delays of 0 to 86400 seconds.
+    fn retry_delays(&mut self, value: Option<&Vec<f64>>, default: &[f64]) -> Vec<f64> {
+        match value {
+            None => default.to_vec(),
+            Some(delays)
+                if delays.len() <= 10 && delays.iter().all(|&s| s > 0.0 && s <= 86_400.0) =>
+            {
+                delays.clone()
+            }
+            Some(delays) => {
+                self.problems.push(format!(
+                    "option 'push_retry_delays' is {delays:?}, expected at most 10 delays of 0 to 86400 seconds; using the default {default:?}"
+                ));
+                default.to_vec()
+            }
+        }
+    }
+
+    /// `muc_push_policy`: "mentions" or "all".
+    fn muc_policy(
+        &mut self,
+        value: Option<&str>,
+        default: crate::muc::Policy,
+    ) -> crate::muc::Policy {
+        let Some(p) = value else {
+            return default;
+        };
+        crate::muc::Policy::parse(p).unwrap_or_else(|| {
+            self.problems.push(format!(
+                "option 'muc_push_policy' is {p:?}, expected \"mentions\" or \"all\"; using the default \"mentions\""
             ));
             default
+        })
+    }
+
+    /// The MUC module's bounds on remote users' registrations.
+    fn muc_limits(&mut self, raw: &RawConfig, d: crate::quota::Limits) -> crate::quota::Limits {
+        crate::quota::Limits {
+            local_only: raw.muc_push_local_only.unwrap_or(d.local_only),
+            per_domain: self.ranged(
+                "muc_push_max_users_per_domain",
+                raw.muc_push_max_users_per_domain,
+                (0, 10_000_000),
+                d.per_domain as u64,
+            ) as usize,
+            remote_total: self.ranged(
+                "muc_push_max_remote_users",
+                raw.muc_push_max_remote_users,
+                (0, 100_000_000),
+                d.remote_total as u64,
+            ) as usize,
+            enables_per_minute: self.ranged(
+                "muc_push_enables_per_minute",
+                raw.muc_push_enables_per_minute,
+                (1, 1_000_000),
+                u64::from(d.enables_per_minute),
+            ) as u32,
+        }
+    }
+}
+
+/// A year, in seconds: the longest hibernation and wake-up option.
+const YEAR: u64 = 365 * 24 * 3600;
+
+impl Checks {
+    /// The numeric options of the main module (the rest as in `d`).
+    fn numbers(&mut self, raw: &RawConfig, d: &Config) -> Config {
+        let c = self;
+        Config {
+            max_devices: c.ranged(
+                "push_max_devices",
+                raw.push_max_devices,
+                (1, 1000),
+                d.max_devices as u64,
+            ) as usize,
+            max_errors: c.ranged(
+                "push_max_errors",
+                raw.push_max_errors,
+                (1, 1_000_000),
+                d.max_errors.into(),
+            ) as u32,
+            max_hibernation_timeout: c.ranged(
+                "push_max_hibernation_timeout",
+                raw.push_max_hibernation_timeout,
+                (0, YEAR),
+                d.max_hibernation_timeout,
+            ),
+            cache_size: c.ranged(
+                "push_registration_cache_size",
+                raw.push_registration_cache_size,
+                (1, 100_000_000),
+                d.cache_size as u64,
+            ) as usize,
+            response_timeout: c.ranged(
+                "push_response_timeout",
+                raw.push_response_timeout,
+                (1, 86_400),
+                d.response_timeout,
+            ),
+            max_pending: c.ranged(
+                "push_max_pending",
+                raw.push_max_pending,
+                (1, 10_000_000),
+                d.max_pending as u64,
+            ) as usize,
+            wake_before_expiry: c.ranged(
+                "push_wake_before_expiry",
+                raw.push_wake_before_expiry,
+                (0, YEAR),
+                d.wake_before_expiry,
+            ),
+            retry_delays: c.retry_delays(raw.push_retry_delays.as_ref(), &d.retry_delays),
+            counts_write_interval: c.ranged(
+                "push_counts_write_interval",
+                raw.push_counts_write_interval,
+                (1, 86_400),
+                d.counts_write_interval,
+            ),
+            grace_period: c.ranged(
+                "push_grace_period",
+                raw.push_grace_period,
+                (0, MAX_GRACE_PERIOD),
+                d.grace_period,
+            ),
+            max_retries: c.ranged(
+                "push_max_retries",
+                raw.push_max_retries,
+                (0, 10_000_000),
+                d.max_retries as u64,
+            ) as usize,
+            ..d.clone()
         }
     }
 }
@@ -227,157 +368,28 @@ impl Config {
     /// Validates raw options; returns the config and a message per rejected value.
     pub fn from_raw(raw: &RawConfig) -> (Config, Vec<String>) {
         let d = Config::default();
-        let mut problems = Vec::new();
+        let mut c = Checks::default();
+        let numbers = c.numbers(raw, &d);
         let config = Config {
             with_body: raw.push_notification_with_body.unwrap_or(d.with_body),
             with_sender: raw.push_notification_with_sender.unwrap_or(d.with_sender),
             important_body: raw
                 .push_notification_important_body
                 .clone()
-                .unwrap_or(d.important_body),
+                .unwrap_or_else(|| d.important_body.clone()),
             with_counts: raw.push_notification_with_counts.unwrap_or(d.with_counts),
-            max_devices: ranged(
-                "push_max_devices",
-                raw.push_max_devices,
-                1,
-                1000,
-                d.max_devices as u64,
-                &mut problems,
-            ) as usize,
-            max_errors: ranged(
-                "push_max_errors",
-                raw.push_max_errors,
-                1,
-                1_000_000,
-                d.max_errors as u64,
-                &mut problems,
-            ) as u32,
-            max_hibernation_timeout: ranged(
-                "push_max_hibernation_timeout",
-                raw.push_max_hibernation_timeout,
-                0,
-                365 * 24 * 3600,
-                d.max_hibernation_timeout,
-                &mut problems,
-            ),
-            cache_size: ranged(
-                "push_registration_cache_size",
-                raw.push_registration_cache_size,
-                1,
-                100_000_000,
-                d.cache_size as u64,
-                &mut problems,
-            ) as usize,
-            response_timeout: ranged(
-                "push_response_timeout",
-                raw.push_response_timeout,
-                1,
-                86_400,
-                d.response_timeout,
-                &mut problems,
-            ),
-            max_pending: ranged(
-                "push_max_pending",
-                raw.push_max_pending,
-                1,
-                10_000_000,
-                d.max_pending as u64,
-                &mut problems,
-            ) as usize,
-            wake_before_expiry: ranged(
-                "push_wake_before_expiry",
-                raw.push_wake_before_expiry,
-                0,
-                365 * 24 * 3600,
-                d.wake_before_expiry,
-                &mut problems,
-            ),
-            retry_delays: match &raw.push_retry_delays {
-                None => d.retry_delays.clone(),
-                Some(delays)
-                    if delays.len() <= 10 && delays.iter().all(|&s| s > 0.0 && s <= 86_400.0) =>
-                {
-                    delays.clone()
-                }
-                Some(delays) => {
-                    problems.push(format!(
-                        "option 'push_retry_delays' is {delays:?}, expected at most 10 delays of 0 to 86400 seconds; using the default {:?}",
-                        d.retry_delays
-                    ));
-                    d.retry_delays.clone()
-                }
-            },
-            counts_write_interval: ranged(
-                "push_counts_write_interval",
-                raw.push_counts_write_interval,
-                1,
-                86_400,
-                d.counts_write_interval,
-                &mut problems,
-            ),
-            grace_period: ranged(
-                "push_grace_period",
-                raw.push_grace_period,
-                0,
-                MAX_GRACE_PERIOD,
-                d.grace_period,
-                &mut problems,
-            ),
-            max_retries: ranged(
-                "push_max_retries",
-                raw.push_max_retries,
-                0,
-                10_000_000,
-                d.max_retries as u64,
-                &mut problems,
-            ) as usize,
             unanswered_count: raw.muc_module.unwrap_or(d.unanswered_count),
             push2: raw.push2.unwrap_or(d.push2) && raw.muc_module != Some(true),
-            contact_uri: contact_uri(raw.contact_uri.as_deref(), &mut problems),
-            push2_forward_content: raw
-                .push2_forward_content
-                .unwrap_or(d.push2_forward_content),
+            contact_uri: contact_uri(raw.contact_uri.as_deref(), &mut c.problems),
+            push2_forward_content: raw.push2_forward_content.unwrap_or(d.push2_forward_content),
             chat_settings_defaults: raw
                 .push_chat_settings_defaults
                 .unwrap_or(d.chat_settings_defaults),
-            muc_policy: match raw.muc_push_policy.as_deref() {
-                None => d.muc_policy,
-                Some(p) => crate::muc::Policy::parse(p).unwrap_or_else(|| {
-                    problems.push(format!(
-                        "option 'muc_push_policy' is {p:?}, expected \"mentions\" or \"all\"; using the default \"mentions\""
-                    ));
-                    d.muc_policy
-                }),
-            },
-            muc_limits: crate::quota::Limits {
-                local_only: raw.muc_push_local_only.unwrap_or(d.muc_limits.local_only),
-                per_domain: ranged(
-                    "muc_push_max_users_per_domain",
-                    raw.muc_push_max_users_per_domain,
-                    0,
-                    10_000_000,
-                    d.muc_limits.per_domain as u64,
-                    &mut problems,
-                ) as usize,
-                remote_total: ranged(
-                    "muc_push_max_remote_users",
-                    raw.muc_push_max_remote_users,
-                    0,
-                    100_000_000,
-                    d.muc_limits.remote_total as u64,
-                    &mut problems,
-                ) as usize,
-                enables_per_minute: ranged(
-                    "muc_push_enables_per_minute",
-                    raw.muc_push_enables_per_minute,
-                    1,
-                    1_000_000,
-                    u64::from(d.muc_limits.enables_per_minute),
-                    &mut problems,
-                ) as u32,
-            },
+            muc_policy: c.muc_policy(raw.muc_push_policy.as_deref(), d.muc_policy),
+            muc_limits: c.muc_limits(raw, d.muc_limits),
+            ..numbers
         };
-        (config, problems)
+        (config, c.problems)
     }
 }
 
