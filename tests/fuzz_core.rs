@@ -14,6 +14,7 @@ use cloud_notify::facts::StanzaFacts;
 use cloud_notify::importance::{is_important, is_urgent};
 use cloud_notify::muc::{mentioned_nicks, wants, Member, Policy, Reference};
 use cloud_notify::notification::{notification, publish_iq, summarize, MAX_BODY_BYTES};
+use cloud_notify::outcome::Outcome;
 use cloud_notify::registration::{registration_from_enable, EnableRequest, Requester};
 use cloud_notify::service::{PushJob, PushKind, PushService, Response, Targets};
 use minidom::Element;
@@ -256,240 +257,313 @@ fn private(cfg: &Config, job: &PushJob, sent: Option<&str>) {
     }
 }
 
-#[test]
-fn fuzz_core() {
-    let inputs: u64 = std::env::var("FUZZ_CORE_INPUTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    let seed: u64 = std::env::var("FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let users = ["romeo", "juliet", "nurse", "tybalt", "benvolio"];
-    let mut cfg = config(&mut r);
-    let mut service = PushService::new("montague.example", cfg.clone());
-    let (mut parsed, mut pushes, mut enables) = (0u64, 0u64, 0u64);
-    let mut ids: Vec<String> = Vec::new();
-    let started = Instant::now();
-    // The clock: mostly small steps, now and then minutes or hours (grace
-    // windows end, calls are forgotten, pushes expire).
-    let mut now = 0.0;
-    for i in 0..inputs {
-        if i % 2_000 == 1_999 {
-            // (every option in turn, within one run)
-            cfg = config(&mut r);
-            service = PushService::new("montague.example", cfg.clone());
-            ids.clear();
+/// The service under fuzz, and what the run counted.
+struct Fuzz {
+    r: Rng,
+    cfg: Config,
+    service: PushService,
+    /// Ids of pushes sent (answers pick from them).
+    ids: Vec<String>,
+    /// The clock: mostly small steps, now and then minutes or hours (grace
+    /// windows end, calls are forgotten, pushes expire).
+    now: f64,
+    parsed: u64,
+    pushes: u64,
+    enables: u64,
+}
+
+const HOST: &str = "montague.example";
+
+impl Fuzz {
+    fn new(seed: u64) -> Fuzz {
+        let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let cfg = config(&mut r);
+        Fuzz {
+            service: PushService::new(HOST, cfg.clone()),
+            r,
+            cfg,
+            ids: Vec::new(),
+            now: 0.0,
+            parsed: 0,
+            pushes: 0,
+            enables: 0,
         }
-        now += match r.below(100) {
+    }
+
+    /// Another configuration (every option in turn, within one run).
+    fn reconfigure(&mut self) {
+        self.cfg = config(&mut self.r);
+        self.service = PushService::new(HOST, self.cfg.clone());
+        self.ids.clear();
+    }
+
+    fn tick(&mut self) {
+        let r = &mut self.r;
+        self.now += match r.below(100) {
             0 => 3600.0,
             1..=3 => 60.0 * r.below(20) as f64,
             _ => r.below(200) as f64 / 100.0,
         };
-        let user = *r.pick(&users);
-        let bare = format!("{user}@montague.example");
-        match r.below(8) {
-            // A stanza through every decision.
-            0..=2 => {
-                let Some(e) = stanza(&mut r) else { continue };
-                parsed += 1;
-                let facts = StanzaFacts::from_element(&e).received_by(&bare);
-                let _ = (
-                    is_important(&facts),
-                    is_urgent(&facts),
-                    facts.stable_key(&bare),
-                );
-                let summary = summarize(&Config::default(), Some(&facts));
-                let _ = notification(&summary);
-                if !service.is_loaded(user) {
-                    service.load(user, Vec::new());
-                }
-                let key = facts.stable_key(&bare);
-                let kind = *r.pick(&[PushKind::Offline, PushKind::Groupchat]);
-                // (another of the user's sessions active now and then: the
-                // grace period holds)
-                if r.chance(4) {
-                    let wrote = StanzaFacts::from_element(&tree(&mut r, 2)).received_by(&bare);
-                    let _ = service.outgoing(user, (None, None), &wrote, now);
-                }
-                let mut body_sent = facts.effective().body.clone();
-                let jobs = match r.below(3) {
-                    0 => {
-                        service.notify(user, Some(&facts), key.as_deref(), Targets::All, kind, now)
-                    }
-                    1 => service.archived(user, &facts, None, &word(&mut r), Some(&[]), now),
-                    _ => {
-                        let session = format!("{bare}/{}", r.below(3));
-                        if let Some(reg) = service.registrations(user).and_then(|regs| regs.first())
-                        {
-                            let identifier = reg.identifier().to_owned();
-                            service.smacks_add(
-                                &session,
-                                user,
-                                &identifier,
-                                facts.clone(),
-                                &word(&mut r),
-                            );
-                        }
-                        // (a batch's push may be about an earlier stanza of it)
-                        body_sent = None;
-                        service
-                            .smacks_flush(&session, now)
-                            .map(|f| [f.important, f.unimportant].concat())
-                    }
-                };
-                for job in jobs.unwrap_or_default() {
-                    private(&cfg, &job, body_sent.as_deref());
-                    let iq = publish_iq(
-                        "montague.example",
-                        &job.id,
-                        &job.registration,
-                        job.payload(),
-                    );
-                    assert_eq!(iq.attr("to"), Some(job.registration.jid()));
-                    ids.push(job.id);
-                    pushes += 1;
-                }
-                // MUC: mentions, the room's message memory, bounces.
-                let refs: Vec<Reference> = (0..r.below(4))
-                    .map(|_| Reference {
-                        type_: Some("mention".into()),
-                        begin: Some(word(&mut r)),
-                        end: Some(word(&mut r)),
-                    })
-                    .collect();
-                if let Some(body) = facts.body.as_deref() {
-                    let _ = mentioned_nicks(body, &refs);
-                }
-                let _ = wants(Policy::Mentions, &facts, &refs);
-                let room = "room@muc.example";
-                service.muc_wants(room, &facts, refs);
-                let level = [Level::Always, Level::OnMention, Level::Never][r.below(3)];
-                let members = [Member {
-                    jid: bare.clone(),
-                    joined: r.chance(2),
-                    outcast: r.chance(5),
-                    setting: r.chance(2).then_some(level),
-                    nick: r.chance(2).then(|| word(&mut r)),
-                }];
-                let pings = Pings {
-                    uris: vec![word(&mut r)],
-                    nicks: vec![word(&mut r)],
-                    reply_to: r.chance(2).then(|| word(&mut r)),
-                };
-                let _ = mentions(
-                    facts.body.as_deref(),
-                    &pings,
-                    &bare,
-                    Some(&word(&mut r)),
-                    room,
-                );
-                service.muc_push(room, (&facts, &pings, r.chance(2)), &members, now);
-                let echoed = word(&mut r);
-                let _ = service.muc_bounced(
-                    room,
-                    &word(&mut r),
-                    "service-unavailable",
-                    &[user],
-                    Some(&echoed),
-                );
+    }
+
+    /// Checks the pushes of an outcome, and keeps their ids.
+    fn sent(&mut self, outcome: Outcome, body_sent: Option<&str>) {
+        assert!(outcome.load.is_none() || outcome.pushes.is_empty());
+        for pushes in outcome.pushes {
+            for job in pushes.jobs {
+                private(&self.cfg, &job, body_sent);
+                let iq = publish_iq(HOST, &job.id, &job.registration, job.payload());
+                assert_eq!(iq.attr("to"), Some(job.registration.jid()));
+                self.ids.push(job.id);
+                self.pushes += 1;
             }
-            // An enable (or a disable, or an admin removal).
-            3 | 4 => {
-                let req = EnableRequest {
-                    jid: (!r.chance(6)).then(|| {
-                        (*r.pick(&["push.example", "push2.example", "a@@b", ""])).to_owned()
-                    }),
-                    node: (!r.chance(4)).then(|| word(&mut r)),
-                    include_payload: r.chance(5).then(|| word(&mut r)),
-                    form: if r.chance(2) {
-                        r.pick(FORMS).parse().ok()
-                    } else {
-                        None
-                    },
-                    language: r.chance(3).then(|| word(&mut r)),
-                };
-                let who = Requester {
-                    bare_jid: bare.clone(),
-                    full_jid: Some(format!("{bare}/phone")),
-                    ..Default::default()
-                };
-                let _ = registration_from_enable(req.clone(), &who, now);
-                if !service.is_loaded(user) {
-                    service.load(user, Vec::new());
-                }
-                let plan = match r.below(4) {
-                    0 => service
-                        .plan_disable(user, req.jid.as_deref(), req.node.as_deref())
-                        .ok()
-                        .flatten(),
-                    1 => service.plan_remove_all(user),
-                    _ => service
-                        .enable_request(req, &who, now)
-                        .ok()
-                        .and_then(|reg| service.plan_enable(user, reg, None)),
-                };
-                if let Some(plan) = plan {
-                    if r.chance(8) {
-                        continue; // the store write failed: nothing is committed
-                    }
-                    enables += 1;
-                    service.commit(user, plan);
-                }
-                let regs = service.registrations(user).map_or(0, <[_]>::len);
-                assert!(regs <= cfg.max_devices, "device cap broken: {regs}");
-            }
-            // An app server's answer: to a push, or anything.
-            5 | 6 => {
-                let id = if !ids.is_empty() && !r.chance(4) {
-                    ids[r.below(ids.len())].clone()
-                } else {
-                    word(&mut r)
-                };
-                let from = *r.pick(&["push.example", "push2.example", "evil.example"]);
-                let condition = word(&mut r);
-                let answer = if r.chance(2) {
-                    Response::Result
-                } else {
-                    Response::Error {
-                        type_: error_type(&mut r),
-                        condition: &condition,
-                    }
-                };
-                let _ = service.response(&id, from, answer, now);
-            }
-            // Time passes: what was held or retried goes out.
-            _ => {
-                for (_, jobs) in service.retries_due(now) {
-                    for job in jobs {
-                        private(&cfg, &job, None);
-                        ids.push(job.id);
-                        pushes += 1;
-                    }
-                }
-                service.expire(now + r.below(300) as f64);
-                let _ = service.muc_admit(
-                    &format!("u{}@evil{}.example", r.below(50), r.below(3)),
-                    r.chance(3),
-                    now,
-                );
-                service.muc_note(
-                    &format!("u{}@evil.example", r.below(50)),
-                    r.chance(2),
-                    r.chance(2),
-                );
-            }
-        }
-        assert!(
-            service.pending() <= cfg.max_pending,
-            "pending table past push_max_pending"
-        );
-        if ids.len() > 10_000 {
-            ids.drain(..5_000);
         }
     }
+
+    /// A stanza through every decision, and through one of the paths.
+    fn stanza(&mut self, user: &str) {
+        let bare = format!("{user}@{HOST}");
+        let Some(e) = stanza(&mut self.r) else { return };
+        self.parsed += 1;
+        let facts = StanzaFacts::from_element(&e).received_by(&bare);
+        let _ = (
+            is_important(&facts),
+            is_urgent(&facts),
+            facts.stable_key(&bare),
+        );
+        let _ = notification(&summarize(&Config::default(), Some(&facts)));
+        if !self.service.is_loaded(user) {
+            self.service.load(user, Vec::new());
+        }
+        let (r, now) = (&mut self.r, self.now);
+        // (another of the user's sessions active now and then: the grace
+        // period holds)
+        if r.chance(4) {
+            let wrote = StanzaFacts::from_element(&tree(r, 2)).received_by(&bare);
+            let _ = self.service.on_outgoing(user, (None, None), &wrote, now);
+        }
+        let body_sent = facts.effective().body.clone();
+        let outcome = match r.below(3) {
+            0 => {
+                let kind = *r.pick(&[PushKind::Offline, PushKind::Groupchat]);
+                let key = facts.stable_key(&bare);
+                let pings = Pings::default();
+                let stanza = (Some(&facts), key.as_deref(), Some(&pings));
+                self.service
+                    .on_notify(user, stanza, Targets::All, kind, now)
+            }
+            1 => {
+                let ids = (None, word(r));
+                self.service
+                    .on_archived(user, &facts, (ids.0, &ids.1), Some(&[]), now)
+            }
+            _ => return self.smacks(user, facts),
+        };
+        self.sent(outcome, body_sent.as_deref());
+        self.muc(user, &facts);
+    }
+
+    /// A stanza into a smacks batch, and the batch's push.
+    fn smacks(&mut self, user: &str, facts: StanzaFacts) {
+        let session = format!("{user}@{HOST}/{}", self.r.below(3));
+        let first = self
+            .service
+            .registrations(user)
+            .and_then(|regs| regs.first());
+        if let Some(identifier) = first.map(|reg| reg.identifier().to_owned()) {
+            let key = word(&mut self.r);
+            self.service
+                .smacks_add(&session, user, &identifier, facts, &key);
+        }
+        // (a batch's push may be about an earlier stanza of it)
+        let outcome = self.service.on_smacks_flush(&session, self.now);
+        self.sent(outcome, None);
+    }
+
+    /// MUC: mentions, the room's message memory, bounces.
+    fn muc(&mut self, user: &str, facts: &StanzaFacts) {
+        let (r, now) = (&mut self.r, self.now);
+        let bare = format!("{user}@{HOST}");
+        let refs: Vec<Reference> = (0..r.below(4))
+            .map(|_| Reference {
+                type_: Some("mention".into()),
+                begin: Some(word(r)),
+                end: Some(word(r)),
+            })
+            .collect();
+        if let Some(body) = facts.body.as_deref() {
+            let _ = mentioned_nicks(body, &refs);
+        }
+        let _ = wants(Policy::Mentions, facts, &refs);
+        let room = "room@muc.example";
+        self.service.muc_wants(room, facts, refs);
+        let level = [Level::Always, Level::OnMention, Level::Never][r.below(3)];
+        let members = [Member {
+            jid: bare.clone(),
+            joined: r.chance(2),
+            outcast: r.chance(5),
+            setting: r.chance(2).then_some(level),
+            nick: r.chance(2).then(|| word(r)),
+        }];
+        let pings = Pings {
+            uris: vec![word(r)],
+            nicks: vec![word(r)],
+            reply_to: r.chance(2).then(|| word(r)),
+        };
+        let _ = mentions(facts.body.as_deref(), &pings, &bare, Some(&word(r)), room);
+        let public = r.chance(2);
+        let pushed = self
+            .service
+            .on_muc_push(room, (facts, &pings, public), &members, now);
+        let (id, echoed) = (word(r), word(r));
+        let nicks = [user];
+        let bounce = (user, nicks.as_slice(), Some("always"));
+        let ids = (id.as_str(), "service-unavailable");
+        let bounced = self
+            .service
+            .on_muc_bounced(room, ids, bounce, Some(&echoed), now);
+        self.sent(pushed, facts.body.as_deref());
+        self.sent(bounced, None);
+    }
+
+    /// An enable (or a disable, or an admin removal).
+    fn enable(&mut self, user: &str) {
+        let (r, now) = (&mut self.r, self.now);
+        let bare = format!("{user}@{HOST}");
+        let req = EnableRequest {
+            jid: (!r.chance(6))
+                .then(|| (*r.pick(&["push.example", "push2.example", "a@@b", ""])).to_owned()),
+            node: (!r.chance(4)).then(|| word(r)),
+            include_payload: r.chance(5).then(|| word(r)),
+            form: if r.chance(2) {
+                r.pick(FORMS).parse().ok()
+            } else {
+                None
+            },
+            language: r.chance(3).then(|| word(r)),
+        };
+        let who = Requester {
+            bare_jid: bare.clone(),
+            full_jid: Some(format!("{bare}/phone")),
+            ..Default::default()
+        };
+        let _ = registration_from_enable(req.clone(), &who, now);
+        let service = &mut self.service;
+        if !service.is_loaded(user) {
+            service.load(user, Vec::new());
+        }
+        let plan = match r.below(4) {
+            0 => service
+                .plan_disable(user, req.jid.as_deref(), req.node.as_deref())
+                .ok()
+                .flatten(),
+            1 => service.plan_remove_all(user),
+            _ => service
+                .enable_request(req, &who, now)
+                .ok()
+                .and_then(|reg| service.plan_enable(user, reg, None)),
+        };
+        // (1 in 8: the store write failed, nothing is committed)
+        if let Some(plan) = plan.filter(|_| !r.chance(8)) {
+            self.enables += 1;
+            service.commit_written(user, plan);
+        }
+        let regs = service.registrations(user).map_or(0, <[_]>::len);
+        assert!(regs <= self.cfg.max_devices, "device cap broken: {regs}");
+    }
+
+    /// An app server's answer: to a push, or anything.
+    fn answer(&mut self) {
+        let r = &mut self.r;
+        let id = if !self.ids.is_empty() && !r.chance(4) {
+            self.ids[r.below(self.ids.len())].clone()
+        } else {
+            word(r)
+        };
+        let from = *r.pick(&["push.example", "push2.example", "evil.example"]);
+        let condition = word(r);
+        let answer = if r.chance(2) {
+            Response::Result
+        } else {
+            Response::Error {
+                type_: error_type(r),
+                condition: &condition,
+            }
+        };
+        let outcome = self.service.on_answer(&id, from, (answer, false), self.now);
+        assert!(outcome.pushes.is_empty(), "an answer sends nothing at once");
+        assert!(
+            outcome.logs.iter().all(|(_, line)| line.len() < 1024),
+            "a stranger's text is cut"
+        );
+    }
+
+    /// Time passes: what was held or retried goes out.
+    fn time(&mut self) {
+        let due = self.service.on_retries_due(self.now);
+        self.sent(due, None);
+        let later = self.now + self.r.below(300) as f64;
+        self.service.on_sweep(later);
+        let r = &mut self.r;
+        let (stranger, local) = (
+            format!("u{}@evil{}.example", r.below(50), r.below(3)),
+            r.chance(3),
+        );
+        let _ = self.service.muc_admit(&stranger, local, self.now);
+        let (noted, had, has) = (
+            format!("u{}@evil.example", r.below(50)),
+            r.chance(2),
+            r.chance(2),
+        );
+        self.service.muc_note(&noted, had, has);
+    }
+
+    fn input(&mut self, i: u64) {
+        if i % 2_000 == 1_999 {
+            self.reconfigure();
+        }
+        self.tick();
+        let user = *self
+            .r
+            .pick(&["romeo", "juliet", "nurse", "tybalt", "benvolio"]);
+        match self.r.below(8) {
+            0..=2 => self.stanza(user),
+            3 | 4 => self.enable(user),
+            5 | 6 => self.answer(),
+            _ => self.time(),
+        }
+        assert!(
+            self.service.pending() <= self.cfg.max_pending,
+            "pending table past push_max_pending"
+        );
+        if self.ids.len() > 10_000 {
+            self.ids.drain(..5_000);
+        }
+    }
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn fuzz_core() {
+    let inputs = env_number("FUZZ_CORE_INPUTS", 20_000);
+    let seed = env_number("FUZZ_SEED", 1);
+    let mut fuzz = Fuzz::new(seed);
+    let started = Instant::now();
+    for i in 0..inputs {
+        fuzz.input(i);
+    }
+    let Fuzz {
+        parsed,
+        pushes,
+        enables,
+        ..
+    } = fuzz;
     assert!(
         pushes > 0,
         "no push in {inputs} inputs: the fuzzer tests nothing"
