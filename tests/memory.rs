@@ -66,6 +66,33 @@ fn bytes_per_loaded_user() {
     assert!(per_user < 2048);
 }
 
+/// An in-band enable of `user`'s phone, with the publish-options form
+/// Conversations sends (a secret).
+fn enable_with_secret(s: &mut PushService, user: &str, i: usize) {
+    use cloud_notify::registration::{EnableRequest, Requester};
+    let who = Requester {
+        bare_jid: format!("{user}@localhost"),
+        full_jid: Some(format!("{user}@localhost/phone")),
+        resource: Some("phone".into()),
+        ..Default::default()
+    };
+    let form = format!(
+        "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'>\
+         <value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
+         <field var='secret'><value>{:024x}</value></field></x>",
+        i * 7919
+    );
+    let req = EnableRequest {
+        jid: Some("push.localhost".into()),
+        node: Some(user.to_owned()),
+        form: Some(form.parse().unwrap()),
+        ..Default::default()
+    };
+    let reg = s.enable_request(req, &who, 1.7e9).unwrap();
+    let plan = s.plan_enable(user, reg, None).unwrap();
+    s.commit(user, plan);
+}
+
 /// The path a real server takes: each user enables in-band, gets one
 /// message while offline, and the app server answers its push. What the
 /// core keeps afterwards, per user, beside the registration itself.
@@ -73,7 +100,6 @@ fn bytes_per_loaded_user() {
 fn bytes_per_user_after_an_enable_and_a_push() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     use cloud_notify::facts::StanzaFacts;
-    use cloud_notify::registration::{EnableRequest, Requester};
     use cloud_notify::service::{PushKind, Response, Targets};
     let users = 20_000;
     let mut s = PushService::new(
@@ -93,28 +119,7 @@ fn bytes_per_user_after_an_enable_and_a_push() {
         let user = format!("m{i}");
         let start = LIVE.load(Ordering::Relaxed);
         s.load(&user, Vec::new());
-        let who = Requester {
-            bare_jid: format!("{user}@localhost"),
-            full_jid: Some(format!("{user}@localhost/phone")),
-            resource: Some("phone".into()),
-            ..Default::default()
-        };
-        // With the publish-options form Conversations sends (a secret).
-        let form = format!(
-            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'>\
-             <value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
-             <field var='secret'><value>{:024x}</value></field></x>",
-            i * 7919
-        );
-        let req = EnableRequest {
-            jid: Some("push.localhost".into()),
-            node: Some(user.clone()),
-            form: Some(form.parse().unwrap()),
-            ..Default::default()
-        };
-        let reg = s.enable_request(req, &who, 1.7e9).unwrap();
-        let plan = s.plan_enable(&user, reg, None).unwrap();
-        s.commit(&user, plan);
+        enable_with_secret(&mut s, &user, i);
         let enabled = LIVE.load(Ordering::Relaxed);
         let facts = StanzaFacts::from_element(&message);
         let jobs = s

@@ -459,9 +459,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn wait_errors_are_retried_with_the_latest_summary_then_given_up() {
-        use crate::retry::Scheduled;
+    fn wait() -> Response<'static> {
+        Response::Error {
+            type_: "wait",
+            condition: "resource-constraint",
+        }
+    }
+
+    fn body_chat(body: &str) -> StanzaFacts {
+        let xml =
+            format!("<message xmlns='jabber:client' type='chat'><body>{body}</body></message>");
+        StanzaFacts::from_element(&xml.parse().unwrap())
+    }
+
+    /// Pushes `f` to romeo's registration: the push's id.
+    fn push(s: &mut PushService, f: &StanzaFacts) -> String {
+        s.notify("romeo", Some(f), None, Targets::All, PushKind::Offline, 0.0)
+            .unwrap()
+            .remove(0)
+            .id
+    }
+
+    /// Retries after 5 s then 30 s, one user in memory; romeo's phone enabled.
+    fn throttled() -> (PushService, String) {
         let mut s = PushService::new(
             "example.com",
             Config {
@@ -471,25 +491,14 @@ mod tests {
             },
         );
         let id = enable(&mut s, "romeo", "push.example", "phone");
-        let wait = || Response::Error {
-            type_: "wait",
-            condition: "resource-constraint",
-        };
-        let chat = |body: &str| {
-            StanzaFacts::from_element(
-                &format!(
-                    "<message xmlns='jabber:client' type='chat'><body>{body}</body></message>"
-                )
-                .parse()
-                .unwrap(),
-            )
-        };
-        let push = |s: &mut PushService, f: &StanzaFacts| {
-            s.notify("romeo", Some(f), None, Targets::All, PushKind::Offline, 0.0)
-                .unwrap()
-                .remove(0)
-                .id
-        };
+        (s, id)
+    }
+
+    #[test]
+    fn wait_errors_are_retried_with_the_latest_summary_then_given_up() {
+        use crate::retry::Scheduled;
+        let (mut s, id) = throttled();
+        let chat = body_chat;
         let first = push(&mut s, &chat("one"));
         let second = push(&mut s, &chat("two"));
         let Answer::Temporary {
@@ -538,6 +547,12 @@ mod tests {
             }
         ));
         assert_eq!(s.error_count("romeo", &id), 0, "wait never counts");
+    }
+
+    #[test]
+    fn a_retry_is_dropped_when_the_device_connects_or_its_registration_goes() {
+        let (mut s, id) = throttled();
+        let chat = body_chat;
         // A retry is dropped when the device connects.
         let again = push(&mut s, &chat("three"));
         s.response(&again, "push.example", wait(), 200.0);

@@ -213,6 +213,32 @@ mod tests {
         let pushes = push(&mut s, &[member(false, Some(Level::OnMention))]);
         assert_eq!(pushes.len(), 1);
         assert_eq!(pushes[0].1[0].kind, PushKind::Muc);
+    }
+
+    /// Juliet's registration, and a room message naming her that the room
+    /// remembers for bounces.
+    fn remembered() -> PushService {
+        let mut s = service(16);
+        let plan = planned(&mut s, "juliet@example.com", "juliet@example.com", "j");
+        s.commit("juliet@example.com", plan);
+        let msg = StanzaFacts::from_element(
+            &"<message xmlns='jabber:client' type='groupchat' id='g1' from='room@muc.example/Romeo'>\
+              <body>Hi Jürgen</body></message>"
+                .parse()
+                .unwrap(),
+        );
+        let refs = vec![crate::muc::Reference {
+            type_: Some("mention".into()),
+            begin: Some("3".into()),
+            end: Some("9".into()),
+        }];
+        s.muc_wants("room@muc.example", &msg, refs);
+        s
+    }
+
+    #[test]
+    fn a_ghosts_bounce_is_pushed_as_remembered_and_never_with_a_forged_body() {
+        let mut s = remembered();
         // A ghost's bounce of that message: pushed if the policy would have.
         let bounced = |body| {
             s.muc_bounced(
@@ -255,5 +281,17 @@ mod tests {
         assert!(s
             .muc_bounced("room@muc.example", "unknown", "gone", &["Jürgen"], None)
             .is_none());
+        // The event: pushed to the member unless their setting is "never".
+        let member = ("juliet@example.com", ["Jürgen"].as_slice(), None);
+        let ids = ("g1", "service-unavailable");
+        let out = s.on_muc_bounced("room@muc.example", ids, member, None, 1.0);
+        assert_eq!(out.push_count(), 1);
+        assert!(matches!(
+            out.pushes[0].about,
+            crate::outcome::About::Bounced(_)
+        ));
+        let never = ("juliet@example.com", ["Jürgen"].as_slice(), Some("never"));
+        let out = s.on_muc_bounced("room@muc.example", ids, never, None, 2.0);
+        assert!(out.is_empty());
     }
 }
