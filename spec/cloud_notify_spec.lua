@@ -23,15 +23,38 @@ local function error_of(reply)
 	return err_type, condition;
 end
 
-describe("mod_cloud_notify", function()
-	local m, romeo;
-	local host_counter = 0;
+local m, romeo;
+local host_counter = 0;
 
-	before_each(function()
-		host_counter = host_counter + 1;
-		m = stand_in.load("host" .. host_counter .. ".example", { push_max_errors = 3 });
-		romeo = stand_in.session(m, "romeo");
-	end);
+-- A host of its own for each test, with romeo's session.
+local function fresh_host()
+	host_counter = host_counter + 1;
+	m = stand_in.load("host" .. host_counter .. ".example", { push_max_errors = 3 });
+	romeo = stand_in.session(m, "romeo");
+end
+
+-- Every call of the store's `method` waits until the test lets it go on.
+local function pausing_store(method)
+	return stand_in.pausing_store(m, method, function() return true; end);
+end
+
+local function in_runner(fn)
+	async.runner(function(f) f(); end):run(fn);
+end
+
+-- Runs the timers due (the lock hands over from the event loop).
+local function run_timers()
+	while #m.timers > 0 do
+		local timers = m.timers;
+		m.timers = {};
+		for _, timer in ipairs(timers) do
+			if not timer.stopped and timer.delay == 0 then timer.fn(); end
+		end
+	end
+end
+
+describe("mod_cloud_notify (1 of 14)", function()
+	before_each(fresh_host);
 
 	it("advertises urn:xmpp:push:0 in account disco", function()
 		local disco = "http://jabber.org/protocol/disco#info";
@@ -97,6 +120,10 @@ describe("mod_cloud_notify", function()
 		assert.falsy(expected:find("extra", 1, true));
 		assert.truthy(got:find("extra", 1, true));
 	end);
+end);
+
+describe("mod_cloud_notify (2 of 14)", function()
+	before_each(fresh_host);
 
 	it("lets cloud_notify/push handlers change or block a push", function()
 		stand_in.enable(m, romeo, "push.example", "node1");
@@ -168,6 +195,10 @@ describe("mod_cloud_notify", function()
 		assert.is_nil(m.store.data.romeo);
 		assert.is_nil(romeo.push_identifier);
 	end);
+end);
+
+describe("mod_cloud_notify (3 of 14)", function()
+	before_each(fresh_host);
 
 	it("keeps what cloud_notify/registration handlers put on push_info, nested, for every push", function()
 		m:hook("cloud_notify/registration", function(event)
@@ -238,6 +269,10 @@ describe("mod_cloud_notify", function()
 		assert.is_nil(m.store.data.romeo);
 		assert.is_nil(romeo.push_identifier);
 	end);
+end);
+
+describe("mod_cloud_notify (4 of 14)", function()
+	before_each(fresh_host);
 
 	it("sends the other pushes when a cloud_notify/push handler raises", function()
 		for _, node in ipairs({ "a", "raise", "b" }) do
@@ -259,26 +294,6 @@ describe("mod_cloud_notify", function()
 		assert.equal(2, m.metrics.outstanding.values[""]);
 		assert.equal(1, m.metrics.handler_errors.values["offline"]);
 	end);
-
-	-- Every call of the store's `method` waits until the test lets it go on.
-	local function pausing_store(method)
-		return stand_in.pausing_store(m, method, function() return true; end);
-	end
-
-	local function in_runner(fn)
-		async.runner(function(f) f(); end):run(fn);
-	end
-
-	-- Runs the timers due (the lock hands over from the event loop).
-	local function run_timers()
-		while #m.timers > 0 do
-			local timers = m.timers;
-			m.timers = {};
-			for _, timer in ipairs(timers) do
-				if not timer.stopped and timer.delay == 0 then timer.fn(); end
-			end
-		end
-	end
 
 	it("serialises a user's changes when store writes yield", function()
 		local paused = pausing_store("set");
@@ -314,6 +329,10 @@ describe("mod_cloud_notify", function()
 		run_timers(); -- (the hand-over's timer, if it ever ran, does nothing)
 		assert.equal(1, #tablet.replies);
 	end);
+end);
+
+describe("mod_cloud_notify (5 of 14)", function()
+	before_each(fresh_host);
 
 	it("hands the lock down a long line of waiters without nesting", function()
 		local paused = pausing_store("set");
@@ -375,6 +394,10 @@ describe("mod_cloud_notify", function()
 		assert.is_true(ok, err);
 		assert.is_nil(phone.push_identifier);
 	end);
+end);
+
+describe("mod_cloud_notify (6 of 14)", function()
+	before_each(fresh_host);
 
 	it("fails open: a stanza goes on when a handler fails, counted and logged once a minute", function()
 		stand_in.enable(m, romeo, "push.example", "phone");
@@ -441,6 +464,10 @@ describe("mod_cloud_notify", function()
 		stand_in.offline(m1, "romeo@" .. m1.host, "c");
 		assert.equal(0, #m1.sent, "the disabled phone came back");
 	end);
+end);
+
+describe("mod_cloud_notify (7 of 14)", function()
+	before_each(fresh_host);
 
 	it("queues one error-count write per user however long the store hangs", function()
 		local m1 = stand_in.load("hang." .. m.host, { push_counts_write_interval = 1 });
@@ -499,6 +526,10 @@ describe("mod_cloud_notify", function()
 		stand_in.offline(m2, "romeo@" .. m2.host, "again");
 		assert.equal("6", count_of(m2.sent[1]));
 	end);
+end);
+
+describe("mod_cloud_notify (8 of 14)", function()
+	before_each(fresh_host);
 
 	it("reads nothing for a stranger's stanzas to users known to have no registration", function()
 		local stored = { romeo = { ["push.example<phone"] = { jid = "push.example", node = "phone", timestamp = 1 } } };
@@ -546,6 +577,10 @@ describe("mod_cloud_notify", function()
 		-- store and mod_push2's: these stores list no users)
 		assert.equal(4, m.metrics.store_reads.values[""]);
 	end);
+end);
+
+describe("mod_cloud_notify (9 of 14)", function()
+	before_each(fresh_host);
 
 	it("keeps sending retries after a send failed, and a re-attached device's old session stops pushing", function()
 		local m1 = stand_in.load("retry." .. m.host, { push_retry_delays = { 0.001 } });
@@ -614,6 +649,10 @@ describe("mod_cloud_notify", function()
 		stand_in.offline(m, "romeo@" .. m.host, "hi");
 		assert.equal(0, #m.sent);
 	end);
+end);
+
+describe("mod_cloud_notify (10 of 14)", function()
+	before_each(fresh_host);
 
 	it("pushes nothing, answers internal-server-error and changes nothing when the store can't be read", function()
 		local record = { jid = "push.example", node = "n", timestamp = 1 };
@@ -680,6 +719,10 @@ describe("mod_cloud_notify", function()
 		local unrelated = st.iq({ type = "result", id = "not-a-push", from = "push.example", to = m.host });
 		assert.is_nil(m:fire_event("iq/host", { stanza = unrelated }));
 	end);
+end);
+
+describe("mod_cloud_notify (11 of 14)", function()
+	before_each(fresh_host);
 
 	it("keeps hosts apart", function()
 		local other = stand_in.load("other.example", {});
@@ -726,6 +769,11 @@ describe("mod_cloud_notify", function()
 		assert.equal(1, #m.sent);
 		assert.truthy(tostring(m.sent[1]):find("ref-secret", 1, true));
 	end);
+end);
+
+describe("mod_cloud_notify (12 of 14)", function()
+	before_each(fresh_host);
+
 	it("refuses malformed forms with an error, never a Lua error", function()
 		local deep = st.stanza("x", { xmlns = "jabber:x:data", type = "submit" });
 		for _ = 1, 100 do deep:tag("field", { var = "v" }); end
@@ -754,6 +802,7 @@ describe("mod_cloud_notify", function()
 			{ stanza = setmetatable({ name = "message", attr = {} }, st.stanza_mt) });
 		assert.is_true(ok);
 	end);
+
 	it("extends a hibernated push session until its first important push", function()
 		stand_in.enable(m, romeo, "push.example", "node1");
 		local destroyed_with;
@@ -784,6 +833,10 @@ describe("mod_cloud_notify", function()
 		assert.equal(smacks_callback, romeo.hibernating_watchdog.callback);
 		assert.truthy(romeo.first_hibernated_push);
 	end);
+end);
+
+describe("mod_cloud_notify (13 of 14)", function()
+	before_each(fresh_host);
 
 	it("ends the extension on a grace period's release, and sends what is held at unload", function()
 		local m1 = stand_in.load("grace." .. m.host, { push_grace_period = 1 });
@@ -835,6 +888,10 @@ describe("mod_cloud_notify", function()
 		assert.equal(smacks_callback, romeo.hibernating_watchdog.callback);
 		assert.equal(0, m.sent and #m.sent);
 	end);
+end);
+
+describe("mod_cloud_notify (14 of 14)", function()
+	before_each(fresh_host);
 
 	it("enables Push 2.0 in mod_push2's store and sends a notification message", function()
 		local enable = st.iq({ type = "set", id = "p2", from = romeo.full_jid })

@@ -48,31 +48,8 @@ local function new_store()
 	return store;
 end
 
--- Loads the shim for `host` with `options`; returns the stand-in module.
-function stand_in.load(host, options)
-	_G.prosody = _G.prosody or { hosts = {}, version = "0.12.3" };
-	local m = {
-		host = host; name = "cloud_notify"; handlers = {}; sent = {}; timers = {}; logs = {};
-		store = new_store();
-	};
-	-- As util.events: the handler list of an event, nil if none.
-	prosody.hosts[host] = { sessions = {}, events = {
-		get_handlers = function(name) return m.handlers[name]; end;
-	} };
-	options = options or {};
-	local function getter(name, default)
-		local v = options[name];
-		if v == nil then return default; end
-		return v;
-	end
-	m.get_option_boolean = function(_, name, default) return getter(name, default); end
-	m.get_option_string = m.get_option_boolean;
-	m.get_option_number = m.get_option_boolean;
-	m.get_option_array = m.get_option_boolean;
-	function m:get_directory() return DIST; end
-	function m:require(name)
-		return assert(loadfile(DIST .. "/" .. name .. ".lib.lua", "t", self.environment))();
-	end
+-- The stand-in's stores: one per name, as Prosody's.
+local function add_stores(m, options)
 	-- (one store per name, as Prosody's; the module's own by default;
 	-- `options.stores`: another run's, as after a restart)
 	m.stores = options.stores or {};
@@ -95,6 +72,10 @@ function stand_in.load(host, options)
 		for user, record in pairs(options.stored or {}) do m.store.data[user] = record; end
 		lists(m.store);
 	end
+end
+
+-- The stand-in's hooks, events, metrics, sending, timers and log.
+local function add_events(m)
 	function m:hook(name, fn, priority)
 		local list = self.handlers[name] or {};
 		self.handlers[name] = list;
@@ -153,6 +134,35 @@ function stand_in.load(host, options)
 		for _, list in pairs(self.handlers) do n = n + #list; end
 		return n;
 	end
+end
+
+-- Loads the shim for `host` with `options`; returns the stand-in module.
+function stand_in.load(host, options)
+	_G.prosody = _G.prosody or { hosts = {}, version = "0.12.3" };
+	local m = {
+		host = host; name = "cloud_notify"; handlers = {}; sent = {}; timers = {}; logs = {};
+		store = new_store();
+	};
+	-- As util.events: the handler list of an event, nil if none.
+	prosody.hosts[host] = { sessions = {}, events = {
+		get_handlers = function(name) return m.handlers[name]; end;
+	} };
+	options = options or {};
+	local function getter(name, default)
+		local v = options[name];
+		if v == nil then return default; end
+		return v;
+	end
+	m.get_option_boolean = function(_, name, default) return getter(name, default); end
+	m.get_option_string = m.get_option_boolean;
+	m.get_option_number = m.get_option_boolean;
+	m.get_option_array = m.get_option_boolean;
+	function m:get_directory() return DIST; end
+	function m:require(name)
+		return assert(loadfile(DIST .. "/" .. name .. ".lib.lua", "t", self.environment))();
+	end
+	add_stores(m, options);
+	add_events(m);
 	-- Like Prosody, run the module in its own environment where `module` is its API.
 	local env = setmetatable({ module = m }, { __index = _G });
 	m.environment = env;
