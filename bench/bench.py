@@ -577,10 +577,21 @@ class Variant:
 
 # ---------------------------------------------------------------- runs
 
+# BENCH_BEFORE=DIR: an earlier build of ours (a folder holding
+# mod_cloud_notify/, as dist/ does) takes the reference's place, so that a
+# change is measured side by side against what it changed ("ref" in the
+# report is then that build).
+BEFORE = os.environ.get("BENCH_BEFORE")
+
+
 def variant_specs(refdir):
+    ref_paths = [str(refdir), str(PROBE)] if VERSION == "0.12" else [str(PROBE)]
+    if BEFORE:
+        log(f"(ref is an earlier build of ours: {BEFORE})")
+        ref_paths = [BEFORE, str(PROBE)]
     return {
         "none": ([str(PROBE)], ("bench_probe",)),
-        "ref": ([str(refdir), str(PROBE)] if VERSION == "0.12" else [str(PROBE)], ("bench_probe", "cloud_notify")),
+        "ref": (ref_paths, ("bench_probe", "cloud_notify")),
         "ours": ([str(DIST), str(PROBE)], ("bench_probe", "cloud_notify")),
     }
 
