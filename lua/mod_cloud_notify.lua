@@ -23,9 +23,6 @@ local push = lib.new(options);
 push.scan_known(); -- (which users have registrations: the others cost no read)
 push.read_counts(); -- (the unread counts, as the last run left them)
 local core, load_user, write_plan, apply, ask = push.core, push.load_user, push.write_plan, push.apply, push.ask;
--- Stanzas queued for a hibernated (or unresponsive) smacks session within
--- this many seconds give one push (one important, one not): the core's rule.
-local coalesce_delay = core:coalesce_delay();
 local push_store = push.store;
 -- Every handler fails open (see push.fail_open).
 local hook = push.hook;
@@ -348,23 +345,23 @@ local function smacks_stanzas(session, stanzas, at_once)
 	if not identifier or not user or not session.full_jid then return; end
 	if not load_user(user) then return; end
 	-- (the store may yield: the registration may have gone meanwhile)
-	if session.destroyed or session.push_identifier ~= identifier or not session.full_jid then return; end
-	local outcome = core:smacks_add(session.full_jid, user, identifier, stanzas);
-	if outcome == "bookmarks" then -- (XEP-0492: rooms' messages follow the user's settings)
-		push.read_bookmarks(user);
-		if session.destroyed or session.push_identifier ~= identifier or not session.full_jid then return; end
-		outcome = core:smacks_add(session.full_jid, user, identifier, stanzas, true);
+	local function gone()
+		return session.destroyed or session.push_identifier ~= identifier or not session.full_jid;
 	end
-	if outcome == "nothing" then return; end
-	if at_once or outcome == "flush" then
-		if session.cloud_notify_timer then
-			session.cloud_notify_timer:stop();
-		end
+	if gone() then return; end
+	local outcome = core:smacks_add(session.full_jid, user, identifier, stanzas, false, at_once);
+	if outcome and outcome.bookmarks then -- (XEP-0492: rooms' messages follow the user's settings)
+		push.read_bookmarks(user);
+		if gone() then return; end
+		outcome = core:smacks_add(session.full_jid, user, identifier, stanzas, true, at_once);
+	end
+	local delay = outcome and outcome.batch_in;
+	if not delay then return; end
+	if delay == 0 then
+		if session.cloud_notify_timer then session.cloud_notify_timer:stop(); end
 		send_batch(session);
 	elseif not session.cloud_notify_timer then
-		session.cloud_notify_timer = module:add_timer(coalesce_delay, function()
-			send_batch(session);
-		end);
+		session.cloud_notify_timer = module:add_timer(delay, function() send_batch(session); end);
 	end
 end
 

@@ -110,6 +110,12 @@ pub struct Outcome {
     /// The event was ours: no other handler should have it (an answer to
     /// one of our pushes).
     pub handled: bool,
+    /// Read this user's bookmarks (XEP-0492: their settings for rooms),
+    /// then ask again (nothing else was done).
+    pub bookmarks: Option<String>,
+    /// A smacks session's batch: push it in this many seconds (0: now,
+    /// stopping its timer), else leave the timer that runs.
+    pub batch_in: Option<f64>,
 }
 
 /// The shortest timer the shim sets (seconds): a due time already past
@@ -177,6 +183,8 @@ impl Outcome {
             && self.counts.is_empty()
             && self.rtt.is_none()
             && !self.handled
+            && self.bookmarks.is_none()
+            && self.batch_in.is_none()
     }
 
     /// How many pushes it holds.

@@ -14,6 +14,8 @@
 //! | `counts` | `{ { metric, label or false, n }, … }`: adds to those counters |
 //! | `rtt` | samples `response_time` |
 //! | `handled` | `true`: the event was ours (the hook returns true) |
+//! | `bookmarks` | reads that user's bookmarks (XEP-0492), then asks the core again (nothing else is set) |
+//! | `batch_in` | a smacks session's batch: pushes it in that many seconds (0: now), unless its timer runs |
 
 use super::convert::message_from_facts;
 use super::object::Core;
@@ -114,6 +116,12 @@ pub fn to_lua(
     }
     if outcome.handled {
         out.raw_set("handled", true)?;
+    }
+    if let Some(user) = outcome.bookmarks {
+        out.raw_set("bookmarks", user)?;
+    }
+    if let Some(seconds) = outcome.batch_in {
+        out.raw_set("batch_in", seconds)?;
     }
     Ok(Value::Table(out))
 }

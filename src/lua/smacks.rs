@@ -10,11 +10,10 @@
 //!
 //! | method | returns |
 //! |---|---|
-//! | `core:smacks_add(session, user, identifier, stanzas[, asked])` | `"nothing"`, `"joined"`, `"opened"` (start the coalescing timer), `"flush"` (send now) or `"bookmarks"` (read the user's bookmarks, then ask again with `asked` true: XEP-0492) |
+//! | `core:smacks_add(session, user, identifier, stanzas, asked, at_once)` | an outcome ([`super::outcome`]): `bookmarks` (read the user's bookmarks, then ask again with `asked` true: XEP-0492), `batch_in` (push the batch in that many seconds, 0: now, unless its timer runs), or nil (nothing added); `at_once`: the start of hibernation |
 //! | `core:smacks_flush(session, now)` | `outcome` ([`super::outcome`]: at most one important and one unimportant push) |
 //! | `core:smacks_cancel(session)` | whether a batch was waiting (dropped unsent) |
 //! | `core:hibernation(moment, pushes, hibernating, extended, woken, first_push, timeout, original)` | what to do to the session ([`crate::hibernation::Step`]: a table of its fields that are set) or nil; `moment`: `"start"`, `"pushed"`, `"resumed"` or `"released"`; the rest describes the session ([`crate::hibernation::Session`]) |
-//! | `core:coalesce_delay()` | seconds a session's batch gathers stanzas before its push |
 
 use super::convert::{pings_of, str_field, table_field};
 use super::object::{BatchObjects, Core};
@@ -29,50 +28,37 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("smacks_flush", smacks_flush);
     m.add_method_mut("smacks_cancel", smacks_cancel);
     m.add_method("hibernation", hibernation);
-    m.add_method("coalesce_delay", |_, _: &Core, ()| {
-        Ok(crate::coalesce::DELAY)
-    });
 }
 
-/// What `smacks_add` says to the shim.
-fn added_name(added: Added) -> &'static str {
-    match added {
-        Added::Nothing => "nothing",
-        Added::Joined => "joined",
-        Added::Opened => "opened",
-        Added::FlushNow => "flush",
-    }
-}
+/// `smacks_add(session, user, identifier, stanzas, asked, at_once)`.
+type SmacksAddArgs = (String, String, String, Table, Option<bool>, Option<bool>);
 
-fn smacks_add(
-    lua: &Lua,
-    this: &mut Core,
-    (session, user, identifier, stanzas, asked): (String, String, String, Table, Option<bool>),
-) -> Result<&'static str> {
-    // XEP-0492: a room's message needs the user's bookmarks read first
-    // (once: `asked`, the shim tried, whether or not the read worked).
-    if asked != Some(true)
-        && this.service.bookmarks_wanted(&user, false)
-        && any_groupchat(&stanzas)?
+fn smacks_add(lua: &Lua, this: &mut Core, args: SmacksAddArgs) -> Result<Value> {
+    let (session, user, identifier, stanzas, asked, at_once) = args;
+    let asked = asked.unwrap_or(false);
+    if let Some(outcome) = this
+        .service
+        .smacks_bookmarks(&user, any_groupchat(&stanzas)?, asked)
     {
-        return Ok("bookmarks");
+        return to_lua(lua, this, outcome, &Originals::default());
     }
-    let mut outcome = Added::Nothing;
+    let mut added = Added::Nothing;
     for stanza in stanzas.sequence_values::<Value>() {
         let Value::Table(stanza) = stanza? else {
             continue;
         };
         let (facts, key) = this.facts_and_key(lua, &stanza, &user)?;
-        // XEP-0492: a room's message, by the user's setting for the room.
-        if facts.type_.as_deref() == Some("groupchat") {
-            let pings = pings_of(&stanza, facts.body.as_deref())?;
-            if !this.service.groupchat_wanted(&user, &facts, &pings) {
-                continue;
-            }
-        }
-        let queued = this
-            .service
-            .smacks_add(&session, &user, &identifier, facts, &key);
+        // (XEP-0492: a room's message, with its mentions, for the core)
+        let pings = match facts.type_.as_deref() {
+            Some("groupchat") => Some(pings_of(&stanza, facts.body.as_deref())?),
+            _ => None,
+        };
+        let queued = this.service.smacks_add(
+            &session,
+            (&user, &identifier),
+            (facts, &key),
+            pings.as_ref(),
+        );
         if queued.added == Added::Nothing {
             continue;
         }
@@ -84,13 +70,13 @@ fn smacks_add(
             true => objects.important = Some(stanza),
             false => objects.unimportant = Some(stanza),
         }
-        let added = match queued.at_once {
+        added = added.max(match queued.at_once {
             true => Added::FlushNow,
             false => queued.added,
-        };
-        outcome = outcome.max(added);
+        });
     }
-    Ok(added_name(outcome))
+    let outcome = this.service.smacks_batch(added, at_once.unwrap_or(false));
+    to_lua(lua, this, outcome, &Originals::default())
 }
 
 /// Whether any of the stanzas is a groupchat message.

@@ -368,8 +368,18 @@ mod tests {
         let identifier = enable(&mut s, "romeo", "push.example", "a");
         let body = from_juliet("<body>hi</body>");
         let state = from_juliet("<active xmlns='http://jabber.org/protocol/chatstates'/>");
-        s.smacks_add("romeo@example.com/a", "romeo", &identifier, body, "k1");
-        s.smacks_add("romeo@example.com/a", "romeo", &identifier, state, "k2");
+        s.smacks_add(
+            "romeo@example.com/a",
+            ("romeo", &identifier),
+            (body, "k1"),
+            None,
+        );
+        s.smacks_add(
+            "romeo@example.com/a",
+            ("romeo", &identifier),
+            (state, "k2"),
+            None,
+        );
         let out = s.on_smacks_flush("romeo@example.com/a", 1.0);
         let abouts: Vec<bool> = out
             .pushes

@@ -1296,7 +1296,12 @@ mod tests {
             Some("mallory@evil.example/x")
         );
         // Smacks: not important (no outer body), and the push says so.
-        let q = s.smacks_add("romeo@example.com/phone", "romeo", &id, forged, "k1");
+        let q = s.smacks_add(
+            "romeo@example.com/phone",
+            ("romeo", &id),
+            (forged, "k1"),
+            None,
+        );
         assert_eq!((q.added, q.important), (Added::Opened, false));
         let Flushed {
             important: imp,
@@ -1392,7 +1397,8 @@ mod tests {
         assert_eq!(jobs[0].registration.identifier(), a);
         // And the smacks paths do not push it again either.
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, offline.clone(), &key).added,
+            s.smacks_add("s1", ("romeo", &a), (offline.clone(), &key), None)
+                .added,
             Added::Nothing
         );
         assert!(s
@@ -1552,7 +1558,7 @@ mod tests {
             .all(|j| j.kind == PushKind::Call && j.summary.important()));
         // The retract comes by the smacks path of one device: the end goes
         // to both, at once, as call-end.
-        let q = s.smacks_add("s1", "romeo", &tablet, from_juliet(RETRACT), "k");
+        let q = s.smacks_add("s1", ("romeo", &tablet), (from_juliet(RETRACT), "k"), None);
         assert!(q.at_once);
         let Flushed {
             important,

@@ -1,6 +1,7 @@
 //! Stream management: stanzas queued for hibernated or unresponsive sessions, coalesced; the extended hibernation and its wake-up.
 
 use super::*;
+use crate::outcome::Outcome;
 
 impl PushService {
     /// A stanza in (or entering) a session's smacks queue: gathered into
@@ -8,20 +9,25 @@ impl PushService {
     ///
     /// Returns what happened, and whether the stanza counts as important
     /// (it is then the batch's important stanza, else its unimportant one).
+    /// A room's message (`pings`: its mentions) is gathered only as the
+    /// user's XEP-0492 setting for the room wants.
     pub fn smacks_add(
         &mut self,
         session: &str,
-        user: &str,
-        identifier: &str,
-        stanza: StanzaFacts,
-        key: &str,
+        (user, identifier): (&str, &str),
+        (stanza, key): (StanzaFacts, &str),
+        pings: Option<&Pings>,
     ) -> Queued {
+        let nothing = Queued {
+            added: Added::Nothing,
+            important: false,
+            at_once: false,
+        };
+        if pings.is_some_and(|pings| !self.groupchat_wanted(user, &stanza, pings)) {
+            return nothing;
+        }
         if !self.seen.insert(user, key, identifier) {
-            return Queued {
-                added: Added::Nothing,
-                important: false,
-                at_once: false,
-            };
+            return nothing;
         }
         let stanza = match stanza.carbon {
             Some(_) => stanza.received_by(&bare_jid(&self.host, user)),
@@ -37,6 +43,33 @@ impl PushService {
             added,
             important,
             at_once: call || added == Added::FlushNow,
+        }
+    }
+
+    /// Stanzas for a smacks session of `user`: whether the user's
+    /// bookmarks must be read first (XEP-0492: `groupchat`, a room's
+    /// message is among them, and their settings were not read; `asked`:
+    /// the shim tried already, whether or not the read worked).
+    pub fn smacks_bookmarks(&self, user: &str, groupchat: bool, asked: bool) -> Option<Outcome> {
+        (groupchat && !asked && self.bookmarks_wanted(user, false)).then(|| Outcome {
+            bookmarks: Some(user.to_owned()),
+            ..Outcome::default()
+        })
+    }
+
+    /// What the stanzas added to a session's batch (the most of what each
+    /// did) mean for its timer: push now (a call, no room to wait, or the
+    /// start of hibernation, `at_once`), or within the coalescing delay.
+    pub fn smacks_batch(&self, added: Added, at_once: bool) -> Outcome {
+        let batch_in = match added {
+            Added::Nothing => None,
+            Added::FlushNow => Some(0.0),
+            Added::Joined | Added::Opened if at_once => Some(0.0),
+            Added::Joined | Added::Opened => Some(crate::coalesce::DELAY),
+        };
+        Outcome {
+            batch_in,
+            ..Outcome::default()
         }
     }
 
@@ -140,7 +173,12 @@ mod tests {
         );
         let id = enable(&mut s, "romeo", "push.example", "n");
         let added = s
-            .smacks_add("romeo@example.com/phone", "romeo", &id, chat(), "k1")
+            .smacks_add(
+                "romeo@example.com/phone",
+                ("romeo", &id),
+                (chat(), "k1"),
+                None,
+            )
             .added;
         assert_eq!(added, Added::Opened);
         // Within the coalescing window, other users fill the cache.
@@ -209,6 +247,58 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_is_pushed_at_once_or_within_the_coalescing_delay() {
+        let s = service(16);
+        let delay = |added, at_once| s.smacks_batch(added, at_once).batch_in;
+        assert_eq!(
+            delay(Added::Nothing, true),
+            None,
+            "nothing added: nothing to push"
+        );
+        assert_eq!(delay(Added::Opened, false), Some(crate::coalesce::DELAY));
+        assert_eq!(delay(Added::Joined, false), Some(crate::coalesce::DELAY));
+        assert_eq!(
+            delay(Added::Opened, true),
+            Some(0.0),
+            "the start of hibernation"
+        );
+        assert_eq!(delay(Added::FlushNow, false), Some(0.0), "no room to wait");
+    }
+
+    #[test]
+    fn a_rooms_message_for_a_smacks_session_follows_the_users_setting() {
+        let mut s = service(16);
+        let id = enable(&mut s, "romeo", "push.example", "phone");
+        let asks = s
+            .smacks_bookmarks("romeo", true, false)
+            .map(|o| o.bookmarks);
+        assert_eq!(
+            asks,
+            Some(Some("romeo".to_owned())),
+            "read the bookmarks first"
+        );
+        assert!(
+            s.smacks_bookmarks("romeo", true, true).is_none(),
+            "asked once"
+        );
+        assert!(s.smacks_bookmarks("romeo", false, false).is_none());
+        let setting = RoomSetting {
+            level: Level::Never,
+            nick: None,
+        };
+        s.bookmarks_read("romeo", vec![("room@muc.example".into(), Some(setting))]);
+        assert!(s.smacks_bookmarks("romeo", true, false).is_none(), "read");
+        let room = facts(
+            "<message xmlns='jabber:client' type='groupchat' from='room@muc.example/juliet'><body>hi</body></message>",
+        );
+        let pings = Pings::default();
+        let queued = s.smacks_add("s1", ("romeo", &id), (room.clone(), "k1"), Some(&pings));
+        assert_eq!(queued.added, Added::Nothing, "never: not gathered");
+        let queued = s.smacks_add("s1", ("romeo", &id), (chat(), "k2"), None);
+        assert_eq!(queued.added, Added::Opened);
+    }
+
+    #[test]
     fn smacks_batches_coalesce_and_cancel() {
         let mut s = service(16);
         let a = enable(&mut s, "romeo", "push.example", "a");
@@ -216,19 +306,23 @@ mod tests {
             "<message xmlns='jabber:client' type='chat'><received xmlns='urn:xmpp:receipts' id='r'/></message>",
         );
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k1").added,
+            s.smacks_add("s1", ("romeo", &a), (chat(), "k1"), None)
+                .added,
             Added::Opened
         );
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k2").added,
+            s.smacks_add("s1", ("romeo", &a), (chat(), "k2"), None)
+                .added,
             Added::Joined
         );
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, receipt.clone(), "k3").added,
+            s.smacks_add("s1", ("romeo", &a), (receipt.clone(), "k3"), None)
+                .added,
             Added::Joined
         );
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k1").added,
+            s.smacks_add("s1", ("romeo", &a), (chat(), "k1"), None)
+                .added,
             Added::Nothing
         );
         let Flushed {
@@ -247,17 +341,20 @@ mod tests {
         assert!(s.smacks_flush("s1", 0.0).is_none());
         // Pushed stanzas are not pushed again; a cancelled batch's may be.
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k2").added,
+            s.smacks_add("s1", ("romeo", &a), (chat(), "k2"), None)
+                .added,
             Added::Nothing
         );
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k4").added,
+            s.smacks_add("s1", ("romeo", &a), (chat(), "k4"), None)
+                .added,
             Added::Opened
         );
         assert!(s.smacks_cancel("s1"));
         assert_eq!(s.batches(), 0);
         assert_eq!(
-            s.smacks_add("s1", "romeo", &a, chat(), "k4").added,
+            s.smacks_add("s1", ("romeo", &a), (chat(), "k4"), None)
+                .added,
             Added::Opened
         );
         let Flushed {
@@ -282,7 +379,7 @@ mod tests {
             },
         );
         let a = enable(&mut s, "romeo", "push.example", "a");
-        s.smacks_add("s1", "romeo", &a, chat(), "k1");
+        s.smacks_add("s1", ("romeo", &a), (chat(), "k1"), None);
         let Flushed {
             important,
             unimportant,
