@@ -141,7 +141,7 @@ local function add_metrics(push)
 	metrics.count_service_answer = labelled(module:metric("counter", "service_answers", "",
 		"What came of the pushes, by app server: delivered, wait, errors, timeouts, route (our server could not reach it)",
 		{ "service", "result" }));
-	metrics.service_errors = module:metric("counter", "metrics.service_errors", "",
+	metrics.service_errors = module:metric("counter", "service_errors", "",
 		"Error answers by app server, error type and condition", { "service", "type", "condition" });
 	metrics.gauge_service_rtt = labelled(module:metric("gauge", "service_response_time", "seconds",
 		"Mean time from a push to its result since the last collection, by app server", { "service" }));

@@ -373,7 +373,7 @@ impl Fuzz {
         if let Some(identifier) = first.map(|reg| reg.identifier().to_owned()) {
             let key = word(&mut self.r);
             self.service
-                .smacks_add(&session, user, &identifier, facts, &key);
+                .smacks_add(&session, (user, &identifier), (facts, &key), None);
         }
         // (a batch's push may be about an earlier stanza of it)
         let outcome = self.service.on_smacks_flush(&session, self.now);
