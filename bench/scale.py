@@ -47,7 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/e2e"))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench import (APP, HOST, PROBE, REFERENCE, AppServer, Stream, cpu_seconds, enable_iq, log,  # noqa: E402
+from bench import (APP, BEFORE, HOST, PROBE, REFERENCE, AppServer, Stream, cpu_seconds, enable_iq, log,  # noqa: E402
                    rss_kib, stats, write_lua)
 from harness import DIST, PASSWORD, Postgres, Prosody, encode_host  # noqa: E402
 
@@ -66,6 +66,9 @@ SENDERS = 10
 def variants(refdir):
     """name -> (plugin_paths, modules)"""
     ref_paths = [str(refdir), str(PROBE)] if VERSION == "0.12" else [str(PROBE)]
+    if BEFORE:  # (an earlier build of ours in the reference's place: bench.py)
+        log(f"(ref is an earlier build of ours: {BEFORE})")
+        ref_paths = [BEFORE, str(PROBE)]
     return {
         "none": ([str(PROBE)], ("bench_probe",)),
         "ref": (ref_paths, ("bench_probe", "cloud_notify")),
