@@ -57,9 +57,10 @@ local function stop_wake(session)
 	end
 end
 
--- The last wake-up, in `delay` seconds: one unimportant push, so the app
--- can reconnect and resume before its queue is dropped.
-local function start_wake(session, delay)
+-- The last wake-up, in `delay` seconds (`left` before the hibernation
+-- ends): one unimportant push, so the app can reconnect and resume before
+-- its queue is dropped.
+local function start_wake(session, delay, left)
 	stop_wake(session);
 	session.cloud_notify_wake_timer = module:add_timer(delay, function()
 		session.cloud_notify_wake_timer = nil;
@@ -73,7 +74,7 @@ local function start_wake(session, delay)
 		-- registration, meanwhile)
 		if not load_user(user) or gone() then return; end
 		session.cloud_notify_woken = true;
-		session.log("debug", "Hibernation ends soon: waking the device");
+		session.log("debug", "Hibernation ends in %gs: waking the device", left);
 		apply(core:wake(user, identifier, time_now()));
 	end);
 end
@@ -108,7 +109,7 @@ local function hibernation(session, moment)
 	-- (session.hibernating: when it began, in mod_smacks)
 	local step = core:hibernation(moment, session.push_identifier ~= nil, not not session.hibernating,
 		session.original_smacks_callback ~= nil, not not session.cloud_notify_woken,
-		session.first_hibernated_push ~= nil, dog and dog.timeout, session.original_smacks_timeout);
+		session.first_hibernated_push ~= nil, dog and (dog.timeout or 0), session.original_smacks_timeout);
 	if not step then return; end
 	if step.reset then session.first_hibernated_push, session.cloud_notify_woken = nil, nil; end
 	if step.stop_wake then stop_wake(session); end
@@ -116,7 +117,7 @@ local function hibernation(session, moment)
 	if step.restore then restore(session); end
 	if step.forget_original then session.original_smacks_callback, session.original_smacks_timeout = nil, nil; end
 	if step.first_push then session.first_hibernated_push = os.time(); end
-	if step.wake_in then start_wake(session, step.wake_in); end
+	if step.wake_in then start_wake(session, step.wake_in, step.wake_left); end
 end
 
 -- Drops a session's coalescing timer and its waiting batch.

@@ -55,7 +55,7 @@ pub struct Session {
     pub woken: bool,
     /// A waking push went during this hibernation.
     pub first_push: bool,
-    /// Its watchdog's timeout, if it has one.
+    /// Its watchdog's timeout (0 if it has none), if it has a watchdog.
     pub timeout: Option<f64>,
     /// Smacks' own timeout, kept aside while extended.
     pub original: Option<f64>,
@@ -79,6 +79,8 @@ pub struct Step {
     pub first_push: bool,
     /// Start the wake-up timer (stopping any other) for this many seconds.
     pub wake_in: Option<f64>,
+    /// With `wake_in`: the seconds the hibernation has left when it wakes.
+    pub wake_left: f64,
 }
 
 /// The options the rules read.
@@ -96,6 +98,16 @@ impl Limits {
     /// shorter than the timeout).
     pub fn wake_delay(self, timeout: f64) -> Option<f64> {
         (self.wake_before > 0.0 && self.wake_before < timeout).then_some(timeout - self.wake_before)
+    }
+
+    /// The seconds a hibernation has left when its wake-up (due in
+    /// `wake_in`) goes: `push_wake_before_expiry`; 0 without a wake-up.
+    pub fn wake_left(self, wake_in: Option<f64>) -> f64 {
+        if wake_in.is_some() {
+            self.wake_before
+        } else {
+            0.0
+        }
     }
 
     /// The timeout of a hibernation extended from smacks' own
@@ -137,12 +149,13 @@ fn start(session: Session, limits: Limits) -> Step {
     if !session.pushes || session.extended {
         return out;
     }
+    out.stop_wake = true;
     let Some(timeout) = session.timeout else {
         return out;
     };
-    out.stop_wake = true;
     out.extend = limits.extended(timeout);
     out.wake_in = limits.wake_delay(out.extend.unwrap_or(timeout));
+    out.wake_left = limits.wake_left(out.wake_in);
     out
 }
 
@@ -166,6 +179,7 @@ fn pushed(session: Session, limits: Limits) -> Step {
         out.stop_wake = true;
         if !session.woken {
             out.wake_in = session.original.and_then(|t| limits.wake_delay(t));
+            out.wake_left = limits.wake_left(out.wake_in);
         }
     }
     out
@@ -194,6 +208,10 @@ mod tests {
         let s = step(Moment::Start, hibernated(600.0), LIMITS);
         assert_eq!(s.extend, Some(259_200.0));
         assert_eq!(s.wake_in, Some(259_140.0));
+        assert_eq!(
+            s.wake_left, 60.0,
+            "logged: the time the hibernation has left"
+        );
         assert!(s.reset && s.stop_wake && !s.restore);
     }
 
@@ -231,6 +249,13 @@ mod tests {
         };
         let s = step(Moment::Start, taken_over, LIMITS);
         assert_eq!((s.extend, s.wake_in), (None, None));
+        // No watchdog: nothing to extend, and no wake-up left running.
+        let no_dog = Session {
+            timeout: None,
+            ..hibernated(600.0)
+        };
+        let s = step(Moment::Start, no_dog, LIMITS);
+        assert!(s.stop_wake && s.extend.is_none() && s.wake_in.is_none());
     }
 
     #[test]

@@ -163,5 +163,6 @@ fn hibernation(lua: &Lua, this: &Core, args: HibernationArgs) -> Result<Option<T
     }
     t.raw_set("extend", step.extend)?;
     t.raw_set("wake_in", step.wake_in)?;
+    t.raw_set("wake_left", step.wake_left)?;
     Ok(Some(t))
 }

@@ -308,7 +308,7 @@ fn answered(answer: Answer, from: &str, response: &Response<'_>) -> crate::outco
         let type_ = crate::error::error_type(Some(type_));
         out.count(Counter::AppServerError(type_), 1);
     }
-    if route && !wrong_sender {
+    if route {
         out.count(Counter::RouteFailure, 1);
         out.log(Debug, format!("Push to {from} could not be routed ({condition}): our server's error, not the app server's"));
     }

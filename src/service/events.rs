@@ -317,6 +317,25 @@ mod tests {
             .any(|(_, l)| l.contains("our server's error")));
     }
 
+    /// What answers said of a registration's reachability is not undone
+    /// by a plan written meanwhile (another device's enable).
+    #[test]
+    fn a_plan_written_meanwhile_keeps_what_answers_said_of_reachability() {
+        let mut s = service(16);
+        let phone = enable(&mut s, "romeo", "push.example", "phone");
+        let plan = planned(&mut s, "romeo", "romeo@example.com", "tablet");
+        let id = first_push_id(&mut s);
+        let route = Response::RouteFailure {
+            type_: "cancel",
+            condition: "remote-server-not-found",
+        };
+        s.on_answer(&id, "push.example", (route, false), 10.0);
+        s.commit_written("romeo", plan);
+        let regs = s.registrations("romeo").unwrap();
+        let reg = regs.iter().find(|r| r.identifier() == phone).unwrap();
+        assert_eq!(reg.health.unreachable_since, Some(10.0));
+    }
+
     #[test]
     fn an_answer_from_someone_else_is_dropped_with_a_warning_and_counts_nothing() {
         let mut s = service(16);

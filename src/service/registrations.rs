@@ -186,9 +186,13 @@ impl PushService {
                     }
                     // (not for a registration enabled again, which starts
                     // afresh: a new timestamp)
-                    if old.errors != reg.errors && old.timestamp == reg.timestamp {
-                        reg.errors = old.errors;
-                        newer = true;
+                    if old.timestamp == reg.timestamp {
+                        // (what answers said of its reachability meanwhile)
+                        reg.health = old.health;
+                        if old.errors != reg.errors {
+                            reg.errors = old.errors;
+                            newer = true;
+                        }
                     }
                 }
             }
