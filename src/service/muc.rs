@@ -173,11 +173,10 @@ mod tests {
         assert_eq!(s.muc_wants("r@c", &said, vec![]), Wants::Members);
     }
 
-    #[test]
-    fn muc_mentions_and_bounces() {
-        use crate::muc::{Member, Reference, Wants};
+    /// Juliet's registration (MUC registrations are keyed by the real
+    /// bare JID), and a room message naming her nick with its mention.
+    fn juliet_and_message() -> (PushService, StanzaFacts, Vec<crate::muc::Reference>) {
         let mut s = service(16);
-        // MUC registrations are keyed by the real bare JID.
         let plan = planned(&mut s, "juliet@example.com", "juliet@example.com", "j");
         s.commit("juliet@example.com", plan);
         let msg = StanzaFacts::from_element(
@@ -186,11 +185,18 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        let refs = vec![Reference {
+        let refs = vec![crate::muc::Reference {
             type_: Some("mention".into()),
             begin: Some("3".into()),
             end: Some("9".into()),
         }];
+        (s, msg, refs)
+    }
+
+    #[test]
+    fn muc_mentions_and_bounces() {
+        use crate::muc::{Member, Wants};
+        let (mut s, msg, refs) = juliet_and_message();
         assert_eq!(
             s.muc_wants("room@muc.example", &msg, refs),
             Wants::Nicks(vec!["Jürgen".into()])
@@ -215,23 +221,9 @@ mod tests {
         assert_eq!(pushes[0].1[0].kind, PushKind::Muc);
     }
 
-    /// Juliet's registration, and a room message naming her that the room
-    /// remembers for bounces.
+    /// [`juliet_and_message`], the message remembered for bounces.
     fn remembered() -> PushService {
-        let mut s = service(16);
-        let plan = planned(&mut s, "juliet@example.com", "juliet@example.com", "j");
-        s.commit("juliet@example.com", plan);
-        let msg = StanzaFacts::from_element(
-            &"<message xmlns='jabber:client' type='groupchat' id='g1' from='room@muc.example/Romeo'>\
-              <body>Hi Jürgen</body></message>"
-                .parse()
-                .unwrap(),
-        );
-        let refs = vec![crate::muc::Reference {
-            type_: Some("mention".into()),
-            begin: Some("3".into()),
-            end: Some("9".into()),
-        }];
+        let (mut s, msg, refs) = juliet_and_message();
         s.muc_wants("room@muc.example", &msg, refs);
         s
     }
