@@ -542,13 +542,21 @@ local function add_outcomes(push, core, metrics)
 		if not outcome then return false; end
 		local woke = push.dispatch(outcome);
 		if outcome.timer then push.schedule_retries(outcome.timer); end
-		for _, line in ipairs(outcome.logs or {}) do module:log(line[1], "%s", line[2]); end
-		for _, c in ipairs(outcome.counts or {}) do push.counters[c[1]](c[2] or nil):add(c[3]); end
+		-- (each list only when there is one: no table made for none)
+		local logs, counts, drops = outcome.logs, outcome.counts, outcome.drops;
+		if logs then -- (level, text, …)
+			for i = 1, #logs, 2 do module:log(logs[i], "%s", logs[i+1]); end
+		end
+		if counts then -- (metric, label or false, n, …)
+			for i = 1, #counts, 3 do push.counters[counts[i]](counts[i+1] or nil):add(counts[i+2]); end
+		end
 		if outcome.rtt then metrics.sample_rtt():sample(outcome.rtt); end
-		for _, drop in ipairs(outcome.drops or {}) do
-			local user, identifier = drop[1], drop[2];
-			if deferred then push.later(function() push.drop(user, identifier); end, "removing "..identifier);
-			else push.drop(user, identifier); end
+		if drops then -- (user, identifier, …)
+			for i = 1, #drops, 2 do
+				local user, identifier = drops[i], drops[i+1];
+				if deferred then push.later(function() push.drop(user, identifier); end, "removing "..identifier);
+				else push.drop(user, identifier); end
+			end
 		end
 		return woke;
 	end

@@ -193,7 +193,7 @@ fn the_core_object_end_to_end() {
         local answer = s("iq", { type = "result", id = event.push_id, from = "push.example" });
         local outcome = core:response(answer, 2.5);
         assert(outcome.handled and outcome.rtt == 0.5 and #outcome == 0);
-        assert(outcome.logs[1][1] == "debug" and outcome.logs[1][2]:match("delivered to push.example"));
+        assert(outcome.logs[1] == "debug" and outcome.logs[2]:match("delivered to push.example"));
         assert(core:response(answer, 3) == nil, "answered once");
         return true;
     "#,

@@ -315,7 +315,9 @@ fn answered(answer: Answer, from: &str, response: &Response<'_>) -> crate::outco
     match answer {
         Answer::NotOurs | Answer::Load { .. } => {}
         Answer::Delivered { rtt, .. } => {
-            out.log(Debug, format!("Push delivered to {from} in {rtt:.3}s"));
+            // (whole milliseconds: cheap to write, for every answer)
+            let ms = (rtt * 1000.0).round() as u64;
+            out.log(Debug, format!("Push delivered to {from} in {ms} ms"));
             out.rtt = Some(rtt);
         }
         Answer::WrongSender { expected } => {
