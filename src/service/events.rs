@@ -382,6 +382,27 @@ mod tests {
     }
 
     #[test]
+    fn app_servers_past_the_labelled_ones_share_one_warning_line() {
+        let mut s = service(16);
+        for i in 0..40 {
+            let user = format!("u{i}");
+            enable(&mut s, &user, &format!("push{i:02}.example"), "n");
+            s.notify(&user, None, None, Targets::All, PushKind::Offline, 0.0);
+        }
+        let late = s.config.response_timeout as f64 + 1.0;
+        let out = s.on_sweep(late);
+        let warned: Vec<&String> = out
+            .logs
+            .iter()
+            .filter(|(level, line)| *level == LogLevel::Warn && line.contains("unanswered"))
+            .map(|(_, line)| line)
+            .collect();
+        // (warned once a minute per label: the rest's are told the next time)
+        assert_eq!(warned.len(), 33, "32 by name, the rest as one");
+        assert!(warned.iter().any(|l| l.contains("App server other left")));
+    }
+
+    #[test]
     fn a_smacks_batch_says_which_of_its_stanzas_each_push_is_about() {
         let mut s = service(16);
         let identifier = enable(&mut s, "romeo", "push.example", "a");
