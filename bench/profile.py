@@ -3,7 +3,7 @@
 module (BENCH_PROFILE_VARIANT: ours, the default, or ref) runs a workload
 of bench.py (BENCH_PROFILE_WORKLOAD: w5, w5b, w1, w2…) for a few rounds
 with mod_bench_probe counting the Lua VM instructions of every function
-(sampled every 100, in every coroutine); prints the top 40.
+(sampled every 100, in every coroutine); prints the top 150.
 
 Lua only: time in C and Rust (our core) is not counted here; callgrind
 shows that part by function name (BENCH_KEEP_CALLGRIND=1 bench.py keeps
@@ -44,12 +44,15 @@ async def main():
         reply = await v.admin.iq("<iq type='set' id='prof2' to='localhost'><profile xmlns='urn:example:bench' "
                                  "on='false'/></iq>", "prof2")
         reply += await v.admin._read_until(b"</iq>")
-        rows = re.findall(rb"<f at='([^']*)' n='(\d+)'", reply) or re.findall(rb'<f at="([^"]*)" n="(\d+)"', reply)
+        # (either attribute first, either quote)
+        rows = [(m[1], m[0]) for m in re.findall(rb"<f n=['\"](\d+)['\"] at=['\"]([^'\"]*)['\"]", reply)]
+        rows += re.findall(rb"<f at=['\"]([^'\"]*)['\"] n=['\"](\d+)['\"]", reply)
+        rows.sort(key=lambda row: -int(row[1]))
         if not rows:
             log(f"no samples: {reply[:300]!r}")
         total = sum(int(n) for _, n in rows)
         log(f"{VARIANT}, {WORKLOAD}: {msgs} messages, {pushes} pushes; Lua instructions (×100) per function, "
-            f"per message (top 40, {total * 100 / max(msgs, 1):.0f} per message in all):")
+            f"per message (top 150, {total * 100 / max(msgs, 1):.0f} per message in all):")
         for at, n in rows:
             log(f"{int(n) * 100 / max(msgs, 1):>10.0f}  {at.decode()}")
     finally:

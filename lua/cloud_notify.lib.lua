@@ -514,9 +514,10 @@ local function add_sending(push, core, metrics)
 					module:log("debug", "Sending Push 2.0 notification (%s priority) for %s@%s to %s",
 						push_event.priority, push_event.username, module.host, push_event.service);
 				else
-					module:log("debug", "Sending %s push notification for %s@%s to %s (%s)",
+					-- (push_info: only while a handler hooks the event)
+					module:log("debug", "Sending %s push notification for %s@%s to %s",
 						push_event.important and "important" or "unimportant",
-						push_event.username, module.host, push_event.push_info.jid, push_event.push_info.node);
+						push_event.username, module.host, push_event.push_identifier);
 				end
 				module:send(push_event.notification_stanza);
 				woke = woke or push_event.wakes;

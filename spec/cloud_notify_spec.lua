@@ -185,6 +185,43 @@ describe("mod_cloud_notify (2 of 14)", function()
 		assert.equal(tostring(first):gsub(">1<", ">2<"), tostring(fourth));
 	end);
 
+	it("shares publish-options and leaves push_info out only while nothing hooks cloud_notify/push", function()
+		-- (two registrations with the same form, one with another)
+		stand_in.enable(m, romeo, "push.example", "node1", stand_in.publish_options("s1"));
+		stand_in.enable(m, stand_in.session(m, "romeo", "tablet"), "push.example", "node2",
+			stand_in.publish_options("s1"));
+		stand_in.enable(m, stand_in.session(m, "romeo", "laptop"), "push.example", "node3",
+			stand_in.publish_options("s2"));
+		stand_in.offline(m, "romeo@" .. m.host, "one");
+		assert.equal(3, #m.sent);
+		local function options(iq)
+			return (pubsub_parts(iq)):get_child("publish-options");
+		end
+		local by_node = {};
+		for _, iq in ipairs(m.sent) do by_node[(select(2, pubsub_parts(iq))).attr.node] = options(iq); end
+		assert.equal(by_node.node1, by_node.node2);
+		assert.are_not.equal(by_node.node1, by_node.node3);
+		assert.truthy(tostring(by_node.node3):find("s2", 1, true));
+		assert.falsy(tostring(by_node.node3):find("s1", 1, true));
+		-- (the event is the shim's alone: what only handlers read is left out)
+		assert.is_nil(stand_in.last_push_event.push_info);
+		assert.is_nil(stand_in.last_push_event.original_stanza);
+		-- Pushed again: the same element; hooked, each push its own, whole event.
+		stand_in.offline(m, "romeo@" .. m.host, "two");
+		assert.equal(by_node.node1, options(m.sent[4]));
+		local events = {};
+		m:hook("cloud_notify/push", function(event) events[#events+1] = event; end);
+		stand_in.offline(m, "romeo@" .. m.host, "three");
+		assert.equal(3, #events);
+		for i = 7, 9 do
+			local own = options(m.sent[i]);
+			for _, shared in pairs(by_node) do assert.are_not.equal(shared, own); end
+		end
+		assert.equal("push.example", events[1].push_info.jid);
+		assert.truthy(events[1].original_stanza);
+		assert.truthy(events[1].push_summary);
+	end);
+
 	it("lets cloud_notify/registration handlers veto", function()
 		m:hook("cloud_notify/registration", function(event)
 			event.origin.send(st.error_reply(event.stanza, "cancel", "not-allowed"));

@@ -122,6 +122,50 @@ impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
     }
 }
 
+/// Where a key's value sits in a cache whose values live elsewhere (the
+/// binding's Lua tables of shared stanza parts): at most `capacity` keys,
+/// the oldest going first and its slot reused, so the cache never holds
+/// more than `capacity` values.
+pub struct Slots {
+    keys: Fifo<u64, usize>,
+    next: usize,
+}
+
+/// What [`Slots::slot`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The key has this slot already: its value may be there (the caller
+    /// checks that it is the value wanted: keys are hashes).
+    Kept(usize),
+    /// The key was given this slot now: whatever is there is another's.
+    New(usize),
+}
+
+impl Slots {
+    /// Slots `0..capacity` (at least one).
+    pub fn new(capacity: usize) -> Self {
+        Slots {
+            keys: Fifo::new(capacity),
+            next: 0,
+        }
+    }
+
+    /// The slot of `key`, given one (the oldest key's) if it had none.
+    pub fn slot(&mut self, key: u64) -> Slot {
+        if let Some(&slot) = self.keys.get(&key) {
+            return Slot::Kept(slot);
+        }
+        let slot = if self.next < self.keys.capacity() {
+            self.next += 1;
+            self.next - 1
+        } else {
+            self.keys.pop_oldest().map_or(0, |(_, slot)| slot)
+        };
+        self.keys.insert(key, slot);
+        Slot::New(slot)
+    }
+}
+
 /// How many of something each user has (open smacks batches, waiting
 /// retries): the users the registry must keep in memory meanwhile.
 #[derive(Debug, Default)]
@@ -152,6 +196,23 @@ impl PerUser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_are_reused_oldest_first_and_stay_within_capacity() {
+        let mut slots = Slots::new(2);
+        assert_eq!(slots.slot(10), Slot::New(0));
+        assert_eq!(slots.slot(20), Slot::New(1));
+        assert_eq!(slots.slot(10), Slot::Kept(0));
+        // (a third key takes the oldest's slot)
+        assert_eq!(slots.slot(30), Slot::New(0));
+        assert_eq!(slots.slot(20), Slot::Kept(1));
+        assert_eq!(slots.slot(10), Slot::New(1));
+        for key in 0..1000 {
+            match slots.slot(key) {
+                Slot::Kept(n) | Slot::New(n) => assert!(n < 2),
+            }
+        }
+    }
 
     #[test]
     fn oldest_go_first() {

@@ -250,6 +250,11 @@ impl Form {
         }
     }
 
+    /// The packed bytes (what tells two forms apart).
+    pub fn packed(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Bytes it takes (its one allocation).
     pub fn bytes(&self) -> usize {
         self.0.len()

@@ -139,8 +139,9 @@ pub trait TreeWriter {
     );
     /// Writes the notification payload as the open element's child.
     fn payload(&mut self);
-    /// Writes the registration's publish-options form as the open element's child.
-    fn form(&mut self, form: &crate::form::Form);
+    /// Writes `<publish-options>` with the registration's form as the
+    /// open element's child.
+    fn options(&mut self, form: &crate::form::Form);
     /// Closes the element opened last (a child of the one before).
     fn close(&mut self);
 }
@@ -169,9 +170,7 @@ pub fn write_publish(w: &mut impl TreeWriter, host: &str, id: &str, reg: &Regist
     w.close();
     w.close();
     if let Some(form) = options {
-        w.open("publish-options", None, &[], 1);
-        w.form(form);
-        w.close();
+        w.options(form);
     }
     w.close();
     w.close();
@@ -222,9 +221,11 @@ impl TreeWriter for ElementWriter {
         }
     }
 
-    fn form(&mut self, form: &crate::form::Form) {
+    fn options(&mut self, form: &crate::form::Form) {
+        self.open("publish-options", None, &[], 1);
         let ns = self.open.last().map_or(NS_CLIENT.to_owned(), |p| p.ns());
         self.append(form.to_element(&ns));
+        self.close();
     }
 
     fn close(&mut self) {

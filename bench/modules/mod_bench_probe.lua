@@ -19,7 +19,7 @@
 --   <iq type='set'><profile xmlns='urn:example:bench' on='true|false'/></iq>
 --     with bench_lua_profile = true: counts Lua VM instructions per
 --     function (every coroutine's, sampled every 100), from on to off,
---     answered with the top 40 (bench/profile.py).
+--     answered with the top 150 (bench/profile.py).
 local st = require "util.stanza";
 
 if module:get_option_boolean("bench_lua_profile", false) then
@@ -62,7 +62,7 @@ if module:get_option_boolean("bench_lua_profile", false) then
 			local keys = {};
 			for key in pairs(counts) do keys[#keys+1] = key; end
 			table.sort(keys, function(a, b) return counts[a] > counts[b]; end);
-			for i = 1, math.min(40, #keys) do
+			for i = 1, math.min(150, #keys) do
 				reply:tag("f", { at = keys[i], n = tostring(counts[keys[i]]) }):up();
 			end
 		end

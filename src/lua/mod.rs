@@ -10,7 +10,7 @@
 //! | `heap_bytes()` | the bytes the library's allocations hold (all hosts; its allocator's count), for admins and benchmarks |
 //! | `stanza_facts(stanza)` | what push decisions read from a stanza (the shipped raw reader), as text |
 //! | `parsed_stanza_facts(stanza)` | the same, read by the core's own walk of the stanza converted to XML ([`StanzaFacts::from_element`]): the specs check that both agree |
-//! | `check_push(event)` | `true`, or `false, expected, got`: whether a `cloud_notify/push` event's publish IQ is the core's [`publish_iq`] of its parts, element for element (the specs and the binding fuzzer check every push) |
+//! | `check_push(event[, core])` | `true`, or `false, expected, got`: whether a `cloud_notify/push` event's publish IQ is the core's [`publish_iq`] of its parts, element for element (the specs and the binding fuzzer check every push); a lean event (no `push_info`: nothing hooks the event) is checked against `core`'s registration |
 //!
 //! The core object's methods, one file per concern, each documenting its
 //! Lua API where it is defined: [`registrations`] (store, enable, disable,
@@ -49,7 +49,7 @@ mod tests;
 use crate::facts::StanzaFacts;
 use crate::notification::{notification, publish_iq, Summary};
 use convert::{lua_to_element, str_field, table_field};
-use mlua::{IntoLuaMulti, Lua, MultiValue, Result, Table};
+use mlua::{AnyUserData, IntoLuaMulti, Lua, MultiValue, Result, Table};
 use object::Core;
 
 /// The module's exports (see the table above).
@@ -109,15 +109,11 @@ impl IntoLuaMulti for Checked {
     }
 }
 
-fn check_push(_: &Lua, event: Table) -> Result<Checked> {
+fn check_push(_: &Lua, (event, core): (Table, Option<AnyUserData>)) -> Result<Checked> {
     let field = |key: &str| -> Result<Table> {
         table_field(&event, key)?.ok_or_else(|| mlua::Error::runtime(format!("no {key}")))
     };
-    let (stanza, info, summary) = (
-        field("notification_stanza")?,
-        field("push_info")?,
-        field("push_summary")?,
-    );
+    let stanza = field("notification_stanza")?;
     let identifier = str_field(&event, "push_identifier")?.unwrap_or_default();
     let id = str_field(&event, "push_id")?.unwrap_or_default();
     let host = table_field(&stanza, "attr")?
@@ -125,10 +121,37 @@ fn check_push(_: &Lua, event: Table) -> Result<Checked> {
         .transpose()?
         .flatten()
         .unwrap_or_default();
-    let reg = records::registration_from_lua(&identifier, &info)
-        .map_err(|e| mlua::Error::runtime(e.to_string()))?;
-    let expected = publish_iq(&host, &id, &reg, notification(&summary_of(&summary)?));
     let got = lua_to_element(&stanza, crate::NS_CLIENT).map_err(mlua::Error::runtime)?;
+    let (reg, payload) = match (table_field(&event, "push_info")?, core) {
+        (Some(info), _) => (
+            records::registration_from_lua(&identifier, &info)
+                .map_err(|e| mlua::Error::runtime(e.to_string()))?,
+            notification(&summary_of(&field("push_summary")?)?),
+        ),
+        // A lean event (nothing hooks cloud_notify/push): the registration
+        // from the core; the payload, shared and checked on the other
+        // path, from the IQ.
+        (None, Some(core)) => {
+            let user = str_field(&event, "username")?.unwrap_or_default();
+            let core = core.borrow::<Core>()?;
+            let reg = core
+                .service
+                .registrations(&user)
+                .and_then(|regs| regs.iter().find(|r| r.identifier() == identifier))
+                .cloned()
+                .ok_or_else(|| mlua::Error::runtime("no such registration"))?;
+            let payload = got
+                .get_child("pubsub", crate::NS_PUBSUB)
+                .and_then(|p| p.get_child("publish", crate::NS_PUBSUB))
+                .and_then(|p| p.get_child("item", crate::NS_PUBSUB))
+                .and_then(|i| i.get_child("notification", crate::NS_PUSH))
+                .cloned()
+                .ok_or_else(|| mlua::Error::runtime("no payload"))?;
+            (reg, payload)
+        }
+        (None, None) => return Err(mlua::Error::runtime("no push_info")),
+    };
+    let expected = publish_iq(&host, &id, &reg, payload);
     Ok(match expected == got {
         true => Checked::Same,
         false => Checked::Different(String::from(&expected), String::from(&got)),

@@ -4,7 +4,8 @@
 use super::convert::{lua_to_element, str_field};
 use super::raw::events::{self, Batch, Tables};
 use super::raw::read;
-use super::raw::write::Shape;
+use super::raw::write::{Shape, OPTION_SLOTS};
+use crate::bounded::Slots;
 use crate::config::{Config, RawConfig};
 use crate::facts::StanzaFacts;
 use crate::service::{PushJob, PushService, Slot, StanzaKey, StanzaSource};
@@ -27,6 +28,9 @@ pub struct Core {
     /// [`events::shared_payloads`]), by the core's payload number, in 8
     /// bounded slots: the one cache of payloads.
     payload_tables: Table,
+    /// `<publish-options>` elements shared between pushes, and which
+    /// form is in which slot (see [`super::raw::write::OptionsCache`]).
+    option_tables: (Table, Slots),
     /// The host's `events.get_handlers`, to tell whether anything hooks
     /// `cloud_notify/push` (then no payload is shared).
     get_handlers: Option<Function>,
@@ -60,6 +64,7 @@ impl Core {
             service: PushService::new(&host, config),
             stanza_mt,
             payload_tables: lua.create_table()?,
+            option_tables: (lua.create_table()?, Slots::new(OPTION_SLOTS)),
             get_handlers,
             batch_objects: HashMap::new(),
         };
@@ -154,6 +159,7 @@ impl Core {
             stanza_mt: &self.stanza_mt,
             original,
             payloads: &self.payload_tables,
+            options: (&self.option_tables.0, &mut self.option_tables.1),
         };
         events::append(lua, tables, &batch)
     }

@@ -5,13 +5,16 @@
 //! (the publish IQ, a util.stanza object), `notification_payload` (its
 //! `<notification/>`), `original_stanza`, `username`, `push_info` (the
 //! registration record), `push_summary` (the form's values), `important`,
-//! and ours: `wakes`, `push_kind`, `push_id`, `push_identifier`.
+//! and ours: `wakes`, `push_kind`, `push_id`, `push_identifier`. While
+//! nothing hooks `cloud_notify/push`, the shim alone reads the event:
+//! `original_stanza`, `push_info` and `push_summary` are left out.
 
 use super::write::{
     push_cached_payload, push_element, push_publish, push_registration, set_bool, set_opt, set_str,
-    PayloadFrom, Shape,
+    OptionsCache, PayloadFrom, Shape,
 };
 use super::Balance;
+use crate::bounded::Slots;
 use crate::notification::Summary;
 use crate::service::PushJob;
 use minidom::Element;
@@ -40,6 +43,8 @@ mod slot {
     pub const ORIGINAL: c_int = 3;
     /// The payload cache table.
     pub const PAYLOADS: c_int = 4;
+    /// The `<publish-options>` cache table.
+    pub const OPTIONS: c_int = 5;
 }
 
 /// Whether pushes may share payload tables now (nothing hooks
@@ -102,6 +107,8 @@ pub struct Tables<'a> {
     pub original: &'a Value,
     /// The payload cache.
     pub payloads: &'a Table,
+    /// The `<publish-options>` cache, and which form is where in it.
+    pub options: (&'a Table, &'a mut Slots),
 }
 
 /// Appends the event of each job of `batch` to `tables.out`, in one
@@ -112,7 +119,9 @@ pub fn append(lua: &Lua, tables: Tables<'_>, batch: &Batch<'_>) -> Result<()> {
         tables.stanza_mt.clone(),
         tables.original.clone(),
         tables.payloads.clone(),
+        tables.options.0.clone(),
     );
+    let slots = tables.options.1;
     // SAFETY: the closure only borrows (`batch`); the stack holds the
     // values of `slot`.
     unsafe {
@@ -121,7 +130,11 @@ pub fn append(lua: &Lua, tables: Tables<'_>, batch: &Batch<'_>) -> Result<()> {
             let jobs = batch.jobs.iter().zip(batch.payloads).zip(batch.shapes);
             for (i, ((job, payload), shapes)) in jobs.enumerate() {
                 let origin = batch.origins.get(i).and_then(Option::as_ref);
-                push_event(l, batch, (job, *payload), (shapes, origin));
+                let options = batch.share.then_some(OptionsCache {
+                    table: slot::OPTIONS,
+                    slots: &mut *slots,
+                });
+                push_event(l, batch, (job, *payload), (shapes, origin), options);
                 n += 1;
                 ffi::lua_rawseti(l, slot::OUT, n);
             }
@@ -140,6 +153,7 @@ unsafe fn push_event(
     batch: &Batch<'_>,
     (job, payload): (&PushJob, Option<&Element>),
     (shape, origin): (&Option<Shape>, Option<&Shape>),
+    options: Option<OptionsCache<'_>>,
 ) {
     unsafe {
         let balance = Balance::start(l);
@@ -157,22 +171,28 @@ unsafe fn push_event(
             (batch.host, &job.id, &job.registration),
             payload,
             from,
+            options,
             (slot::STANZA_MT, event + 1),
         );
         ffi::lua_setfield(l, event, c"notification_stanza".as_ptr());
         ffi::lua_setfield(l, event, c"notification_payload".as_ptr());
-        match (&job.origin, origin) {
-            (Some(kept), Some(shape)) => {
-                push_element(l, kept.element(), shape, &mut 0, slot::STANZA_MT, 0);
+        // What only handlers read: while none hooks cloud_notify/push
+        // (`share`), the event is the shim's alone, which reads none of it
+        // (the registration record alone is about a tenth of a push).
+        if !batch.share {
+            match (&job.origin, origin) {
+                (Some(kept), Some(shape)) => {
+                    push_element(l, kept.element(), shape, &mut 0, slot::STANZA_MT, 0);
+                }
+                _ => ffi::lua_pushvalue(l, slot::ORIGINAL),
             }
-            _ => ffi::lua_pushvalue(l, slot::ORIGINAL),
+            ffi::lua_setfield(l, event, c"original_stanza".as_ptr());
+            push_registration(l, &job.registration);
+            ffi::lua_setfield(l, event, c"push_info".as_ptr());
+            push_summary(l, &job.summary);
+            ffi::lua_setfield(l, event, c"push_summary".as_ptr());
         }
-        ffi::lua_setfield(l, event, c"original_stanza".as_ptr());
         set_str(l, c"username", batch.user);
-        push_registration(l, &job.registration);
-        ffi::lua_setfield(l, event, c"push_info".as_ptr());
-        push_summary(l, &job.summary);
-        ffi::lua_setfield(l, event, c"push_summary".as_ptr());
         set_bool(l, c"important", job.summary.important());
         set_bool(l, c"wakes", job.wakes);
         set_str(l, c"push_kind", job.kind.as_str());

@@ -8,6 +8,7 @@
 //! here owns memory while Lua may raise an error.
 
 use super::Balance;
+use crate::bounded::{Slot, Slots};
 use crate::fields::{Field, Key};
 use crate::form::{Form, Item, Items};
 use crate::notification::{write_publish, TreeWriter};
@@ -342,6 +343,33 @@ pub enum PayloadFrom {
     Cache(c_int),
 }
 
+/// `<publish-options>` elements shared between pushes to registrations
+/// with the same form (the same registration pushed again, or the many
+/// registrations of a client whose form is the same for everyone), only
+/// while nothing hooks `cloud_notify/push` (as payloads): the Lua table at
+/// stack index `table` holds, at slot k, the form's packed bytes at
+/// `2k+1` and the element at `2k+2`; `slots` says which form is in which
+/// slot, at most [`OPTION_SLOTS`] of them.
+pub struct OptionsCache<'a> {
+    /// The cache table's absolute stack index.
+    pub table: c_int,
+    /// Which form is where.
+    pub slots: &'a mut Slots,
+}
+
+/// How many `<publish-options>` elements are kept for reuse: the forms of
+/// the registrations pushed most recently (a few KB of Lua heap each).
+pub const OPTION_SLOTS: usize = 256;
+
+/// The key of a form in the cache (a hash of its packed bytes; the bytes
+/// themselves are compared before an element is reused).
+fn form_key(form: &Form) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    h.write(form.packed());
+    h.finish()
+}
+
 /// Pushes a push's publish IQ as a util.stanza object: the core's
 /// [`write_publish`] written with [`RawWriter`] (the core's tests check
 /// what it writes through its own writer; `check_push`, which every
@@ -360,6 +388,7 @@ pub unsafe fn push_publish(
     to: (&str, &str, &Registration),
     payload: (Option<&Element>, u64, Option<&Shape>),
     from: PayloadFrom,
+    options: Option<OptionsCache<'_>>,
     slots: (c_int, c_int),
 ) {
     unsafe {
@@ -372,6 +401,7 @@ pub unsafe fn push_publish(
             open: [None; PUBLISH_DEPTH],
             depth: 0,
             payload: (payload, from, payload_out),
+            options,
         };
         write_publish(&mut w, host, id, reg);
         balance.check(l, 1, "push_publish");
@@ -396,6 +426,8 @@ struct RawWriter<'a> {
         PayloadFrom,
         c_int,
     ),
+    /// Where `<publish-options>` elements are shared, if they are.
+    options: Option<OptionsCache<'a>>,
 }
 
 impl RawWriter<'_> {
@@ -448,10 +480,15 @@ impl TreeWriter for RawWriter<'_> {
         }
     }
 
-    fn form(&mut self, form: &Form) {
-        // SAFETY: as in `open`.
+    fn options(&mut self, form: &Form) {
+        let l = self.l;
+        // SAFETY: as in `open`; the cache table is at its absolute index.
         unsafe {
-            push_form(self.l, form, self.mt);
+            if let Some(cache) = self.options.as_mut() {
+                push_cached_options(l, form, cache, self.mt);
+            } else {
+                push_options(l, form, self.mt);
+            }
             self.add();
         }
     }
@@ -468,6 +505,59 @@ impl TreeWriter for RawWriter<'_> {
                 self.add();
             }
         }
+    }
+}
+
+/// Pushes `<publish-options>` with `form` in it.
+///
+/// # Safety
+/// As [`push_publish`].
+unsafe fn push_options(l: *mut ffi::lua_State, form: &Form, mt: c_int) {
+    unsafe {
+        let mut o = open(l, "publish-options", None, 1, 0, mt);
+        attrs_done(l, &o, 1);
+        push_form(l, form, mt);
+        add_element(l, &mut o);
+        close(l, o);
+    }
+}
+
+/// Pushes `<publish-options>` with `form` in it: the element in the cache
+/// when it holds this form, else a new one, which the cache keeps.
+///
+/// # Safety
+/// As [`push_publish`]; `cache.table` is an absolute stack index.
+unsafe fn push_cached_options(
+    l: *mut ffi::lua_State,
+    form: &Form,
+    cache: &mut OptionsCache<'_>,
+    mt: c_int,
+) {
+    unsafe {
+        let balance = Balance::start(l);
+        let slot = cache.slots.slot(form_key(form));
+        let (Slot::Kept(n) | Slot::New(n)) = slot;
+        let at = (n * 2) as ffi::lua_Integer;
+        if let Slot::Kept(_) = slot {
+            // (keys are hashes: the bytes are compared)
+            ffi::lua_rawgeti(l, cache.table, at + 1);
+            let mut len = 0;
+            let p = ffi::lua_tolstring(l, -1, &mut len);
+            let same =
+                !p.is_null() && std::slice::from_raw_parts(p.cast::<u8>(), len) == form.packed();
+            ffi::lua_settop(l, -2);
+            if same {
+                ffi::lua_rawgeti(l, cache.table, at + 2);
+                balance.check(l, 1, "push_cached_options");
+                return;
+            }
+        }
+        push_options(l, form, mt);
+        push_bytes(l, form.packed());
+        ffi::lua_rawseti(l, cache.table, at + 1);
+        ffi::lua_pushvalue(l, -1);
+        ffi::lua_rawseti(l, cache.table, at + 2);
+        balance.check(l, 1, "push_cached_options");
     }
 }
 
