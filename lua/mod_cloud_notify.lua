@@ -23,6 +23,8 @@ local push = lib.new(options);
 push.scan_known(); -- (which users have registrations: the others cost no read)
 push.read_counts(); -- (the unread counts, as the last run left them)
 local core, load_user, write_plan, apply, ask = push.core, push.load_user, push.write_plan, push.apply, push.ask;
+-- (the question every message asks, looked up once)
+local might_push = core.might_push;
 local push_store = push.store;
 -- Every handler fails open (see push.fail_open).
 local hook = push.hook;
@@ -243,7 +245,7 @@ hook("message/bare", function(event)
 	if not stanza:get_child("event", xmlns_pubsub_event) then return; end
 	local user = jid_node(stanza.attr.to);
 	-- (a stranger's events for users without registrations read nothing)
-	if not user or not core:might_push(user) or not core:remote_ends(user, stanza) then return; end
+	if not user or not might_push(core, user) or not core:remote_ends(user, stanza) then return; end
 	-- Handled (and not delivered) when it ends a registration.
 	local function disable()
 		if not load_user(user) then return nil; end
@@ -280,7 +282,7 @@ end, 10);
 hook("resource-bind", function(event)
 	local session = event.session;
 	local user = session.username;
-	if not user or session.push_identifier or not core:might_push(user) then return; end
+	if not user or session.push_identifier or not might_push(core, user) then return; end
 	if not load_user(user) then return; end
 	-- (the store may yield: the session may have enabled, or closed, meanwhile)
 	if session.destroyed or session.push_identifier then return; end
@@ -318,7 +320,7 @@ hook("message/bare/groupchat", function(event)
 	local user = jid_node(stanza.attr.to);
 	if not user then return; end
 	-- (XEP-0492: the user's setting for the room, from their bookmarks)
-	if core:might_push(user) and load_user(user) then push.read_bookmarks(user); end
+	if might_push(core, user) and load_user(user) then push.read_bookmarks(user); end
 	ask(core.offline, user, stanza, time_now(), true);
 end, 1);
 
@@ -415,7 +417,7 @@ local function outgoing(event)
 	if not user or session.type ~= "c2s" then return; end
 	-- (a user known to have no registration has no other device to hold,
 	-- stop ringing or clear: most senders cost one cheap question)
-	if not core:might_push(user) then return; end
+	if not might_push(core, user) then return; end
 	ask(core.outgoing, user, session.push_identifier, stanza, time_now(), session.push2_identifier);
 end
 hook("pre-message/full", outgoing, 1);
@@ -492,7 +494,7 @@ hook("presence/bare", function(event)
 	local stanza = event.stanza;
 	if stanza.attr.type ~= "subscribe" then return; end
 	local user = jid_node(stanza.attr.to);
-	if not user or not core:might_push(user) then return; end
+	if not user or not might_push(core, user) then return; end
 	if not load_user(user) then return; end
 	local roster = rostermanager.load_roster(user, module.host);
 	if not roster then return; end
@@ -513,7 +515,7 @@ hook("archive-message-added", function(event)
 	local for_user = event.for_user;
 	if not for_user or not event.id then return; end
 	-- Most archived messages are for users without push: asked cheaply first.
-	if not core:might_push(for_user) then return; end
+	if not might_push(core, for_user) then return; end
 	local user_sessions = host_sessions[for_user];
 	local sessions = user_sessions and user_sessions.sessions;
 	local origin_user = event.origin and event.origin.username;

@@ -12,11 +12,44 @@
 //! bytes per user with registrations.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// The digest of a user's name, as [`Known`] keeps it: worked out once
+/// per question, whatever the sets asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserDigest(u64);
+
+impl UserDigest {
+    /// `user`'s digest.
+    pub fn of(user: &str) -> Self {
+        UserDigest(crate::ids::digest(&[user]))
+    }
+}
+
+/// A digest is already a keyed hash: the set uses it as it is (hashing
+/// it again would cost a second hash per question and add nothing).
+#[derive(Debug, Default)]
+pub struct AsIs(u64);
+
+impl Hasher for AsIs {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // (only u64s are written here; anything else is folded in)
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// The users of one host that have registrations.
 #[derive(Debug, Default)]
 pub struct Known {
-    users: HashSet<u64>,
+    users: HashSet<u64, BuildHasherDefault<AsIs>>,
     /// Whether every user with registrations in the store is in the set.
     complete: bool,
 }
@@ -24,7 +57,7 @@ pub struct Known {
 impl Known {
     /// `user` has registrations (`has`) or none.
     pub fn note(&mut self, user: &str, has: bool) {
-        let d = crate::ids::digest(&[user]);
+        let d = UserDigest::of(user).0;
         if has {
             self.users.insert(d);
         } else {
@@ -35,7 +68,7 @@ impl Known {
     /// An empty set, complete if `complete` (a store that is not used).
     pub fn completed_if(complete: bool) -> Known {
         Known {
-            users: HashSet::new(),
+            users: HashSet::default(),
             complete,
         }
     }
@@ -52,7 +85,12 @@ impl Known {
 
     /// Whether `user` surely has no registration (no read needed).
     pub fn rules_out(&self, user: &str) -> bool {
-        self.complete && !self.users.contains(&crate::ids::digest(&[user]))
+        self.rules_out_digest(UserDigest::of(user))
+    }
+
+    /// [`Known::rules_out`], for a digest worked out once.
+    pub fn rules_out_digest(&self, user: UserDigest) -> bool {
+        self.complete && !self.users.contains(&user.0)
     }
 
     /// Users known to have registrations.
@@ -69,6 +107,22 @@ impl Known {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_digest_answers_as_the_name_does() {
+        let mut k = Known::default();
+        for i in 0..1000 {
+            k.note(&format!("user{i}"), i % 3 == 0);
+        }
+        k.completed();
+        for i in 0..2000 {
+            let user = format!("user{i}");
+            let by_digest = k.rules_out_digest(UserDigest::of(&user));
+            assert_eq!(k.rules_out(&user), by_digest);
+            assert_eq!(by_digest, i >= 1000 || i % 3 != 0, "{user}");
+        }
+        assert_eq!(k.len(), 334);
+    }
 
     #[test]
     fn rules_out_only_once_complete() {

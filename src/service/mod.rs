@@ -384,12 +384,19 @@ impl PushService {
         self.registry.peek(user)
     }
 
+    /// Whether `user` is known to have no registration of either
+    /// protocol (one digest for both sets).
+    fn rules_out(&self, user: &str) -> bool {
+        let digest = crate::known::UserDigest::of(user);
+        self.known.rules_out_digest(digest) && self.known2.rules_out_digest(digest)
+    }
+
     /// Whether an event for `user` needs anything from the core: the one
     /// cheap question every event path asks before reading a stanza.
     pub fn interest(&self, user: &str) -> Interest {
         match self.registry.peek(user) {
             // (a user known to have none needs no read: [`crate::known`])
-            None if self.known.rules_out(user) && self.known2.rules_out(user) => Interest::Nothing,
+            None if self.rules_out(user) => Interest::Nothing,
             None => Interest::Load,
             Some([]) => Interest::Nothing,
             Some(_) => Interest::Pushes,
