@@ -779,7 +779,7 @@ def report_ir(ir, out):
         # W1's figure is this one: the only measurement here that resolves 1%.
         out["w1" if w == "w1" else f"{w}_ir"] = do / base * 100 if w == "w1" else ratio
     if "w1" in out:
-        # (each run against none's run of the same rank; the median of those)
+        # (each run against none's run in the same order; the median of those)
         def runs(k):
             pairs = zip(ir[k]["w1_runs"], ir["none"]["w1_runs"])
             return sorted((x - n) / n * 100 for x, n in pairs)

@@ -10,7 +10,7 @@
 //! | `heap_bytes()` | the bytes the library's allocations hold (all hosts; its allocator's count), for admins and benchmarks |
 //! | `stanza_facts(stanza)` | what push decisions read from a stanza (the shipped raw reader), as text |
 //! | `parsed_stanza_facts(stanza)` | the same, read by the core's own walk of the stanza converted to XML ([`StanzaFacts::from_element`]): the specs check that both agree |
-//! | `check_push(event[, core])` | `true`, or `false, expected, got`: whether a `cloud_notify/push` event's publish IQ is the core's [`publish_iq`] of its parts, element for element (the specs and the binding fuzzer check every push); a lean event (no `push_info`: nothing hooks the event) is checked against `core`'s registration |
+//! | `check_push(event[, core])` | `true`, or `false, expected, got`: whether a `cloud_notify/push` event's publish IQ is the core's [`publish_iq`] of its parts, element for element (the specs and the binding fuzzer check every push); a lean event (no `push_info`: nothing hooks the event) is checked against `core`'s registration and the summary of the push awaiting its answer |
 //!
 //! The core object's methods, one file per concern, each documenting its
 //! Lua API where it is defined: [`registrations`] (store, enable, disable,
@@ -129,8 +129,8 @@ fn check_push(_: &Lua, (event, core): (Table, Option<AnyUserData>)) -> Result<Ch
             notification(&summary_of(&field("push_summary")?)?),
         ),
         // A lean event (nothing hooks cloud_notify/push): the registration
-        // from the core; the payload, shared and checked on the other
-        // path, from the IQ.
+        // and what the push said (as the push awaiting its answer keeps
+        // it) from the core.
         (None, Some(core)) => {
             let user = str_field(&event, "username")?.unwrap_or_default();
             let core = core.borrow::<Core>()?;
@@ -140,14 +140,11 @@ fn check_push(_: &Lua, (event, core): (Table, Option<AnyUserData>)) -> Result<Ch
                 .and_then(|regs| regs.iter().find(|r| r.identifier() == identifier))
                 .cloned()
                 .ok_or_else(|| mlua::Error::runtime("no such registration"))?;
-            let payload = got
-                .get_child("pubsub", crate::NS_PUBSUB)
-                .and_then(|p| p.get_child("publish", crate::NS_PUBSUB))
-                .and_then(|p| p.get_child("item", crate::NS_PUBSUB))
-                .and_then(|i| i.get_child("notification", crate::NS_PUSH))
-                .cloned()
-                .ok_or_else(|| mlua::Error::runtime("no payload"))?;
-            (reg, payload)
+            let summary = core
+                .service
+                .pending_summary(&id)
+                .ok_or_else(|| mlua::Error::runtime("no such push awaiting its answer"))?;
+            (reg, notification(summary))
         }
         (None, None) => return Err(mlua::Error::runtime("no push_info")),
     };

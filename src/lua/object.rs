@@ -64,7 +64,11 @@ impl Core {
             service: PushService::new(&host, config),
             stanza_mt,
             payload_tables: lua.create_table()?,
-            option_tables: (lua.create_table()?, Slots::new(OPTION_SLOTS)),
+            // (made at its size: filling a slot never grows it)
+            option_tables: (
+                lua.create_table_with_capacity(OPTION_SLOTS * 2, 0)?,
+                Slots::new(OPTION_SLOTS),
+            ),
             get_handlers,
             batch_objects: HashMap::new(),
         };
@@ -136,12 +140,13 @@ impl Core {
             .map(|payload| payload.map(|p| Shape::of(p, crate::NS_PUBSUB)))
             .collect();
         // (a kept copy or a made message as `original_stanza`, written
-        // from its element)
+        // from its element: only for handlers, so not while sharing)
         let origins: Vec<Option<Shape>> = jobs
             .iter()
             .map(|j| {
                 j.origin
                     .as_ref()
+                    .filter(|_| !share)
                     .map(|o| Shape::of(o.element(), crate::NS_CLIENT))
             })
             .collect();

@@ -441,6 +441,11 @@ impl PushService {
         self.registry.registrations()
     }
 
+    /// What a push awaiting its answer said (bounded as a retry keeps it).
+    pub fn pending_summary(&self, id: &str) -> Option<&crate::notification::Summary> {
+        self.pending.get(id).map(|p| &p.summary)
+    }
+
     /// Pushes awaiting an answer.
     pub fn pending(&self) -> usize {
         self.pending.len()

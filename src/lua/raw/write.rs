@@ -357,8 +357,9 @@ pub struct OptionsCache<'a> {
     pub slots: &'a mut Slots,
 }
 
-/// How many `<publish-options>` elements are kept for reuse: the forms of
-/// the registrations pushed most recently (a few KB of Lua heap each).
+/// How many `<publish-options>` elements are kept for reuse: the last
+/// forms to enter the cache, first in, first out (about 2 KB of Lua heap
+/// each).
 pub const OPTION_SLOTS: usize = 256;
 
 /// The key of a form in the cache (a hash of its packed bytes; the bytes
@@ -552,11 +553,13 @@ unsafe fn push_cached_options(
                 return;
             }
         }
+        // (the element first: if storing the bytes fails, the slot holds
+        // other bytes, which no form matches but its own)
         push_options(l, form, mt);
-        push_bytes(l, form.packed());
-        ffi::lua_rawseti(l, cache.table, at + 1);
         ffi::lua_pushvalue(l, -1);
         ffi::lua_rawseti(l, cache.table, at + 2);
+        push_bytes(l, form.packed());
+        ffi::lua_rawseti(l, cache.table, at + 1);
         balance.check(l, 1, "push_cached_options");
     }
 }
