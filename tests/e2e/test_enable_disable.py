@@ -233,3 +233,21 @@ def test_a_device_enabling_again_replaces_its_registration(prosody_with):
     assert elsewhere == "elsewhere"
     stored = read_store(p.store_file(romeo.split("@")[0]))
     assert sorted(stored) == ["other.localhost<elsewhere", "push.localhost<laptop-node", "push.localhost<token-2"]
+
+
+def test_each_push_carries_its_own_registrations_publish_options(prosody, users):
+    """Rule 110: pushes share a form's <publish-options> only with pushes of
+    the same form, byte for byte; pushed again and again, every device's
+    publish still echoes its own secret (in-band enables, three devices)."""
+    from collections import Counter
+
+    from test_admin import enable, offline_pushes
+    romeo, juliet = users("romeo", "juliet")
+    forms = {"n1": "s1", "n2": "s1", "n3": "s2"}
+    for node, secret in forms.items():
+        run(enable(prosody, romeo, node, {"FORM_TYPE": PUBLISH_OPTIONS, "secret": secret}))
+    # (three messages, one after the other: each pushes every device)
+    pushes = [p for _ in range(3) for p in run(offline_pushes(prosody, juliet, romeo, 3))]
+    got = Counter((p.node, tuple(sorted(p.options.items()))) for p in pushes)
+    assert got == Counter({(node, (("FORM_TYPE", PUBLISH_OPTIONS), ("secret", secret))): 3
+                           for node, secret in forms.items()})
