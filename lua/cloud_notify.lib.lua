@@ -191,6 +191,39 @@ local function add_fail_open(push, metrics)
 	function push.hook(name, handler, priority)
 		module:hook(name, push.fail_open(name, handler), priority);
 	end
+	-- A handler that matters only to a user who might push asks the
+	-- core's quick question (push.quick_might_push, which never raises)
+	-- before its protected call: most events cost only that.
+end
+
+-- Whether a user might push: the core's answer. Most come from a C
+-- function over the core's sets of users with registrations, which never
+-- raises and is no method call (every message asks it, for its sender and
+-- its recipient); when it can't tell (nil), the core's method answers.
+local function add_might_push(push, core)
+	local quick, method = core:might_push_fn(), core.might_push;
+	push.quick_might_push = quick;
+	function push.might_push(user)
+		local might = quick(user);
+		if might == nil then return method(core, user); end
+		return might;
+	end
+end
+
+-- Timers that run on (the unread counts, the sweep, retries): stopped
+-- when the module unloads (push.close). Prosody drops an unloaded
+-- module's timer only when it next fires, which would keep this host's
+-- core, and what it holds, alive until then.
+local function add_timers(push)
+	local timers = setmetatable({}, { __mode = "k" }); -- (a timer that ran out is gone)
+	function push.add_timer(delay, fn)
+		local timer = module:add_timer(delay, fn);
+		timers[timer] = true;
+		return timer;
+	end
+	function push.stop_timers()
+		for timer in pairs(timers) do timer:stop(); end
+	end
 end
 
 -- The per-user locks.
@@ -268,6 +301,7 @@ local function add_locked(push, acquire, release, locks)
 	-- The module unloads: its timers will not run, so every waiter is let
 	-- go now, without the lock (its change is answered as busy).
 	function push.close()
+		push.stop_timers();
 		for user, lock in pairs(locks) do
 			locks[user] = nil;
 			lock.closed = true;
@@ -748,7 +782,7 @@ local function add_answers(push, core)
 		if retry_timer and retry_timer_at <= now + delay and retry_timer_at > now - 5 then return; end
 		if retry_timer then retry_timer:stop(); end
 		retry_timer_at = now + delay;
-		retry_timer = module:add_timer(delay, function()
+		retry_timer = push.add_timer(delay, function()
 			-- (the outcome sets the next one: the core says when)
 			retry_timer, retry_timer_at = nil, nil;
 			local ok, err = pcall(function() push.apply(core:retries_due(time_now())); end);
@@ -926,6 +960,8 @@ function lib.new(options)
 	-- Push 2.0 registrations: mod_push2's store and layout (not on MUC).
 	push.store2 = core:push2() and module:open_store("push2_registrations") or nil;
 	local metrics = add_metrics(push);
+	add_might_push(push, core);
+	add_timers(push);
 	add_fail_open(push, metrics);
 	add_locked(push, new_locks());
 	add_loading(push, core, metrics);

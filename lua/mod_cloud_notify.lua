@@ -23,8 +23,11 @@ local push = lib.new(options);
 push.scan_known(); -- (which users have registrations: the others cost no read)
 push.read_counts(); -- (the unread counts, as the last run left them)
 local core, load_user, write_plan, apply, ask = push.core, push.load_user, push.write_plan, push.apply, push.ask;
--- (the question every message asks, looked up once)
-local might_push = core.might_push;
+-- (the question every message asks, looked up once; the quick one, which
+-- never raises, is asked before a handler's protected call: most messages
+-- cost only that)
+local might_push, quick_might_push = push.might_push, push.quick_might_push;
+local fail_open = push.fail_open;
 local push_store = push.store;
 -- Every handler fails open (see push.fail_open).
 local hook = push.hook;
@@ -45,8 +48,8 @@ hook("message/host", function(event)
 end, 10);
 module:hook_global("stats-update", push.update_gauges);
 module:hook_global("server-stopping", push.on_server_stopping);
-module:add_timer(push.counts_interval, push.counts_timer);
-module:add_timer(push.sweep_interval, push.sweep_timer);
+push.add_timer(push.counts_interval, push.counts_timer);
+push.add_timer(push.sweep_interval, push.sweep_timer);
 
 -- The extended hibernation and the last wake-up: at each moment of a
 -- push session's hibernation, the core says what to do to its watchdog
@@ -240,12 +243,11 @@ end
 -- affiliation with its node to none. The core checks that it comes from
 -- that registration's own app server.
 local xmlns_pubsub_event = "http://jabber.org/protocol/pubsub#event";
-hook("message/bare", function(event)
+local remote_ends = fail_open("message/bare", function(event)
 	local stanza = event.stanza;
-	if not stanza:get_child("event", xmlns_pubsub_event) then return; end
 	local user = jid_node(stanza.attr.to);
 	-- (a stranger's events for users without registrations read nothing)
-	if not user or not might_push(core, user) or not core:remote_ends(user, stanza) then return; end
+	if not user or not might_push(user) or not core:remote_ends(user, stanza) then return; end
 	-- Handled (and not delivered) when it ends a registration.
 	local function disable()
 		if not load_user(user) then return nil; end
@@ -274,6 +276,10 @@ hook("message/bare", function(event)
 		end
 	end
 	return handled or nil;
+end);
+module:hook("message/bare", function(event)
+	if not event.stanza:get_child("event", xmlns_pubsub_event) then return; end
+	return remote_ends(event);
 end, 10);
 
 -- A device that reconnects without enabling again gets its stored
@@ -282,7 +288,7 @@ end, 10);
 hook("resource-bind", function(event)
 	local session = event.session;
 	local user = session.username;
-	if not user or session.push_identifier or not might_push(core, user) then return; end
+	if not user or session.push_identifier or not might_push(user) then return; end
 	if not load_user(user) then return; end
 	-- (the store may yield: the session may have enabled, or closed, meanwhile)
 	if session.destroyed or session.push_identifier then return; end
@@ -320,7 +326,7 @@ hook("message/bare/groupchat", function(event)
 	local user = jid_node(stanza.attr.to);
 	if not user then return; end
 	-- (XEP-0492: the user's setting for the room, from their bookmarks)
-	if might_push(core, user) and load_user(user) then push.read_bookmarks(user); end
+	if might_push(user) and load_user(user) then push.read_bookmarks(user); end
 	ask(core.offline, user, stanza, time_now(), true);
 end, 1);
 
@@ -412,17 +418,22 @@ end);
 -- unread count drops), a call answered or declined (the others stop
 -- ringing). The core decides; this hands it each message once.
 local function outgoing(event)
-	local session, stanza = event.origin, event.stanza;
+	local session = event.origin;
 	local user = session.username;
-	if not user or session.type ~= "c2s" then return; end
-	-- (a user known to have no registration has no other device to hold,
-	-- stop ringing or clear: most senders cost one cheap question)
-	if not might_push(core, user) then return; end
-	ask(core.outgoing, user, session.push_identifier, stanza, time_now(), session.push2_identifier);
+	if not might_push(user) then return; end
+	ask(core.outgoing, user, session.push_identifier, event.stanza, time_now(), session.push2_identifier);
 end
-hook("pre-message/full", outgoing, 1);
-hook("pre-message/bare", outgoing, 1);
-hook("pre-message/host", outgoing, 1);
+for _, name in ipairs({ "pre-message/full", "pre-message/bare", "pre-message/host" }) do
+	local guarded = fail_open(name, outgoing);
+	module:hook(name, function(event)
+		local session = event.origin;
+		local user = session.type == "c2s" and session.username;
+		-- (a user known to have no registration has no other device to
+		-- hold, stop ringing or clear: most senders cost this question)
+		if not user or quick_might_push(user) == false then return; end
+		return guarded(event);
+	end, 1);
+end
 
 -- XEP-0490 (Message Displayed Synchronization): a chat read, published to
 -- the user's own PEP service.
@@ -494,7 +505,7 @@ hook("presence/bare", function(event)
 	local stanza = event.stanza;
 	if stanza.attr.type ~= "subscribe" then return; end
 	local user = jid_node(stanza.attr.to);
-	if not user or not might_push(core, user) then return; end
+	if not user or not might_push(user) then return; end
 	if not load_user(user) then return; end
 	local roster = rostermanager.load_roster(user, module.host);
 	if not roster then return; end
@@ -511,15 +522,19 @@ end, 1);
 
 -- Archived messages: pushed to the registrations of devices with no live
 -- (or hibernated) session; urgent ones to all.
-hook("archive-message-added", function(event)
+local archived = fail_open("archive-message-added", function(event)
 	local for_user = event.for_user;
-	if not for_user or not event.id then return; end
-	-- Most archived messages are for users without push: asked cheaply first.
-	if not might_push(core, for_user) then return; end
+	if not might_push(for_user) then return; end
 	local user_sessions = host_sessions[for_user];
 	local sessions = user_sessions and user_sessions.sessions;
 	local origin_user = event.origin and event.origin.username;
 	ask(core.archived, for_user, event.stanza, event.id, sessions, origin_user, time_now());
+end);
+module:hook("archive-message-added", function(event)
+	local for_user = event.id and event.for_user;
+	-- (most archived messages are for users without push: this question)
+	if not for_user or quick_might_push(for_user) == false then return; end
+	return archived(event);
 end);
 
 -- A deleted account keeps no registration and no error count (Prosody

@@ -42,8 +42,8 @@ hook("cloud-notify-ping", push.on_ping);
 hook("iq/host", push.on_answer, 10);
 module:hook_global("stats-update", push.update_gauges);
 module:hook_global("server-stopping", push.on_server_stopping);
-module:add_timer(push.counts_interval, push.counts_timer);
-module:add_timer(push.sweep_interval, push.sweep_timer);
+push.add_timer(push.counts_interval, push.counts_timer);
+push.add_timer(push.sweep_interval, push.sweep_timer);
 
 local mod_muc = module:depends("muc");
 
@@ -145,7 +145,7 @@ end));
 hook("iq-set/host/"..xmlns_push..":disable", domain_iq(function(origin, _, stanza, user)
 	push.disable(origin, stanza, user);
 end, function(origin, stanza, user)
-	if core:might_push(user) then return false; end
+	if push.might_push(user) then return false; end
 	origin.send(st.reply(stanza)); -- (nothing to disable)
 	return true;
 end));
@@ -174,7 +174,7 @@ hook("muc-broadcast-message", function(event)
 	if not wants then return; end
 	local candidates = {};
 	local function add(member_jid, affiliation)
-		if member_jid and core:might_push(member_jid) then
+		if member_jid and push.might_push(member_jid) then
 			candidates[#candidates+1] = { jid = member_jid, affiliation = affiliation or room:get_affiliation(member_jid) };
 		end
 	end
@@ -225,7 +225,7 @@ local function bounced(event)
 	local occupant = room:get_occupant_by_real_jid(stanza.attr.from);
 	if not occupant then return; end
 	local user = jid.bare(stanza.attr.from);
-	if not core:might_push(user) or not load_user(user) then return; end
+	if not push.might_push(user) or not load_user(user) then return; end
 	local nicks = { select(3, jid.split(occupant.nick)) };
 	nicks[#nicks+1] = room:get_registered_nick(user);
 	-- (XEP-0492: the ghost's own setting for the room, if a local user's)

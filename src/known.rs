@@ -11,8 +11,10 @@
 //! no way to choose them) costs a store read, never a lost push. About 10
 //! bytes per user with registrations.
 
+use std::cell::{Ref, RefCell, RefMut};
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
 
 /// The digest of a user's name, as [`Known`] keeps it: worked out once
 /// per question, whatever the sets asked.
@@ -101,6 +103,77 @@ impl Known {
     /// Whether no user is known to have any.
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
+    }
+}
+
+/// Both protocols' sets of one host: XEP-0357's and Push 2.0's
+/// (`mod_push2`'s store).
+#[derive(Debug, Default)]
+pub struct Sets {
+    /// Users with XEP-0357 registrations.
+    pub xep0357: Known,
+    /// Users with Push 2.0 registrations.
+    pub push2: Known,
+}
+
+impl Sets {
+    /// Whether `user` surely has no registration of either protocol (one
+    /// digest for both sets).
+    pub fn rules_out(&self, user: &str) -> bool {
+        let digest = UserDigest::of(user);
+        self.xep0357.rules_out_digest(digest) && self.push2.rules_out_digest(digest)
+    }
+
+    /// The question every message asks first, from the sets alone: with
+    /// both complete, whether `user` may have registrations (the answer
+    /// [`crate::service::PushService::interest`] gives, since every load
+    /// and commit notes what the registry holds); `None` while either is
+    /// incomplete (then only the core's full question can tell).
+    pub fn quick(&self, user: &str) -> Option<bool> {
+        if !(self.xep0357.complete && self.push2.complete) {
+            return None;
+        }
+        let digest = UserDigest::of(user).0;
+        Some(self.xep0357.users.contains(&digest) || self.push2.users.contains(&digest))
+    }
+}
+
+/// [`Sets`], shared between the core (which keeps them) and a reader that
+/// only asks [`Sets::quick`]: the binding's `might_push` that is not a
+/// method call. Single-threaded; the reader borrows only while it reads
+/// (and answers `None` should the sets be borrowed), the core only while
+/// it notes or asks.
+#[derive(Debug, Clone, Default)]
+pub struct Shared(Rc<RefCell<Sets>>);
+
+impl Shared {
+    /// Empty sets; Push 2.0's complete when `push2_complete` (a store
+    /// that is not used).
+    pub fn new(push2_complete: bool) -> Shared {
+        Shared(Rc::new(RefCell::new(Sets {
+            xep0357: Known::default(),
+            push2: Known::completed_if(push2_complete),
+        })))
+    }
+
+    /// The sets, to read.
+    pub fn get(&self) -> Ref<'_, Sets> {
+        self.0.borrow()
+    }
+
+    /// The sets, to change.
+    pub fn get_mut(&self) -> RefMut<'_, Sets> {
+        self.0.borrow_mut()
+    }
+
+    /// The shared cell itself, for the reader to hold.
+    pub fn cell(&self) -> &Rc<RefCell<Sets>> {
+        &self.0
+    }
+
+    /// [`Sets::quick`], or `None` while the sets are borrowed.
+    pub fn quick(&self, user: &str) -> Option<bool> {
+        self.0.try_borrow().ok()?.quick(user)
     }
 }
 

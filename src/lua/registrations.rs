@@ -11,6 +11,7 @@
 //! | `core:load(user, stored_or_nil, stored2_or_nil)` (`stored2`: mod_push2's table) | `{ messages for the log }`, `{ [identifier] = true }` trimmed beyond `push_max_devices` or nil, and `{ user, … }` whose counts to write now or nil (before their time: unwritten error counts keep a user in memory, and the cache filled up) |
 //! | `core:has_push(user)` | whether the user has registrations in memory |
 //! | `core:might_push(user)` | false when the user is in memory without any registration, or known to have none ([`crate::known`]), else true |
+//! | `core:might_push_fn()` | a function `(user)` answering as `core:might_push` does, or `nil` when it cannot tell (then ask `core:might_push`): not a method call, never raises ([`super::raw::quick`]) |
 //! | `core:note_known(user)` | nothing: the user has registrations in the store (listed when the module loads) |
 //! | `core:known_complete()` | nothing: every such user was noted (a user not among them needs no read) |
 //! | `core:muc_admit_ready(user)` | whether `core:muc_admit` can be asked before the user's registrations are read |
@@ -38,7 +39,7 @@ use super::records::{registration_from_lua, registrations_from_store};
 use super::replies::{not_loaded, Disabled, Enabled, HeldPlan, Planned, Record, Reply};
 use crate::error::StanzaError;
 use crate::registration::{EnableRequest, Requester};
-use mlua::{AnyUserData, Lua, LuaString, Result, Table, UserDataMethods};
+use mlua::{AnyUserData, Function, Lua, LuaString, Result, Table, UserDataMethods};
 
 /// The methods of this file, on the core object.
 pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
@@ -46,6 +47,7 @@ pub(super) fn add_methods<M: UserDataMethods<Core>>(m: &mut M) {
     m.add_method_mut("load", load);
     m.add_method("has_push", has_push);
     m.add_method("might_push", might_push);
+    m.add_method("might_push_fn", might_push_fn);
     m.add_method_mut("note_known", note_known);
     m.add_method_mut("known_complete", known_complete);
     m.add_method("muc_admit_ready", muc_admit_ready);
@@ -111,6 +113,10 @@ fn has_push(_: &Lua, this: &Core, user: LuaString) -> Result<bool> {
 
 fn might_push(_: &Lua, this: &Core, user: LuaString) -> Result<bool> {
     Ok(this.service.interest(&user.to_str()?) != crate::service::Interest::Nothing)
+}
+
+fn might_push_fn(lua: &Lua, this: &Core, (): ()) -> Result<Function> {
+    super::raw::quick::function(lua, this.service.known_sets().cell())
 }
 
 fn note_known(_: &Lua, this: &mut Core, user: LuaString) -> Result<()> {

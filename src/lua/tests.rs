@@ -266,3 +266,42 @@ fn out_of_memory_while_writing_pushes_is_an_error_not_a_crash() {
         .unwrap();
     assert!(ok);
 }
+
+/// `core:might_push_fn()`: nil until the known users are complete, then
+/// the answer `core:might_push` gives; nil for what is not a string; the
+/// sets outlive the core object while the function is referenced.
+#[test]
+fn the_quick_might_push_answers_as_the_method() {
+    let (lua, _, mt) = vm();
+    lua.globals()
+        .set("cloud_notify", exports(&lua).unwrap())
+        .unwrap();
+    lua.globals().set("stanza_mt", mt).unwrap();
+    let checked: bool = lua
+        .load(
+            r#"
+        local core = cloud_notify.new("example.com", {}, stanza_mt, nil);
+        local quick = core:might_push_fn();
+        assert(quick("romeo") == nil, "the known users are not complete yet");
+        core:note_known("romeo");
+        core:known_complete();
+        assert(quick("romeo") == nil, "nor Push 2.0's");
+        core:known2_complete();
+        assert(quick("romeo") == true and core:might_push("romeo") == true);
+        assert(quick("juliet") == false and core:might_push("juliet") == false);
+        core:load("romeo", nil);
+        assert(quick("romeo") == false and core:might_push("romeo") == false);
+        assert(quick(42) == nil and quick(nil) == nil and quick({}) == nil);
+        assert(quick("\255") == nil);
+        core = nil;
+        collectgarbage(); collectgarbage();
+        assert(quick("juliet") == false, "the function keeps the sets");
+        quick = nil;
+        collectgarbage(); collectgarbage();
+        return true
+        "#,
+        )
+        .eval()
+        .unwrap();
+    assert!(checked);
+}

@@ -144,10 +144,10 @@ pub struct PushService {
     settings: crate::chat_settings::ChatSettings,
     /// Subscription requests pushed lately.
     subscriptions: crate::subscriptions::Subscriptions,
-    /// Which users have registrations.
-    known: crate::known::Known,
-    /// Which users have Push 2.0 registrations (`mod_push2`'s store).
-    known2: crate::known::Known,
+    /// Which users have registrations, of either protocol (Push 2.0's:
+    /// `mod_push2`'s store); shared with the binding's cheap question
+    /// ([`PushService::known_sets`]).
+    known: crate::known::Shared,
     /// Push 2.0's signed VAPID tokens, reused while fresh.
     push2_tokens: crate::push2::tokens::Tokens,
     /// The grace period held a push since [`PushService::after_holding`]
@@ -302,8 +302,7 @@ impl PushService {
             stats: ServiceStats::default(),
             settings: Default::default(),
             subscriptions: Default::default(),
-            known: Default::default(),
-            known2: crate::known::Known::completed_if(!config.push2),
+            known: crate::known::Shared::new(!config.push2),
             push2_tokens: Default::default(),
             newly_held: false,
             config,
@@ -354,19 +353,30 @@ impl PushService {
     }
 
     /// `user` has registrations in the store (read when the module loads).
+    /// A user in memory is noted as the registry holds them already
+    /// (the list may be older than what was loaded since).
     pub fn note_known(&mut self, user: &str) {
-        self.known.note(user, true);
+        if !self.registry.is_loaded(user) {
+            self.known.get_mut().xep0357.note(user, true);
+        }
     }
 
     /// Every user with registrations in the store was noted: a user not
     /// among them needs no read ([`crate::known`]).
     pub fn known_complete(&mut self) {
-        self.known.completed();
+        self.known.get_mut().xep0357.completed();
     }
 
     /// Users known to have registrations.
     pub fn known_users(&self) -> usize {
-        self.known.len()
+        self.known.get().xep0357.len()
+    }
+
+    /// The sets of users with registrations, for a reader that asks only
+    /// [`crate::known::Sets::quick`]: whenever it answers, it answers as
+    /// [`PushService::interest`] does (`Nothing` or not).
+    pub fn known_sets(&self) -> crate::known::Shared {
+        self.known.clone()
     }
 
     /// Bytes of stanza copies kept now ([`crate::origin::MAX_KEPT_BYTES`] at most).
@@ -387,8 +397,7 @@ impl PushService {
     /// Whether `user` is known to have no registration of either
     /// protocol (one digest for both sets).
     fn rules_out(&self, user: &str) -> bool {
-        let digest = crate::known::UserDigest::of(user);
-        self.known.rules_out_digest(digest) && self.known2.rules_out_digest(digest)
+        self.known.get().rules_out(user)
     }
 
     /// Whether an event for `user` needs anything from the core: the one
@@ -1459,6 +1468,60 @@ mod tests {
         assert_eq!(s.archived_interest("romeo", false), Interest::Nothing);
         assert_eq!(s.archived_interest("juliet", false), Interest::Nothing);
         assert_eq!(s.archived_interest("juliet", true), Interest::Load);
+    }
+
+    #[test]
+    fn the_quick_question_answers_as_interest_does() {
+        // Loads (with and without registrations), enables, disables, the
+        // store's list arriving before and after loads, evictions from a
+        // cache of 4, accounts deleted: whenever the shared sets answer,
+        // they answer as `interest` does.
+        let mut s = PushService::new(
+            "example.com",
+            Config {
+                cache_size: 4,
+                push2: true,
+                ..Config::default()
+            },
+        );
+        let sets = s.known_sets();
+        let users: Vec<String> = (0..10).map(|i| format!("u{i}")).collect();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut answered = 0;
+        for step in 0..3000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let user = users[(seed % 10) as usize].as_str();
+            match step {
+                700 => s.known_complete(),
+                1500 => s.known2_complete(),
+                _ => {}
+            }
+            match (seed >> 8) % 6 {
+                0 => drop(s.load(user, Vec::new())),
+                1 | 2 => drop(enable(&mut s, user, "push.example", &format!("n{step}"))),
+                3 => {
+                    if let Some(plan) = s.plan_remove_all(user) {
+                        s.commit(user, plan);
+                    }
+                }
+                4 => s.note_known(user),
+                _ => s.forget_user(user),
+            }
+            for u in &users {
+                if let Some(might) = sets.quick(u) {
+                    answered += 1;
+                    assert_eq!(might, s.interest(u) != Interest::Nothing, "{u} at {step}");
+                }
+            }
+        }
+        // (the sets answer only once both are complete)
+        assert_eq!(answered, 1500 * users.len());
+        // Borrowed elsewhere, the sets answer nothing.
+        let held = sets.get_mut();
+        assert_eq!(s.known_sets().quick("u1"), None);
+        drop(held);
     }
 
     #[test]

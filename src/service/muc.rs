@@ -13,8 +13,8 @@ impl PushService {
     ) -> crate::muc::Wants {
         let mut wants = crate::muc::wants(self.config.muc_policy, facts, &refs);
         if wants == crate::muc::Wants::Members
-            && self.known.is_complete()
-            && self.known.len() <= crate::muc::KNOWN_WALK
+            && self.known.get().xep0357.is_complete()
+            && self.known.get().xep0357.len() <= crate::muc::KNOWN_WALK
         {
             wants = crate::muc::Wants::Known;
         }
@@ -74,7 +74,7 @@ impl PushService {
     /// whether `user` has registrations (in memory, or the known users
     /// complete); else it is asked once the user is loaded.
     pub fn muc_admit_ready(&self, user: &str) -> bool {
-        self.registry.peek(user).is_some() || self.known.is_complete()
+        self.registry.peek(user).is_some() || self.known.get().xep0357.is_complete()
     }
 
     /// MUC: may `user` (a bare JID; `local`: of one of this server's
@@ -84,7 +84,7 @@ impl PushService {
         // known to have none)
         let has_push = match self.registry.peek(user) {
             Some(regs) => !regs.is_empty(),
-            None => !self.known.rules_out(user),
+            None => !self.known.get().xep0357.rules_out(user),
         };
         self.quota.admit(user, local, has_push, now)
     }

@@ -39,27 +39,34 @@ impl PushService {
     /// A user with Push 2.0 registrations in `mod_push2`'s store (listed
     /// when the module loads).
     pub fn note_known2(&mut self, user: &str) {
-        self.known2.note(user, true);
+        // (as [`PushService::note_known`])
+        if !self.registry.is_loaded(user) {
+            self.known.get_mut().push2.note(user, true);
+        }
     }
 
     /// Every user with Push 2.0 registrations was noted.
     pub fn known2_complete(&mut self) {
-        self.known2.completed();
+        self.known.get_mut().push2.completed();
     }
 
     /// Which stores a load of `user` must read: the module's, `mod_push2`'s
     /// (a store known to hold nothing of theirs is not read).
     pub fn stores_to_read(&self, user: &str) -> (bool, bool) {
+        let known = self.known.get();
         (
-            !self.known.rules_out(user),
-            self.config.push2 && !self.known2.rules_out(user),
+            !known.xep0357.rules_out(user),
+            self.config.push2 && !known.push2.rules_out(user),
         )
     }
 
     /// Whether Push 2.0 registrations may be pushed (then pushes that go
     /// out later keep a copy of their message, to forward it).
     pub fn push2_in_use(&self) -> bool {
-        self.config.push2 && !(self.known2.is_complete() && self.known2.is_empty())
+        {
+            let known = self.known.get();
+            self.config.push2 && !(known.push2.is_complete() && known.push2.is_empty())
+        }
     }
 
     /// The VAPID `sub` claim: `contact_uri`, else `https://` and the host.

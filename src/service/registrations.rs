@@ -19,9 +19,12 @@ impl PushService {
 
     /// Which kinds of registration `user` has now.
     pub(super) fn note_kinds(&mut self, user: &str, regs: &[Registration]) {
-        self.known
+        let mut known = self.known.get_mut();
+        known
+            .xep0357
             .note(user, regs.iter().any(|r| r.push2.is_none()));
-        self.known2
+        known
+            .push2
             .note(user, regs.iter().any(|r| r.push2.is_some()));
     }
 
@@ -231,7 +234,7 @@ impl PushService {
             self.grace.forget(user, identifier);
         }
         if plan.regs.iter().any(|r| r.push2.is_none()) {
-            self.known.note(user, true);
+            self.known.get_mut().xep0357.note(user, true);
         }
     }
 
@@ -241,8 +244,10 @@ impl PushService {
         let mut plan = self.registry.plan_current(user)?;
         // (a store that holds nothing of the user's is not written; what
         // was noted at load includes registrations trimmed since)
-        plan.stores.xep0357 = !self.known.rules_out(user);
-        plan.stores.push2 = self.config.push2 && !self.known2.rules_out(user);
+        let known = self.known.get();
+        plan.stores.xep0357 = !known.xep0357.rules_out(user);
+        plan.stores.push2 = self.config.push2 && !known.push2.rules_out(user);
+        drop(known);
         Some(plan)
     }
 }

@@ -7,6 +7,7 @@ import re
 import subprocess
 import time
 import urllib.request
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -383,3 +384,48 @@ def test_make_install_honours_prefix_and_destdir(prosody_with, tmp_path):
             "cloud_notify.lib.lua", "cloud_notify.so", f"mod_{module}.lua"]
     p = prosody_with(plugin_paths=[str(moddir), str(MODULES)])
     assert loaded_from(p, moddir), p.log()
+
+
+async def _heaps(client):
+    """The Lua heap (KiB, after a full collection) and the bytes our Rust
+    side holds (its allocator's count), from bench/modules' probe."""
+    iq = client.make_iq_get(ito="localhost")
+    iq.append(ET.fromstring("<stats xmlns='urn:example:bench'/>"))
+    stats = (await iq.send(timeout=10)).xml.find("{urn:example:bench}stats")
+    return float(stats.get("heap")), int(stats.get("core"))
+
+
+def test_reloading_frees_the_module_it_replaces(prosody_with):
+    """An admin reloads the module (after an upgrade, say) a few times:
+    nothing of the instances it replaced stays. Their timers stop with
+    them, so their cores (registrations, counts) are freed at once; left
+    to Prosody, an unloaded module's timer is dropped only when it next
+    fires (up to a minute later), and every reload held another core."""
+    p = prosody_with(modules=("bench_probe", "cloud_notify", "admin_shell"),
+                     plugin_paths=[str(DIST), str(MODULES), str(ROOT / "bench" / "modules")])
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    run(enable(p, romeo, "a"))
+
+    async def scenario():
+        app = await AppServer(p).start()
+        j = await Client(juliet, p.c2s_port).start()
+
+        async def reload_and_push(times):
+            for _ in range(times):
+                r = await asyncio.to_thread(p.ctl, "shell", "module", "reload", "cloud_notify", "localhost")
+                assert r.returncode == 0 and "rror" not in r.stdout, r.stdout + r.stderr
+            # (the reloaded module pushes as before)
+            assert len(await message_pushes(app, j, romeo, 1)) == 1
+
+        await reload_and_push(1)  # (what the shell's first use loads is not the module's)
+        before = await _heaps(j)
+        await reload_and_push(4)
+        after = await _heaps(j)
+        await j.stop()
+        await app.stop()
+        return before, after
+
+    (lua_before, rust_before), (lua_after, rust_after) = run(scenario(), timeout=120)
+    # (each instance held about 100 KiB of Lua heap and 4 KB of Rust's here)
+    assert lua_after < lua_before + 100, (lua_before, lua_after)
+    assert rust_after < rust_before + 8_000, (rust_before, rust_after)

@@ -10,7 +10,8 @@
 //! - [`write`]: stanzas, registrations and field values pushed onto the stack;
 //! - [`read`]: what push decisions need, read off a stanza (and an answer's
 //!   attributes, the sessions' push identifiers);
-//! - [`events`]: the `cloud_notify/push` event payloads of a batch of pushes.
+//! - [`events`]: the `cloud_notify/push` event payloads of a batch of pushes;
+//! - [`quick`]: `might_push` as a C function, not a method call.
 //!
 //! The rules every function here keeps:
 //! - what a closure touches is borrowed or plain data (integers, pointers
@@ -23,6 +24,7 @@
 
 pub mod alloc;
 pub mod events;
+pub mod quick;
 pub mod read;
 pub mod write;
 
