@@ -191,15 +191,15 @@ local function add_fail_open(push, metrics)
 	function push.hook(name, handler, priority)
 		module:hook(name, push.fail_open(name, handler), priority);
 	end
-	-- A handler that matters only to a user who might push asks the
-	-- core's quick question (push.quick_might_push, which never raises)
-	-- before its protected call: most events cost only that.
 end
 
 -- Whether a user might push: the core's answer. Most come from a C
 -- function over the core's sets of users with registrations, which never
 -- raises and is no method call (every message asks it, for its sender and
 -- its recipient); when it can't tell (nil), the core's method answers.
+-- A handler that matters only to a user who might push asks the quick one
+-- (push.quick_might_push) before its protected call: most events cost
+-- only that.
 local function add_might_push(push, core)
 	local quick, method = core:might_push_fn(), core.might_push;
 	push.quick_might_push = quick;

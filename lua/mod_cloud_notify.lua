@@ -427,7 +427,7 @@ for _, name in ipairs({ "pre-message/full", "pre-message/bare", "pre-message/hos
 	local guarded = fail_open(name, outgoing);
 	module:hook(name, function(event)
 		local session = event.origin;
-		local user = session.type == "c2s" and session.username;
+		local user = session and session.type == "c2s" and session.username;
 		-- (a user known to have no registration has no other device to
 		-- hold, stop ringing or clear: most senders cost this question)
 		if not user or quick_might_push(user) == false then return; end
