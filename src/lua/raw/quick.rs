@@ -18,7 +18,8 @@
 //! its protected call. Its one upvalue is a full userdata holding a
 //! strong reference to the sets, released by the userdata's `__gc` (which
 //! also clears the pointer, so that a call after the finaliser, from an
-//! object resurrected by another finaliser, answers `nil`).
+//! object resurrected by another finaliser, answers `nil`). The
+//! userdata's metatable is hidden (`__metatable`) and checked by `__gc`.
 
 use super::Balance;
 use crate::known::Sets;
@@ -64,18 +65,26 @@ unsafe fn answer(l: *mut ffi::lua_State, arg: c_int) -> Option<bool> {
 
 /// `might_push(user)`: `true`, `false` or `nil` (ask `core:might_push`).
 unsafe extern "C-unwind" fn might_push(l: *mut ffi::lua_State) -> c_int {
-    match unsafe { answer(l, 1) } {
+    // (no panic may cross into Lua: should one happen, the core answers)
+    let answer = std::panic::catch_unwind(|| unsafe { answer(l, 1) });
+    match answer.ok().flatten() {
         Some(might) => unsafe { ffi::lua_pushboolean(l, c_int::from(might)) },
         None => unsafe { ffi::lua_pushnil(l) },
     }
     1
 }
 
+/// The registry name of the upvalue's metatable (`luaL_newmetatable`),
+/// which `__gc` checks before it reads a `Held`.
+const METATABLE: &std::ffi::CStr = c"cloud_notify.quick";
+
 /// The upvalue's `__gc`: releases the reference and clears the pointer.
 unsafe extern "C-unwind" fn release(l: *mut ffi::lua_State) -> c_int {
-    let held = unsafe { ffi::lua_touserdata(l, 1) } as *mut Held;
+    // (only a `Held`: `__gc` could be called by hand on anything, through
+    // the debug library, as `__metatable` hides the metatable otherwise)
+    let held = unsafe { ffi::luaL_testudata(l, 1, METATABLE.as_ptr()) } as *mut Held;
     if !held.is_null() {
-        // SAFETY: a `Held` (this metatable is only ever set on one).
+        // SAFETY: a `Held`, checked above.
         let sets = std::mem::replace(unsafe { &mut (*held).sets }, std::ptr::null());
         if !sets.is_null() {
             // SAFETY: from `Rc::into_raw` in `function`, released once
@@ -88,25 +97,40 @@ unsafe extern "C-unwind" fn release(l: *mut ffi::lua_State) -> c_int {
 
 /// The function over `sets` (see the module docs).
 pub fn function(lua: &Lua, sets: &Rc<RefCell<Sets>>) -> Result<Function> {
-    let reference = Rc::clone(sets);
-    // SAFETY: the closure pushes one function. It owns `reference` until
-    // the userdata, its metatable set, takes it over; a Lua error before
-    // that (out of memory) leaks that one reference and nothing else.
-    unsafe {
-        lua.exec_raw((), move |l| {
+    // (the keyed digest's keys made now, not in the function: nothing
+    // there may panic)
+    crate::known::UserDigest::of("");
+    // The reference the userdata will hold, as plain data: a Lua error
+    // leaving the closure by `longjmp` (out of memory) skips no destructor.
+    let reference = Rc::into_raw(Rc::clone(sets));
+    let handed = std::cell::Cell::new(false);
+    // SAFETY: the closure touches only plain data (a pointer, a borrowed
+    // flag) and pushes one function; the userdata's metatable, with its
+    // `__gc`, is set before the userdata takes the reference.
+    let made = unsafe {
+        lua.exec_raw((), |l| {
             let balance = Balance::start(l);
             let size = std::mem::size_of::<Held>();
             let held = ffi::lua_newuserdatauv(l, size, 0) as *mut Held;
             held.write(Held {
                 sets: std::ptr::null(),
             });
-            ffi::lua_createtable(l, 0, 1);
-            ffi::lua_pushcfunction(l, release);
-            ffi::lua_setfield(l, -2, c"__gc".as_ptr());
+            if ffi::luaL_newmetatable(l, METATABLE.as_ptr()) != 0 {
+                ffi::lua_pushcfunction(l, release);
+                ffi::lua_setfield(l, -2, c"__gc".as_ptr());
+                ffi::lua_pushboolean(l, 0);
+                ffi::lua_setfield(l, -2, c"__metatable".as_ptr());
+            }
             ffi::lua_setmetatable(l, -2);
-            (*held).sets = Rc::into_raw(reference);
+            (*held).sets = reference;
+            handed.set(true);
             ffi::lua_pushcclosure(l, might_push, 1);
             balance.check(l, 1, "quick::function");
         })
+    };
+    if !handed.get() {
+        // SAFETY: from `Rc::into_raw` above, never handed over.
+        drop(unsafe { Rc::from_raw(reference) });
     }
+    made
 }
