@@ -63,10 +63,8 @@ impl PushService {
     /// Whether Push 2.0 registrations may be pushed (then pushes that go
     /// out later keep a copy of their message, to forward it).
     pub fn push2_in_use(&self) -> bool {
-        {
-            let known = self.known.get();
-            self.config.push2 && !(known.push2.is_complete() && known.push2.is_empty())
-        }
+        let known = self.known.get();
+        self.config.push2 && !(known.push2.is_complete() && known.push2.is_empty())
     }
 
     /// The VAPID `sub` claim: `contact_uri`, else `https://` and the host.

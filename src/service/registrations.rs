@@ -247,7 +247,6 @@ impl PushService {
         let known = self.known.get();
         plan.stores.xep0357 = !known.xep0357.rules_out(user);
         plan.stores.push2 = self.config.push2 && !known.push2.rules_out(user);
-        drop(known);
         Some(plan)
     }
 }
