@@ -25,8 +25,10 @@ Two measurements:
 Workloads: W1 online recipients without registrations; W2/W3 offline with
 1 / 5 registrations; W4 the MAM path; W5 hibernated smacks sessions, one
 message each to the full JID; W5b the same sessions, two chat messages each
-to the bare JID back to back (archived and queued; coalesced). Every enable
-carries publish-options as Conversations, Monal or Siskin send them.
+to the bare JID back to back (archived and queued; coalesced); L a user
+who never enabled before logs in (SASL, bind, presence), enables push and
+closes the stream, as a phone's first start does. Every enable carries
+publish-options as Conversations, Monal or Siskin send them.
 
 Then memory (RSS with 20,000 users' registrations loaded) and leaks (event
 handlers and Lua heap around 50,000 answered pushes). The last line is
@@ -70,8 +72,9 @@ def scaled(n):
 
 
 # Messages per round and variant (CPU runs), and per variant (callgrind runs).
-CHUNK = {"w1": scaled(2000), "w2": scaled(800), "w3": scaled(300), "w4": scaled(800)}
-CG_N = {"w1": scaled(1000), "w2": scaled(200), "w3": scaled(60), "w4": scaled(200)}
+CHUNK = {"w1": scaled(2000), "w2": scaled(800), "w3": scaled(300), "w4": scaled(800), "login": scaled(100)}
+CG_N = {"w1": scaled(1000), "w2": scaled(200), "w3": scaled(60), "w4": scaled(200), "login": scaled(100)}
+LOGINS_IN_FLIGHT = 8
 R1, R2, R3, R4 = 50, 500, 200, 100  # recipients: W1 online, W2/W3 offline, W4 MAM
 CG_R2, CG_R3, CG_R4 = 100, 30, 50  # fewer under callgrind (each is warmed up first)
 R5, CG_R5 = 200, 40  # W5 hibernated recipients, one message each per round
@@ -95,6 +98,7 @@ WORKLOADS = {
     "w4": "W4 MAM, 1 gone device",
     "w5": "W5 hibernated (smacks)",
     "w5b": "W5b hibernated, bursts to bare",
+    "login": "L login+enable+close",
 }
 # BENCH_WORKLOADS="w5 w5b" (say): those alone, without the A/B, memory and
 # leak parts (a quick look; the RESULT line then has only their figures).
@@ -102,7 +106,7 @@ ONLY = os.environ.get("BENCH_WORKLOADS", "").split()
 if ONLY:
     WORKLOADS = {w: label for w, label in WORKLOADS.items() if w in ONLY}
 # (W5b: as many as the coalescing window makes, about one per two messages)
-PUSHES_PER_MSG = {"w1": 0, "w2": 1, "w3": 5, "w4": 1, "w5": 1, "w5b": None}
+PUSHES_PER_MSG = {"w1": 0, "w2": 1, "w3": 5, "w4": 1, "w5": 1, "w5b": None, "login": 0}
 
 
 # ---------------------------------------------------------------- measuring
@@ -213,6 +217,15 @@ class Stream:
 
     def kill(self):
         self.writer.transport.abort()
+
+    async def close(self):
+        """Closes the stream cleanly: returns once the server closed its own."""
+        self.writer.write(b"</stream:stream>")
+        try:
+            await self._read_until(b"</stream:stream>")
+        except ConnectionError:
+            pass
+        self.writer.close()
 
 
 class AppServer:
@@ -402,8 +415,10 @@ class Variant:
             "w4": [f"d{i}" for i in range(CG_R4 if callgrind else R4)],
             "w5": [f"e{i}" for i in range(CG_R5 if callgrind else R5)],
             "mem": [] if callgrind else [f"m{i}" for i in range(R_MEM)],
+            # (a fresh user for every login: none has enabled before)
+            "login": [f"l{i}" for i in range(CG_N["login"] if callgrind else CHUNK["login"] * ROUNDS)],
         }
-        make_users(self.p, self.senders + self.users["w1"] + self.users["w5"] + ["admin"])
+        make_users(self.p, self.senders + self.users["w1"] + self.users["w5"] + self.users["login"] + ["admin"])
         make_users(self.p, self.users["w2"] + self.users["w4"] + self.users["mem"], nodes=1)
         make_users(self.p, self.users["w3"], nodes=5)
         self.offset = {w: 0 for w in WORKLOADS}
@@ -493,6 +508,11 @@ class Variant:
             async def body():
                 await send_round_robin(self.send, recipients, n, self.offset[w])
                 await asyncio.sleep(1.2)  # the coalescing window is 1 s
+        elif w == "login":
+            users = self.users["login"][self.offset[w]:self.offset[w] + n]
+
+            async def body():
+                await self.logins(users, self.offset[w])
         elif w == "w5b":
             # What a busy evening looks like: chat messages to the bare
             # JIDs (archived, and queued for the hibernated session), two
@@ -513,6 +533,21 @@ class Variant:
         result = await self.measure(n * (PUSHES_PER_MSG[w] or 0), body)
         result["msgs"] = n
         return result
+
+    async def logins(self, users, offset):
+        """Each user logs in, enables push (the enable answered, with a
+        result or, without a push module, an error) and closes the stream,
+        LOGINS_IN_FLIGHT at a time."""
+        queue = list(enumerate(users, offset))
+
+        async def worker():
+            while queue:
+                i, u = queue.pop(0)
+                s = await Stream(self.p.c2s_port, u, "phone").connect(presence=True)
+                await s.iq(enable_iq(u, i), "push1")
+                await s.close()
+
+        await asyncio.gather(*(worker() for _ in range(LOGINS_IN_FLIGHT)))
 
     async def warm(self, w):
         """One message to each of w's recipients, not measured: the module
@@ -696,6 +731,9 @@ async def callgrind_runs(specs):
             for w, n in CG_N.items():
                 if w not in WORKLOADS:
                     continue
+                if w == "login":
+                    res[w] = await v.workload(w, n)
+                    continue
                 if w != "w1":
                     await v.warm(w)
                     res[w] = await v.workload(w, n)
@@ -834,8 +872,8 @@ def report(cpu, ir):
     if cpu and not ONLY:
         report_memory(cpu, out)
     formats = [("w1", "{:.2f}%"), ("w1_procs", "{:.2f}%"), ("w1_cpu", "{:.2f}%"), ("w1_ab", "{:.2f}%")]
-    formats += [(w, "{:.2f}") for w in ("w2", "w3", "w4", "w5", "w5b")]
-    formats += [(w + "_ir", "{:.2f}") for w in ("w2", "w3", "w4", "w5", "w5b")]
+    formats += [(w, "{:.2f}") for w in ("w2", "w3", "w4", "w5", "w5b", "login")]
+    formats += [(w + "_ir", "{:.2f}") for w in ("w2", "w3", "w4", "w5", "w5b", "login")]
     formats += [("rss", "{:.2f}"), ("handlers_per_push", "{:.3f}"), ("heap_per_push", "{:.1f}B")]
     log("RESULT " + " ".join(f"{k}={fmt.format(out[k])}" for k, fmt in formats if k in out))
 

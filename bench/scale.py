@@ -3,7 +3,7 @@
 server takes, side by side with the reference, in one run.
 
 Three Prosodys (no push module, the reference, ours) run at the same time;
-every part goes in BENCH_SCALE_ROUNDS rounds (3), each round on each server
+every part goes in BENCH_SCALE_ROUNDS rounds (5), each round on each server
 in turn (the order rotating), so a slow spell of a shared machine falls on
 all three alike; each figure is reported as the median of the rounds with
 their range.
@@ -29,7 +29,10 @@ their range.
    the server without the module keeps its p99 under 100 ms). Reported:
    CPU per message, store reads and writes per message (key-value gets and
    sets, counted by pg_stat_statements, over the server without the
-   module: what the module itself reads and writes), the latency.
+   module: what the module itself reads and writes), the latency. A fourth
+   server, ours with a cache of every user (`ours_all`), runs beside them:
+   the reference keeps every user it ever read, so its sample reads
+   nothing, and that row compares the two on the same footing.
 
 BENCH_PROSODY picks the version (0.12 or 13; on 13 the reference is the
 core's own mod_cloud_notify). The last line is machine-readable.
@@ -60,7 +63,7 @@ PG_RATE = float(os.environ.get("BENCH_PG_RATE", "100"))
 # ours' push_registration_cache_size on PostgreSQL (the reference keeps
 # every user it read, whatever the option): a tenth of the users
 PG_CACHE = int(os.environ.get("BENCH_PG_CACHE", "0")) or max(PG_USERS // 10, 100)
-ROUNDS = max(3, int(os.environ.get("BENCH_SCALE_ROUNDS", "3")))
+ROUNDS = max(3, int(os.environ.get("BENCH_SCALE_ROUNDS", "5")))
 PARALLEL = 32  # logins in flight
 WINDOW = 200  # messages in flight in the PostgreSQL fill
 SENDERS = 10
@@ -316,8 +319,9 @@ def pg_reads(pg, db):
 async def pg_start(name, spec, pg, users):
     """A server on its own database, its users' rows written beforehand."""
     sql = pg.database()
+    cache = PG_USERS + SENDERS + 1 if name == "ours_all" else PG_CACHE
     s = Server(name, *spec, options={"storage": "sql", "sql": sql,
-                                     "push_registration_cache_size": PG_CACHE})
+                                     "push_registration_cache_size": cache})
     s.db = sql["database"]
     # Prosody creates its tables on its first query (a login attempt);
     # the rows go in once they are there.
@@ -346,7 +350,7 @@ async def pg_part(specs, pg):
     per_round = PG_USERS // ROUNDS
     servers = []
     try:
-        for name, spec in specs.items():
+        for name, spec in [*specs.items(), ("ours_all", specs["ours"])]:
             servers.append(await pg_start(name, spec, pg, users))
         out = {s.name: [] for s in servers}
         rng = random.Random(7)
@@ -434,11 +438,11 @@ def report_pg(pg):
         f"(windowed; most not in the cache), then {PG_LATENCY // ROUNDS} per round to users drawn at random at "
         f"{PG_RATE:g}/s. Reads and writes: key-value gets and sets (pg_stat_statements), over none's. "
         f"Median (min–max) of the rounds.")
-    log(f"{'':<6}{'CPU µs/msg':>20}{'reads/msg':>20}{'writes/msg':>20}{'reads/msg (sample)':>22}"
+    log(f"{'':<9}{'CPU µs/msg':>20}{'reads/msg':>20}{'writes/msg':>20}{'reads/msg (sample)':>22}"
         f"{'writes/msg (sample)':>22}{'p50 ms':>9}{'p99 ms':>9}")
     msgs, sample = (lambda v: v["msgs"]), (lambda v: v["sample"])  # noqa: E731
     res = {}
-    for k in ("none", "ref", "ours"):
+    for k in ("none", "ref", "ours", "ours_all"):
         cpu = spread([x * 1e6 for x in over_none(pg, k, "cpu_fill", msgs)])
         reads = spread(over_none(pg, k, "reads", msgs))
         writes = spread(over_none(pg, k, "writes", msgs))
@@ -448,8 +452,8 @@ def report_pg(pg):
         r_s = spread(over_none(pg, k, "reads_sample", sample))
         lat = [ms for v in pg[k] for ms in v["latency"]]
         p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
-        log(f"{k:<6}{fmt(cpu, 0):>20}{fmt(reads):>20}{fmt(writes):>20}{fmt(r_s):>22}{fmt(w_s):>22}"
-            f"{p50:>9.1f}{p99:>9.1f}")
+        log(f"{k:<9}{fmt(cpu, 0):>20}{fmt(reads):>20}{fmt(writes):>20}{fmt(r_s):>22}{fmt(w_s):>22}"
+            f"{p50:>9.2f}{p99:>9.1f}")
         res[k] = {"cpu": cpu, "reads": reads, "writes": writes, "reads_sample": r_s, "p50": p50, "p99": p99}
     if res["none"]["p99"] >= 100:
         log(f"   !! none's p99 is {res['none']['p99']:.0f} ms at {PG_RATE:g}/s: lower BENCH_PG_RATE")
@@ -458,12 +462,16 @@ def report_pg(pg):
         f"allocator's count. Writes still owed at the end, the module's unload: {owed}.)")
     ratios = spread([o / r for o, r in zip(over_none(pg, "ours", "cpu_fill", msgs),
                                             over_none(pg, "ref", "cpu_fill", msgs)) if r > 0])
-    log(f"ours/ref per round: CPU per message {fmt(ratios)}; latency p50 {res['ours']['p50']:.1f} vs "
-        f"{res['ref']['p50']:.1f} ms, p99 {res['ours']['p99']:.1f} vs {res['ref']['p99']:.1f} ms")
+    log(f"ours/ref per round: CPU per message {fmt(ratios)}; latency p50 {res['ours']['p50']:.2f} vs "
+        f"{res['ref']['p50']:.2f} ms, p99 {res['ours']['p99']:.1f} vs {res['ref']['p99']:.1f} ms; with every user "
+        f"cached, as the reference keeps them (ours_all): p50 {res['ours_all']['p50']:.2f} vs "
+        f"{res['ref']['p50']:.2f} ms, p99 {res['ours_all']['p99']:.1f} vs {res['ref']['p99']:.1f} ms")
     return {"pg_push_ratio": ratios[0], "pg_ours_writes": res["ours"]["writes"][0],
             "pg_ours_reads": res["ours"]["reads"][0], "pg_ref_reads": res["ref"]["reads"][0],
             "pg_ours_sample_reads": res["ours"]["reads_sample"][0],
             "pg_ref_sample_reads": res["ref"]["reads_sample"][0],
+            "pg_ours_p50": res["ours"]["p50"], "pg_ref_p50": res["ref"]["p50"],
+            "pg_ours_all_p50": res["ours_all"]["p50"], "pg_ours_all_p99": res["ours_all"]["p99"],
             "pg_ours_p99": res["ours"]["p99"], "pg_ref_p99": res["ref"]["p99"], "pg_none_p99": res["none"]["p99"]}
 
 

@@ -8,9 +8,11 @@ use super::raw::write::{Shape, OPTION_SLOTS};
 use crate::bounded::Slots;
 use crate::config::{Config, RawConfig};
 use crate::facts::StanzaFacts;
+use crate::registration::Registration;
 use crate::service::{PushJob, PushService, Slot, StanzaKey, StanzaSource};
 use minidom::Element;
 use mlua::{Function, Lua, LuaSerdeExt, Result, Table, UserData, UserDataMethods, Value};
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 /// Field set on a stanza object that has no stable key of its own (no
@@ -37,6 +39,12 @@ pub struct Core {
     /// Per smacks session, the stanza objects of its waiting batch: the
     /// `original_stanza` of its important and of its unimportant push.
     pub batch_objects: HashMap<String, BatchObjects>,
+    /// The registration the last `<enable/>` built (the requester's bare
+    /// JID, and it), kept while nothing hooks `cloud_notify/registration`:
+    /// the `push_info` handed to Lua is then that registration unchanged,
+    /// and its plan takes it back instead of reading the table again. One
+    /// slot: a later enable replaces it.
+    pub enabled: RefCell<Option<(String, Registration)>>,
 }
 
 /// The stanza objects a waiting smacks batch was made of.
@@ -71,6 +79,7 @@ impl Core {
             ),
             get_handlers,
             batch_objects: HashMap::new(),
+            enabled: RefCell::new(None),
         };
         Ok((host, lua.create_sequence_from(problems)?))
     }
@@ -172,9 +181,15 @@ impl Core {
     /// Whether anything hooks `cloud_notify/push` now (then pushes hand
     /// their stanza to handlers, and those that go out later keep a copy).
     pub fn hooked(&self) -> Result<bool> {
+        self.hooks("cloud_notify/push")
+    }
+
+    /// Whether anything hooks `event` now (without `get_handlers`: as if
+    /// something did).
+    pub fn hooks(&self, event: &str) -> Result<bool> {
         match &self.get_handlers {
-            Some(get_handlers) => Ok(!get_handlers.call::<Value>("cloud_notify/push")?.is_nil()),
-            None => Ok(false),
+            Some(get_handlers) => Ok(!get_handlers.call::<Value>(event)?.is_nil()),
+            None => Ok(event == "cloud_notify/registration"),
         }
     }
 

@@ -166,11 +166,34 @@ fn enable(_: &Lua, this: &Core, (who, stanza, now): (Table, Table, f64)) -> Resu
         Err(e) => return Ok(Reply::Refused(e)),
     };
     let who = requester(this, &who)?;
-    Ok(this
-        .service
-        .enable_request(request, &who, now)
-        .map(Enabled)
-        .into())
+    let reg = match this.service.enable_request(request, &who, now) {
+        Ok(reg) => reg,
+        Err(e) => return Ok(Reply::Refused(e)),
+    };
+    // (read back from `push_info` unless kept: see `Core::enabled`)
+    let kept = (!this.hooks("cloud_notify/registration")?).then(|| (who.bare_jid, reg.clone()));
+    *this.enabled.borrow_mut() = kept;
+    Ok(Reply::Done(Enabled(reg)))
+}
+
+/// The registration `push_info` stands for: the one the enable built
+/// when it was kept for this user and identifier and nothing hooks
+/// `cloud_notify/registration` (nothing could have changed the table),
+/// else the table as read.
+fn enabled_registration(
+    this: &Core,
+    user: &str,
+    identifier: &str,
+    info: &Table,
+) -> Result<std::result::Result<crate::registration::Registration, crate::error::StanzaError>> {
+    let kept = this.enabled.borrow_mut().take();
+    if let Some((bare, reg)) = kept {
+        let ours = bare.split_once('@').map_or(bare.as_str(), |(u, _)| u) == user || bare == user;
+        if ours && reg.identifier() == identifier && !this.hooks("cloud_notify/registration")? {
+            return Ok(Ok(reg));
+        }
+    }
+    Ok(registration_from_lua(identifier, info))
 }
 
 fn plan_enable(
@@ -178,7 +201,7 @@ fn plan_enable(
     this: &Core,
     (user, identifier, info, resource): (String, String, Table, Option<LuaString>),
 ) -> Result<Reply<Planned>> {
-    let reg = match registration_from_lua(&identifier, &info) {
+    let reg = match enabled_registration(this, &user, &identifier, &info)? {
         Ok(r) => r,
         Err(e) => return Ok(Reply::Refused(e)),
     };

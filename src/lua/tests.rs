@@ -305,3 +305,83 @@ fn the_quick_might_push_answers_as_the_method() {
         .unwrap();
     assert!(checked);
 }
+
+/// An enable's registration, kept for its plan while nothing hooks
+/// `cloud_notify/registration`, is the one its `push_info` reads back as
+/// (publish-options, client id, language), so the plan is the same either
+/// way; with a handler hooked, the table is read (a handler may change it).
+#[test]
+fn a_kept_enable_is_what_its_push_info_reads_back_as() {
+    let (lua, stanza, mt) = vm();
+    lua.globals()
+        .set("cloud_notify", exports(&lua).unwrap())
+        .unwrap();
+    lua.globals().set("stanza_mt", mt).unwrap();
+    lua.globals().set("s", stanza).unwrap();
+    let (core, info, identifier): (mlua::AnyUserData, Table, String) = lua
+        .load(
+            r#"
+        hooked = false;
+        local function get_handlers(name)
+            if hooked and name == "cloud_notify/registration" then return { print }; end
+        end
+        local core = cloud_notify.new("example.com", nil, stanza_mt, get_handlers);
+        core:load("romeo", nil);
+        local iq = s("iq", { type = "set", id = "e1", ["xml:lang"] = "de" })
+            :tag("enable", { xmlns = "urn:xmpp:push:0", jid = "Push.Example", node = "n1" })
+            :tag("x", { xmlns = "jabber:x:data", type = "submit" })
+            :tag("field", { var = "FORM_TYPE" }):tag("value"):text("http://jabber.org/protocol/pubsub#publish-options"):up():up()
+            :tag("field", { var = "secret" }):tag("value"):text("s3cr3t"):up():up();
+        iq.last = nil;
+        local who = { username = "romeo", host = "example.com", full_jid = "romeo@example.com/phone",
+            client_id = "c1", resource = "phone" };
+        local info, identifier = core:enable(who, iq, 1);
+        return core, info, identifier;
+    "#,
+        )
+        .eval()
+        .unwrap();
+    let kept = {
+        let c = core.borrow::<super::object::Core>().unwrap();
+        let kept = c.enabled.borrow().clone();
+        kept
+    };
+    let (bare, reg) = kept.expect("kept: nothing hooks cloud_notify/registration");
+    assert_eq!(bare, "romeo@example.com");
+    assert!(reg.options.is_some());
+    assert_eq!(
+        super::records::registration_from_lua(&identifier, &info).unwrap(),
+        reg
+    );
+    // Its plan takes it (and the slot is emptied).
+    lua.globals().set("core", core.clone()).unwrap();
+    lua.globals().set("info", info).unwrap();
+    lua.globals().set("identifier", identifier).unwrap();
+    let node: String = lua
+        .load(r#"return core:plan_enable("romeo", identifier, info).services[identifier].node"#)
+        .eval()
+        .unwrap();
+    assert_eq!(node, "n1");
+    assert!(core
+        .borrow::<super::object::Core>()
+        .unwrap()
+        .enabled
+        .borrow()
+        .is_none());
+    // Hooked: nothing is kept, and a changed table is what the plan reads.
+    let secret: String = lua
+        .load(
+            r#"
+        hooked = true;
+        local iq = s("iq", { type = "set", id = "e2" })
+            :tag("enable", { xmlns = "urn:xmpp:push:0", jid = "push.example", node = "n2" });
+        iq.last = nil;
+        local info2, id2 = core:enable({ username = "romeo", host = "example.com" }, iq, 2);
+        info2.encryption = "changed by a handler";
+        return core:plan_enable("romeo", id2, info2).services[id2].encryption;
+    "#,
+        )
+        .eval()
+        .unwrap();
+    assert_eq!(secret, "changed by a handler");
+}
