@@ -8,16 +8,11 @@
 //! whose `attr.xmlns` is absent where the namespace is inherited (and on the
 //! root, which lives in the stream's namespace).
 
-use crate::form::{set_stanza_attr, stanza_attr_local, Form, Packer};
+use crate::form::{stanza_attr_local, Form, Packer};
 use crate::muc::{Member, Reference, MAX_REFERENCES};
 use minidom::rxml::NcName;
 use minidom::Element;
 use mlua::{Lua, Result, Table, Value};
-
-/// Deepest element accepted from Lua.
-const MAX_DEPTH: usize = 32;
-/// Most elements accepted from Lua in one conversion.
-const MAX_ELEMENTS: usize = 2048;
 
 /// A string field of a table, raw (no metamethods), if it is a string.
 pub fn str_field(t: &Table, key: &str) -> Result<Option<String>> {
@@ -62,62 +57,10 @@ fn element_ns(t: &Table, parent_ns: &str) -> Result<String> {
 
 /// Converts a `util.stanza` object, or its preserialized form, into an
 /// element. Bounded in depth and size; attribute names that are not XML
-/// names are left out.
+/// names are left out. Read raw ([`super::raw::tree`]).
 pub fn lua_to_element(t: &Table, parent_ns: &str) -> std::result::Result<Element, String> {
-    let mut budget = MAX_ELEMENTS;
-    to_element(t, parent_ns, 0, &mut budget)
-}
-
-fn to_element(
-    t: &Table,
-    parent_ns: &str,
-    depth: usize,
-    budget: &mut usize,
-) -> std::result::Result<Element, String> {
-    if depth > MAX_DEPTH {
-        return Err("element nested too deeply".into());
-    }
-    if *budget == 0 {
-        return Err("too many elements".into());
-    }
-    *budget -= 1;
-    let lua_err = |e: mlua::Error| e.to_string();
-    let name = str_field(t, "name")
-        .map_err(lua_err)?
-        .ok_or("element without a name")?;
-    let attr = table_field(t, "attr").map_err(lua_err)?;
-    let ns = match &attr {
-        Some(a) => str_field(a, "xmlns")
-            .map_err(lua_err)?
-            .unwrap_or_else(|| parent_ns.to_owned()),
-        None => parent_ns.to_owned(),
-    };
-    if NcName::try_from(name.as_str()).is_err() {
-        return Err(format!("invalid element name {name:?}"));
-    }
-    let mut elem = Element::builder(&name, ns.clone()).build();
-    if let Some(attr) = attr {
-        for pair in attr.pairs::<Value, Value>() {
-            let (Value::String(k), Value::String(v)) = pair.map_err(lua_err)? else {
-                continue;
-            };
-            let (k, v) = (k.to_string_lossy(), v.to_string_lossy());
-            if k != "xmlns" {
-                set_stanza_attr(&mut elem, &k, &v);
-            }
-        }
-    }
-    for child in t.clone().sequence_values::<Value>() {
-        match child.map_err(lua_err)? {
-            Value::Table(c) => {
-                let c = to_element(&c, &ns, depth + 1, budget)?;
-                elem.append_child(c);
-            }
-            Value::String(s) => elem.append_text_node(s.to_string_lossy()),
-            _ => {}
-        }
-    }
-    Ok(elem)
+    let lua = t.weak_lua().try_upgrade().ok_or("the Lua state is gone")?;
+    super::raw::tree::element(&lua, t, parent_ns).map_err(|e| e.to_string())?
 }
 
 /// Packs a `util.stanza` object, or its preserialized form, into a

@@ -36,9 +36,11 @@ use super::convert::{affiliations_of, first_tag_path, lua_to_element, str_field,
 use super::object::Core;
 use super::raw::write::registration_table;
 use super::records::{registration_from_lua, registrations_from_store};
-use super::replies::{not_loaded, Disabled, Enabled, HeldPlan, Planned, Record, Reply};
+use super::replies::{
+    not_loaded, Disabled, Enabled, HeldPlan, Planned, PlannedEnable, Record, Reply,
+};
 use crate::error::StanzaError;
-use crate::registration::{EnableRequest, Requester};
+use crate::registration::{EnableRequest, Registration, Requester};
 use mlua::{AnyUserData, Function, Lua, LuaString, Result, Table, UserDataMethods};
 
 /// The methods of this file, on the core object.
@@ -178,37 +180,42 @@ fn enable(_: &Lua, this: &Core, (who, stanza, now): (Table, Table, f64)) -> Resu
 
 /// The registration `push_info` stands for: the one the enable built
 /// when it was kept for this user and identifier and nothing hooks
-/// `cloud_notify/registration` (nothing could have changed the table),
-/// else the table as read.
+/// `cloud_notify/registration` (nothing could have changed the table:
+/// `true`), else the table as read.
 fn enabled_registration(
     this: &Core,
     user: &str,
     identifier: &str,
     info: &Table,
-) -> Result<std::result::Result<crate::registration::Registration, crate::error::StanzaError>> {
+) -> Result<std::result::Result<(Registration, bool), StanzaError>> {
     let kept = this.enabled.borrow_mut().take();
     if let Some((bare, reg)) = kept {
         let ours = bare.split_once('@').map_or(bare.as_str(), |(u, _)| u) == user || bare == user;
         if ours && reg.identifier() == identifier && !this.hooks("cloud_notify/registration")? {
-            return Ok(Ok(reg));
+            return Ok(Ok((reg, true)));
         }
     }
-    Ok(registration_from_lua(identifier, info))
+    Ok(registration_from_lua(identifier, info).map(|reg| (reg, false)))
 }
 
 fn plan_enable(
     _: &Lua,
     this: &Core,
     (user, identifier, info, resource): (String, String, Table, Option<LuaString>),
-) -> Result<Reply<Planned>> {
-    let reg = match enabled_registration(this, &user, &identifier, &info)? {
+) -> Result<Reply<PlannedEnable>> {
+    let (reg, kept) = match enabled_registration(this, &user, &identifier, &info)? {
         Ok(r) => r,
         Err(e) => return Ok(Reply::Refused(e)),
     };
+    // (`push_info` is the record when the plan keeps the registration as built)
+    let built = kept.then(|| reg.clone());
     let resource = resource.as_ref().map(|r| r.to_str()).transpose()?;
     Ok(
         match this.service.plan_enable(&user, reg, resource.as_deref()) {
-            Some(plan) => Reply::Done(Planned(Some(plan))),
+            Some(plan) => {
+                let same = built.is_some_and(|b| plan.regs.contains(&b));
+                Reply::Done(PlannedEnable(plan, same.then_some((identifier, info))))
+            }
             None => Reply::Refused(not_loaded()),
         },
     )

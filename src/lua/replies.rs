@@ -6,7 +6,7 @@ use super::raw::write::registration_table;
 use crate::error::StanzaError;
 use crate::registration::Registration;
 use crate::registry::Plan;
-use mlua::{IntoLua, IntoLuaMulti, Lua, MultiValue, Result, UserData, Value};
+use mlua::{IntoLua, IntoLuaMulti, Lua, MultiValue, Result, Table, UserData, Value};
 
 /// `values…` on success; `nil, type, condition, text` for a refusal (as
 /// `st.error_reply` takes them).
@@ -78,30 +78,51 @@ impl UserData for HeldPlan {}
 
 impl IntoLuaMulti for Planned {
     fn into_lua_multi(self, lua: &Lua) -> Result<MultiValue> {
-        let Some(plan) = self.0 else {
-            return Ok(MultiValue::new());
-        };
-        let services = lua.create_table_with_capacity(0, plan.regs.len())?;
-        for r in plan.regs.iter().filter(|r| r.push2.is_none()) {
-            services.raw_set(r.identifier(), Record(r))?;
+        match self.0 {
+            Some(plan) => plan_table(lua, plan, None),
+            None => Ok(MultiValue::new()),
         }
-        let removed = lua.create_table_with_capacity(0, plan.removed.len())?;
-        for id in &plan.removed {
-            removed.raw_set(id.as_str(), true)?;
-        }
-        let t = lua.create_table_with_capacity(0, 5)?;
-        if plan.stores.push2 {
-            t.raw_set(
-                "services2",
-                super::push2::store_table(lua, plan.regs.iter())?,
-            )?;
-        }
-        t.raw_set("services", services)?;
-        t.raw_set("removed", removed)?;
-        t.raw_set("xep", plan.stores.xep0357)?;
-        t.raw_set("held", lua.create_userdata(HeldPlan(Some(plan)))?)?;
-        t.into_lua_multi(lua)
     }
+}
+
+/// A [`Planned`] table for an enable; given an identifier and its
+/// `push_info` (the registration's record exactly as the plan holds it),
+/// the record in `services` is that table, as the reference stores the
+/// table its session keeps (one table made, not two).
+pub struct PlannedEnable(pub Plan, pub Option<(String, Table)>);
+
+impl IntoLuaMulti for PlannedEnable {
+    fn into_lua_multi(self, lua: &Lua) -> Result<MultiValue> {
+        plan_table(lua, self.0, self.1)
+    }
+}
+
+/// The table of a [`Planned`]; the record of `reuse`'s identifier is its
+/// table.
+fn plan_table(lua: &Lua, plan: Plan, reuse: Option<(String, Table)>) -> Result<MultiValue> {
+    let services = lua.create_table_with_capacity(0, plan.regs.len())?;
+    for r in plan.regs.iter().filter(|r| r.push2.is_none()) {
+        match &reuse {
+            Some((id, table)) if id == r.identifier() => services.raw_set(r.identifier(), table)?,
+            _ => services.raw_set(r.identifier(), Record(r))?,
+        }
+    }
+    let removed = lua.create_table_with_capacity(0, plan.removed.len())?;
+    for id in &plan.removed {
+        removed.raw_set(id.as_str(), true)?;
+    }
+    let t = lua.create_table_with_capacity(0, 5)?;
+    if plan.stores.push2 {
+        t.raw_set(
+            "services2",
+            super::push2::store_table(lua, plan.regs.iter())?,
+        )?;
+    }
+    t.raw_set("services", services)?;
+    t.raw_set("removed", removed)?;
+    t.raw_set("xep", plan.stores.xep0357)?;
+    t.raw_set("held", lua.create_userdata(HeldPlan(Some(plan)))?)?;
+    t.into_lua_multi(lua)
 }
 
 /// A [`Planned`] table for a `<disable/>` that removes something;

@@ -358,7 +358,12 @@ fn a_kept_enable_is_what_its_push_info_reads_back_as() {
     lua.globals().set("info", info).unwrap();
     lua.globals().set("identifier", identifier).unwrap();
     let node: String = lua
-        .load(r#"return core:plan_enable("romeo", identifier, info).services[identifier].node"#)
+        .load(
+            r#"
+        local services = core:plan_enable("romeo", identifier, info).services;
+        assert(services[identifier] == info, "the record is push_info itself");
+        return services[identifier].node"#,
+        )
         .eval()
         .unwrap();
     assert_eq!(node, "n1");
@@ -378,10 +383,71 @@ fn a_kept_enable_is_what_its_push_info_reads_back_as() {
         iq.last = nil;
         local info2, id2 = core:enable({ username = "romeo", host = "example.com" }, iq, 2);
         info2.encryption = "changed by a handler";
-        return core:plan_enable("romeo", id2, info2).services[id2].encryption;
+        local services = core:plan_enable("romeo", id2, info2).services;
+        assert(services[id2] ~= info2, "read, and made anew");
+        return services[id2].encryption;
     "#,
         )
         .eval()
         .unwrap();
     assert_eq!(secret, "changed by a handler");
+}
+
+/// The raw element reader: namespaces inherited or declared, attributes
+/// (`xml:lang`, non-string keys left out), text in order; bounded in depth
+/// (a table holding itself too) and in elements, and names checked.
+#[test]
+fn elements_are_read_raw_and_bounded() {
+    let (lua, stanza, _) = vm();
+    let t = build(
+        &lua,
+        &stanza,
+        r#"s("iq", { type = "set", ["xml:lang"] = "de", [1] = "not an attribute" })
+            :tag("enable", { xmlns = "urn:xmpp:push:0", jid = "push.example" })
+            :tag("x", { xmlns = "jabber:x:data" }):text("a"):tag("field", { var = "v" }):up():text("b")"#,
+    );
+    let e = lua_to_element(&t, crate::NS_CLIENT).unwrap();
+    assert!(e.is("iq", crate::NS_CLIENT));
+    assert_eq!(e.attr("type"), Some("set"));
+    assert_eq!(e.attrs().iter().count(), 2, "xml:lang and type");
+    let enable = e.get_child("enable", "urn:xmpp:push:0").unwrap();
+    assert_eq!(enable.attr("jid"), Some("push.example"));
+    let x = enable.get_child("x", "jabber:x:data").unwrap();
+    assert_eq!(x.text(), "ab");
+    assert!(x.get_child("field", "jabber:x:data").is_some(), "inherited");
+    let deep: Table = lua
+        .load(r#"local t = { name = "a" }; local c = t; for _ = 1, 40 do local n = { name = "a" }; c[1] = n; c = n; end; return t"#)
+        .eval()
+        .unwrap();
+    assert_eq!(
+        lua_to_element(&deep, "").unwrap_err(),
+        "element nested too deeply"
+    );
+    let looped: Table = lua
+        .load(r#"local t = { name = "a" }; t[1] = t; return t"#)
+        .eval()
+        .unwrap();
+    assert_eq!(
+        lua_to_element(&looped, "").unwrap_err(),
+        "element nested too deeply"
+    );
+    let wide: Table = lua
+        .load(
+            r#"local t = { name = "a" }; for i = 1, 3000 do t[i] = { name = "b" }; end; return t"#,
+        )
+        .eval()
+        .unwrap();
+    assert_eq!(lua_to_element(&wide, "").unwrap_err(), "too many elements");
+    let bad: Table = lua.load(r#"return { name = "a b" }"#).eval().unwrap();
+    assert!(lua_to_element(&bad, "")
+        .unwrap_err()
+        .starts_with("invalid element name"));
+    let nameless: Table = lua
+        .load(r#"return { name = "a", { attr = {} } }"#)
+        .eval()
+        .unwrap();
+    assert_eq!(
+        lua_to_element(&nameless, "").unwrap_err(),
+        "element without a name"
+    );
 }

@@ -11,7 +11,9 @@
 //! - [`read`]: what push decisions need, read off a stanza (and an answer's
 //!   attributes, the sessions' push identifiers);
 //! - [`events`]: the `cloud_notify/push` event payloads of a batch of pushes;
-//! - [`quick`]: `might_push` as a C function, not a method call.
+//! - [`quick`]: `might_push` as a C function, not a method call;
+//! - [`tree`]: an element (a client's `<enable/>`, a kept stanza) read
+//!   into a minidom element.
 //!
 //! The rules every function here keeps:
 //! - what a closure touches is borrowed or plain data (integers, pointers
@@ -26,6 +28,7 @@ pub mod alloc;
 pub mod events;
 pub mod quick;
 pub mod read;
+pub mod tree;
 pub mod write;
 
 use mlua::ffi;

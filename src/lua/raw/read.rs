@@ -25,13 +25,13 @@ const ARG: c_int = 1;
 
 /// A Lua string: where it is and how long.
 #[derive(Clone, Copy)]
-struct Found(*const c_char, usize);
+pub(super) struct Found(pub(super) *const c_char, pub(super) usize);
 
 impl Found {
-    const NONE: Found = Found(std::ptr::null(), 0);
+    pub(super) const NONE: Found = Found(std::ptr::null(), 0);
 
     /// `None` for [`Found::NONE`].
-    fn some(self) -> Option<Found> {
+    pub(super) fn some(self) -> Option<Found> {
         (!self.0.is_null()).then_some(self)
     }
 
@@ -45,7 +45,7 @@ impl Found {
 
     /// # Safety
     /// The Lua string is alive.
-    unsafe fn bytes(&self) -> Option<&[u8]> {
+    pub(super) unsafe fn bytes(&self) -> Option<&[u8]> {
         (!self.0.is_null())
             .then(|| unsafe { std::slice::from_raw_parts(self.0.cast::<u8>(), self.1) })
     }
@@ -67,7 +67,7 @@ impl Found {
 ///
 /// # Safety
 /// `l` is valid inside a protected call; `t` is a table's absolute index.
-unsafe fn get(l: *mut ffi::lua_State, t: c_int, key: &CStr) -> c_int {
+pub(super) unsafe fn get(l: *mut ffi::lua_State, t: c_int, key: &CStr) -> c_int {
     unsafe {
         ffi::lua_pushstring(l, key.as_ptr());
         ffi::lua_rawget(l, t)
@@ -78,7 +78,7 @@ unsafe fn get(l: *mut ffi::lua_State, t: c_int, key: &CStr) -> c_int {
 ///
 /// # Safety
 /// As [`get`]; the string stays alive while `t` holds it.
-unsafe fn get_str(l: *mut ffi::lua_State, t: c_int, key: &CStr) -> Found {
+pub(super) unsafe fn get_str(l: *mut ffi::lua_State, t: c_int, key: &CStr) -> Found {
     unsafe {
         let found = if get(l, t, key) == ffi::LUA_TSTRING {
             let mut len = 0;
