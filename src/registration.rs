@@ -268,11 +268,11 @@ pub fn element_count(elem: &Element) -> usize {
 
 /// Checks a publish-options form: a data form of type `submit` or `form`
 /// (clients differ), whose FORM_TYPE, when present, is pubsub#publish-options.
-pub fn check_publish_options(form: &Element) -> Result<(), StanzaError> {
-    if element_size(form) > MAX_OPTIONS_SIZE || element_count(form) > MAX_OPTIONS_ELEMENTS {
+pub fn check_publish_options(form: Element) -> Result<(), StanzaError> {
+    if element_size(&form) > MAX_OPTIONS_SIZE || element_count(&form) > MAX_OPTIONS_ELEMENTS {
         return Err(StanzaError::not_acceptable("Publish options too large"));
     }
-    let parsed = DataForm::try_from(form.clone())
+    let parsed = DataForm::try_from(form)
         .map_err(|e| StanzaError::bad_request(format!("Invalid publish options form: {e}")))?;
     if !matches!(parsed.type_, DataFormType::Submit | DataFormType::Form) {
         return Err(StanzaError::bad_request(
@@ -313,10 +313,17 @@ pub fn registration_from_enable(
     if too_long(&req.language, MAX_LANGUAGE_LEN) {
         return Err(StanzaError::not_acceptable("xml:lang too long"));
     }
-    if let Some(form) = &req.form {
-        debug_assert!(form.is("x", NS_DATA_FORMS));
-        check_publish_options(form)?;
-    }
+    // (packed before the check, which takes the element)
+    let options = match req.form {
+        Some(form) => {
+            debug_assert!(form.is("x", NS_DATA_FORMS));
+            let packed = Form::from_element(&form, "")
+                .map_err(|_| StanzaError::not_acceptable("Publish options too large"))?;
+            check_publish_options(form)?;
+            Some(packed)
+        }
+        None => None,
+    };
     // Every stored string is bounded: an overlong client id or resource
     // is not kept.
     let client_id = who
@@ -342,13 +349,7 @@ pub fn registration_from_enable(
         },
         now,
     );
-    reg.options = match &req.form {
-        Some(form) => Some(
-            Form::from_element(form, "")
-                .map_err(|_| StanzaError::not_acceptable("Publish options too large"))?,
-        ),
-        None => None,
-    };
+    reg.options = options;
     Ok(reg)
 }
 
