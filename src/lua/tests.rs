@@ -34,6 +34,17 @@ fn vm() -> (Lua, Function, Table) {
     (lua, stanza, mt)
 }
 
+/// A VM whose globals are the library (`cloud_notify`), util.stanza's
+/// metatable (`stanza_mt`) and the constructor (`s`).
+fn vm_with_library() -> Lua {
+    let (lua, stanza, mt) = vm();
+    let globals = lua.globals();
+    globals.set("cloud_notify", exports(&lua).unwrap()).unwrap();
+    globals.set("stanza_mt", mt).unwrap();
+    globals.set("s", stanza).unwrap();
+    lua
+}
+
 /// Builds a stanza with a Lua expression over `s` (the constructor).
 fn build(lua: &Lua, stanza: &Function, code: &str) -> Table {
     lua.globals().set("s", stanza.clone()).unwrap();
@@ -149,11 +160,7 @@ fn the_raw_reader_finds_what_the_core_walk_finds() {
 /// offline message, the event it gives (its IQ the core's), the answer.
 #[test]
 fn the_core_object_end_to_end() {
-    let (lua, stanza, mt) = vm();
-    let exports = exports(&lua).unwrap();
-    lua.globals().set("cloud_notify", exports).unwrap();
-    lua.globals().set("stanza_mt", mt).unwrap();
-    lua.globals().set("s", stanza).unwrap();
+    let lua = vm_with_library();
     let checked: bool = lua
         .load(
             r#"
@@ -209,12 +216,7 @@ fn the_core_object_end_to_end() {
 /// no limit; here mlua's allocator has one, set just above what is in use.)
 #[test]
 fn out_of_memory_while_writing_pushes_is_an_error_not_a_crash() {
-    let (lua, stanza, mt) = vm();
-    lua.globals()
-        .set("cloud_notify", exports(&lua).unwrap())
-        .unwrap();
-    lua.globals().set("stanza_mt", mt).unwrap();
-    lua.globals().set("s", stanza).unwrap();
+    let lua = vm_with_library();
     lua.load(
         r#"
         core = cloud_notify.new("example.com", nil, stanza_mt, nil);
@@ -272,11 +274,7 @@ fn out_of_memory_while_writing_pushes_is_an_error_not_a_crash() {
 /// sets outlive the core object while the function is referenced.
 #[test]
 fn the_quick_might_push_answers_as_the_method() {
-    let (lua, _, mt) = vm();
-    lua.globals()
-        .set("cloud_notify", exports(&lua).unwrap())
-        .unwrap();
-    lua.globals().set("stanza_mt", mt).unwrap();
+    let lua = vm_with_library();
     let checked: bool = lua
         .load(
             r#"
@@ -312,12 +310,7 @@ fn the_quick_might_push_answers_as_the_method() {
 /// way; with a handler hooked, the table is read (a handler may change it).
 #[test]
 fn a_kept_enable_is_what_its_push_info_reads_back_as() {
-    let (lua, stanza, mt) = vm();
-    lua.globals()
-        .set("cloud_notify", exports(&lua).unwrap())
-        .unwrap();
-    lua.globals().set("stanza_mt", mt).unwrap();
-    lua.globals().set("s", stanza).unwrap();
+    let lua = vm_with_library();
     let (core, info, identifier): (mlua::AnyUserData, Table, String) = lua
         .load(
             r#"
