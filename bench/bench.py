@@ -909,6 +909,9 @@ def main():
                                  if isinstance(x, dict)))
                 log("W1 runs (Ir/msg) " + " ".join(f"{k}={[round(x) for x in r['w1_runs']]}"
                                                    for k, r in ir.items() if "w1_runs" in r))
+                log("W1 in-process pairs (Ir/msg, off/on) " + " ".join(
+                    f"{k}={[(round(off), round(on)) for off, on in r['w1_ab']]}"
+                    for k, r in ir.items() if "w1_ab" in r))
                 return
     finally:
         shutil.rmtree(refdir, ignore_errors=True)
