@@ -219,13 +219,25 @@ class Stream:
         self.writer.transport.abort()
 
     async def close(self):
-        """Closes the stream cleanly: returns once the server closed its own."""
-        self.writer.write(b"</stream:stream>")
-        try:
-            await self._read_until(b"</stream:stream>")
-        except ConnectionError:
+        """Goes unavailable and closes the stream cleanly, as a client
+        does: returns once the server closed the connection."""
+        self.writer.write(b"<presence type='unavailable'/></stream:stream>")
+        await self.writer.drain()
+        while await self.reader.read(65536):
             pass
         self.writer.close()
+
+
+async def first_start(port, user, i, pushing, name):
+    """A phone's first start: `user` logs in (presence), enables push
+    in-band with publish-options (`enable_iq`'s shape for `i`) and closes
+    the stream; with a push module (`pushing`), the enable must succeed."""
+    s = await Stream(port, user, "phone").connect(presence=True)
+    got = await s.iq(enable_iq(user, i), "push1")
+    tag = got[got.rfind(b"<iq"):]
+    if pushing and b"result" not in tag:
+        raise RuntimeError(f"{name}: enable refused for {user}: {tag!r}")
+    await s.close()
 
 
 class AppServer:
@@ -535,17 +547,14 @@ class Variant:
         return result
 
     async def logins(self, users, offset):
-        """Each user logs in, enables push (the enable answered, with a
-        result or, without a push module, an error) and closes the stream,
-        LOGINS_IN_FLIGHT at a time."""
+        """Each user's first start (`first_start`), LOGINS_IN_FLIGHT at a
+        time."""
         queue = list(enumerate(users, offset))
 
         async def worker():
             while queue:
                 i, u = queue.pop(0)
-                s = await Stream(self.p.c2s_port, u, "phone").connect(presence=True)
-                await s.iq(enable_iq(u, i), "push1")
-                await s.close()
+                await first_start(self.p.c2s_port, u, i, self.pushing, self.name)
 
         await asyncio.gather(*(worker() for _ in range(LOGINS_IN_FLIGHT)))
 

@@ -50,7 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/e2e"))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench import (APP, BEFORE, HOST, PROBE, REFERENCE, AppServer, Stream, cpu_seconds, enable_iq, log,  # noqa: E402
+from bench import (APP, BEFORE, HOST, PROBE, REFERENCE, AppServer, Stream, cpu_seconds, first_start, log,  # noqa: E402
                    rss_kib, stats, write_lua)
 from harness import DIST, PASSWORD, Postgres, Prosody, encode_host  # noqa: E402
 
@@ -142,16 +142,7 @@ class Server:
 
     async def login(self, user):
         """Log in, presence, enable push in-band, close the stream cleanly."""
-        s = await Stream(self.p.c2s_port, user, "phone").connect(presence=True)
-        got = await s.iq(enable_iq(user, int(user.lstrip("uw"))), "push1")
-        tag = got[got.rfind(b"<iq"):]
-        if self.pushing and b"result" not in tag:
-            raise RuntimeError(f"{self.name}: enable refused for {user}: {tag!r}")
-        s.writer.write(b"<presence type='unavailable'/></stream:stream>")
-        await s.writer.drain()
-        while await s.reader.read(65536):
-            pass
-        s.writer.close()
+        await first_start(self.p.c2s_port, user, int(user.lstrip("uw")), self.pushing, self.name)
 
     async def logins(self, users):
         sem = asyncio.Semaphore(PARALLEL)

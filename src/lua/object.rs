@@ -180,16 +180,23 @@ impl Core {
 
     /// Whether anything hooks `cloud_notify/push` now (then pushes hand
     /// their stanza to handlers, and those that go out later keep a copy).
+    /// Without `get_handlers`, no.
     pub fn hooked(&self) -> Result<bool> {
-        self.hooks("cloud_notify/push")
+        Ok(self.handlers("cloud_notify/push")?.unwrap_or(false))
     }
 
-    /// Whether anything hooks `event` now (without `get_handlers`: as if
-    /// something did).
-    pub fn hooks(&self, event: &str) -> Result<bool> {
+    /// Whether anything hooks `cloud_notify/registration` now (then a
+    /// handler may have changed `push_info`: see [`Core::enabled`]).
+    /// Without `get_handlers`, as if something did.
+    pub fn registration_hooked(&self) -> Result<bool> {
+        Ok(self.handlers("cloud_notify/registration")?.unwrap_or(true))
+    }
+
+    /// Whether anything hooks `event` now; `None` without `get_handlers`.
+    fn handlers(&self, event: &str) -> Result<Option<bool>> {
         match &self.get_handlers {
-            Some(get_handlers) => Ok(!get_handlers.call::<Value>(event)?.is_nil()),
-            None => Ok(event == "cloud_notify/registration"),
+            Some(get_handlers) => Ok(Some(!get_handlers.call::<Value>(event)?.is_nil())),
+            None => Ok(None),
         }
     }
 

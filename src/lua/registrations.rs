@@ -173,7 +173,7 @@ fn enable(_: &Lua, this: &Core, (who, stanza, now): (Table, Table, f64)) -> Resu
         Err(e) => return Ok(Reply::Refused(e)),
     };
     // (read back from `push_info` unless kept: see `Core::enabled`)
-    let kept = (!this.hooks("cloud_notify/registration")?).then(|| (who.bare_jid, reg.clone()));
+    let kept = (!this.registration_hooked()?).then(|| (who.bare_jid, reg.clone()));
     *this.enabled.borrow_mut() = kept;
     Ok(Reply::Done(Enabled(reg)))
 }
@@ -191,7 +191,7 @@ fn enabled_registration(
     let kept = this.enabled.borrow_mut().take();
     if let Some((bare, reg)) = kept {
         let ours = bare.split_once('@').map_or(bare.as_str(), |(u, _)| u) == user || bare == user;
-        if ours && reg.identifier() == identifier && !this.hooks("cloud_notify/registration")? {
+        if ours && reg.identifier() == identifier && !this.registration_hooked()? {
             return Ok(Ok((reg, true)));
         }
     }

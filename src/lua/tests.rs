@@ -408,39 +408,28 @@ fn elements_are_read_raw_and_bounded() {
     let x = enable.get_child("x", "jabber:x:data").unwrap();
     assert_eq!(x.text(), "ab");
     assert!(x.get_child("field", "jabber:x:data").is_some(), "inherited");
-    let deep: Table = lua
-        .load(r#"local t = { name = "a" }; local c = t; for _ = 1, 40 do local n = { name = "a" }; c[1] = n; c = n; end; return t"#)
-        .eval()
-        .unwrap();
-    assert_eq!(
-        lua_to_element(&deep, "").unwrap_err(),
-        "element nested too deeply"
-    );
-    let looped: Table = lua
-        .load(r#"local t = { name = "a" }; t[1] = t; return t"#)
-        .eval()
-        .unwrap();
-    assert_eq!(
-        lua_to_element(&looped, "").unwrap_err(),
-        "element nested too deeply"
-    );
-    let wide: Table = lua
-        .load(
+    // (each table, and why it is refused)
+    let refused = [
+        (
+            r#"local t = { name = "a" }; local c = t; for _ = 1, 40 do local n = { name = "a" }; c[1] = n; c = n; end; return t"#,
+            "element nested too deeply",
+        ),
+        (
+            r#"local t = { name = "a" }; t[1] = t; return t"#,
+            "element nested too deeply",
+        ),
+        (
             r#"local t = { name = "a" }; for i = 1, 3000 do t[i] = { name = "b" }; end; return t"#,
-        )
-        .eval()
-        .unwrap();
-    assert_eq!(lua_to_element(&wide, "").unwrap_err(), "too many elements");
-    let bad: Table = lua.load(r#"return { name = "a b" }"#).eval().unwrap();
-    assert!(lua_to_element(&bad, "")
-        .unwrap_err()
-        .starts_with("invalid element name"));
-    let nameless: Table = lua
-        .load(r#"return { name = "a", { attr = {} } }"#)
-        .eval()
-        .unwrap();
-    assert_eq!(
-        lua_to_element(&nameless, "").unwrap_err(),
-        "element without a name"
-    );
+            "too many elements",
+        ),
+        (r#"return { name = "a b" }"#, "invalid element name \"a b\""),
+        (
+            r#"return { name = "a", { attr = {} } }"#,
+            "element without a name",
+        ),
+    ];
+    for (code, why) in refused {
+        let t: Table = lua.load(code).eval().unwrap();
+        assert_eq!(lua_to_element(&t, "").unwrap_err(), why, "{code}");
+    }
 }
