@@ -386,6 +386,16 @@ def over_none(rounds, k, key, per):
             for v, n in zip(rounds[k], rounds["none"])]
 
 
+def totals_ratio(rounds, key):
+    """Ours' growth over none's, against the reference's, each summed over
+    the rounds: the figure one run of all the users gives. (A round's own
+    ratio divides one small difference of CPU times by another, and the
+    reference's grows with its heap from round to round: their median is
+    the spread's centre, not this.)"""
+    d = {k: sum(v[key] - n[key] for v, n in zip(rounds[k], rounds["none"])) for k in ("ours", "ref")}
+    return d["ours"] / d["ref"] if d["ref"] > 0 else float("nan")
+
+
 def fmt(triple, digits=2):
     mid, lo, hi = triple
     return f"{mid:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
@@ -413,12 +423,16 @@ def report_login(login, out):
         over_none(login, "ours", key, users), over_none(login, "ref", key, users)) if r > 0])
     mem, lg, ps = ratio("rss"), ratio("cpu_login"), ratio("cpu_push")
     log(f"ours/ref per round: memory per user {fmt(mem)}, CPU per login+enable {fmt(lg)}, CPU per push {fmt(ps)}")
+    lg_total = totals_ratio(login, "cpu_login")
+    log(f"ours/ref over all {LOGIN_USERS} users (the rounds' sums, as one run of them all reads): CPU per "
+        f"login+enable {lg_total:.2f}, CPU per push {totals_ratio(login, 'cpu_push'):.2f}, memory per user "
+        f"{totals_ratio(login, 'rss'):.2f}")
     owed = ", ".join(f"{k} {login[k + '_unload'] * 1e3:.0f} ms" for k in ("ref", "ours"))
     log(f"(none's row: its own growth; the others: over none's in the same round. Of ours' memory, its Rust side "
         f"holds {sum(v['core'] for v in login['ours']) / LOGIN_USERS:.0f} B/user by its allocator's count. The "
         f"module's unload at the end (what is still owed is written then): {owed}.)")
     return {"ours_kib_per_user": out["ours"]["rss"][0], "ref_kib_per_user": out["ref"]["rss"][0],
-            "mem_ratio": mem[0], "login_ratio": lg[0], "push_ratio": ps[0],
+            "mem_ratio": mem[0], "login_ratio": lg[0], "login_ratio_all": lg_total, "push_ratio": ps[0],
             "ours_p99": out["ours"]["p99"], "ref_p99": out["ref"]["p99"]}
 
 
