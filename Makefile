@@ -100,7 +100,7 @@ test-rust:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --features module --all-targets -- -D warnings
-	luacheck lua spec fuzz tests/e2e/modules bench/modules
+	luacheck lua spec fuzz tests/e2e/modules bench/modules bench/floor
 
 test-busted: dist
 	lua5.4 /usr/bin/busted --lua=lua5.4 spec
