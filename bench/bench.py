@@ -88,7 +88,7 @@ CG_W1_RUNS = 3
 # of 1,000 messages holds about a dozen collector cycles, and whether it
 # holds one more moves its count by up to 0.3 %: windows of 2,000 halve
 # that step. The median of the loaded windows' Δ, with their range.)
-CG_W1_PAIRS = 5
+CG_W1_WINDOWS = 5
 CG_AB_N = scaled(2000)
 R_MEM = int(os.environ.get("BENCH_USERS", "20000"))
 PINGS = int(os.environ.get("BENCH_PINGS", "50000"))
@@ -722,7 +722,7 @@ async def callgrind_ab(v):
     off-on then on-off pairs make, read apart by up to 4.5 k instructions
     per message in some processes: a pair then read +0.05 % or +0.59 %.)"""
     off, on = [], []
-    for i in range(2 * CG_W1_PAIRS + 1):
+    for i in range(2 * CG_W1_WINDOWS + 1):
         state = i % 2 == 1
         await v.set_module(state)
         res = await v.workload("w1", CG_AB_N)
