@@ -679,18 +679,18 @@ async def cpu_runs(specs):
         if ONLY:
             return out
         # W1 in-process A/B: the same process with the module unloaded and
-        # loaded, alternately (off-on, then on-off), which takes the
-        # differences between processes out.
+        # loaded, which takes the differences between processes out; off
+        # then on in every round, so that every window follows a toggle,
+        # as `callgrind_ab`'s do.
         t = time.time()
         for v in vs:
             out[v.name]["ab"] = {"on": [], "off": []}
         for r in range(ROUNDS):
             for v in vs[1:]:
-                for state in ((False, True) if r % 2 == 0 else (True, False)):
+                for state in (False, True):
                     await v.set_module(state)
                     res = await v.workload("w1", CHUNK["w1"])
                     out[v.name]["ab"]["on" if state else "off"].append(res["cpu"])
-                await v.set_module(True)
         log(f"   W1 A/B: {ROUNDS} rounds in {time.time() - t:.0f} s")
         for v in vs:
             out[v.name]["fire"] = await v.fire(200000)
