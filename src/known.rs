@@ -1,5 +1,5 @@
 //! Which users have registrations, as keyed 64-bit digests
-//! ([`crate::ids::digest`]), so that a stanza for a user known to have
+//! ([`UserDigest`]: SipHash under a key drawn once per process), so that a stanza for a user known to have
 //! none costs no store read and no cache slot: a stranger's subscription
 //! requests, pubsub events or MUC enables to 20,000 made-up names read
 //! nothing.
@@ -11,10 +11,16 @@
 //! no way to choose them) costs a store read, never a lost push. About 10
 //! bytes per user with registrations.
 
+use once_cell::sync::Lazy;
 use std::cell::{Ref, RefCell, RefMut};
+use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::rc::Rc;
+
+/// The key of [`UserDigest`], drawn once per process (a set lives no
+/// longer than its process, so nothing needs it to be stable).
+static KEY: Lazy<RandomState> = Lazy::new(RandomState::new);
 
 /// The digest of a user's name, as [`Known`] keeps it: worked out once
 /// per question, whatever the sets asked.
@@ -24,7 +30,17 @@ pub struct UserDigest(u64);
 impl UserDigest {
     /// `user`'s digest.
     pub fn of(user: &str) -> Self {
-        UserDigest(crate::ids::digest(&[user]))
+        Self::of_bytes(user.as_bytes())
+    }
+
+    /// The digest of a name's bytes: one keyed hash of the bytes alone
+    /// (SipHash's last block holds the length), the question every
+    /// message asks of its sender and recipient. Names that are not UTF-8
+    /// get a digest too; no user with registrations has one.
+    pub fn of_bytes(user: &[u8]) -> Self {
+        let mut hasher = KEY.build_hasher();
+        hasher.write(user);
+        UserDigest(hasher.finish())
     }
 }
 
@@ -130,10 +146,17 @@ impl Sets {
     /// and commit notes what the registry holds); `None` while either is
     /// incomplete (then only the core's full question can tell).
     pub fn quick(&self, user: &str) -> Option<bool> {
+        self.quick_bytes(user.as_bytes())
+    }
+
+    /// [`Sets::quick`] for a name as bytes (what Lua hands over: no UTF-8
+    /// check, as a name that is not UTF-8 has no registration, and its
+    /// digest is no member's).
+    pub fn quick_bytes(&self, user: &[u8]) -> Option<bool> {
         if !(self.xep0357.complete && self.push2.complete) {
             return None;
         }
-        let digest = UserDigest::of(user).0;
+        let digest = UserDigest::of_bytes(user).0;
         Some(self.xep0357.users.contains(&digest) || self.push2.users.contains(&digest))
     }
 }
@@ -195,6 +218,21 @@ mod tests {
             assert_eq!(by_digest, i >= 1000 || i % 3 != 0, "{user}");
         }
         assert_eq!(k.len(), 334);
+    }
+
+    #[test]
+    fn the_quick_question_takes_bytes() {
+        let mut sets = Sets::default();
+        sets.xep0357.note("romeo", true);
+        assert_eq!(sets.quick_bytes(b"romeo"), None, "incomplete");
+        sets.xep0357.completed();
+        sets.push2.completed();
+        assert_eq!(sets.quick_bytes(b"romeo"), Some(true));
+        assert_eq!(sets.quick("romeo"), Some(true));
+        assert_eq!(sets.quick_bytes(b"juliet"), Some(false));
+        assert_eq!(sets.quick_bytes(b"rom\xffeo"), Some(false), "not UTF-8");
+        assert_eq!(sets.quick_bytes(b""), Some(false));
+        assert_ne!(UserDigest::of("romeo"), UserDigest::of("romeo\0"));
     }
 
     #[test]
