@@ -18,9 +18,9 @@ Two measurements:
    rotating), so a slow spell of a shared machine falls on all three alike.
    Per round Δ = CPU(variant) − CPU(none); the medians over rounds are
    reported.
-2. Instructions (valgrind's callgrind, one Prosody per variant): repeatable
-   to a few hundredths of a percent, so a 1% difference is visible. Skipped
-   with BENCH_CALLGRIND=0.
+2. Instructions (valgrind's callgrind, one Prosody per variant, and for W1
+   in-process two more each): repeatable to a few hundredths of a percent,
+   so a 1% difference is visible. Skipped with BENCH_CALLGRIND=0.
 
 Workloads: W1 online recipients without registrations; W2/W3 offline with
 1 / 5 registrations; W4 the MAM path; W5 hibernated smacks sessions, one
@@ -87,15 +87,15 @@ CG_W1_RUNS = 3
 # windows of CG_AB_N messages, each between two unloaded ones. (A window
 # of 1,000 messages holds about a dozen collector cycles, and whether it
 # holds one more moves its count by up to 0.3 %: windows of 2,000 halve
-# that step. The median of the loaded windows' Δ, with their range.)
+# that step. A process's figure: the median of its loaded windows' Δ.)
 CG_W1_WINDOWS = 5
 CG_AB_N = scaled(2000)
 # ...in this many processes per variant (the first is the one above; the
 # others, ref's and ours' side by side, run W1 alone): a process's windows
-# agree within about ±0.03 % of the server, but two processes' medians
+# mostly agree within ±0.05 % of the server, but two processes' medians
 # differ by up to 0.2 %, since what the module's load leaves in malloc's
 # free lists and in Lua's C-string cache differs between processes. The
-# figure is the median of the processes' medians, with their range.
+# figure is the median of the processes' medians, printed with each.
 CG_AB_PROCS = int(os.environ.get("BENCH_W1_PROCS", "3"))
 R_MEM = int(os.environ.get("BENCH_USERS", "20000"))
 PINGS = int(os.environ.get("BENCH_PINGS", "50000"))
@@ -775,7 +775,11 @@ async def callgrind_runs(specs):
         for _ in range(CG_AB_PROCS - 1):
             t = time.time()
             names = [name for name in out if name != "none"]
-            more = await asyncio.gather(*(w1_ab_process(name, specs[name]) for name in names))
+            # (each to its end, even if the other fails: no Prosody left behind)
+            more = await asyncio.gather(*(w1_ab_process(name, specs[name]) for name in names),
+                                        return_exceptions=True)
+            for failed in [x for x in more if isinstance(x, BaseException)][:1]:
+                raise failed
             for name, windows in zip(names, more):
                 out[name]["w1_ab"].append(windows)
             log(f"   callgrind W1 in-process, another process each ({', '.join(names)}): {time.time() - t:.0f} s")
@@ -847,7 +851,7 @@ def report_cpu(cpu, out):
 
 def report_ir(ir, out):
     log("")
-    log("Instructions executed by Prosody (callgrind, one process per variant, repeatable):")
+    log("Instructions executed by Prosody (callgrind, one process per variant (W1 in-process: three), repeatable):")
     log(f"{'workload':<30}{'msgs':>6}{'pushes':>8}{'none kIr/msg':>14}{'Δref kIr':>10}{'Δours kIr':>11}"
         f"{'ours/ref':>10}")
     for w, label in WORKLOADS.items():
@@ -883,7 +887,6 @@ def report_ir(ir, out):
         log(f"W1 in-process (module unloaded/loaded in turn, {windows} loaded windows of {CG_AB_N} messages in each "
             f"of {len(ours)} processes): Δ(ours) = {out['w1']:+.2f}% (process medians {fmt_pcts(ours)}; "
             f"target ≤ 0.5%); Δ(ref) = {median(ref):+.2f}% ({fmt_pcts(ref)})")
-
 
 
 def fmt_pcts(values):

@@ -11,7 +11,7 @@
 //! | `core:load(user, stored_or_nil, stored2_or_nil)` (`stored2`: mod_push2's table) | `{ messages for the log }`, `{ [identifier] = true }` trimmed beyond `push_max_devices` or nil, and `{ user, … }` whose counts to write now or nil (before their time: unwritten error counts keep a user in memory, and the cache filled up) |
 //! | `core:has_push(user)` | whether the user has registrations in memory |
 //! | `core:might_push(user)` | false when the user is in memory without any registration, or known to have none ([`crate::known`]), else true |
-//! | `core:might_push_fn()` | a function `(user)` answering as `core:might_push` does, or `nil` when it cannot tell (then ask `core:might_push`): not a method call, never raises ([`super::raw::quick`]) |
+//! | `core:might_push_fn()` | a function `(user)` answering as `core:might_push` does, or `nil` when it cannot tell (then ask `core:might_push`): not a method call, never raises ([`super::raw::quick`]); a name that is not UTF-8, which the method refuses with an error, it answers `false` |
 //! | `core:note_known(user)` | nothing: the user has registrations in the store (listed when the module loads) |
 //! | `core:known_complete()` | nothing: every such user was noted (a user not among them needs no read) |
 //! | `core:muc_admit_ready(user)` | whether `core:muc_admit` can be asked before the user's registrations are read |
