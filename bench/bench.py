@@ -851,7 +851,8 @@ def report_cpu(cpu, out):
 
 def report_ir(ir, out):
     log("")
-    log("Instructions executed by Prosody (callgrind, one process per variant (W1 in-process: three), repeatable):")
+    log(f"Instructions executed by Prosody (callgrind, one process per variant (W1 in-process: {CG_AB_PROCS}), "
+        "repeatable):")
     log(f"{'workload':<30}{'msgs':>6}{'pushes':>8}{'none kIr/msg':>14}{'Δref kIr':>10}{'Δours kIr':>11}"
         f"{'ours/ref':>10}")
     for w, label in WORKLOADS.items():
