@@ -1,5 +1,6 @@
 //! Which users have registrations, as keyed 64-bit digests
-//! ([`UserDigest`]: SipHash under a key drawn once per process), so that a stanza for a user known to have
+//! ([`UserDigest`]: SipHash under a key drawn once per process), so that
+//! a stanza for a user known to have
 //! none costs no store read and no cache slot: a stranger's subscription
 //! requests, pubsub events or MUC enables to 20,000 made-up names read
 //! nothing.
