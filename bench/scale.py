@@ -368,7 +368,8 @@ async def pg_part(specs, pg):
     """The three servers side by side, each on its own database: every
     user gets one offline message (the fill, most users not in the cache),
     in ROUNDS rounds each on every server in turn; then, per round too, a
-    sample of users drawn at random at PG_RATE messages per second."""
+    sample of users drawn at random at PG_RATE messages per second; after
+    the rounds, the skewed sample (`skewed_part`)."""
     users = [f"p{i}" for i in range(PG_USERS)]
     per_round = PG_USERS // ROUNDS
     servers = []
