@@ -252,14 +252,13 @@ async def first_start(port, user, i, pushing, name):
 class AppServer:
     """The push app server: a raw component answering every publish."""
 
-    def __init__(self, port, arrivals=None, every=False):
+    def __init__(self, port, arrivals=None):
         self.port = port
         self.pushes = 0
         self.waiters = {}
-        # node -> time of its first publish (monotonic), when asked for;
-        # with `every`, node -> the times of all its publishes, in order
+        # node -> the times of its publishes (monotonic), in order, when
+        # asked for
         self.arrivals = arrivals
-        self.every = every
 
     async def start(self):
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -301,10 +300,8 @@ class AppServer:
                 attrs = dict(attr.findall(m.group(1)))
                 if self.arrivals is not None and end >= 0:
                     node = NODE.search(buf, m.end(), end)
-                    if node and self.every:
+                    if node:
                         self.arrivals.setdefault(node.group(1).decode(), []).append(time.monotonic())
-                    elif node:
-                        self.arrivals.setdefault(node.group(1).decode(), time.monotonic())
                 buf = buf[(end + 5) if end >= 0 else m.end():]
                 if attrs.get(b"type") == b"set":
                     self.pushes += 1

@@ -128,7 +128,7 @@ class Server:
 
     async def start(self):
         self.p.start(timeout=120)
-        self.app = await AppServer(self.p.component_port, self.arrivals, every=True).start()
+        self.app = await AppServer(self.p.component_port, self.arrivals).start()
         self.senders = [await Stream(self.p.c2s_port, f"s{i}", "load").connect(presence=False)
                         for i in range(SENDERS)]
         for s in self.senders:
@@ -204,7 +204,7 @@ class Server:
                 await asyncio.gather(*(s.sync() for s in self.senders))
         await asyncio.gather(*(s.sync() for s in self.senders))
 
-    async def pushes_in(self, users, sent):
+    async def pushes_in(self, sent):
         """The latency of each message `paced` sent: its user's n-th
         publish (in order) against its n-th write."""
         # (without a push module, `paced` filled the arrivals)
@@ -264,7 +264,7 @@ async def login_part(specs):
             warm = [f"w{i}" for i in range(100)]
             await s.logins(warm)
             await s.paced(warm, RATE, 10 ** 6)
-            await s.pushes_in(warm, {u: [0] for u in warm})
+            await s.pushes_in({u: [0] for u in warm})
         out = {s.name: [] for s in servers}
         for r in range(ROUNDS):
             users = [f"u{i}" for i in range(r * per_round, (r + 1) * per_round)]
@@ -281,7 +281,7 @@ async def login_part(specs):
                 sample = users[:min(len(users), int(RATE * 5))]
                 s.arrivals.clear()
                 sent = await s.paced(sample, RATE, 10 ** 6 + r * per_round)
-                latency = await s.pushes_in(sample, sent)
+                latency = await s.pushes_in(sent)
                 out[s.name].append({"rss": rss1 - rss0, "heap": heap1 - heap0, "core": s.core - core0,
                                     "cpu_login": cpu_login, "cpu_push": cpu_push, "latency": latency,
                                     "users": len(users)})
@@ -395,7 +395,7 @@ async def pg_part(specs, pg):
                 s.arrivals.clear()
                 cpu0 = cpu_seconds(s.pid)
                 sent = await s.paced(sample, PG_RATE, 10 ** 6 + r * per_round)
-                latency = await s.pushes_in(sample, sent)
+                latency = await s.pushes_in(sent)
                 cpu_sample = cpu_seconds(s.pid) - cpu0
                 io2 = pg_reads(pg, s.db)
                 out[s.name].append({
@@ -433,7 +433,7 @@ async def skewed_part(servers, users, out, rng, pg, k):
             s.arrivals.clear()
             io0 = pg_reads(pg, s.db)
             sent = await s.paced(hot, PG_RATE, 5 * 10 ** 6 + r * k)
-            latency = await s.pushes_in(hot, sent)
+            latency = await s.pushes_in(sent)
             io1 = pg_reads(pg, s.db)
             out[s.name][r].update({"hot": len(hot), "latency_hot": latency, "reads_hot": io1[0] - io0[0]})
     log(f"   the skewed sample: {PG_WARM} untimed, then {ROUNDS} rounds of {k}, in {time.monotonic() - t:.0f} s")

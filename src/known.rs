@@ -1,9 +1,8 @@
 //! Which users have registrations, as keyed 64-bit digests
 //! ([`UserDigest`]: SipHash under a key drawn once per process), so that
-//! a stanza for a user known to have
-//! none costs no store read and no cache slot: a stranger's subscription
-//! requests, pubsub events or MUC enables to 20,000 made-up names read
-//! nothing.
+//! a stanza for a user known to have none costs no store read and no
+//! cache slot: a stranger's subscription requests, pubsub events or MUC
+//! enables to 20,000 made-up names read nothing.
 //!
 //! Filled from the store's list of users when the module loads (the
 //! store's `users()`; a store without it leaves the set incomplete, and
