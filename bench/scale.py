@@ -6,7 +6,9 @@ Three Prosodys (no push module, the reference, ours) run at the same time;
 every part goes in BENCH_SCALE_ROUNDS rounds (5), each round on each server
 in turn (the order rotating), so a slow spell of a shared machine falls on
 all three alike; each figure is reported as the median of the rounds with
-their range.
+their range. The latency samples go finer: the servers take turns in blocks
+of BENCH_TURN messages (100, a second at 100/s), so that even a short slow
+spell falls on all of them alike.
 
 1. Logins (internal storage). BENCH_LOGIN_USERS users (10,000) each log in
    over c2s, send presence, enable one registration in-band with the
@@ -76,6 +78,9 @@ PG_WARM = int(os.environ.get("BENCH_PG_WARM", "0")) or 3 * PG_CACHE
 ROUNDS = max(3, int(os.environ.get("BENCH_SCALE_ROUNDS", "5")))
 PARALLEL = 32  # logins in flight
 WINDOW = 200  # messages in flight in the PostgreSQL fill
+# timed messages a server gets in a row before the next one's turn (at 100/s,
+# a second): a slow spell of the shared machine falls on every server alike
+TURN = int(os.environ.get("BENCH_TURN", "100"))
 SENDERS = 10
 
 
@@ -250,7 +255,8 @@ def rotated(servers, r):
 async def login_part(specs):
     """The three servers side by side; users in ROUNDS rounds, each round
     on every server in turn: logins (each enables with publish-options, as
-    real clients do), one offline message each, then a latency sample."""
+    real clients do), one offline message each; then a latency sample, the
+    servers taking turns (`in_turns`)."""
     per_round = LOGIN_USERS // ROUNDS
     servers = []
     try:
@@ -278,13 +284,12 @@ async def login_part(specs):
                 await s.windowed(users, r * per_round)
                 cpu_push = cpu_seconds(s.pid) - cpu0
                 rss1, heap1 = await s.gc()
-                sample = users[:min(len(users), int(RATE * 5))]
-                s.arrivals.clear()
-                sent = await s.paced(sample, RATE, 10 ** 6 + r * per_round)
-                latency = await s.pushes_in(sent)
                 out[s.name].append({"rss": rss1 - rss0, "heap": heap1 - heap0, "core": s.core - core0,
-                                    "cpu_login": cpu_login, "cpu_push": cpu_push, "latency": latency,
-                                    "users": len(users)})
+                                    "cpu_login": cpu_login, "cpu_push": cpu_push, "users": len(users)})
+            sample = users[:min(len(users), int(RATE * 5))]
+            timed = await in_turns(servers, sample, RATE, 10 ** 6 + r * per_round, r)
+            for s in servers:
+                out[s.name][-1]["latency"] = timed[s.name]["latency"]
             log(f"   round {r + 1}/{ROUNDS}: " + ", ".join(
                 f"{s.name} +{out[s.name][-1]['rss'] / 1024:.1f} MiB" for s in servers))
         for s in servers:
@@ -364,12 +369,40 @@ async def pg_start(name, spec, pg, users):
     return s
 
 
+async def in_turns(servers, sample, rate, offset, r, pg=None):
+    """`sample` paced at `rate` to every server, taking turns in blocks of
+    TURN messages (the order rotating from block to block), after a full
+    collection of each. Returns by server name: the write times by user
+    (`paced`), the CPU seconds its blocks took, and its store reads and
+    writes over them (its own database's counts)."""
+    out = {}
+    for s in servers:
+        await s.gc()
+        s.arrivals.clear()
+        out[s.name] = {"sent": {}, "cpu": 0.0, "io": pg_reads(pg, s.db) if pg else (0, 0)}
+    for b in range(0, len(sample), TURN):
+        for s in rotated(servers, r + b // TURN):
+            cpu0 = cpu_seconds(s.pid)
+            sent = await s.paced(sample[b:b + TURN], rate, offset + b)
+            out[s.name]["cpu"] += cpu_seconds(s.pid) - cpu0
+            for u, times in sent.items():
+                out[s.name]["sent"].setdefault(u, []).extend(times)
+    for s in servers:
+        o = out[s.name]
+        o["latency"] = await s.pushes_in(o["sent"])
+        if pg:
+            io = pg_reads(pg, s.db)
+            o["reads"], o["writes"] = io[0] - o["io"][0], io[1] - o["io"][1]
+    return out
+
+
 async def pg_part(specs, pg):
     """The three servers side by side, each on its own database: every
     user gets one offline message (the fill, most users not in the cache),
     in ROUNDS rounds each on every server in turn; then, per round too, a
-    sample of users drawn at random at PG_RATE messages per second; after
-    the rounds, the skewed sample (`skewed_part`)."""
+    sample of users drawn at random at PG_RATE messages per second, the
+    servers taking turns (`in_turns`); after the rounds, the skewed sample
+    (`skewed_part`)."""
     users = [f"p{i}" for i in range(PG_USERS)]
     per_round = PG_USERS // ROUNDS
     servers = []
@@ -392,17 +425,14 @@ async def pg_part(specs, pg):
                 cpu_fill = cpu_seconds(s.pid) - cpu0
                 io1 = pg_reads(pg, s.db)
                 rss1, _ = await s.gc()
-                s.arrivals.clear()
-                cpu0 = cpu_seconds(s.pid)
-                sent = await s.paced(sample, PG_RATE, 10 ** 6 + r * per_round)
-                latency = await s.pushes_in(sent)
-                cpu_sample = cpu_seconds(s.pid) - cpu0
-                io2 = pg_reads(pg, s.db)
                 out[s.name].append({
                     "rss": rss1 - rss0, "core": s.core - core0, "msgs": len(chunk), "sample": len(sample),
-                    "cpu_fill": cpu_fill, "cpu_sample": cpu_sample, "latency": latency,
-                    "reads": io1[0] - io0[0], "writes": io1[1] - io0[1],
-                    "reads_sample": io2[0] - io1[0], "writes_sample": io2[1] - io1[1]})
+                    "cpu_fill": cpu_fill, "reads": io1[0] - io0[0], "writes": io1[1] - io0[1]})
+            timed = await in_turns(servers, sample, PG_RATE, 10 ** 6 + r * per_round, r, pg)
+            for s in servers:
+                o = timed[s.name]
+                out[s.name][-1].update({"cpu_sample": o["cpu"], "latency": o["latency"],
+                                        "reads_sample": o["reads"], "writes_sample": o["writes"]})
             log(f"   round {r + 1}/{ROUNDS}: " + ", ".join(
                 f"{s.name} {out[s.name][-1]['writes'] + out[s.name][-1]['writes_sample']} writes" for s in servers))
         await skewed_part(servers, users, out, rng, pg, k)
@@ -418,8 +448,8 @@ async def pg_part(specs, pg):
 async def skewed_part(servers, users, out, rng, pg, k):
     """Then the skewed traffic, every user pushed once before: PG_WARM
     messages, untimed, bring each server's cache to its steady state; then
-    per round k more at PG_RATE, timed, each server in turn after a full
-    collection."""
+    per round k more at PG_RATE, timed, the servers taking turns
+    (`in_turns`)."""
     t = time.monotonic()
     rank = skewed_ranks(users, rng)
     warm = skewed_sample(users, rank, PG_WARM, rng)
@@ -428,14 +458,10 @@ async def skewed_part(servers, users, out, rng, pg, k):
         await s.app.sync()
     for r in range(ROUNDS):
         hot = skewed_sample(users, rank, k, rng)
-        for s in rotated(servers, r):
-            await s.gc()
-            s.arrivals.clear()
-            io0 = pg_reads(pg, s.db)
-            sent = await s.paced(hot, PG_RATE, 5 * 10 ** 6 + r * k)
-            latency = await s.pushes_in(sent)
-            io1 = pg_reads(pg, s.db)
-            out[s.name][r].update({"hot": len(hot), "latency_hot": latency, "reads_hot": io1[0] - io0[0]})
+        timed = await in_turns(servers, hot, PG_RATE, 5 * 10 ** 6 + r * k, r, pg)
+        for s in servers:
+            o = timed[s.name]
+            out[s.name][r].update({"hot": len(hot), "latency_hot": o["latency"], "reads_hot": o["reads"]})
     log(f"   the skewed sample: {PG_WARM} untimed, then {ROUNDS} rounds of {k}, in {time.monotonic() - t:.0f} s")
 
 
@@ -466,7 +492,7 @@ def report_login(login, out):
         f"round on each server in turn): log in over c2s, enable one registration in-band with publish-options "
         f"(Conversations', Monal's and Siskin's forms in turn), close cleanly; then one offline message each (one "
         f"push each); full GC. Internal storage. Latency: {min(LOGIN_USERS // ROUNDS, int(RATE * 5))} more per round "
-        f"at {RATE:g}/s. Each figure: median (min–max) of the rounds.")
+        f"at {RATE:g}/s, the servers taking turns every {TURN}. Each figure: median (min–max) of the rounds.")
     log(f"{'':<6}{'anon KiB/user':>22}{'CPU µs/login':>22}{'CPU µs/push':>22}{'p50 ms':>9}{'p99 ms':>9}"
         "  (none's latency: the message processed)")
     users = lambda v: v["users"]  # noqa: E731
@@ -500,7 +526,8 @@ def report_pg(pg):
     log(f"Part 2: PostgreSQL, {PG_USERS} users with one registration each, a cache of {PG_CACHE}, "
         f"each server on its own database, side by side in {ROUNDS} rounds: one offline message to each user "
         f"(windowed; most not in the cache), then {PG_LATENCY // ROUNDS} per round to users drawn at random at "
-        f"{PG_RATE:g}/s. Reads and writes: key-value gets and sets (pg_stat_statements), over none's. "
+        f"{PG_RATE:g}/s, the servers taking turns every {TURN}. Reads and writes: key-value gets and sets "
+        f"(pg_stat_statements), over none's. "
         f"Median (min–max) of the rounds.")
     log(f"{'':<9}{'CPU µs/msg':>20}{'reads/msg':>20}{'writes/msg':>20}{'reads/msg (sample)':>22}"
         f"{'writes/msg (sample)':>22}{'p50 ms':>9}{'p99 ms':>9}")
@@ -521,7 +548,7 @@ def report_pg(pg):
         res[k] = {"cpu": cpu, "reads": reads, "writes": writes, "reads_sample": r_s, "p50": p50, "p99": p99}
     log(f"The skewed sample, at steady state: after the rounds above, {PG_WARM} messages untimed, then per round "
         f"{PG_LATENCY // ROUNDS} at {PG_RATE:g}/s, to users drawn by Zipf's law (rank n weighted 1/n over a random "
-        f"order of all {PG_USERS}; a user may come again), each server in turn after a full collection. (The "
+        f"order of all {PG_USERS}; a user may come again). (The "
         f"uniform sample above has no locality for a bounded cache to use.)")
     log(f"{'':<9}{'reads/msg':>20}{'p50 ms':>9}{'p99 ms':>9}")
     for k in ("none", "ref", "ours", "ours_all"):
