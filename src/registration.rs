@@ -115,6 +115,17 @@ impl Registration {
             .and_then(|_| crate::push2::store_key(self.identifier()))
     }
 
+    /// Whether `other` is this XEP-0357 registration enabled again as it
+    /// is: the same strings, publish-options and other modules' fields,
+    /// whatever its time, errors, counts and health.
+    pub fn same_record(&self, other: &Registration) -> bool {
+        self.push2.is_none()
+            && other.push2.is_none()
+            && self.text == other.text
+            && self.options == other.options
+            && self.extra == other.extra
+    }
+
     /// The storage key: `jid<node` (or another a stored record had).
     pub fn identifier(&self) -> &str {
         self.text.identifier()

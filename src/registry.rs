@@ -20,6 +20,10 @@ pub struct Plan {
     pub removed: Vec<String>,
     /// Which stores the change writes.
     pub stores: Stores,
+    /// A registration enabled again as it was stored (see
+    /// [`Registry::plan_enable`]): nothing is written, and its in-memory
+    /// health starts afresh when the plan is committed.
+    pub fresh: Option<String>,
 }
 
 /// The stores a [`Plan`] changes: XEP-0357 registrations live in the
@@ -52,6 +56,7 @@ impl Plan {
             regs,
             removed,
             stores,
+            fresh: None,
         }
     }
 }
@@ -288,6 +293,9 @@ impl Registry {
         resource: Option<&str>,
     ) -> Option<Plan> {
         let current = self.peek(user)?;
+        if let Some(plan) = self.enabled_as_stored(current, &reg, resource) {
+            return Some(plan);
+        }
         let mut replaced_device = Vec::new();
         let mut regs: Vec<Registration> = Vec::with_capacity(current.len() + 1);
         for r in current {
@@ -316,6 +324,36 @@ impl Registry {
         let mut removed = replaced_device;
         removed.extend(trim_oldest(&mut regs, self.max_devices, true));
         Some(Plan::new(current, regs, removed))
+    }
+
+    /// A client that enables on every connection (Conversations, Monal)
+    /// sends the same registration each time. When nothing would change
+    /// but its time, the set stays as stored, nothing to write: the same
+    /// record, no error count to clear, already the newest (so the order
+    /// `push_max_devices` trims by is the same), no other registration of
+    /// the device replaced and none trimmed. Otherwise `None`.
+    fn enabled_as_stored(
+        &self,
+        current: &[Registration],
+        reg: &Registration,
+        resource: Option<&str>,
+    ) -> Option<Plan> {
+        let old = current
+            .iter()
+            .find(|r| r.identifier() == reg.identifier())?;
+        let newest = current.iter().all(|r| r.timestamp <= old.timestamp);
+        let others_stay = !current
+            .iter()
+            .any(|r| r.identifier() != reg.identifier() && same_device(r, reg, resource));
+        let xep0357 = current.iter().filter(|r| r.push2.is_none()).count();
+        if !(old.same_record(reg) && old.errors == 0 && newest && others_stay)
+            || xep0357 > self.max_devices
+        {
+            return None;
+        }
+        let mut plan = Plan::new(current, current.to_vec(), Vec::new());
+        plan.fresh = Some(old.identifier().to_owned());
+        Some(plan)
     }
 
     /// One registration, to change in place (its error count).
@@ -377,11 +415,54 @@ mod tests {
     #[test]
     fn enable_replaces_same_identifier() {
         let mut r = Registry::new(10, 5);
-        r.load("u", vec![reg("p", "a", 1.0)]);
-        let plan = r.plan_enable("u", reg("p", "a", 2.0), None).unwrap();
-        assert_eq!(plan.regs.len(), 1);
-        assert_eq!(plan.regs[0].timestamp, 2.0);
+        r.load("u", vec![reg("p", "a", 1.0), reg("p", "b", 3.0)]);
+        let plan = r.plan_enable("u", reg("p", "a", 4.0), None).unwrap();
+        assert_eq!(plan.regs.len(), 2);
+        assert_eq!(plan.regs[1].identifier(), "p<a");
+        assert_eq!(plan.regs[1].timestamp, 4.0);
+        assert!(plan.removed.is_empty() && plan.stores.xep0357 && plan.fresh.is_none());
+    }
+
+    // A client that enables on every connection sends the same
+    // registration each time: nothing to write while nothing would change
+    // but the time.
+    #[test]
+    fn enabled_again_as_stored_writes_nothing() {
+        let mut r = Registry::new(10, 5);
+        r.load("u", vec![reg("p", "a", 1.0), reg("p", "b", 3.0)]);
+        let plan = r.plan_enable("u", reg("p", "b", 9.0), None).unwrap();
+        assert_eq!(plan.regs, r.peek("u").unwrap(), "the set as stored");
+        assert_eq!(plan.stores, Stores::default(), "no store written");
+        assert_eq!(plan.fresh.as_deref(), Some("p<b"));
         assert!(plan.removed.is_empty());
+    }
+
+    #[test]
+    fn enabled_again_with_a_change_is_written() {
+        let mut r = Registry::new(10, 5);
+        let mut failing = reg("p", "b", 3.0);
+        failing.errors = 2;
+        r.load("u", vec![reg("p", "a", 1.0), failing]);
+        // (its error count to clear)
+        let plan = r.plan_enable("u", reg("p", "b", 9.0), None).unwrap();
+        assert!(plan.stores.xep0357 && plan.fresh.is_none());
+        assert_eq!(plan.regs[1].timestamp, 9.0);
+        // (another module's field changed)
+        let mut r = Registry::new(10, 5);
+        r.load("u", vec![reg("p", "b", 3.0)]);
+        let mut changed = reg("p", "b", 9.0);
+        changed
+            .extra
+            .push(("secret".into(), crate::fields::Field::Str(b"s".to_vec())));
+        let plan = r.plan_enable("u", changed, None).unwrap();
+        assert!(plan.stores.xep0357 && plan.fresh.is_none());
+        // (beyond push_max_devices: the admin lowered it since)
+        let mut r = Registry::new(10, 5);
+        r.load("u", vec![reg("p", "a", 1.0), reg("p", "b", 3.0)]);
+        r.max_devices = 1;
+        let plan = r.plan_enable("u", reg("p", "b", 9.0), None).unwrap();
+        assert_eq!(plan.removed, vec!["p<a".to_string()]);
+        assert!(plan.stores.xep0357);
     }
 
     fn device_reg(
@@ -514,7 +595,11 @@ mod tests {
     #[test]
     fn tied_timestamps_step_by_a_millisecond() {
         let mut r = Registry::new(10, 5);
-        r.load("u", vec![reg("p", "a", 1000.0)]);
+        // (with an error count to clear: a re-enable that changes
+        // nothing else is not written at all)
+        let mut failing = reg("p", "a", 1000.0);
+        failing.errors = 1;
+        r.load("u", vec![failing]);
         let plan = r.plan_enable("u", reg("p", "b", 1000.0), None).unwrap();
         assert_eq!(plan.regs[1].timestamp, 1000.001);
         // Re-enabling alone keeps the clock's value...

@@ -64,7 +64,7 @@ impl IntoLuaMulti for Enabled {
 
 /// A plan to write, as one table (nothing at all when there is no plan):
 /// `services`, the user's table for the module's store (`{ [identifier]
-/// = record }`); `removed`, the set `{ [identifier] = true }` of what it
+/// = record }`; only when `xep`); `removed`, the set `{ [identifier] = true }` of what it
 /// removes; `services2`, the user's table for `mod_push2`'s store when
 /// their Push 2.0 registrations change (else nil); `xep`, whether the
 /// module's own store changes (else its write is skipped); `held`, the
@@ -100,25 +100,30 @@ impl IntoLuaMulti for PlannedEnable {
 /// The table of a [`Planned`]; the record of `reuse`'s identifier is its
 /// table.
 fn plan_table(lua: &Lua, plan: Plan, reuse: Option<(String, Table)>) -> Result<MultiValue> {
-    let services = lua.create_table_with_capacity(0, plan.regs.len())?;
-    for r in plan.regs.iter().filter(|r| r.push2.is_none()) {
-        match &reuse {
-            Some((id, table)) if id == r.identifier() => services.raw_set(r.identifier(), table)?,
-            _ => services.raw_set(r.identifier(), Record(r))?,
+    let t = lua.create_table_with_capacity(0, 5)?;
+    // (the records only when the module's store is written)
+    if plan.stores.xep0357 {
+        let services = lua.create_table_with_capacity(0, plan.regs.len())?;
+        for r in plan.regs.iter().filter(|r| r.push2.is_none()) {
+            match &reuse {
+                Some((id, table)) if id == r.identifier() => {
+                    services.raw_set(r.identifier(), table)?
+                }
+                _ => services.raw_set(r.identifier(), Record(r))?,
+            }
         }
+        t.raw_set("services", services)?;
     }
     let removed = lua.create_table_with_capacity(0, plan.removed.len())?;
     for id in &plan.removed {
         removed.raw_set(id.as_str(), true)?;
     }
-    let t = lua.create_table_with_capacity(0, 5)?;
     if plan.stores.push2 {
         t.raw_set(
             "services2",
             super::push2::store_table(lua, plan.regs.iter())?,
         )?;
     }
-    t.raw_set("services", services)?;
     t.raw_set("removed", removed)?;
     t.raw_set("xep", plan.stores.xep0357)?;
     t.raw_set("held", lua.create_userdata(HeldPlan(Some(plan)))?)?;

@@ -200,6 +200,12 @@ impl PushService {
                 }
             }
         }
+        if let Some(fresh) = &plan.fresh {
+            // (enabled again as stored: starts afresh all the same)
+            for reg in plan.regs.iter_mut().filter(|r| r.identifier() == fresh) {
+                reg.health = Default::default();
+            }
+        }
         self.note_kinds(user, &plan.regs);
         let (batches, retries, dirty, grace) =
             (&self.batches, &self.retries, &self.dirty, &self.grace);
@@ -395,6 +401,30 @@ mod tests {
             Answer::NotOurs
         );
         assert!(s.plan_disable("romeo", None, None).is_err());
+    }
+
+    // A client that enables on every connection: the same registration
+    // again is not written, and starts afresh in memory all the same.
+    #[test]
+    fn enabled_again_as_stored_is_not_written_and_starts_afresh() {
+        let mut s = service(16);
+        let a = enable(&mut s, "romeo", "push.example", "a");
+        let stored = s.registry.peek("romeo").unwrap()[0].timestamp;
+        s.registry
+            .registration_mut("romeo", &a)
+            .unwrap()
+            .health
+            .unreachable_since = Some(5.0);
+        let plan = planned(&mut s, "romeo", "romeo@example.com", "a");
+        assert_eq!(plan.stores, crate::registry::Stores::default());
+        assert_eq!(plan.fresh.as_deref(), Some(a.as_str()));
+        s.commit("romeo", plan);
+        let reg = &s.registry.peek("romeo").unwrap()[0];
+        assert_eq!(reg.timestamp, stored, "as stored");
+        assert_eq!(reg.health.unreachable_since, None, "afresh");
+        // Another node is a change, written.
+        let plan = planned(&mut s, "romeo", "romeo@example.com", "b");
+        assert!(plan.stores.xep0357 && plan.fresh.is_none());
     }
 
     #[test]

@@ -251,3 +251,59 @@ def test_each_push_carries_its_own_registrations_publish_options(prosody, users)
     got = Counter((p.node, tuple(sorted(p.options.items()))) for p in pushes)
     assert got == Counter({(node, (("FORM_TYPE", PUBLISH_OPTIONS), ("secret", secret))): 3
                            for node, secret in forms.items()})
+
+
+def test_a_client_enabling_again_as_it_is_is_not_written_again(prosody_with):
+    """Conversations and Monal enable on every connection, with the same
+    node and form. While nothing would change but the time, the record is
+    not written again (its file stays as it was); pushes go on with it. A
+    re-enable that changes something (a new secret), or that makes the
+    registration the newest again (the order push_max_devices trims by),
+    is written."""
+    import os
+    p = prosody_with(options={"push_max_devices": 2})
+    romeo, juliet = make_users(p)("romeo", "juliet")
+    path = p.store_file(romeo.split("@")[0])
+
+    async def enable(resource, node, secret):
+        c = await Client(romeo, p.c2s_port, resource=resource).start()
+        reply = await c.enable("push.localhost", node, {"FORM_TYPE": PUBLISH_OPTIONS, "secret": secret})
+        await c.stop()
+        assert iq_type(reply) == "result"
+
+    async def scenario():
+        out = {}
+        await enable("phone", "phone-node", "s1")
+        out["first"], out["mtime"] = read_store(path), os.stat(path).st_mtime_ns
+        await asyncio.sleep(1.1)
+        await enable("phone", "phone-node", "s1")
+        out["again"], out["mtime_again"] = read_store(path), os.stat(path).st_mtime_ns
+        app = await AppServer(p).start()
+        j = await Client(juliet, p.c2s_port).start()
+        out["pushes"] = await message_pushes(app, j, romeo, 1)
+        await asyncio.sleep(1.1)
+        await enable("phone", "phone-node", "s2")
+        out["changed"] = read_store(path)
+        out["pushes2"] = await message_pushes(app, j, romeo, 1)
+        # Another device enables; the phone enables again as it is: it is
+        # the newest again, so that a third device drops the tablet.
+        await asyncio.sleep(1.1)
+        await enable("tablet", "tablet-node", "t")
+        await asyncio.sleep(1.1)
+        await enable("phone", "phone-node", "s2")
+        await asyncio.sleep(1.1)
+        await enable("laptop", "laptop-node", "l")
+        out["pushes3"] = await message_pushes(app, j, romeo, 2)
+        await j.stop()
+        await app.stop()
+        return out
+
+    out = run(scenario())
+    key = "push.localhost<phone-node"
+    assert out["again"] == out["first"], "the same record"
+    assert out["mtime_again"] == out["mtime"], "not written again"
+    assert [(x.node, x.options["secret"]) for x in out["pushes"]] == [("phone-node", "s1")]
+    assert out["changed"][key]["timestamp"] > out["first"][key]["timestamp"]
+    assert [(x.node, x.options["secret"]) for x in out["pushes2"]] == [("phone-node", "s2")]
+    assert sorted(x.node for x in out["pushes3"]) == ["laptop-node", "phone-node"]
+    assert sorted(read_store(path)) == ["push.localhost<laptop-node", key]
