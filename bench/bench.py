@@ -72,8 +72,10 @@ def scaled(n):
 
 
 # Messages per round and variant (CPU runs), and per variant (callgrind runs).
-CHUNK = {"w1": scaled(2000), "w2": scaled(800), "w3": scaled(300), "w4": scaled(800), "login": scaled(100)}
-CG_N = {"w1": scaled(1000), "w2": scaled(200), "w3": scaled(60), "w4": scaled(200), "login": scaled(100)}
+CHUNK = {"w1": scaled(2000), "w2": scaled(800), "w3": scaled(300), "w4": scaled(800), "login": scaled(100),
+         "relogin": scaled(100)}
+CG_N = {"w1": scaled(1000), "w2": scaled(200), "w3": scaled(60), "w4": scaled(200), "login": scaled(100),
+        "relogin": scaled(100)}
 LOGINS_IN_FLIGHT = 8
 R1, R2, R3, R4 = 50, 500, 200, 100  # recipients: W1 online, W2/W3 offline, W4 MAM
 CG_R2, CG_R3, CG_R4 = 100, 30, 50  # fewer under callgrind (each is warmed up first)
@@ -108,14 +110,16 @@ WORKLOADS = {
     "w5": "W5 hibernated (smacks)",
     "w5b": "W5b hibernated, bursts to bare",
     "login": "L login+enable+close",
+    "relogin": "L2 again: login+enable+close",
 }
 # BENCH_WORKLOADS="w5 w5b" (say): those alone, without the A/B, memory and
 # leak parts (a quick look; the RESULT line then has only their figures).
 ONLY = os.environ.get("BENCH_WORKLOADS", "").split()
 if ONLY:
-    WORKLOADS = {w: label for w, label in WORKLOADS.items() if w in ONLY}
+    # (L2 logs L's users in again: L runs first)
+    WORKLOADS = {w: label for w, label in WORKLOADS.items() if w in ONLY or (w == "login" and "relogin" in ONLY)}
 # (W5b: as many as the coalescing window makes, about one per two messages)
-PUSHES_PER_MSG = {"w1": 0, "w2": 1, "w3": 5, "w4": 1, "w5": 1, "w5b": None, "login": 0}
+PUSHES_PER_MSG = {"w1": 0, "w2": 1, "w3": 5, "w4": 1, "w5": 1, "w5b": None, "login": 0, "relogin": 0}
 
 
 # ---------------------------------------------------------------- measuring
@@ -531,7 +535,10 @@ class Variant:
             async def body():
                 await send_round_robin(self.send, recipients, n, self.offset[w])
                 await asyncio.sleep(1.2)  # the coalescing window is 1 s
-        elif w == "login":
+        elif w in ("login", "relogin"):
+            # (L2: L's users, in the same order, each enabling again just
+            # as at its first start, as Conversations and Monal do on every
+            # connection)
             users = self.users["login"][self.offset[w]:self.offset[w] + n]
 
             async def body():
@@ -753,7 +760,7 @@ async def callgrind_runs(specs):
             for w, n in CG_N.items():
                 if w not in WORKLOADS:
                     continue
-                if w == "login":
+                if w in ("login", "relogin"):
                     res[w] = await v.workload(w, n)
                     continue
                 if w != "w1":
@@ -924,8 +931,8 @@ def report(cpu, ir):
     if cpu and not ONLY:
         report_memory(cpu, out)
     formats = [("w1", "{:.2f}%"), ("w1_procs", "{:.2f}%"), ("w1_cpu", "{:.2f}%"), ("w1_ab", "{:.2f}%")]
-    formats += [(w, "{:.2f}") for w in ("w2", "w3", "w4", "w5", "w5b", "login")]
-    formats += [(w + "_ir", "{:.2f}") for w in ("w2", "w3", "w4", "w5", "w5b", "login")]
+    formats += [(w, "{:.2f}") for w in ("w2", "w3", "w4", "w5", "w5b", "login", "relogin")]
+    formats += [(w + "_ir", "{:.2f}") for w in ("w2", "w3", "w4", "w5", "w5b", "login", "relogin")]
     formats += [("rss", "{:.2f}"), ("handlers_per_push", "{:.3f}"), ("heap_per_push", "{:.1f}B")]
     log("RESULT " + " ".join(f"{k}={fmt.format(out[k])}" for k, fmt in formats if k in out))
 

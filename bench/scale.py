@@ -80,7 +80,7 @@ PARALLEL = 32  # logins in flight
 WINDOW = 200  # messages in flight in the PostgreSQL fill
 # timed messages a server gets in a row before the next one's turn (at 100/s,
 # a second): a slow spell of the shared machine falls on every server alike
-TURN = int(os.environ.get("BENCH_TURN", "100"))
+TURN = max(1, int(os.environ.get("BENCH_TURN", "100")))
 SENDERS = 10
 
 
@@ -373,8 +373,10 @@ async def in_turns(servers, sample, rate, offset, r, pg=None):
     """`sample` paced at `rate` to every server, taking turns in blocks of
     TURN messages (the order rotating from block to block), after a full
     collection of each. Returns by server name: the write times by user
-    (`paced`), the CPU seconds its blocks took, and its store reads and
-    writes over them (its own database's counts)."""
+    (`paced`), the CPU seconds its turns took (the messages paced), and its
+    store reads and writes from before the first turn to after the last
+    push came in (its own database's counts). (The rotation shifts a fixed
+    cycle: each server always follows the same one.)"""
     out = {}
     for s in servers:
         await s.gc()
