@@ -1,6 +1,7 @@
 """XEP-0357 §3 (disco), §4 (enable), §6 (disable) against a real Prosody."""
 
 import asyncio
+import os
 
 from harness import (NS_PUSH, PUBLISH_OPTIONS, AppServer, Client, error_of, iq_type, message_pushes, run)
 from conftest import make_users
@@ -260,7 +261,6 @@ def test_a_client_enabling_again_as_it_is_is_not_written_again(prosody_with):
     re-enable that changes something (a new secret), or that makes the
     registration the newest again (the order push_max_devices trims by),
     is written."""
-    import os
     p = prosody_with(options={"push_max_devices": 2})
     romeo, juliet = make_users(p)("romeo", "juliet")
     path = p.store_file(romeo.split("@")[0])
