@@ -20,9 +20,9 @@ pub struct Plan {
     pub removed: Vec<String>,
     /// Which stores the change writes.
     pub stores: Stores,
-    /// A registration enabled again as it was stored (see
-    /// [`Registry::plan_enable`]): nothing is written, and its in-memory
-    /// health starts afresh when the plan is committed.
+    /// The identifier of a registration enabled again exactly as stored
+    /// (`Registry::enabled_as_stored`): the plan writes nothing, and the
+    /// registration's in-memory health starts afresh when it is committed.
     pub fresh: Option<String>,
 }
 

@@ -64,11 +64,12 @@ impl IntoLuaMulti for Enabled {
 
 /// A plan to write, as one table (nothing at all when there is no plan):
 /// `services`, the user's table for the module's store (`{ [identifier]
-/// = record }`; only when `xep`); `removed`, the set `{ [identifier] = true }` of what it
-/// removes; `services2`, the user's table for `mod_push2`'s store when
-/// their Push 2.0 registrations change (else nil); `xep`, whether the
-/// module's own store changes (else its write is skipped); `held`, the
-/// plan itself, which `core:commit(user, plan)` adopts once written.
+/// = record }`; only when `xep`); `removed`, the set `{ [identifier] =
+/// true }` of what it removes; `services2`, the user's table for
+/// `mod_push2`'s store when their Push 2.0 registrations change (else
+/// nil); `xep`, whether the module's own store changes (else its write is
+/// skipped); `held`, the plan itself, which `core:commit(user, plan)`
+/// adopts once written.
 pub struct Planned(pub Option<Plan>);
 
 /// The plan a [`Planned`] table carries, for `core:commit` to adopt (once).
