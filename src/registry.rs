@@ -341,7 +341,10 @@ impl Registry {
         let old = current
             .iter()
             .find(|r| r.identifier() == reg.identifier())?;
-        let newest = current.iter().all(|r| r.timestamp <= old.timestamp);
+        // (strictly: a tie would leave the trim to the identifiers)
+        let newest = current
+            .iter()
+            .all(|r| r.identifier() == old.identifier() || r.timestamp < old.timestamp);
         let others_stay = !current
             .iter()
             .any(|r| r.identifier() != reg.identifier() && same_device(r, reg, resource));
@@ -456,6 +459,13 @@ mod tests {
             .push(("secret".into(), crate::fields::Field::Str(b"s".to_vec())));
         let plan = r.plan_enable("u", changed, None).unwrap();
         assert!(plan.stores.xep0357 && plan.fresh.is_none());
+        // (tied with another registration: enabled again, it is made the
+        // newest, a millisecond later)
+        let mut r = Registry::new(10, 5);
+        r.load("u", vec![reg("p", "a", 3.0), reg("p", "b", 3.0)]);
+        let plan = r.plan_enable("u", reg("p", "b", 3.0), None).unwrap();
+        assert!(plan.stores.xep0357 && plan.fresh.is_none());
+        assert_eq!(plan.regs[1].timestamp, 3.001);
         // (beyond push_max_devices: the admin lowered it since)
         let mut r = Registry::new(10, 5);
         r.load("u", vec![reg("p", "a", 1.0), reg("p", "b", 3.0)]);

@@ -168,6 +168,7 @@ impl PushService {
 
     /// Makes a written plan the user's registrations.
     pub fn commit(&mut self, user: &str, mut plan: Plan) {
+        let wrote = plan.stores.xep0357 || plan.stores.push2;
         self.pending.forget(user, &plan.removed);
         for identifier in &plan.removed {
             self.retries.cancel(user, identifier);
@@ -213,8 +214,11 @@ impl PushService {
             batches.holds(u) || retries.holds(u) || dirty.contains(u) || grace.holds_user(u)
         });
         self.keep_evicted_counts();
-        let still = newer.then(|| (self.user_key(user), self.second()));
-        self.dirty.written(user, still);
+        // (a plan that wrote nothing leaves what is still to be written so)
+        if wrote {
+            let still = newer.then(|| (self.user_key(user), self.second()));
+            self.dirty.written(user, still);
+        }
     }
 
     /// Makes a plan written to the stores the user's registrations: a
@@ -425,6 +429,24 @@ mod tests {
         // Another node is a change, written.
         let plan = planned(&mut s, "romeo", "romeo@example.com", "b");
         assert!(plan.stores.xep0357 && plan.fresh.is_none());
+    }
+
+    // An error count waiting to be written (another registration's) is
+    // still written after an enable that wrote nothing.
+    #[test]
+    fn an_enable_that_writes_nothing_leaves_what_is_owed() {
+        let mut s = service(16);
+        let tablet = enable(&mut s, "romeo", "push.example", "tablet");
+        let phone = enable(&mut s, "romeo", "push.example", "phone");
+        s.registry
+            .registration_mut("romeo", &tablet)
+            .unwrap()
+            .errors = 1;
+        s.mark_dirty("romeo");
+        let plan = planned(&mut s, "romeo", "romeo@example.com", "phone");
+        assert_eq!(plan.fresh.as_deref(), Some(phone.as_str()));
+        s.commit("romeo", plan);
+        assert_eq!(s.counts_to_write(), vec!["romeo".to_string()]);
     }
 
     #[test]
