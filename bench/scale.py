@@ -372,21 +372,19 @@ async def pg_start(name, spec, pg, users):
 async def in_turns(servers, sample, rate, offset, r, pg=None):
     """`sample` paced at `rate` to every server, taking turns in blocks of
     TURN messages (the order rotating from block to block), after a full
-    collection of each. Returns by server name: the write times by user
-    (`paced`), the CPU seconds its turns took (the messages paced), and its
-    store reads and writes from before the first turn to after the last
-    push came in (its own database's counts). (The rotation shifts a fixed
+    collection of each. Returns by server name: its latencies
+    (`pushes_in`) and, with `pg`, its store reads and writes from before
+    the first turn to after the last push came in (its own database's
+    counts). (The rotation shifts a fixed
     cycle: each server always follows the same one.)"""
     out = {}
     for s in servers:
         await s.gc()
         s.arrivals.clear()
-        out[s.name] = {"sent": {}, "cpu": 0.0, "io": pg_reads(pg, s.db) if pg else (0, 0)}
+        out[s.name] = {"sent": {}, "io": pg_reads(pg, s.db) if pg else (0, 0)}
     for b in range(0, len(sample), TURN):
         for s in rotated(servers, r + b // TURN):
-            cpu0 = cpu_seconds(s.pid)
             sent = await s.paced(sample[b:b + TURN], rate, offset + b)
-            out[s.name]["cpu"] += cpu_seconds(s.pid) - cpu0
             for u, times in sent.items():
                 out[s.name]["sent"].setdefault(u, []).extend(times)
     for s in servers:
@@ -433,8 +431,8 @@ async def pg_part(specs, pg):
             timed = await in_turns(servers, sample, PG_RATE, 10 ** 6 + r * per_round, r, pg)
             for s in servers:
                 o = timed[s.name]
-                out[s.name][-1].update({"cpu_sample": o["cpu"], "latency": o["latency"],
-                                        "reads_sample": o["reads"], "writes_sample": o["writes"]})
+                out[s.name][-1].update({"latency": o["latency"], "reads_sample": o["reads"],
+                                        "writes_sample": o["writes"]})
             log(f"   round {r + 1}/{ROUNDS}: " + ", ".join(
                 f"{s.name} {out[s.name][-1]['writes'] + out[s.name][-1]['writes_sample']} writes" for s in servers))
         await skewed_part(servers, users, out, rng, pg, k)
