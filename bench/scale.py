@@ -16,10 +16,12 @@ spell falls on all of them alike.
    module, Siskin's encryption key, in turn) and close the stream cleanly;
    then each gets one chat message while offline (a no-store hint keeps it
    out of the archive; WINDOW messages in flight), each pushing once,
-   answered with a result; then a full garbage collection. Reported:
-   memory (RssAnon: resident, not counting the pages of the program and
+   answered with a result; then a full garbage collection; then the same
+   users log in and enable again, just as at their first start (L2: what
+   Conversations and Monal do on every connection). Reported: memory
+   (RssAnon: resident, not counting the pages of the program and
    libraries) growth per user over the server without the module, CPU per
-   login and per push, and the latency from a message's write to its
+   login (first and again) and per push, and the latency from a message's write to its
    publish's arrival at the app server (p50, p99) at BENCH_RATE messages
    per second (500).
 2. PostgreSQL (`storage = "sql"`, a private server; each Prosody its own
@@ -47,6 +49,7 @@ core's own mod_cloud_notify). The last line is machine-readable.
 """
 
 import asyncio
+import itertools
 import os
 import random
 import subprocess
@@ -252,6 +255,14 @@ def rotated(servers, r):
     return servers[k:] + servers[:k]
 
 
+def ordered(servers, t):
+    """The servers in turn t's order: every order of them in a fixed
+    sequence, so that over a cycle each server goes first, and follows
+    each other one, equally often."""
+    orders = list(itertools.permutations(servers))
+    return list(orders[t % len(orders)])
+
+
 async def login_part(specs):
     """The three servers side by side; users in ROUNDS rounds, each round
     on every server in turn: logins (each enables with publish-options, as
@@ -271,6 +282,7 @@ async def login_part(specs):
             await s.logins(warm)
             await s.paced(warm, RATE, 10 ** 6)
             await s.pushes_in({u: [0] for u in warm})
+            await s.logins(warm)
         out = {s.name: [] for s in servers}
         for r in range(ROUNDS):
             users = [f"u{i}" for i in range(r * per_round, (r + 1) * per_round)]
@@ -284,8 +296,15 @@ async def login_part(specs):
                 await s.windowed(users, r * per_round)
                 cpu_push = cpu_seconds(s.pid) - cpu0
                 rss1, heap1 = await s.gc()
+                # (L2: the same users log in again and enable just as at
+                # their first start, as Conversations and Monal do on every
+                # connection; after the memory's reading)
+                cpu0 = cpu_seconds(s.pid)
+                await s.logins(users)
+                cpu_relogin = cpu_seconds(s.pid) - cpu0
                 out[s.name].append({"rss": rss1 - rss0, "heap": heap1 - heap0, "core": s.core - core0,
-                                    "cpu_login": cpu_login, "cpu_push": cpu_push, "users": len(users)})
+                                    "cpu_login": cpu_login, "cpu_push": cpu_push, "cpu_relogin": cpu_relogin,
+                                    "users": len(users)})
             sample = users[:min(len(users), int(RATE * 5))]
             timed = await in_turns(servers, sample, RATE, 10 ** 6 + r * per_round, r)
             for s in servers:
@@ -371,19 +390,18 @@ async def pg_start(name, spec, pg, users):
 
 async def in_turns(servers, sample, rate, offset, r, pg=None):
     """`sample` paced at `rate` to every server, taking turns in blocks of
-    TURN messages (the order rotating from block to block), after a full
-    collection of each. Returns by server name: its latencies
-    (`pushes_in`) and, with `pg`, its store reads and writes from before
-    the first turn to after the last push came in (its own database's
-    counts). (The rotation shifts a fixed
-    cycle: each server always follows the same one.)"""
+    TURN messages (each block in the next of all the servers' orders,
+    `ordered`), after a full collection of each. Returns by server name:
+    its latencies (`pushes_in`) and, with `pg`, its store reads and writes
+    from before the first turn to after the last push came in (its own
+    database's counts)."""
     out = {}
     for s in servers:
         await s.gc()
         s.arrivals.clear()
         out[s.name] = {"sent": {}, "io": pg_reads(pg, s.db) if pg else (0, 0)}
     for b in range(0, len(sample), TURN):
-        for s in rotated(servers, r + b // TURN):
+        for s in ordered(servers, r * len(sample) // TURN + b // TURN):
             sent = await s.paced(sample[b:b + TURN], rate, offset + b)
             for u, times in sent.items():
                 out[s.name]["sent"].setdefault(u, []).extend(times)
@@ -491,33 +509,37 @@ def report_login(login, out):
     log(f"Prosody {VERSION}. Part 1: {LOGIN_USERS} users in {ROUNDS} rounds, the three servers side by side (each "
         f"round on each server in turn): log in over c2s, enable one registration in-band with publish-options "
         f"(Conversations', Monal's and Siskin's forms in turn), close cleanly; then one offline message each (one "
-        f"push each); full GC. Internal storage. Latency: {min(LOGIN_USERS // ROUNDS, int(RATE * 5))} more per round "
+        f"push each); full GC; then each logs in and enables again as at its first start (L2). Internal storage. Latency: {min(LOGIN_USERS // ROUNDS, int(RATE * 5))} more per round "
         f"at {RATE:g}/s, the servers taking turns every {TURN}. Each figure: median (min–max) of the rounds.")
-    log(f"{'':<6}{'anon KiB/user':>22}{'CPU µs/login':>22}{'CPU µs/push':>22}{'p50 ms':>9}{'p99 ms':>9}"
-        "  (none's latency: the message processed)")
+    log(f"{'':<6}{'anon KiB/user':>22}{'CPU µs/login':>22}{'CPU µs/push':>22}{'CPU µs/again':>22}{'p50 ms':>9}"
+        f"{'p99 ms':>9}  (none's latency: the message processed)")
     users = lambda v: v["users"]  # noqa: E731
     for k in ("none", "ref", "ours"):
         rss = spread(over_none(login, k, "rss", users))
         c_login = spread([x * 1e6 for x in over_none(login, k, "cpu_login", users)])
         c_push = spread([x * 1e6 for x in over_none(login, k, "cpu_push", users)])
+        c_again = spread([x * 1e6 for x in over_none(login, k, "cpu_relogin", users)])
         lat = [ms for v in login[k] for ms in v["latency"]]
         p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
-        log(f"{k:<6}{fmt(rss):>22}{fmt(c_login, 0):>22}{fmt(c_push, 0):>22}{p50:>9.1f}{p99:>9.1f}")
+        log(f"{k:<6}{fmt(rss):>22}{fmt(c_login, 0):>22}{fmt(c_push, 0):>22}{fmt(c_again, 0):>22}{p50:>9.1f}"
+            f"{p99:>9.1f}")
         out[k] = {"rss": rss, "login": c_login, "push": c_push, "p50": p50, "p99": p99}
     ratio = lambda key: spread([o / r for o, r in zip(  # noqa: E731
         over_none(login, "ours", key, users), over_none(login, "ref", key, users)) if r > 0])
-    mem, lg, ps = ratio("rss"), ratio("cpu_login"), ratio("cpu_push")
-    log(f"ours/ref per round: memory per user {fmt(mem)}, CPU per login+enable {fmt(lg)}, CPU per push {fmt(ps)}")
-    lg_total = totals_ratio(login, "cpu_login")
+    mem, lg, ps, again = ratio("rss"), ratio("cpu_login"), ratio("cpu_push"), ratio("cpu_relogin")
+    log(f"ours/ref per round: memory per user {fmt(mem)}, CPU per login+enable {fmt(lg)}, CPU per push {fmt(ps)}, "
+        f"CPU per login+enable again (L2) {fmt(again)}")
+    lg_total, again_total = totals_ratio(login, "cpu_login"), totals_ratio(login, "cpu_relogin")
     log(f"ours/ref over all {LOGIN_USERS} users (the rounds' sums, as one run of them all reads): CPU per "
         f"login+enable {lg_total:.2f}, CPU per push {totals_ratio(login, 'cpu_push'):.2f}, memory per user "
-        f"{totals_ratio(login, 'rss'):.2f}")
+        f"{totals_ratio(login, 'rss'):.2f}, CPU per login+enable again {again_total:.2f}")
     owed = ", ".join(f"{k} {login[k + '_unload'] * 1e3:.0f} ms" for k in ("ref", "ours"))
     log(f"(none's row: its own growth; the others: over none's in the same round. Of ours' memory, its Rust side "
         f"holds {sum(v['core'] for v in login['ours']) / LOGIN_USERS:.0f} B/user by its allocator's count. The "
         f"module's unload at the end (what is still owed is written then): {owed}.)")
     return {"ours_kib_per_user": out["ours"]["rss"][0], "ref_kib_per_user": out["ref"]["rss"][0],
             "mem_ratio": mem[0], "login_ratio": lg[0], "login_ratio_all": lg_total, "push_ratio": ps[0],
+            "relogin_ratio": again[0], "relogin_ratio_all": again_total,
             "ours_p99": out["ours"]["p99"], "ref_p99": out["ref"]["p99"]}
 
 
