@@ -33,7 +33,9 @@ spell falls on all of them alike.
    the server without the module keeps its p99 under 100 ms). Reported:
    CPU per message, store reads and writes per message (key-value gets and
    sets, counted by pg_stat_statements, over the server without the
-   module: what the module itself reads and writes), the latency. A fourth
+   module: what the module itself reads and writes), the latency, and
+   what a cache miss waits for (a get of the module's store, timed inside
+   each server with nothing else: `mod_bench_probe`). A fourth
    server, ours with a cache of every user (`ours_all`), runs beside them:
    the reference keeps every user it ever read, so its sample reads
    nothing, and that row compares the two on the same footing. The
@@ -52,6 +54,7 @@ import asyncio
 import itertools
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -85,6 +88,8 @@ WINDOW = 200  # messages in flight in the PostgreSQL fill
 # a second): a slow spell of the shared machine falls on every server alike
 TURN = max(1, int(os.environ.get("BENCH_TURN", "100")))
 SENDERS = 10
+# key-value gets timed in each server after Part 2 (what a cache miss reads)
+GETS = 1000
 
 
 def variants(refdir):
@@ -223,6 +228,15 @@ class Server:
             await asyncio.sleep(0.05)
         await self.app.sync()
         return [(a - w) * 1e3 for u, times in sent.items() for a, w in zip(self.arrivals[u], times)]
+
+    async def get_us(self, users):
+        """The mean wall-clock µs of a key-value get of the module's store
+        (a cache miss's read, and nothing else), timed inside the server by
+        `mod_bench_probe` over `users`."""
+        self.gets = getattr(self, "gets", 0) + 1
+        await self.admin.iq(f"<iq type='set' id='get{self.gets}' to='{HOST}'><get xmlns='urn:example:bench' "
+                            f"users='{' '.join(users)}'/></iq>", f"get{self.gets}")
+        return float(re.search(rb"us='([\d.]+)'", await self.admin._read_until(b"/>")).group(1))
 
     async def unload(self):
         """CPU seconds the push module's unload takes: ours writes the
@@ -454,6 +468,12 @@ async def pg_part(specs, pg):
             log(f"   round {r + 1}/{ROUNDS}: " + ", ".join(
                 f"{s.name} {out[s.name][-1]['writes'] + out[s.name][-1]['writes_sample']} writes" for s in servers))
         await skewed_part(servers, users, out, rng, pg, k)
+        # what a miss waits for: a get of the store, timed in each server,
+        # in turns of 100 users drawn at random
+        for t in range(GETS // 100):
+            batch = rng.sample(users, 100)
+            for s in ordered(servers, t):
+                out.setdefault(s.name + "_get_us", []).append(await s.get_us(batch))
         for s in servers:
             before = pg_reads(pg, s.db)[1]
             out[s.name + "_unload"] = (await s.unload(), pg_reads(pg, s.db)[1] - before)
@@ -593,7 +613,15 @@ def report_pg(pg):
         f"{res['ref']['p50']:.2f} ms, p99 {res['ours_all']['p99']:.1f} vs {res['ref']['p99']:.1f} ms; the skewed "
         f"sample: p50 {res['ours']['p50_hot']:.2f} vs {res['ref']['p50_hot']:.2f} ms, p99 "
         f"{res['ours']['p99_hot']:.1f} vs {res['ref']['p99_hot']:.1f} ms")
-    return {"pg_push_ratio": ratios[0], "pg_ours_writes": res["ours"]["writes"][0],
+    gets = {k: spread(pg[k + "_get_us"]) for k in ("none", "ref", "ours", "ours_all")}
+    log(f"What a cache miss waits for: a key-value get of the module's store, timed inside each server (wall "
+        f"clock; Prosody waits meanwhile), {GETS} users at random in turns of 100, µs: "
+        + ", ".join(f"{k} {fmt(v, 0)}" for k, v in gets.items())
+        + f". Ours' p50 over ours_all's: {res['ours']['p50'] - res['ours_all']['p50']:.2f} ms with "
+        f"{res['ours']['reads_sample'][0]:.2f} reads per message, "
+        f"{res['ours']['p50_hot'] - res['ours_all']['p50_hot']:.2f} ms with {res['ours']['reads_hot'][0]:.2f}.")
+    return {"pg_get_us": gets["ours"][0],
+            "pg_push_ratio": ratios[0], "pg_ours_writes": res["ours"]["writes"][0],
             "pg_ours_reads": res["ours"]["reads"][0], "pg_ref_reads": res["ref"]["reads"][0],
             "pg_ours_sample_reads": res["ours"]["reads_sample"][0],
             "pg_ref_sample_reads": res["ref"]["reads_sample"][0],

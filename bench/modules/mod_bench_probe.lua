@@ -16,6 +16,10 @@
 --     sends n publish IQs shaped like a push (empty notification form) from
 --     the host to the app server: what routing a push costs Prosody
 --     whichever module builds it;
+--   <iq type='set'><get xmlns='urn:example:bench' users='a b c'/></iq>
+--     reads each user's cloud_notify key-value store (a push module's
+--     cache miss: the store's own get, nothing else) and answers with the
+--     mean wall-clock µs per read (Prosody waits meanwhile: LuaDBI blocks);
 --   <iq type='set'><profile xmlns='urn:example:bench' on='true|false'/></iq>
 --     with bench_lua_profile = true: counts Lua VM instructions per
 --     function (every coroutine's, sampled every 100), from on to off,
@@ -142,6 +146,18 @@ module:hook("iq-set/host/urn:example:bench:fire", function(event)
 	end
 	local elapsed = os.clock() - t0;
 	event.origin.send(st.reply(event.stanza):tag("fire", { xmlns = "urn:example:bench"; cpu = ("%.6f"):format(elapsed) }));
+	return true;
+end);
+
+module:hook("iq-set/host/urn:example:bench:get", function(event)
+	local now = require "util.time".now;
+	local store = module:open_store("cloud_notify");
+	local users = {};
+	for user in (event.stanza.tags[1].attr.users or ""):gmatch("%S+") do users[#users+1] = user; end
+	local t0 = now();
+	for _, user in ipairs(users) do store:get(user); end
+	local us = #users > 0 and (now() - t0) / #users * 1e6 or 0;
+	event.origin.send(st.reply(event.stanza):tag("get", { xmlns = "urn:example:bench"; us = ("%.1f"):format(us) }));
 	return true;
 end);
 
