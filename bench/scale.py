@@ -16,14 +16,16 @@ spell falls on all of them alike.
    module, Siskin's encryption key, in turn) and close the stream cleanly;
    then each gets one chat message while offline (a no-store hint keeps it
    out of the archive; WINDOW messages in flight), each pushing once,
-   answered with a result; then a full garbage collection; then the same
-   users log in and enable again, just as at their first start (L2: what
-   Conversations and Monal do on every connection). Reported: memory
+   answered with a result; then a full garbage collection. After the
+   rounds (and their latency samples), in rounds again, the same users
+   log in and enable again, just as at their first start (L2: what
+   Conversations and Monal do on every connection; each gets the offline
+   message of its push, alike on every server). Reported: memory
    (RssAnon: resident, not counting the pages of the program and
    libraries) growth per user over the server without the module, CPU per
-   login (first and again) and per push, and the latency from a message's write to its
-   publish's arrival at the app server (p50, p99) at BENCH_RATE messages
-   per second (500).
+   login (first and again) and per push, and the latency from a
+   message's write to its publish's arrival at the app server (p50, p99)
+   at BENCH_RATE messages per second (500).
 2. PostgreSQL (`storage = "sql"`, a private server; each Prosody its own
    database). BENCH_PG_USERS users (100,000) with one registration each,
    written into the database beforehand, and a registration cache of a
@@ -51,6 +53,7 @@ core's own mod_cloud_notify). The last line is machine-readable.
 """
 
 import asyncio
+import functools
 import itertools
 import os
 import random
@@ -234,8 +237,11 @@ class Server:
         (a cache miss's read, and nothing else), timed inside the server by
         `mod_bench_probe` over `users`."""
         self.gets = getattr(self, "gets", 0) + 1
-        await self.admin.iq(f"<iq type='set' id='get{self.gets}' to='{HOST}'><get xmlns='urn:example:bench' "
-                            f"users='{' '.join(users)}'/></iq>", f"get{self.gets}")
+        head = await asyncio.wait_for(self.admin.iq(
+            f"<iq type='set' id='get{self.gets}' to='{HOST}'><get xmlns='urn:example:bench' "
+            f"users='{' '.join(users)}'/></iq>", f"get{self.gets}"), 120)
+        if b"error" in head:
+            raise RuntimeError(f"{self.name}: the probe's get failed: {head!r}")
         return float(re.search(rb"us='([\d.]+)'", await self.admin._read_until(b"/>")).group(1))
 
     async def unload(self):
@@ -269,19 +275,43 @@ def rotated(servers, r):
     return servers[k:] + servers[:k]
 
 
+@functools.lru_cache(maxsize=None)
+def order_cycle(n):
+    """Every order of n servers (as index tuples) in a cycle in which no
+    server ends one order and begins the next, around the wrap too: no
+    server has two turns in a row."""
+    orders = list(itertools.permutations(range(n)))
+    if n < 3:
+        return orders
+
+    def extend(path, left):
+        if not left:
+            return path if path[-1][-1] != path[0][0] else None
+        for o in sorted(left):
+            if o[0] != path[-1][-1]:
+                found = extend(path + [o], left - {o})
+                if found:
+                    return found
+        return None
+
+    return extend([orders[0]], set(orders[1:]))
+
+
 def ordered(servers, t):
-    """The servers in turn t's order: every order of them in a fixed
-    sequence, so that over a cycle each server goes first, and follows
-    each other one, equally often."""
-    orders = list(itertools.permutations(servers))
-    return list(orders[t % len(orders)])
+    """The servers in turn t's order: every order of them in turn
+    (`order_cycle`), so that over a whole cycle each goes first, and
+    follows each other one within a turn, equally often, and none has two
+    turns in a row."""
+    cycle = order_cycle(len(servers))
+    return [servers[i] for i in cycle[t % len(cycle)]]
 
 
 async def login_part(specs):
     """The three servers side by side; users in ROUNDS rounds, each round
     on every server in turn: logins (each enables with publish-options, as
     real clients do), one offline message each; then a latency sample, the
-    servers taking turns (`in_turns`)."""
+    servers taking turns (`in_turns`). After the rounds, in rounds again,
+    the same users log in a second time (L2)."""
     per_round = LOGIN_USERS // ROUNDS
     servers = []
     try:
@@ -310,21 +340,26 @@ async def login_part(specs):
                 await s.windowed(users, r * per_round)
                 cpu_push = cpu_seconds(s.pid) - cpu0
                 rss1, heap1 = await s.gc()
-                # (L2: the same users log in again and enable just as at
-                # their first start, as Conversations and Monal do on every
-                # connection; after the memory's reading)
-                cpu0 = cpu_seconds(s.pid)
-                await s.logins(users)
-                cpu_relogin = cpu_seconds(s.pid) - cpu0
                 out[s.name].append({"rss": rss1 - rss0, "heap": heap1 - heap0, "core": s.core - core0,
-                                    "cpu_login": cpu_login, "cpu_push": cpu_push, "cpu_relogin": cpu_relogin,
-                                    "users": len(users)})
+                                    "cpu_login": cpu_login, "cpu_push": cpu_push, "users": len(users)})
             sample = users[:min(len(users), int(RATE * 5))]
             timed = await in_turns(servers, sample, RATE, 10 ** 6 + r * per_round, r)
             for s in servers:
                 out[s.name][-1]["latency"] = timed[s.name]["latency"]
             log(f"   round {r + 1}/{ROUNDS}: " + ", ".join(
                 f"{s.name} +{out[s.name][-1]['rss'] / 1024:.1f} MiB" for s in servers))
+        # L2, once every round's memory and latency are taken: each round's
+        # users log in again and enable just as at their first start, as
+        # Conversations and Monal do on every connection (and each gets the
+        # offline message of its push, as a phone connecting after one
+        # does: alike on all three servers)
+        for r in range(ROUNDS):
+            users = [f"u{i}" for i in range(r * per_round, (r + 1) * per_round)]
+            for s in rotated(servers, r):
+                await s.gc()
+                cpu0 = cpu_seconds(s.pid)
+                await s.logins(users)
+                out[s.name][r]["cpu_relogin"] = cpu_seconds(s.pid) - cpu0
         for s in servers:
             out[s.name + "_unload"] = await s.unload()
             out[s.name + "_pushes"] = s.app.pushes
@@ -415,7 +450,7 @@ async def in_turns(servers, sample, rate, offset, r, pg=None):
         s.arrivals.clear()
         out[s.name] = {"sent": {}, "io": pg_reads(pg, s.db) if pg else (0, 0)}
     for b in range(0, len(sample), TURN):
-        for s in ordered(servers, r * len(sample) // TURN + b // TURN):
+        for s in ordered(servers, r * -(-len(sample) // TURN) + b // TURN):
             sent = await s.paced(sample[b:b + TURN], rate, offset + b)
             for u, times in sent.items():
                 out[s.name]["sent"].setdefault(u, []).extend(times)
@@ -529,8 +564,10 @@ def report_login(login, out):
     log(f"Prosody {VERSION}. Part 1: {LOGIN_USERS} users in {ROUNDS} rounds, the three servers side by side (each "
         f"round on each server in turn): log in over c2s, enable one registration in-band with publish-options "
         f"(Conversations', Monal's and Siskin's forms in turn), close cleanly; then one offline message each (one "
-        f"push each); full GC; then each logs in and enables again as at its first start (L2). Internal storage. Latency: {min(LOGIN_USERS // ROUNDS, int(RATE * 5))} more per round "
-        f"at {RATE:g}/s, the servers taking turns every {TURN}. Each figure: median (min–max) of the rounds.")
+        f"push each); full GC. After the rounds, each logs in and enables again as at its first start (L2, "
+        f"its offline message delivered). Internal storage. Latency: "
+        f"{min(LOGIN_USERS // ROUNDS, int(RATE * 5))} more per round at {RATE:g}/s, the servers taking turns every "
+        f"{TURN}. Each figure: median (min–max) of the rounds.")
     log(f"{'':<6}{'anon KiB/user':>22}{'CPU µs/login':>22}{'CPU µs/push':>22}{'CPU µs/again':>22}{'p50 ms':>9}"
         f"{'p99 ms':>9}  (none's latency: the message processed)")
     users = lambda v: v["users"]  # noqa: E731
@@ -615,7 +652,8 @@ def report_pg(pg):
         f"{res['ours']['p99_hot']:.1f} vs {res['ref']['p99_hot']:.1f} ms")
     gets = {k: spread(pg[k + "_get_us"]) for k in ("none", "ref", "ours", "ours_all")}
     log(f"What a cache miss waits for: a key-value get of the module's store, timed inside each server (wall "
-        f"clock; Prosody waits meanwhile), {GETS} users at random in turns of 100, µs: "
+        f"clock; Prosody waits meanwhile), {GETS} users at random in turns of 100, µs per get (the median "
+        f"and range of the turns' means; none never read its rows before: no baseline): "
         + ", ".join(f"{k} {fmt(v, 0)}" for k, v in gets.items())
         + f". Ours' p50 over ours_all's: {res['ours']['p50'] - res['ours_all']['p50']:.2f} ms with "
         f"{res['ours']['reads_sample'][0]:.2f} reads per message, "
