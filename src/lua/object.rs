@@ -93,7 +93,11 @@ impl Core {
         user: &str,
         original: &Value,
     ) -> Result<()> {
-        // (Push 2.0 pushes are messages of their own, made there)
+        // (Push 2.0 pushes are messages of their own, made there; without
+        // any, the jobs go on as they are: no Vecs grown from empty)
+        if jobs.iter().all(|j| j.registration.push2.is_none()) {
+            return self.append_publishes(lua, out, jobs, user, original);
+        }
         let (jobs, push2): (Vec<PushJob>, Vec<PushJob>) = jobs
             .into_iter()
             .partition(|j| j.registration.push2.is_none());
