@@ -24,6 +24,15 @@ pub enum Targets<'a> {
 }
 
 impl Targets<'_> {
+    /// At most how many of a user's `n` registrations these include: the
+    /// room a push's jobs take.
+    pub(crate) fn at_most(&self, n: usize) -> usize {
+        match self {
+            Targets::Only(ids) => ids.len().min(n),
+            Targets::All | Targets::Except(_) => n,
+        }
+    }
+
     pub(crate) fn includes(&self, identifier: &str) -> bool {
         match self {
             Targets::All => true,

@@ -603,7 +603,7 @@ impl PushService {
         let (counted_kind, graced, kept) = (setup.counted_kind, setup.graced, setup.kept);
         let user_bare = bare_jid(&self.host, user);
         let regs = self.registry.get_mut(user)?;
-        let (room, mut jobs) = (regs.len(), Vec::new());
+        let (room, mut jobs) = (targets.at_most(regs.len()), Vec::new());
         let mut counted = false;
         for reg in regs.iter_mut().filter(|r| targets.includes(r.identifier())) {
             // Push 2.0: the registration's matches decide, and how.
@@ -1622,14 +1622,14 @@ mod tests {
             .unwrap()
     }
 
-    /// A push's jobs ask for the room of the user's registrations only,
-    /// and none when nothing is pushed: grown from empty, their Vec would
-    /// take room for four (1,248 bytes; `add_jobs`). Up to three
+    /// A push's jobs ask for the room of the registrations it may go to
+    /// only, and none when nothing is pushed: grown from empty, their Vec
+    /// would take room for four (1,248 bytes; `add_jobs`). Up to three
     /// registrations that stays under 1,001 bytes.
     #[test]
     fn the_jobs_of_a_push_take_the_room_of_the_registrations_only() {
         let mut s = service(16);
-        enable(&mut s, "romeo", "push.example", "phone");
+        let phone = enable(&mut s, "romeo", "push.example", "phone");
         let jobs = offline(&mut s, &chat(), 1.0);
         assert_eq!((jobs.len(), jobs.capacity()), (1, 1));
         enable(&mut s, "romeo", "push.example", "tablet");
@@ -1648,6 +1648,18 @@ mod tests {
             3.0,
         );
         assert_eq!(none.map(|j| j.capacity()), Some(0));
+        // One of four (a hibernated session's, say): the room of one.
+        enable(&mut s, "romeo", "push.example", "watch");
+        let only = [phone];
+        let one = s.notify(
+            "romeo",
+            None,
+            None,
+            Targets::Only(&only),
+            PushKind::Ping,
+            3.5,
+        );
+        assert_eq!(one.map(|j| (j.len(), j.capacity())), Some((1, 1)));
         // A chat read elsewhere: the read push's jobs as they were made.
         let read = facts(
             "<message xmlns='jabber:client' from='romeo@example.com/laptop' to='juliet@capulet.example'>\
