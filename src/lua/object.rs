@@ -89,18 +89,15 @@ impl Core {
         &mut self,
         lua: &Lua,
         out: &Table,
-        jobs: Vec<PushJob>,
+        mut jobs: Vec<PushJob>,
         user: &str,
         original: &Value,
     ) -> Result<()> {
-        // (Push 2.0 pushes are messages of their own, made there; without
-        // any, the jobs go on as they are: no Vecs grown from empty)
-        if jobs.iter().all(|j| j.registration.push2.is_none()) {
-            return self.append_publishes(lua, out, jobs, user, original);
-        }
-        let (jobs, push2): (Vec<PushJob>, Vec<PushJob>) = jobs
-            .into_iter()
-            .partition(|j| j.registration.push2.is_none());
+        // (Push 2.0 pushes are messages of their own, made there: taken out
+        // in place, so that without any nothing is allocated)
+        let push2: Vec<PushJob> = jobs
+            .extract_if(.., |j| j.registration.push2.is_some())
+            .collect();
         if !push2.is_empty() {
             super::push2::append_events(self, lua, out, &push2, user, original)?;
         }
