@@ -14,7 +14,6 @@ use crate::form::Form;
 pub use crate::text::{Parts, Text};
 use crate::{NS_DATA_FORMS, NS_PUBLISH_OPTIONS};
 use minidom::Element;
-use xmpp_parsers::data_forms::{DataForm, DataFormType};
 use xmpp_parsers::jid::Jid;
 
 /// Longest node name accepted (bytes).
@@ -278,21 +277,57 @@ pub fn element_count(elem: &Element) -> usize {
 }
 
 /// Checks a publish-options form: a data form of type `submit` or `form`
-/// (clients differ), whose FORM_TYPE, when present, is pubsub#publish-options.
-pub fn check_publish_options(form: Element) -> Result<(), StanzaError> {
-    if element_size(&form) > MAX_OPTIONS_SIZE || element_count(&form) > MAX_OPTIONS_ELEMENTS {
+/// (clients differ) whose fields but `fixed` ones have a `var`, and whose
+/// FORM_TYPE, when present, is pubsub#publish-options: one field named
+/// FORM_TYPE of type `hidden` (or, in a submitted form, `text-single` or
+/// none; XEP-0068), with one value. The rest is the app server's to
+/// judge: the form is echoed to it as the client sent it.
+///
+/// Read in place: a parse into xmpp-parsers' `DataForm` asked malloc for
+/// over a kilobyte per enable (its fields' `Vec`; see rule 116).
+pub fn check_publish_options(form: &Element) -> Result<(), StanzaError> {
+    if element_size(form) > MAX_OPTIONS_SIZE || element_count(form) > MAX_OPTIONS_ELEMENTS {
         return Err(StanzaError::not_acceptable("Publish options too large"));
     }
-    let parsed = DataForm::try_from(form)
-        .map_err(|e| StanzaError::bad_request(format!("Invalid publish options form: {e}")))?;
-    if !matches!(parsed.type_, DataFormType::Submit | DataFormType::Form) {
-        return Err(StanzaError::bad_request(
-            "Publish options form must be of type 'submit'",
-        ));
+    let submitted = match form.attr("type") {
+        Some("submit") => true,
+        Some("form") => false,
+        _ => {
+            return Err(StanzaError::bad_request(
+                "Publish options form must be of type 'submit'",
+            ))
+        }
+    };
+    let invalid =
+        |why: &str| StanzaError::bad_request(format!("Invalid publish options form: {why}"));
+    let mut form_type = None;
+    for field in form.children().filter(|c| c.is("field", NS_DATA_FORMS)) {
+        let type_ = field.attr("type");
+        let Some(var) = field.attr("var") else {
+            if type_ == Some("fixed") {
+                continue;
+            }
+            return Err(invalid("a field without a var"));
+        };
+        let typed = match type_ {
+            Some("hidden") => true,
+            None | Some("text-single") => submitted,
+            _ => false,
+        };
+        if var != "FORM_TYPE" || !typed {
+            continue;
+        }
+        if form_type.is_some() {
+            return Err(invalid("more than one FORM_TYPE"));
+        }
+        let mut values = field.children().filter(|c| c.is("value", NS_DATA_FORMS));
+        match (values.next(), values.next()) {
+            (Some(value), None) => form_type = Some(value.text()),
+            _ => return Err(invalid("FORM_TYPE takes one value")),
+        }
     }
-    match parsed.form_type() {
-        None => Ok(()),
-        Some(NS_PUBLISH_OPTIONS) => Ok(()),
+    match form_type.as_deref() {
+        None | Some(NS_PUBLISH_OPTIONS) => Ok(()),
         Some(other) => Err(StanzaError::bad_request(format!(
             "Publish options FORM_TYPE must be '{NS_PUBLISH_OPTIONS}', not '{other}'"
         ))),
@@ -324,13 +359,12 @@ pub fn registration_from_enable(
     if too_long(&req.language, MAX_LANGUAGE_LEN) {
         return Err(StanzaError::not_acceptable("xml:lang too long"));
     }
-    // (packed before the check, which takes the element)
     let options = match req.form {
         Some(form) => {
             debug_assert!(form.is("x", NS_DATA_FORMS));
+            check_publish_options(&form)?;
             let packed = Form::from_element(&form, "")
                 .map_err(|_| StanzaError::not_acceptable("Publish options too large"))?;
-            check_publish_options(form)?;
             Some(packed)
         }
         None => None,
@@ -522,6 +556,68 @@ mod tests {
             0.0
         )
         .is_err());
+    }
+
+    /// The check's verdict on a form, `Ok` or the error's text.
+    fn checked(form: &str) -> Result<(), String> {
+        let elem: Element = form.parse().unwrap();
+        check_publish_options(&elem).map_err(|e| {
+            assert_eq!(e.condition, "bad-request", "{form}");
+            e.text.unwrap_or_default()
+        })
+    }
+
+    #[test]
+    fn publish_options_forms_as_xep_0068_reads_them() {
+        const X: &str = "<x xmlns='jabber:x:data' type=";
+        let po = "<value>http://jabber.org/protocol/pubsub#publish-options</value>";
+        // XEP-0357 Example 9, and Siskin's and Monal's shapes
+        assert_eq!(checked(ENABLE_FORM), Ok(()));
+        let monal = format!("{X}'submit'><field var='FORM_TYPE' type='hidden'>{po}</field><field var='pushModule'><value>monalProdiOS</value></field></x>");
+        assert_eq!(checked(&monal), Ok(()));
+        // A `fixed` field needs no var; any other does.
+        assert_eq!(
+            checked(&format!(
+                "{X}'submit'><field type='fixed'><value>note</value></field></x>"
+            )),
+            Ok(())
+        );
+        let unnamed =
+            checked(&format!("{X}'submit'><field><value>s</value></field></x>")).unwrap_err();
+        assert!(unnamed.contains("a field without a var"), "{unnamed}");
+        // One FORM_TYPE, with one value.
+        let two = format!("{X}'submit'><field var='FORM_TYPE'>{po}</field><field var='FORM_TYPE' type='hidden'>{po}</field></x>");
+        assert!(checked(&two)
+            .unwrap_err()
+            .contains("more than one FORM_TYPE"));
+        let values = format!("{X}'submit'><field var='FORM_TYPE'>{po}{po}</field></x>");
+        assert!(checked(&values)
+            .unwrap_err()
+            .contains("FORM_TYPE takes one value"));
+        let none = format!("{X}'submit'><field var='FORM_TYPE'/></x>");
+        assert!(checked(&none)
+            .unwrap_err()
+            .contains("FORM_TYPE takes one value"));
+        // In a form (not submitted), FORM_TYPE is a hidden field: a
+        // text-single one so named is just a field.
+        let visible = format!("{X}'form'><field var='FORM_TYPE' type='text-single'><value>urn:example</value></field></x>");
+        assert_eq!(checked(&visible), Ok(()));
+        let wrong = checked(&format!(
+            "{X}'form'><field var='FORM_TYPE' type='hidden'><value>urn:example</value></field></x>"
+        ));
+        assert!(wrong.unwrap_err().contains("not 'urn:example'"));
+        // Other types, or none, are refused.
+        for other in [
+            format!("{X}'cancel'/>"),
+            "<x xmlns='jabber:x:data'/>".to_owned(),
+        ] {
+            assert!(checked(&other)
+                .unwrap_err()
+                .contains("must be of type 'submit'"));
+        }
+        // What only the app server knows is left to it (echoed as sent).
+        let extra = format!("{X}'submit'><title>t</title><field var='k' type='x-example'><value>v</value><x-example xmlns='urn:example'/></field></x>");
+        assert_eq!(checked(&extra), Ok(()));
     }
 
     #[test]

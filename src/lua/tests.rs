@@ -433,4 +433,12 @@ fn elements_are_read_raw_and_bounded() {
         let t: Table = lua.load(code).eval().unwrap();
         assert_eq!(lua_to_element(&t, "").unwrap_err(), why, "{code}");
     }
+    // (the walk's room is kept from one conversion to the next: read as
+    // before after the refusals, and after a tree larger than the room kept)
+    let big = r#"local t = { name = "a" }; for i = 1, 300 do t[i] = { name = "b", attr = { n = tostring(i) } }; end; return t"#;
+    let big: Table = lua.load(big).eval().unwrap();
+    let read = lua_to_element(&big, "urn:example").unwrap();
+    assert_eq!(read.children().count(), 300);
+    assert_eq!(read.children().last().unwrap().attr("n"), Some("300"));
+    assert_eq!(lua_to_element(&t, crate::NS_CLIENT).unwrap(), e);
 }
