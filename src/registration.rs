@@ -259,8 +259,8 @@ pub fn normalize_jid(jid: &str) -> Result<String, StanzaError> {
 /// A rough byte size of an element, to bound what a client may make us store.
 pub fn element_size(elem: &Element) -> usize {
     let mut size = ELEMENT_COST + elem.name().len() + elem.ns().len();
-    for ((_, name), value) in elem.attrs().iter() {
-        size += name.len() + value.len();
+    for ((ns, name), value) in elem.attrs().iter() {
+        size += ns.len() + name.len() + value.len();
     }
     for text in elem.texts() {
         size += text.len();
@@ -284,7 +284,7 @@ pub fn element_count(elem: &Element) -> usize {
 /// judge: the form is echoed to it as the client sent it.
 ///
 /// Read in place: a parse into xmpp-parsers' `DataForm` asked malloc for
-/// over a kilobyte per enable (its fields' `Vec`; see rule 116).
+/// over a kilobyte per enable (its fields' `Vec`; see rule 117).
 pub fn check_publish_options(form: &Element) -> Result<(), StanzaError> {
     if element_size(form) > MAX_OPTIONS_SIZE || element_count(form) > MAX_OPTIONS_ELEMENTS {
         return Err(StanzaError::not_acceptable("Publish options too large"));
@@ -294,7 +294,7 @@ pub fn check_publish_options(form: &Element) -> Result<(), StanzaError> {
         Some("form") => false,
         _ => {
             return Err(StanzaError::bad_request(
-                "Publish options form must be of type 'submit'",
+                "Publish options form must be of type 'submit' or 'form'",
             ))
         }
     };
@@ -613,7 +613,7 @@ mod tests {
         ] {
             assert!(checked(&other)
                 .unwrap_err()
-                .contains("must be of type 'submit'"));
+                .contains("must be of type 'submit' or 'form'"));
         }
         // What only the app server knows is left to it (echoed as sent).
         let extra = format!("{X}'submit'><title>t</title><field var='k' type='x-example'><value>v</value><x-example xmlns='urn:example'/></field></x>");

@@ -6,9 +6,11 @@
 //! call and a registry reference of its own.
 //!
 //! The walk records where things are ([`Piece`]s pointing into the Lua
-//! strings the tree holds, in vectors owned by the caller's frame, so a
-//! Lua error leaving the closure skips nothing that owns memory); the
-//! element is built from them once the call returns, before any Lua runs.
+//! strings the tree holds, in vectors owned outside the protected call, so
+//! a Lua error leaving the closure skips nothing that owns memory: a
+//! thread-local kept between conversions and emptied before and after
+//! each, or the caller's own when that one is in use); the element is
+//! built from them once the call returns, before any Lua runs.
 //! Bounded as before: [`MAX_DEPTH`] deep, [`MAX_ELEMENTS`] elements.
 use super::read::{get, get_str, Found};
 use crate::form::set_stanza_attr;
@@ -192,14 +194,20 @@ pub fn element(
     t: &Table,
     parent_ns: &str,
 ) -> Result<std::result::Result<Element, String>> {
-    SCRATCH.with(|kept| match kept.try_borrow_mut() {
-        Ok(mut w) => {
-            let converted = convert(lua, t, parent_ns, &mut w);
-            w.clear();
-            converted
-        }
-        Err(_) => convert(lua, t, parent_ns, &mut Walk::default()),
-    })
+    let kept = SCRATCH.try_with(|kept| {
+        let mut w = kept.try_borrow_mut().ok()?;
+        // (emptied before too: a panic unwinding through a conversion
+        // skips the clearing after it, and its pointers are stale)
+        w.clear();
+        let converted = convert(lua, t, parent_ns, &mut w);
+        w.clear();
+        Some(converted)
+    });
+    match kept {
+        Ok(Some(converted)) => converted,
+        // (in use: a conversion within one; or the thread is ending)
+        _ => convert(lua, t, parent_ns, &mut Walk::default()),
+    }
 }
 
 thread_local! {
@@ -207,7 +215,7 @@ thread_local! {
     /// their room, once grown, is not asked of malloc again: an enable
     /// with Siskin's form takes 17 pieces, and room for 32 is a request
     /// of over a kilobyte, before which glibc merges the small chunks it
-    /// keeps (rule 116). Emptied after each conversion.
+    /// keeps (rules 116 and 117). Emptied before and after each conversion.
     static SCRATCH: std::cell::RefCell<Walk> = std::cell::RefCell::default();
 }
 
