@@ -571,7 +571,7 @@ mod tests {
     fn publish_options_forms_as_xep_0068_reads_them() {
         const X: &str = "<x xmlns='jabber:x:data' type=";
         let po = "<value>http://jabber.org/protocol/pubsub#publish-options</value>";
-        // XEP-0357 Example 9, and Siskin's and Monal's shapes
+        // XEP-0357 Example 9 (Conversations' and Siskin's shape), Monal's
         assert_eq!(checked(ENABLE_FORM), Ok(()));
         let monal = format!("{X}'submit'><field var='FORM_TYPE' type='hidden'>{po}</field><field var='pushModule'><value>monalProdiOS</value></field></x>");
         assert_eq!(checked(&monal), Ok(()));

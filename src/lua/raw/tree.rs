@@ -243,8 +243,8 @@ fn convert(
     parent_ns: &str,
     w: &mut Walk,
 ) -> Result<std::result::Result<Element, String>> {
-    // Owned by the caller's frame: a Lua error leaving the closure skips
-    // nothing.
+    // (`w` lives outside the protected call: a Lua error leaving the
+    // closure skips nothing that owns memory)
     // SAFETY: the closure records plain data (pointers into strings the
     // tree holds); the caller keeps the tree alive and unchanged, and no
     // Lua runs, until `build` has copied them.
