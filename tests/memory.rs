@@ -128,9 +128,10 @@ fn an_enable_asks_malloc_for_no_kilobyte() {
     let mut s = PushService::new("localhost", Config::default());
     s.known_complete();
     s.load("romeo", Vec::new());
-    enable_with_secret(&mut s, "romeo", 1); // (the first fills the tables)
-                                            // the same enable again (rule 115: nothing to write), then another
-                                            // secret (a new record to write)
+    // (the first fills the tables)
+    enable_with_secret(&mut s, "romeo", 1);
+    // The same enable again (rule 115: nothing to write), then another
+    // secret (a new record to write).
     for (i, what) in [(1, "again"), (2, "with another secret")] {
         let (who, req) = enable_request("romeo", i);
         LARGEST.store(0, Ordering::Relaxed);
