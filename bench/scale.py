@@ -6,9 +6,11 @@ Three Prosodys (no push module, the reference, ours) run at the same time;
 every part goes in BENCH_SCALE_ROUNDS rounds (5), each round on each server
 in turn (the order rotating), so a slow spell of a shared machine falls on
 all three alike; each figure is reported as the median of the rounds with
-their range. The latency samples go finer: the servers take turns in blocks
-of BENCH_TURN messages (100, a second at 100/s), so that even a short slow
-spell falls on all of them alike.
+their range. The logins and their pushes go finer: within a round the
+servers take turns of BENCH_LOGIN_TURN users (100, about half a second
+each), and so do the latency samples, in blocks of BENCH_TURN messages
+(100, a second at 100/s), so that even a short slow spell falls on all of
+them alike.
 
 1. Logins (internal storage). BENCH_LOGIN_USERS users (10,000) each log in
    over c2s, send presence, enable one registration in-band with the
@@ -90,6 +92,9 @@ WINDOW = 200  # messages in flight in the PostgreSQL fill
 # timed messages a server gets in a row before the next one's turn (at 100/s,
 # a second): a slow spell of the shared machine falls on every server alike
 TURN = max(1, int(os.environ.get("BENCH_TURN", "100")))
+# logins (and their pushes) a server gets in a row in Part 1 before the next
+# one's turn (about half a second of a server's CPU)
+LOGIN_TURN = max(1, int(os.environ.get("BENCH_LOGIN_TURN", "100")))
 SENDERS = 10
 # key-value gets timed in each server after Part 2 (what a cache miss reads)
 GETS = 1000
@@ -306,12 +311,30 @@ def ordered(servers, t):
     return [servers[i] for i in cycle[t % len(cycle)]]
 
 
+async def cpu_in_turns(servers, users, r, work):
+    """CPU seconds each server spends on `work(server, chunk, start)` over
+    `users`, the servers taking turns in chunks of LOGIN_TURN users (each
+    chunk in the next of all the servers' orders, `ordered`): a slow spell
+    of the shared machine, which can double what a login costs for a few
+    seconds, then falls on every server alike instead of on one server's
+    whole round."""
+    cpu = {s.name: 0.0 for s in servers}
+    turns = -(-len(users) // LOGIN_TURN)
+    for b in range(0, len(users), LOGIN_TURN):
+        for s in ordered(servers, r * turns + b // LOGIN_TURN):
+            cpu0 = cpu_seconds(s.pid)
+            await work(s, users[b:b + LOGIN_TURN], b)
+            cpu[s.name] += cpu_seconds(s.pid) - cpu0
+    return cpu
+
+
 async def login_part(specs):
-    """The three servers side by side; users in ROUNDS rounds, each round
-    on every server in turn: logins (each enables with publish-options, as
-    real clients do), one offline message each; then a latency sample, the
-    servers taking turns (`in_turns`). After the rounds, in rounds again,
-    the same users log in a second time (L2)."""
+    """The three servers side by side; users in ROUNDS rounds: logins
+    (each enables with publish-options, as real clients do), then one
+    offline message each, the servers taking turns of LOGIN_TURN users
+    (`cpu_in_turns`); then a latency sample, the servers taking turns
+    (`in_turns`). After the rounds, in rounds again, the same users log in
+    a second time (L2), in turns too."""
     per_round = LOGIN_USERS // ROUNDS
     servers = []
     try:
@@ -330,18 +353,18 @@ async def login_part(specs):
         out = {s.name: [] for s in servers}
         for r in range(ROUNDS):
             users = [f"u{i}" for i in range(r * per_round, (r + 1) * per_round)]
-            for s in rotated(servers, r):
-                rss0, heap0 = await s.gc()
-                core0 = s.core
-                cpu0 = cpu_seconds(s.pid)
-                await s.logins(users)
-                cpu_login = cpu_seconds(s.pid) - cpu0
-                cpu0 = cpu_seconds(s.pid)
-                await s.windowed(users, r * per_round)
-                cpu_push = cpu_seconds(s.pid) - cpu0
+            before = {}
+            for s in servers:
+                before[s.name] = (*await s.gc(), s.core)
+            cpu_login = await cpu_in_turns(servers, users, r, lambda s, chunk, b: s.logins(chunk))
+            cpu_push = await cpu_in_turns(servers, users, r,
+                                          lambda s, chunk, b: s.windowed(chunk, r * per_round + b))
+            for s in servers:
+                rss0, heap0, core0 = before[s.name]
                 rss1, heap1 = await s.gc()
                 out[s.name].append({"rss": rss1 - rss0, "heap": heap1 - heap0, "core": s.core - core0,
-                                    "cpu_login": cpu_login, "cpu_push": cpu_push, "users": len(users)})
+                                    "cpu_login": cpu_login[s.name], "cpu_push": cpu_push[s.name],
+                                    "users": len(users)})
             sample = users[:min(len(users), int(RATE * 5))]
             timed = await in_turns(servers, sample, RATE, 10 ** 6 + r * per_round, r)
             for s in servers:
@@ -355,11 +378,11 @@ async def login_part(specs):
         # does: alike on all three servers)
         for r in range(ROUNDS):
             users = [f"u{i}" for i in range(r * per_round, (r + 1) * per_round)]
-            for s in rotated(servers, r):
+            for s in servers:
                 await s.gc()
-                cpu0 = cpu_seconds(s.pid)
-                await s.logins(users)
-                out[s.name][r]["cpu_relogin"] = cpu_seconds(s.pid) - cpu0
+            cpu = await cpu_in_turns(servers, users, r, lambda s, chunk, b: s.logins(chunk))
+            for s in servers:
+                out[s.name][r]["cpu_relogin"] = cpu[s.name]
         for s in servers:
             out[s.name + "_unload"] = await s.unload()
             out[s.name + "_pushes"] = s.app.pushes
