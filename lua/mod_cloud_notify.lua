@@ -292,7 +292,8 @@ hook("resource-bind", function(event)
 	if not load_user(user) then return; end
 	-- (the store may yield: the session may have enabled, or closed, meanwhile)
 	if session.destroyed or session.push_identifier then return; end
-	local identifier, push_info = core:reattach(user, session.client_id, session.resource);
+	-- (the identifier only: `push_settings` is an enable's, rule 118)
+	local identifier = core:reattach(user, session.client_id, session.resource);
 	-- (Push 2.0: the device's registration, also when it pushes by XEP-0357)
 	session.push2_identifier = core:reattach2(user, session.client_id, session.resource);
 	if identifier then
@@ -303,7 +304,7 @@ hook("resource-bind", function(event)
 				release_session(other);
 			end
 		end
-		session.push_identifier, session.push_settings = identifier, push_info;
+		session.push_identifier = identifier;
 		session.first_hibernated_push = nil;
 		core:device_here(user, identifier);
 		session.log("debug", "Push registration %s re-attached to this session", identifier);

@@ -957,6 +957,26 @@ describe("mod_cloud_notify (14 of 14)", function()
 		assert.is_nil(romeo.push_identifier);
 	end);
 
+	it("re-attaches a reconnecting device by its identifier alone, building no record (rule 118)", function()
+		stand_in.enable(m, romeo, "push.example", "node1", stand_in.publish_options("s3"));
+		local identifier = romeo.push_identifier;
+		assert.equal("push.example", romeo.push_settings.jid); -- (an enable's: rule 7)
+		local again = stand_in.session(m, "romeo", "again");
+		again.resource = romeo.resource;
+		-- (what the Lua heap grows by, the collector stopped: 1,930 bytes
+		-- when the record was built, with this form; 376 without it, the
+		-- session's own fields among them)
+		collectgarbage("collect");
+		collectgarbage("stop");
+		local before = collectgarbage("count");
+		m:fire_event("resource-bind", { session = again });
+		local grew = (collectgarbage("count") - before) * 1024;
+		collectgarbage("restart");
+		assert.equal(identifier, again.push_identifier);
+		assert.is_nil(again.push_settings);
+		assert.is_true(grew < 1024, ("the re-attach allocated %d bytes"):format(grew));
+	end);
+
 	it("pushes a stanza once across the smacks, MAM and offline paths", function()
 		stand_in.enable(m, romeo, "push.example", "node1");
 		romeo.push_identifier = nil; -- the phone's session is gone; another stays

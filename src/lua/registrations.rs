@@ -22,7 +22,7 @@
 //! | `core:commit(user, plan)` | `{ messages for the log }`: the written plan becomes the user's registrations |
 //! | `core:remote_ends(user, message)` | whether a pubsub event sets the user's affiliation to none |
 //! | `core:remote_disable(user, message)` | `plan` or nothing |
-//! | `core:reattach(user, client_id, resource)` | `identifier, push_info` or `nil, nil` |
+//! | `core:reattach(user, client_id, resource)` | the identifier of the device's registration, or nil (no record: rule 118) |
 //! | `core:registrations(user)` | `{ [identifier] = push_info }` (with `error_count`) or nil |
 //! | `core:admin_view(user, now)` | `{ { identifier, jid, node, timestamp, errors, unread, client, last_error, last_error_at, retry_attempt, retry_in }, … }` or nil |
 //! | `core:error_count(user, identifier)` | number |
@@ -34,7 +34,6 @@
 
 use super::convert::{affiliations_of, first_tag_path, lua_to_element, str_field, table_field};
 use super::object::Core;
-use super::raw::write::registration_table;
 use super::records::{registration_from_lua, registrations_from_store};
 use super::replies::{
     not_loaded, Disabled, Enabled, HeldPlan, Planned, PlannedEnable, Record, Reply,
@@ -287,23 +286,18 @@ fn remote_disable(_: &Lua, this: &Core, (user, stanza): (String, Table)) -> Resu
     Ok(Planned(plan))
 }
 
+/// The identifier only: no record is built for the session (see
+/// rule 118: nothing but the reference's own code reads
+/// `session.push_settings`, and an `<enable/>` sets it).
 fn reattach(
-    lua: &Lua,
+    _: &Lua,
     this: &Core,
     (user, client_id, resource): (String, Option<String>, Option<String>),
-) -> Result<(Option<String>, Option<Table>)> {
+) -> Result<Option<String>> {
     let reg = this
         .service
         .reattach(&user, client_id.as_deref(), resource.as_deref());
-    Ok(match reg {
-        // (a Push 2.0 registration has no XEP-0357 record to hand over)
-        Some(reg) if reg.push2.is_some() => (Some(reg.identifier().to_owned()), None),
-        Some(reg) => (
-            Some(reg.identifier().to_owned()),
-            Some(registration_table(lua, reg)?),
-        ),
-        None => (None, None),
-    })
+    Ok(reg.map(|r| r.identifier().to_owned()))
 }
 
 fn registrations(lua: &Lua, this: &Core, user: String) -> Result<Option<Table>> {
