@@ -234,14 +234,16 @@ local function new_locks()
 	-- holds once the lock is taken: two devices enabling at once, or an
 	-- enable during an error-count write, never lose one another.
 	-- locks[user] = { owner = coroutine, depth = n,
-	--   waiting = { { thread, done }… }, later = { [key or i] = fn… } }
+	--   waiting = { { thread, done }… } or nil, later = { [key] = fn… } or nil }
+	-- (the lists made only when something waits or is queued: most locks
+	-- are taken and let go with nobody else asking)
 	local locks = {};
 
 	local function acquire(user)
 		local me = coroutine.running();
 		local lock = locks[user];
 		if not lock then
-			locks[user] = { owner = me, depth = 1, waiting = {}, later = {} };
+			locks[user] = { owner = me, depth = 1 };
 			return true;
 		end
 		if lock.owner == me then
@@ -250,7 +252,9 @@ local function new_locks()
 		end
 		if not async.ready() then return false; end -- can't wait here
 		local wait, done = async.waiter();
-		lock.waiting[#lock.waiting+1] = { thread = me, done = done };
+		local waiting = lock.waiting or {};
+		lock.waiting = waiting;
+		waiting[#waiting+1] = { thread = me, done = done };
 		wait(); -- resumed by hand_over(), which gave the lock to this thread
 		return not lock.closed; -- (or by close(): the module is going away)
 	end
@@ -261,10 +265,10 @@ local function new_locks()
 	-- than from the releaser's stack (a chain of waiters must not nest
 	-- resumes); with none left, runs the writes queued for later.
 	local function hand_over(user, lock)
-		local next_waiter = table.remove(lock.waiting, 1);
+		local next_waiter = lock.waiting and table.remove(lock.waiting, 1);
 		if not next_waiter then
 			locks[user] = nil;
-			for key, later in pairs(lock.later) do
+			for key, later in pairs(lock.later or {}) do
 				local ok, err = pcall(later);
 				if not ok then
 					module:log("error", "A queued change of '%s' (%s) failed: %s", user, tostring(key), err);
@@ -308,7 +312,7 @@ local function add_locked(push, acquire, release, locks)
 			-- (the waiter the lock was being handed to, whose timer will
 			-- not run now, and those in line)
 			local waiters = { lock.handing };
-			for _, waiter in ipairs(lock.waiting) do waiters[#waiters+1] = waiter; end
+			for _, waiter in ipairs(lock.waiting or {}) do waiters[#waiters+1] = waiter; end
 			lock.handing = nil;
 			for _, waiter in ipairs(waiters) do
 				if coroutine.status(waiter.thread) == "suspended" then pcall(waiter.done); end
@@ -316,14 +320,19 @@ local function add_locked(push, acquire, release, locks)
 		end
 	end
 
-	-- Runs fn() holding the user's lock; returns its results, or nil,
-	-- "busy" where the lock is held elsewhere and this context can't wait.
-	function push.locked(user, fn)
-		if not acquire(user) then return nil, "busy"; end
-		local ret = table.pack(pcall(fn));
+	-- Lets the lock go, then returns fn's results or raises its error
+	-- (varargs: no table per call).
+	local function let_go(user, ok, ...)
 		release(user);
-		if not ret[1] then error(ret[2], 0); end
-		return table.unpack(ret, 2, ret.n);
+		if not ok then error((...), 0); end
+		return ...;
+	end
+
+	-- Runs fn(...) holding the user's lock; returns its results, or nil,
+	-- "busy" where the lock is held elsewhere and this context can't wait.
+	function push.locked(user, fn, ...)
+		if not acquire(user) then return nil, "busy"; end
+		return let_go(user, pcall(fn, ...));
 	end
 
 	-- Runs fn() holding the user's lock: now if the lock is free (or
@@ -335,7 +344,9 @@ local function add_locked(push, acquire, release, locks)
 	function push.soon(user, fn, key)
 		local lock = locks[user];
 		if lock and lock.owner ~= coroutine.running() then
-			lock.later[key] = function() push.locked(user, fn); end;
+			local later = lock.later or {};
+			lock.later = later;
+			later[key] = function() push.locked(user, fn); end;
 			return;
 		end
 		acquire(user);
@@ -644,6 +655,13 @@ end
 
 -- XEP-0357 enable and disable.
 local function add_requests(push, core)
+	-- Whether anything hooks an event now (asked each time: modules load
+	-- and unload; without `get_handlers`, as if something did).
+	local get_handlers = prosody.hosts[module.host].events.get_handlers;
+	local function hooked(name)
+		return not get_handlers or get_handlers(name) ~= nil;
+	end
+
 	-- https://xmpp.org/extensions/xep-0357.html#enabling
 	-- `who` describes the requester to the core (username, host, full_jid,
 	-- client_id, resource); replies go through `origin`. Returns the new
@@ -655,7 +673,9 @@ local function add_requests(push, core)
 			origin.send(st.error_reply(stanza, identifier, condition, text));
 			return;
 		end
-		if module:fire_event("cloud_notify/registration", {
+		-- (no event table while nothing hooks it: Conversations and Monal
+		-- enable on every connection)
+		if hooked("cloud_notify/registration") and module:fire_event("cloud_notify/registration", {
 			origin = origin, stanza = stanza, push_info = push_info;
 		}) == false then
 			return; -- the handler replied

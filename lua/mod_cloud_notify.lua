@@ -171,20 +171,25 @@ hook("account-disco-info", function(event)
 	end
 end);
 
+-- Runs an IQ handler once the user's registrations are loaded (under
+-- the user's lock: user_iq).
+local function run_user_iq(handler, origin, stanza, user)
+	if not load_user(user) then
+		origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
+		return true;
+	end
+	handler(origin, stanza, user);
+	return true;
+end
+
 -- An IQ handler that runs holding the user's lock, once the user's
--- registrations are loaded.
+-- registrations are loaded (no closure per IQ: Conversations and Monal
+-- enable on every connection).
 local function user_iq(handler)
 	return function(event)
 		local origin, stanza = event.origin, event.stanza;
 		local user = origin.username;
-		local handled = push.locked(user, function()
-			if not load_user(user) then
-				origin.send(st.error_reply(stanza, "wait", "internal-server-error"));
-				return true;
-			end
-			handler(origin, stanza, user);
-			return true;
-		end);
+		local handled = push.locked(user, run_user_iq, handler, origin, stanza, user);
 		if handled == nil then
 			origin.send(st.error_reply(stanza, "wait", "resource-constraint", "Busy, try again"));
 		end

@@ -977,6 +977,29 @@ describe("mod_cloud_notify (14 of 14)", function()
 		assert.is_true(grew < 1024, ("the re-attach allocated %d bytes"):format(grew));
 	end);
 
+	it("enables again without tables it does not need (rule 119)", function()
+		stand_in.enable(m, romeo, "push.example", "node1", stand_in.publish_options("s3"));
+		local iq = stand_in.enable_iq(romeo, "push.example", "node1", stand_in.publish_options("s3"));
+		-- (the Lua heap's growth for the same enable again, the collector
+		-- stopped: 3,258 bytes with a lock's two lists, a closure per IQ,
+		-- the results packed in a table and the registration event's table
+		-- for nobody; 2,634 without; most of the rest is push_info, rule 7,
+		-- and the reply)
+		collectgarbage("collect");
+		collectgarbage("stop");
+		local before = collectgarbage("count");
+		m:fire_event("iq-set/self/urn:xmpp:push:0:enable", { origin = romeo, stanza = iq });
+		local grew = (collectgarbage("count") - before) * 1024;
+		collectgarbage("restart");
+		assert.equal("result", romeo.replies[#romeo.replies].attr.type);
+		assert.is_true(grew < 2950, ("the enable allocated %d bytes"):format(grew));
+		-- Hooked, the event comes with its table.
+		local seen;
+		m:hook("cloud_notify/registration", function(event) seen = event.push_info; end);
+		stand_in.enable(m, romeo, "push.example", "node1", stand_in.publish_options("s3"));
+		assert.equal("push.example", seen.jid);
+	end);
+
 	it("pushes a stanza once across the smacks, MAM and offline paths", function()
 		stand_in.enable(m, romeo, "push.example", "node1");
 		romeo.push_identifier = nil; -- the phone's session is gone; another stays
