@@ -584,8 +584,8 @@ def fmt(triple, digits=2):
 
 def report_login(login, out):
     log("")
-    log(f"Prosody {VERSION}. Part 1: {LOGIN_USERS} users in {ROUNDS} rounds, the three servers side by side (each "
-        f"round on each server in turn): log in over c2s, enable one registration in-band with publish-options "
+    log(f"Prosody {VERSION}. Part 1: {LOGIN_USERS} users in {ROUNDS} rounds, the three servers side by side (in "
+        f"turns of {LOGIN_TURN} users): log in over c2s, enable one registration in-band with publish-options "
         f"(Conversations', Monal's and Siskin's forms in turn), close cleanly; then one offline message each (one "
         f"push each); full GC. After the rounds, each logs in and enables again as at its first start (L2, "
         f"its offline message delivered). Internal storage. Latency: "
