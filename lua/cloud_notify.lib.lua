@@ -655,27 +655,23 @@ end
 
 -- XEP-0357 enable and disable.
 local function add_requests(push, core)
-	-- Whether anything hooks an event now (asked each time: modules load
-	-- and unload; without `get_handlers`, as if something did).
-	local get_handlers = prosody.hosts[module.host].events.get_handlers;
-	local function hooked(name)
-		return not get_handlers or get_handlers(name) ~= nil;
-	end
-
 	-- https://xmpp.org/extensions/xep-0357.html#enabling
 	-- `who` describes the requester to the core (username, host, full_jid,
 	-- client_id, resource); replies go through `origin`. Returns the new
 	-- registration and its identifier once stored and answered.
 	function push.enable(origin, who, stanza, user)
-		local push_info, identifier, condition, text = core:enable(who, stanza, os.time());
+		-- (refused: nil, type, condition, text; else the record, its
+		-- identifier, and whether to announce it: the core says whether
+		-- anything hooks cloud_notify/registration, so that no event table
+		-- is made for nobody, rule 119)
+		local push_info, identifier, announce, text = core:enable(who, stanza, os.time());
 		if not push_info then
+			local error_type, condition = identifier, announce;
 			module:log("debug", "Push enable refused: %s: %s", condition, text);
-			origin.send(st.error_reply(stanza, identifier, condition, text));
+			origin.send(st.error_reply(stanza, error_type, condition, text));
 			return;
 		end
-		-- (no event table while nothing hooks it: Conversations and Monal
-		-- enable on every connection)
-		if hooked("cloud_notify/registration") and module:fire_event("cloud_notify/registration", {
+		if announce and module:fire_event("cloud_notify/registration", {
 			origin = origin, stanza = stanza, push_info = push_info;
 		}) == false then
 			return; -- the handler replied

@@ -15,7 +15,7 @@
 //! | `core:note_known(user)` | nothing: the user has registrations in the store (listed when the module loads) |
 //! | `core:known_complete()` | nothing: every such user was noted (a user not among them needs no read) |
 //! | `core:muc_admit_ready(user)` | whether `core:muc_admit` can be asked before the user's registrations are read |
-//! | `core:enable(who, stanza, now)` | `push_info, identifier` or `nil, type, condition, text` |
+//! | `core:enable(who, stanza, now)` | `push_info, identifier, announce` (whether anything hooks `cloud_notify/registration`: the event is fired only then) or `nil, type, condition, text` |
 //! | `core:plan_enable(user, identifier, push_info, resource)` | `plan` or `nil, type, condition, text` |
 //! | `core:plan_disable(user, stanza)` | `plan`, `{ removed = {} }` (nothing matched: nothing to write) or `nil, type, condition, text` |
 //! | `core:plan_remove_all(user)`, `core:plan_drop(user, identifier)`, `core:plan_current(user)` | `plan` or nothing |
@@ -172,9 +172,10 @@ fn enable(_: &Lua, this: &Core, (who, stanza, now): (Table, Table, f64)) -> Resu
         Err(e) => return Ok(Reply::Refused(e)),
     };
     // (read back from `push_info` unless kept: see `Core::enabled`)
-    let kept = (!this.registration_hooked()?).then(|| (who.bare_jid, reg.clone()));
+    let hooked = this.registration_hooked()?;
+    let kept = (!hooked).then(|| (who.bare_jid, reg.clone()));
     *this.enabled.borrow_mut() = kept;
-    Ok(Reply::Done(Enabled(reg)))
+    Ok(Reply::Done(Enabled(reg, hooked)))
 }
 
 /// The registration `push_info` stands for: the one the enable built

@@ -53,12 +53,14 @@ impl IntoLua for Record<'_> {
     }
 }
 
-/// `push_info, identifier`: a registration an `<enable/>` asks for.
-pub struct Enabled(pub Registration);
+/// `push_info, identifier, announce`: a registration an `<enable/>` asks
+/// for, and whether anything hooks `cloud_notify/registration` (else the
+/// shim fires no event, and makes no table for it: rule 119).
+pub struct Enabled(pub Registration, pub bool);
 
 impl IntoLuaMulti for Enabled {
     fn into_lua_multi(self, lua: &Lua) -> Result<MultiValue> {
-        (Record(&self.0), self.0.identifier()).into_lua_multi(lua)
+        (Record(&self.0), self.0.identifier(), self.1).into_lua_multi(lua)
     }
 }
 

@@ -329,7 +329,13 @@ fn a_kept_enable_is_what_its_push_info_reads_back_as() {
         iq.last = nil;
         local who = { username = "romeo", host = "example.com", full_jid = "romeo@example.com/phone",
             client_id = "c1", resource = "phone" };
-        local info, identifier = core:enable(who, iq, 1);
+        local info, identifier, announce = core:enable(who, iq, 1);
+        assert(announce == false, "nothing hooks cloud_notify/registration");
+        hooked = true;
+        local _, _, announce_hooked = core:enable(who, iq, 1);
+        assert(announce_hooked == true, "a handler hooks cloud_notify/registration");
+        hooked = false;
+        info, identifier = core:enable(who, iq, 1);
         return core, info, identifier;
     "#,
         )
